@@ -1,0 +1,10 @@
+// Each binding module registers its functions and classes on the addon's exports.
+#pragma once
+#include <napi.h>
+
+namespace kvgate {
+
+void InitHashing(Napi::Env env, Napi::Object exports);  // hash_binding.cc
+void InitRouter(Napi::Env env, Napi::Object exports);   // router_binding.cc
+
+}  // namespace kvgate

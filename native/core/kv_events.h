@@ -1,0 +1,51 @@
+// Reader for SGLang KV-event batches as raw msgpack (shared/reference/sglang.md §2.3-2.5).
+// The whole batch is parsed and validated before anything is applied, so a malformed
+// batch changes nothing. Every read is bounds-checked; hostile bytes give an error code.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace kvgate {
+
+enum class KvEventError : int {
+  kOk = 0,
+  kTruncated = 1,      // input ends inside a value
+  kBadType = 2,        // a value of the wrong msgpack type
+  kBadShape = 3,       // wrong array length, missing required element
+  kUnknownEvent = 4,   // a tag that is not BlockStored / BlockRemoved / AllBlocksCleared
+  kLimitExceeded = 5,  // nesting, counts or sizes beyond the reader's limits
+  kTrailingBytes = 6,  // bytes left after the batch
+};
+
+const char* kv_event_error_name(KvEventError e);
+
+enum class KvEventKind : uint8_t { kStored, kRemoved, kCleared };
+
+struct KvEvent {
+  KvEventKind kind = KvEventKind::kCleared;
+  // kStored: engine hashes of the stored pages (SGLang sends one per page), the parent
+  // page hash (absent under the root), the pages' tokens and the event's block size.
+  // kRemoved: the removed engine hashes in block_hashes.
+  std::vector<int64_t> block_hashes;
+  bool has_parent = false;
+  int64_t parent_hash = 0;
+  std::vector<uint32_t> token_ids;
+  uint32_t block_size = 0;
+  bool has_lora_id = false;
+  int64_t lora_id = 0;
+  bool gpu_medium = true;  // medium nil or "GPU"; other tiers are not device cache
+};
+
+struct KvEventBatch {
+  double ts = 0;
+  bool has_dp_rank = false;
+  int64_t dp_rank = 0;
+  std::vector<KvEvent> events;
+};
+
+// Parses one batch `[ts, events, dp_rank?]`. On error `out` is left in an unspecified
+// but valid state and must not be applied.
+KvEventError parse_kv_event_batch(const uint8_t* data, size_t len, KvEventBatch* out);
+
+}  // namespace kvgate

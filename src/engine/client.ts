@@ -1,0 +1,60 @@
+// The engine-client seam: how the frontend talks to one engine, whatever carries the bytes.
+// Implemented by the SGLang HTTP client (src/engine/sglang_http.ts) and by the request
+// plane to a worker agent (src/transport). Token ids in, disjoint token-id chunks out.
+
+export interface SamplingOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  seed?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  repetitionPenalty?: number;
+  minNewTokens?: number;
+  ignoreEos?: boolean;
+  stopTokenIds?: number[];
+}
+
+export interface BootstrapInfo {
+  host: string;
+  port: number;
+  room: bigint;
+}
+
+export interface GenerateRequest {
+  requestId: string;
+  tokenIds: readonly number[];
+  sampling: SamplingOptions;
+  dpRank?: number;
+  bootstrap?: BootstrapInfo;
+}
+
+// SGLang's finish reasons (reference/sglang.md §1.4), normalised.
+export type FinishReason =
+  | { type: 'stop'; matched?: number | string | null }
+  | { type: 'length'; length: number }
+  | { type: 'abort'; message: string | null; statusCode?: number | null };
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export interface GenerateChunk {
+  // New token ids since the previous chunk (disjoint, never cumulative).
+  tokenIds: number[];
+  // Set on the last chunk only, together with usage.
+  finishReason?: FinishReason;
+  usage?: Usage;
+}
+
+export interface EngineClient {
+  // Streams the generation. Aborting `signal` aborts the request upstream; the iterator
+  // then ends (or throws an AbortError). Transport failures throw a KvgateError
+  // ('engine_error' / 'engine_timeout').
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateChunk>;
+  close(): Promise<void>;
+}
