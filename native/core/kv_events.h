@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/block_hash.h"  // kMaxBlockSize bounds an event's block_size
+
 namespace kvgate {
 
 enum class KvEventError : int {
@@ -18,7 +20,17 @@ enum class KvEventError : int {
   kTrailingBytes = 6,  // bytes left after the batch
 };
 
+// Stable upper-case name of an error ("TRUNCATED", "BAD_TYPE", ...), "UNKNOWN" for others.
 const char* kv_event_error_name(KvEventError e);
+
+// The reader's limits (kLimitExceeded beyond them). An integer outside its field's range
+// (token id not u32, block_size not in 1..kMaxBlockSize, dp_rank not u32) is kLimitExceeded
+// too. Memory is also bounded by the input: a declared length longer than the bytes left
+// is kTruncated before anything is sized from it.
+constexpr uint32_t kMaxKvEventsPerBatch = 1u << 20;
+constexpr uint32_t kMaxKvEventHashes = 1u << 20;  // block_hashes per event
+constexpr uint32_t kMaxKvEventTokens = 1u << 20;  // token_ids per event
+constexpr uint32_t kMaxKvEventDepth = 32;         // nesting inside ignored trailing fields
 
 enum class KvEventKind : uint8_t { kStored, kRemoved, kCleared };
 
@@ -44,6 +56,16 @@ struct KvEventBatch {
   std::vector<KvEvent> events;
 };
 
+// Accepted shapes (missing trailing optional fields read as nil, extra trailing event
+// elements such as BlockStored's 8th `{cache_salt}` map are skipped):
+//   batch   [ts: float|int, events: array, dp_rank: int|nil]  (2 or 3 elements)
+//   stored  ["BlockStored", [hash...], parent|nil, [token...], block_size, lora_id|nil, medium|nil, ...]
+//   removed ["BlockRemoved", [hash...], medium|nil, ...]
+//   cleared ["AllBlocksCleared", ...]
+// Hashes are int64; a uint64 above INT64_MAX is taken as the same 64 bits (signed view).
+// A KvEventBatch reused across calls keeps its events' buffers, so steady-state parsing
+// does not allocate.
+//
 // Parses one batch `[ts, events, dp_rank?]`. On error `out` is left in an unspecified
 // but valid state and must not be applied.
 KvEventError parse_kv_event_batch(const uint8_t* data, size_t len, KvEventBatch* out);
