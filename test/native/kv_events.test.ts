@@ -1,0 +1,177 @@
+// The native KV-event reader (via the debug-only parseKvEventBatch) on batches encoded by
+// real msgpack libraries, as SGLang's msgspec would send them (reference/sglang.md §2.4).
+// KVGATE_TEST_SEED=<n> replays a run.
+import { createRequire } from 'node:module';
+import { encode } from '@msgpack/msgpack';
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+
+type KvEventObject =
+  | { kind: 'BlockStored'; blockHashes: BigInt64Array; parentHash: bigint | null; tokenIds: Uint32Array;
+      blockSize: number; loraId: bigint | null; gpuMedium: boolean }
+  | { kind: 'BlockRemoved'; blockHashes: BigInt64Array; gpuMedium: boolean }
+  | { kind: 'AllBlocksCleared' };
+interface KvEventBatchObject { ts: number; dpRank: number | null; events: KvEventObject[] }
+
+const native = createRequire(import.meta.url)('../../build/native/Release/kvgate.node') as {
+  parseKvEventBatch(bytes: Uint8Array): KvEventBatchObject;
+};
+
+const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+// A random wire value for an int64 hash (what the encoder gets) and the int64 it means.
+// Small ones go as JS numbers (minimal msgpack ints); others as bigint (int64 / uint64,
+// where a uint64 above 2^63 means the same 64 bits as a signed value).
+function randomHash(next: () => number): [wire: number | bigint, value: bigint] {
+  const kind = Math.floor(next() * 4);
+  if (kind === 0) {
+    const n = Math.floor(next() * 2 ** 31) * (next() < 0.5 ? -1 : 1);
+    return [n, BigInt(n)];
+  }
+  const bits = (BigInt((next() * 2 ** 32) >>> 0) << 32n) | BigInt((next() * 2 ** 32) >>> 0);
+  if (kind === 1) return [bits, BigInt.asIntN(64, bits)]; // positive bigint, may exceed INT64_MAX
+  const signed = BigInt.asIntN(64, bits);
+  return [signed, signed];
+}
+
+interface Generated { wire: unknown[]; expected: KvEventBatchObject }
+
+function randomBatch(next: () => number): Generated {
+  const wireEvents: unknown[] = [];
+  const events: KvEventObject[] = [];
+  const count = Math.floor(next() * 6);
+  for (let e = 0; e < count; e++) {
+    const kind = Math.floor(next() * 3);
+    const hashes: Array<number | bigint> = [];
+    const values: bigint[] = [];
+    for (let h = Math.floor(next() * 3) + (kind === 0 ? 1 : 0); h > 0; h--) {
+      const [wire, value] = randomHash(next);
+      hashes.push(wire);
+      values.push(value);
+    }
+    // medium: absent, nil, "GPU" or another tier.
+    const mediumChoice = Math.floor(next() * 4);
+    const medium = [undefined, null, 'GPU', next() < 0.5 ? 'CPU_PINNED' : 'DISK'][mediumChoice];
+    const gpuMedium = mediumChoice < 3;
+    if (kind === 0) {
+      const [parentWire, parentValue] = next() < 0.3 ? [null, null] : randomHash(next);
+      const tokens = Array.from({ length: Math.floor(next() * 40) }, () =>
+        next() < 0.9 ? Math.floor(next() * 152000) : (next() * 2 ** 32) >>> 0);
+      const blockSize = 1 + Math.floor(next() * 1024);
+      const lora = next() < 0.7 ? null : Math.floor(next() * 1000);
+      const ev: unknown[] = ['BlockStored', hashes, parentWire, tokens, blockSize];
+      // Trailing optionals: lora_id and medium may be absent (older builds); an 8th
+      // {cache_salt} map may follow (newest).
+      const trailing = mediumChoice === 0 ? (next() < 0.5 ? 0 : 1) : next() < 0.3 ? 3 : 2;
+      if (trailing >= 1) ev.push(lora);
+      if (trailing >= 2) ev.push(medium);
+      if (trailing >= 3) ev.push({ cache_salt: 'salt-' + Math.floor(next() * 100) });
+      wireEvents.push(ev);
+      events.push({
+        kind: 'BlockStored',
+        blockHashes: BigInt64Array.from(values),
+        parentHash: parentValue,
+        tokenIds: Uint32Array.from(tokens),
+        blockSize,
+        loraId: trailing >= 1 && lora !== null ? BigInt(lora) : null,
+        gpuMedium: trailing >= 2 ? gpuMedium : true,
+      });
+    } else if (kind === 1) {
+      wireEvents.push(mediumChoice === 0 ? ['BlockRemoved', hashes] : ['BlockRemoved', hashes, medium]);
+      events.push({ kind: 'BlockRemoved', blockHashes: BigInt64Array.from(values), gpuMedium });
+    } else {
+      wireEvents.push(['AllBlocksCleared']);
+      events.push({ kind: 'AllBlocksCleared' });
+    }
+  }
+  const ts = next() < 0.8 ? 1.7e9 + next() * 1e6 : Math.floor(next() * 2 ** 31);
+  const rankChoice = Math.floor(next() * 3);
+  const dpRank = Math.floor(next() * 8);
+  const wire = rankChoice === 0 ? [ts, wireEvents] : [ts, wireEvents, rankChoice === 1 ? null : dpRank];
+  return { wire, expected: { ts, dpRank: rankChoice === 2 ? dpRank : null, events } };
+}
+
+const encoders: Array<[string, (v: unknown) => Uint8Array]> = [
+  ['msgpackr', (v) => packr.pack(v)],
+  ['@msgpack/msgpack', (v) => encode(v, { useBigInt64: true })],
+];
+
+function expectMalformed(bytes: Uint8Array, reason: string, msg?: string): void {
+  expect(() => native.parseKvEventBatch(bytes), msg).toThrow(
+    expect.objectContaining({ code: 'ERR_KV_EVENT_MALFORMED', message: expect.stringContaining(reason) }),
+  );
+}
+
+describe(`parseKvEventBatch on encoded batches (KVGATE_TEST_SEED=${SEED})`, () => {
+  it('decodes the reference sample', () => {
+    const bytes = packr.pack([1.5, [['BlockStored', [-123, 456], null, [1, 2, 3, 4], 2, null, 'GPU'],
+      ['BlockRemoved', [7], 'GPU'], ['AllBlocksCleared']], 0]);
+    expect(native.parseKvEventBatch(bytes)).toEqual({
+      ts: 1.5,
+      dpRank: 0,
+      events: [
+        { kind: 'BlockStored', blockHashes: BigInt64Array.from([-123n, 456n]), parentHash: null,
+          tokenIds: Uint32Array.from([1, 2, 3, 4]), blockSize: 2, loraId: null, gpuMedium: true },
+        { kind: 'BlockRemoved', blockHashes: BigInt64Array.from([7n]), gpuMedium: true },
+        { kind: 'AllBlocksCleared' },
+      ],
+    });
+  });
+
+  for (const [name, enc] of encoders) {
+    it(`decodes random batches encoded by ${name} exactly`, () => {
+      const next = rng(SEED ^ name.length);
+      for (let r = 0; r < 500; r++) {
+        const { wire, expected } = randomBatch(next);
+        expect(native.parseKvEventBatch(enc(wire)), `batch ${r} (KVGATE_TEST_SEED=${SEED})`).toEqual(expected);
+      }
+    });
+
+    it(`rejects every truncation of a ${name} batch`, () => {
+      const next = rng(SEED + 7);
+      let { wire } = randomBatch(next);
+      while ((wire[1] as unknown[]).length === 0) wire = randomBatch(next).wire;
+      const bytes = enc(wire);
+      for (let cut = 0; cut < bytes.length; cut++) {
+        expectMalformed(bytes.subarray(0, cut), 'TRUNCATED', `cut ${cut} (KVGATE_TEST_SEED=${SEED})`);
+      }
+    });
+  }
+
+  it('rejects wrong types, shapes, unknown events, limits and trailing bytes', () => {
+    expectMalformed(packr.pack({ ts: 1, events: [] }), 'BAD_TYPE');
+    expectMalformed(packr.pack(['1.5', []]), 'BAD_TYPE');
+    expectMalformed(packr.pack([1.5, [['BlockRemoved', 'nope']]]), 'BAD_TYPE');
+    expectMalformed(packr.pack([1.5, [['BlockRemoved', [1.5]]]]), 'BAD_TYPE');
+    expectMalformed(packr.pack([1.5]), 'BAD_SHAPE');
+    expectMalformed(packr.pack([1.5, [], 0, 0]), 'BAD_SHAPE');
+    expectMalformed(packr.pack([1.5, [['BlockStored', [1], null, [1]]]]), 'BAD_SHAPE');
+    expectMalformed(packr.pack([1.5, [['BlockEvicted', [1]]]]), 'UNKNOWN_EVENT');
+    expectMalformed(packr.pack([1.5, [['BlockStored', [1], null, [1], 0]]]), 'LIMIT_EXCEEDED');
+    expectMalformed(packr.pack([1.5, [['BlockStored', [1], null, [-1], 1]]]), 'LIMIT_EXCEEDED');
+    expectMalformed(packr.pack([1.5, [], -1]), 'LIMIT_EXCEEDED');
+    const ok = packr.pack([1.5, []]);
+    expectMalformed(Buffer.concat([ok, Buffer.from([0xc0])]), 'TRAILING_BYTES');
+    // A declared array length of 2^32-1 in a 10-byte input fails at once.
+    expectMalformed(Uint8Array.from([0x92, 0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0xff, 0xff, 0xff, 0xff]), 'TRUNCATED');
+  });
+
+  it('rejects a non-Uint8Array argument with ERR_INVALID_ARG', () => {
+    const parse = native.parseKvEventBatch as (...a: unknown[]) => unknown;
+    for (const arg of [undefined, 'abc', [0x90], new Uint16Array(2)]) {
+      expect(() => parse(arg)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }));
+    }
+  });
+});

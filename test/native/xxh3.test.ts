@@ -1,0 +1,97 @@
+// The addon's XXH3-64 (written from the spec) against the reference package @node-rs/xxhash
+// on random inputs of every length class, random seeds. KVGATE_TEST_SEED=<n> replays a run.
+import { createRequire } from 'node:module';
+import { xxh3 as ref } from '@node-rs/xxhash';
+import { describe, expect, it } from 'vitest';
+
+const native = createRequire(import.meta.url)('../../build/native/Release/kvgate.node') as {
+  xxh3(data: Uint8Array, seed?: bigint): bigint;
+};
+
+const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
+
+// mulberry32: small, seeded, good enough to pick lengths and bytes.
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+function randomBytes(next: () => number, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (next() * 256) | 0;
+  return b;
+}
+
+function randomSeed(next: () => number): bigint {
+  const kind = (next() * 4) | 0;
+  if (kind === 0) return 0n;
+  if (kind === 1) return BigInt((next() * 2 ** 32) >>> 0);
+  return (BigInt((next() * 2 ** 32) >>> 0) << 32n) | BigInt((next() * 2 ** 32) >>> 0);
+}
+
+const CLASSES: Array<[string, number, number]> = [
+  ['0', 0, 0],
+  ['1-3', 1, 3],
+  ['4-8', 4, 8],
+  ['9-16', 9, 16],
+  ['17-128', 17, 128],
+  ['129-240', 129, 240],
+  ['241-1024', 241, 1024],
+  ['1025-65536', 1025, 65536],
+];
+
+describe(`xxh3 vs @node-rs/xxhash (KVGATE_TEST_SEED=${SEED})`, () => {
+  for (const [name, lo, hi] of CLASSES) {
+    it(`random inputs of ${name} bytes`, () => {
+      const next = rng(SEED ^ lo);
+      const rounds = hi > 4096 ? 40 : 300;
+      for (let r = 0; r < rounds; r++) {
+        const len = lo + Math.floor(next() * (hi - lo + 1));
+        const data = randomBytes(next, len);
+        const seed = randomSeed(next);
+        expect(native.xxh3(data, seed), `len ${len} seed ${seed} (KVGATE_TEST_SEED=${SEED})`).toBe(ref.xxh64(data, seed));
+      }
+    });
+  }
+
+  it('every length from 0 to 2,100 (all class, stripe and block boundaries)', () => {
+    const next = rng(SEED + 1);
+    const data = randomBytes(next, 2100);
+    for (let len = 0; len <= 2100; len++) {
+      const seed = randomSeed(next);
+      const view = data.subarray(0, len);
+      expect(native.xxh3(view, seed), `len ${len} seed ${seed} (KVGATE_TEST_SEED=${SEED})`).toBe(ref.xxh64(view, seed));
+    }
+  });
+
+  it('the seed defaults to 0 and views at any byte offset hash their own bytes', () => {
+    const next = rng(SEED + 2);
+    const data = randomBytes(next, 5000);
+    for (const len of [0, 3, 7, 15, 100, 200, 300, 4000]) {
+      for (let off = 0; off < 9; off++) {
+        const view = data.subarray(off, off + len);
+        expect(native.xxh3(view)).toBe(ref.xxh64(view, 0n));
+      }
+    }
+    expect(native.xxh3(Buffer.from('kvgate'), 1337n)).toBe(ref.xxh64(Buffer.from('kvgate'), 1337n));
+  });
+
+  it('rejects bad arguments with ERR_INVALID_ARG', () => {
+    const bad: Array<() => unknown> = [
+      () => (native.xxh3 as (...a: unknown[]) => unknown)(),
+      () => native.xxh3('abc' as unknown as Uint8Array),
+      () => native.xxh3([1, 2, 3] as unknown as Uint8Array),
+      () => native.xxh3(new Uint16Array(4) as unknown as Uint8Array),
+      () => native.xxh3(new Uint8Array(4), 1 as unknown as bigint),
+      () => native.xxh3(new Uint8Array(4), -1n),
+      () => native.xxh3(new Uint8Array(4), 2n ** 64n),
+    ];
+    for (const call of bad) expect(call).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }));
+  });
+});
