@@ -49,6 +49,10 @@ export interface GenerateChunk {
   // Set on the last chunk only, together with usage.
   finishReason?: FinishReason;
   usage?: Usage;
+  // Optional, on any chunk: prompt tokens found in the engine's prefix cache, when the
+  // engine reports it before the end (SGLang does from its first frame). Lets a request
+  // that the frontend ends early (a stop string) still report cached tokens.
+  cachedTokens?: number;
 }
 
 export interface EngineClient {
