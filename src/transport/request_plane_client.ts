@@ -1,0 +1,359 @@
+// The frontend side of the request plane: one WebSocket (npm `ws`; Node 20 has no WebSocket
+// client) to one worker agent. It is an EngineClient (generate streams multiplexed on the
+// connection) and the source of that worker's Hello (model card), KV-event batches and load
+// reports.
+//
+// Flow control: each stream grants the worker `window` chunks and returns credit as the
+// consumer pulls them, so a consumer that stops reading holds at most `window` chunks here
+// and stalls only its own stream. Outgoing frames wait for the socket to flush when more
+// than `maxBufferedBytes` are queued.
+// KV events: batches of (worker, dp rank) must arrive with seq 0, 1, 2, ... after a KvReset;
+// on a gap the client asks the worker to rebuild that rank (KvResync) and drops the rank's
+// batches until the reset arrives.
+
+import WebSocket from 'ws';
+import { KvgateError } from '../errors.js';
+import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import type { ModelCard } from '../discovery/model_card.js';
+import { silentLogger, type Logger } from '../worker/log.js';
+import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame, type KvResetReason, type LoadReport } from './frames.js';
+
+export interface WorkerHello {
+  instanceId: bigint;
+  card: ModelCard;
+}
+
+export type KvRelayEvent =
+  | { kind: 'reset'; instanceId: bigint; dpRank: number; reason: KvResetReason }
+  | {
+      kind: 'batch';
+      instanceId: bigint;
+      dpRank: number;
+      seq: bigint;
+      engineSeq: bigint;
+      snapshot: boolean;
+      // SGLang's msgpack KV-event batch (reference/sglang.md §2.4), for the native index.
+      payload: Uint8Array;
+    };
+
+export interface RequestPlaneClientOptions {
+  url: string;
+  // Reconnect with backoff when the connection is lost (until close()).
+  reconnect?: boolean;
+  // How long connect() waits for the worker's Hello.
+  connectTimeoutMs?: number;
+  // Chunks a stream may have in flight before the consumer pulls them.
+  window?: number;
+  maxBufferedBytes?: number;
+  // No frame or ping from the worker for this long: the connection is dead.
+  deadAfterMs?: number;
+  log?: Logger;
+}
+
+interface ClientStream {
+  queue: GenerateChunk[];
+  finished: boolean;
+  error: Error | null;
+  wake: (() => void) | null;
+  unacked: number;
+}
+
+type Listener<T> = (value: T) => void;
+
+const abortError = () => new DOMException('This operation was aborted', 'AbortError');
+
+export class RequestPlaneClient implements EngineClient {
+  hello: WorkerHello | null = null;
+  private ws: WebSocket | null = null;
+  private readonly streams = new Map<number, ClientStream>();
+  private nextStream = 1;
+  // Next expected seq per dp rank; null while waiting for a KvReset after a gap.
+  private readonly kvExpect = new Map<number, bigint | null>();
+  private readonly kvListeners = new Set<Listener<KvRelayEvent>>();
+  private readonly loadListeners = new Set<Listener<LoadReport>>();
+  private readonly helloListeners = new Set<Listener<WorkerHello>>();
+  private readonly disconnectListeners = new Set<Listener<Error>>();
+  private closedByUser = false;
+  private reconnectDelay = 250;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private deadTimer: NodeJS.Timeout | null = null;
+  private lastSeen = 0;
+  private readonly window: number;
+  private readonly maxBuffered: number;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: RequestPlaneClientOptions) {
+    this.window = opts.window ?? 64;
+    this.maxBuffered = opts.maxBufferedBytes ?? 1 << 20;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  get url(): string {
+    return this.opts.url;
+  }
+
+  get connected(): boolean {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN && this.hello !== null;
+  }
+
+  // Opens the connection and resolves with the worker's Hello.
+  connect(): Promise<WorkerHello> {
+    this.closedByUser = false;
+    return new Promise((resolve, reject) => {
+      const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+      const ws = new WebSocket(this.opts.url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+      this.ws = ws;
+      let settled = false;
+      const timer = setTimeout(() => fail(new KvgateError('engine_timeout', `no hello from worker ${this.opts.url} within ${timeoutMs} ms`)), timeoutMs);
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        ws.terminate();
+        reject(err);
+      };
+      const onHello = (h: WorkerHello) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.helloListeners.delete(onHello);
+        resolve(h);
+      };
+      this.helloListeners.add(onHello);
+      ws.binaryType = 'nodebuffer';
+      ws.on('open', () => {
+        this.lastSeen = Date.now();
+        this.startDeadTimer();
+      });
+      ws.on('message', (data: Buffer) => {
+        this.lastSeen = Date.now();
+        this.onMessage(data);
+      });
+      ws.on('ping', () => (this.lastSeen = Date.now()));
+      ws.on('error', (err) => {
+        this.log.debug(`worker ${this.opts.url}: ${err.message}`);
+        fail(new KvgateError('worker_disconnected', `cannot connect to worker ${this.opts.url}: ${err.message}`));
+      });
+      ws.on('close', () => {
+        this.helloListeners.delete(onHello);
+        fail(new KvgateError('worker_disconnected', `worker ${this.opts.url} closed the connection before its hello`));
+        if (this.ws === ws) this.onClose();
+      });
+    });
+  }
+
+  onKvEvent(listener: Listener<KvRelayEvent>): () => void {
+    this.kvListeners.add(listener);
+    return () => this.kvListeners.delete(listener);
+  }
+
+  onLoad(listener: Listener<LoadReport>): () => void {
+    this.loadListeners.add(listener);
+    return () => this.loadListeners.delete(listener);
+  }
+
+  // Every Hello, including after a reconnect (the instance id changes when the worker did).
+  onHello(listener: Listener<WorkerHello>): () => void {
+    this.helloListeners.add(listener);
+    return () => this.helloListeners.delete(listener);
+  }
+
+  onDisconnect(listener: Listener<Error>): () => void {
+    this.disconnectListeners.add(listener);
+    return () => this.disconnectListeners.delete(listener);
+  }
+
+  // Asks the worker to reset and rebuild a dp rank's KV state.
+  requestResync(dpRank: number): void {
+    this.kvExpect.set(dpRank, null);
+    this.sendNow({ type: 'kv_resync', dpRank });
+  }
+
+  async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateChunk> {
+    if (signal?.aborted) throw abortError();
+    if (!this.connected) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
+    const id = this.allocateStream();
+    const st: ClientStream = { queue: [], finished: false, error: null, wake: null, unacked: 0 };
+    this.streams.set(id, st);
+    const onAbort = () => {
+      if (st.finished) return;
+      this.sendNow({ type: 'abort', stream: id });
+      st.finished = true;
+      st.error = abortError();
+      st.wake?.();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.sendFlowControlled({ type: 'generate', stream: id, window: this.window, request: req });
+      for (;;) {
+        const chunk = st.queue.shift();
+        if (chunk) {
+          if (++st.unacked >= Math.max(1, this.window >> 1)) {
+            this.sendNow({ type: 'credit', stream: id, chunks: st.unacked });
+            st.unacked = 0;
+          }
+          yield chunk;
+          if (chunk.finishReason) return;
+          continue;
+        }
+        if (st.error) throw st.error;
+        if (st.finished) return;
+        await new Promise<void>((resolve) => (st.wake = resolve));
+        st.wake = null;
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      // The consumer stopped early (break/return): the worker must stop too.
+      if (!st.finished) this.sendNow({ type: 'abort', stream: id });
+      this.streams.delete(id);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closedByUser = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.close(1000);
+      setTimeout(() => ws.terminate(), 2000).unref();
+    });
+  }
+
+  private allocateStream(): number {
+    for (;;) {
+      const id = this.nextStream;
+      this.nextStream = id >= 0xffffffff ? 1 : id + 1;
+      if (!this.streams.has(id)) return id;
+    }
+  }
+
+  private sendNow(frame: Frame): void {
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
+  }
+
+  // Sends, then waits for the socket to flush this frame if too much is queued.
+  private async sendFlowControlled(frame: Frame): Promise<void> {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
+    const bytes = encodeFrame(frame);
+    if (ws.bufferedAmount + bytes.byteLength <= this.maxBuffered) return ws.send(bytes);
+    await new Promise<void>((resolve, reject) =>
+      ws.send(bytes, (err) => (err ? reject(new KvgateError('worker_disconnected', err.message)) : resolve())),
+    );
+  }
+
+  private onMessage(data: Buffer): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } catch (err) {
+      this.log.error(`worker ${this.opts.url} sent a malformed frame (${(err as Error).message}); closing`);
+      this.ws?.terminate();
+      return;
+    }
+    switch (frame.type) {
+      case 'hello': {
+        if (frame.protocolVersion !== PROTOCOL_VERSION) {
+          this.log.error(`worker ${this.opts.url} speaks protocol ${frame.protocolVersion}, this frontend ${PROTOCOL_VERSION}; closing`);
+          this.ws?.terminate();
+          return;
+        }
+        this.reconnectDelay = 250;
+        this.kvExpect.clear();
+        this.hello = { instanceId: frame.instanceId, card: frame.card };
+        for (const l of [...this.helloListeners]) l(this.hello);
+        return;
+      }
+      case 'tokens':
+      case 'final':
+      case 'error': {
+        if (frame.stream === 0) {
+          this.log.error(`worker ${this.opts.url}: ${frame.type === 'error' ? `${frame.code}: ${frame.message}` : 'frame on stream 0'}`);
+          return;
+        }
+        const st = this.streams.get(frame.stream);
+        if (!st || st.finished) return; // aborted here; the worker had not seen it yet
+        if (frame.type === 'tokens') st.queue.push({ tokenIds: frame.tokenIds });
+        else if (frame.type === 'final') {
+          st.queue.push({ tokenIds: frame.tokenIds, finishReason: frame.finishReason, usage: frame.usage });
+          st.finished = true;
+        } else {
+          st.error = new KvgateError(frame.code, `worker ${this.opts.url}: ${frame.message}`);
+          st.finished = true;
+        }
+        st.wake?.();
+        return;
+      }
+      case 'kv_reset':
+        this.kvExpect.set(frame.dpRank, 0n);
+        this.emitKv({ kind: 'reset', instanceId: frame.instanceId, dpRank: frame.dpRank, reason: frame.reason });
+        return;
+      case 'kv_batch': {
+        const expect = this.kvExpect.get(frame.dpRank);
+        if (expect === null) return; // resync asked; waiting for the reset
+        if (expect !== frame.seq) {
+          this.log.warn(`worker ${this.opts.url} rank ${frame.dpRank}: KV batch seq ${frame.seq}, expected ${expect ?? 'a reset'}; resyncing`);
+          this.requestResync(frame.dpRank);
+          return;
+        }
+        this.kvExpect.set(frame.dpRank, expect + 1n);
+        const { instanceId, dpRank, seq, engineSeq, snapshot, payload } = frame;
+        this.emitKv({ kind: 'batch', instanceId, dpRank, seq, engineSeq, snapshot, payload });
+        return;
+      }
+      case 'load':
+        for (const l of this.loadListeners) l(frame.report);
+        return;
+      default:
+        this.log.error(`worker ${this.opts.url} sent an unexpected ${frame.type} frame; closing`);
+        this.ws?.terminate();
+    }
+  }
+
+  private emitKv(ev: KvRelayEvent): void {
+    for (const l of this.kvListeners) l(ev);
+  }
+
+  private onClose(): void {
+    this.ws = null;
+    if (this.deadTimer) clearInterval(this.deadTimer);
+    this.deadTimer = null;
+    const wasConnected = this.hello !== null;
+    this.hello = null;
+    const err = new KvgateError('worker_disconnected', `lost the connection to worker ${this.opts.url}`);
+    for (const st of this.streams.values()) {
+      if (st.finished) continue;
+      st.finished = true;
+      st.error = err;
+      st.wake?.();
+    }
+    if (wasConnected) for (const l of this.disconnectListeners) l(err);
+    if (this.opts.reconnect && !this.closedByUser) this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const delay = this.reconnectDelay;
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, 10_000);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.closedByUser) return;
+      this.connect().catch((err: Error) => this.log.debug(`reconnect to ${this.opts.url}: ${err.message}`));
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  private startDeadTimer(): void {
+    const deadAfter = this.opts.deadAfterMs ?? 100_000;
+    if (this.deadTimer) clearInterval(this.deadTimer);
+    this.deadTimer = setInterval(() => {
+      if (Date.now() - this.lastSeen > deadAfter) {
+        this.log.warn(`worker ${this.opts.url} silent for ${deadAfter} ms; dropping the connection`);
+        this.ws?.terminate();
+      }
+    }, Math.min(deadAfter, 5000));
+    this.deadTimer.unref();
+  }
+}
