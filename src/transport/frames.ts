@@ -37,7 +37,7 @@ export type Frame =
   | { type: 'abort'; stream: number }
   | { type: 'credit'; stream: number; chunks: number }
   | { type: 'kv_resync'; dpRank: number }
-  | { type: 'tokens'; stream: number; tokenIds: number[] }
+  | { type: 'tokens'; stream: number; tokenIds: number[]; cachedTokens?: number }
   | { type: 'final'; stream: number; tokenIds: number[]; finishReason: FinishReason; usage: Usage }
   | { type: 'error'; stream: number; code: ErrorCode; message: string }
   | {
@@ -177,7 +177,11 @@ function encodeBody(frame: Frame): [w.Body, flatbuffers.Offset] {
       return [w.Body.KvResync, w.KvResync.createKvResync(builder, frame.dpRank)];
     case 'tokens': {
       const tokens = w.TokenChunk.createTokenIdsVector(builder, frame.tokenIds);
-      return [w.Body.TokenChunk, w.TokenChunk.createTokenChunk(builder, frame.stream, tokens)];
+      w.TokenChunk.startTokenChunk(builder);
+      w.TokenChunk.addStream(builder, frame.stream);
+      w.TokenChunk.addTokenIds(builder, tokens);
+      addOptional(frame.cachedTokens, w.TokenChunk.addCachedTokens);
+      return [w.Body.TokenChunk, w.TokenChunk.endTokenChunk(builder)];
     }
     case 'final': {
       const tokens = w.Final.createTokenIdsVector(builder, frame.tokenIds);
@@ -350,7 +354,9 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       return { type: 'kv_resync', dpRank: (f.body(new w.KvResync()) as w.KvResync).dpRank() };
     case w.Body.TokenChunk: {
       const t = f.body(new w.TokenChunk()) as w.TokenChunk;
-      return { type: 'tokens', stream: t.stream(), tokenIds: u32s(t.tokenIdsLength(), (i) => t.tokenIds(i)) };
+      const cached = t.cachedTokens();
+      const tokenIds = u32s(t.tokenIdsLength(), (i) => t.tokenIds(i));
+      return cached === null ? { type: 'tokens', stream: t.stream(), tokenIds } : { type: 'tokens', stream: t.stream(), tokenIds, cachedTokens: cached };
     }
     case w.Body.Final: {
       const t = f.body(new w.Final()) as w.Final;

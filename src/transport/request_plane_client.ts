@@ -276,7 +276,9 @@ export class RequestPlaneClient implements EngineClient {
         }
         const st = this.streams.get(frame.stream);
         if (!st || st.finished) return; // aborted here; the worker had not seen it yet
-        if (frame.type === 'tokens') st.queue.push({ tokenIds: frame.tokenIds });
+        if (frame.type === 'tokens') {
+          st.queue.push(frame.cachedTokens === undefined ? { tokenIds: frame.tokenIds } : { tokenIds: frame.tokenIds, cachedTokens: frame.cachedTokens });
+        }
         else if (frame.type === 'final') {
           st.queue.push({ tokenIds: frame.tokenIds, finishReason: frame.finishReason, usage: frame.usage });
           st.finished = true;

@@ -320,10 +320,14 @@ export class RequestPlaneServer {
         if (signal.aborted) return;
         completion += chunk.tokenIds.length;
         if (chunk.finishReason) return peer.send(finalFrame(stream, chunk, req, completion));
-        if (chunk.tokenIds.length === 0) continue;
+        if (chunk.tokenIds.length === 0 && chunk.cachedTokens === undefined) continue;
         await this.sendable(peer, st);
         if (signal.aborted) return;
-        peer.send({ type: 'tokens', stream, tokenIds: chunk.tokenIds });
+        peer.send(
+          chunk.cachedTokens === undefined
+            ? { type: 'tokens', stream, tokenIds: chunk.tokenIds }
+            : { type: 'tokens', stream, tokenIds: chunk.tokenIds, cachedTokens: chunk.cachedTokens },
+        );
         st.credit--;
       }
       if (!signal.aborted) peer.send({ type: 'error', stream, code: 'engine_error', message: 'engine stream ended without a finish reason' });

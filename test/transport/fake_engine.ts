@@ -49,7 +49,8 @@ export class FakeEngine implements EngineClient {
           };
           return;
         }
-        yield { tokenIds };
+        // SGLang reports cached prompt tokens from its first frame on.
+        yield sent === n ? { tokenIds, cachedTokens: 3 } : { tokenIds };
       }
     } finally {
       if (signal?.aborted && !this.aborted.includes(req.requestId)) this.aborted.push(req.requestId);

@@ -100,6 +100,7 @@ describe('frames', () => {
       { type: 'credit', stream: 7, chunks: 16 },
       { type: 'kv_resync', dpRank: 2 },
       { type: 'tokens', stream: 7, tokenIds: [10, 11] },
+      { type: 'tokens', stream: 7, tokenIds: [12], cachedTokens: 0 },
       { type: 'final', stream: 7, tokenIds: [], finishReason: { type: 'stop', matched: 2 }, usage: { promptTokens: 3, completionTokens: 4, cachedTokens: 1 } },
       { type: 'final', stream: 7, tokenIds: [1], finishReason: { type: 'stop', matched: '</s>' }, usage: { promptTokens: 3, completionTokens: 4, cachedTokens: 0 } },
       { type: 'final', stream: 7, tokenIds: [1], finishReason: { type: 'stop', matched: null }, usage: { promptTokens: 3, completionTokens: 4, cachedTokens: 0 } },
@@ -168,8 +169,10 @@ describe('request plane', () => {
     const server = await startServer(engine, { engine: () => spy });
     const client = await connect(server);
     const r: GenerateRequest = { ...req('x', 5, 2), dpRank: 1, bootstrap: { host: '10.1.2.3', port: 8998, room: 123456789012345n } };
-    await collect(client.generate(r));
+    const chunks: GenerateChunk[] = [];
+    for await (const c of client.generate(r)) chunks.push(c);
     expect(seen).toEqual(r);
+    expect(chunks[0]).toEqual({ tokenIds: [5], cachedTokens: 3 });
   });
 
   it('aborts upstream when the caller aborts, and when the consumer stops early', async () => {

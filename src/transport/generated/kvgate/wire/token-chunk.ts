@@ -40,8 +40,13 @@ tokenIdsArray():Uint32Array|null {
   return offset ? new Uint32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+cachedTokens():number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : null;
+}
+
 static startTokenChunk(builder:flatbuffers.Builder) {
-  builder.startObject(2);
+  builder.startObject(3);
 }
 
 static addStream(builder:flatbuffers.Builder, stream:number) {
@@ -69,15 +74,21 @@ static startTokenIdsVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addCachedTokens(builder:flatbuffers.Builder, cachedTokens:number) {
+  builder.addFieldInt32(2, cachedTokens, 0);
+}
+
 static endTokenChunk(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createTokenChunk(builder:flatbuffers.Builder, stream:number, tokenIdsOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createTokenChunk(builder:flatbuffers.Builder, stream:number, tokenIdsOffset:flatbuffers.Offset, cachedTokens:number|null):flatbuffers.Offset {
   TokenChunk.startTokenChunk(builder);
   TokenChunk.addStream(builder, stream);
   TokenChunk.addTokenIds(builder, tokenIdsOffset);
+  if (cachedTokens !== null)
+    TokenChunk.addCachedTokens(builder, cachedTokens);
   return TokenChunk.endTokenChunk(builder);
 }
 }
