@@ -1,0 +1,105 @@
+// Hashing and KV-event decoding throughput (Google Benchmark; `npm run bench:native`).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/block_hash.h"
+#include "core/kv_events.h"
+#include "core/xxh3.h"
+#include "tests/msgpack_writer.h"
+
+namespace {
+
+std::vector<uint32_t> request_tokens(size_t n) {
+  std::vector<uint32_t> t(n);
+  uint32_t x = 12345;
+  for (auto& v : t) {
+    x = x * 1664525u + 1013904223u;
+    v = x % 152000;  // a Qwen-sized vocabulary
+  }
+  return t;
+}
+
+// XXH3-64 over `range(0)` bytes; bytes/s is the GB/s figure.
+void BM_Xxh3(benchmark::State& state) {
+  const size_t len = static_cast<size_t>(state.range(0));
+  std::vector<uint8_t> data(len);
+  for (size_t i = 0; i < len; i++) data[i] = static_cast<uint8_t>(i * 131);
+  uint64_t seed = 1337;
+  for (auto _ : state) {
+    seed = kvgate::xxh3_64(data.data(), len, seed);  // chained so calls cannot overlap
+    benchmark::DoNotOptimize(seed);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * len));
+}
+BENCHMARK(BM_Xxh3)->Arg(8)->Arg(16)->Arg(64)->Arg(128)->Arg(240)->Arg(1024)->Arg(4096)->Arg(16384)->Arg(65536)->Arg(1 << 20);
+
+// Local hashes of a 4,096-token request at block size 16 (256 blocks of 64 bytes).
+void BM_BlockHashes4096x16(benchmark::State& state) {
+  const std::vector<uint32_t> tokens = request_tokens(4096);
+  std::vector<uint64_t> local(256);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(kvgate::compute_block_hashes(tokens.data(), tokens.size(), 16, local.data()));
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
+  state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_BlockHashes4096x16);
+
+// Sequence hashes of those 256 blocks.
+void BM_SequenceHashes256(benchmark::State& state) {
+  const std::vector<uint32_t> tokens = request_tokens(4096);
+  std::vector<uint64_t> local(256), seq(256);
+  kvgate::compute_block_hashes(tokens.data(), tokens.size(), 16, local.data());
+  for (auto _ : state) {
+    kvgate::compute_sequence_hashes(local.data(), local.size(), seq.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["hashes/s"] = benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SequenceHashes256);
+
+// Both, as a route needs them: the whole hashing cost of a 4,096-token request.
+void BM_RequestHashes4096x16(benchmark::State& state) {
+  const std::vector<uint32_t> tokens = request_tokens(4096);
+  std::vector<uint64_t> local(256), seq(256);
+  for (auto _ : state) {
+    const size_t n = kvgate::compute_block_hashes(tokens.data(), tokens.size(), 16, local.data());
+    kvgate::compute_sequence_hashes(local.data(), n, seq.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
+}
+BENCHMARK(BM_RequestHashes4096x16);
+
+// Decoding an SGLang batch of `range(0)` BlockStored events, one page of 16 tokens each
+// (as one 4,096-token prefill at page size 16 sends them), into a reused batch object.
+void BM_ParseKvEventBatch(benchmark::State& state) {
+  const int64_t pages = state.range(0);
+  const std::vector<uint32_t> tokens = request_tokens(static_cast<size_t>(pages) * 16);
+  kvgate::test::MsgpackWriter w;
+  w.array(3).f64(1.7e9).array(static_cast<uint64_t>(pages));
+  for (int64_t p = 0; p < pages; p++) {
+    w.array(7).str("BlockStored").array(1).int_(-4000000000000000000LL + p);
+    if (p == 0) w.nil(); else w.int_(-4000000000000000000LL + p - 1);
+    w.array(16);
+    for (int i = 0; i < 16; i++) w.uint_(tokens[static_cast<size_t>(p * 16 + i)]);
+    w.int_(16).nil().str("GPU");
+  }
+  w.int_(0);
+  kvgate::KvEventBatch batch;
+  for (auto _ : state) {
+    if (kvgate::parse_kv_event_batch(w.bytes.data(), w.bytes.size(), &batch) != kvgate::KvEventError::kOk) {
+      state.SkipWithError("parse failed");
+      break;
+    }
+    benchmark::DoNotOptimize(batch.events.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w.bytes.size()));
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(state.iterations() * pages), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ParseKvEventBatch)->Arg(1)->Arg(256);
+
+}  // namespace
