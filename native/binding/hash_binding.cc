@@ -2,7 +2,8 @@
 // are the contract (merged into native/binding/index.d.ts); keep the two in step.
 //
 // /** XXH3-64 of `data` (XXH3_64bits_withSeed). Seed defaults to 0n and must be in [0, 2^64).
-//  *  Cost: O(data.length), about 1 ns per 8-16 bytes; synchronous on the calling thread.
+//  *  Cost: O(data.length): ~60 ns per call from JS for short inputs, ~17 GB/s on long ones;
+//  *  synchronous on the calling thread.
 //  *  `data` is read during the call only. Throws ERR_INVALID_ARG on a bad argument. */
 // export function xxh3(data: Uint8Array, seed?: bigint): bigint;
 //
@@ -12,15 +13,16 @@
 //  *  With `out` (length >= that count, not overlapping `tokens`) the hashes are written
 //  *  there and `out` is returned when its length equals the count, else a view of its first
 //  *  count elements (no copy); without `out` a new array is allocated.
-//  *  Cost: O(tokens.length), ~1 µs for 4,096 tokens; synchronous; the arrays are only
-//  *  accessed during the call. Throws ERR_INVALID_ARG on a bad argument. */
+//  *  Cost: O(tokens.length), ~1.5 µs from JS for 4,096 tokens at block size 16 with `out`
+//  *  (~2.4 µs allocating); synchronous; the arrays are only accessed during the call.
+//  *  Throws ERR_INVALID_ARG on a bad argument. */
 // export function blockHashes(tokens: Uint32Array, blockSize: number, out?: BigUint64Array): BigUint64Array;
 //
 // /** Chained sequence hashes of local block hashes: seq[0] = local[0],
 //  *  seq[i] = XXH3-64(le64(seq[i-1]) ++ le64(local[i]), 1337). `out` may be `local` itself
 //  *  (computed in place) or another array of length >= local.length (not otherwise
-//  *  overlapping); the return value follows blockHashes' rule. Cost: ~10 ns per hash;
-//  *  synchronous. Throws ERR_INVALID_ARG on a bad argument. */
+//  *  overlapping); the return value follows blockHashes' rule. Cost: ~6 ns per hash
+//  *  (~1.7 µs from JS for 256); synchronous. Throws ERR_INVALID_ARG on a bad argument. */
 // export function sequenceHashes(local: BigUint64Array, out?: BigUint64Array): BigUint64Array;
 //
 // export type KvEventObject =
@@ -31,9 +33,10 @@
 // export interface KvEventBatchObject { ts: number; dpRank: number | null; events: KvEventObject[] }
 //
 // /** Decodes one SGLang KV-event batch (raw msgpack payload frame) with the native reader
-//  *  into plain JS objects. For tests and debugging only, NOT the hot path: it allocates an
-//  *  object per event (the router applies batches natively without this). Engine hashes are
-//  *  signed int64; gpuMedium is true for medium nil or "GPU". Synchronous, O(bytes.length);
+//  *  into plain JS objects. For tests and debugging only, NOT the hot path: it allocates
+//  *  objects per event (~2.6 µs for a one-event batch; the router applies batches natively
+//  *  without this). Engine hashes are signed int64 (a uint64 on the wire keeps its 64 bits);
+//  *  gpuMedium is true for medium nil or "GPU". Synchronous, O(bytes.length);
 //  *  `bytes` is read during the call only. Throws ERR_KV_EVENT_MALFORMED (message names the
 //  *  reader error: TRUNCATED, BAD_TYPE, BAD_SHAPE, UNKNOWN_EVENT, LIMIT_EXCEEDED,
 //  *  TRAILING_BYTES) or ERR_INVALID_ARG when `bytes` is not a Uint8Array. */
