@@ -1,0 +1,72 @@
+// startFrontend(): the OpenAI-compatible frontend over a WorkerSet. Used by `kvgate serve`
+// and by tests in-process. The caller owns the WorkerSet (and closes it after the
+// frontend); the frontend owns the HTTP server and the metrics registry.
+
+import { registerOpenAIRoutes } from '../http/openai_routes.js';
+import { HttpServer } from '../http/server.js';
+import { silentLogger, type Logger } from '../observability/log.js';
+import { FrontendMetrics } from '../observability/metrics.js';
+import { Preprocessor, type PreprocessorOptions } from '../preprocess/preprocessor.js';
+import { ServingCore, type ServedModel } from './serving.js';
+import type { WorkerSet } from './worker_set.js';
+
+export interface FrontendOptions {
+  host?: string; // default 127.0.0.1
+  port?: number; // default 8000; 0 picks a free port
+  models: readonly ServedModel[];
+  apiKeys?: readonly string[];
+  maxBodyBytes?: number;
+  // How long close() lets in-flight responses finish before cutting them.
+  shutdownTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface FrontendHandle {
+  url: string;
+  port: number;
+  metrics: FrontendMetrics;
+  // Responses in progress (requests being read, prepared, or streamed).
+  inflight(): number;
+  // Stops accepting, drains in-flight responses (up to the deadline), then cuts them.
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+
+export interface ModelSpec extends PreprocessorOptions {
+  name: string;
+  // Overrides what the engines and the tokenizer say.
+  contextLength?: number;
+}
+
+// Loads the tokenizer and chat template (once) for a served model. `engineContextLength`
+// is what the engines report (0 if unknown); the tokenizer's limit is the fallback.
+export function loadServedModel(spec: ModelSpec, engineContextLength = 0): ServedModel {
+  const preprocessor = new Preprocessor(spec);
+  const contextLength = spec.contextLength ?? (engineContextLength > 0 ? engineContextLength : (preprocessor.maxModelLength ?? 32768));
+  return { name: spec.name, contextLength, preprocessor, created: Math.floor(Date.now() / 1000) };
+}
+
+export async function startFrontend(options: FrontendOptions, workers: WorkerSet): Promise<FrontendHandle> {
+  const logger = options.logger ?? silentLogger;
+  const metrics = new FrontendMetrics();
+  const server = new HttpServer({
+    maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    apiKeys: options.apiKeys ?? [],
+    logger,
+    onError: (err) => metrics.errors.inc({ code: err.code }),
+  });
+  const core = new ServingCore(new Map(options.models.map((m) => [m.name, m])), workers, metrics);
+  registerOpenAIRoutes(server, { core, models: options.models, workers, metrics });
+  const host = options.host ?? '127.0.0.1';
+  const port = await server.listen(host, options.port ?? 8000);
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    metrics,
+    inflight: () => server.inflightCount,
+    close: (deadlineMs = options.shutdownTimeoutMs ?? 30_000) => (closing ??= server.close(deadlineMs)),
+  };
+}

@@ -1,0 +1,196 @@
+// The serving core, independent of HTTP: a validated OpenAI request becomes token ids
+// (chat template + tokenizer), goes to the engine the WorkerSet picks, and comes back as
+// text deltas (incremental detokenization, stop strings) and a finish with usage.
+
+import { randomUUID } from 'node:crypto';
+import type { GenerateRequest } from '../engine/client.js';
+import { KvgateError } from '../errors.js';
+import type { FrontendMetrics } from '../observability/metrics.js';
+import type { OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
+import { IncrementalDetokenizer } from '../preprocess/detokenizer.js';
+import type { Preprocessor } from '../preprocess/preprocessor.js';
+import { StopMatcher } from '../preprocess/stop_matcher.js';
+import type { WorkerSet } from './worker_set.js';
+
+export interface ServedModel {
+  name: string;
+  // Prompt plus generated tokens may not exceed this.
+  contextLength: number;
+  preprocessor: Preprocessor;
+  created: number; // unix seconds, for /v1/models
+}
+
+export interface Prepared {
+  requestId: string;
+  model: ServedModel;
+  request: OpenAIRequest;
+  tokenIds: number[];
+  maxNewTokens: number;
+  receivedAt: number; // performance.now() when the request arrived
+}
+
+export interface UsageCounts {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export type GenerationEvent =
+  | { type: 'text'; text: string }
+  | { type: 'end'; finishReason: OpenAIFinishReason; usage: UsageCounts };
+
+export class ServingCore {
+  constructor(
+    private readonly models: ReadonlyMap<string, ServedModel>,
+    private readonly workers: WorkerSet,
+    private readonly metrics: FrontendMetrics,
+  ) {}
+
+  model(name: string): ServedModel {
+    const m = this.models.get(name);
+    if (!m) throw new KvgateError('model_not_found', `the model '${name}' does not exist; see /v1/models`, 'model');
+    return m;
+  }
+
+  // Template + tokenize + length checks. Throws KvgateError on bad input.
+  async prepare(request: OpenAIRequest, receivedAt = performance.now()): Promise<Prepared> {
+    const model = this.model(request.model);
+    const pre = model.preprocessor;
+    const t0 = performance.now();
+    let tokenIds: number[];
+    if (request.kind === 'chat') {
+      const prompt = pre.renderChat({
+        messages: request.messages,
+        tools: request.tools,
+        addGenerationPrompt: request.addGenerationPrompt,
+        kwargs: request.templateKwargs,
+      });
+      tokenIds = await pre.encodeChat(prompt);
+    } else if ('text' in request.prompt) {
+      tokenIds = await pre.encodeCompletion(request.prompt.text);
+    } else {
+      tokenIds = request.prompt.tokenIds;
+      const vocab = pre.tokenizer.vocabSize;
+      const bad = tokenIds.find((id) => id >= vocab);
+      if (bad !== undefined) throw new KvgateError('invalid_request', `token id ${bad} is outside the vocabulary (size ${vocab})`, 'prompt');
+    }
+    this.metrics.preprocess.observe({ model: model.name }, (performance.now() - t0) / 1000);
+    const n = tokenIds.length;
+    const what = request.kind === 'chat' ? 'messages' : 'prompt';
+    if (n === 0) throw new KvgateError('invalid_request', `the ${what} produced no tokens`, what);
+    const ctx = model.contextLength;
+    if (n >= ctx) {
+      throw new KvgateError('context_length_exceeded', `the model's context length is ${ctx} tokens, but the ${what} has ${n} tokens`, what);
+    }
+    if (request.maxTokens !== null && n + request.maxTokens > ctx) {
+      throw new KvgateError(
+        'context_length_exceeded',
+        `the model's context length is ${ctx} tokens; the ${what} has ${n} tokens and max_tokens asks for ${request.maxTokens} more`,
+        request.kind === 'chat' ? 'max_completion_tokens' : 'max_tokens',
+      );
+    }
+    return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? ctx - n, receivedAt };
+  }
+
+  private engineRequest(p: Prepared): GenerateRequest {
+    const r = p.request;
+    const eos = r.ignoreEos ? [] : p.model.preprocessor.tokenizer.eosTokenIds;
+    const stopTokenIds = [...new Set([...eos, ...r.stopTokenIds])];
+    return {
+      requestId: p.requestId,
+      tokenIds: p.tokenIds,
+      sampling: {
+        maxNewTokens: p.maxNewTokens,
+        temperature: r.temperature,
+        topP: r.topP,
+        topK: r.topK,
+        minP: r.minP,
+        seed: r.seed,
+        frequencyPenalty: r.frequencyPenalty,
+        presencePenalty: r.presencePenalty,
+        repetitionPenalty: r.repetitionPenalty,
+        minNewTokens: r.minTokens,
+        ignoreEos: r.ignoreEos || undefined,
+        stopTokenIds,
+      },
+    };
+  }
+
+  // Streams text deltas and ends with one 'end' event. Returns without 'end' when
+  // `signal` aborts (the client left); throws KvgateError on engine failures.
+  async *generate(p: Prepared, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
+    const name = p.model.name;
+    const dispatch = this.workers.dispatch({ model: name, requestId: p.requestId, tokenIds: p.tokenIds });
+    this.metrics.workerRequests.inc({ model: name, worker: dispatch.worker });
+    const detok = new IncrementalDetokenizer(p.model.preprocessor.tokenizer, p.request.skipSpecialTokens);
+    const stops = new StopMatcher(p.request.stop);
+    let completionTokens = 0;
+    let cachedTokens = 0;
+    let lastTokenAt = 0;
+    let outcome: 'ok' | 'cancelled' | 'error' = 'cancelled';
+    let failure: unknown;
+    try {
+      let end: { finishReason: OpenAIFinishReason; usage: UsageCounts } | null = null;
+      for await (const chunk of dispatch.engine.generate(this.engineRequest(p), signal)) {
+        const n = chunk.tokenIds.length;
+        if (n > 0) {
+          const now = performance.now();
+          if (completionTokens === 0) {
+            dispatch.firstToken();
+            this.metrics.ttft.observe({ model: name }, (now - p.receivedAt) / 1000);
+          } else {
+            this.metrics.itl.observe({ model: name }, (now - lastTokenAt) / 1000);
+          }
+          for (let i = 1; i < n; i++) this.metrics.itl.observe({ model: name }, 0);
+          lastTokenAt = now;
+          completionTokens += n;
+        }
+        if (chunk.cachedTokens !== undefined) cachedTokens = chunk.cachedTokens;
+        let text = detok.push(chunk.tokenIds);
+        const reason = chunk.finishReason;
+        if (reason?.type === 'abort') {
+          const status = reason.statusCode ?? 0;
+          const code = status >= 400 && status < 500 ? 'invalid_request' : 'engine_error';
+          throw new KvgateError(code, `the engine aborted the request${reason.message ? `: ${reason.message}` : ''}`);
+        }
+        if (reason) text += detok.flush();
+        const cut = stops.push(text);
+        if (cut.text) yield { type: 'text', text: cut.text };
+        if (cut.stop !== null) {
+          // Leaving the loop aborts the engine's request: the tokens after it are not wanted.
+          end = { finishReason: 'stop', usage: { promptTokens: p.tokenIds.length, completionTokens, cachedTokens } };
+          break;
+        }
+        if (reason) {
+          const rest = stops.flush();
+          if (rest) yield { type: 'text', text: rest };
+          const u = chunk.usage;
+          end = {
+            finishReason: reason.type === 'length' ? 'length' : 'stop',
+            usage: {
+              promptTokens: u?.promptTokens || p.tokenIds.length,
+              completionTokens: u?.completionTokens ?? completionTokens,
+              cachedTokens: u?.cachedTokens ?? cachedTokens,
+            },
+          };
+        }
+      }
+      if (end === null) {
+        if (signal.aborted) return;
+        throw new KvgateError('engine_error', `the engine stream for ${p.requestId} ended without a finish reason`);
+      }
+      outcome = 'ok';
+      this.metrics.inputTokens.observe({ model: name }, end.usage.promptTokens);
+      this.metrics.outputTokens.observe({ model: name }, end.usage.completionTokens);
+      this.metrics.cachedTokens.observe({ model: name }, end.usage.cachedTokens);
+      yield { type: 'end', ...end };
+    } catch (err) {
+      outcome = signal.aborted ? 'cancelled' : 'error';
+      failure = err;
+      if (signal.aborted) return;
+      throw err;
+    } finally {
+      dispatch.finish(outcome, failure);
+    }
+  }
+}

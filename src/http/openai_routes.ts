@@ -1,0 +1,163 @@
+// The OpenAI-compatible routes over the serving core: /v1/chat/completions,
+// /v1/completions (SSE or JSON), /v1/models, and /health, /live, /metrics.
+
+import { KvgateError } from '../errors.js';
+import type { GenerationEvent, Prepared, ServedModel, ServingCore } from '../frontend/serving.js';
+import type { WorkerSet } from '../frontend/worker_set.js';
+import type { FrontendMetrics, RequestStatus } from '../observability/metrics.js';
+import {
+  SSE_DONE,
+  chatChunk,
+  chatCompletion,
+  chatUsageChunk,
+  completion,
+  completionChunk,
+  completionUsageChunk,
+  sseEvent,
+  type ResponseMeta,
+} from '../openai/responses.js';
+import type { ModelListJson, OpenAIRequest } from '../openai/types.js';
+import { validateChatRequest, validateCompletionRequest } from '../openai/validate.js';
+import type { Exchange } from './exchange.js';
+import type { HttpServer } from './server.js';
+
+export interface RouteDeps {
+  core: ServingCore;
+  models: readonly ServedModel[];
+  workers: WorkerSet;
+  metrics: FrontendMetrics;
+}
+
+type Kind = 'chat' | 'completion';
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new KvgateError('invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+// Formats generation events as SSE for one request.
+class StreamFormatter {
+  constructor(
+    private readonly kind: Kind,
+    private readonly meta: ResponseMeta,
+    private readonly includeUsage: boolean,
+  ) {}
+
+  head(): string {
+    return this.kind === 'chat' ? sseEvent(chatChunk(this.meta, { role: 'assistant', content: '' }, null, this.includeUsage)) : '';
+  }
+
+  event(ev: GenerationEvent): string {
+    const iu = this.includeUsage;
+    if (ev.type === 'text') {
+      return sseEvent(this.kind === 'chat' ? chatChunk(this.meta, { content: ev.text }, null, iu) : completionChunk(this.meta, ev.text, null, iu));
+    }
+    let out = sseEvent(this.kind === 'chat' ? chatChunk(this.meta, {}, ev.finishReason, iu) : completionChunk(this.meta, '', ev.finishReason, iu));
+    if (iu) out += sseEvent(this.kind === 'chat' ? chatUsageChunk(this.meta, ev.usage) : completionUsageChunk(this.meta, ev.usage));
+    return out + SSE_DONE;
+  }
+}
+
+async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
+  const fmt = new StreamFormatter(kind, meta, p.request.includeUsage);
+  // Headers go out with the first event, so that failures before it (no worker, engine
+  // unreachable or refusing) still get a proper status and error JSON.
+  const first = await events.next();
+  if (first.done) return false;
+  ex.startStream(fmt.head() + fmt.event(first.value));
+  if (first.value.type === 'end') {
+    ex.endStream('');
+    return true;
+  }
+  for await (const ev of events) {
+    if (ev.type === 'end') {
+      ex.endStream(fmt.event(ev));
+      return true;
+    }
+    ex.write(fmt.event(ev));
+  }
+  return false;
+}
+
+async function unary(ex: Exchange, kind: Kind, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
+  let text = '';
+  for await (const ev of events) {
+    if (ev.type === 'text') {
+      text += ev.text;
+      continue;
+    }
+    ex.json(200, kind === 'chat' ? chatCompletion(meta, text, ev.finishReason, ev.usage) : completion(meta, text, ev.finishReason, ev.usage));
+    return true;
+  }
+  return false;
+}
+
+function generationHandler(deps: RouteDeps, kind: Kind) {
+  const endpoint = kind === 'chat' ? 'chat_completions' : 'completions';
+  return async (ex: Exchange, body: Buffer): Promise<void> => {
+    const receivedAt = performance.now();
+    let request: OpenAIRequest | null = null;
+    let status: RequestStatus = 'error';
+    let model = 'unknown';
+    let counted = false;
+    try {
+      const raw = parseJson(body);
+      request = kind === 'chat' ? validateChatRequest(raw) : validateCompletionRequest(raw);
+      model = deps.core.model(request.model).name;
+      deps.metrics.inflight.inc({ model });
+      counted = true;
+      const p = await deps.core.prepare(request, receivedAt);
+      if (!ex.isOpen) {
+        status = 'cancelled';
+        return;
+      }
+      const meta: ResponseMeta = { id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${p.requestId}`, created: Math.floor(Date.now() / 1000), model: request.model };
+      const events = deps.core.generate(p, ex.signal);
+      const done = request.stream ? await stream(ex, kind, p, events, meta) : await unary(ex, kind, events, meta);
+      status = done ? 'success' : 'cancelled';
+    } finally {
+      if (status === 'cancelled' || (ex.signal.aborted && status === 'error')) {
+        status = 'cancelled';
+        deps.metrics.disconnects.inc({ model });
+      }
+      if (counted) deps.metrics.inflight.dec({ model });
+      deps.metrics.requests.inc({ model, endpoint, request_type: request?.stream ? 'stream' : 'unary', status });
+      deps.metrics.duration.observe({ model }, (performance.now() - receivedAt) / 1000);
+    }
+  };
+}
+
+export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void {
+  const listJson = (): ModelListJson => ({
+    object: 'list',
+    data: deps.models.map((m) => ({ id: m.name, object: 'model', created: m.created, owned_by: 'kvgate', max_model_len: m.contextLength })),
+  });
+  server
+    .route('post', '/v1/chat/completions', generationHandler(deps, 'chat'), { auth: true })
+    .route('post', '/v1/completions', generationHandler(deps, 'completion'), { auth: true })
+    .route('get', '/v1/models', (ex) => ex.json(200, listJson()), { auth: true })
+    .route(
+      'get',
+      '/v1/models/:model',
+      (ex) => {
+        const m = listJson().data.find((d) => d.id === ex.params[0]);
+        if (!m) throw new KvgateError('model_not_found', `the model '${ex.params[0]}' does not exist`, 'model');
+        ex.json(200, m);
+      },
+      { auth: true },
+    )
+    // Ready when every served model has at least one worker that can take requests.
+    .route('get', '/health', (ex) => {
+      const models = Object.fromEntries(deps.models.map((m) => [m.name, deps.workers.readyCount(m.name)]));
+      const ready = Object.values(models).every((n) => n > 0);
+      ex.json(ready ? 200 : 503, { status: ready ? 'healthy' : 'unhealthy', models, workers: deps.workers.workers() });
+    })
+    .route('get', '/live', (ex) => ex.json(200, { status: 'live' }))
+    .route('get', '/metrics', async (ex) => {
+      const text = await deps.metrics.text();
+      ex.text(200, text, deps.metrics.contentType);
+    });
+}

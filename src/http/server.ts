@@ -1,0 +1,148 @@
+// The uWS app: routing, API keys, body limits, request ids, and a graceful shutdown that
+// stops accepting, lets in-flight responses finish, and cuts what is left at a deadline.
+
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { KvgateError } from '../errors.js';
+import type { Logger } from '../observability/log.js';
+import { asKvgateError } from './errors.js';
+import { Exchange } from './exchange.js';
+import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
+
+export type Handler = (ex: Exchange, body: Buffer) => void | Promise<void>;
+
+export interface RouteOptions {
+  // Requires `Authorization: Bearer <key>` when the server has API keys.
+  auth?: boolean;
+}
+
+export interface HttpServerOptions {
+  maxBodyBytes: number;
+  apiKeys: readonly string[];
+  logger: Logger;
+  onError?: (err: KvgateError) => void;
+}
+
+function keyMatches(given: string, keys: readonly Buffer[]): boolean {
+  const g = Buffer.from(given);
+  let ok = false;
+  for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
+  return ok;
+}
+
+export class HttpServer {
+  private readonly app: TemplatedApp;
+  private readonly keys: Buffer[];
+  private readonly inflight = new Set<Exchange>();
+  private readonly idle: (() => void)[] = [];
+  private listenSocket: us_listen_socket | null = null;
+  private draining = false;
+  private readonly methodsByPath = new Map<string, Set<string>>();
+  port = 0;
+
+  constructor(private readonly options: HttpServerOptions) {
+    this.app = uws.App();
+    this.keys = options.apiKeys.map((k) => Buffer.from(k));
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  route(method: 'get' | 'post', pattern: string, handler: Handler, opts: RouteOptions = {}): this {
+    const params = (pattern.match(/\/:/g) ?? []).length;
+    let methods = this.methodsByPath.get(pattern);
+    if (!methods) this.methodsByPath.set(pattern, (methods = new Set()));
+    methods.add(method.toUpperCase());
+    this.app[method](pattern, (res, req) => {
+      const ex = this.begin(res, req, params);
+      if (this.draining) return ex.error(new KvgateError('shutting_down', 'the server is shutting down'), { close: true });
+      // Errors sent before a POST body is read close the connection (the body is not read).
+      const close = method === 'post';
+      if (opts.auth && this.keys.length > 0 && !this.authorized(ex)) {
+        return ex.error(new KvgateError('invalid_api_key', 'missing or invalid API key: send Authorization: Bearer <key>'), { close });
+      }
+      if (method === 'get') return this.run(ex, handler, Buffer.alloc(0));
+      const ct = ex.headers.contentType.toLowerCase();
+      if (ct !== '' && !ct.includes('json')) {
+        return ex.error(new KvgateError('unsupported_media_type', `Content-Type must be application/json, got '${ex.headers.contentType}'`), { close: true });
+      }
+      void ex.readBody(this.options.maxBodyBytes).then((body) => {
+        if (body !== null) return this.run(ex, handler, body);
+      });
+    });
+    return this;
+  }
+
+  private begin(res: HttpResponse, req: HttpRequest, params: number): Exchange {
+    const ex = new Exchange(res, req, params, () => randomUUID(), {
+      done: () => {
+        this.inflight.delete(ex);
+        if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
+      },
+      error: (err) => this.options.onError?.(err),
+    });
+    this.inflight.add(ex);
+    return ex;
+  }
+
+  private authorized(ex: Exchange): boolean {
+    const m = /^Bearer\s+(.+)$/i.exec(ex.headers.authorization.trim());
+    return m !== null && keyMatches(m[1]!, this.keys);
+  }
+
+  private async run(ex: Exchange, handler: Handler, body: Buffer): Promise<void> {
+    try {
+      await handler(ex, body);
+    } catch (err) {
+      const e = asKvgateError(err);
+      if (e.code === 'internal_error') this.options.logger.error('request failed', { requestId: ex.requestId, url: ex.url, error: String((err as Error)?.stack ?? err) });
+      if (ex.isStreaming) ex.streamError(e, 'data: [DONE]\n\n');
+      else ex.error(e);
+    }
+  }
+
+  // Unknown paths get 404, known paths with another method 405; call after route().
+  private fallbacks(): void {
+    for (const [pattern, methods] of this.methodsByPath) {
+      this.app.any(pattern, (res, req) => {
+        const ex = this.begin(res, req, 0);
+        ex.error(new KvgateError('method_not_allowed', `${ex.method.toUpperCase()} is not allowed on ${ex.url}; use ${[...methods].join(', ')}`), { close: true });
+      });
+    }
+    this.app.any('/*', (res, req) => {
+      const ex = this.begin(res, req, 0);
+      ex.error(new KvgateError('not_found', `no route for ${ex.method.toUpperCase()} ${ex.url}`), { close: true });
+    });
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    this.fallbacks();
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (socket) => {
+        if (!socket) return reject(new KvgateError('invalid_config', `cannot listen on ${host}:${port}`));
+        this.listenSocket = socket;
+        this.port = uws.us_socket_local_port(socket as never);
+        resolve(this.port);
+      });
+    });
+  }
+
+  // Stops accepting connections, waits for in-flight responses up to `deadlineMs`, then
+  // aborts the rest (their engine requests are aborted too).
+  async close(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    if (this.listenSocket) {
+      uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+    if (this.inflight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idle.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const ex of [...this.inflight]) ex.forceClose();
+  }
+}

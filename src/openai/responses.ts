@@ -1,0 +1,97 @@
+// Builders of OpenAI response bodies and stream chunks (pure).
+
+import type {
+  ChatCompletionChunkJson,
+  ChatCompletionJson,
+  CompletionJson,
+  OpenAIFinishReason,
+  UsageJson,
+} from './types.js';
+
+export interface ResponseMeta {
+  id: string; // "chatcmpl-..." or "cmpl-..."
+  created: number; // unix seconds
+  model: string;
+}
+
+export interface Counts {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export function usageJson(u: Counts): UsageJson {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens },
+  };
+}
+
+export function chatCompletion(m: ResponseMeta, content: string, finish: OpenAIFinishReason, usage: Counts): ChatCompletionJson {
+  return {
+    id: m.id,
+    object: 'chat.completion',
+    created: m.created,
+    model: m.model,
+    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish }],
+    usage: usageJson(usage),
+  };
+}
+
+// With stream_options.include_usage every chunk carries "usage": null and a last chunk
+// with no choices carries the usage (OpenAI's convention).
+export function chatChunk(
+  m: ResponseMeta,
+  delta: { role?: 'assistant'; content?: string },
+  finish: OpenAIFinishReason | null,
+  includeUsage: boolean,
+): ChatCompletionChunkJson {
+  const c: ChatCompletionChunkJson = {
+    id: m.id,
+    object: 'chat.completion.chunk',
+    created: m.created,
+    model: m.model,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  };
+  if (includeUsage) c.usage = null;
+  return c;
+}
+
+export function chatUsageChunk(m: ResponseMeta, usage: Counts): ChatCompletionChunkJson {
+  return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model, choices: [], usage: usageJson(usage) };
+}
+
+export function completion(m: ResponseMeta, text: string, finish: OpenAIFinishReason, usage: Counts): CompletionJson {
+  return {
+    id: m.id,
+    object: 'text_completion',
+    created: m.created,
+    model: m.model,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    usage: usageJson(usage),
+  };
+}
+
+export function completionChunk(m: ResponseMeta, text: string, finish: OpenAIFinishReason | null, includeUsage: boolean): CompletionJson {
+  const c: CompletionJson = {
+    id: m.id,
+    object: 'text_completion',
+    created: m.created,
+    model: m.model,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+  };
+  if (includeUsage) c.usage = null;
+  return c;
+}
+
+export function completionUsageChunk(m: ResponseMeta, usage: Counts): CompletionJson {
+  return { id: m.id, object: 'text_completion', created: m.created, model: m.model, choices: [], usage: usageJson(usage) };
+}
+
+export function sseEvent(body: unknown): string {
+  return `data: ${JSON.stringify(body)}\n\n`;
+}
+
+export const SSE_DONE = 'data: [DONE]\n\n';
