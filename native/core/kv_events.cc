@@ -35,10 +35,11 @@ KvEventError from_msgpack(MsgpackError e) {
   return KvEventError::kBadType;
 }
 
-#define KV_TRY(expr)                             \
-  do {                                           \
-    const KvEventError kv_try_err_ = (expr);     \
-    if (kv_try_err_ != KvEventError::kOk) return kv_try_err_; \
+// Returns the error of `expr` unless it is kOk.
+#define KV_TRY(expr)                                           \
+  do {                                                         \
+    const KvEventError kv_try_err_ = (expr);                   \
+    if (kv_try_err_ != KvEventError::kOk) return kv_try_err_;  \
   } while (0)
 
 bool tag_is(const char* s, uint32_t n, const char* tag) {
