@@ -1,0 +1,87 @@
+#include "core/active_sequences.h"
+
+namespace kvgate {
+
+const UnitLoad ActiveSequences::kIdle{};
+
+ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, const uint64_t* seq, size_t n_full,
+                                                bool partial_block, uint64_t prefill_tokens) {
+  if (contains(id)) return AddStatus::kDuplicate;
+  if (unit >= loads_.size()) loads_.resize(unit + 1);
+  UnitLoad& load = loads_[unit];
+  if (load.requests >= kMaxRequestsPerUnit) return AddStatus::kUnitFull;
+
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(requests_.size());
+    requests_.emplace_back();
+  }
+  Request& r = requests_[slot];
+  r.unit = unit;
+  r.partial = partial_block;
+  r.prefill_done = false;
+  r.prefill_tokens = prefill_tokens;
+  r.nodes.resize(n_full);
+  for (size_t i = 0; i < n_full; i++) {
+    uint32_t count;
+    // Cannot fail: a unit's holds on one block never exceed its requests (< kMaxCount).
+    r.nodes[i] = table_.add(seq[i], unit, &count);
+    if (count == 1) load.active_blocks++;
+  }
+  if (partial_block) load.active_blocks++;
+  load.prefill_tokens += prefill_tokens;
+  load.requests++;
+  index_.put(id, slot);
+  return AddStatus::kOk;
+}
+
+bool ActiveSequences::mark_prefill_done(uint64_t id) {
+  const uint32_t slot = index_.find(id);
+  if (slot == U64Map::kNone) return false;
+  Request& r = requests_[slot];
+  if (r.prefill_done) return false;
+  r.prefill_done = true;
+  loads_[r.unit].prefill_tokens -= r.prefill_tokens;
+  return true;
+}
+
+bool ActiveSequences::free(uint64_t id) {
+  const uint32_t slot = index_.erase(id);
+  if (slot == U64Map::kNone) return false;
+  release(slot);
+  return true;
+}
+
+void ActiveSequences::release(uint32_t slot) {
+  Request& r = requests_[slot];
+  UnitLoad& load = loads_[r.unit];
+  for (uint32_t node : r.nodes) {
+    if (table_.remove(node, r.unit) == 0) load.active_blocks--;
+  }
+  if (r.partial) load.active_blocks--;
+  if (!r.prefill_done) load.prefill_tokens -= r.prefill_tokens;
+  load.requests--;
+  r.nodes.clear();
+  free_slots_.push_back(slot);
+}
+
+void ActiveSequences::remove_unit(uint32_t unit) {
+  if (unit >= loads_.size() || loads_[unit].requests == 0) return;
+  std::vector<uint64_t> ids;
+  index_.for_each([&](uint64_t id, uint32_t slot) {
+    if (requests_[slot].unit == unit) ids.push_back(id);
+  });
+  for (uint64_t id : ids) free(id);
+}
+
+size_t ActiveSequences::bytes() const {
+  size_t b = sizeof(*this) + table_.bytes() + index_.bytes() + requests_.capacity() * sizeof(Request) +
+             free_slots_.capacity() * sizeof(uint32_t) + loads_.capacity() * sizeof(UnitLoad);
+  for (const Request& r : requests_) b += r.nodes.capacity() * sizeof(uint32_t);
+  return b;
+}
+
+}  // namespace kvgate

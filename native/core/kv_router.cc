@@ -1,0 +1,306 @@
+#include "core/kv_router.h"
+
+#include <algorithm>
+
+#include "core/block_hash.h"
+
+namespace kvgate {
+
+KvRouter::KvRouter(const RouterConfig& config) : config_(config), index_(config.block_size), rng_(config.seed) {}
+
+uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
+  uint32_t s = find_slot(worker, rank);
+  if (s != U64Map::kNone) return s;
+  if (!free_slots_.empty()) {
+    s = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    if (slots_.size() >= PrefixTable::kMaxUnits) return kNoSlot;
+    s = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+    overlap_of_.push_back(0);
+    active_of_.push_back(0);
+  }
+  slots_[s] = Slot{worker, rank, true, false};
+  slot_of_.put(unit_key(worker, rank), s);
+  return s;
+}
+
+void KvRouter::release_slot(uint32_t s) {
+  clear_slot(s);
+  active_.remove_unit(s);
+  const bool was_candidate = slots_[s].candidate;
+  slot_of_.erase(unit_key(slots_[s].worker, slots_[s].rank));
+  slots_[s] = Slot{};
+  free_slots_.push_back(s);
+  if (was_candidate) rebuild_candidates();
+}
+
+void KvRouter::clear_slot(uint32_t s) {
+  index_.clear_unit(s);
+  if (s < approx_latest_.size()) {
+    approx_blocks_ -= approx_latest_[s].size();
+    approx_latest_[s].reset();  // FIFO entries of this slot are stale from now on
+  }
+}
+
+void KvRouter::rebuild_candidates() {
+  candidates_.clear();
+  for (uint32_t s = 0; s < slots_.size(); s++) {
+    if (slots_[s].candidate) candidates_.push_back(s);
+  }
+  std::sort(candidates_.begin(), candidates_.end(), [&](uint32_t a, uint32_t b) {
+    return unit_key(slots_[a].worker, slots_[a].rank) < unit_key(slots_[b].worker, slots_[b].rank);
+  });
+}
+
+bool KvRouter::add_unit(uint32_t worker, uint32_t rank) {
+  const uint32_t s = slot_for(worker, rank);
+  if (s == kNoSlot) return false;
+  if (!slots_[s].candidate) {
+    slots_[s].candidate = true;
+    rebuild_candidates();
+  }
+  return true;
+}
+
+void KvRouter::remove_unit(uint32_t worker, uint32_t rank) {
+  const uint32_t s = find_slot(worker, rank);
+  if (s != U64Map::kNone) release_slot(s);
+}
+
+void KvRouter::remove_worker(uint32_t worker) {
+  for (uint32_t s = 0; s < slots_.size(); s++) {
+    if (slots_[s].used && slots_[s].worker == worker) release_slot(s);
+  }
+}
+
+void KvRouter::clear_unit(uint32_t worker, uint32_t rank) {
+  const uint32_t s = find_slot(worker, rank);
+  if (s != U64Map::kNone) clear_slot(s);
+}
+
+void KvRouter::clear_worker(uint32_t worker) {
+  for (uint32_t s = 0; s < slots_.size(); s++) {
+    if (slots_[s].used && slots_[s].worker == worker) clear_slot(s);
+  }
+}
+
+KvIndex::Status KvRouter::apply_stored(uint32_t worker, uint32_t rank, const int64_t* parent, const uint32_t* tokens,
+                                       size_t n_tokens, const int64_t* engine, size_t n_engine) {
+  const uint32_t s = slot_for(worker, rank);
+  const KvIndex::Status st =
+      s == kNoSlot ? KvIndex::Status::kLimit : index_.apply_stored(s, parent, tokens, n_tokens, engine, n_engine);
+  if (st == KvIndex::Status::kOk) {
+    events_applied_++;
+  } else {
+    event_errors_++;
+  }
+  return st;
+}
+
+size_t KvRouter::apply_removed(uint32_t worker, uint32_t rank, const int64_t* engine, size_t n) {
+  const uint32_t s = find_slot(worker, rank);
+  const size_t missing = s == U64Map::kNone ? n : index_.apply_removed(s, engine, n);
+  if (missing == 0) {
+    events_applied_++;
+  } else {
+    event_errors_++;
+  }
+  return missing;
+}
+
+KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t* data, size_t len,
+                                   BatchResult* out) {
+  *out = BatchResult{};
+  const KvEventError err = parse_kv_event_batch(data, len, &batch_);
+  if (err != KvEventError::kOk) return err;
+  if (batch_.has_dp_rank) rank = static_cast<uint32_t>(batch_.dp_rank);
+  out->events = static_cast<uint32_t>(batch_.events.size());
+  for (const KvEvent& ev : batch_.events) {
+    if (!ev.gpu_medium) {
+      out->ignored++;
+      continue;
+    }
+    bool ok = true;
+    switch (ev.kind) {
+      case KvEventKind::kStored:
+        ok = apply_stored(worker, rank, ev.has_parent ? &ev.parent_hash : nullptr, ev.token_ids.data(),
+                          ev.token_ids.size(), ev.block_hashes.data(), ev.block_hashes.size()) ==
+             KvIndex::Status::kOk;
+        break;
+      case KvEventKind::kRemoved:
+        ok = apply_removed(worker, rank, ev.block_hashes.data(), ev.block_hashes.size()) == 0;
+        break;
+      case KvEventKind::kCleared:
+        clear_unit(worker, rank);
+        events_applied_++;
+        break;
+    }
+    if (ok) {
+      out->applied++;
+    } else {
+      out->errors++;
+    }
+  }
+  return KvEventError::kOk;
+}
+
+void KvRouter::find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out) {
+  seq_.resize(n);
+  compute_sequence_hashes(local, n, seq_.data());
+  index_.match(seq_.data(), n, &matches_);
+  out->clear();
+  for (const UnitDepth& m : matches_) out->push_back(UnitMatch{slots_[m.unit].worker, slots_[m.unit].rank, m.depth});
+}
+
+void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
+  const size_t n_full = n / config_.block_size;
+  local_.resize(n_full);
+  seq_.resize(n_full);
+  compute_block_hashes(tokens, n, config_.block_size, local_.data());
+  compute_sequence_hashes(local_.data(), n_full, seq_.data());
+}
+
+void KvRouter::gather(size_t n_full) {
+  index_.match(seq_.data(), n_full, &matches_);
+  active_.match(seq_.data(), n_full, &active_matches_);
+  for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
+  for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
+  cand_.resize(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); i++) {
+    const uint32_t s = candidates_[i];
+    const UnitLoad& load = active_.load(s);
+    Candidate& c = cand_[i];
+    c.overlap = overlap_of_[s];
+    c.active_overlap = active_of_[s];
+    c.active_blocks = load.active_blocks;
+    c.prefill_tokens = load.prefill_tokens;
+    c.tree_size = index_.unit_blocks(s);
+  }
+  for (const UnitDepth& m : matches_) overlap_of_[m.unit] = 0;
+  for (const UnitDepth& m : active_matches_) active_of_[m.unit] = 0;
+}
+
+RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
+                            double temperature, double now_ms, RouteResult* out) {
+  const size_t count = candidates_.size();
+  if (count == 0) return RouteStatus::kNoWorkers;
+  if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
+  if (config_.approx) expire(now_ms);
+  const uint32_t bs = config_.block_size;
+  const uint32_t isl = static_cast<uint32_t>(n);
+  hash_prompt(tokens, n);
+  const size_t n_full = seq_.size();
+  gather(n_full);
+
+  size_t pick = 0;
+  values_.resize(count);
+  switch (config_.policy) {
+    case Policy::kKv:
+      trees_.resize(count);
+      for (size_t i = 0; i < count; i++) {
+        values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight);
+        trees_[i] = cand_[i].tree_size;
+      }
+      pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
+      break;
+    case Policy::kRoundRobin:
+      pick = static_cast<size_t>(round_robin_++ % count);
+      break;
+    case Policy::kRandom:
+      pick = rng_.below(static_cast<uint32_t>(count));
+      break;
+    case Policy::kPowerOfTwo:
+    case Policy::kLeastLoaded:
+      for (size_t i = 0; i < count; i++) values_[i] = load_blocks(cand_[i], bs);
+      pick = config_.policy == Policy::kPowerOfTwo ? select_power_of_two(values_.data(), count, rng_)
+                                                   : select_least_loaded(values_.data(), count, rng_);
+      break;
+  }
+
+  const uint32_t s = candidates_[pick];
+  const uint32_t overlap = cand_[pick].overlap;
+  const uint64_t cached = uint64_t{overlap} * bs;
+  const uint64_t prefill = n > cached ? n - cached : 0;
+  if (active_.add(request_id, s, seq_.data(), n_full, n % bs != 0, prefill) != ActiveSequences::AddStatus::kOk) {
+    return RouteStatus::kUnitFull;
+  }
+  if (config_.approx) approx_record(s, n_full, now_ms);
+  *out = RouteResult{slots_[s].worker, slots_[s].rank, overlap};
+  return RouteStatus::kOk;
+}
+
+void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out) {
+  hash_prompt(tokens, n);
+  gather(seq_.size());
+  out->clear();
+  for (size_t i = 0; i < candidates_.size(); i++) {
+    const Slot& sl = slots_[candidates_[i]];
+    out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
+                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight)});
+  }
+}
+
+void KvRouter::approx_record(uint32_t s, size_t n_full, double now_ms) {
+  if (s >= approx_latest_.size()) approx_latest_.resize(s + 1);
+  U64Map& latest = approx_latest_[s];
+  const double expiry = now_ms + config_.approx_ttl_ms;
+  for (size_t i = 0; i < n_full; i++) {
+    const uint64_t seq = seq_[i];
+    // The recorded block's engine hash is its sequence hash: unique per prefix.
+    if (!index_.claim(s, static_cast<int64_t>(seq), seq)) continue;
+    const uint32_t stamp = approx_stamp_;
+    approx_stamp_ = (approx_stamp_ + 1) & 0x7FFFFFFF;  // never U64Map::kNone
+    if (latest.put(seq, stamp) == U64Map::kNone) approx_blocks_++;
+    approx_fifo_.push_back(ApproxEntry{expiry, s, stamp, seq});
+  }
+  if (approx_blocks_ > config_.approx_max_blocks) {
+    const double target = static_cast<double>(config_.approx_max_blocks) * config_.approx_prune_ratio;
+    while (!approx_fifo_.empty() && static_cast<double>(approx_blocks_) > target) approx_drop_front();
+  }
+}
+
+void KvRouter::approx_drop_front() {
+  const ApproxEntry e = approx_fifo_.front();
+  approx_fifo_.pop_front();
+  if (e.slot >= approx_latest_.size()) return;
+  U64Map& latest = approx_latest_[e.slot];
+  if (latest.find(e.seq) != e.stamp) return;  // refreshed since, or the unit was cleared
+  latest.erase(e.seq);
+  approx_blocks_--;
+  index_.release(e.slot, static_cast<int64_t>(e.seq));
+}
+
+void KvRouter::expire(double now_ms) {
+  while (!approx_fifo_.empty() && approx_fifo_.front().expiry <= now_ms) approx_drop_front();
+}
+
+RouterStats KvRouter::stats() const {
+  RouterStats s;
+  s.index = index_.stats();
+  s.candidates = candidates_.size();
+  s.units = slots_.size() - free_slots_.size();
+  s.active_requests = active_.requests();
+  s.events_applied = events_applied_;
+  s.event_errors = event_errors_;
+  s.approx_blocks = approx_blocks_;
+  s.bytes = s.index.bytes + active_.bytes() + slot_of_.bytes() + slots_.capacity() * sizeof(Slot) +
+            approx_fifo_.size() * sizeof(ApproxEntry);
+  for (const U64Map& m : approx_latest_) s.bytes += m.bytes();
+  return s;
+}
+
+void KvRouter::units(std::vector<UnitInfo>* out) const {
+  out->clear();
+  for (uint32_t s = 0; s < slots_.size(); s++) {
+    const Slot& sl = slots_[s];
+    if (!sl.used) continue;
+    out->push_back(UnitInfo{sl.worker, sl.rank, sl.candidate, active_.load(s), index_.unit_blocks(s)});
+  }
+  std::sort(out->begin(), out->end(), [](const UnitInfo& a, const UnitInfo& b) {
+    return unit_key(a.worker, a.rank) < unit_key(b.worker, b.rank);
+  });
+}
+
+}  // namespace kvgate

@@ -1,0 +1,182 @@
+// The router core: the KV index, the active-sequence tracker and the scheduler over one set
+// of candidate units, behind (worker id, dp rank) pairs. This is what the binding wraps.
+//
+// Units: a (worker, rank) pair gets a dense slot the first time it is registered as a
+// candidate (add_unit) or named by a KV event; events for units that are not candidates are
+// indexed (they may arrive before registration) but never routed to.
+//
+// Approximate mode (dynamo.md §2.10, for engines without KV events): each routed request's
+// full blocks are recorded in the index as held by the chosen unit, for a TTL (refreshed
+// when routed again) and within a size cap (oldest dropped first).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "core/active_sequences.h"
+#include "core/flat_map.h"
+#include "core/kv_events.h"
+#include "core/kv_index.h"
+#include "core/scheduler.h"
+
+namespace kvgate {
+
+struct RouterConfig {
+  uint32_t block_size = 16;  // in [1, kMaxBlockSize]; callers validate
+  Policy policy = Policy::kKv;
+  double overlap_weight = 1.0;  // default per-request weight of prefill blocks in the cost
+  double temperature = 0.0;     // default per-request softmax temperature (0 = argmin)
+  uint64_t seed = 0;
+  bool approx = false;
+  double approx_ttl_ms = 120000;
+  uint64_t approx_max_blocks = 1u << 20;
+  double approx_prune_ratio = 0.8;  // a prune drops down to max * ratio
+};
+
+struct UnitMatch {
+  uint32_t worker, rank, depth;
+};
+
+struct UnitScore {
+  uint32_t worker, rank;
+  Candidate candidate;
+  double logit;  // KV cost (lower is better), whatever the policy
+};
+
+struct UnitInfo {
+  uint32_t worker, rank;
+  bool candidate;
+  UnitLoad load;
+  uint64_t cached_blocks;  // index holds
+};
+
+struct RouteResult {
+  uint32_t worker = 0, rank = 0, overlap = 0;
+};
+
+enum class RouteStatus { kOk, kNoWorkers, kDuplicateRequest, kUnitFull };
+
+struct BatchResult {
+  uint32_t events = 0;   // events in the batch
+  uint32_t applied = 0;  // events applied without error
+  uint32_t ignored = 0;  // events for another storage tier (not device cache)
+  uint32_t errors = 0;   // stored with an unknown parent or a block size mismatch, removals of unheld blocks
+};
+
+struct RouterStats {
+  IndexStats index;
+  uint64_t candidates = 0;
+  uint64_t units = 0;  // slots in use (candidates and units only named by events)
+  uint64_t active_requests = 0;
+  uint64_t events_applied = 0;
+  uint64_t event_errors = 0;
+  uint64_t approx_blocks = 0;  // holds recorded by approximate mode
+  uint64_t bytes = 0;          // index + active sequences + router tables, approximately
+};
+
+class KvRouter {
+ public:
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+
+  explicit KvRouter(const RouterConfig& config);
+  KvRouter(const KvRouter&) = delete;
+  KvRouter& operator=(const KvRouter&) = delete;
+
+  const RouterConfig& config() const { return config_; }
+
+  // Registers (worker, rank) as a candidate. Idempotent; false only at the unit limit.
+  bool add_unit(uint32_t worker, uint32_t rank);
+  // Forgets the unit (or every rank of the worker): its cached blocks, active requests
+  // and candidacy.
+  void remove_unit(uint32_t worker, uint32_t rank);
+  void remove_worker(uint32_t worker);
+  // Drops the unit's (or every rank's) cached blocks; it stays a candidate.
+  void clear_unit(uint32_t worker, uint32_t rank);
+  void clear_worker(uint32_t worker);
+
+  // KV events for one unit (see KvIndex). kLimit also when no unit slot is left.
+  KvIndex::Status apply_stored(uint32_t worker, uint32_t rank, const int64_t* parent, const uint32_t* tokens,
+                               size_t n_tokens, const int64_t* engine, size_t n_engine);
+  size_t apply_removed(uint32_t worker, uint32_t rank, const int64_t* engine, size_t n);
+  // Parses a raw SGLang batch and, only if all of it parses, applies it to (worker, rank);
+  // a dp_rank carried by the batch takes the place of `rank`. Events of another medium than
+  // the device are ignored; AllBlocksCleared clears that one unit.
+  KvEventError apply_batch(uint32_t worker, uint32_t rank, const uint8_t* data, size_t len, BatchResult* out);
+
+  // Per unit, the leading blocks of the query (local block hashes) it has cached.
+  void find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out);
+
+  // Hashes the prompt, matches, scores and picks a candidate by the configured policy, and
+  // records the request as active there (and, in approximate mode, its blocks as cached at
+  // now_ms). overlap_weight and temperature apply to this request.
+  RouteStatus route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
+                    double temperature, double now_ms, RouteResult* out);
+  // What route would see, without picking or recording: one entry per candidate, in
+  // candidate order (sorted by worker, then rank).
+  void score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out);
+
+  bool mark_prefill_done(uint64_t request_id) { return active_.mark_prefill_done(request_id); }
+  bool free(uint64_t request_id) { return active_.free(request_id); }
+  // Approximate mode: drops recorded blocks whose TTL ended by now_ms.
+  void expire(double now_ms);
+  void seed(uint64_t s) { rng_.seed(s); }
+
+  RouterStats stats() const;
+  // Every unit in use, sorted by worker then rank.
+  void units(std::vector<UnitInfo>* out) const;
+
+ private:
+  struct Slot {
+    uint32_t worker = 0, rank = 0;
+    bool used = false, candidate = false;
+  };
+  struct ApproxEntry {
+    double expiry;
+    uint32_t slot;
+    uint32_t stamp;
+    uint64_t seq;
+  };
+
+  static uint64_t unit_key(uint32_t worker, uint32_t rank) { return (uint64_t{worker} << 32) | rank; }
+  uint32_t find_slot(uint32_t worker, uint32_t rank) const { return slot_of_.find(unit_key(worker, rank)); }
+  uint32_t slot_for(uint32_t worker, uint32_t rank);  // creates; kNoSlot at the limit
+  void release_slot(uint32_t slot);
+  void clear_slot(uint32_t slot);
+  void rebuild_candidates();
+  void hash_prompt(const uint32_t* tokens, size_t n);
+  void gather(size_t n_full);  // fills cand_ from seq_[0..n_full)
+  void approx_record(uint32_t slot, size_t n_full, double now_ms);
+  void approx_drop_front();
+
+  RouterConfig config_;
+  KvIndex index_;
+  ActiveSequences active_;
+  Rng rng_;
+  uint64_t round_robin_ = 0;
+
+  U64Map slot_of_;  // unit_key → slot
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> candidates_;  // slots, sorted by (worker, rank)
+
+  uint64_t events_applied_ = 0, event_errors_ = 0;
+  KvEventBatch batch_;
+
+  // Approximate mode: a FIFO of recordings (expiry order, since the TTL is constant) and,
+  // per slot, the stamp of each block's latest recording; older entries are stale.
+  std::deque<ApproxEntry> approx_fifo_;
+  std::vector<U64Map> approx_latest_;
+  uint32_t approx_stamp_ = 0;
+  uint64_t approx_blocks_ = 0;
+
+  // Per-call scratch.
+  std::vector<uint64_t> local_, seq_;
+  std::vector<UnitDepth> matches_, active_matches_;
+  std::vector<uint32_t> overlap_of_, active_of_;  // by slot, zero between calls
+  std::vector<Candidate> cand_;
+  std::vector<double> values_;
+  std::vector<uint64_t> trees_;
+};
+
+}  // namespace kvgate

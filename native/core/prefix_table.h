@@ -1,0 +1,125 @@
+// The prefix tree behind the KV index and the active-sequence tracker, stored flat.
+//
+// A block is identified by its chained sequence hash (block_hash.h): seq[i] hashes the whole
+// prefix up to and including block i, so one hash table keyed by seq is the radix tree of
+// Dynamo's indexer (dynamo.md §2.4) without child maps: the child of node `p` for local
+// hash `h` is the node of XXH3(le64(p.seq) ++ le64(h)). Each node records which units
+// (dense ids of (worker, dp rank) pairs) hold the block, with a count per unit (a unit can
+// hold one block under several engine hashes, or for several requests).
+//
+// A node nobody holds is freed at once. It can never be on a match (a unit's overlap ends
+// at the first block it does not hold), so freeing it changes no result, and memory is
+// bounded by the holds. A block held without its parent (a removed parent whose child
+// stays) is simply a node whose holders are not a subset of the parent's; match() handles
+// that by intersecting.
+//
+// Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array), the
+// seq table 8 bytes per slot at 50-75% load; the node pool is kept for reuse (released
+// when the table empties).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace kvgate {
+
+// One unit's overlap with a query: the number of leading query blocks it holds.
+struct UnitDepth {
+  uint32_t unit;
+  uint32_t depth;
+};
+
+class PrefixTable {
+ public:
+  static constexpr uint32_t kNoNode = UINT32_MAX;
+  static constexpr uint32_t kMaxUnits = 65535;  // unit ids are 0 .. kMaxUnits - 1
+  static constexpr uint32_t kMaxCount = 65535;  // holds of one unit on one block
+
+  PrefixTable() = default;
+  PrefixTable(const PrefixTable&) = delete;
+  PrefixTable& operator=(const PrefixTable&) = delete;
+
+  // The node of block `seq`, or kNoNode.
+  uint32_t find(uint64_t seq) const;
+
+  // Adds one hold of `unit` on block `seq`, creating the node. Returns the node and sets
+  // *count_after to the unit's holds on it (1 = the unit newly holds the block). Returns
+  // kNoNode (nothing changed) if the unit already has kMaxCount holds on it.
+  uint32_t add(uint64_t seq, uint32_t unit, uint32_t* count_after);
+
+  // Drops one hold of `unit` on `node` (which it must hold). Returns the unit's remaining
+  // holds; frees the node when no unit holds it any more.
+  uint32_t remove(uint32_t node, uint32_t unit);
+
+  uint64_t seq_of(uint32_t node) const { return at(node).seq; }
+  // Holds of `unit` on `node` (0 if none).
+  uint32_t count(uint32_t node, uint32_t unit) const;
+
+  // For each unit holding query block 0, the number of leading blocks of `seq[0..n)` it
+  // holds (depth >= 1), in no particular order. Stops as soon as no unit is left.
+  // Cost O(depth reached x holders per block). Uses internal scratch (not reentrant).
+  void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out);
+
+  size_t blocks() const { return live_; }  // nodes with at least one holder
+  size_t holds() const { return holds_; }  // sum of all counts
+  size_t bytes() const;                    // memory owned, approximately
+
+ private:
+  struct Holder {
+    uint16_t unit;
+    uint16_t count;
+  };
+  static constexpr uint16_t kInline = 3;
+  struct Node {
+    uint64_t seq;
+    uint16_t n;        // distinct holders; 0 = free node
+    uint16_t spilled;  // holders are in spill_[spill] rather than inline
+    union {
+      Holder inline_holders[kInline];
+      uint32_t spill;
+      uint32_t next_free;
+    };
+  };
+  static_assert(sizeof(Node) == 24, "node must stay 24 bytes");
+
+  struct Slot {
+    uint32_t tag;   // low 32 bits of seq: most mismatches are rejected without a node load
+    uint32_t node;  // kNoNode = empty
+  };
+
+  static constexpr unsigned kChunkBits = 14;
+  static constexpr uint32_t kChunkMask = (1u << kChunkBits) - 1;
+
+  Node& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+  const Node& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+  Holder* holders(Node& nd) { return nd.spilled ? spill_[nd.spill].data() : nd.inline_holders; }
+  const Holder* holders(const Node& nd) const { return nd.spilled ? spill_[nd.spill].data() : nd.inline_holders; }
+
+  // Slot choice as in flat_map.h: any capacity, grown by 1.5x.
+  size_t home(uint64_t seq) const {
+    return static_cast<size_t>((static_cast<unsigned __int128>(seq * 0x9E3779B97F4A7C15ULL) * cap_) >> 64);
+  }
+  size_t next(size_t i) const { return i + 1 == cap_ ? 0 : i + 1; }
+  size_t dist(size_t a, size_t b) const { return b >= a ? b - a : b + cap_ - a; }
+  uint32_t new_node(uint64_t seq);
+  void free_node(uint32_t id);
+  void table_insert(uint64_t seq, uint32_t id);
+  void table_erase(uint64_t seq);
+  void rehash(size_t new_cap);
+
+  std::vector<std::unique_ptr<Node[]>> chunks_;
+  uint32_t next_unused_ = 0;        // nodes [0, next_unused_) have been handed out once
+  uint32_t free_head_ = kNoNode;    // freed nodes, linked through next_free
+  std::vector<std::vector<Holder>> spill_;
+  std::vector<uint32_t> spill_free_;
+
+  std::unique_ptr<Slot[]> slots_;
+  size_t cap_ = 0;
+
+  size_t live_ = 0;
+  size_t holds_ = 0;
+  std::vector<uint16_t> active_;  // match() scratch
+};
+
+}  // namespace kvgate

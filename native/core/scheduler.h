@@ -1,0 +1,62 @@
+// Worker selection: Dynamo's 2026-04 KV cost (dynamo.md §2.8.1) and the plain load
+// balancing policies, over candidates described by plain numbers. No state here but the
+// random generator, so the TypeScript reference (src/router/reference) can reproduce every
+// decision bit for bit from the same seed.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace kvgate {
+
+// SplitMix64: small, seedable, and cheap to reproduce in TypeScript with BigInt.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) : state_(seed) {}
+  void seed(uint64_t s) { state_ = s; }
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  // Uniform in [0, n), n > 0 (modulo bias below 2^-32 for any n < 2^32).
+  uint32_t below(uint32_t n) { return static_cast<uint32_t>(next() % n); }
+
+ private:
+  uint64_t state_;
+};
+
+enum class Policy : uint8_t { kKv, kRoundRobin, kRandom, kPowerOfTwo, kLeastLoaded };
+
+// What the scheduler knows about one candidate unit for one request.
+struct Candidate {
+  uint32_t overlap = 0;         // leading request blocks cached on the unit (KV index)
+  uint32_t active_overlap = 0;  // leading request blocks already active on the unit
+  uint64_t active_blocks = 0;   // the unit's active blocks (ActiveSequences)
+  uint64_t prefill_tokens = 0;  // the unit's prompt tokens still to prefill
+  uint64_t tree_size = 0;       // blocks the unit holds in the index
+};
+
+// Dynamo 2026-04 cost, lower is better:
+//   prefill_blocks = (prefill_tokens + max(0, isl - overlap*bs)) / bs
+//   decode_blocks  = active_blocks + ceil(isl/bs) - active_overlap
+//   logit          = overlap_weight * prefill_blocks + decode_blocks
+double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight);
+
+// A unit's current load in blocks, for the load-balancing policies:
+// active_blocks + prefill_tokens / bs.
+double load_blocks(const Candidate& c, uint32_t block_size);
+
+// Temperature 0: the minimum logit; ties go to the smallest tree size, then uniformly at
+// random (one draw, only if a tie remains). Temperature > 0: a sample of
+// softmax(-(logit / (max - min)) / T) (one draw; uniform if max == min). n > 0.
+size_t select_kv(const double* logits, const uint64_t* tree_sizes, size_t n, double temperature, Rng& rng);
+// The least loaded; ties uniformly at random (one draw, only if tied). n > 0.
+size_t select_least_loaded(const double* loads, size_t n, Rng& rng);
+// Two distinct candidates drawn at random (two draws; one candidate needs none), the less
+// loaded of the two, the first drawn on a tie. n > 0.
+size_t select_power_of_two(const double* loads, size_t n, Rng& rng);
+
+}  // namespace kvgate

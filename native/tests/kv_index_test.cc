@@ -1,0 +1,339 @@
+// The KV index and its parts (flat map, prefix table): event semantics (dynamo.md §2.4),
+// memory bounded by the holds, and randomized checks against plain std containers.
+#include "core/kv_index.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "core/block_hash.h"
+#include "core/flat_map.h"
+#include "core/prefix_table.h"
+
+namespace {
+
+using kvgate::IndexStats;
+using kvgate::KvIndex;
+using kvgate::PrefixTable;
+using kvgate::U64Map;
+using kvgate::UnitDepth;
+using Status = KvIndex::Status;
+
+constexpr uint32_t kBs = 4;
+
+// Tokens of `blocks` full blocks; block b's tokens are derived from (stream, b) so two
+// streams share no block.
+std::vector<uint32_t> tokens_of(uint32_t stream, size_t blocks) {
+  std::vector<uint32_t> t;
+  for (size_t b = 0; b < blocks; b++) {
+    for (uint32_t i = 0; i < kBs; i++) t.push_back(stream * 100000 + static_cast<uint32_t>(b) * 10 + i);
+  }
+  return t;
+}
+
+std::vector<uint64_t> seq_of(const std::vector<uint32_t>& tokens) {
+  std::vector<uint64_t> local(tokens.size() / kBs);
+  kvgate::compute_block_hashes(tokens.data(), tokens.size(), kBs, local.data());
+  std::vector<uint64_t> seq(local.size());
+  kvgate::compute_sequence_hashes(local.data(), local.size(), seq.data());
+  return seq;
+}
+
+std::map<uint32_t, uint32_t> match(KvIndex& index, const std::vector<uint32_t>& tokens) {
+  std::vector<uint64_t> seq = seq_of(tokens);
+  std::vector<UnitDepth> out;
+  index.match(seq.data(), seq.size(), &out);
+  std::map<uint32_t, uint32_t> m;
+  for (const UnitDepth& d : out) {
+    EXPECT_TRUE(m.emplace(d.unit, d.depth).second) << "unit reported twice";
+  }
+  return m;
+}
+
+// Stores tokens[first*bs, last*bs) for `unit` as one event, engine hashes base+first...,
+// chained under base+first-1 (or the root when first == 0).
+Status store(KvIndex& index, uint32_t unit, const std::vector<uint32_t>& tokens, size_t first, size_t last,
+             int64_t base) {
+  std::vector<int64_t> engine;
+  for (size_t b = first; b < last; b++) engine.push_back(base + static_cast<int64_t>(b));
+  const int64_t parent = base + static_cast<int64_t>(first) - 1;
+  return index.apply_stored(unit, first ? &parent : nullptr, tokens.data() + first * kBs, (last - first) * kBs,
+                            engine.data(), engine.size());
+}
+
+TEST(U64Map, AgreesWithUnorderedMapUnderRandomOps) {
+  std::mt19937_64 rng(7);
+  U64Map m;
+  std::unordered_map<uint64_t, uint32_t> ref;
+  const uint64_t special[] = {0, 1, UINT64_MAX, 0x8000000000000000ULL};
+  for (int step = 0; step < 200000; step++) {
+    // Small key space so inserts, overwrites and erases all happen; plus edge keys.
+    uint64_t key = (step % 17 == 0) ? special[rng() % 4] : rng() % 5000;
+    if (step > 100000) key *= 0x10000;  // clustered high keys stress probing after the growth phase
+    const uint32_t val = static_cast<uint32_t>(rng() % 1000);
+    if (rng() % 3 == 0) {
+      auto it = ref.find(key);
+      const uint32_t want = it == ref.end() ? U64Map::kNone : it->second;
+      ASSERT_EQ(m.erase(key), want);
+      ref.erase(key);
+    } else {
+      auto it = ref.find(key);
+      const uint32_t want = it == ref.end() ? U64Map::kNone : it->second;
+      ASSERT_EQ(m.put(key, val), want);
+      ref[key] = val;
+    }
+    ASSERT_EQ(m.size(), ref.size());
+  }
+  for (const auto& [k, v] : ref) ASSERT_EQ(m.find(k), v);
+  size_t seen = 0;
+  m.for_each([&](uint64_t k, uint32_t v) {
+    ASSERT_EQ(ref.at(k), v);
+    seen++;
+  });
+  EXPECT_EQ(seen, ref.size());
+  // Draining shrinks the table again.
+  for (const auto& [k, v] : ref) m.erase(k);
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_LE(m.capacity(), 16u);
+}
+
+TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
+  // Model: seq → unit → count; match = walk while the intersection is non-empty.
+  std::mt19937_64 rng(11);
+  PrefixTable t;
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  // Chains: chain c block d has seq 1000*c + d + 1, units 0..9 (some spill beyond 3 inline).
+  auto seq = [](uint64_t c, uint64_t d) { return c * 1000 + d + 1; };
+  for (int step = 0; step < 60000; step++) {
+    const uint64_t c = rng() % 4, d = rng() % 12;
+    const uint32_t u = static_cast<uint32_t>(rng() % 10);
+    const uint64_t s = seq(c, d);
+    if (rng() % 2) {
+      uint32_t count;
+      ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
+      ASSERT_EQ(count, ++model[s][u]);
+    } else if (model.count(s) && model[s].count(u)) {
+      const uint32_t node = t.find(s);
+      ASSERT_NE(node, PrefixTable::kNoNode);
+      const uint32_t left = --model[s][u];
+      ASSERT_EQ(t.remove(node, u), left);
+      if (left == 0) model[s].erase(u);
+      if (model[s].empty()) model.erase(s);
+    }
+    if (step % 97 == 0) {
+      size_t holds = 0;
+      for (auto& [k, us] : model)
+        for (auto& [uu, n] : us) holds += n;
+      ASSERT_EQ(t.blocks(), model.size());
+      ASSERT_EQ(t.holds(), holds);
+      const uint64_t qc = rng() % 4;
+      std::vector<uint64_t> q;
+      for (uint64_t dd = 0; dd < 12; dd++) q.push_back(seq(qc, dd));
+      std::vector<UnitDepth> got;
+      t.match(q.data(), q.size(), &got);
+      std::map<uint32_t, uint32_t> want;
+      std::set<uint32_t> active;
+      if (model.count(q[0])) {
+        for (auto& [uu, n] : model[q[0]]) active.insert(uu);
+        size_t depth = 1;
+        for (; depth < q.size() && !active.empty() && model.count(q[depth]); depth++) {
+          for (auto it = active.begin(); it != active.end();) {
+            if (!model[q[depth]].count(*it)) {
+              want[*it] = static_cast<uint32_t>(depth);
+              it = active.erase(it);
+            } else {
+              ++it;
+            }
+          }
+        }
+        for (uint32_t uu : active) want[uu] = static_cast<uint32_t>(depth);
+      }
+      std::map<uint32_t, uint32_t> gotm;
+      for (auto& g : got) gotm[g.unit] = g.depth;
+      ASSERT_EQ(gotm, want) << "step " << step;
+    }
+  }
+}
+
+TEST(KvIndex, StoredChainMatchesPerUnitPrefix) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 6);
+  ASSERT_EQ(store(index, 0, t, 0, 6, 100), Status::kOk);
+  ASSERT_EQ(store(index, 1, t, 0, 2, 500), Status::kOk);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{0, 6}, {1, 2}}));
+  // A query that diverges after block 3, and one longer than anything stored.
+  auto q = t;
+  q[3 * kBs] += 1;
+  EXPECT_EQ(match(index, q), (std::map<uint32_t, uint32_t>{{0, 3}, {1, 2}}));
+  auto longer = tokens_of(1, 9);
+  EXPECT_EQ(match(index, longer), (std::map<uint32_t, uint32_t>{{0, 6}, {1, 2}}));
+  // A query whose first block is unknown matches nothing; an empty one too.
+  EXPECT_TRUE(match(index, tokens_of(2, 3)).empty());
+  EXPECT_TRUE(match(index, {}).empty());
+  const IndexStats s = index.stats();
+  EXPECT_EQ(s.blocks, 6u);
+  EXPECT_EQ(s.pairs, 8u);
+  EXPECT_EQ(s.units, 2u);
+  EXPECT_EQ(index.unit_blocks(0), 6u);
+  EXPECT_EQ(index.unit_blocks(1), 2u);
+}
+
+TEST(KvIndex, PagesChainThroughParentEngineHashes) {
+  // SGLang sends one page per event, each naming the previous page as parent.
+  KvIndex index(kBs);
+  const auto t = tokens_of(3, 5);
+  for (size_t b = 0; b < 5; b++) ASSERT_EQ(store(index, 7, t, b, b + 1, 40), Status::kOk);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{7, 5}}));
+  // The same blocks sent in one event by another unit land on the same nodes.
+  ASSERT_EQ(store(index, 8, t, 0, 5, 900), Status::kOk);
+  EXPECT_EQ(index.stats().blocks, 5u);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{7, 5}, {8, 5}}));
+}
+
+TEST(KvIndex, UnknownParentDropsTheWholeEvent) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 3);
+  ASSERT_EQ(store(index, 0, t, 0, 1, 10), Status::kOk);
+  // Parent 10+1 was never stored by unit 0; unit 1 never stored anything.
+  EXPECT_EQ(store(index, 0, t, 2, 3, 10), Status::kUnknownParent);
+  EXPECT_EQ(store(index, 1, t, 1, 3, 10), Status::kUnknownParent);
+  EXPECT_EQ(index.stats().pairs, 1u);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{0, 1}}));
+}
+
+TEST(KvIndex, RemovingAParentKeepsTheChildAndStopsTheMatchThere) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 4);
+  ASSERT_EQ(store(index, 0, t, 0, 4, 10), Status::kOk);
+  ASSERT_EQ(store(index, 1, t, 0, 4, 10), Status::kOk);
+  const int64_t block1 = 11;
+  EXPECT_EQ(index.apply_removed(0, &block1, 1), 0u);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{0, 1}, {1, 4}}));
+  EXPECT_EQ(index.stats().blocks, 4u);  // unit 1 still holds block 1; unit 0 still holds 2, 3
+  // Re-storing the parent restores the whole prefix for unit 0 (its child holds remained).
+  ASSERT_EQ(store(index, 0, t, 1, 2, 10), Status::kOk);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{0, 4}, {1, 4}}));
+  // The child can still be named as a parent after its own parent went away.
+  EXPECT_EQ(index.apply_removed(0, &block1, 1), 0u);
+  const auto t5 = tokens_of(1, 5);
+  EXPECT_EQ(store(index, 0, t5, 4, 5, 10), Status::kOk);
+  EXPECT_EQ(index.unit_blocks(0), 4u);
+  // Removing something not held is reported, and changes nothing.
+  EXPECT_EQ(index.apply_removed(0, &block1, 1), 1u);
+  const int64_t never = 12345;
+  EXPECT_EQ(index.apply_removed(9, &never, 1), 1u);
+}
+
+TEST(KvIndex, NodesNobodyHoldsAreFreed) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 3);
+  ASSERT_EQ(store(index, 0, t, 0, 3, 10), Status::kOk);
+  const int64_t all[] = {10, 11, 12};
+  const int64_t mid = 11;
+  EXPECT_EQ(index.apply_removed(0, &mid, 1), 0u);
+  EXPECT_EQ(index.stats().blocks, 2u);
+  EXPECT_EQ(index.apply_removed(0, all, 3), 1u);
+  const IndexStats s = index.stats();
+  EXPECT_EQ(s.blocks, 0u);
+  EXPECT_EQ(s.pairs, 0u);
+  EXPECT_EQ(s.units, 0u);
+  EXPECT_TRUE(match(index, t).empty());
+}
+
+TEST(KvIndex, PartialPagesAndPageSizeMismatch) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 2);
+  const int64_t h[] = {1, 2};
+  // One hash with fewer tokens than a block: SGLang's trailing partial page, ignored.
+  EXPECT_EQ(index.apply_stored(0, nullptr, t.data(), kBs - 1, h, 1), Status::kOk);
+  EXPECT_EQ(index.stats().pairs, 0u);
+  // Two hashes, one and a half blocks of tokens: the full block is stored.
+  EXPECT_EQ(index.apply_stored(0, nullptr, t.data(), kBs + 2, h, 2), Status::kOk);
+  EXPECT_EQ(index.stats().pairs, 1u);
+  // More tokens than hashes x block size: the engine's page is larger than our block.
+  EXPECT_EQ(index.apply_stored(1, nullptr, t.data(), 2 * kBs, h, 1), Status::kBlockSizeMismatch);
+  EXPECT_EQ(index.stats().pairs, 1u);
+}
+
+TEST(KvIndex, DuplicateAndMovedEngineHashes) {
+  KvIndex index(kBs);
+  const auto a = tokens_of(1, 2);
+  const auto b = tokens_of(2, 2);
+  ASSERT_EQ(store(index, 0, a, 0, 2, 10), Status::kOk);
+  ASSERT_EQ(store(index, 0, a, 0, 2, 10), Status::kOk);  // duplicate: no change
+  EXPECT_EQ(index.stats().pairs, 2u);
+  // The same block under a second engine hash (e.g. another cache salt): held until both go.
+  ASSERT_EQ(store(index, 0, a, 0, 1, 70), Status::kOk);
+  EXPECT_EQ(index.stats().pairs, 3u);
+  EXPECT_EQ(index.stats().blocks, 2u);
+  const int64_t first = 10, second = 70;
+  EXPECT_EQ(index.apply_removed(0, &first, 1), 0u);
+  EXPECT_EQ(match(index, a), (std::map<uint32_t, uint32_t>{{0, 2}}));
+  EXPECT_EQ(index.apply_removed(0, &second, 1), 0u);
+  EXPECT_TRUE(match(index, a).empty());
+  // Engine hash 11 now names a block of another chain: the hold moves.
+  ASSERT_EQ(store(index, 0, b, 0, 1, 11 - 0), Status::kOk);
+  EXPECT_EQ(index.stats().pairs, 1u);
+  EXPECT_EQ(index.stats().blocks, 1u);
+  EXPECT_EQ(match(index, b), (std::map<uint32_t, uint32_t>{{0, 1}}));
+}
+
+TEST(KvIndex, ClearUnitDropsOnlyThatUnit) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 3);
+  for (uint32_t u = 0; u < 8; u++) ASSERT_EQ(store(index, u, t, 0, 3 - u % 3, 10), Status::kOk);
+  index.clear_unit(3);
+  auto m = match(index, t);
+  EXPECT_EQ(m.count(3), 0u);
+  EXPECT_EQ(m.size(), 7u);
+  EXPECT_EQ(m[4], 2u);
+  for (uint32_t u = 0; u < 8; u++) index.clear_unit(u);
+  EXPECT_EQ(index.stats().blocks, 0u);
+  // The unit can store again afterwards.
+  ASSERT_EQ(store(index, 3, t, 0, 3, 10), Status::kOk);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{3, 3}}));
+}
+
+TEST(KvIndex, ManyUnitsOnOneBlockSpillAndShrinkBack) {
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 2);
+  for (uint32_t u = 0; u < 300; u += 3) ASSERT_EQ(store(index, u, t, 0, 1 + (u % 2), 10), Status::kOk);
+  auto m = match(index, t);
+  ASSERT_EQ(m.size(), 100u);
+  for (auto& [u, d] : m) EXPECT_EQ(d, 1u + (u % 2)) << u;
+  for (uint32_t u = 0; u < 297; u += 3) index.clear_unit(u);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{297, 2}}));
+}
+
+TEST(KvIndex, MemoryFollowsTheHolds) {
+  // Fill, drain, fill again: memory returns near empty and does not grow across rounds.
+  KvIndex index(16);
+  std::mt19937 rng(3);
+  std::vector<uint32_t> tokens(64 * 16);
+  size_t peak[2] = {0, 0};
+  for (int round = 0; round < 2; round++) {
+    for (uint32_t seqno = 0; seqno < 2000; seqno++) {
+      for (auto& x : tokens) x = rng();
+      std::vector<int64_t> engine(64);
+      for (int b = 0; b < 64; b++) engine[b] = int64_t{seqno} * 64 + b;
+      ASSERT_EQ(index.apply_stored(seqno % 8, nullptr, tokens.data(), tokens.size(), engine.data(), 64), Status::kOk);
+    }
+    const IndexStats full = index.stats();
+    EXPECT_EQ(full.pairs, 2000u * 64);
+    peak[round] = full.bytes;
+    // Below the design target of 64 bytes per (block, unit) pair even with one holder each.
+    EXPECT_LT(static_cast<double>(full.bytes) / full.pairs, 64.0);
+    for (uint32_t u = 0; u < 8; u++) index.clear_unit(u);
+    const IndexStats empty = index.stats();
+    EXPECT_EQ(empty.blocks, 0u);
+    EXPECT_LT(empty.bytes, full.bytes / 4);  // the node pool is kept for reuse, tables shrink
+  }
+  EXPECT_EQ(peak[0], peak[1]);
+}
+
+}  // namespace

@@ -1,0 +1,437 @@
+// The scheduler (Dynamo 2026-04 cost and selection, dynamo.md §2.8.1), the active-sequence
+// bookkeeping (§2.7), and the router that combines them with the index.
+#include "core/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "core/active_sequences.h"
+#include "core/block_hash.h"
+#include "core/kv_router.h"
+#include "tests/msgpack_writer.h"
+
+namespace {
+
+using kvgate::ActiveSequences;
+using kvgate::BatchResult;
+using kvgate::Candidate;
+using kvgate::KvEventError;
+using kvgate::KvIndex;
+using kvgate::KvRouter;
+using kvgate::Policy;
+using kvgate::Rng;
+using kvgate::RouteResult;
+using kvgate::RouterConfig;
+using kvgate::RouteStatus;
+using kvgate::UnitDepth;
+using kvgate::UnitInfo;
+using kvgate::UnitScore;
+
+TEST(Rng, IsSplitMix64) {
+  // Published SplitMix64 outputs for seed 0.
+  Rng rng(0);
+  EXPECT_EQ(rng.next(), 0xE220A8397B1DCDAFULL);
+  EXPECT_EQ(rng.next(), 0x6E789E6AA1B965F4ULL);
+  EXPECT_EQ(rng.next(), 0x06C45D188009454FULL);
+  Rng u(5);
+  for (int i = 0; i < 1000; i++) {
+    const double x = u.uniform();
+    ASSERT_GE(x, 0.0);
+    ASSERT_LT(x, 1.0);
+    ASSERT_LT(u.below(7), 7u);
+  }
+}
+
+TEST(KvCost, DocsExample) {
+  // router-concepts.md, weight 1.0, a 10-block request: W1 cached 2 / prefill 8 / decode 10,
+  // W2 5 / 5 / 5, W3 8 / 2 / 9 → costs 18, 10, 11, W2 chosen.
+  const uint32_t bs = 16, isl = 160;
+  Candidate w1{2, 0, 0, 0, 0}, w2{5, 5, 0, 0, 0}, w3{8, 1, 0, 0, 0};
+  const double logits[] = {kvgate::kv_logit(w1, isl, bs, 1.0), kvgate::kv_logit(w2, isl, bs, 1.0),
+                           kvgate::kv_logit(w3, isl, bs, 1.0)};
+  EXPECT_DOUBLE_EQ(logits[0], 18);
+  EXPECT_DOUBLE_EQ(logits[1], 10);
+  EXPECT_DOUBLE_EQ(logits[2], 11);
+  const uint64_t trees[] = {0, 0, 0};
+  Rng rng(1);
+  EXPECT_EQ(kvgate::select_kv(logits, trees, 3, 0.0, rng), 1u);
+}
+
+TEST(KvCost, Terms) {
+  const uint32_t bs = 16;
+  // Load already on the unit adds up: 32 prefill tokens = 2 blocks, 7 active blocks.
+  Candidate c{0, 0, 7, 32, 0};
+  // isl 40 → 40/16 = 2.5 new prefill blocks, ceil(40/16) = 3 new decode blocks.
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 1.0), (32 + 40) / 16.0 + 7 + 3);
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 2.5), 2.5 * (72 / 16.0) + 10);
+  // Overlap: 2 cached blocks leave 8 tokens to prefill; 2 blocks already active.
+  c.overlap = 2;
+  c.active_overlap = 2;
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 1.0), (32 + 8) / 16.0 + 7 + 1);
+  // Weight 0 (a decode pool): only decode blocks count.
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 0.0), 8);
+  EXPECT_DOUBLE_EQ(kvgate::load_blocks(c, bs), 7 + 2);
+}
+
+TEST(SelectKv, TiesGoToTheSmallestTreeThenAtRandom) {
+  const double logits[] = {5, 3, 3, 3, 4};
+  const uint64_t trees[] = {0, 9, 2, 2, 0};
+  std::map<size_t, int> seen;
+  for (uint64_t seed = 0; seed < 400; seed++) {
+    Rng rng(seed);
+    seen[kvgate::select_kv(logits, trees, 5, 0.0, rng)]++;
+  }
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_GT(seen[2], 150);
+  EXPECT_GT(seen[3], 150);
+  // A unique minimum draws nothing from the generator.
+  const double one[] = {2, 1};
+  const uint64_t t2[] = {0, 0};
+  Rng a(9), b(9);
+  EXPECT_EQ(kvgate::select_kv(one, t2, 2, 0.0, a), 1u);
+  EXPECT_EQ(a.next(), b.next());
+}
+
+TEST(SelectKv, TemperatureSamplesTheSoftmax) {
+  const double logits[] = {10, 12, 14};
+  const uint64_t trees[] = {0, 0, 0};
+  const double t = 0.5;
+  // p_i ∝ exp(-(logit_i / range) / T), range = 4.
+  double w[3], sum = 0;
+  for (int i = 0; i < 3; i++) sum += w[i] = std::exp(-(logits[i] / 4) / t);
+  int counts[3] = {0, 0, 0};
+  Rng rng(2024);
+  const int n = 20000;
+  for (int k = 0; k < n; k++) counts[kvgate::select_kv(logits, trees, 3, t, rng)]++;
+  for (int i = 0; i < 3; i++) EXPECT_NEAR(counts[i] / double(n), w[i] / sum, 0.02) << i;
+  // Equal logits: uniform.
+  const double flat[] = {3, 3, 3, 3};
+  const uint64_t t4[] = {0, 0, 0, 0};
+  int c4[4] = {0, 0, 0, 0};
+  for (int k = 0; k < 8000; k++) c4[kvgate::select_kv(flat, t4, 4, 1.0, rng)]++;
+  for (int i = 0; i < 4; i++) EXPECT_NEAR(c4[i] / 8000.0, 0.25, 0.03);
+}
+
+TEST(SelectLoad, LeastLoadedAndPowerOfTwo) {
+  const double loads[] = {4, 1, 3, 1};
+  std::map<size_t, int> seen;
+  Rng rng(3);
+  for (int k = 0; k < 400; k++) seen[kvgate::select_least_loaded(loads, 4, rng)]++;
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_GT(seen[1], 150);
+  EXPECT_GT(seen[3], 150);
+  // Power of two never picks the single most loaded (it always has a less loaded rival),
+  // and reaches every other candidate.
+  std::map<size_t, int> p2;
+  for (int k = 0; k < 2000; k++) p2[kvgate::select_power_of_two(loads, 4, rng)]++;
+  EXPECT_EQ(p2.count(0), 0u);
+  EXPECT_EQ(p2.size(), 3u);
+  EXPECT_EQ(kvgate::select_power_of_two(loads, 1, rng), 0u);
+}
+
+std::vector<uint64_t> seqs(uint64_t base, size_t n) {
+  std::vector<uint64_t> s;
+  for (size_t i = 0; i < n; i++) s.push_back(base + i);
+  return s;
+}
+
+TEST(ActiveSequences, SharedBlocksCountOncePerUnit) {
+  ActiveSequences a;
+  const auto x = seqs(100, 4);
+  ASSERT_EQ(a.add(1, 0, x.data(), 4, true, 70), ActiveSequences::AddStatus::kOk);
+  ASSERT_EQ(a.add(2, 0, x.data(), 2, false, 30), ActiveSequences::AddStatus::kOk);
+  ASSERT_EQ(a.add(3, 1, x.data(), 3, false, 48), ActiveSequences::AddStatus::kOk);
+  EXPECT_EQ(a.add(2, 1, x.data(), 1, false, 1), ActiveSequences::AddStatus::kDuplicate);
+  EXPECT_EQ(a.load(0).active_blocks, 5u);  // 4 distinct + 1 partial
+  EXPECT_EQ(a.load(0).prefill_tokens, 100u);
+  EXPECT_EQ(a.load(0).requests, 2u);
+  EXPECT_EQ(a.load(1).active_blocks, 3u);
+  std::vector<UnitDepth> m;
+  a.match(x.data(), 4, &m);
+  std::map<uint32_t, uint32_t> mm;
+  for (auto& d : m) mm[d.unit] = d.depth;
+  EXPECT_EQ(mm, (std::map<uint32_t, uint32_t>{{0, 4}, {1, 3}}));
+
+  EXPECT_TRUE(a.mark_prefill_done(1));
+  EXPECT_FALSE(a.mark_prefill_done(1));
+  EXPECT_EQ(a.load(0).prefill_tokens, 30u);
+  EXPECT_TRUE(a.free(1));
+  EXPECT_FALSE(a.free(1));  // idempotent
+  EXPECT_FALSE(a.mark_prefill_done(1));
+  EXPECT_EQ(a.load(0).active_blocks, 2u);
+  EXPECT_EQ(a.load(0).prefill_tokens, 30u);
+  EXPECT_TRUE(a.free(2));  // freed before its first token: its prefill leaves too
+  EXPECT_EQ(a.load(0).active_blocks, 0u);
+  EXPECT_EQ(a.load(0).prefill_tokens, 0u);
+  a.remove_unit(1);
+  EXPECT_EQ(a.requests(), 0u);
+  EXPECT_EQ(a.load(1).active_blocks, 0u);
+  EXPECT_FALSE(a.free(3));
+  // Unknown units are idle.
+  EXPECT_EQ(a.load(77).requests, 0u);
+}
+
+// ---- KvRouter ----
+
+constexpr uint32_t kBs = 4;
+
+std::vector<uint32_t> prompt(uint32_t stream, size_t tokens) {
+  std::vector<uint32_t> t(tokens);
+  for (size_t i = 0; i < tokens; i++) t[i] = stream * 1000 + static_cast<uint32_t>(i);
+  return t;
+}
+
+void store(KvRouter& r, uint32_t worker, uint32_t rank, const std::vector<uint32_t>& t, size_t blocks) {
+  std::vector<int64_t> engine;
+  for (size_t b = 0; b < blocks; b++) engine.push_back(static_cast<int64_t>(worker * 100000 + b));
+  ASSERT_EQ(r.apply_stored(worker, rank, nullptr, t.data(), blocks * kBs, engine.data(), engine.size()),
+            KvIndex::Status::kOk);
+}
+
+RouterConfig config(Policy p = Policy::kKv) {
+  RouterConfig c;
+  c.block_size = kBs;
+  c.policy = p;
+  c.seed = 1;
+  return c;
+}
+
+TEST(KvRouter, RoutesToTheCachedWorkerAndTracksTheLoad) {
+  KvRouter r(config());
+  EXPECT_TRUE(r.add_unit(1, 0));
+  EXPECT_TRUE(r.add_unit(2, 0));
+  EXPECT_TRUE(r.add_unit(2, 1));
+  const auto p = prompt(1, 40);  // 10 blocks
+  store(r, 2, 1, p, 8);
+  RouteResult res;
+  ASSERT_EQ(r.route(p.data(), p.size(), 7, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+  EXPECT_EQ(res.worker, 2u);
+  EXPECT_EQ(res.rank, 1u);
+  EXPECT_EQ(res.overlap, 8u);
+  EXPECT_EQ(r.route(p.data(), p.size(), 7, 1.0, 0.0, 0, &res), RouteStatus::kDuplicateRequest);
+
+  std::vector<UnitInfo> units;
+  r.units(&units);
+  ASSERT_EQ(units.size(), 3u);
+  EXPECT_EQ(units[2].worker, 2u);
+  EXPECT_EQ(units[2].rank, 1u);
+  EXPECT_EQ(units[2].load.active_blocks, 10u);
+  EXPECT_EQ(units[2].load.prefill_tokens, 8u);  // 40 tokens, 32 cached
+  EXPECT_EQ(units[2].cached_blocks, 8u);
+
+  // Scores: the loaded unit now has the request's 10 blocks active (all of them match it).
+  std::vector<UnitScore> scores;
+  r.score(p.data(), p.size(), 1.0, &scores);
+  ASSERT_EQ(scores.size(), 3u);
+  EXPECT_EQ(scores[0].worker, 1u);
+  EXPECT_DOUBLE_EQ(scores[0].logit, 40 / 4.0 + 10);
+  EXPECT_EQ(scores[2].candidate.active_overlap, 10u);
+  EXPECT_DOUBLE_EQ(scores[2].logit, (8 + 8) / 4.0 + 10 + 0);
+
+  EXPECT_TRUE(r.mark_prefill_done(7));
+  EXPECT_TRUE(r.free(7));
+  EXPECT_FALSE(r.free(7));
+  EXPECT_EQ(r.stats().active_requests, 0u);
+}
+
+TEST(KvRouter, NoCandidatesAndUnitsNamedOnlyByEvents) {
+  KvRouter r(config());
+  const auto p = prompt(1, 8);
+  RouteResult res;
+  EXPECT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &res), RouteStatus::kNoWorkers);
+  store(r, 5, 0, p, 2);  // indexed, not a candidate
+  EXPECT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &res), RouteStatus::kNoWorkers);
+  r.add_unit(6, 0);
+  ASSERT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+  EXPECT_EQ(res.worker, 6u);
+  EXPECT_EQ(res.overlap, 0u);
+  EXPECT_EQ(r.stats().units, 2u);
+  EXPECT_EQ(r.stats().candidates, 1u);
+  // Removing the worker forgets its requests too.
+  r.remove_worker(6);
+  EXPECT_FALSE(r.free(1));
+  EXPECT_EQ(r.stats().candidates, 0u);
+}
+
+TEST(KvRouter, RemoveAndClearWorkerCoverAllRanks) {
+  KvRouter r(config());
+  const auto p = prompt(2, 12);
+  for (uint32_t rank = 0; rank < 3; rank++) {
+    r.add_unit(4, rank);
+    store(r, 4, rank, p, 3);
+  }
+  r.add_unit(9, 0);
+  store(r, 9, 0, p, 1);
+  std::vector<uint64_t> local(3);
+  kvgate::compute_block_hashes(p.data(), p.size(), kBs, local.data());
+  std::vector<kvgate::UnitMatch> m;
+  r.find_matches(local.data(), 3, &m);
+  EXPECT_EQ(m.size(), 4u);
+  r.clear_unit(4, 1);
+  r.find_matches(local.data(), 3, &m);
+  EXPECT_EQ(m.size(), 3u);
+  r.clear_worker(4);
+  r.find_matches(local.data(), 3, &m);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].worker, 9u);
+  EXPECT_EQ(r.stats().candidates, 4u);  // clearing keeps candidacy
+  r.remove_worker(4);
+  EXPECT_EQ(r.stats().candidates, 1u);
+  EXPECT_EQ(r.stats().units, 1u);
+}
+
+TEST(KvRouter, RoundRobinRandomAndLoadPolicies) {
+  {
+    KvRouter r(config(Policy::kRoundRobin));
+    for (uint32_t w : {3u, 1u, 2u}) r.add_unit(w, 0);
+    const auto p = prompt(1, 5);
+    std::vector<uint32_t> order;
+    for (uint64_t id = 0; id < 6; id++) {
+      RouteResult res;
+      ASSERT_EQ(r.route(p.data(), p.size(), id, 1, 0, 0, &res), RouteStatus::kOk);
+      order.push_back(res.worker);
+    }
+    EXPECT_EQ(order, (std::vector<uint32_t>{1, 2, 3, 1, 2, 3}));  // candidates sorted by id
+  }
+  {
+    KvRouter r(config(Policy::kLeastLoaded));
+    r.add_unit(1, 0);
+    r.add_unit(2, 0);
+    const auto big = prompt(1, 400), small = prompt(2, 4);
+    RouteResult a, b;
+    ASSERT_EQ(r.route(big.data(), big.size(), 1, 1, 0, 0, &a), RouteStatus::kOk);
+    ASSERT_EQ(r.route(small.data(), small.size(), 2, 1, 0, 0, &b), RouteStatus::kOk);
+    EXPECT_NE(a.worker, b.worker);  // the second goes to the idle one
+  }
+  {
+    KvRouter r(config(Policy::kRandom));
+    for (uint32_t w = 0; w < 4; w++) r.add_unit(w, 0);
+    std::map<uint32_t, int> seen;
+    const auto p = prompt(1, 4);
+    for (uint64_t id = 0; id < 200; id++) {
+      RouteResult res;
+      ASSERT_EQ(r.route(p.data(), p.size(), id, 1, 0, 0, &res), RouteStatus::kOk);
+      seen[res.worker]++;
+      r.free(id);
+    }
+    EXPECT_EQ(seen.size(), 4u);
+  }
+}
+
+TEST(KvRouter, LoadSpreadsIdenticalRequests) {
+  // Without cache, identical requests go to the unit with the least projected load.
+  KvRouter r(config());
+  for (uint32_t w = 0; w < 4; w++) r.add_unit(w, 0);
+  const auto p = prompt(1, 64);
+  std::map<uint32_t, int> seen;
+  for (uint64_t id = 0; id < 8; id++) {
+    RouteResult res;
+    ASSERT_EQ(r.route(p.data(), p.size(), id, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+    seen[res.worker]++;
+  }
+  for (uint32_t w = 0; w < 4; w++) EXPECT_EQ(seen[w], 2) << w;
+}
+
+TEST(KvRouter, ApproximateModeRecordsRoutedBlocksWithATtl) {
+  RouterConfig c = config();
+  c.approx = true;
+  c.approx_ttl_ms = 1000;
+  c.approx_max_blocks = 20;
+  KvRouter r(c);
+  r.add_unit(1, 0);
+  r.add_unit(2, 0);
+  const auto p = prompt(1, 32);  // 8 blocks
+  RouteResult first, again;
+  ASSERT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &first), RouteStatus::kOk);
+  EXPECT_EQ(first.overlap, 0u);
+  r.free(1);
+  EXPECT_EQ(r.stats().approx_blocks, 8u);
+  ASSERT_EQ(r.route(p.data(), p.size(), 2, 1.0, 0.0, 500, &again), RouteStatus::kOk);
+  EXPECT_EQ(again.worker, first.worker);  // predicted cache
+  EXPECT_EQ(again.overlap, 8u);
+  r.free(2);
+  // Refreshed at 500: still there at 1200, gone after 1500.
+  r.expire(1200);
+  EXPECT_EQ(r.stats().approx_blocks, 8u);
+  r.expire(1500);
+  EXPECT_EQ(r.stats().approx_blocks, 0u);
+  EXPECT_EQ(r.stats().index.blocks, 0u);
+  // Size cap: 3 distinct prompts of 8 blocks exceed 20 blocks → pruned to 16.
+  for (uint64_t id = 10; id < 13; id++) {
+    const auto q = prompt(static_cast<uint32_t>(id), 32);
+    RouteResult res;
+    ASSERT_EQ(r.route(q.data(), q.size(), id, 1.0, 0.0, 2000, &res), RouteStatus::kOk);
+  }
+  EXPECT_LE(r.stats().approx_blocks, 16u);
+  EXPECT_EQ(r.stats().index.pairs, r.stats().approx_blocks);
+}
+
+std::vector<uint8_t> stored_batch(const std::vector<uint32_t>& t, size_t blocks, bool dp_rank, int64_t rank) {
+  kvgate::test::MsgpackWriter w;
+  w.array(dp_rank ? 3 : 2).f64(1.0).array(static_cast<uint32_t>(blocks + 1));
+  for (size_t b = 0; b < blocks; b++) {
+    // One page per event, chained by parent, hashes negative like SGLang's signed int64s.
+    w.array(7).str("BlockStored").array(1).int_(-1000 - static_cast<int64_t>(b));
+    if (b == 0) {
+      w.nil();
+    } else {
+      w.int_(-1000 - static_cast<int64_t>(b) + 1);
+    }
+    w.array(kBs);
+    for (uint32_t i = 0; i < kBs; i++) w.int_(t[b * kBs + i]);
+    w.int_(kBs).nil().str("GPU");
+  }
+  // A host-tier store is not device cache: ignored.
+  w.array(7).str("BlockStored").array(1).int_(5).nil().array(kBs);
+  for (uint32_t i = 0; i < kBs; i++) w.int_(t[i]);
+  w.int_(kBs).nil().str("CPU_PINNED");
+  if (dp_rank) w.int_(rank);
+  return w.bytes;
+}
+
+TEST(KvRouter, AppliesARawSglangBatchOrNothing) {
+  KvRouter r(config());
+  r.add_unit(3, 0);
+  r.add_unit(3, 2);
+  const auto p = prompt(7, 20);
+  std::vector<uint64_t> local(5);
+  kvgate::compute_block_hashes(p.data(), p.size(), kBs, local.data());
+
+  std::vector<uint8_t> bytes = stored_batch(p, 4, true, 2);
+  BatchResult out;
+  ASSERT_EQ(r.apply_batch(3, 0, bytes.data(), bytes.size(), &out), KvEventError::kOk);
+  EXPECT_EQ(out.events, 5u);
+  EXPECT_EQ(out.applied, 4u);
+  EXPECT_EQ(out.ignored, 1u);
+  EXPECT_EQ(out.errors, 0u);
+  std::vector<kvgate::UnitMatch> m;
+  r.find_matches(local.data(), 5, &m);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].worker, 3u);
+  EXPECT_EQ(m[0].rank, 2u);  // the batch's dp rank
+  EXPECT_EQ(m[0].depth, 4u);
+
+  // Truncated copies of a batch that would clear the unit change nothing.
+  kvgate::test::MsgpackWriter clear;
+  clear.array(3).f64(2.0).array(1).array(1).str("AllBlocksCleared").int_(2);
+  for (size_t cut = 0; cut < clear.bytes.size(); cut++) {
+    EXPECT_NE(r.apply_batch(3, 0, clear.bytes.data(), cut, &out), KvEventError::kOk);
+  }
+  r.find_matches(local.data(), 5, &m);
+  EXPECT_EQ(m.size(), 1u);
+  ASSERT_EQ(r.apply_batch(3, 0, clear.bytes.data(), clear.bytes.size(), &out), KvEventError::kOk);
+  r.find_matches(local.data(), 5, &m);
+  EXPECT_TRUE(m.empty());
+
+  // A removal of blocks never stored counts as an error; the batch still applies the rest.
+  kvgate::test::MsgpackWriter rm;
+  rm.array(2).f64(3.0).array(1).array(3).str("BlockRemoved").array(1).int_(42).str("GPU");
+  ASSERT_EQ(r.apply_batch(3, 0, rm.bytes.data(), rm.bytes.size(), &out), KvEventError::kOk);
+  EXPECT_EQ(out.errors, 1u);
+  EXPECT_GE(r.stats().event_errors, 1u);
+}
+
+}  // namespace
