@@ -3,30 +3,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { KvgateError } from '../../src/errors.js';
 import type { GenerateChunk, GenerateRequest } from '../../src/engine/client.js';
-import type { ModelCard } from '../../src/discovery/model_card.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame } from '../../src/transport/frames.js';
 import { RequestPlaneClient } from '../../src/transport/request_plane_client.js';
 import { RequestPlaneServer, type RequestPlaneServerOptions } from '../../src/transport/request_plane_server.js';
 import { FakeEngine } from './fake_engine.js';
+import { card } from './card.js';
 
-export const card: ModelCard = {
-  servedModelName: 'test-model',
-  modelPath: '/models/test',
-  tokenizerPath: '/models/test',
-  contextLength: 4096,
-  pageSize: 16,
-  maxTotalNumTokens: 8192,
-  totalKvBlocks: 512,
-  maxRunningRequests: 64,
-  dpSize: 1,
-  role: 'agg',
-  bootstrapHost: null,
-  bootstrapPort: null,
-  migrationLimit: 0,
-  kvEvents: true,
-  engine: 'mocker',
-  engineVersion: null,
-};
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
