@@ -1,0 +1,79 @@
+// `kvgate serve` as a process: flags, start-up against SGLang-protocol engines, serving
+// through the openai client, and SIGTERM draining an in-flight stream before exit 0.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
+
+const cli = fileURLToPath(new URL('./fixtures/kvgate_cli.ts', import.meta.url));
+const procs: ChildProcess[] = [];
+const engines: FakeSglang[] = [];
+
+afterEach(async () => {
+  for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  await Promise.all(engines.splice(0).map((e) => e.close()));
+});
+
+interface Run {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function kvgate(args: string[]): Run {
+  const proc = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  return { proc, stdout: () => out, stderr: () => err, exited };
+}
+
+async function listening(run: Run): Promise<string> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const m = /listening on (http:\/\/\S+)/.exec(run.stdout());
+    if (m) return m[1]!;
+    if (run.proc.exitCode !== null || Date.now() > end) throw new Error(`kvgate serve did not start:\n${run.stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('kvgate serve', () => {
+  it('refuses bad flags and a missing engine list with a clear message', async () => {
+    const noEngines = kvgate(['serve', '--port', '0']);
+    expect(await noEngines.exited).toBe(1);
+    expect(noEngines.stderr()).toMatch(/no engines: pass --engine-urls/);
+    const badPort = kvgate(['serve', '--port', 'eighty']);
+    expect(await badPort.exited).toBe(1);
+    expect(badPort.stderr()).toMatch(/--port expects a number/);
+    const badUrl = kvgate(['serve', '--engine-urls', 'localhost:1']);
+    expect(await badUrl.exited).toBe(1);
+    expect(badUrl.stderr()).toMatch(/not an http\(s\) URL/);
+  });
+
+  it('serves the engines\' model and drains an in-flight stream on SIGTERM', async () => {
+    const engine = await startFakeSglang({ reply: () => [...Array.from({ length: 20 }, () => 279), 151645], tokenDelayMs: 25, servedModelName: 'Qwen/Qwen3-0.6B', contextLength: 2048 });
+    engines.push(engine);
+    const run = kvgate(['serve', '--engine-urls', engine.url, '--port', '0', '--api-key', 'sk-test', '--shutdown-timeout', '20']);
+    const url = await listening(run);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sk-test', maxRetries: 0 });
+    const models = await client.models.list();
+    expect(models.data.map((m) => [m.id, (m as unknown as { max_model_len: number }).max_model_len])).toEqual([['Qwen/Qwen3-0.6B', 2048]]);
+    const stream = await client.chat.completions.create({ model: 'Qwen/Qwen3-0.6B', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    run.proc.kill('SIGTERM');
+    let text = '';
+    for (let r = await it.next(); !r.done; r = await it.next()) text += r.value.choices[0]?.delta.content ?? '';
+    expect(text).toBe(' the'.repeat(20));
+    expect(await run.exited).toBe(0);
+    expect(run.stderr()).toMatch(/"msg":"shutting down: draining in-flight requests".*"inflight":1/);
+    expect(engine.disconnected).toEqual([]);
+  });
+});
