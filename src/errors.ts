@@ -31,6 +31,9 @@ export const ERRORS = {
   // Native core (thrown by the addon with err.code set).
   ERR_INVALID_ARG: { status: 500, type: 'server_error' },
   ERR_KV_EVENT_MALFORMED: { status: 500, type: 'server_error' },
+  ERR_CLOSED: { status: 500, type: 'server_error' },
+  ERR_LIMIT: { status: 503, type: 'service_unavailable' },
+  ERR_NATIVE_ADDON: { status: 500, type: 'server_error' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
