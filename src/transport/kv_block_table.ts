@@ -2,7 +2,8 @@
 // own KV events, so that a frontend that joins late (or lost frames) can be given the
 // current state as a snapshot when the engine's replay buffer no longer reaches back to
 // seq 0. The snapshot is written as ordinary SGLang KV-event batches (reference/sglang.md
-// §2.4: BlockStored per block, parents before children), so consumers parse one format.
+// §2.4: BlockStored per block, parents before children, in the positional form whatever
+// form the engine used), so consumers parse one format.
 
 import { Packr, Unpackr } from 'msgpackr';
 
@@ -34,6 +35,21 @@ const asArray = (v: unknown, what: string): unknown[] => {
 // SGLang's None medium means GPU; removals may name it either way.
 const key = (hash: bigint, medium: string | null) => `${medium ?? 'GPU'}:${hash}`;
 
+// Newer SGLang encodes events as tagged maps ({"type": "BlockStored", "block_hashes": ...});
+// read them in the positional form.
+function fromTaggedMap(v: unknown): unknown[] {
+  if (typeof v !== 'object' || v === null) throw new Error('event is neither an array nor a map');
+  const m = v as Record<string, unknown>;
+  switch (m['type']) {
+    case 'BlockStored':
+      return ['BlockStored', m['block_hashes'], m['parent_block_hash'], m['token_ids'], m['block_size'], m['lora_id'], m['medium']];
+    case 'BlockRemoved':
+      return ['BlockRemoved', m['block_hashes'], m['medium']];
+    default:
+      return [m['type']];
+  }
+}
+
 export class KvBlockTable {
   // Insertion order is kept: a block is always (re)inserted after its parent.
   private readonly blocks = new Map<string, Block>();
@@ -52,7 +68,7 @@ export class KvBlockTable {
     const batch = asArray(unpackr.unpack(payload), 'batch');
     const events = asArray(batch[1], 'batch events');
     for (const raw of events) {
-      const ev = asArray(raw, 'event');
+      const ev = Array.isArray(raw) ? raw : fromTaggedMap(raw);
       switch (ev[0]) {
         case 'BlockStored':
           this.store(ev);

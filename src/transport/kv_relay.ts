@@ -24,6 +24,8 @@ import { silentLogger, type Logger } from '../worker/log.js';
 export interface KvSource {
   dpRank: number;
   endpoint: string;
+  // Bind the SUB at `endpoint` (the engine's PUB connects) rather than connect to it.
+  bind?: boolean;
   replayEndpoint: string | null;
   topic: string;
 }
@@ -54,6 +56,7 @@ type RelayPeer = Pick<Peer, 'send' | 'trySend' | 'closed' | 'id'>;
 
 export class KvRelay {
   private ranks = new Map<number, Rank>();
+  private prepared: Rank[] = [];
   private readonly peers = new Map<RelayPeer, Map<number, PeerRank>>();
   private readonly log: Logger;
 
@@ -61,24 +64,45 @@ export class KvRelay {
     this.log = opts.log ?? silentLogger;
   }
 
-  // Starts relaying a (new) engine's publishers. Every frontend resets its ranks.
-  attach(sources: KvSource[]): void {
+  // prepare() + start().
+  async attach(sources: KvSource[]): Promise<void> {
+    await this.prepare(sources);
+    this.start();
+  }
+
+  // Opens (binds or connects) the subscriptions of a new engine, replacing the current
+  // ones, without reading yet. On failure (a port is taken) nothing is left open.
+  async prepare(sources: KvSource[]): Promise<void> {
     this.detach();
-    for (const s of sources) {
-      const rank: Rank = {
-        dpRank: s.dpRank,
-        table: new KvBlockTable(),
-        subscriber: new EngineKvSubscriber({
-          ...s,
-          replayTimeoutMs: this.opts.replayTimeoutMs,
-          tailCheckMs: this.opts.tailCheckMs,
-          log: this.log,
-          onBatch: (b) => this.onBatch(rank, b),
-          onHistoryLost: () => this.onHistoryLost(rank),
-        }),
-      };
-      this.ranks.set(s.dpRank, rank);
+    const ranks: Rank[] = [];
+    try {
+      for (const s of sources) {
+        const rank: Rank = {
+          dpRank: s.dpRank,
+          table: new KvBlockTable(),
+          subscriber: new EngineKvSubscriber({
+            ...s,
+            replayTimeoutMs: this.opts.replayTimeoutMs,
+            tailCheckMs: this.opts.tailCheckMs,
+            log: this.log,
+            onBatch: (b) => this.onBatch(rank, b),
+            onHistoryLost: () => this.onHistoryLost(rank),
+          }),
+        };
+        ranks.push(rank);
+        await rank.subscriber.open();
+      }
+    } catch (err) {
+      for (const r of ranks) r.subscriber.close();
+      throw err;
     }
+    this.prepared = ranks;
+  }
+
+  // Starts relaying the prepared engine (once it is up). Every frontend resets its ranks.
+  start(): void {
+    for (const r of this.prepared) this.ranks.set(r.dpRank, r);
+    this.prepared = [];
     for (const [peer, states] of this.peers) {
       for (const r of this.ranks.values()) this.resetLive(peer, states, r.dpRank, states.has(r.dpRank) ? 'engine_restart' : 'join');
     }
@@ -87,14 +111,17 @@ export class KvRelay {
 
   // The engine is gone (crashed or stopped): its cache with it. Frontends forget it now.
   detach(): void {
+    for (const r of this.prepared) r.subscriber.close();
+    this.prepared = [];
     for (const r of this.ranks.values()) r.subscriber.close();
     for (const [peer, states] of this.peers) for (const r of this.ranks.values()) this.resetLive(peer, states, r.dpRank, 'engine_restart');
     this.ranks = new Map();
   }
 
   close(): void {
-    for (const r of this.ranks.values()) r.subscriber.close();
+    for (const r of [...this.ranks.values(), ...this.prepared]) r.subscriber.close();
     this.ranks = new Map();
+    this.prepared = [];
     this.peers.clear();
   }
 

@@ -4,7 +4,8 @@
 // Live frames are [topic, seq u64 BE, msgpack]; seq counts from 0 per publisher. When a seq
 // is skipped (the SUB joined late, or ZMQ dropped frames past its high-water mark), live
 // batches are held back and the missing ones are fetched from the engine's replay socket
-// (DEALER sends [b"", start_seq u64 BE]; replies [b"", seq, payload] until seq = 2^64-1).
+// (DEALER sends [b"", start_seq u64 BE]; replies [b"", seq, payload] until seq = 2^64-1;
+// newer SGLang puts the topic before the seq: [b"", topic, seq, payload], also accepted).
 // If the replay buffer no longer reaches the missing seq, `onHistoryLost` is called and
 // delivery resumes at the oldest batch still available.
 // A lost *last* batch shows no gap until the next one arrives, and SGLang sends no
@@ -24,6 +25,9 @@ export interface EngineKvSubscriberOptions {
   dpRank: number;
   // Where the engine's PUB socket is, e.g. tcp://127.0.0.1:5557 (already offset by rank).
   endpoint: string;
+  // Bind the SUB there and let the engine's PUB connect (SGLang connects when the endpoint
+  // names a concrete host), instead of connecting to a PUB that binds.
+  bind?: boolean;
   // The engine's replay ROUTER socket for this rank; null if it has none.
   replayEndpoint: string | null;
   topic: string;
@@ -74,9 +78,16 @@ export class EngineKvSubscriber {
     return this.opts.replayEndpoint !== null;
   }
 
-  start(): void {
-    this.sub.connect(this.opts.endpoint);
+  // Binds or connects the SUB. Binding reserves the port before the engine starts; it
+  // throws if the port is taken.
+  async open(): Promise<void> {
     this.sub.subscribe(this.opts.topic);
+    if (this.opts.bind) await this.sub.bind(this.opts.endpoint);
+    else this.sub.connect(this.opts.endpoint);
+  }
+
+  // Starts reading (after open(), once the engine is up).
+  start(): void {
     void this.readLoop();
     // Batches published before the SUB connected are only in the replay buffer: catch up.
     void this.recover();
@@ -120,10 +131,14 @@ export class EngineKvSubscriber {
       const out: EngineKvBatch[] = [];
       for (;;) {
         const frames = await dealer.receive();
-        if (frames.length < 3 || frames[1]!.length !== 8) throw new Error(`malformed replay reply (${frames.length} frames)`);
-        const seq = frames[1]!.readBigUInt64BE(0);
+        // [b"", seq, payload] or [b"", topic, seq, payload].
+        const at = frames.length === 4 ? 2 : 1;
+        if ((frames.length !== 3 && frames.length !== 4) || frames[at]!.length !== 8) {
+          throw new Error(`malformed replay reply (${frames.length} frames)`);
+        }
+        const seq = frames[at]!.readBigUInt64BE(0);
         if (seq === TERMINATOR) return out;
-        out.push({ engineSeq: seq, payload: new Uint8Array(frames[2]!) });
+        out.push({ engineSeq: seq, payload: new Uint8Array(frames[at + 1]!) });
       }
     } catch (err) {
       if (!this.closed) this.log.warn(`rank ${this.opts.dpRank}: replay from ${from} failed: ${(err as Error).message}`);

@@ -7,6 +7,7 @@ import { decodeFrame, PROTOCOL_VERSION, type Frame, type KvResetReason } from '.
 import { KvRelay } from '../../src/transport/kv_relay.js';
 import { RequestPlaneClient, type KvRelayEvent } from '../../src/transport/request_plane_client.js';
 import { RequestPlaneServer, type RequestPlaneServerOptions } from '../../src/transport/request_plane_server.js';
+import { freePort } from '../../src/worker/ports.js';
 import { FakeEngine } from './fake_engine.js';
 import { TestKvPublisher, workload } from './sglang_publisher.js';
 import { card } from './card.js';
@@ -39,7 +40,8 @@ class FrontendView {
     }
     this.batches.push(ev);
     const [, events] = decode(ev.payload, { useBigInt64: true }) as [number, unknown[][]];
-    for (const e of events) {
+    for (const raw of events) {
+      const e = Array.isArray(raw) ? raw : [(raw as Record<string, unknown>)['type'], (raw as Record<string, unknown>)['block_hashes']];
       if (e[0] === 'BlockStored') for (const h of e[1] as (number | bigint)[]) this.blocks.add(BigInt(h));
       else if (e[0] === 'BlockRemoved') for (const h of e[1] as (number | bigint)[]) this.blocks.delete(BigInt(h));
       else if (e[0] === 'AllBlocksCleared') this.blocks.clear();
@@ -64,7 +66,7 @@ async function startWorker(pubs: TestKvPublisher[], extra: Partial<RequestPlaneS
     ...extra,
   });
   await server.listen();
-  relay.attach(pubs.map((p, dpRank) => ({ dpRank, endpoint: p.endpoint, replayEndpoint: p.replayEndpoint, topic: 'kv' })));
+  await relay.attach(pubs.map((p, dpRank) => ({ dpRank, endpoint: p.endpoint, replayEndpoint: p.replayEndpoint, topic: 'kv' })));
   cleanups.push(async () => {
     relay.close();
     await server.close();
@@ -205,6 +207,39 @@ describe('KV event relay', () => {
     for (const h of view.blocks) expect(pub.truth.has(h)).toBe(true);
   });
 
+  it('binds the SUB for engines that connect, and reads tagged-map events and topic-framed replays', async () => {
+    // The worker binds a free port; the engine's PUB connects to it.
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const pub = await startPublisher({ connectTo: endpoint, wire: 'map', bufferSteps: 120 });
+    const relay = new KvRelay({ instanceId: 9n, replayTimeoutMs: 2000, tailCheckMs: 200 });
+    cleanups.push(() => relay.close());
+    await relay.attach([{ dpRank: 0, endpoint, bind: true, replayEndpoint: pub.replayEndpoint, topic: 'kv' }]);
+    await untilLive(pub, relay);
+    const gen = workload(9);
+    for (let i = 0; i < 200; i++) {
+      await pub.publish(gen.next().value as never, { drop: i % 5 === 0 });
+      // Paced, so that replays keep up with the small buffer.
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor(() => relay.tableSizes().get(0) === pub.truth.size && relay.stats().get(0)!.replayed > 0, 'table caught up');
+    expect(relay.stats().get(0)!.lost).toBe(0);
+    // A frontend joining now gets a snapshot (the buffer no longer reaches seq 0) in the positional form.
+    const server = new RequestPlaneServer({
+      host: '127.0.0.1',
+      port: 0,
+      engine: () => new FakeEngine(),
+      hello: () => ({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: 9n, card }),
+      onConnect: (p) => relay.addPeer(p),
+      onDisconnect: (p) => relay.removePeer(p),
+    });
+    await server.listen();
+    cleanups.push(() => server.close());
+    const { views } = await frontend(server.url);
+    await waitFor(() => views[0]!.equals(pub.truth), 'snapshot state');
+    const first = decode(views[0]!.batches[0]!.payload, { useBigInt64: true }) as [number, unknown[][]];
+    expect(first[1][0]![0]).toBe('BlockStored');
+  });
+
   it('rebuilds a rank when the frontend asks (resync)', async () => {
     const pub = await startPublisher({ bufferSteps: 1000 });
     const { server } = await startWorker([pub]);
@@ -240,7 +275,7 @@ describe('KV event relay', () => {
     await pub.publish([{ type: 'stored', hash: 5n, parent: null, tokens: [1, 2, 3, 4] }]);
     await waitFor(() => views[0]!.blocks.has(5n), 'first engine block');
     const next = await startPublisher();
-    relay.attach([{ dpRank: 0, endpoint: next.endpoint, replayEndpoint: next.replayEndpoint, topic: 'kv' }]);
+    await relay.attach([{ dpRank: 0, endpoint: next.endpoint, replayEndpoint: next.replayEndpoint, topic: 'kv' }]);
     await waitFor(() => views[0]!.resets.length >= 2, 'restart reset');
     expect(views[0]!.resets.slice(1).every((r) => r === 'engine_restart')).toBe(true);
     expect(views[0]!.blocks.size).toBe(0);

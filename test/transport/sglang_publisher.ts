@@ -26,13 +26,27 @@ export class TestKvPublisher {
   replays: bigint[] = []; // start seqs asked for
 
   constructor(
-    private readonly opts: { topic?: string; bufferSteps?: number; dpRank?: number; pageSize?: number } = {},
+    private readonly opts: {
+      topic?: string;
+      bufferSteps?: number;
+      dpRank?: number;
+      pageSize?: number;
+      // Connect the PUB to a collector that binds (SGLang's rule for a concrete host).
+      connectTo?: string;
+      // 'map': newer SGLang's tagged-map events and [b"", topic, seq, payload] replay replies.
+      wire?: 'array' | 'map';
+    } = {},
   ) {}
 
   async start(): Promise<this> {
-    await this.pub.bind('tcp://127.0.0.1:*');
+    if (this.opts.connectTo) {
+      this.pub.connect(this.opts.connectTo);
+      this.endpoint = this.opts.connectTo;
+    } else {
+      await this.pub.bind('tcp://127.0.0.1:*');
+      this.endpoint = this.pub.lastEndpoint!;
+    }
     await this.router.bind('tcp://127.0.0.1:*');
-    this.endpoint = this.pub.lastEndpoint!;
     this.replayEndpoint = this.router.lastEndpoint!;
     void this.serveReplay();
     return this;
@@ -45,17 +59,20 @@ export class TestKvPublisher {
   // Encodes the events as one SGLang batch, publishes it and returns its seq.
   async publish(events: KvEvent[], opts: { drop?: boolean } = {}): Promise<bigint> {
     const size = this.opts.pageSize ?? 4;
+    const map = this.opts.wire === 'map';
     const wire = events.map((e) => {
       if (e.type === 'stored') {
         this.truth.add(e.hash);
-        return ['BlockStored', [e.hash], e.parent, e.tokens, size, null, 'GPU'];
+        return map
+          ? { type: 'BlockStored', block_hashes: [e.hash], parent_block_hash: e.parent, token_ids: e.tokens, block_size: size, lora_id: null, medium: 'GPU' }
+          : ['BlockStored', [e.hash], e.parent, e.tokens, size, null, 'GPU'];
       }
       if (e.type === 'removed') {
         for (const h of e.hashes) this.truth.delete(h);
-        return ['BlockRemoved', e.hashes, 'GPU'];
+        return map ? { type: 'BlockRemoved', block_hashes: e.hashes, medium: 'GPU' } : ['BlockRemoved', e.hashes, 'GPU'];
       }
       this.truth.clear();
-      return ['AllBlocksCleared'];
+      return map ? { type: 'AllBlocksCleared' } : ['AllBlocksCleared'];
     });
     const payload = packr.pack([Date.now() / 1000, wire, this.opts.dpRank ?? 0]);
     const seq = this.seq++;
@@ -81,13 +98,14 @@ export class TestKvPublisher {
       for await (const [id, , start] of this.router) {
         const from = start!.readBigUInt64BE(0);
         this.replays.push(from);
+        const topic = this.opts.wire === 'map' ? [Buffer.from(this.opts.topic ?? 'kv')] : [];
         for (const b of this.buffer) {
           if (b.seq < from) continue;
           const seqBuf = Buffer.alloc(8);
           seqBuf.writeBigUInt64BE(b.seq);
-          await this.router.send([id!, Buffer.alloc(0), seqBuf, b.payload]);
+          await this.router.send([id!, Buffer.alloc(0), ...topic, seqBuf, b.payload]);
         }
-        await this.router.send([id!, Buffer.alloc(0), TERMINATOR, Buffer.alloc(0)]);
+        await this.router.send([id!, Buffer.alloc(0), ...topic, TERMINATOR, Buffer.alloc(0)]);
       }
     } catch {
       // closed
