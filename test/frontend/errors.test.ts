@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
 import { startStack, type Stack } from './fixtures/stack.js';
 
+type ApiError = InstanceType<typeof OpenAI.APIError>;
+
 let engine: FakeSglang;
 let stack: Stack;
 const messages = [{ role: 'user' as const, content: 'hi' }];
@@ -33,11 +35,11 @@ async function post(path: string, body: string | Buffer, headers: Record<string,
   return { status: r.status, json: json as { error: { message: string; type: string; param: string | null; code: string } }, text };
 }
 
-async function rejection(p: Promise<unknown>): Promise<OpenAI.APIError> {
+async function rejection(p: Promise<unknown>): Promise<ApiError> {
   try {
     await p;
   } catch (e) {
-    return e as OpenAI.APIError;
+    return e as ApiError;
   }
   throw new Error('expected the request to fail');
 }
@@ -140,12 +142,12 @@ describe('validation errors', () => {
       duplex: 'half',
     } as RequestInit);
     expect(chunked.status).toBe(413);
-    expect((await chunked.json()).error.code).toBe('payload_too_large');
+    expect(((await chunked.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
     const form = await post('/v1/chat/completions', 'a=b', { 'content-type': 'application/x-www-form-urlencoded' });
     expect([form.status, form.json.error.code]).toEqual([415, 'unsupported_media_type']);
     const missing = await fetch(`${stack.url}/v2/anything`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe('not_found');
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('not_found');
     const wrong = await fetch(`${stack.url}/v1/completions`);
     expect(wrong.status).toBe(405);
     // Still serving after all that.

@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
 import { metric, startStack, waitFor, type Stack } from './fixtures/stack.js';
 
+type ApiError = InstanceType<typeof OpenAI.APIError>;
+
 const messages = [{ role: 'user' as const, content: 'count' }];
 // Qwen3 " the" repeated: readable output of any length.
 const words = (n: number) => Array.from({ length: n }, () => 279);
@@ -75,7 +77,7 @@ describe('graceful shutdown', () => {
     // New requests are turned away: no listener (refused) or 503 on a kept-alive connection.
     const late = await stack.client.chat.completions.create({ model: 'qwen3', messages }).then(
       () => 'served',
-      (e: OpenAI.APIError) => (e instanceof OpenAI.APIConnectionError ? 'refused' : String(e.status)),
+      (e: ApiError) => (e instanceof OpenAI.APIConnectionError ? 'refused' : String(e.status)),
     );
     expect(['refused', '503']).toContain(late);
     expect(closed).toBe(false);
@@ -118,10 +120,10 @@ describe('readiness', () => {
     const body = await (await fetch(`${stack.url}/health`)).json();
     expect(body).toMatchObject({ status: 'unhealthy', models: { qwen3: 0 } });
     expect((await fetch(`${stack.url}/live`)).status).toBe(200);
-    const e = await stack.client.chat.completions.create({ model: 'qwen3', messages }).catch((err: OpenAI.APIError) => err);
+    const e = await stack.client.chat.completions.create({ model: 'qwen3', messages }).catch((err: ApiError) => err);
     expect(e).toBeInstanceOf(OpenAI.InternalServerError);
-    expect((e as OpenAI.APIError).status).toBe(503);
-    expect((e as OpenAI.APIError).code).toBe('no_workers');
+    expect((e as ApiError).status).toBe(503);
+    expect((e as ApiError).code).toBe('no_workers');
   });
 
   it('takes a worker out as soon as it cannot be reached, and spreads requests round robin', async () => {
@@ -135,12 +137,12 @@ describe('readiness', () => {
     await b.close();
     const outcomes: string[] = [];
     for (let i = 0; i < 4; i++) {
-      outcomes.push(await stack.client.completions.create({ model: 'qwen3', prompt: 'x', max_tokens: 2 }).then(() => 'ok', (e: OpenAI.APIError) => String(e.status)));
+      outcomes.push(await stack.client.completions.create({ model: 'qwen3', prompt: 'x', max_tokens: 2 }).then(() => 'ok', (e: ApiError) => String(e.status)));
     }
     // At most one request hits the dead engine (502); then only the live one is used.
     expect(outcomes.filter((o) => o === '502').length).toBeLessThanOrEqual(1);
     expect(outcomes.filter((o) => o === 'ok').length).toBeGreaterThanOrEqual(3);
-    const health = await (await fetch(`${stack.url}/health`)).json();
+    const health = (await (await fetch(`${stack.url}/health`)).json()) as { models: Record<string, number> };
     expect(health.models).toEqual({ qwen3: 1 });
   });
 });

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
 import { metric, qwen3, startStack, waitFor, type Stack } from './fixtures/stack.js';
 
+type ApiError = InstanceType<typeof OpenAI.APIError>;
+
 const TEXT = 'The quick brown fox jumps over the lazy dog. Café, 你好, 🫠 done.';
 const EOS = 151645;
 
@@ -131,7 +133,7 @@ describe('chat completions', () => {
     expect(streamed.request_id).toBe('trace-43');
     for await (const _ of streamed.data) void _;
     const err = await stack.client.chat.completions.create({ model: 'nope', messages }, { headers: { 'x-request-id': 'trace-44' } }).catch((e: unknown) => e);
-    expect((err as OpenAI.APIError).requestID).toBe('trace-44');
+    expect((err as ApiError).requestID).toBe('trace-44');
   });
 });
 
