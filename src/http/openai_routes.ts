@@ -31,6 +31,7 @@ export interface RouteDeps {
 type Kind = 'chat' | 'completion';
 
 function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new KvgateError('invalid_json', 'the request body is empty: send a JSON object');
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (err) {
