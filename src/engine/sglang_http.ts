@@ -298,7 +298,8 @@ export class SglangHttpEngine implements EngineClient {
       bootstrapPort: role === 'prefill' ? n(server, 'disaggregation_bootstrap_port') : null,
       migrationLimit: 0,
       kvEvents: server['kv_events'] !== undefined && server['kv_events'] !== null,
-      engine: 'sglang',
+      // kvgate's mocker adds a `mocker` section to /server_info.
+      engine: server['mocker'] !== undefined ? 'mocker' : 'sglang',
       engineVersion: s(server, 'version'),
     };
   }
