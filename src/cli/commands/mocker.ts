@@ -1,0 +1,51 @@
+// `kvgate mocker`: a simulated SGLang engine as a process. Takes SGLang's launch_server flags (the
+// ones that matter to a simulation, and the common ones it ignores), prints one ready line on
+// stdout, and on SIGTERM/SIGINT stops accepting, drains or aborts in-flight requests, closes its
+// sockets and exits.
+
+import { startMocker } from '../../mocker/index.js';
+import type { MockerOptions } from '../../mocker/options.js';
+import { createLogger, type LogLevel } from '../../observability/log.js';
+import { parseCommandLine } from '../config.js';
+
+const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error', critical: 'error' };
+
+export async function run(argv: string[]): Promise<void> {
+  const { options } = parseCommandLine('mocker', argv);
+  const logger = createLogger(LEVELS[options.logLevel] ?? 'info', { role: 'mocker' });
+  const mocker = await startMocker(options as Partial<MockerOptions>);
+  await mocker.ready;
+  logger.info('serving', {
+    url: mocker.url,
+    model: options.servedModelName ?? options.modelPath,
+    dpSize: mocker.dpSize,
+    pageSize: options.pageSize,
+    kvEventPorts: mocker.kvEventPorts,
+    kvReplayPorts: mocker.kvReplayPorts,
+    bootstrapPort: mocker.bootstrapPort,
+    textTokenization: 'one id per UTF-8 byte (the mocker has no tokenizer)',
+  });
+  // The one line on stdout: scripts and tests wait for it.
+  const extras = [
+    mocker.kvEventPorts.length ? ` kv-events=${mocker.kvEventPorts.join(',')}` : '',
+    mocker.kvReplayPorts.length ? ` kv-replay=${mocker.kvReplayPorts.join(',')}` : '',
+    mocker.bootstrapPort !== null ? ` bootstrap=${mocker.bootstrapPort}` : '',
+  ].join('');
+  process.stdout.write(`kvgate mocker: listening on ${mocker.url}${extras}\n`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info('shutting down', { signal });
+    void mocker.close().then(() => {
+      logger.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

@@ -1,0 +1,395 @@
+// The mocker's SGLang HTTP API on uWebSockets.js (reference/sglang.md §1).
+
+import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
+import type { MockEngine } from './engine.js';
+import { closeListen, exchange, listen, queryParams, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
+import { admit, ContractError, formatOutput, maxReqInputLen, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
+import { abortReason, EngineRequest, type OutputSink } from './request.js';
+import { byteTokenize } from './tokens.js';
+import type { KvEventPorts } from './kv_events.js';
+
+const HEALTH_CHECK_TIMEOUT_MS = 20_000; // SGLANG_HEALTH_CHECK_TIMEOUT
+
+// FastAPI's ErrorResponse, used for request-validation failures and HTTPExceptions.
+function errorResponse(message: string, status: number, type: string): Record<string, unknown> {
+  return { object: 'error', message, type, param: null, code: status };
+}
+
+// Writes one request's outputs: a JSON body at the end, or SSE chunks as they come.
+class HttpSink implements OutputSink {
+  private started = false;
+  constructor(
+    private readonly ex: Exchange,
+    private readonly format: OutputFormat,
+  ) {}
+
+  output(req: EngineRequest, finished: boolean): void {
+    const ex = this.ex;
+    if (ex.aborted || ex.done) return;
+    const now = performance.now();
+    if (!req.stream) {
+      if (!finished) return;
+      const fr = req.finishReason;
+      // SGLang turns an abort carrying an HTTP status into an error response when not streaming.
+      if (fr?.type === 'abort' && fr.status_code !== null && fr.status_code >= 400 && fr.status_code < 600) {
+        if (fr.status_code === 400) sendJson(ex, 400, { error: { message: fr.message } });
+        else sendJson(ex, fr.status_code, errorResponse(fr.message, fr.status_code, String(fr.status_code)));
+        return;
+      }
+      sendJson(ex, 200, formatOutput(req, true, this.format, now));
+      return;
+    }
+    const chunk = `data: ${JSON.stringify(formatOutput(req, finished, this.format, now))}\n\n`;
+    ex.res.cork(() => {
+      if (!this.started) {
+        this.started = true;
+        ex.res.writeStatus('200 OK');
+        ex.res.writeHeader('content-type', 'text/event-stream; charset=utf-8');
+      }
+      if (finished) {
+        ex.done = true;
+        ex.res.end(chunk + 'data: [DONE]\n\n');
+      } else {
+        ex.res.write(chunk);
+      }
+    });
+  }
+}
+
+// A ValueError raised while serving: 400 JSON, or (streaming) an in-stream error then [DONE].
+function sendRequestError(ex: Exchange, err: RequestError, stream: boolean): void {
+  if (!stream) return sendJson(ex, err.status, { error: { message: err.message } });
+  const event = { error: { message: err.message, type: 'invalid_request_error', code: err.status, retryable: false } };
+  send(ex, 200, `data: ${JSON.stringify(event)}\n\ndata: [DONE]\n\n`, 'text/event-stream; charset=utf-8');
+}
+
+export interface HttpServer {
+  port: number;
+  close(): void;
+}
+
+export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts | null, bootstrapPort: () => number | null): Promise<HttpServer> {
+  const o = engine.opts;
+  const app = uws.App();
+  const format: OutputFormat = { withText: !o.skipTokenizerInit, incremental: o.incrementalStreamingOutput, dpSize: o.dpSize };
+  const pd = o.disaggregationMode !== 'null';
+
+  async function generate(ex: Exchange): Promise<void> {
+    const raw = await readBody(ex);
+    if (raw === null || ex.aborted) return;
+    if (engine.status !== 'up') return sendJson(ex, 503, errorResponse('The server is not ready.', 503, '503'));
+    let body;
+    try {
+      body = parseGenerateBody(raw);
+    } catch (err) {
+      if (err instanceof ContractError) return sendJson(ex, 400, { error: err.message });
+      return sendJson(ex, 400, errorResponse((err as Error).message, 400, 'Bad Request'));
+    }
+    let adm;
+    try {
+      adm = admit(body, o, byteTokenize);
+    } catch (err) {
+      if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
+      throw err;
+    }
+    const req = new EngineRequest({
+      rid: adm.rid,
+      inputIds: adm.inputIds,
+      rules: adm.rules,
+      stream: adm.stream,
+      sink: new HttpSink(ex, format),
+      seed: o.seed,
+      bootstrap: body.bootstrapRoom !== null ? { host: body.bootstrapHost ?? '127.0.0.1', port: body.bootstrapPort, room: body.bootstrapRoom } : null,
+    });
+    req.prefillDpRank = body.disaggPrefillDpRank;
+    // Scheduler-side rejections are aborts with a status, as in SGLang.
+    const reject = (message: string, errType: string | null) => {
+      req.finishReason = abortReason(message, 400, errType);
+      req.state = 'done';
+      req.sink.output(req, true);
+    };
+    if (pd && body.bootstrapRoom === null) {
+      return reject(`Invalid request: Disaggregated request received without bootstrap room id. req.rid='${req.rid}'`, null);
+    }
+    const limit = maxReqInputLen(o);
+    if (req.isl >= limit && !o.allowAutoTruncate) {
+      return reject(`Input length (${req.isl} tokens) exceeds the maximum allowed length (${limit} tokens). Use a shorter input or enable --allow-auto-truncate.`, 'BadRequestError');
+    }
+    if (req.isl >= limit) req.inputIds.length = limit;
+    try {
+      engine.submit(req, body.routedDpRank);
+    } catch (err) {
+      if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
+      throw err;
+    }
+    // A client that goes away aborts its request.
+    ex.onAbort = () => engine.abort(req, abortReason('Request is disconnected from the client side. Abort request.'));
+  }
+
+  const onGenerate = (res: HttpResponse) => {
+    const ex = exchange(res);
+    generate(ex).catch((err: Error) => {
+      console.error(`[mocker] /generate failed: ${err.stack ?? err.message}`);
+      sendJson(ex, 500, errorResponse('Internal server error', 500, '500'));
+    });
+  };
+  app.post('/generate', onGenerate);
+  app.put('/generate', onGenerate);
+
+  const health = (res: HttpResponse, deep: boolean) => {
+    const ex = exchange(res);
+    if (engine.status !== 'up') return send(ex, 503, '', '');
+    if (!deep) return send(ex, 200, '', '');
+    void engine.healthProbe(HEALTH_CHECK_TIMEOUT_MS).then((ok) => send(ex, ok ? 200 : 503, '', ''));
+  };
+  app.get('/health', (res) => health(res, false));
+  app.get('/health_generate', (res) => health(res, true));
+  app.get('/ready', (res) => send(exchange(res), engine.status === 'up' ? 200 : 503, '', ''));
+
+  const modelInfo = () => ({
+    model_path: o.modelPath,
+    served_model_name: o.servedModelName,
+    tokenizer_path: o.tokenizerPath,
+    is_generation: true,
+    preferred_sampling_params: null,
+    weight_version: 'default',
+    load_format: 'auto',
+    reasoning_parser: null,
+    tool_call_parser: null,
+    disaggregation_mode: o.disaggregationMode,
+    has_image_understanding: false,
+    has_audio_understanding: false,
+    model_type: 'qwen3',
+    architectures: ['Qwen3ForCausalLM'],
+  });
+  app.get('/model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
+  app.get('/get_model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
+
+  const kvEventsDescriptor = () => {
+    if (!o.kvEvents || !kvPorts) return null;
+    const d: Record<string, unknown> = {
+      publisher: 'zmq',
+      endpoint_host: kvPorts.endpointHost,
+      endpoint_port_base: kvPorts.publishBase,
+      topic: o.kvEvents.topic,
+      block_size: o.pageSize,
+      dp_size: o.dpSize,
+    };
+    if (kvPorts.replayBase !== null) d.replay_endpoint_port_base = kvPorts.replayBase;
+    return d;
+  };
+  const serverInfo = () => ({
+    model_path: o.modelPath,
+    tokenizer_path: o.tokenizerPath,
+    served_model_name: o.servedModelName,
+    host: o.host,
+    port: o.port,
+    skip_tokenizer_init: o.skipTokenizerInit,
+    context_length: o.contextLength,
+    page_size: o.pageSize,
+    max_total_tokens: o.maxTotalTokens,
+    max_running_requests: o.maxRunningRequests,
+    chunked_prefill_size: o.chunkedPrefillSize,
+    max_prefill_tokens: o.maxPrefillTokens,
+    tp_size: 1,
+    pp_size: 1,
+    ep_size: 1,
+    dp_size: o.dpSize,
+    enable_dp_attention: false,
+    load_balance_method: o.loadBalanceMethod,
+    random_seed: o.seed,
+    stream_interval: o.streamInterval,
+    incremental_streaming_output: o.incrementalStreamingOutput,
+    enable_metrics: o.enableMetrics,
+    disable_radix_cache: o.disableRadixCache,
+    allow_auto_truncate: o.allowAutoTruncate,
+    kv_events_config: o.kvEvents ? JSON.stringify(o.kvEvents) : null,
+    disaggregation_mode: o.disaggregationMode,
+    disaggregation_bootstrap_port: o.disaggregationMode === 'prefill' ? bootstrapPort() : o.disaggregationBootstrapPort,
+    disaggregation_transfer_backend: o.disaggregationTransferBackend,
+    speculative_algorithm: null,
+    launch_command: null,
+    // Scheduler info.
+    max_total_num_tokens: o.maxTotalTokens,
+    max_req_input_len: maxReqInputLen(o),
+    kv_events: kvEventsDescriptor(),
+    startup_time: engine.startedAt / 1000,
+    internal_states: engine.ranks.map((s) => ({
+      last_gen_throughput: s.genThroughput,
+      memory_usage: { kv_cache: s.usedTokens / o.maxTotalTokens, token_capacity: o.maxTotalTokens },
+      avg_spec_accept_length: null,
+      effective_max_running_requests_per_dp: o.maxRunningRequests,
+      step_time_dict: {},
+    })),
+    version: 'kvgate-mocker',
+    frontend: 'python',
+    // The mocker has no tokenizer: a `text` prompt is tokenized one id per UTF-8 byte.
+    mocker: { text_tokenization: 'utf8-bytes', kv_events_wire: o.kvEventsWire, speedup_ratio: o.speedupRatio },
+  });
+  app.get('/server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
+  app.get('/get_server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
+
+  app.get('/get_load', (res) => {
+    const ts = performance.now() / 1000;
+    sendJson(
+      exchange(res),
+      200,
+      engine.ranks.map((s, r) => ({
+        dp_rank: r,
+        num_reqs: s.numRunning + s.numWaiting + s.numBootstrapping,
+        num_waiting_reqs: s.numWaiting + s.numBootstrapping,
+        num_tokens: s.usedTokens + s.waitingTokens,
+        num_pending_tokens: s.waitingTokens,
+        ts_tic: ts,
+      })),
+    );
+  });
+
+  const loadOf = (r: number, include: Set<string> | null) => {
+    const s = engine.ranks[r]!;
+    const used = s.usedTokens;
+    const load: Record<string, unknown> = {
+      timestamp: Date.now() / 1000,
+      dp_rank: r,
+      num_running_reqs: s.numRunning,
+      num_waiting_reqs: s.numWaiting + s.numBootstrapping,
+      num_waiting_uncached_tokens: s.waitingTokens,
+      num_used_tokens: used,
+      num_total_tokens: used + s.waitingTokens,
+      num_active_tokens: used + s.waitingTokens,
+      num_prealloc_ready_tokens: 0,
+      max_total_num_tokens: o.maxTotalTokens,
+      max_running_requests: o.maxRunningRequests,
+      token_usage: used / o.maxTotalTokens,
+      gen_throughput: s.genThroughput,
+      cache_hit_rate: s.lastCacheHitRate,
+      utilization: s.idle ? 0 : 1,
+      total_prefill_uncached_tokens: 0,
+      total_prefill_busy_us: 0,
+      decode_moments: null,
+    };
+    if (include !== null && include.has('core') && include.size === 1) return load;
+    const want = (name: string) => include === null || include.has('all') || include.has(name);
+    if (want('memory')) load.memory = { weight_gb: 0, kv_cache_gb: (o.maxTotalTokens * o.raw.kvBytesPerToken) / 1e9, graph_gb: 0, token_capacity: o.maxTotalTokens };
+    if (pd && want('disagg')) {
+      load.disaggregation = {
+        mode: o.disaggregationMode,
+        prefill_prealloc_queue_reqs: o.disaggregationMode === 'prefill' ? s.numBootstrapping : 0,
+        prefill_inflight_queue_reqs: o.disaggregationMode === 'prefill' ? s.transferring : 0,
+        decode_prealloc_queue_reqs: o.disaggregationMode === 'decode' ? s.numPrealloc : 0,
+        decode_transfer_queue_reqs: o.disaggregationMode === 'decode' ? s.transferring : 0,
+        decode_retracted_queue_reqs: 0,
+        kv_transfer_speed_gb_s: o.kvTransferBandwidth,
+        kv_transfer_latency_ms: engine.rendezvous?.lastTransferMs ?? 0,
+      };
+    }
+    if (want('queues')) load.queues = { waiting: s.numWaiting + s.numBootstrapping, grammar: 0, paused: 0, retracted: 0 };
+    return load;
+  };
+  app.get('/v1/loads', (res, req) => {
+    const ex = exchange(res);
+    const q = queryParams(req.getQuery() ?? '');
+    const valid = new Set(['core', 'memory', 'spec', 'lora', 'disagg', 'queues', 'all']);
+    const includeRaw = q.get('include');
+    const include = includeRaw ? new Set(includeRaw.split(',').map((s) => s.trim())) : null;
+    if (include) {
+      const invalid = [...include].filter((s) => !valid.has(s));
+      if (invalid.length) {
+        const msg = `Invalid include sections: {${invalid.map((s) => `'${s}'`).join(', ')}}. Valid options: [${[...valid].sort().map((s) => `'${s}'`).join(', ')}]`;
+        return sendJson(ex, 400, errorResponse(msg, 400, '400'));
+      }
+    }
+    const dpRaw = q.get('dp_rank');
+    let ranks = engine.ranks.map((_, r) => r);
+    if (dpRaw !== null) {
+      const dp = Number(dpRaw);
+      if (!Number.isInteger(dp) || dp < 0 || dp >= o.dpSize) return sendJson(ex, 400, errorResponse(`dp_rank must be in [0, ${o.dpSize}), got ${dpRaw}`, 400, '400'));
+      ranks = [dp];
+    }
+    const loads = ranks.map((r) => loadOf(r, include));
+    if (q.get('format') === 'prometheus') {
+      const lines: string[] = [];
+      const samples = new Map<string, [number, number][]>();
+      for (const l of loads) {
+        for (const [k, v] of Object.entries(l)) {
+          if (k === 'dp_rank') continue;
+          const add = (name: string, val: unknown) => {
+            if (typeof val === 'number') samples.set(name, [...(samples.get(name) ?? []), [l.dp_rank as number, val]]);
+          };
+          if (v && typeof v === 'object') {
+            const prefix = k === 'disaggregation' ? 'disagg' : k;
+            for (const [sk, sv] of Object.entries(v)) add(`sglang_${prefix}_${sk}`, sv);
+          } else add(`sglang_${k}`, v);
+        }
+      }
+      for (const [name, vals] of samples) {
+        lines.push(`# TYPE ${name} gauge`);
+        for (const [r, v] of vals) lines.push(`${name}{dp_rank="${r}"} ${v}`);
+      }
+      return send(ex, 200, lines.join('\n') + '\n', 'text/plain; version=0.0.4; charset=utf-8');
+    }
+    sendJson(ex, 200, { timestamp: new Date().toISOString(), version: 'kvgate-mocker', accelerator: null, num_accelerators: 1, loads });
+  });
+
+  app.get('/metrics', (res) => {
+    const ex = exchange(res);
+    if (!engine.metrics) return sendJson(ex, 404, { detail: 'Not Found' });
+    void engine.metrics.render().then(({ contentType, body }) => send(ex, 200, body, contentType));
+  });
+
+  const flush = (res: HttpResponse, req: HttpRequest) => {
+    const ex = exchange(res);
+    const t = Number(queryParams(req.getQuery() ?? '').get('timeout') ?? '0');
+    if (!Number.isFinite(t) || t < 0) return sendJson(ex, 400, errorResponse(`timeout must be a number >= 0, got ${t}`, 400, 'Bad Request'));
+    void engine.flushCache(t * 1000).then((ok) =>
+      ok
+        ? sendText(ex, 200, 'Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n')
+        : sendText(ex, 400, 'Flush cache failed.\n'),
+    );
+  };
+  app.get('/flush_cache', flush);
+  app.post('/flush_cache', flush);
+
+  app.post('/abort_request', (res) => {
+    const ex = exchange(res);
+    void readBody(ex).then((raw) => {
+      if (raw === null) return;
+      let body: unknown;
+      try {
+        body = JSON.parse(raw || '{}');
+      } catch (err) {
+        return sendJson(ex, 400, errorResponse(`JSON decode error: ${(err as Error).message}`, 400, 'Bad Request'));
+      }
+      const b = body as { rid?: unknown; abort_all?: unknown };
+      if (typeof body !== 'object' || body === null || (b.rid != null && typeof b.rid !== 'string') || (b.abort_all != null && typeof b.abort_all !== 'boolean')) {
+        return sendJson(ex, 400, errorResponse('abort_request expects {"rid": string, "abort_all": bool}', 400, 'Bad Request'));
+      }
+      engine.abortByRid((b.rid as string | undefined) ?? '', (b.abort_all as boolean | undefined) ?? false);
+      send(ex, 200, '', '');
+    });
+  });
+
+  app.get('/v1/models', (res) =>
+    sendJson(exchange(res), 200, {
+      object: 'list',
+      data: [{ id: o.servedModelName, object: 'model', created: Math.floor(engine.startedAt / 1000), owned_by: 'sglang', root: o.modelPath, max_model_len: o.contextLength }],
+    }),
+  );
+  app.get('/', (res) => sendText(exchange(res), 200, 'SGLang is running'));
+
+  // FastAPI's answers for known paths with the wrong method, and for unknown paths.
+  for (const path of ['/generate', '/health', '/health_generate', '/server_info', '/get_server_info', '/model_info', '/get_model_info', '/get_load', '/v1/loads', '/metrics', '/flush_cache', '/abort_request', '/v1/models']) {
+    app.any(path, (res) => sendJson(exchange(res), 405, { detail: 'Method Not Allowed' }));
+  }
+  app.any('/*', (res) => sendJson(exchange(res), 404, { detail: 'Not Found' }));
+
+  const { socket, port } = await listen(app, o.host, o.port);
+  let listenSocket: us_listen_socket | null = socket;
+  return {
+    port,
+    close() {
+      if (listenSocket) closeListen(listenSocket);
+      listenSocket = null;
+    },
+  };
+}

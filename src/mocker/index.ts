@@ -1,0 +1,109 @@
+// `kvgate mocker` as a library: a simulated SGLang engine in this process.
+//
+//   const m = await startMocker({ port: 0, pageSize: 16, kvEventsConfig: { publisher: 'zmq', endpoint: 'tcp://127.0.0.1:0', bind: true } });
+//   await fetch(`${m.url}/generate`, ...);
+//   await m.close();
+
+import { startBootstrapServer, type BootstrapServer } from './bootstrap_server.js';
+import { MockEngine } from './engine.js';
+import { startHttpServer, type HttpServer } from './http_server.js';
+import { KvEventPublishers } from './kv_events.js';
+import { resolveOptions, type MockerOptions } from './options.js';
+
+export type { KvEventsConfig, MockerOptions } from './options.js';
+
+export interface MockerHandle {
+  // http://<host>:<port>, with a wildcard host replaced by 127.0.0.1.
+  url: string;
+  port: number;
+  dpSize: number;
+  // Bound KV-event ports, one per DP rank (base + rank); empty without --kv-events-config.
+  kvEventPorts: number[];
+  kvReplayPorts: number[];
+  // The prefill engine's bootstrap server port (null unless disaggregationMode is prefill).
+  bootstrapPort: number | null;
+  // Resolves when /health turns 200 (after --startup-delay).
+  ready: Promise<void>;
+  // Stop accepting, let in-flight requests finish for up to `graceMs` (default 2000), abort the
+  // rest, close every socket.
+  close(graceMs?: number): Promise<void>;
+}
+
+function advertised(host: string): string {
+  if (host === '0.0.0.0' || host === '*' || host === '') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+export async function startMocker(options: Partial<MockerOptions> = {}): Promise<MockerHandle> {
+  const o = resolveOptions(options);
+  const publishers = o.kvEvents ? await KvEventPublishers.open(o.kvEvents, o.dpSize, o.kvEventsWire) : null;
+  const engine = new MockEngine(o, publishers);
+  let http: HttpServer | null = null;
+  let bootstrap: BootstrapServer | null = null;
+  try {
+    http = await startHttpServer(engine, publishers?.ports ?? null, () => bootstrap?.port ?? null);
+    if (o.disaggregationMode === 'prefill') {
+      const rv = engine.rendezvous!;
+      bootstrap = await startBootstrapServer(o.host, o.disaggregationBootstrapPort, engine.bootstrapTable!, (ex, body) => rv.decodeArrived(ex, body));
+      // Each prefill DP rank registers itself, as SGLang's ranks PUT /route at startup.
+      for (let r = 0; r < o.dpSize; r++) {
+        engine.bootstrapTable!.putRoute({
+          attn_tp_size: 1,
+          attn_tp_rank: 0,
+          attn_cp_size: 1,
+          attn_cp_rank: 0,
+          attn_dp_size: 1,
+          attn_dp_rank: 0,
+          pp_size: 1,
+          pp_rank: 0,
+          system_dp_size: o.dpSize,
+          system_dp_rank: r,
+          rank_ip: advertised(o.host),
+          rank_port: bootstrap.port,
+          page_size: o.pageSize,
+          kv_cache_dtype: 'bfloat16',
+          prefill_http_port: http.port,
+          load_balance_method: o.loadBalanceMethod,
+        });
+      }
+    }
+  } catch (err) {
+    http?.close();
+    bootstrap?.close();
+    await publishers?.close();
+    throw err;
+  }
+  let startup: NodeJS.Timeout | undefined;
+  const ready = new Promise<void>((resolve) => {
+    const up = () => {
+      engine.status = 'up';
+      resolve();
+    };
+    if (o.startupDelayMs === 0) up();
+    else startup = setTimeout(up, o.startupDelayMs);
+  });
+  const ports = publishers?.ports;
+  const range = (base: number | null | undefined) => (base == null ? [] : Array.from({ length: o.dpSize }, (_, r) => base + r));
+  let closing: Promise<void> | null = null;
+  const port = http.port;
+  return {
+    url: `http://${advertised(o.host)}:${port}`,
+    port,
+    dpSize: o.dpSize,
+    kvEventPorts: range(ports?.publishBase),
+    kvReplayPorts: range(ports?.replayBase),
+    bootstrapPort: bootstrap?.port ?? null,
+    ready,
+    close(graceMs = 2000) {
+      closing ??= (async () => {
+        clearTimeout(startup);
+        http!.close();
+        await engine.drain(graceMs);
+        bootstrap?.close();
+        await publishers?.close();
+      })();
+      return closing;
+    },
+  };
+}
