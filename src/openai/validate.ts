@@ -10,6 +10,8 @@ import type { ChatRequest, CompletionRequest, GenerationParams } from './types.j
 type Obj = Record<string, unknown>;
 
 const MAX_STOP_STRINGS = 16;
+// Bounds the stop matcher's work per chunk (it holds back up to this much text).
+const MAX_STOP_LENGTH = 1000;
 
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -94,6 +96,7 @@ function stopStrings(body: Obj): string[] {
   const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : wrongType('stop', 'a string or an array of strings', v);
   if (!list.every((s): s is string => typeof s === 'string')) wrongType('stop', 'a string or an array of strings', v);
   if (list.length > MAX_STOP_STRINGS) outOfRange('stop', `at most ${MAX_STOP_STRINGS} strings`, list.length);
+  if ((list as string[]).some((s) => s.length > MAX_STOP_LENGTH)) outOfRange('stop', `strings of at most ${MAX_STOP_LENGTH} characters`, 'a longer string');
   return (list as string[]).filter((s) => s.length > 0);
 }
 

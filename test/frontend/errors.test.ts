@@ -69,6 +69,8 @@ describe('validation errors', () => {
       [{ model: 'qwen3', messages: [{ content: 'x' }] }, 'missing_field', 'messages[0].role'],
       [{ model: 'qwen3', messages: [{ role: 'user', content: 5 }] }, 'invalid_type', 'messages[0].content'],
       [{ model: 'qwen3', messages, stop: [1] }, 'invalid_type', 'stop'],
+      [{ model: 'qwen3', messages, stop: 'x'.repeat(1001) }, 'invalid_request', 'stop'],
+      [{ model: 'qwen3', messages, stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }, 'invalid_request', 'stop'],
       [{ model: 'qwen3', messages, stream: 'yes' }, 'invalid_type', 'stream'],
       [{ model: 'qwen3', messages, stream_options: { include_usage: true } }, 'invalid_request', 'stream_options'],
       [{ model: 'qwen3', messages, tools: [{ type: 'function' }] }, 'invalid_request', 'tools[0]'],
