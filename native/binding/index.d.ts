@@ -1,0 +1,273 @@
+// Type declarations of the kvgate native addon (build/native/Release/kvgate.node), written
+// by hand. Load it through src/native/addon.ts, never directly.
+//
+// Common rules:
+// - Thread: every call is synchronous and runs on the calling JS thread; nothing runs in the
+//   background. An instance belongs to the thread (isolate) that created it.
+// - Arrays passed in are read during the call only and never kept. Output arrays are
+//   caller-owned, written during the call only, and must not overlap the inputs.
+// - Errors are JS `Error`s with a stable `code` (registered in src/errors.ts):
+//   ERR_INVALID_ARG (a bad argument), ERR_KV_EVENT_MALFORMED (bytes that are not a valid
+//   SGLang KV-event batch; nothing was applied), ERR_CLOSED (a method called after
+//   close()), ERR_LIMIT (a documented capacity limit reached).
+// - Ids: workers are dense u32 ids chosen by the caller (TS maps ids to addresses), dp ranks
+//   are u32; a (worker, rank) pair is a "unit", the thing routed to. At most 65535 units
+//   exist at a time (candidates plus units only named by KV events).
+// - Block hashes: local hashes (the router's own, XXH3-64 seed 1337 of a block's tokens) are
+//   BigUint64Array; engine hashes (opaque ids from KV events, signed in SGLang) are
+//   BigInt64Array, or BigUint64Array with the same 64 bits.
+
+// ---- Hashing and KV-event decoding (native/binding/hash_binding.cc) ----
+
+/** XXH3-64 of `data` (XXH3_64bits_withSeed). Seed defaults to 0n and must be in [0, 2^64).
+ *  Cost: O(data.length), about 1 ns per 8-16 bytes; synchronous on the calling thread.
+ *  `data` is read during the call only. Throws ERR_INVALID_ARG on a bad argument. */
+export function xxh3(data: Uint8Array, seed?: bigint): bigint;
+
+/** Dynamo local block hashes: XXH3-64 (seed 1337) of each full block of `blockSize`
+ *  tokens as little-endian u32; a trailing partial block is not hashed, so the result has
+ *  floor(tokens.length / blockSize) elements. blockSize is an integer in [1, 1024].
+ *  With `out` (length >= that count, not overlapping `tokens`) the hashes are written
+ *  there and `out` is returned when its length equals the count, else a view of its first
+ *  count elements (no copy); without `out` a new array is allocated.
+ *  Cost: O(tokens.length), ~1 µs for 4,096 tokens; synchronous; the arrays are only
+ *  accessed during the call. Throws ERR_INVALID_ARG on a bad argument. */
+export function blockHashes(tokens: Uint32Array, blockSize: number, out?: BigUint64Array): BigUint64Array;
+
+/** Chained sequence hashes of local block hashes: seq[0] = local[0],
+ *  seq[i] = XXH3-64(le64(seq[i-1]) ++ le64(local[i]), 1337). `out` may be `local` itself
+ *  (computed in place) or another array of length >= local.length (not otherwise
+ *  overlapping); the return value follows blockHashes' rule. Cost: ~10 ns per hash;
+ *  synchronous. Throws ERR_INVALID_ARG on a bad argument. */
+export function sequenceHashes(local: BigUint64Array, out?: BigUint64Array): BigUint64Array;
+
+export type KvEventObject =
+  | {
+      kind: 'BlockStored';
+      blockHashes: BigInt64Array;
+      parentHash: bigint | null;
+      tokenIds: Uint32Array;
+      blockSize: number;
+      loraId: bigint | null;
+      gpuMedium: boolean;
+    }
+  | { kind: 'BlockRemoved'; blockHashes: BigInt64Array; gpuMedium: boolean }
+  | { kind: 'AllBlocksCleared' };
+export interface KvEventBatchObject {
+  ts: number;
+  dpRank: number | null;
+  events: KvEventObject[];
+}
+
+/** Decodes one SGLang KV-event batch (raw msgpack payload frame) with the native reader
+ *  into plain JS objects. For tests and debugging only, NOT the hot path: it allocates an
+ *  object per event (the router applies batches natively without this, see
+ *  KvRouter.applyEvents). Engine hashes are signed int64; gpuMedium is true for medium nil
+ *  or "GPU". Synchronous, O(bytes.length); `bytes` is read during the call only. Throws
+ *  ERR_KV_EVENT_MALFORMED (message names the reader error: TRUNCATED, BAD_TYPE, BAD_SHAPE,
+ *  UNKNOWN_EVENT, LIMIT_EXCEEDED, TRAILING_BYTES) or ERR_INVALID_ARG when `bytes` is not a
+ *  Uint8Array. */
+export function parseKvEventBatch(bytes: Uint8Array): KvEventBatchObject;
+
+// ---- Router (native/binding/router_binding.cc over native/core/kv_router.h) ----
+
+/** How route() picks among the candidates. */
+export type RouterPolicy = 'kv' | 'round-robin' | 'random' | 'power-of-two' | 'least-loaded';
+
+export interface KvRouterOptions {
+  /** Tokens per block: the engines' KV page size (all workers of a model share it). Integer in [1, 1024]. */
+  blockSize: number;
+  /** Default 'kv': the lowest Dynamo cost (see route). 'round-robin' cycles through the
+   *  candidates in (worker, rank) order; 'random' is uniform; 'power-of-two' draws two
+   *  distinct candidates and takes the less loaded (the first drawn on a tie);
+   *  'least-loaded' takes the least loaded (ties at random). Load = active blocks +
+   *  prefill tokens / blockSize. */
+  policy?: RouterPolicy;
+  /** Default weight of prefill blocks in the KV cost (Dynamo's overlap_score_weight), >= 0. Default 1. */
+  overlapWeight?: number;
+  /** Default softmax temperature, >= 0. 0 (the default) takes the minimum cost. */
+  temperature?: number;
+  /** Seed of the random generator (SplitMix64) for ties, softmax and the random policies.
+   *  Default: random. */
+  seed?: bigint | number;
+  /** Approximate mode for engines without KV events (Dynamo's --no-router-kv-events): each
+   *  routed request's full blocks are recorded as cached on the chosen unit for
+   *  approxTtlMs (refreshed when routed again), dropping the oldest recordings when more
+   *  than approxMaxBlocks are held (down to approxMaxBlocks * approxPruneRatio). */
+  approx?: boolean;
+  /** Default 120000 (Dynamo's --router-ttl-secs 120). > 0. */
+  approxTtlMs?: number;
+  /** Default 1048576 (Dynamo's --router-max-tree-size). >= 1. */
+  approxMaxBlocks?: number;
+  /** Default 0.8 (Dynamo's --router-prune-target-ratio). In (0, 1]. */
+  approxPruneRatio?: number;
+}
+
+/** Outcome of applyStored. 'unknown-parent': the parent hash is not held by the unit, so
+ *  the event was dropped. 'block-size-mismatch': more tokens than hashes x blockSize (the
+ *  engine's page size differs from blockSize), dropped. 'limit': a unit holds one block
+ *  under 65535 engine hashes; that hold was skipped. */
+export type StoreStatus = 'ok' | 'unknown-parent' | 'block-size-mismatch' | 'limit';
+
+export interface KvRouterStats {
+  /** Distinct blocks held by at least one unit. */
+  blocks: number;
+  /** Held (block, unit, engine hash) entries: per-unit lookup size summed. */
+  pairs: number;
+  /** Units holding at least one block. */
+  indexUnits: number;
+  /** Memory of the KV index, approximately, in bytes. */
+  indexBytes: number;
+  /** Units registered with addWorker. */
+  candidates: number;
+  /** Units in use: candidates plus units only named by KV events. */
+  units: number;
+  activeRequests: number;
+  /** KV events applied without error, and events with an error (unknown parent, block size
+   *  mismatch, removal of a block not held), since the router was created. */
+  eventsApplied: number;
+  eventErrors: number;
+  /** Blocks recorded by approximate mode and still within their TTL. */
+  approxBlocks: number;
+  /** Memory of the whole router (index, active requests, tables), approximately, in bytes. */
+  bytes: number;
+}
+
+export interface UnitInfo {
+  worker: number;
+  rank: number;
+  /** Registered with addWorker (else only named by KV events: indexed, never routed to). */
+  candidate: boolean;
+  /** Distinct blocks of the unit's active requests (shared prefixes count once, a partial
+   *  last block once per request). */
+  activeBlocks: number;
+  /** Prompt tokens of active requests not yet past their first output token, minus what
+   *  was cached when they were routed. */
+  prefillTokens: number;
+  activeRequests: number;
+  /** Blocks the unit holds in the KV index (Dynamo's tree size). */
+  cachedBlocks: number;
+}
+
+/**
+ * KV-aware router over a set of candidate units: the KV index (which unit holds which
+ * prefix blocks, kept exact by KV events), the active requests per unit, and the scheduler.
+ *
+ * Lifetime: the native memory lives until close() or garbage collection of the object;
+ * every method after close() throws ERR_CLOSED (close itself may be called again).
+ * Memory is bounded by what KV events say is stored (about 50-65 bytes per held
+ * (block, unit) pair) plus the active requests (about 8 bytes per request block).
+ */
+export class KvRouter {
+  /** Throws ERR_INVALID_ARG on a bad or unknown option. Cost: O(1). */
+  constructor(options: KvRouterOptions);
+
+  /** The options' blockSize. */
+  readonly blockSize: number;
+
+  /** Registers (worker, rank = 0) as a routing candidate. Idempotent. O(units log units).
+   *  Throws ERR_LIMIT when 65535 units are in use. */
+  addWorker(worker: number, rank?: number): void;
+  /** Forgets the unit, or every rank of the worker when rank is omitted: its cached blocks,
+   *  its active requests (free() on them then returns false) and its candidacy. Call when
+   *  discovery loses the worker. O(its blocks + active requests + units). */
+  removeWorker(worker: number, rank?: number): void;
+  /** Drops the cached blocks of the unit, or of every rank of the worker; it stays a
+   *  candidate. O(its blocks). */
+  clearWorker(worker: number, rank?: number): void;
+
+  /** Applies one stored event for (worker, rank): block i is tokens[i*bs, (i+1)*bs) under
+   *  blockHashes[i], chained under the unit's block parentHash (null = under the root).
+   *  Only full blocks are stored; a trailing partial page is ignored. An engine hash the
+   *  unit already holds for another block moves. O(tokens + blocks). */
+  applyStored(
+    worker: number,
+    rank: number,
+    parentHash: bigint | null,
+    tokens: Uint32Array,
+    blockHashes: BigInt64Array | BigUint64Array,
+  ): StoreStatus;
+  /** Applies one removed event: drops the unit's holds named by the hashes (no cascade to
+   *  blocks chained under them). Returns how many were not held. O(blocks). */
+  applyRemoved(worker: number, rank: number, blockHashes: BigInt64Array | BigUint64Array): number;
+  /** Parses one raw SGLang KV-event batch (the msgpack payload frame) natively and, only if
+   *  all of it is valid, applies its events to (worker, rank). A dp_rank carried by the
+   *  batch replaces `rank`. Events for another medium than the GPU are ignored;
+   *  AllBlocksCleared clears this one unit. Returns the number of events with an error
+   *  (as in applyStored/applyRemoved); with `out` (Uint32Array, length >= 4) also writes
+   *  [events, applied, ignored, errors]. O(bytes); allocates no JS objects.
+   *  Throws ERR_KV_EVENT_MALFORMED (nothing applied) on bytes that are not a valid batch. */
+  applyEvents(worker: number, rank: number, bytes: Uint8Array, out?: Uint32Array): number;
+
+  /** For each unit holding the query's first block, the number of leading query blocks it
+   *  holds. The query is prompt tokens (Uint32Array, hashed at blockSize) or local block
+   *  hashes (BigUint64Array). Writes the units and depths into the three outputs (each must
+   *  have room for every unit in use: stats().units) and returns how many it wrote.
+   *  O(tokens + depth reached x holders per block); stops when no unit is left. */
+  findMatches(
+    query: Uint32Array | BigUint64Array,
+    outWorkers: Uint32Array,
+    outRanks: Uint32Array,
+    outDepths: Uint32Array,
+  ): number;
+
+  /** Routes one request: hashes the prompt, finds each candidate's cached overlap, picks a
+   *  candidate by the policy and records the request as active on it (its blocks, and its
+   *  prompt tokens minus the cached ones as prefill load). Writes [worker, rank,
+   *  overlap blocks] into `out` (length >= 3) and returns true; returns false (nothing
+   *  recorded) when there is no candidate.
+   *
+   *  KV policy, Dynamo 2026-04 (lower is better), bs = blockSize, isl = tokens.length:
+   *    prefill = (unit prefill tokens + max(0, isl - overlap*bs)) / bs
+   *    decode  = unit active blocks + ceil(isl/bs) - blocks of this prompt already active on the unit
+   *    cost    = overlapWeight * prefill + decode
+   *  temperature 0: the minimum cost, ties to the unit with the fewest cached blocks, then
+   *  at random; temperature > 0: a sample of softmax(-(cost / (max - min)) / temperature).
+   *
+   *  requestId: an integer in [0, 2^53) not currently active (ERR_INVALID_ARG otherwise);
+   *  pair every successful route with free(requestId). overlapWeight and temperature
+   *  override the options for this request. nowMs is approximate mode's clock (default: a
+   *  monotonic clock); pass it always or never.
+   *  Cost: about 5-15 µs for 4,096 tokens among 64 units (O(tokens + depth x holders +
+   *  units)); allocates no JS objects. Throws ERR_LIMIT if the chosen unit already has 65535
+   *  active requests. */
+  route(
+    tokens: Uint32Array,
+    requestId: number,
+    out: Uint32Array,
+    overlapWeight?: number,
+    temperature?: number,
+    nowMs?: number,
+  ): boolean;
+  /** What route would compute for `tokens`, without picking or recording anything: for
+   *  every candidate in (worker, rank) order, its cached overlap in blocks and its KV cost.
+   *  Each output must have room for stats().candidates entries; returns that count.
+   *  O(tokens + depth x holders + units). */
+  score(
+    tokens: Uint32Array,
+    outWorkers: Uint32Array,
+    outRanks: Uint32Array,
+    outOverlap: Uint32Array,
+    outCosts: Float64Array,
+    overlapWeight?: number,
+  ): number;
+
+  /** The request's first output token arrived: its prefill tokens leave its unit's load.
+   *  Returns false if the request is not active or was already marked. O(1). */
+  markPrefillDone(requestId: number): boolean;
+  /** The request finished or was aborted: releases its blocks and load. Idempotent: returns
+   *  false if it was not active. O(request blocks). */
+  free(requestId: number): boolean;
+  /** Approximate mode: drops recorded blocks whose TTL ended by nowMs (route does this
+   *  itself; call it to age an idle router). O(expired blocks). */
+  expire(nowMs?: number): void;
+  /** Reseeds the random generator. */
+  setSeed(seed: bigint | number): void;
+
+  /** Counters and sizes. O(units). Allocates an object: not for the hot path. */
+  stats(): KvRouterStats;
+  /** Every unit in use with its load, sorted by worker then rank. O(units). Allocates. */
+  units(): UnitInfo[];
+  /** Frees the native memory now. Later calls throw ERR_CLOSED. */
+  close(): void;
+}

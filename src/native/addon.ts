@@ -1,0 +1,49 @@
+// The one loader of the native addon (native/binding, typed by native/binding/index.d.ts).
+// cmake-js (`npm run build:native`) builds it to build/native/Release/kvgate.node, node-gyp
+// (`npm run build:gyp`) to build/Release/kvgate.node; the first that exists is loaded.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type * as Addon from '../../native/binding/index.js';
+import { KvgateError } from '../errors.js';
+
+export type KvgateAddon = typeof Addon;
+export type {
+  KvEventBatchObject,
+  KvEventObject,
+  KvRouter,
+  KvRouterOptions,
+  KvRouterStats,
+  RouterPolicy,
+  StoreStatus,
+  UnitInfo,
+} from '../../native/binding/index.js';
+
+// The repository root: two levels up from src/native/ and from dist/native/ alike.
+const root = fileURLToPath(new URL('../../', import.meta.url));
+export const ADDON_PATHS: readonly string[] = [
+  join(root, 'build', 'native', 'Release', 'kvgate.node'),
+  join(root, 'build', 'Release', 'kvgate.node'),
+];
+
+function load(): KvgateAddon {
+  const path = ADDON_PATHS.find((p) => existsSync(p));
+  if (path === undefined) {
+    throw new KvgateError(
+      'ERR_NATIVE_ADDON',
+      `the kvgate native addon is not built (looked for ${ADDON_PATHS.join(' and ')}); run \`npm run build:native\``,
+    );
+  }
+  try {
+    return createRequire(import.meta.url)(path) as KvgateAddon;
+  } catch (err) {
+    throw new KvgateError(
+      'ERR_NATIVE_ADDON',
+      `the kvgate native addon at ${path} did not load (${(err as Error).message}); rebuild it with \`npm run build:native\``,
+    );
+  }
+}
+
+export const addon: KvgateAddon = load();

@@ -1,0 +1,271 @@
+// Randomized differential tests: the native KvRouter (index, active requests, scheduler)
+// against the naive TypeScript reference (src/router/reference) on thousands of seeded
+// random sequences of KV events, worker changes, queries and routed requests. After every
+// step both must agree on matches, costs, decisions, per-unit loads and counters.
+//
+// A failure names its seed; replay one with
+//   KVGATE_DIFF_SEED=<seed> npx vitest run test/native/differential.test.ts
+// and run more with KVGATE_DIFF_SEEDS=<count>.
+
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { addon } from '../../src/native/addon.js';
+import type { IndexMutation } from '../../src/router/reference/kv_index.js';
+import { type Policy, ReferenceRouter, type SglangBatch } from '../../src/router/reference/router.js';
+
+const packr = new Packr({ useRecords: false });
+
+/** mulberry32: the generator of the test cases (not the routers' generator). */
+class Gen {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+}
+
+interface CaseOptions {
+  mutation?: IndexMutation;
+  steps?: number;
+}
+
+/** One random sequence; throws (naming the seed) on the first disagreement. */
+function runCase(seed: number, { mutation, steps = 40 }: CaseOptions = {}): void {
+  const g = new Gen(seed);
+  const bs = g.pick([1, 2, 3, 4, 8]);
+  const policy: Policy = g.chance(0.6) ? 'kv' : g.pick(['round-robin', 'random', 'power-of-two', 'least-loaded'] as const);
+  const temperature = g.chance(0.75) ? 0 : g.pick([0.1, 0.5, 1, 3]);
+  const overlapWeight = g.pick([0, 0.5, 1, 1, 2]);
+  const approx = g.chance(0.2);
+  const opts = {
+    blockSize: bs,
+    policy,
+    temperature,
+    overlapWeight,
+    seed: BigInt(seed) * 7919n,
+    approx,
+    approxTtlMs: 1000,
+    approxMaxBlocks: g.pick([10, 40, 1000]),
+    approxPruneRatio: 0.5,
+  };
+  const native = new addon.KvRouter(opts);
+  const ref = new ReferenceRouter({ ...opts, mutation });
+
+  // Prompts are prefixes of a few random documents (sequences of block contents), some
+  // diverging at the end, so deep shared prefixes are common; a block's tokens depend only
+  // on its content id.
+  const blockTokens = (c: number) => Array.from({ length: bs }, (_, j) => 1000 + c * 64 + j);
+  const documents = Array.from({ length: 3 }, () => Array.from({ length: 10 }, () => g.int(4)));
+  const randomPath = () => {
+    const path = g.pick(documents).slice(0, 1 + g.int(10));
+    if (g.chance(0.3)) path[path.length - 1] = 4 + g.int(2);
+    return path;
+  };
+  const promptOf = (path: number[], tail: number) =>
+    Uint32Array.from([...path.flatMap(blockTokens), ...Array.from({ length: tail }, (_, j) => 5 + j)]);
+  // Engine hashes as SGLang makes them: a function of the prefix (equal across workers),
+  // sometimes salted per unit, sometimes drawn from a small pool (one hash naming several
+  // blocks), signed.
+  const prefixIds = new Map<string, bigint>();
+  const engineHash = (path: number[], upto: number, variant: number): bigint => {
+    const k = `${variant}/${path.slice(0, upto + 1).join(',')}`;
+    let h = prefixIds.get(k);
+    if (h === undefined) prefixIds.set(k, (h = BigInt(prefixIds.size + 1) * (g.chance(0.5) ? -1n : 1n) * 1000003n));
+    return h;
+  };
+  const randomHash = () => BigInt(g.int(20) - 10);
+  const units = () => ({ worker: g.int(4), rank: g.chance(0.7) ? 0 : g.int(3) });
+
+  let now = 0;
+  let nextId = 1;
+  const active: number[] = [];
+  const out3 = new Uint32Array(3);
+  const cap = 64;
+  const ow = new Uint32Array(cap);
+  const or = new Uint32Array(cap);
+  const od = new Uint32Array(cap);
+  const oc = new Float64Array(cap);
+  const batchOut = new Uint32Array(4);
+
+  // A stored event (as a JS array in the SGLang layout) for `unit`.
+  const storedEvent = (): unknown[] => {
+    const path = randomPath();
+    const start = g.chance(0.4) ? 0 : g.int(path.length);
+    const end = start + 1 + g.int(path.length - start);
+    const variant = g.chance(0.1) ? 1 + g.int(2) : 0;
+    const hashes: bigint[] = [];
+    for (let b = start; b < end; b++) hashes.push(g.chance(0.05) ? randomHash() : engineHash(path, b, variant));
+    let parent: bigint | null = null;
+    if (start > 0) parent = g.chance(0.85) ? engineHash(path, start - 1, variant) : g.chance(0.5) ? null : randomHash();
+    let tokens = path.slice(start, end).flatMap(blockTokens);
+    if (g.chance(0.1)) tokens = tokens.slice(0, tokens.length - 1 - g.int(bs)); // partial page
+    if (g.chance(0.05)) tokens = [...tokens, ...blockTokens(g.int(3))]; // page larger than blocks
+    const medium = g.chance(0.1) ? 'CPU_PINNED' : g.chance(0.5) ? 'GPU' : null;
+    return ['BlockStored', hashes, parent, tokens, bs, null, medium];
+  };
+  const removedEvent = (): unknown[] => {
+    const path = randomPath();
+    const hashes = Array.from({ length: 1 + g.int(3) }, () =>
+      g.chance(0.9) ? engineHash(path, g.int(path.length), g.chance(0.9) ? 0 : 1) : randomHash(),
+    );
+    return ['BlockRemoved', hashes, g.chance(0.1) ? 'CPU_PINNED' : 'GPU'];
+  };
+
+  const key = (w: number, r: number) => `${w}:${r}`;
+  const check = (what: string) => {
+    const s = native.stats();
+    const { blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks } = s;
+    expect({ blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks }, `${what}: stats`).toEqual(
+      ref.stats(),
+    );
+    expect(native.units(), `${what}: units`).toEqual(ref.unitInfo());
+  };
+
+  let step = 0;
+  try {
+    for (; step < steps; step++) {
+      const op = g.int(100);
+      if (op < 10) {
+        const { worker, rank } = units();
+        native.addWorker(worker, rank);
+        ref.addWorker(worker, rank);
+      } else if (op < 35) {
+        const { worker, rank } = units();
+        const ev = storedEvent();
+        if (ev[6] !== 'CPU_PINNED' && g.chance(0.5)) {
+          const tokens = Uint32Array.from(ev[3] as number[]);
+          const hashes = BigInt64Array.from(ev[1] as bigint[]);
+          expect(native.applyStored(worker, rank, ev[2] as bigint | null, tokens, hashes), 'applyStored').toBe(
+            ref.applyStored(worker, rank, ev[2] as bigint | null, tokens, [...hashes]),
+          );
+        } else {
+          const events = [ev, ...(g.chance(0.4) ? [storedEvent()] : []), ...(g.chance(0.2) ? [removedEvent()] : [])];
+          if (g.chance(0.05)) events.push(['AllBlocksCleared']);
+          const batch: SglangBatch = g.chance(0.3) ? [now / 1000, events, g.int(3)] : [now / 1000, events];
+          native.applyEvents(worker, rank, packr.pack(batch), batchOut);
+          expect([...batchOut], 'applyEvents').toEqual(ref.applyEvents(worker, rank, batch));
+        }
+      } else if (op < 45) {
+        const { worker, rank } = units();
+        const ev = removedEvent();
+        const hashes = BigInt64Array.from(ev[1] as bigint[]);
+        expect(native.applyRemoved(worker, rank, hashes), 'applyRemoved').toBe(ref.applyRemoved(worker, rank, [...hashes]));
+      } else if (op < 48) {
+        const { worker, rank } = units();
+        const all = g.chance(0.5);
+        native.clearWorker(worker, all ? undefined : rank);
+        ref.clearWorker(worker, all ? undefined : rank);
+      } else if (op < 51) {
+        const { worker, rank } = units();
+        const all = g.chance(0.5);
+        native.removeWorker(worker, all ? undefined : rank);
+        ref.removeWorker(worker, all ? undefined : rank);
+      } else if (op < 65) {
+        const prompt = promptOf(randomPath(), g.int(2 * bs));
+        const n = native.findMatches(prompt, ow, or, od);
+        const got = new Map<string, number>();
+        for (let i = 0; i < n; i++) got.set(key(ow[i]!, or[i]!), od[i]!);
+        expect(got, 'findMatches').toEqual(ref.findMatches(prompt));
+      } else if (op < 90) {
+        const prompt = promptOf(randomPath(), g.int(2 * bs));
+        const w = g.chance(0.2) ? g.pick([0, 1.5]) : undefined;
+        const t = g.chance(0.1) ? g.pick([0, 0.7]) : undefined;
+        if (approx) {
+          now += g.int(400);
+          native.expire(now);
+          ref.expire(now);
+        }
+        const n = native.score(prompt, ow, or, od, oc, w);
+        const views = ref.score(prompt, w);
+        expect(n, 'score count').toBe(views.length);
+        for (let i = 0; i < n; i++) {
+          expect([ow[i], or[i], od[i]], `score ${i}`).toEqual([views[i]!.worker, views[i]!.rank, views[i]!.overlap]);
+          expect(oc[i], `cost ${i}`).toBe(views[i]!.cost);
+        }
+        const id = nextId++;
+        const routed = native.route(prompt, id, out3, w, t, now);
+        const decision = ref.route(prompt, id, w, t, now);
+        expect(routed, 'route result').toBe(decision !== null);
+        if (decision) {
+          const same = out3[0] === decision.worker && out3[1] === decision.rank;
+          if (!same && decision.softmax) {
+            // Only a last-bit difference of exp() between libm and V8 may move a softmax
+            // draw across a boundary: then the draw must sit on that boundary.
+            const { cumulative, draw } = decision.softmax;
+            const pickOf = (w: number, r: number) => decision.candidates.findIndex((c) => c.worker === w && c.rank === r);
+            const boundary = cumulative[Math.min(pickOf(out3[0]!, out3[1]!), pickOf(decision.worker, decision.rank))]!;
+            expect(Math.abs(draw - boundary), 'softmax draw off a boundary').toBeLessThan(1e-9 * cumulative.at(-1)!);
+            // Keep the two in step: retire this request on both sides.
+            native.free(id);
+            ref.free(id);
+          } else {
+            expect([out3[0], out3[1], out3[2]], 'route decision').toEqual([decision.worker, decision.rank, decision.overlap]);
+            active.push(id);
+          }
+        }
+      } else if (op < 95) {
+        const id = active.length && g.chance(0.9) ? g.pick(active) : nextId + 100;
+        expect(native.markPrefillDone(id), 'markPrefillDone').toBe(ref.markPrefillDone(id));
+      } else {
+        const id = active.length && g.chance(0.9) ? active.splice(g.int(active.length), 1)[0]! : nextId + 100;
+        expect(native.free(id), 'free').toBe(ref.free(id));
+      }
+      check(`op ${op}`);
+    }
+  } catch (err) {
+    throw new Error(
+      `native and reference disagree: seed ${seed}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, approx })})\n` +
+        `replay: KVGATE_DIFF_SEED=${seed} npx vitest run test/native/differential.test.ts\n${(err as Error).message}`,
+    );
+  } finally {
+    native.close();
+  }
+}
+
+function seeds(): number[] {
+  if (process.env.KVGATE_DIFF_SEED) return [Number(process.env.KVGATE_DIFF_SEED)];
+  const count = Number(process.env.KVGATE_DIFF_SEEDS ?? 2000);
+  return Array.from({ length: count }, (_, i) => i + 1);
+}
+
+describe('native router vs the TypeScript reference', () => {
+  it(`agrees on ${seeds().length} random event/query/route sequences`, () => {
+    for (const seed of seeds()) runCase(seed);
+  });
+
+  it('agrees on long sequences (index churn, many active requests)', () => {
+    for (let seed = 100_001; seed <= 100_040; seed++) runCase(seed, { steps: 600 });
+  });
+
+  // The suite must catch a planted off-by-one in the reference's matching depth, both for
+  // units that match to the end and for units that drop out mid-walk (the subtler path:
+  // a removed parent whose child remains, or units holding different prefixes).
+  for (const mutation of ['survivor-depth-plus-one', 'dropout-depth-plus-one'] as const) {
+    it(`catches a planted off-by-one (${mutation})`, () => {
+      let caught: Error | undefined;
+      for (let seed = 1; seed <= 500 && !caught; seed++) {
+        try {
+          runCase(seed, { mutation });
+        } catch (err) {
+          caught = err as Error;
+        }
+      }
+      expect(caught?.message).toMatch(/native and reference disagree: seed \d+/);
+      expect(caught?.message).toMatch(/findMatches|score|route/);
+    });
+  }
+});
