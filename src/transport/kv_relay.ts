@@ -19,7 +19,7 @@ import type { Frame, KvResetReason } from './frames.js';
 import { KvBlockTable } from './kv_block_table.js';
 import { EngineKvSubscriber, type EngineKvBatch } from './kv_subscriber.js';
 import type { Peer } from './request_plane_server.js';
-import { silentLogger, type Logger } from '../worker/log.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 
 export interface KvSource {
   dpRank: number;

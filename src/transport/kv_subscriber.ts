@@ -13,7 +13,7 @@
 // every `tailCheckMs` (this also covers batches published before the SUB was connected).
 
 import { Dealer, Subscriber } from 'zeromq';
-import { silentLogger, type Logger } from '../worker/log.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 
 export interface EngineKvBatch {
   engineSeq: bigint;

@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 import { KvgateError } from '../errors.js';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import type { ModelCard } from '../discovery/model_card.js';
-import { silentLogger, type Logger } from '../worker/log.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame, type KvResetReason, type LoadReport } from './frames.js';
 
 export interface WorkerHello {

@@ -14,7 +14,7 @@
 import { KvgateError } from '../errors.js';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { uws, type TemplatedApp, type WebSocket, type us_listen_socket } from '../http/uws.js';
-import { silentLogger, type Logger } from '../worker/log.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 import { decodeFrame, encodeFrame, type Frame } from './frames.js';
 
 export interface RequestPlaneServerOptions {

@@ -1,0 +1,54 @@
+// `kvgate worker --engine sglang|mocker [--role agg|prefill|decode] ... -- <sglang args>`:
+// starts and supervises one engine and serves it on the request plane (src/worker/agent.ts).
+// Prints one ready line on stdout with the request-plane URL; SIGTERM/SIGINT drain in-flight
+// requests and stop the engine (a second signal stops at once).
+
+import { createLogger, type LogLevel } from '../../observability/log.js';
+import type { WorkerRole } from '../../discovery/model_card.js';
+import { WorkerAgent } from '../../worker/agent.js';
+import type { EngineKind } from '../../worker/engine_args.js';
+import { parseCommandLine } from '../config.js';
+
+export async function run(argv: string[]): Promise<void> {
+  const { options: o, passthrough } = parseCommandLine('worker', argv);
+  const log = createLogger(o.logLevel as LogLevel, { role: 'worker' });
+  const s = (seconds: number) => Math.round(seconds * 1000);
+  const agent = new WorkerAgent({
+    engine: o.engine as EngineKind,
+    role: o.role as WorkerRole,
+    engineArgs: passthrough,
+    host: o.host,
+    port: o.port,
+    advertiseHost: o.advertiseHost,
+    migrationLimit: o.migrationLimit,
+    python: o.python,
+    // This very CLI, run the same way (node flags such as a TS loader included), for `kvgate mocker`.
+    kvgate: [process.execPath, ...process.execArgv, process.argv[1]!],
+    startupTimeoutMs: s(o.startupTimeout),
+    maxRestarts: o.maxRestarts,
+    restartBackoffMs: s(o.restartBackoff),
+    restartBackoffMaxMs: 30_000,
+    stableUptimeMs: 60_000,
+    drainTimeoutMs: s(o.drainTimeout),
+    stopGraceMs: s(o.stopGrace),
+    loadIntervalMs: s(o.loadInterval),
+    log,
+    onFatal: () => void agent.shutdown().finally(() => process.exit(1)),
+  });
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn(`${sig} again: stopping now`);
+      process.exit(130);
+    }
+    log.info(`${sig}: draining`);
+    void agent.shutdown().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  await agent.start();
+  const card = agent.card!;
+  console.log(`kvgate worker ready: ${agent.url} model=${card.servedModelName} role=${card.role} engine=${o.engine} engine_pid=${agent.enginePid}`);
+}

@@ -1,0 +1,76 @@
+// The discovery seam: how a frontend learns that workers appear and disappear, each with
+// its request-plane address and model card; and how a worker announces itself.
+// Implementations: EmbeddedDiscovery (in-process registry: the frontend spawned its
+// workers, or they live in the same process), StaticDiscovery (a fixed list of worker
+// URLs, cards learnt from each worker's Hello). etcd comes later behind the same interface.
+
+import type { ModelCard } from './model_card.js';
+
+export interface WorkerRecord {
+  // The worker agent's instance id (u64, hex): unique per agent process.
+  instanceId: string;
+  // Request-plane address, ws://host:port.
+  url: string;
+  card: ModelCard;
+}
+
+export type DiscoveryEvent = { type: 'added'; worker: WorkerRecord } | { type: 'removed'; worker: WorkerRecord };
+
+export interface Discovery {
+  // Calls `listener` with an `added` event for every current worker, then with every
+  // change, until the returned function is called.
+  watch(listener: (event: DiscoveryEvent) => void): () => void;
+  list(): WorkerRecord[];
+  close(): Promise<void>;
+}
+
+// The worker side: announce, update (the engine restarted with a new card), withdraw.
+export interface Registration {
+  update(record: WorkerRecord): void;
+  unregister(): void;
+}
+
+export interface Registry {
+  register(record: WorkerRecord): Registration;
+}
+
+export const instanceIdHex = (id: bigint) => id.toString(16).padStart(16, '0');
+
+// Shared bookkeeping of the implementations: the current set and its listeners.
+export class WorkerSet {
+  private readonly workers = new Map<string, WorkerRecord>();
+  private readonly listeners = new Set<(event: DiscoveryEvent) => void>();
+
+  watch(listener: (event: DiscoveryEvent) => void): () => void {
+    this.listeners.add(listener);
+    for (const w of this.workers.values()) listener({ type: 'added', worker: w });
+    return () => this.listeners.delete(listener);
+  }
+
+  list(): WorkerRecord[] {
+    return [...this.workers.values()];
+  }
+
+  // Adds or replaces (a replaced record is announced as removed, then added).
+  put(record: WorkerRecord): void {
+    const old = this.workers.get(record.instanceId);
+    if (old) this.emit({ type: 'removed', worker: old });
+    this.workers.set(record.instanceId, record);
+    this.emit({ type: 'added', worker: record });
+  }
+
+  delete(instanceId: string): void {
+    const old = this.workers.get(instanceId);
+    if (!old) return;
+    this.workers.delete(instanceId);
+    this.emit({ type: 'removed', worker: old });
+  }
+
+  clear(): void {
+    for (const id of [...this.workers.keys()]) this.delete(id);
+  }
+
+  private emit(event: DiscoveryEvent): void {
+    for (const l of [...this.listeners]) l(event);
+  }
+}

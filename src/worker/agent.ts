@@ -1,0 +1,314 @@
+// The worker agent: starts and supervises one engine process (SGLang, or kvgate's mocker),
+// reads its model card, serves it to frontends on the request plane (uWS WebSocket),
+// relays its KV events and publishes its load, and registers it for discovery.
+//
+// Life cycle:
+//   start     check the engine args, reserve ports (the KV-event SUBs bind theirs), spawn the
+//             engine, wait for GET /health = 200 (deadline: startupTimeoutMs), read the card,
+//             listen, register. A first start that fails is an error (nothing to restart).
+//   crash     the engine exited on its own: frontends reset its KV state, new requests get
+//             engine_unavailable, and it is restarted with exponential backoff; the count of
+//             attempts resets once an engine stayed up for stableUptimeMs; past maxRestarts
+//             the agent gives up (onFatal).
+//   shutdown  (SIGTERM) unregister, refuse new requests, let in-flight ones finish (up to
+//             drainTimeoutMs), close the request plane, stop the engine (SIGTERM, then
+//             SIGKILL after stopGraceMs).
+
+import { randomBytes } from 'node:crypto';
+import { KvgateError } from '../errors.js';
+import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import { SglangHttpEngine } from '../engine/sglang_http.js';
+import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
+import { instanceIdHex, type Registration, type Registry, type WorkerRecord } from '../discovery/discovery.js';
+import { PROTOCOL_VERSION, type Frame, type RankLoad } from '../transport/frames.js';
+import { KvRelay, type KvSource } from '../transport/kv_relay.js';
+import { RequestPlaneServer } from '../transport/request_plane_server.js';
+import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EngineKind, type EnginePorts, type UserArgs } from './engine_args.js';
+import { describeExit, EngineProcess } from './engine_process.js';
+import { LoadPoller } from './load_poller.js';
+import type { Logger } from '../observability/log.js';
+import { readModelCard } from './model_card.js';
+import { freePort, freePortRange } from './ports.js';
+
+export interface WorkerAgentOptions {
+  engine: EngineKind;
+  role: WorkerRole;
+  // sglang.launch_server arguments, passed through untouched.
+  engineArgs: string[];
+  host: string;
+  port: number;
+  // The host frontends and decode engines use to reach this worker (default: host).
+  advertiseHost?: string;
+  migrationLimit: number;
+  python: string;
+  // How to run kvgate itself (for --engine mocker): [node, ...node flags, entry script].
+  kvgate: string[];
+  startupTimeoutMs: number;
+  healthIntervalMs?: number;
+  maxRestarts: number;
+  restartBackoffMs: number;
+  restartBackoffMaxMs: number;
+  stableUptimeMs: number;
+  drainTimeoutMs: number;
+  stopGraceMs: number;
+  loadIntervalMs: number;
+  registry?: Registry;
+  env?: NodeJS.ProcessEnv;
+  log: Logger;
+  // The engine could not be kept running (restarts exhausted).
+  onFatal?: (err: Error) => void;
+}
+
+interface RunningEngine {
+  proc: EngineProcess;
+  client: SglangHttpEngine;
+  ports: EnginePorts;
+  loads: LoadPoller;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class WorkerAgent {
+  readonly instanceId = randomBytes(8).readBigUInt64BE() >> 1n;
+  card: ModelCard | null = null;
+  private engine: RunningEngine | null = null;
+  private readonly server: RequestPlaneServer;
+  private readonly relay: KvRelay;
+  private userArgs: UserArgs | null = null;
+  private registration: Registration | null = null;
+  private lastLoad: Frame | null = null;
+  private restarts = 0;
+  // An engine being started (not yet healthy), so that shutdown can stop it too.
+  private starting: EngineProcess | null = null;
+  private stopping: Promise<void> | null = null;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: WorkerAgentOptions) {
+    this.log = opts.log;
+    this.relay = new KvRelay({ instanceId: this.instanceId, log: this.log });
+    this.server = new RequestPlaneServer({
+      host: opts.host,
+      port: opts.port,
+      log: this.log,
+      engine: () => this.engineClient(),
+      hello: () => this.hello(),
+      onConnect: (peer) => {
+        this.relay.addPeer(peer);
+        if (this.lastLoad) peer.send(this.lastLoad);
+      },
+      onDisconnect: (peer) => this.relay.removePeer(peer),
+      onResync: (peer, dpRank) => this.relay.resync(peer, dpRank),
+      onDrain: (peer) => this.relay.drained(peer),
+    });
+  }
+
+  get url(): string {
+    return `ws://${this.opts.advertiseHost ?? this.opts.host}:${this.server.port}`;
+  }
+
+  // The engine's PID (tests, diagnostics).
+  get enginePid(): number | undefined {
+    return this.engine?.proc.pid;
+  }
+
+  inflightStreams(): number {
+    return this.server.inflightStreams();
+  }
+
+  async start(): Promise<void> {
+    this.userArgs = inspectUserArgs(this.opts.engineArgs, this.opts.role);
+    await this.launchEngine();
+    await this.server.listen();
+    this.registration = this.opts.registry?.register(this.record()) ?? null;
+    this.log.info(`serving ${this.card!.servedModelName} (${this.opts.role}) on ${this.url}`);
+  }
+
+  shutdown(): Promise<void> {
+    this.stopping ??= this.stop();
+    return this.stopping;
+  }
+
+  // The current engine, whose streams report engine_unavailable (migratable) rather than
+  // a plain engine_error when they broke because the engine process died.
+  private engineClient(): EngineClient | null {
+    const engine = this.engine;
+    if (!engine) return null;
+    return {
+      generate: (req, signal) => generateOn(engine, req, signal),
+      close: async () => {},
+    };
+  }
+
+  private hello(): Frame & { type: 'hello' } {
+    return { type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: this.instanceId, card: this.card! };
+  }
+
+  private record(): WorkerRecord {
+    return { instanceId: instanceIdHex(this.instanceId), url: this.url, card: this.card! };
+  }
+
+  private async reservePorts(info: UserArgs): Promise<EnginePorts> {
+    const taken = new Set<number>();
+    const take = (p: number) => (taken.add(p), p);
+    const http = take(await freePort());
+    const kvReplay = await freePortRange(info.dpSize, '127.0.0.1', taken);
+    for (let r = 0; r < info.dpSize; r++) taken.add(kvReplay + r);
+    const bootstrap = this.opts.role === 'prefill' && info.bootstrapPort === null ? take(await freePort()) : null;
+    // The SUB sockets bind their ports now, so nothing can take them before the engine connects.
+    for (let attempt = 0; ; attempt++) {
+      const kvEvents = await freePortRange(info.dpSize, '127.0.0.1', taken);
+      const sources: KvSource[] = Array.from({ length: info.dpSize }, (_, dpRank) => ({
+        dpRank,
+        endpoint: `tcp://127.0.0.1:${kvEvents + dpRank}`,
+        bind: true,
+        replayEndpoint: `tcp://127.0.0.1:${kvReplay + dpRank}`,
+        topic: KV_TOPIC,
+      }));
+      try {
+        await this.relay.prepare(sources);
+        return { http, kvEvents, kvReplay, bootstrap };
+      } catch (err) {
+        if (attempt >= 10) throw err;
+      }
+    }
+  }
+
+  // Starts an engine and makes it the current one; on failure nothing is left running.
+  private async launchEngine(): Promise<void> {
+    const info = this.userArgs!;
+    const ports = await this.reservePorts(info);
+    const launch = launchCommand(
+      { engine: this.opts.engine, python: this.opts.python, kvgate: this.opts.kvgate },
+      engineArgs(this.opts.engineArgs, info, this.opts.role, ports),
+      this.opts.env,
+    );
+    this.log.info(`starting engine: ${[launch.command, ...launch.args].map(shellQuote).join(' ')}`);
+    const proc = new EngineProcess(launch, this.log);
+    this.starting = proc;
+    const client = new SglangHttpEngine(`http://127.0.0.1:${ports.http}`);
+    const get = (path: string) => client.getJson(path);
+    let card: ModelCard;
+    try {
+      await this.waitHealthy(proc, client);
+      card = await readModelCard(get, {
+        role: this.opts.role,
+        engine: this.opts.engine,
+        migrationLimit: this.opts.migrationLimit,
+        advertiseHost: this.opts.advertiseHost ?? this.opts.host,
+      });
+      if (card.dpSize !== info.dpSize) {
+        throw new KvgateError('engine_error', `engine reports dp_size ${card.dpSize}, but its arguments gave ${info.dpSize}`);
+      }
+      if (this.stopping) throw new KvgateError('shutting_down', 'the worker is shutting down');
+    } catch (err) {
+      await proc.stop(this.opts.stopGraceMs);
+      this.relay.detach();
+      throw err;
+    } finally {
+      this.starting = null;
+    }
+    this.log.info(`engine ready (pid ${proc.pid}, ${client.url}): ${card.servedModelName}, page size ${card.pageSize}, ${card.totalKvBlocks} KV blocks x ${card.dpSize} dp rank(s)`);
+    const loads = new LoadPoller(
+      get,
+      card,
+      (ranks) => this.publishLoad(ranks),
+      (message) => this.log.warn(message),
+    );
+    this.card = card;
+    this.engine = { proc, client, ports, loads };
+    this.relay.start();
+    loads.start(this.opts.loadIntervalMs);
+    void proc.exited.then((exit) => this.onEngineExit(proc, describeExit(exit)));
+  }
+
+  private async waitHealthy(proc: EngineProcess, client: SglangHttpEngine): Promise<void> {
+    const deadline = Date.now() + this.opts.startupTimeoutMs;
+    for (;;) {
+      if (proc.exit) throw new KvgateError('engine_error', `engine ${describeExit(proc.exit)} before it became healthy`);
+      if (await client.healthy()) return;
+      if (Date.now() >= deadline) {
+        throw new KvgateError('engine_timeout', `engine did not become healthy (GET /health) within ${this.opts.startupTimeoutMs / 1000} s`);
+      }
+      await Promise.race([sleep(this.opts.healthIntervalMs ?? 500), proc.exited]);
+    }
+  }
+
+  private publishLoad(ranks: RankLoad[]): void {
+    this.lastLoad = { type: 'load', report: { instanceId: this.instanceId, timestampMs: Date.now(), ranks } };
+    this.server.broadcast(this.lastLoad);
+  }
+
+  private onEngineExit(proc: EngineProcess, how: string): void {
+    if (this.stopping || this.engine?.proc !== proc) return;
+    this.log.error(`engine (pid ${proc.pid}) ${how}`);
+    const uptime = Date.now() - proc.startedAt;
+    this.engine.loads.stop();
+    void this.engine.client.close();
+    this.engine = null;
+    this.lastLoad = null;
+    this.relay.detach();
+    if (uptime >= this.opts.stableUptimeMs) this.restarts = 0;
+    void this.restartLoop();
+  }
+
+  private async restartLoop(): Promise<void> {
+    while (!this.stopping) {
+      if (this.restarts >= this.opts.maxRestarts) {
+        const err = new KvgateError('engine_error', `engine failed ${this.restarts} restart(s) in a row; giving up`);
+        this.log.error(err.message);
+        this.opts.onFatal?.(err);
+        return;
+      }
+      const delay = Math.min(this.opts.restartBackoffMs * 2 ** this.restarts, this.opts.restartBackoffMaxMs);
+      this.restarts++;
+      this.log.warn(`restarting the engine in ${delay} ms (attempt ${this.restarts} of ${this.opts.maxRestarts})`);
+      await sleep(delay);
+      if (this.stopping) return;
+      try {
+        await this.launchEngine();
+      } catch (err) {
+        this.log.error(`engine restart failed: ${(err as Error).message}`);
+        continue;
+      }
+      if (this.stopping) return;
+      // The card may differ (e.g. KV capacity): tell connected frontends and discovery.
+      for (const peer of this.server.connectedPeers()) peer.send(this.hello());
+      this.registration?.update(this.record());
+      return;
+    }
+  }
+
+  private async stop(): Promise<void> {
+    this.log.info('shutting down: unregistering and draining in-flight requests');
+    this.registration?.unregister();
+    const drained = await this.server.drain(this.opts.drainTimeoutMs);
+    if (!drained) this.log.warn(`${this.server.inflightStreams()} request(s) still running after ${this.opts.drainTimeoutMs} ms; aborting them`);
+    await this.server.close();
+    this.relay.close();
+    await this.starting?.stop(this.opts.stopGraceMs);
+    const engine = this.engine;
+    this.engine = null;
+    if (engine) {
+      engine.loads.stop();
+      await engine.client.close();
+      const exit = await engine.proc.stop(this.opts.stopGraceMs);
+      this.log.info(`engine stopped (${describeExit(exit)})`);
+    }
+  }
+}
+
+async function* generateOn(engine: RunningEngine, req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
+  try {
+    yield* engine.client.generate(req, signal);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    // The HTTP stream usually breaks a moment before the process exit is seen.
+    const died = await Promise.race([engine.proc.exited.then(() => true), sleep(500).then(() => false)]);
+    if (died) throw new KvgateError('engine_unavailable', `the engine died during the request: ${(err as Error).message}`);
+    throw err;
+  }
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
