@@ -98,7 +98,9 @@ export class EngineRequest {
     this.logMetrics = init.logMetrics ?? true;
     this.arrivalMs = performance.now();
     this.rng = new Rng(requestSeed(init.seed, init.inputIds, init.rules.samplingSeed));
-    this.eosAt = init.rules.ignoreEos ? Infinity : naturalEosPosition(this.rng, init.rules.maxNewTokens, init.rules.minNewTokens);
+    // Drawn even under ignore_eos so that flag does not change the words.
+    const eosAt = naturalEosPosition(this.rng, init.rules.maxNewTokens, init.rules.minNewTokens);
+    this.eosAt = init.rules.ignoreEos ? Infinity : eosAt;
   }
 
   get isl(): number {
