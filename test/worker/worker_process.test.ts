@@ -1,0 +1,295 @@
+// `kvgate worker` as a process, up to the engine's process boundary: `--engine sglang` runs
+// a fake `python3` (test/fixtures/fake-python) that records its argv, environment and PID
+// and then becomes the real kvgate mocker; `--engine mocker` runs the mocker directly.
+// Checked: the engine command line and environment, conflicts refused, the health wait and
+// its deadline, registration (model card over the request plane), KV events and load,
+// restart after the engine is killed, and SIGTERM draining an in-flight stream.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { GenerateChunk, GenerateRequest } from '../../src/engine/client.js';
+import type { LoadReport } from '../../src/transport/frames.js';
+import { RequestPlaneClient, type KvRelayEvent } from '../../src/transport/request_plane_client.js';
+
+const cli = fileURLToPath(new URL('./kvgate_cli.ts', import.meta.url));
+const fakePythonDir = fileURLToPath(new URL('../fixtures/fake-python', import.meta.url));
+const kvgateCli = `${process.execPath} --import tsx ${cli}`;
+
+interface Worker {
+  proc: ChildProcess;
+  record: string;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  // Resolves with the ready line's fields, or rejects when the worker exits first.
+  ready: Promise<{ url: string; enginePid: number }>;
+}
+
+interface Record {
+  pid: number;
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+const started: ChildProcess[] = [];
+const dirs: string[] = [];
+const clients: RequestPlaneClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+  for (const p of started.splice(0)) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function startWorker(workerArgs: string[], engineArgs: string[], env: NodeJS.ProcessEnv = {}): Worker {
+  const dir = mkdtempSync(join(tmpdir(), 'kvgate-worker-'));
+  dirs.push(dir);
+  const record = join(dir, 'python-record.jsonl');
+  const proc = spawn(process.execPath, ['--import', 'tsx', cli, 'worker', ...workerArgs, '--', ...engineArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PATH: `${fakePythonDir}:${process.env.PATH}`,
+      FAKE_PYTHON_RECORD: record,
+      KVGATE_CLI: kvgateCli,
+      ...env,
+    },
+  });
+  started.push(proc);
+  let out = '';
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const ready = new Promise<{ url: string; enginePid: number }>((resolve, reject) => {
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /kvgate worker ready: (ws:\/\/\S+) .* engine_pid=(\d+)/.exec(out);
+      if (m) resolve({ url: m[1]!, enginePid: Number(m[2]) });
+    });
+    void exited.then((code) => reject(new Error(`worker exited with ${code} before ready:\n${err.slice(-3000)}`)));
+  });
+  ready.catch(() => undefined);
+  return { proc, record, stdout: () => out, stderr: () => err, exited, ready };
+}
+
+const records = (w: Worker): Record[] =>
+  existsSync(w.record) ? readFileSync(w.record, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record) : [];
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const waitFor = async (cond: () => boolean, what: string, ms = 30_000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+async function connect(url: string) {
+  const client = new RequestPlaneClient({ url });
+  clients.push(client);
+  const kv: KvRelayEvent[] = [];
+  const loads: LoadReport[] = [];
+  client.onKvEvent((e) => kv.push(e));
+  client.onLoad((l) => loads.push(l));
+  const hello = await client.connect();
+  return { client, hello, kv, loads };
+}
+
+const prompt = (seed: number, n = 64) => Array.from({ length: n }, (_, i) => 1000 + seed * 100 + i);
+const request = (id: string, tokens: number[], maxNewTokens: number): GenerateRequest => ({
+  requestId: id,
+  tokenIds: tokens,
+  sampling: { maxNewTokens, temperature: 0, ignoreEos: true },
+});
+
+async function collect(it: AsyncIterable<GenerateChunk>) {
+  const tokens: number[] = [];
+  let last: GenerateChunk | undefined;
+  for await (const c of it) {
+    tokens.push(...c.tokenIds);
+    last = c;
+  }
+  return { tokens, last: last! };
+}
+
+const userArgs = ['--model-path', 'Qwen/Qwen3-0.6B', '--served-model-name', 'qwen-test', '--page-size', '16', '--trust-remote-code', '--speedup-ratio', '20'];
+
+describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
+  it('starts the engine with the user args untouched plus its own, registers, serves, relays KV events and load', async () => {
+    const w = startWorker(['--engine', 'sglang', '--port', '0', '--migration-limit', '3'], userArgs, { CUDA_VISIBLE_DEVICES: '3' });
+    const { url, enginePid } = await w.ready;
+    const [rec] = records(w);
+    expect(rec!.pid).toBe(enginePid);
+    // Command line: -m sglang.launch_server, the user's arguments first and untouched, then kvgate's.
+    expect(rec!.argv.slice(0, 2)).toEqual(['-m', 'sglang.launch_server']);
+    expect(rec!.argv.slice(2, 2 + userArgs.length)).toEqual(userArgs);
+    const added = rec!.argv.slice(2 + userArgs.length);
+    const flag = (name: string) => added[added.indexOf(name) + 1];
+    expect(flag('--host')).toBe('127.0.0.1');
+    expect(Number(flag('--port'))).toBeGreaterThan(0);
+    const kv = JSON.parse(flag('--kv-events-config')!);
+    expect(kv).toMatchObject({ publisher: 'zmq', topic: 'kv' });
+    expect(kv.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    expect(kv.replay_endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    expect(added).toContain('--enable-metrics');
+    expect(added).toContain('--skip-tokenizer-init');
+    expect(added).not.toContain('--disaggregation-mode');
+    // Environment: the worker's own passes through, Python output unbuffered.
+    expect(rec!.env.CUDA_VISIBLE_DEVICES).toBe('3');
+    expect(rec!.env.PYTHONUNBUFFERED).toBe('1');
+    // The engine's output is in the worker's log, prefixed.
+    expect(w.stderr()).toContain('[engine] ');
+
+    const { client, hello, kv: events, loads } = await connect(url);
+    expect(hello.card).toMatchObject({
+      servedModelName: 'qwen-test',
+      modelPath: 'Qwen/Qwen3-0.6B',
+      pageSize: 16,
+      role: 'agg',
+      dpSize: 1,
+      migrationLimit: 3,
+      kvEvents: true,
+      engine: 'sglang',
+    });
+    expect(hello.card.totalKvBlocks).toBe(Math.ceil(hello.card.maxTotalNumTokens / 16));
+    const p = prompt(1, 80);
+    const first = await collect(client.generate(request('a', p, 12)));
+    expect(first.tokens).toHaveLength(12);
+    expect(first.last.finishReason).toEqual({ type: 'length', length: 12 });
+    const again = await collect(client.generate(request('b', p, 12)));
+    expect(again.tokens).toEqual(first.tokens);
+    expect(again.last.usage!.cachedTokens).toBeGreaterThanOrEqual(64);
+    // KV events of the first request's prompt blocks reached the frontend.
+    await waitFor(() => events.some((e) => e.kind === 'batch'), 'a KV-event batch');
+    expect(events[0]).toMatchObject({ kind: 'reset', reason: 'join', dpRank: 0 });
+    // Load reports come from the engine's own numbers.
+    await waitFor(() => loads.length > 0, 'a load report');
+    expect(loads.at(-1)!.ranks[0]).toMatchObject({ dpRank: 0, kvTotalBlocks: hello.card.totalKvBlocks });
+  });
+
+  it('refuses engine arguments kvgate owns, before starting anything', async () => {
+    for (const [workerArgs, engineArgs, message] of [
+      [['--engine', 'sglang'], [...userArgs, '--port', '30000'], 'do not pass --port'],
+      [['--engine', 'sglang'], [...userArgs, '--kv-events-config', '{"publisher":"zmq"}'], 'do not pass --kv-events-config'],
+      [['--engine', 'sglang', '--role', 'prefill'], [...userArgs, '--disaggregation-mode', 'decode'], 'contradicts --role prefill'],
+    ] as const) {
+      const w = startWorker([...workerArgs], [...engineArgs]);
+      expect(await w.exited).toBe(1);
+      expect(w.stderr()).toContain(message);
+      expect(records(w)).toHaveLength(0);
+    }
+  });
+
+  it('gives up when the engine is not healthy by the deadline, and stops it', async () => {
+    // The mocker answers /health with 503 during its start-up delay.
+    const w = startWorker(['--engine', 'sglang', '--startup-timeout', '2'], [...userArgs, '--startup-delay', '600']);
+    expect(await w.exited).toBe(1);
+    expect(w.stderr()).toMatch(/did not become healthy \(GET \/health\) within 2 s/);
+    const [rec] = records(w);
+    expect(rec).toBeDefined();
+    expect(alive(rec!.pid)).toBe(false);
+  });
+
+  it('waits through a slow start-up', async () => {
+    const w = startWorker(['--engine', 'sglang', '--startup-timeout', '60'], [...userArgs, '--startup-delay', '1.5']);
+    await w.ready;
+    expect(records(w)).toHaveLength(1);
+  });
+
+  it('restarts a killed engine with backoff; frontends see the reset and the worker serves again', async () => {
+    const w = startWorker(['--engine', 'sglang', '--restart-backoff', '0.2'], [...userArgs, '--speedup-ratio', '1']);
+    const { url } = await w.ready;
+    const { client, kv: events } = await connect(url);
+    await collect(client.generate(request('warm', prompt(2), 2)));
+    const inflight = collect(client.generate(request('doomed', prompt(3), 5000)));
+    const [first] = records(w);
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(first!.pid, 'SIGKILL');
+    // The request on the dead engine fails with a code a frontend migrates on.
+    await expect(inflight).rejects.toMatchObject({ code: 'engine_unavailable' });
+    await waitFor(() => records(w).length === 2, 'the engine restarted');
+    const second = records(w)[1]!;
+    expect(second.pid).not.toBe(first!.pid);
+    expect(second.argv.slice(0, 2 + userArgs.length)).toEqual(first!.argv.slice(0, 2 + userArgs.length));
+    expect(w.stderr()).toMatch(/killed by SIGKILL/);
+    expect(w.stderr()).toMatch(/restarting the engine in 200 ms/);
+    await waitFor(() => events.some((e) => e.kind === 'reset' && e.reason === 'engine_restart'), 'the restart reset');
+    await waitFor(() => w.stderr().includes(`engine ready (pid ${second.pid}`), 'the new engine ready');
+    const after = await collect(client.generate(request('after', prompt(4), 4)));
+    expect(after.tokens).toHaveLength(4);
+  });
+
+  it('drains an in-flight stream on SIGTERM, refuses new ones, then stops the engine', async () => {
+    const w = startWorker(['--engine', 'sglang', '--drain-timeout', '60'], [...userArgs, '--speedup-ratio', '1']);
+    const { url, enginePid } = await w.ready;
+    const { client } = await connect(url);
+    const chunks: number[] = [];
+    let done: GenerateChunk | undefined;
+    const stream = (async () => {
+      for await (const c of client.generate(request('long', prompt(5), 150))) {
+        chunks.push(...c.tokenIds);
+        if (c.finishReason) done = c;
+      }
+    })();
+    await waitFor(() => chunks.length >= 3, 'the stream started');
+    w.proc.kill('SIGTERM');
+    await waitFor(() => w.stderr().includes('draining'), 'drain started');
+    await expect(collect(client.generate(request('late', prompt(6), 2)))).rejects.toMatchObject({ code: 'shutting_down' });
+    await stream;
+    expect(chunks).toHaveLength(150);
+    expect(done!.finishReason).toEqual({ type: 'length', length: 150 });
+    expect(await w.exited).toBe(0);
+    expect(alive(enginePid)).toBe(false);
+  });
+
+  it('prefill role: bootstrap port on the command line and in the card', async () => {
+    const w = startWorker(['--engine', 'sglang', '--role', 'prefill', '--advertise-host', '127.0.0.1'], userArgs);
+    const { url } = await w.ready;
+    const [rec] = records(w);
+    const i = rec!.argv.indexOf('--disaggregation-bootstrap-port');
+    expect(rec!.argv[rec!.argv.indexOf('--disaggregation-mode') + 1]).toBe('prefill');
+    const { hello } = await connect(url);
+    expect(hello.card).toMatchObject({ role: 'prefill', bootstrapHost: '127.0.0.1', bootstrapPort: Number(rec!.argv[i + 1]) });
+  });
+
+  it('dp size 2: one KV-event port per rank, events of both ranks relayed', async () => {
+    const w = startWorker(['--engine', 'sglang'], [...userArgs, '--dp-size', '2']);
+    const { url } = await w.ready;
+    const { client, hello, kv: events } = await connect(url);
+    expect(hello.card.dpSize).toBe(2);
+    await Promise.all([0, 1].map((dpRank) => collect(client.generate({ ...request(`r${dpRank}`, prompt(7 + dpRank), 2), dpRank }))));
+    await waitFor(() => [0, 1].every((r) => events.some((e) => e.kind === 'batch' && e.dpRank === r)), 'batches from both ranks');
+  });
+});
+
+describe('kvgate worker --engine mocker', () => {
+  it('runs this kvgate as the engine, with the same engine arguments', async () => {
+    const w = startWorker(['--engine', 'mocker'], userArgs);
+    const { url, enginePid } = await w.ready;
+    expect(records(w)).toHaveLength(0); // no python involved
+    expect(w.stderr()).toContain(`${cli} mocker --model-path Qwen/Qwen3-0.6B`);
+    const { client, hello } = await connect(url);
+    expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', engine: 'mocker' });
+    expect((await collect(client.generate(request('m', prompt(9), 3)))).tokens).toHaveLength(3);
+    w.proc.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+    expect(alive(enginePid)).toBe(false);
+  });
+});
