@@ -46,6 +46,8 @@ export class PrefillRendezvous {
   constructor(
     private readonly timing: TimingModel,
     private readonly bootstrapTimeoutMs: number,
+    // Ends a prefill request still computing when its decode side goes away.
+    private readonly abortPrefill: (req: EngineRequest, message: string) => void,
   ) {}
 
   private room(room: bigint): Room {
@@ -149,14 +151,19 @@ export class PrefillRendezvous {
     ex.onAbort = () => {
       r.decode = null;
       r.decodeLost = true;
-      const message = `Prefill transfer failed for room ${room}: the decode side went away`;
+      const prefill = r.prefill;
+      const error = new Error(`Prefill transfer failed for request ${prefill ? roomLabel(prefill) : `bootstrap_room=${room}`}: the decode side went away`);
       if (r.waiter) {
-        r.waiter.reject(new Error(message));
+        r.waiter.reject(error);
         r.waiter = null;
+      } else if (r.transferReject) {
+        r.transferReject(error);
+        r.transferReject = null;
+      } else if (prefill) {
+        this.abortPrefill(prefill, error.message);
+      } else {
+        this.drop(r);
       }
-      r.transferReject?.(new Error(message));
-      r.transferReject = null;
-      if (!r.prefill) this.drop(r);
     };
     if (r.waiter) {
       if (r.timer) clearTimeout(r.timer);

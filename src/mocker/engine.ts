@@ -31,7 +31,7 @@ export class MockEngine {
   ) {
     const timing = polynomialTiming(opts);
     if (opts.disaggregationMode === 'prefill') {
-      this.rendezvous = new PrefillRendezvous(timing, opts.bootstrapTimeoutMs);
+      this.rendezvous = new PrefillRendezvous(timing, opts.bootstrapTimeoutMs, (req, message) => this.abort(req, abortReason(message, 500)));
       this.bootstrapTable = new BootstrapTable();
     } else if (opts.disaggregationMode === 'decode') {
       this.decodeClient = new DecodeKvClient(opts.pageSize, opts.waitingTimeoutMs, DEFAULT_BOOTSTRAP_PORT);

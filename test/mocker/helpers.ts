@@ -95,9 +95,10 @@ export class EventTap {
 
   // ZMQ drops PUB messages until the subscription has reached the publisher ("slow joiner"):
   // send throw-away requests until one of their batches shows up, then start clean.
-  async live(m: MockerHandle, rank = 0): Promise<void> {
+  // A PD prefill engine needs a room: warm up with SGLang's fake bootstrap host.
+  async live(m: MockerHandle, rank = 0, extra: Record<string, unknown> = {}): Promise<void> {
     for (let i = 0; i < 200; i++) {
-      await post(`${m.url}/generate`, { input_ids: [90000 + i, ...Array(39).fill(7)], sampling_params: { max_new_tokens: 1 }, routed_dp_rank: rank });
+      await post(`${m.url}/generate`, { input_ids: [90000 + i, ...Array(39).fill(7)], sampling_params: { max_new_tokens: 1 }, routed_dp_rank: rank, ...extra });
       if (await this.waitFor(() => this.batches.length > 0, 100).then(() => true, () => false)) break;
     }
     expect(this.batches.length).toBeGreaterThan(0);
