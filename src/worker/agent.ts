@@ -242,8 +242,8 @@ export class WorkerAgent {
     if (this.stopping || this.engine?.proc !== proc) return;
     this.log.error(`engine (pid ${proc.pid}) ${how}`);
     const uptime = Date.now() - proc.startedAt;
+    // Its open streams fail on their own as the connections drop (engine_unavailable).
     this.engine.loads.stop();
-    void this.engine.client.close();
     this.engine = null;
     this.lastLoad = null;
     this.relay.detach();
@@ -298,15 +298,22 @@ export class WorkerAgent {
 }
 
 async function* generateOn(engine: RunningEngine, req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
+  // A stream that breaks or ends early may be the engine dying, whose exit is seen a moment
+  // after its connections drop. Errors the engine reported itself (bad request, ...) are final.
+  const died = () => Promise.race([engine.proc.exited.then(() => true), sleep(2000).then(() => false)]);
+  const unavailable = (why: string) => new KvgateError('engine_unavailable', `the engine died during the request: ${why}`);
+  let finished = false;
   try {
-    yield* engine.client.generate(req, signal);
+    for await (const chunk of engine.client.generate(req, signal)) {
+      if (chunk.finishReason) finished = true;
+      yield chunk;
+    }
   } catch (err) {
-    if (signal?.aborted) throw err;
-    // The HTTP stream usually breaks a moment before the process exit is seen.
-    const died = await Promise.race([engine.proc.exited.then(() => true), sleep(500).then(() => false)]);
-    if (died) throw new KvgateError('engine_unavailable', `the engine died during the request: ${(err as Error).message}`);
+    if (signal?.aborted || !(err instanceof KvgateError) || err.code !== 'engine_error') throw err;
+    if (await died()) throw unavailable(err.message);
     throw err;
   }
+  if (!finished && !signal?.aborted && (await died())) throw unavailable('its stream ended early');
 }
 
 function shellQuote(s: string): string {

@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { GenerateChunk, GenerateRequest } from '../../src/engine/client.js';
 import type { LoadReport } from '../../src/transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent } from '../../src/transport/request_plane_client.js';
+import { FrontendView } from '../transport/frontend_view.js';
 
 const cli = fileURLToPath(new URL('./kvgate_cli.ts', import.meta.url));
 const fakePythonDir = fileURLToPath(new URL('../fixtures/fake-python', import.meta.url));
@@ -223,7 +224,8 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     await new Promise((r) => setTimeout(r, 300));
     process.kill(first!.pid, 'SIGKILL');
     // The request on the dead engine fails with a code a frontend migrates on.
-    await expect(inflight).rejects.toMatchObject({ code: 'engine_unavailable' });
+    const failure = await inflight.then(() => null, (e: Error & { code?: string }) => e);
+    expect(failure, `${failure?.message}\n${w.stderr().slice(-2000)}`).toMatchObject({ code: 'engine_unavailable' });
     await waitFor(() => records(w).length === 2, 'the engine restarted');
     const second = records(w)[1]!;
     expect(second.pid).not.toBe(first!.pid);
@@ -257,6 +259,27 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     expect(done!.finishReason).toEqual({ type: 'length', length: 150 });
     expect(await w.exited).toBe(0);
     expect(alive(enginePid)).toBe(false);
+  });
+
+  it('a frontend connecting late gets the engine\'s KV state rebuilt, then follows it live', async () => {
+    const w = startWorker(['--engine', 'sglang'], userArgs);
+    const { url } = await w.ready;
+    const a = await connect(url);
+    const viewA = new FrontendView();
+    a.kv.forEach((e) => viewA.apply(e));
+    a.client.onKvEvent((e) => viewA.apply(e));
+    for (let i = 0; i < 6; i++) await collect(a.client.generate(request(`early${i}`, prompt(10 + i, 96), 4)));
+    await waitFor(() => viewA.blocks.size >= 6 * 6, 'the early requests\' blocks');
+    await new Promise((r) => setTimeout(r, 300));
+    const b = await connect(url);
+    const viewB = new FrontendView();
+    b.client.onKvEvent((e) => viewB.apply(e));
+    b.kv.forEach((e) => viewB.apply(e));
+    const same = () => viewB.equals(viewA.blocks);
+    await waitFor(same, 'B rebuilt');
+    expect(viewB.resets).toEqual(['join']);
+    await collect(b.client.generate(request('late', prompt(20, 96), 4)));
+    await waitFor(() => viewA.blocks.size >= 7 * 6 && same(), 'both following the new blocks');
   });
 
   it('prefill role: bootstrap port on the command line and in the card', async () => {
