@@ -81,7 +81,7 @@ export const COMMANDS = {
       disableRadixCache: { kind: 'bool', default: false, help: 'no prefix cache: cached_tokens is 0 and no KV events are stored' },
       disaggregationMode: { kind: 'string', default: 'null', choices: ['null', 'prefill', 'decode'], help: 'PD disaggregation role' },
       disaggregationBootstrapPort: { kind: 'int', default: 8998, min: 0, max: 65535, help: 'bootstrap server port of a prefill engine (0 = ephemeral)' },
-      disaggregationTransferBackend: { kind: 'string', default: 'mooncake', choices: ['mooncake', 'nixl', 'ascend', 'mori', 'fake'], help: 'accepted; the mocker always simulates the transfer' },
+      disaggregationTransferBackend: { kind: 'string', default: 'mooncake', choices: ['mooncake', 'nixl', 'ascend', 'mori', 'fake'], help: 'fake: PD engines run alone (no partner, no room needed); others: the simulated transfer' },
       disaggregationBootstrapTimeout: { kind: 'float', default: 300, min: 0.001, help: 'seconds a prefill waits for its decode side (SGLANG_DISAGGREGATION_BOOTSTRAP_TIMEOUT)' },
       disaggregationWaitingTimeout: { kind: 'float', default: 300, min: 0.001, help: 'seconds a decode waits for its prefill (SGLANG_DISAGGREGATION_WAITING_TIMEOUT)' },
       kvTransferBandwidth: { kind: 'float', default: 64, min: 0, help: 'simulated prefill-to-decode bandwidth in GB/s (0 = instant)' },

@@ -5,6 +5,7 @@ import type { MockEngine } from './engine.js';
 import { closeListen, exchange, listen, queryParams, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
 import { admit, ContractError, formatOutput, maxReqInputLen, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
 import { abortReason, EngineRequest, type OutputSink } from './request.js';
+import { FAKE_BOOTSTRAP_HOST } from './scheduler.js';
 import { byteTokenize } from './tokens.js';
 import type { KvEventPorts } from './kv_events.js';
 
@@ -73,6 +74,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
   const app = uws.App();
   const format: OutputFormat = { withText: !o.skipTokenizerInit, incremental: o.incrementalStreamingOutput, dpSize: o.dpSize };
   const pd = o.disaggregationMode !== 'null';
+  const fakeBackend = o.disaggregationTransferBackend === 'fake';
 
   async function generate(ex: Exchange): Promise<void> {
     const raw = await readBody(ex);
@@ -92,6 +94,9 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
       throw err;
     }
+    let bootstrap = body.bootstrapRoom !== null ? { host: body.bootstrapHost ?? '127.0.0.1', port: body.bootstrapPort, room: body.bootstrapRoom } : null;
+    // SGLang's `fake` transfer backend runs PD engines without a partner (benchmarks).
+    if (pd && fakeBackend) bootstrap = { host: FAKE_BOOTSTRAP_HOST, port: null, room: body.bootstrapRoom ?? 0n };
     const req = new EngineRequest({
       rid: adm.rid,
       inputIds: adm.inputIds,
@@ -99,7 +104,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       stream: adm.stream,
       sink: new HttpSink(ex, format),
       seed: o.seed,
-      bootstrap: body.bootstrapRoom !== null ? { host: body.bootstrapHost ?? '127.0.0.1', port: body.bootstrapPort, room: body.bootstrapRoom } : null,
+      bootstrap,
     });
     req.prefillDpRank = body.disaggPrefillDpRank;
     // Scheduler-side rejections are aborts with a status, as in SGLang.
@@ -108,7 +113,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       req.state = 'done';
       req.sink.output(req, true);
     };
-    if (pd && body.bootstrapRoom === null) {
+    if (pd && body.bootstrapRoom === null && !fakeBackend) {
       return reject(`Invalid request: Disaggregated request received without bootstrap room id. req.rid='${req.rid}'`, null);
     }
     const limit = maxReqInputLen(o);
@@ -123,7 +128,9 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       throw err;
     }
     // A client that goes away aborts its request.
-    ex.onAbort = () => engine.abort(req, abortReason('Request is disconnected from the client side. Abort request.'));
+    const gone = () => engine.abort(req, abortReason('Request is disconnected from the client side. Abort request.'));
+    ex.onAbort = gone;
+    if (ex.aborted) gone();
   }
 
   const onGenerate = (res: HttpResponse) => {

@@ -110,6 +110,18 @@ describe('PD disaggregation', () => {
   });
 });
 
+describe('PD with the fake transfer backend', () => {
+  it('runs each engine alone, with or without a room', async () => {
+    const prefill = await mocker({ disaggregationMode: 'prefill', disaggregationBootstrapPort: 0, disaggregationTransferBackend: 'fake' });
+    const decode = await mocker({ disaggregationMode: 'decode', disaggregationTransferBackend: 'fake' });
+    const p = await post(`${prefill.url}/generate`, { input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 4 } });
+    expect(p.json().meta_info.finish_reason).toEqual({ type: 'length', length: 0 });
+    const d = await post(`${decode.url}/generate`, { input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 4, ignore_eos: true }, bootstrap_room: 5 });
+    expect(d.json().meta_info.finish_reason).toEqual({ type: 'length', length: 4 });
+    expect(d.json().output_ids[0]).toBe(p.json().output_ids[0]);
+  });
+});
+
 describe('PD failures end both legs with finish_reason abort', () => {
   it('a decode whose prefill never comes times out', async () => {
     const { prefill, decode } = await pair({}, { disaggregationWaitingTimeout: 0.3 });

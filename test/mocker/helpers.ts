@@ -80,10 +80,24 @@ export class EventTap {
   // What live() saw before the test started.
   readonly warmup: Batch[] = [];
   private readonly sub = new zmq.Subscriber({ linger: 0 });
-  private readonly loop: Promise<void>;
-  constructor(port: number, topic = '') {
-    this.sub.connect(`tcp://127.0.0.1:${port}`);
+  private loop: Promise<void> = Promise.resolve();
+  constructor(port: number | null, topic = '') {
     this.sub.subscribe(topic);
+    if (port !== null) {
+      this.sub.connect(`tcp://127.0.0.1:${port}`);
+      this.start();
+    }
+  }
+
+  // A SUB that binds, for a publisher that connects (SGLang's rule for a concrete endpoint host).
+  static async bound(): Promise<{ tap: EventTap; port: number }> {
+    const tap = new EventTap(null);
+    await tap.sub.bind('tcp://127.0.0.1:*');
+    tap.start();
+    return { tap, port: Number(/:(\d+)$/.exec(tap.sub.lastEndpoint!)![1]) };
+  }
+
+  private start(): void {
     this.loop = (async () => {
       try {
         for await (const frames of this.sub) this.batches.push(decodeBatch(frames as Buffer[]));

@@ -155,6 +155,30 @@ describe('KV events (SGLang <= 0.5.19 array wire)', () => {
   });
 });
 
+describe('KV events: publisher placement and chunked prefill', () => {
+  it('connects the PUB socket to a collector when the endpoint host is concrete', async () => {
+    const { tap: t, port } = await EventTap.bound();
+    taps.push(t);
+    const m = await mocker({ pageSize: 4, kvEventsConfig: { publisher: 'zmq', endpoint: `tcp://127.0.0.1:${port}`, topic: 'kv' } });
+    await t.live(m);
+    await generate(m, { input_ids: range(40, 8), sampling_params: { max_new_tokens: 1 } });
+    await t.waitFor(() => t.events().length >= 2);
+    expect(t.events().map((e) => e[3])).toEqual([range(40, 4), range(44, 4)]);
+    expect((await (await fetch(`${m.url}/server_info`)).json()).kv_events).toMatchObject({ endpoint_host: '127.0.0.1', endpoint_port_base: port });
+  });
+
+  it('caches a long prompt chunk by chunk (one batch per chunked-prefill step)', async () => {
+    const m = await mocker({ pageSize: 4, chunkedPrefillSize: 16, kvEventsConfig: zmqConfig() });
+    const t = tap(m.kvEventPorts[0]!);
+    await t.live(m);
+    await generate(m, { input_ids: range(2000, 50), sampling_params: { max_new_tokens: 1, ignore_eos: true } });
+    await t.waitFor(() => t.events().length >= 12);
+    // Chunks of 16, 16, 16 and 2 tokens: 4 + 4 + 4 pages; the last 2 tokens never fill a page.
+    expect(t.batches.map((b) => b.events.length)).toEqual([4, 4, 4]);
+    expect(t.events().map((e) => e[3][0])).toEqual(range(0, 12).map((i) => 2000 + 4 * i));
+  });
+});
+
 describe('KV events (SGLang >= 0.5.22 map wire)', () => {
   it('publishes tagged maps and topic-framed replay replies', async () => {
     const m = await mocker({ pageSize: 4, kvEventsWire: 'map', kvEventsConfig: zmqConfig({ replay_endpoint: 'tcp://127.0.0.1:0' }) });
