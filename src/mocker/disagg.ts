@@ -11,8 +11,6 @@ import type { EngineRequest } from './request.js';
 import { sendJson, type Exchange } from './http_util.js';
 import type { TimingModel } from './timing.js';
 
-export const DEFAULT_BOOTSTRAP_PORT = 8998;
-
 interface TransferRequest {
   bootstrap_room: string;
   prefill_dp_rank: number;

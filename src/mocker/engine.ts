@@ -3,7 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { BootstrapTable } from './bootstrap_server.js';
-import { DEFAULT_BOOTSTRAP_PORT, DecodeKvClient, PrefillRendezvous } from './disagg.js';
+import { DecodeKvClient, PrefillRendezvous } from './disagg.js';
 import type { KvEventPublishers } from './kv_events.js';
 import { MockerMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
@@ -34,7 +34,8 @@ export class MockEngine {
       this.rendezvous = new PrefillRendezvous(timing, opts.bootstrapTimeoutMs, (req, message) => this.abort(req, abortReason(message, 500)));
       this.bootstrapTable = new BootstrapTable();
     } else if (opts.disaggregationMode === 'decode') {
-      this.decodeClient = new DecodeKvClient(opts.pageSize, opts.waitingTimeoutMs, DEFAULT_BOOTSTRAP_PORT);
+      // A request without bootstrap_port uses this engine's own --disaggregation-bootstrap-port.
+      this.decodeClient = new DecodeKvClient(opts.pageSize, opts.waitingTimeoutMs, opts.disaggregationBootstrapPort);
     }
     let observer: RequestObserver | undefined;
     if (opts.enableMetrics) {

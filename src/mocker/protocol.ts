@@ -160,6 +160,7 @@ export interface GenerateBody {
   bootstrapRoom: bigint | null;
   routedDpRank: number | null;
   disaggPrefillDpRank: number | null;
+  returnLogprob: boolean;
 }
 
 // bootstrap_room is a 63-bit integer and JSON.parse rounds it above 2^53; read its digits from the
@@ -184,7 +185,7 @@ export function parseGenerateBody(raw: string): GenerateBody {
   if (!isMap(body)) throw new ContractError(`invalid type: ${unexpected(body)}, expected struct GenerateRequest`);
   const out: GenerateBody = {
     rid: null, text: null, inputIds: null, batch: false, stream: false, sampling: decodeSamplingParams({}),
-    bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null,
+    bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null, returnLogprob: false,
   };
   for (const [key, x] of Object.entries(body)) {
     if (x === null) continue;
@@ -244,10 +245,11 @@ export function parseGenerateBody(raw: string): GenerateBody {
       case 'disagg_prefill_dp_rank':
         out.disaggPrefillDpRank = expectInt(x);
         break;
-      case 'return_logprob': case 'return_hidden_states':
-        if (Array.isArray(x)) x.forEach(expectBool);
-        else expectBool(x);
+      case 'return_logprob': case 'return_hidden_states': {
+        const on = Array.isArray(x) ? x.map(expectBool).some(Boolean) : expectBool(x);
+        if (key === 'return_logprob') out.returnLogprob = on;
         break;
+      }
       default:
         break; // unknown top-level keys are ignored, as SGLang does
     }
@@ -288,6 +290,7 @@ export function admit(b: GenerateBody, o: ResolvedOptions, textTokenize: (t: str
   if (o.skipTokenizerInit && (s.stop || s.stop_regex)) {
     throw new RequestError('stop and stop_regex are unavailable when skip_tokenizer_init=True (they need a tokenizer); use stop_token_ids.');
   }
+  if (b.returnLogprob) throw new RequestError('The kvgate mocker does not return log probabilities (return_logprob).');
   if (s.constrained) throw new RequestError('The kvgate mocker does not support constrained decoding (json_schema, regex, ebnf, structural_tag).');
   if (s.stop_regex) throw new RequestError('The kvgate mocker does not support stop_regex.');
   // SamplingParams.verify

@@ -74,7 +74,6 @@ export class EngineRequest {
   sentIds = 0;
   sentText = 0;
   firstSent = false;
-  firstTokenMs = 0;
   lastTokenMs = 0;
   private readonly rng: Rng;
   private readonly eosAt: number;

@@ -73,7 +73,6 @@ export class RankScheduler {
   transferring = 0;
   lastCacheHitRate = 0;
   genThroughput = 0;
-  lastOutputMs = 0;
   private windowTokens = 0;
   private windowStart = performance.now();
   readonly counters = { promptTokens: 0, generationTokens: 0, cachedTokens: 0, requests: 0, aborted: 0 };
@@ -87,8 +86,9 @@ export class RankScheduler {
   }
 
   // ---- load, as /get_load, /v1/loads and /metrics report it ----
+  // Admitted requests (prefilling or decoding) that are not waiting on a KV transfer.
   get numRunning(): number {
-    return this.running.length - this.staleRunning() + this.prefillingCount();
+    return this.admitted - this.transferring;
   }
   get numWaiting(): number {
     return this.waiting.length + this.prealloc.length;
@@ -119,16 +119,6 @@ export class RankScheduler {
   }
   get idle(): boolean {
     return this.admitted === 0 && this.waiting.length === 0 && this.prealloc.length === 0 && this.bootstrapping.size === 0;
-  }
-  private staleRunning(): number {
-    let n = 0;
-    for (const r of this.running) if (r.state !== 'running') n++;
-    return n;
-  }
-  private prefillingCount(): number {
-    let n = this.chunked ? 1 : 0;
-    if (this.inflightPrefill) for (const it of this.inflightPrefill) if (it.req.state === 'prefill' && it.req !== this.chunked) n++;
-    return n;
   }
 
   // ---- entry points ----
@@ -360,10 +350,8 @@ export class RankScheduler {
 
   private produceToken(req: EngineRequest, now: number, firstToken?: number): void {
     req.generate(this.cfg.eosTokenId, this.cfg.withText, firstToken);
-    this.lastOutputMs = now;
     const obs = req.logMetrics ? this.hooks.observer : undefined;
     if (req.outputIds.length === 1) {
-      req.firstTokenMs = now;
       obs?.firstToken(req, (now - req.arrivalMs) / 1000);
     } else {
       obs?.interToken(req, (now - req.lastTokenMs) / 1000);
@@ -381,8 +369,6 @@ export class RankScheduler {
       // ends after the transfer with finish length 0, as SGLang's does.
       req.generate(this.cfg.eosTokenId, this.cfg.withText);
       req.finishReason = null;
-      req.firstTokenMs = now;
-      this.lastOutputMs = now;
       if (req.bootstrap?.host === FAKE_BOOTSTRAP_HOST || !this.hooks.prefillDone) {
         return this.finish(req, { type: 'length', length: 0 });
       }

@@ -170,6 +170,7 @@ describe('bad requests', () => {
       [{ input_ids: Array(70).fill(1) }, /^The input \(70 tokens\) is longer than the model's context length \(64 tokens\)\.$/],
       [{ input_ids: [1, 2], sampling_params: { max_new_tokens: 100 } }, /^Requested token count exceeds the model's maximum context length of 64 tokens/],
       [{ input_ids: [999999] }, /out-of-vocabulary token id 999999/],
+      [{ input_ids: [1], return_logprob: true }, /does not return log probabilities/],
     ];
     for (const [body, msg] of cases) {
       const r = await post(`${m.url}/generate`, body);
