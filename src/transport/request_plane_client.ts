@@ -5,8 +5,8 @@
 //
 // Flow control: each stream grants the worker `window` chunks and returns credit as the
 // consumer pulls them, so a consumer that stops reading holds at most `window` chunks here
-// and stalls only its own stream. Outgoing frames wait for the socket to flush when more
-// than `maxBufferedBytes` are queued.
+// and stalls only its own stream. Generate requests wait to be sent while more than
+// `maxBufferedBytes` are queued on the socket.
 // KV events: batches of (worker, dp rank) must arrive with seq 0, 1, 2, ... after a KvReset;
 // on a gap the client asks the worker to rebuild that rank (KvResync) and drops the rank's
 // batches until the reset arrives.
@@ -78,6 +78,8 @@ export class RequestPlaneClient implements EngineClient {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private deadTimer: NodeJS.Timeout | null = null;
   private lastSeen = 0;
+  // Settles when the last flow-controlled frame has been written to the socket.
+  private flushed: Promise<void> = Promise.resolve();
   private readonly window: number;
   private readonly maxBuffered: number;
   private readonly log: Logger;
@@ -90,6 +92,11 @@ export class RequestPlaneClient implements EngineClient {
 
   get url(): string {
     return this.opts.url;
+  }
+
+  // Bytes queued on the socket, not yet sent (diagnostics and tests).
+  bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
   }
 
   get connected(): boolean {
@@ -234,15 +241,20 @@ export class RequestPlaneClient implements EngineClient {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
   }
 
-  // Sends, then waits for the socket to flush this frame if too much is queued.
+  // Sends once fewer than `maxBufferedBytes` are queued on the socket (a frame larger than
+  // that goes out alone), so any number of callers queue at most the limit plus one frame.
   private async sendFlowControlled(frame: Frame): Promise<void> {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
     const bytes = encodeFrame(frame);
-    if (ws.bufferedAmount + bytes.byteLength <= this.maxBuffered) return ws.send(bytes);
-    await new Promise<void>((resolve, reject) =>
-      ws.send(bytes, (err) => (err ? reject(new KvgateError('worker_disconnected', err.message)) : resolve())),
-    );
+    for (;;) {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
+      if (ws.bufferedAmount === 0 || ws.bufferedAmount + bytes.byteLength <= this.maxBuffered) {
+        this.flushed = new Promise<void>((resolve) => ws.send(bytes, () => resolve()));
+        return;
+      }
+      // Everything queued so far is written once the last queued frame is.
+      await this.flushed;
+    }
   }
 
   private onMessage(data: Buffer): void {
@@ -262,7 +274,9 @@ export class RequestPlaneClient implements EngineClient {
           return;
         }
         this.reconnectDelay = 250;
-        this.kvExpect.clear();
+        // A new agent starts every rank over (its resets follow); the same agent re-sends
+        // its Hello mid-connection when its engine restarted with a new card.
+        if (this.hello?.instanceId !== frame.instanceId) this.kvExpect.clear();
         this.hello = { instanceId: frame.instanceId, card: frame.card };
         for (const l of [...this.helloListeners]) l(this.hello);
         return;

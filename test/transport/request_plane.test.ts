@@ -266,6 +266,42 @@ describe('backpressure', () => {
     await waitFor(() => engine.aborted.includes('slow'), 'abort of the slow stream');
   });
 
+  it('the client queues at most its limit of outgoing bytes for a worker that stops reading', async () => {
+    // A worker stand-in on the ws package: sends its hello, then never reads again.
+    const { WebSocketServer } = await import('ws');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const c of wss.clients) c.terminate();
+          wss.close(() => r());
+        }),
+    );
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (ws) => {
+      ws.send(encodeFrame({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: 1n, card }));
+      ws.pause();
+    });
+    const maxBufferedBytes = 512 * 1024;
+    const client = new RequestPlaneClient({ url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`, maxBufferedBytes });
+    cleanups.push(() => client.close());
+    await client.connect();
+    const bigPrompt = Array.from({ length: 50_000 }, (_, i) => i); // ~200 KB per frame
+    const frame = encodeFrame({ type: 'generate', stream: 1, window: 8, request: req('x', 1, 1) }).byteLength + 4 * bigPrompt.length;
+    const iterators = Array.from({ length: 200 }, (_, i) => client.generate({ ...req(`big${i}`, 1, 1), tokenIds: bigPrompt })[Symbol.asyncIterator]());
+    // Each first next() sends its request, or waits to.
+    for (const it of iterators) void it.next().catch(() => undefined);
+    let maxBuffered = 0;
+    for (let i = 0; i < 40; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      maxBuffered = Math.max(maxBuffered, client.bufferedAmount());
+    }
+    // The socket backed up (kernel buffers full), and the 40 MB the callers want to send
+    // wait in their frames, not on the socket: at most the limit plus one frame is queued.
+    expect(maxBuffered).toBeGreaterThan(maxBufferedBytes / 2);
+    expect(maxBuffered).toBeLessThanOrEqual(maxBufferedBytes + frame);
+  });
+
   it('a peer that stops reading its socket holds at most the high-water mark, then is dropped', async () => {
     const engine = new FakeEngine({ chunkTokens: 1000 });
     const highWaterBytes = 256 * 1024;
