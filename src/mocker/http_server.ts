@@ -243,7 +243,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       200,
       engine.ranks.map((s, r) => ({
         dp_rank: r,
-        num_reqs: s.numRunning + s.numWaiting + s.numBootstrapping,
+        num_reqs: s.numRequests,
         num_waiting_reqs: s.numWaiting + s.numBootstrapping,
         num_tokens: s.usedTokens + s.waitingTokens,
         num_pending_tokens: s.waitingTokens,

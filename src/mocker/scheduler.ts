@@ -90,6 +90,10 @@ export class RankScheduler {
   get numRunning(): number {
     return this.admitted - this.transferring;
   }
+  // Every request this rank holds, whatever its state.
+  get numRequests(): number {
+    return this.admitted + this.waiting.length + this.prealloc.length + this.bootstrapping.size;
+  }
   get numWaiting(): number {
     return this.waiting.length + this.prealloc.length;
   }

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { get, post, sseEvents } from './helpers.js';
+import { get, inFlight, post, sseEvents, until } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const children: ChildProcess[] = [];
@@ -60,7 +60,7 @@ describe('kvgate mocker (process)', () => {
     expect(info.kv_events).toMatchObject({ endpoint_port_base: Number(m![3]), replay_endpoint_port_base: Number(m![4]), block_size: 16 });
     // A long stream in flight when SIGTERM arrives ends with a finish reason and [DONE].
     const inflight = post(`${url}/generate`, { input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 30000, ignore_eos: true }, stream: true });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(async () => (await inFlight({ url })) === 1);
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     const events = sseEvents((await inflight).text) as any[];

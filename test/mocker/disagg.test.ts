@@ -2,7 +2,7 @@
 // room rendezvous, the responses of both legs, and how a failure on either side ends the other.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeAll, EventTap, get, mocker, post, sseEvents } from './helpers.js';
+import { closeAll, EventTap, get, inFlight, mocker, post, sseEvents, until } from './helpers.js';
 
 const taps: EventTap[] = [];
 afterEach(async () => {
@@ -60,7 +60,7 @@ describe('PD disaggregation', () => {
     const { prefill, decode } = await pair({ dpSize: 2 });
     const body = JSON.stringify({ input_ids: [1, 2, 3, 4, 5], sampling_params: { max_new_tokens: 3, ignore_eos: true }, bootstrap_host: '127.0.0.1', bootstrap_port: prefill.bootstrapPort, bootstrap_room: 7 });
     const d = post(`${decode.url}/generate`, body);
-    await new Promise((r) => setTimeout(r, 100));
+    await until(async () => (await inFlight(decode)) === 1);
     const p = await post(`${prefill.url}/generate`, body);
     expect(p.json().meta_info.dp_rank).toBe(1); // 7 % 2
     expect((await d).json().meta_info.finish_reason).toEqual({ type: 'length', length: 3 });
@@ -145,7 +145,7 @@ describe('PD failures end both legs with finish_reason abort', () => {
   it('aborting the prefill leg aborts the decode leg', async () => {
     const { prefill, decode } = await pair({ speedupRatio: 0.01 });
     const legsDone = legs(prefill, decode, { rid: 'doomed', input_ids: Array(200).fill(5), sampling_params: { max_new_tokens: 4 }, stream: true }, 21n);
-    await new Promise((r) => setTimeout(r, 200));
+    await until(async () => (await inFlight(prefill)) === 1 && (await inFlight(decode)) === 1);
     await post(`${prefill.url}/abort_request`, { rid: 'doomed' });
     const [p, d] = await legsDone;
     expect((sseEvents(p.text) as any[]).at(-2).meta_info.finish_reason).toMatchObject({ type: 'abort', message: 'Aborted' });
@@ -160,7 +160,7 @@ describe('PD failures end both legs with finish_reason abort', () => {
     const p = post(`${prefill.url}/generate`, text);
     const ac = new AbortController();
     const d = fetch(`${decode.url}/generate`, { method: 'POST', body: text, signal: ac.signal }).catch(() => null);
-    await new Promise((r) => setTimeout(r, 200));
+    await until(async () => (await inFlight(prefill)) === 1 && (await inFlight(decode)) === 1);
     ac.abort();
     await d;
     const r = await p;
@@ -171,7 +171,7 @@ describe('PD failures end both legs with finish_reason abort', () => {
   it('a prefill engine that dies ends the waiting decode', async () => {
     const { prefill, decode } = await pair({ speedupRatio: 0.01 });
     const legsDone = legs(prefill, decode, { input_ids: Array(300).fill(5), sampling_params: { max_new_tokens: 4 } }, 41n);
-    await new Promise((r) => setTimeout(r, 200));
+    await until(async () => (await inFlight(prefill)) === 1 && (await inFlight(decode)) === 1);
     await prefill.close(0);
     const [p, d] = await legsDone;
     expect(p.status).toBe(503);

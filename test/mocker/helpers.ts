@@ -161,3 +161,18 @@ export async function replay(port: number, start: bigint): Promise<Buffer[][]> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Poll until `cond` holds (tests wait for state, never for a fixed time).
+export async function until(cond: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(10);
+  }
+}
+
+// Requests the engine holds (all DP ranks), from /get_load.
+export async function inFlight(m: { url: string }): Promise<number> {
+  const load = (await (await fetch(`${m.url}/get_load`)).json()) as { num_reqs: number }[];
+  return load.reduce((n, r) => n + r.num_reqs, 0);
+}

@@ -2,7 +2,7 @@
 // SGLang's error bodies, and the info/load/control endpoints.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeAll, generate, get, mocker, post, sseEvents } from './helpers.js';
+import { closeAll, generate, get, inFlight, mocker, post, sseEvents, until } from './helpers.js';
 import { WORDS } from '../../src/mocker/tokens.js';
 
 afterEach(closeAll);
@@ -201,8 +201,8 @@ describe('bad requests', () => {
 
   it('rejects a duplicate in-flight rid and an out-of-range DP rank', async () => {
     const m = await mocker({ speedupRatio: 0.5 });
-    const slow = post(`${m.url}/generate`, { rid: 'dup', input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 50, ignore_eos: true } });
-    await new Promise((r) => setTimeout(r, 100));
+    const slow = post(`${m.url}/generate`, { rid: 'dup', input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 5000, ignore_eos: true } });
+    await until(async () => (await inFlight(m)) === 1);
     const dup = await post(`${m.url}/generate`, { rid: 'dup', input_ids: [1], sampling_params: { max_new_tokens: 1 } });
     expect(dup.status).toBe(400);
     expect(dup.json().error.message).toBe('Duplicate request ID detected: dup');
@@ -233,10 +233,11 @@ describe('bad requests', () => {
 describe('aborts', () => {
   it('POST /abort_request aborts by rid prefix with finish_reason abort', async () => {
     const m = await mocker({ speedupRatio: 0.5 });
-    const a = post(`${m.url}/generate`, { rid: 'batch_0', input_ids: [1, 2], sampling_params: { max_new_tokens: 100, ignore_eos: true }, stream: true });
-    const b = post(`${m.url}/generate`, { rid: 'batch_1', input_ids: [3, 4], sampling_params: { max_new_tokens: 100, ignore_eos: true } });
-    const other = post(`${m.url}/generate`, { rid: 'other', input_ids: [5, 6], sampling_params: { max_new_tokens: 3, ignore_eos: true } });
-    await new Promise((r) => setTimeout(r, 150));
+    const long = { sampling_params: { max_new_tokens: 5000, ignore_eos: true } };
+    const a = post(`${m.url}/generate`, { rid: 'batch_0', input_ids: [1, 2], ...long, stream: true });
+    const b = post(`${m.url}/generate`, { rid: 'batch_1', input_ids: [3, 4], ...long });
+    const other = post(`${m.url}/generate`, { rid: 'other', input_ids: [5, 6], ...long });
+    await until(async () => (await inFlight(m)) === 3);
     const ack = await post(`${m.url}/abort_request`, { rid: 'batch' });
     expect(ack.status).toBe(200);
     expect(ack.text).toBe('');
@@ -245,11 +246,13 @@ describe('aborts', () => {
     expect((streamed.at(-2) as any).meta_info.finish_reason).toEqual({ type: 'abort', message: 'Aborted', status_code: null, err_type: null });
     const plain = (await b).json();
     expect(plain.meta_info.finish_reason.type).toBe('abort');
-    expect(plain.output_ids.length).toBeLessThan(100);
-    expect((await other).json().meta_info.finish_reason).toEqual({ type: 'length', length: 3 });
-    // Unknown and empty rids are no-ops.
+    expect(plain.output_ids.length).toBeLessThan(5000);
+    // 'other' does not share the prefix and keeps running; unknown and empty rids are no-ops.
     expect((await post(`${m.url}/abort_request`, { rid: 'nobody' })).status).toBe(200);
     expect((await post(`${m.url}/abort_request`, {})).status).toBe(200);
+    expect(await inFlight(m)).toBe(1);
+    await post(`${m.url}/abort_request`, { rid: 'other' });
+    expect((await other).json().meta_info.finish_reason.type).toBe('abort');
   });
 
   it('a client that disconnects aborts its request (the engine frees the slot)', async () => {
@@ -264,8 +267,7 @@ describe('aborts', () => {
     await reader.read();
     expect((await get(`${m.url}/get_load`)).json()[0].num_reqs).toBe(1);
     ac.abort();
-    for (let i = 0; i < 100 && (await get(`${m.url}/get_load`)).json()[0].num_reqs > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect((await get(`${m.url}/get_load`)).json()[0].num_reqs).toBe(0);
+    await until(async () => (await inFlight(m)) === 0);
     const metrics = (await get(`${m.url}/metrics`)).text;
     expect(metrics).toMatch(/^sglang:num_aborted_requests_total\{model_name="Qwen\/Qwen3-0.6B",engine_type="unified"\} 1$/m);
   });
@@ -315,7 +317,8 @@ describe('info, load and control endpoints', () => {
   it('reports queued requests beyond max_running_requests in /get_load, /v1/loads and /metrics', async () => {
     const m = await mocker({ maxRunningRequests: 2, speedupRatio: 0.5, enableMetrics: true });
     const pending = [1, 2, 3, 4, 5].map((i) => post(`${m.url}/generate`, { rid: `q${i}`, input_ids: [i, i, i], sampling_params: { max_new_tokens: 200, ignore_eos: true } }));
-    await new Promise((r) => setTimeout(r, 200));
+    // Two run, three wait (admission happens at step boundaries).
+    await until(async () => (await get(`${m.url}/get_load`)).json()[0].num_waiting_reqs === 3);
     const load = (await get(`${m.url}/get_load`)).json();
     expect(load).toHaveLength(1);
     expect(load[0]).toMatchObject({ dp_rank: 0, num_reqs: 5, num_waiting_reqs: 3 });
@@ -365,8 +368,8 @@ describe('info, load and control endpoints', () => {
     expect(ok.status).toBe(200);
     expect(ok.text).toMatch(/^Cache flushed\./);
     expect((await generate(m, body)).meta_info.cached_tokens).toBe(0);
-    const busy = post(`${m.url}/generate`, { input_ids: [9], sampling_params: { max_new_tokens: 100, ignore_eos: true } });
-    await new Promise((r) => setTimeout(r, 50));
+    const busy = post(`${m.url}/generate`, { input_ids: [9], sampling_params: { max_new_tokens: 5000, ignore_eos: true } });
+    await until(async () => (await inFlight(m)) === 1);
     const refused = await post(`${m.url}/flush_cache`, '');
     expect(refused.status).toBe(400);
     await post(`${m.url}/abort_request`, { abort_all: true });
