@@ -401,20 +401,20 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     } else if (!(info.Length() > 0 && typed(info[0], napi_biguint64_array, napi_biguint64_array, &local, &n))) {
       return Throw(env, kInvalidArg, "findMatches: query must be a Uint32Array of tokens or a BigUint64Array of local block hashes");
     }
-    r->find_matches(local, n, &matches_);
     uint32_t *workers, *ranks, *depths;
-    const size_t need = matches_.size();
+    const size_t need = r->unit_count();
     if (!out_arg(info, 1, napi_uint32_array, need, fn, "outWorkers", &workers) ||
         !out_arg(info, 2, napi_uint32_array, need, fn, "outRanks", &ranks) ||
         !out_arg(info, 3, napi_uint32_array, need, fn, "outDepths", &depths)) {
       return env.Undefined();
     }
-    for (size_t i = 0; i < need; i++) {
+    r->find_matches(local, n, &matches_);
+    for (size_t i = 0; i < matches_.size(); i++) {
       workers[i] = matches_[i].worker;
       ranks[i] = matches_[i].rank;
       depths[i] = matches_[i].depth;
     }
-    return Napi::Number::New(env, static_cast<double>(need));
+    return Napi::Number::New(env, static_cast<double>(matches_.size()));
   }
 
   Napi::Value Route(const Napi::CallbackInfo& info) {
@@ -468,7 +468,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     if (!r || !tokens_arg(info, 0, fn, &tokens, &n) || !weight(info, 5, r->config().overlap_weight, fn, "overlapWeight", &w)) {
       return env.Undefined();
     }
-    const size_t need = r->stats().candidates;
+    const size_t need = r->candidate_count();
     uint32_t *workers, *ranks, *overlap;
     double* costs;
     if (!out_arg(info, 1, napi_uint32_array, need, fn, "outWorkers", &workers) ||

@@ -279,8 +279,8 @@ void KvRouter::expire(double now_ms) {
 RouterStats KvRouter::stats() const {
   RouterStats s;
   s.index = index_.stats();
-  s.candidates = candidates_.size();
-  s.units = slots_.size() - free_slots_.size();
+  s.candidates = candidate_count();
+  s.units = unit_count();
   s.active_requests = active_.requests();
   s.events_applied = events_applied_;
   s.event_errors = event_errors_;

@@ -122,6 +122,8 @@ class KvRouter {
   void expire(double now_ms);
   void seed(uint64_t s) { rng_.seed(s); }
 
+  size_t candidate_count() const { return candidates_.size(); }
+  size_t unit_count() const { return slots_.size() - free_slots_.size(); }
   RouterStats stats() const;
   // Every unit in use, sorted by worker then rank.
   void units(std::vector<UnitInfo>* out) const;

@@ -1,19 +1,26 @@
 #include "core/prefix_table.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace kvgate {
 
 namespace {
 constexpr size_t kMinTable = 16;
 constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this many holders
+
 }  // namespace
+
+PrefixTable::~PrefixTable() {
+  for (uint32_t id = 0; id < next_unused_; id++) {
+    const Node& nd = at(id);
+    if (nd.n > 0 && nd.spilled) delete[] heap(nd).ptr;
+  }
+}
 
 uint32_t PrefixTable::find(uint64_t seq) const {
   if (live_ == 0) return kNoNode;
   const uint32_t tag = static_cast<uint32_t>(seq);
-  for (size_t i = home(seq);; i = next(i)) {
+  for (size_t i = home(tag);; i = next(i)) {
     const Slot& s = slots_[i];
     if (s.node == kNoNode) return kNoNode;
     if (s.tag == tag && at(s.node).seq == seq) return s.node;
@@ -28,33 +35,23 @@ void PrefixTable::rehash(size_t new_cap) {
   cap_ = new_cap;
   for (size_t i = 0; i < old_cap; i++) {
     if (old[i].node == kNoNode) continue;
-    size_t j = home(at(old[i].node).seq);
+    size_t j = home(old[i].tag);
     while (slots_[j].node != kNoNode) j = next(j);
     slots_[j] = old[i];
   }
 }
 
-void PrefixTable::table_insert(uint64_t seq, uint32_t id) {
-  // live_ already counts the new node.
-  if (live_ * 4 > cap_ * 3) rehash(cap_ ? cap_ + cap_ / 2 : kMinTable);
-  size_t i = home(seq);
-  while (slots_[i].node != kNoNode) i = next(i);
-  slots_[i] = Slot{static_cast<uint32_t>(seq), id};
-}
-
-void PrefixTable::table_erase(uint64_t seq) {
-  const uint32_t tag = static_cast<uint32_t>(seq);
-  size_t i = home(seq);
+void PrefixTable::table_erase(uint32_t tag, uint32_t id) {
+  size_t i = home(tag);
   for (;; i = next(i)) {
-    const Slot& s = slots_[i];
-    if (s.node == kNoNode) return;  // absent (callers only erase live nodes)
-    if (s.tag == tag && at(s.node).seq == seq) break;
+    if (slots_[i].node == id) break;
+    if (slots_[i].node == kNoNode) return;  // absent (callers only erase live nodes)
   }
   // Backward shift deletion (see flat_map.h).
   for (size_t j = next(i);; j = next(j)) {
     const Slot s = slots_[j];
     if (s.node == kNoNode) break;
-    if (dist(home(at(s.node).seq), j) >= dist(i, j)) {
+    if (dist(home(s.tag), j) >= dist(i, j)) {
       slots_[i] = s;
       i = j;
     }
@@ -68,7 +65,7 @@ uint32_t PrefixTable::new_node(uint64_t seq) {
   uint32_t id;
   if (free_head_ != kNoNode) {
     id = free_head_;
-    free_head_ = at(id).next_free;
+    std::memcpy(&free_head_, at(id).body.raw, sizeof free_head_);
   } else {
     id = next_unused_++;
     if ((id >> kChunkBits) == chunks_.size()) chunks_.emplace_back(new Node[size_t{1} << kChunkBits]);
@@ -78,21 +75,21 @@ uint32_t PrefixTable::new_node(uint64_t seq) {
   nd.n = 0;
   nd.spilled = 0;
   live_++;
-  table_insert(seq, id);
   return id;
 }
 
 void PrefixTable::free_node(uint32_t id) {
   Node& nd = at(id);
   live_--;
-  table_erase(nd.seq);
+  table_erase(static_cast<uint32_t>(nd.seq), id);
   if (nd.spilled) {
-    std::vector<Holder>().swap(spill_[nd.spill]);
-    spill_free_.push_back(nd.spill);
+    const Heap h = heap(nd);
+    heap_bytes_ -= h.cap * sizeof(Holder);
+    delete[] h.ptr;
   }
   nd.n = 0;
   nd.spilled = 0;
-  nd.next_free = free_head_;
+  std::memcpy(nd.body.raw, &free_head_, sizeof free_head_);
   free_head_ = id;
   if (live_ == 0 && chunks_.size() > 1) {
     // Empty: give the pool back (all but one chunk, so a table that keeps emptying and
@@ -103,45 +100,76 @@ void PrefixTable::free_node(uint32_t id) {
   }
 }
 
+void PrefixTable::insert_holder(Node& nd, size_t k, uint16_t unit) {
+  Holder* h = holders(nd);
+  if (!nd.spilled && nd.n < kInline) {
+    std::memmove(h + k + 1, h + k, (nd.n - k) * sizeof(Holder));
+    h[k] = Holder{unit, 1};
+    nd.n++;
+    return;
+  }
+  const uint32_t cap = nd.spilled ? heap(nd).cap : 0;
+  if (!nd.spilled || nd.n == cap) {
+    // Grow (or spill) into a new array with the new holder in place.
+    const uint32_t new_cap = std::max<uint32_t>(8, cap * 2);
+    Holder* a = new Holder[new_cap];
+    std::memcpy(a, h, k * sizeof(Holder));
+    a[k] = Holder{unit, 1};
+    std::memcpy(a + k + 1, h + k, (nd.n - k) * sizeof(Holder));
+    if (nd.spilled) delete[] h;
+    heap_bytes_ += (new_cap - cap) * sizeof(Holder);
+    set_heap(nd, a, new_cap);
+    nd.spilled = 1;
+  } else {
+    std::memmove(h + k + 1, h + k, (nd.n - k) * sizeof(Holder));
+    h[k] = Holder{unit, 1};
+  }
+  nd.n++;
+}
+
+void PrefixTable::erase_holder(Node& nd, size_t k) {
+  Holder* h = holders(nd);
+  std::memmove(h + k, h + k + 1, (nd.n - k - 1) * sizeof(Holder));
+  nd.n--;
+  if (nd.spilled && nd.n <= kSpillBack) {
+    const Heap old = heap(nd);
+    std::memcpy(nd.body.inline_holders, old.ptr, nd.n * sizeof(Holder));
+    heap_bytes_ -= old.cap * sizeof(Holder);
+    delete[] old.ptr;
+    nd.spilled = 0;
+  }
+}
+
 uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
-  uint32_t id = find(seq);
-  if (id == kNoNode) id = new_node(seq);
+  if ((live_ + 1) * 100 > cap_ * max_load_pct_) rehash(cap_ ? cap_ + cap_ / 2 : kMinTable);
+  // One probe finds the block or the empty slot where it goes.
+  const uint32_t tag = static_cast<uint32_t>(seq);
+  uint32_t id;
+  for (size_t i = home(tag);; i = next(i)) {
+    Slot& s = slots_[i];
+    if (s.node == kNoNode) {
+      id = new_node(seq);
+      s = Slot{tag, id};
+      break;
+    }
+    if (s.tag == tag && at(s.node).seq == seq) {
+      id = s.node;
+      break;
+    }
+  }
   Node& nd = at(id);
   Holder* h = holders(nd);
   const uint16_t u = static_cast<uint16_t>(unit);
   const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
-  size_t k = static_cast<size_t>(pos - h);
+  const size_t k = static_cast<size_t>(pos - h);
   if (k < nd.n && h[k].unit == u) {
     if (h[k].count == kMaxCount) return kNoNode;
     *count_after = ++h[k].count;
-    holds_++;
-    return id;
-  }
-  if (nd.spilled) {
-    std::vector<Holder>& v = spill_[nd.spill];
-    v.insert(v.begin() + static_cast<ptrdiff_t>(k), Holder{u, 1});
-  } else if (nd.n < kInline) {
-    std::memmove(h + k + 1, h + k, (nd.n - k) * sizeof(Holder));
-    h[k] = Holder{u, 1};
   } else {
-    uint32_t s;
-    if (!spill_free_.empty()) {
-      s = spill_free_.back();
-      spill_free_.pop_back();
-    } else {
-      s = static_cast<uint32_t>(spill_.size());
-      spill_.emplace_back();
-    }
-    std::vector<Holder>& v = spill_[s];
-    v.reserve(kInline + 2);
-    v.assign(h, h + nd.n);
-    v.insert(v.begin() + static_cast<ptrdiff_t>(k), Holder{u, 1});
-    nd.spill = s;
-    nd.spilled = 1;
+    insert_holder(nd, k, u);
+    *count_after = 1;
   }
-  nd.n++;
   holds_++;
-  *count_after = 1;
   return id;
 }
 
@@ -163,22 +191,10 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
   if (k == nd.n || h[k].unit != u) return 0;  // not held: callers keep holds in step, nothing to do
   holds_--;
   if (--h[k].count > 0) return h[k].count;
-  if (--nd.n == 0) {
+  if (nd.n == 1) {
     free_node(node);
-    return 0;
-  }
-  if (nd.spilled) {
-    std::vector<Holder>& v = spill_[nd.spill];
-    v.erase(v.begin() + static_cast<ptrdiff_t>(k));
-    if (nd.n <= kSpillBack) {
-      const uint32_t s = nd.spill;
-      std::memcpy(nd.inline_holders, v.data(), nd.n * sizeof(Holder));
-      std::vector<Holder>().swap(v);
-      spill_free_.push_back(s);
-      nd.spilled = 0;
-    }
   } else {
-    std::memmove(h + k, h + k + 1, (nd.n - k) * sizeof(Holder));
+    erase_holder(nd, k);
   }
   return 0;
 }
@@ -187,21 +203,48 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
   out->clear();
   if (n == 0 || live_ == 0) return;
   active_.clear();
-  // Blocks are looked up in batches: the table slots of a batch are prefetched together
-  // and then its nodes, so the cache misses of a long query overlap instead of queueing.
-  constexpr size_t kBatch = 16;
+  // The walk is pipelined in batches, each level of indirection of a batch loaded at once
+  // so that the cache misses of a long query overlap: table slots (prefetched a batch
+  // ahead), then the nodes their tags point to, then spilled holder arrays.
+  constexpr size_t kBatch = 64;
   uint32_t ids[kBatch];
+  auto prefetch_slots = [&](size_t from) {
+    for (size_t i = from; i < std::min(n, from + kBatch); i++) {
+      __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq[i]))]);
+    }
+  };
+  prefetch_slots(0);
   size_t depth = 0;
   while (depth < n) {
     const size_t start = depth;
     const size_t end = std::min(n, start + kBatch);
-    for (size_t i = start; i < end; i++) __builtin_prefetch(&slots_[home(seq[i])]);
+    // Candidate nodes by tag (verified below).
     size_t got = 0;
     for (size_t i = start; i < end; i++) {
-      const uint32_t id = find(seq[i]);
+      const uint32_t tag = static_cast<uint32_t>(seq[i]);
+      uint32_t id = kNoNode;
+      for (size_t j = home(tag); slots_[j].node != kNoNode; j = next(j)) {
+        if (slots_[j].tag == tag) {
+          id = slots_[j].node;
+          break;
+        }
+      }
       if (id == kNoNode) break;
       ids[got++] = id;
       __builtin_prefetch(&at(id));
+    }
+    prefetch_slots(end);
+    // Verify the full hash (a tag collision falls back to a full probe) and prefetch holders.
+    for (size_t k = 0; k < got; k++) {
+      if (at(ids[k]).seq != seq[start + k]) {
+        ids[k] = find(seq[start + k]);
+        if (ids[k] == kNoNode) {
+          got = k;
+          break;
+        }
+      }
+      const Node& nd = at(ids[k]);
+      if (nd.spilled) __builtin_prefetch(heap(nd).ptr);
     }
     for (size_t k = 0; k < got; k++, depth++) {
       const Node& nd = at(ids[k]);
@@ -209,6 +252,12 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
       if (depth == 0) {
         for (uint16_t i = 0; i < nd.n; i++) active_.push_back(h[i].unit);
         continue;
+      }
+      // Usually a block has the same holders as its parent: nothing to intersect.
+      if (nd.n == active_.size()) {
+        size_t same = 0;
+        while (same < active_.size() && h[same].unit == active_[same]) same++;
+        if (same == active_.size()) continue;
       }
       // active_ ∩= holders; units that drop out matched `depth` blocks.
       size_t w = 0, j = 0;
@@ -230,12 +279,8 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
 }
 
 size_t PrefixTable::bytes() const {
-  size_t b = sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) +
-             chunks_.size() * (sizeof(Node) << kChunkBits) + cap_ * sizeof(Slot) +
-             spill_.capacity() * sizeof(spill_[0]) + spill_free_.capacity() * sizeof(uint32_t) +
-             active_.capacity() * sizeof(uint16_t);
-  for (const auto& v : spill_) b += v.capacity() * sizeof(Holder);
-  return b;
+  return sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + chunks_.size() * (sizeof(Node) << kChunkBits) +
+         cap_ * sizeof(Slot) + heap_bytes_ + active_.capacity() * sizeof(uint16_t);
 }
 
 }  // namespace kvgate

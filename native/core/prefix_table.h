@@ -14,11 +14,12 @@
 // that by intersecting.
 //
 // Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array), the
-// seq table 8 bytes per slot at 50-75% load; the node pool is kept for reuse (released
-// when the table empties).
+// seq table 8 bytes per slot at 50-75% load (by default); the node pool is kept for reuse
+// (released when the table empties).
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -36,7 +37,10 @@ class PrefixTable {
   static constexpr uint32_t kMaxUnits = 65535;  // unit ids are 0 .. kMaxUnits - 1
   static constexpr uint32_t kMaxCount = 65535;  // holds of one unit on one block
 
-  PrefixTable() = default;
+  // max_load_pct: the seq table grows by 1.5x beyond this fill (percent). Higher saves
+  // memory (the KV index: 75), lower makes inserts and erases cheaper (active requests).
+  explicit PrefixTable(unsigned max_load_pct = 75) : max_load_pct_(max_load_pct) {}
+  ~PrefixTable();
   PrefixTable(const PrefixTable&) = delete;
   PrefixTable& operator=(const PrefixTable&) = delete;
 
@@ -71,20 +75,36 @@ class PrefixTable {
     uint16_t count;
   };
   static constexpr uint16_t kInline = 3;
+  // 24 bytes. Up to kInline holders live in `body`; beyond that (`spilled`) body holds a
+  // heap array's pointer and capacity, and a free node holds the next free node's id.
+  // Accessed through memcpy, so no member needs 8-byte alignment.
   struct Node {
     uint64_t seq;
     uint16_t n;        // distinct holders; 0 = free node
-    uint16_t spilled;  // holders are in spill_[spill] rather than inline
+    uint16_t spilled;  // holders are on the heap
     union {
       Holder inline_holders[kInline];
-      uint32_t spill;
-      uint32_t next_free;
-    };
+      unsigned char raw[12];
+    } body;
   };
   static_assert(sizeof(Node) == 24, "node must stay 24 bytes");
+  struct Heap {
+    Holder* ptr;
+    uint32_t cap;
+  };
+  static Heap heap(const Node& nd) {
+    Heap h;
+    std::memcpy(&h.ptr, nd.body.raw, sizeof h.ptr);
+    std::memcpy(&h.cap, nd.body.raw + sizeof h.ptr, sizeof h.cap);
+    return h;
+  }
+  static void set_heap(Node& nd, Holder* ptr, uint32_t cap) {
+    std::memcpy(nd.body.raw, &ptr, sizeof ptr);
+    std::memcpy(nd.body.raw + sizeof ptr, &cap, sizeof cap);
+  }
 
   struct Slot {
-    uint32_t tag;   // low 32 bits of seq: most mismatches are rejected without a node load
+    uint32_t tag;   // low 32 bits of seq: places the block, and rejects most mismatches without a node load
     uint32_t node;  // kNoNode = empty
   };
 
@@ -93,29 +113,29 @@ class PrefixTable {
 
   Node& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
   const Node& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
-  Holder* holders(Node& nd) { return nd.spilled ? spill_[nd.spill].data() : nd.inline_holders; }
-  const Holder* holders(const Node& nd) const { return nd.spilled ? spill_[nd.spill].data() : nd.inline_holders; }
+  static Holder* holders(Node& nd) { return nd.spilled ? heap(nd).ptr : nd.body.inline_holders; }
+  static const Holder* holders(const Node& nd) { return nd.spilled ? heap(nd).ptr : nd.body.inline_holders; }
+  void insert_holder(Node& nd, size_t k, uint16_t unit);
+  void erase_holder(Node& nd, size_t k);
 
-  // Slot choice as in flat_map.h: any capacity, grown by 1.5x.
-  size_t home(uint64_t seq) const {
-    return static_cast<size_t>((static_cast<unsigned __int128>(seq * 0x9E3779B97F4A7C15ULL) * cap_) >> 64);
-  }
+  // A block's slot depends on its tag only (multiply, then scale to [0, cap) as in
+  // flat_map.h), so probing, erasing and rehashing never load a node to learn a home slot.
+  size_t home(uint32_t tag) const { return static_cast<size_t>((uint64_t{tag * 0x9E3779B1u} * cap_) >> 32); }
   size_t next(size_t i) const { return i + 1 == cap_ ? 0 : i + 1; }
   size_t dist(size_t a, size_t b) const { return b >= a ? b - a : b + cap_ - a; }
   uint32_t new_node(uint64_t seq);
   void free_node(uint32_t id);
-  void table_insert(uint64_t seq, uint32_t id);
-  void table_erase(uint64_t seq);
+  void table_erase(uint32_t tag, uint32_t id);
   void rehash(size_t new_cap);
 
   std::vector<std::unique_ptr<Node[]>> chunks_;
   uint32_t next_unused_ = 0;        // nodes [0, next_unused_) have been handed out once
   uint32_t free_head_ = kNoNode;    // freed nodes, linked through next_free
-  std::vector<std::vector<Holder>> spill_;
-  std::vector<uint32_t> spill_free_;
+  size_t heap_bytes_ = 0;  // spilled holder arrays
 
   std::unique_ptr<Slot[]> slots_;
   size_t cap_ = 0;
+  unsigned max_load_pct_;
 
   size_t live_ = 0;
   size_t holds_ = 0;

@@ -1,0 +1,97 @@
+// KvRouter::route in C++ (the cost under the JS binding): hash + match + score + pick +
+// record, on the fleet of fleet.h with 64 candidate workers, 32 requests in flight (as
+// bench/router/route.bench.ts), and the active-sequence bookkeeping alone.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "bench/fleet.h"
+#include "core/active_sequences.h"
+#include "core/kv_router.h"
+
+namespace {
+
+using namespace kvgate::bench;
+using kvgate::KvRouter;
+
+struct RouterFleet {
+  std::unique_ptr<KvRouter> router;
+  Conversations conv;
+};
+
+RouterFleet& router_fleet() {
+  static RouterFleet* f = [] {
+    auto* f = new RouterFleet;
+    kvgate::RouterConfig c;
+    c.block_size = kBs;
+    c.seed = 1;
+    f->router = std::make_unique<KvRouter>(c);
+    for (uint32_t w = 0; w < kWorkers; w++) f->router->add_unit(w, 0);
+    f->conv = build_fleet([&](uint32_t worker, const int64_t* parent, const uint32_t* tokens, int64_t engine) {
+      f->router->apply_stored(worker, 0, parent, tokens, kBs, &engine, 1);
+    });
+    return f;
+  }();
+  return *f;
+}
+
+double ns_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void BM_Route_4096_tokens_64_workers(benchmark::State& state) {
+  RouterFleet& f = router_fleet();
+  constexpr uint64_t kInFlight = 32;
+  std::mt19937 rng(7);
+  std::vector<double> route_ns, free_ns;
+  uint64_t id = 1'000'000;  // distinct from other runs' ids
+  const uint64_t first = id;
+  kvgate::RouteResult res;
+  std::vector<uint32_t> p(kConversationBlocks * kBs);
+  for (auto _ : state) {
+    // The prompt as the tokenizer just wrote it: warm in cache.
+    p = f.conv.prompts[rng() % kConversations];
+    auto t0 = std::chrono::steady_clock::now();
+    f.router->route(p.data(), p.size(), id, 1.0, 0.0, 0, &res);
+    route_ns.push_back(ns_since(t0));
+    if (id - first >= 8) f.router->mark_prefill_done(id - 8);
+    if (id - first >= kInFlight) {
+      t0 = std::chrono::steady_clock::now();
+      f.router->free(id - kInFlight);
+      free_ns.push_back(ns_since(t0));
+    }
+    id++;
+  }
+  for (uint64_t i = std::max(first, id - kInFlight); i < id; i++) f.router->free(i);
+  std::sort(route_ns.begin(), route_ns.end());
+  std::sort(free_ns.begin(), free_ns.end());
+  state.counters["route_p50_us"] = route_ns[route_ns.size() / 2] / 1000;
+  state.counters["route_p99_us"] = route_ns[route_ns.size() * 99 / 100] / 1000;
+  if (!free_ns.empty()) state.counters["free_p50_us"] = free_ns[free_ns.size() / 2] / 1000;
+}
+BENCHMARK(BM_Route_4096_tokens_64_workers);
+
+// The bookkeeping of one request alone: add 256 blocks to a unit, then free them, with 32
+// other requests (distinct blocks) active.
+void BM_ActiveSequences_AddFree_256_blocks(benchmark::State& state) {
+  kvgate::ActiveSequences a;
+  std::mt19937_64 rng(9);
+  std::vector<std::vector<uint64_t>> chains(64, std::vector<uint64_t>(256));
+  for (auto& c : chains)
+    for (auto& x : c) x = rng();
+  for (uint64_t r = 0; r < 32; r++) a.add(r, static_cast<uint32_t>(r % 64), chains[r].data(), 256, true, 100);
+  uint64_t id = 100;
+  for (auto _ : state) {
+    a.add(id, 5, chains[32 + id % 32].data(), 256, true, 1000);
+    a.free(id);
+    id++;
+  }
+  state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * 512, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ActiveSequences_AddFree_256_blocks);
+
+}  // namespace

@@ -1,0 +1,289 @@
+// The KvRouter binding as TypeScript sees it: real SGLang-shaped msgpack batches applied
+// natively, routing and bookkeeping, approximate mode, and the errors (stable codes) for
+// bad input, malformed bytes and use after close.
+
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { ADDON_PATHS, addon } from '../../src/native/addon.js';
+
+const packr = new Packr({ useRecords: false });
+const BS = 16;
+
+/** SGLang's page hash chain (reference/sglang.md §2.5): SHA-256 over the previous digest and
+ *  the page's u32 LE tokens, the first 8 bytes read big-endian as a signed int64. */
+function sglangPageHashes(tokens: Uint32Array, pageSize: number): bigint[] {
+  const out: bigint[] = [];
+  let prev = Buffer.alloc(0);
+  for (let p = 0; p * pageSize < tokens.length; p++) {
+    const page = tokens.subarray(p * pageSize, Math.min(tokens.length, (p + 1) * pageSize));
+    prev = createHash('sha256').update(prev).update(Buffer.from(page.buffer, page.byteOffset, page.byteLength)).digest();
+    out.push(prev.readBigInt64BE(0));
+  }
+  return out;
+}
+
+/** One BlockStored per page, chained by parent, as SGLang publishes them (with the newest
+ *  builds' trailing {cache_salt} element on the first). */
+function sglangStoredBatch(tokens: Uint32Array, dpRank?: number): Uint8Array {
+  const hashes = sglangPageHashes(tokens, BS);
+  const events = hashes.map((h, p) => {
+    const page = [...tokens.subarray(p * BS, (p + 1) * BS)];
+    const ev: unknown[] = ['BlockStored', [h], p === 0 ? null : hashes[p - 1], page, page.length, null, p % 2 ? 'GPU' : null];
+    if (p === 0) ev.push({ cache_salt: 'x' });
+    return ev;
+  });
+  return packr.pack(dpRank === undefined ? [1.25, events] : [1.25, events, dpRank]);
+}
+
+function prompt(seed: number, n: number): Uint32Array {
+  return Uint32Array.from({ length: n }, (_, i) => (seed * 7919 + i * 31) % 151_000);
+}
+
+function matches(router: InstanceType<typeof addon.KvRouter>, query: Uint32Array | BigUint64Array) {
+  const w = new Uint32Array(256);
+  const r = new Uint32Array(256);
+  const d = new Uint32Array(256);
+  const n = router.findMatches(query, w, r, d);
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`${w[i]}:${r[i]}`, d[i]]));
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('addon loader', () => {
+  it('loads the built addon with the router and the hashing functions', () => {
+    expect(ADDON_PATHS.some((p) => existsSync(p))).toBe(true);
+    expect(typeof addon.KvRouter).toBe('function');
+    expect(typeof addon.blockHashes).toBe('function');
+  });
+});
+
+describe('KvRouter: SGLang KV-event batches', () => {
+  it('applies a real msgpack batch natively and matches by token content', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 1 });
+    router.addWorker(3);
+    // 5 full pages and a partial one (SGLang reports it; it is not a full block).
+    const tokens = prompt(1, 5 * BS + 7);
+    const counts = new Uint32Array(4);
+    expect(router.applyEvents(3, 0, sglangStoredBatch(tokens), counts)).toBe(0);
+    expect([...counts]).toEqual([6, 6, 0, 0]);
+    expect(matches(router, tokens)).toEqual({ '3:0': 5 });
+    // The same query as local block hashes from the hashing functions.
+    expect(matches(router, addon.blockHashes(tokens, BS))).toEqual({ '3:0': 5 });
+    // A diverging prompt matches up to the divergence.
+    const other = tokens.slice();
+    other[2 * BS + 3] = 99;
+    expect(matches(router, other)).toEqual({ '3:0': 2 });
+
+    // The batch's dp rank names the unit: rank 1 of worker 4 gets the first 3 pages.
+    expect(router.applyEvents(4, 0, sglangStoredBatch(tokens.subarray(0, 3 * BS), 1))).toBe(0);
+    expect(matches(router, tokens)).toEqual({ '3:0': 5, '4:1': 3 });
+
+    // Evicting page 2 of worker 3 stops its match there; its pages 3 and 4 stay indexed.
+    const page2 = sglangPageHashes(tokens, BS)[2]!;
+    expect(router.applyEvents(3, 0, packr.pack([2.0, [['BlockRemoved', [page2], 'GPU']], 0]))).toBe(0);
+    expect(matches(router, tokens)).toEqual({ '3:0': 2, '4:1': 3 });
+    expect(router.stats()).toMatchObject({ blocks: 5, pairs: 4 + 3, indexUnits: 2, units: 2, candidates: 1 });
+
+    // AllBlocksCleared clears that unit only.
+    expect(router.applyEvents(4, 1, packr.pack([3.0, [['AllBlocksCleared']]]))).toBe(0);
+    expect(matches(router, tokens)).toEqual({ '3:0': 2 });
+    router.close();
+  });
+
+  it('rejects malformed bytes with ERR_KV_EVENT_MALFORMED and changes nothing', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 1 });
+    const tokens = prompt(2, 4 * BS);
+    router.applyEvents(1, 0, sglangStoredBatch(tokens));
+    const before = router.stats();
+    const good = sglangStoredBatch(prompt(3, 2 * BS));
+    const bad = [
+      good.subarray(0, good.length - 1),
+      new Uint8Array([0x92, 0xcb]),
+      packr.pack([1, [['BlockStolen', [1n]]]]),
+      packr.pack({ ts: 1 }),
+      new Uint8Array(0),
+    ];
+    for (const bytes of bad) {
+      expect(codeOf(() => router.applyEvents(1, 0, bytes))).toBe('ERR_KV_EVENT_MALFORMED');
+    }
+    expect(router.stats()).toEqual(before);
+    expect(matches(router, tokens)).toEqual({ '1:0': 4 });
+    router.close();
+  });
+
+  it('counts events it cannot apply and keeps going', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 1 });
+    const t = prompt(4, 2 * BS);
+    const out = new Uint32Array(4);
+    const batch = packr.pack([
+      1.0,
+      [
+        ['BlockStored', [10n], 999n, [...t.subarray(0, BS)], BS, null, 'GPU'], // unknown parent
+        ['BlockStored', [11n], null, [...t.subarray(0, BS)], BS, null, 'CPU_PINNED'], // host tier: ignored
+        ['BlockStored', [12n], null, [...t], 2 * BS, null, null], // one hash, two blocks of tokens
+        ['BlockStored', [13n, 14n], null, [...t], BS, null, 'GPU'],
+        ['BlockRemoved', [77n], 'GPU'],
+      ],
+    ]);
+    expect(router.applyEvents(5, 0, batch, out)).toBe(3);
+    expect([...out]).toEqual([5, 1, 1, 3]);
+    expect(router.stats()).toMatchObject({ pairs: 2, eventsApplied: 1, eventErrors: 3 });
+    expect(router.applyStored(5, 0, 999n, t.subarray(0, BS), new BigInt64Array([1n]))).toBe('unknown-parent');
+    expect(router.applyStored(5, 0, 14n, t.subarray(0, BS), new BigUint64Array([2n ** 64n - 1n]))).toBe('ok');
+    expect(router.applyRemoved(5, 0, new BigInt64Array([-1n, 55n]))).toBe(1); // -1n is 2^64-1
+    router.close();
+  });
+});
+
+describe('KvRouter: routing', () => {
+  it('routes to the worker holding the prefix and tracks the request until free', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 7 });
+    for (let w = 0; w < 4; w++) router.addWorker(w);
+    const tokens = prompt(5, 10 * BS + 3);
+    router.applyEvents(2, 0, sglangStoredBatch(tokens.subarray(0, 8 * BS)));
+    const out = new Uint32Array(3);
+    expect(router.route(tokens, 1, out)).toBe(true);
+    expect([...out]).toEqual([2, 0, 8]);
+    const unit = router.units().find((u) => u.worker === 2)!;
+    expect(unit).toEqual({
+      worker: 2,
+      rank: 0,
+      candidate: true,
+      activeBlocks: 11, // 10 full blocks + the partial one
+      prefillTokens: 2 * BS + 3,
+      activeRequests: 1,
+      cachedBlocks: 8,
+    });
+    expect(codeOf(() => router.route(tokens, 1, out))).toBe('ERR_INVALID_ARG'); // still active
+    expect(router.markPrefillDone(1)).toBe(true);
+    expect(router.markPrefillDone(1)).toBe(false);
+    expect(router.units().find((u) => u.worker === 2)!.prefillTokens).toBe(0);
+    expect(router.free(1)).toBe(true);
+    expect(router.free(1)).toBe(false);
+    expect(router.stats().activeRequests).toBe(0);
+
+    // score(): what route sees, per candidate in (worker, rank) order.
+    const w = new Uint32Array(4), r = new Uint32Array(4), o = new Uint32Array(4), c = new Float64Array(4);
+    expect(router.score(tokens, w, r, o, c)).toBe(4);
+    expect([...w]).toEqual([0, 1, 2, 3]);
+    expect([...o]).toEqual([0, 0, 8, 0]);
+    const isl = tokens.length;
+    expect(c[0]).toBe(isl / BS + Math.ceil(isl / BS));
+    expect(c[2]).toBe((isl - 8 * BS) / BS + Math.ceil(isl / BS));
+    // With the prefill weight at 0 only decode load counts: all four tie.
+    router.score(tokens, w, r, o, c, 0);
+    expect(new Set(c).size).toBe(1);
+    router.close();
+  });
+
+  it('returns false without candidates and spreads load by policy', () => {
+    const router = new addon.KvRouter({ blockSize: BS, policy: 'round-robin', seed: 1 });
+    const out = new Uint32Array(3);
+    const t = prompt(6, 40);
+    expect(router.route(t, 1, out)).toBe(false);
+    router.addWorker(9, 0);
+    router.addWorker(9, 1);
+    router.addWorker(2);
+    const seen: string[] = [];
+    for (let id = 1; id <= 6; id++) {
+      expect(router.route(t, id, out)).toBe(true);
+      seen.push(`${out[0]}:${out[1]}`);
+    }
+    expect(seen).toEqual(['2:0', '9:0', '9:1', '2:0', '9:0', '9:1']);
+    router.removeWorker(9);
+    expect(router.stats()).toMatchObject({ candidates: 1, activeRequests: 2 });
+    expect(router.free(2)).toBe(false); // went with worker 9
+    router.close();
+  });
+
+  it('approximate mode predicts the cache from its own decisions until the TTL ends', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 3, approx: true, approxTtlMs: 1000 });
+    router.addWorker(1);
+    router.addWorker(2);
+    const t = prompt(8, 6 * BS);
+    const out = new Uint32Array(3);
+    expect(router.route(t, 1, out, undefined, undefined, 0)).toBe(true);
+    const first = out[0];
+    router.free(1);
+    expect(router.route(t, 2, out, undefined, undefined, 900)).toBe(true);
+    expect([out[0], out[2]]).toEqual([first, 6]);
+    router.free(2);
+    router.expire(1899);
+    expect(router.stats().approxBlocks).toBe(6);
+    router.expire(1900);
+    expect(router.stats()).toMatchObject({ approxBlocks: 0, blocks: 0 });
+    router.close();
+  });
+});
+
+describe('KvRouter: bad input and lifetime', () => {
+  it('rejects bad options with ERR_INVALID_ARG', () => {
+    const bad: unknown[] = [
+      undefined,
+      {},
+      { blockSize: 0 },
+      { blockSize: 1025 },
+      { blockSize: 1.5 },
+      { blockSize: 16, policy: 'fastest' },
+      { blockSize: 16, overlapWeight: -1 },
+      { blockSize: 16, temperature: Number.NaN },
+      { blockSize: 16, seed: -1 },
+      { blockSize: 16, approxTtlMs: 0 },
+      { blockSize: 16, approxPruneRatio: 1.5 },
+      { blockSize: 16, blockSzie: 16 },
+    ];
+    for (const o of bad) {
+      expect(codeOf(() => new addon.KvRouter(o as never)), JSON.stringify(o)).toBe('ERR_INVALID_ARG');
+    }
+  });
+
+  it('rejects bad arguments with ERR_INVALID_ARG and stays usable', () => {
+    const router = new addon.KvRouter({ blockSize: 4, seed: 1 });
+    router.addWorker(1);
+    const t = new Uint32Array(8);
+    const out = new Uint32Array(3);
+    const calls: [string, () => unknown][] = [
+      ['worker -1', () => router.addWorker(-1)],
+      ['worker 2^32', () => router.addWorker(2 ** 32)],
+      ['rank 0.5', () => router.addWorker(1, 0.5)],
+      ['tokens as array', () => router.route([1, 2, 3] as never, 1, out)],
+      ['tokens as Int32Array', () => router.route(new Int32Array(4) as never, 1, out)],
+      ['request id -1', () => router.route(t, -1, out)],
+      ['request id 2^53', () => router.route(t, 2 ** 53, out)],
+      ['short out', () => router.route(t, 1, new Uint32Array(2))],
+      ['weight', () => router.route(t, 1, out, -2)],
+      ['nowMs', () => router.route(t, 1, out, 1, 0, Number.POSITIVE_INFINITY)],
+      ['hashes as Uint32Array', () => router.applyRemoved(1, 0, new Uint32Array(2) as never)],
+      ['parent as number', () => router.applyStored(1, 0, 5 as never, t, new BigInt64Array(2))],
+      ['bytes as Buffer-less array', () => router.applyEvents(1, 0, [0x90] as never)],
+      ['short outputs', () => router.findMatches(t, new Uint32Array(0), new Uint32Array(0), new Uint32Array(0))],
+      ['query as Float64Array', () => router.findMatches(new Float64Array(2) as never, out, out, out)],
+      ['score costs as Uint32Array', () => router.score(t, out, out, out, out as never)],
+    ];
+    for (const [what, call] of calls) expect(codeOf(call), what).toBe('ERR_INVALID_ARG');
+    // Outputs with room for every unit in use work; the router still routes.
+    router.applyStored(1, 0, null, t, new BigInt64Array([1n, 2n]));
+    expect(router.findMatches(t, out, out, out)).toBe(1);
+    expect(router.route(t, 1, out)).toBe(true);
+    router.close();
+  });
+
+  it('throws ERR_CLOSED after close()', () => {
+    const router = new addon.KvRouter({ blockSize: 4 });
+    router.close();
+    router.close();
+    expect(codeOf(() => router.addWorker(1))).toBe('ERR_CLOSED');
+    expect(codeOf(() => router.route(new Uint32Array(4), 1, new Uint32Array(3)))).toBe('ERR_CLOSED');
+    expect(codeOf(() => router.stats())).toBe('ERR_CLOSED');
+    expect(codeOf(() => router.blockSize)).toBe('ERR_CLOSED');
+  });
+});
