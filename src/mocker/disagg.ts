@@ -18,7 +18,7 @@ interface TransferRequest {
   prompt_tokens: number;
 }
 
-export type TransferReply = { status: 'ok'; first_token_id: number; cached_tokens: number; prompt_tokens: number } | { status: 'failed'; message: string };
+type TransferReply = { status: 'ok'; first_token_id: number; cached_tokens: number; prompt_tokens: number } | { status: 'failed'; message: string };
 
 interface Room {
   room: bigint;
@@ -174,10 +174,6 @@ export class PrefillRendezvous {
         this.drop(r);
       }, this.bootstrapTimeoutMs);
     }
-  }
-
-  get pending(): number {
-    return this.rooms.size;
   }
 }
 

@@ -13,10 +13,10 @@ import { Packr } from 'msgpackr';
 import * as zmq from 'zeromq';
 import { KvgateError } from '../errors.js';
 import type { KvEvent } from './radix_cache.js';
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedKvEvents, ResolvedOptions } from './options.js';
 
 type Wire = ResolvedOptions['kvEventsWire'];
-type Config = NonNullable<ResolvedOptions['kvEvents']>;
+type Config = ResolvedKvEvents;
 
 const END_SEQ = Buffer.from('ffffffffffffffff', 'hex');
 const EMPTY = Buffer.alloc(0);

@@ -24,6 +24,19 @@ export type MockerOptions = Omit<{ -readonly [K in keyof CliOptions]: CliOptions
   kvEventsConfig: KvEventsConfig | string | undefined;
 };
 
+// The publisher config with SGLang's defaults filled in.
+export interface ResolvedKvEvents {
+  publisher: 'zmq';
+  endpoint: string;
+  bind: boolean | null;
+  replay_endpoint: string | null;
+  buffer_steps: number;
+  hwm: number;
+  max_queue_size: number;
+  topic: string;
+  format: 'default' | 'dynamo';
+}
+
 export type DisaggregationMode = 'null' | 'prefill' | 'decode';
 export type LoadBalanceMethod = 'round_robin' | 'total_requests' | 'total_tokens' | 'follow_bootstrap_room';
 
@@ -47,7 +60,7 @@ export interface ResolvedOptions {
   seed: number;
   dpSize: number;
   loadBalanceMethod: LoadBalanceMethod;
-  kvEvents: Required<Omit<KvEventsConfig, 'bind' | 'replay_endpoint'>> & { bind: boolean | null; replay_endpoint: string | null } | null;
+  kvEvents: ResolvedKvEvents | null;
   kvEventsWire: 'array' | 'map';
   disableRadixCache: boolean;
   disaggregationMode: DisaggregationMode;
@@ -78,7 +91,7 @@ export function defaultOptions(): MockerOptions {
   return { ...parseCommandLine('mocker', []).options } as MockerOptions;
 }
 
-function resolveKvEvents(value: MockerOptions['kvEventsConfig']): ResolvedOptions['kvEvents'] {
+function resolveKvEvents(value: MockerOptions['kvEventsConfig']): ResolvedKvEvents | null {
   if (value === undefined || value === null || value === '') return null;
   let cfg: unknown = value;
   if (typeof value === 'string') {
