@@ -159,7 +159,19 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
   local_.resize(n_full);
   seq_.resize(n_full);
   compute_block_hashes(tokens, n, config_.block_size, local_.data());
-  compute_sequence_hashes(local_.data(), n_full, seq_.data());
+  // Chain in chunks (in place: element i-1 already holds seq[i-1]) and start loading each
+  // chunk's index slots while the next chunk is hashed.
+  constexpr size_t kChunk = 16;
+  std::copy(local_.begin(), local_.end(), seq_.begin());
+  for (size_t i = 0; i < n_full; i += kChunk) {
+    const size_t end = std::min(n_full, i + kChunk);
+    if (i == 0) {
+      compute_sequence_hashes(seq_.data(), end, seq_.data());
+    } else {
+      compute_sequence_hashes(seq_.data() + i - 1, end - i + 1, seq_.data() + i - 1);
+    }
+    for (size_t k = i; k < end; k++) index_.prefetch(seq_[k]);
+  }
 }
 
 void KvRouter::gather(size_t n_full) {

@@ -255,9 +255,9 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
       }
       // Usually a block has the same holders as its parent: nothing to intersect.
       if (nd.n == active_.size()) {
-        size_t same = 0;
-        while (same < active_.size() && h[same].unit == active_[same]) same++;
-        if (same == active_.size()) continue;
+        unsigned diff = 0;
+        for (size_t i = 0; i < active_.size(); i++) diff |= h[i].unit ^ active_[i];
+        if (diff == 0) continue;
       }
       // active_ ∩= holders; units that drop out matched `depth` blocks.
       size_t w = 0, j = 0;

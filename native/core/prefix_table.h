@@ -57,6 +57,10 @@ class PrefixTable {
   uint32_t remove(uint32_t node, uint32_t unit);
 
   uint64_t seq_of(uint32_t node) const { return at(node).seq; }
+  // Starts loading the table slot of block `seq` (for a match() soon after).
+  void prefetch(uint64_t seq) const {
+    if (cap_) __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq))]);
+  }
   // Holds of `unit` on `node` (0 if none).
   uint32_t count(uint32_t node, uint32_t unit) const;
 
