@@ -80,26 +80,6 @@ void BM_FindMatches_1M_64w_256blocks(benchmark::State& state) {
 }
 BENCHMARK(BM_FindMatches_1M_64w_256blocks);
 
-// The same query from tokens: block hashing + sequence hashing + find_matches.
-void BM_HashAndFindMatches_4096_tokens(benchmark::State& state) {
-  Fleet& f = fleet();
-  std::vector<kvgate::UnitDepth> out;
-  std::vector<uint64_t> local(kConversationBlocks), seq(kConversationBlocks);
-  std::vector<double> ns;
-  std::mt19937 rng(2);
-  for (auto _ : state) {
-    const auto& p = f.conv.prompts[rng() % kConversations];
-    const auto t0 = std::chrono::steady_clock::now();
-    const size_t n = kvgate::compute_block_hashes(p.data(), p.size(), kBs, local.data());
-    kvgate::compute_sequence_hashes(local.data(), n, seq.data());
-    f.index.match(seq.data(), n, &out);
-    ns.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
-    benchmark::DoNotOptimize(out.data());
-  }
-  percentiles(state, ns);
-}
-BENCHMARK(BM_HashAndFindMatches_4096_tokens);
-
 // KV events: a worker caches a new 64-block sequence under a system prompt (64 one-page
 // stored events, each hashed by the router) and later evicts it (one removed event of 64
 // blocks). Counts stored + removed blocks.

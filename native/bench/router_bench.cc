@@ -1,10 +1,12 @@
 // KvRouter::route in C++ (the cost under the JS binding): hash + match + score + pick +
 // record, on the fleet of fleet.h with 64 candidate workers, 32 requests in flight (as
-// bench/router/route.bench.ts), and the active-sequence bookkeeping alone.
+// bench/router/route.bench.ts); the active-sequence bookkeeping alone; and raw SGLang
+// msgpack batches applied (parse + hash + index).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -93,5 +95,84 @@ void BM_ActiveSequences_AddFree_256_blocks(benchmark::State& state) {
   state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * 512, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ActiveSequences_AddFree_256_blocks);
+
+// Minimal msgpack for SGLang batches (reference/sglang.md §2.4).
+struct Msgpack {
+  std::vector<uint8_t> b;
+  void be(uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void array(uint32_t n) {
+    if (n < 16) {
+      b.push_back(static_cast<uint8_t>(0x90 | n));
+    } else {
+      b.push_back(0xdc);
+      be(n, 2);
+    }
+  }
+  void str(const char* s) {
+    const size_t n = std::strlen(s);
+    b.push_back(static_cast<uint8_t>(0xa0 | n));
+    b.insert(b.end(), s, s + n);
+  }
+  void i64(int64_t v) {
+    b.push_back(0xd3);
+    be(static_cast<uint64_t>(v), 8);
+  }
+  void u32(uint32_t v) {
+    b.push_back(0xce);
+    be(v, 4);
+  }
+  void nil() { b.push_back(0xc0); }
+};
+
+// One batch caching a 64-page sequence under a system prompt (64 one-page BlockStored
+// events, as SGLang publishes them), then one evicting it (a BlockRemoved of 64 hashes).
+// Counts stored + removed blocks.
+void BM_ApplyBatch_Msgpack_StoreEvict(benchmark::State& state) {
+  RouterFleet& f = router_fleet();
+  std::mt19937 rng(11);
+  constexpr uint32_t kPages = 64;
+  const auto tokens = random_tokens(rng, kPages * kBs);
+  Msgpack stored, removed;
+  const uint32_t s = 3;
+  const uint32_t worker = system_holder(s, 0);
+  const int64_t base = int64_t{5} << 40;
+  stored.array(2);
+  stored.b.push_back(0xcb);
+  stored.be(0, 8);
+  stored.array(kPages);
+  for (uint32_t p = 0; p < kPages; p++) {
+    stored.array(7);
+    stored.str("BlockStored");
+    stored.array(1);
+    stored.i64(base + p);
+    stored.i64(p == 0 ? system_tail(s) : base + p - 1);
+    stored.array(kBs);
+    for (uint32_t t = 0; t < kBs; t++) stored.u32(tokens[p * kBs + t]);
+    stored.u32(kBs);
+    stored.nil();
+    stored.str("GPU");
+  }
+  removed.array(2);
+  removed.b.push_back(0xcb);
+  removed.be(0, 8);
+  removed.array(1);
+  removed.array(3);
+  removed.str("BlockRemoved");
+  removed.array(kPages);
+  for (uint32_t p = 0; p < kPages; p++) removed.i64(base + p);
+  removed.str("GPU");
+  kvgate::BatchResult in, out;
+  for (auto _ : state) {
+    f.router->apply_batch(worker, 0, stored.b.data(), stored.b.size(), &in);
+    f.router->apply_batch(worker, 0, removed.b.data(), removed.b.size(), &out);
+  }
+  if (in.applied != kPages || out.applied != 1) state.SkipWithError("the batches did not apply");
+  state.counters["block_ops/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2 * kPages, benchmark::Counter::kIsRate);
+  state.counters["batch_bytes"] = static_cast<double>(stored.b.size());
+}
+BENCHMARK(BM_ApplyBatch_Msgpack_StoreEvict);
 
 }  // namespace
