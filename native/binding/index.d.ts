@@ -155,8 +155,9 @@ export interface UnitInfo {
  *
  * Lifetime: the native memory lives until close() or garbage collection of the object;
  * every method after close() throws ERR_CLOSED (close itself may be called again).
- * Memory is bounded by what KV events say is stored (about 50-65 bytes per held
- * (block, unit) pair) plus the active requests (about 8 bytes per request block).
+ * Memory is bounded by what KV events say is stored (about 50-60 bytes per held
+ * (block, unit) pair, bench/README.md) plus the active requests (about 50 bytes per distinct
+ * active block).
  */
 export class KvRouter {
   /** Throws ERR_INVALID_ARG on a bad or unknown option. Cost: O(1). */
@@ -226,11 +227,11 @@ export class KvRouter {
    *
    *  requestId: an integer in [0, 2^53) not currently active (ERR_INVALID_ARG otherwise);
    *  pair every successful route with free(requestId). overlapWeight and temperature
-   *  override the options for this request. nowMs is approximate mode's clock (default: a
-   *  monotonic clock); pass it always or never.
-   *  Cost: about 5-15 µs for 4,096 tokens among 64 units (O(tokens + depth x holders +
-   *  units)); allocates no JS objects. Throws ERR_LIMIT if the chosen unit already has 65535
-   *  active requests. */
+   *  override the options for this request. nowMs is approximate mode's clock in ms
+   *  (default: a native monotonic clock); pass it always or never, and never decreasing.
+   *  Cost: O(tokens + depth x holders + units), about 12 µs for 4,096 tokens among 64 units
+   *  against a 1 M-block index (bench/README.md); allocates no JS objects. Throws ERR_LIMIT if
+   *  the chosen unit already has 65535 active requests. */
   route(
     tokens: Uint32Array,
     requestId: number,
@@ -259,7 +260,7 @@ export class KvRouter {
    *  false if it was not active. O(request blocks). */
   free(requestId: number): boolean;
   /** Approximate mode: drops recorded blocks whose TTL ended by nowMs (route does this
-   *  itself; call it to age an idle router). O(expired blocks). */
+   *  itself; call it to age an idle router). Same clock as route's nowMs. O(expired blocks). */
   expire(nowMs?: number): void;
   /** Reseeds the random generator. */
   setSeed(seed: bigint | number): void;
