@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "core/active_sequences.h"
@@ -432,6 +433,109 @@ TEST(KvRouter, AppliesARawSglangBatchOrNothing) {
   ASSERT_EQ(r.apply_batch(3, 0, rm.bytes.data(), rm.bytes.size(), &out), KvEventError::kOk);
   EXPECT_EQ(out.errors, 1u);
   EXPECT_GE(r.stats().event_errors, 1u);
+}
+
+// Random operations on a router (run under ASan/UBSan in CI): the counters stay consistent
+// with each other, and once every worker is gone and every request freed, the index is
+// empty and its memory is back near its empty size.
+TEST(KvRouter, RandomOperationsKeepCountersConsistentAndFreeEverything) {
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    std::mt19937_64 rng(seed);
+    RouterConfig c = config(static_cast<Policy>(seed % 5));
+    c.block_size = 1 + static_cast<uint32_t>(rng() % 4);
+    c.approx = seed % 3 == 0;
+    c.approx_ttl_ms = 50;
+    c.approx_max_blocks = 64;
+    c.temperature = seed % 2 ? 0.0 : 0.7;
+    KvRouter r(c);
+    const size_t empty_bytes = r.stats().bytes;
+    std::vector<uint64_t> live;
+    uint64_t next_id = 1;
+    double now = 0;
+    auto tokens = [&](size_t n) {
+      std::vector<uint32_t> t(n);
+      for (auto& x : t) x = static_cast<uint32_t>(rng() % 3);  // tiny alphabet: shared prefixes
+      return t;
+    };
+    for (int step = 0; step < 3000; step++) {
+      const uint32_t w = static_cast<uint32_t>(rng() % 6), rank = static_cast<uint32_t>(rng() % 2);
+      switch (rng() % 10) {
+        case 0:
+          r.add_unit(w, rank);
+          break;
+        case 1:
+        case 2: {
+          const auto t = tokens(rng() % 24);
+          std::vector<int64_t> h(t.size() / c.block_size + rng() % 2);
+          for (auto& x : h) x = static_cast<int64_t>(rng() % 40) - 20;
+          const int64_t parent = static_cast<int64_t>(rng() % 40) - 20;
+          r.apply_stored(w, rank, rng() % 2 ? &parent : nullptr, t.data(), t.size(), h.data(), h.size());
+          break;
+        }
+        case 3: {
+          std::vector<int64_t> h(1 + rng() % 4);
+          for (auto& x : h) x = static_cast<int64_t>(rng() % 40) - 20;
+          r.apply_removed(w, rank, h.data(), h.size());
+          break;
+        }
+        case 4:
+          if (rng() % 8 == 0) {
+            if (rng() % 2) {
+              r.remove_worker(w);
+            } else {
+              r.clear_worker(w);
+            }
+          }
+          break;
+        case 5:
+        case 6:
+        case 7: {
+          const auto t = tokens(rng() % 40);
+          RouteResult res;
+          now += static_cast<double>(rng() % 20);
+          if (r.route(t.data(), t.size(), next_id, 1.0, c.temperature, now, &res) == RouteStatus::kOk) {
+            live.push_back(next_id);
+          }
+          next_id++;
+          break;
+        }
+        default:
+          if (!live.empty()) {
+            const size_t i = rng() % live.size();
+            if (rng() % 2) r.mark_prefill_done(live[i]);
+            r.free(live[i]);
+            live.erase(live.begin() + static_cast<ptrdiff_t>(i));
+          }
+      }
+      std::vector<UnitInfo> units;
+      r.units(&units);
+      uint64_t cached = 0, requests = 0;
+      for (const UnitInfo& u : units) {
+        cached += u.cached_blocks;
+        requests += u.load.requests;
+        if (u.load.requests == 0) {
+          ASSERT_EQ(u.load.active_blocks, 0u) << "seed " << seed << " step " << step;
+          ASSERT_EQ(u.load.prefill_tokens, 0u) << "seed " << seed << " step " << step;
+        }
+      }
+      const kvgate::RouterStats st = r.stats();
+      ASSERT_EQ(st.index.pairs, cached) << "seed " << seed << " step " << step;
+      ASSERT_EQ(st.active_requests, requests) << "seed " << seed << " step " << step;
+      ASSERT_LE(st.index.blocks, st.index.pairs);
+      if (c.approx) {
+        ASSERT_LE(st.approx_blocks, 64u);
+      }
+    }
+    for (uint64_t id : live) r.free(id);
+    for (uint32_t w = 0; w < 6; w++) r.remove_worker(w);
+    const kvgate::RouterStats end = r.stats();
+    EXPECT_EQ(end.index.blocks, 0u) << seed;
+    EXPECT_EQ(end.index.pairs, 0u) << seed;
+    EXPECT_EQ(end.active_requests, 0u) << seed;
+    EXPECT_EQ(end.approx_blocks, 0u) << seed;
+    // What remains: the index's and the active table's one retained node chunk (384 KB each).
+    EXPECT_LT(end.bytes, empty_bytes + (1u << 20)) << seed;
+  }
 }
 
 }  // namespace
