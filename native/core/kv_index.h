@@ -50,9 +50,6 @@ class KvIndex {
   // dropped). O(blocks).
   Status apply_stored(uint32_t unit, const int64_t* parent, const uint32_t* tokens, size_t n_tokens,
                       const int64_t* engine, size_t n_engine);
-  // The same with the blocks' local hashes already computed (count blocks).
-  Status store_local(uint32_t unit, const int64_t* parent, const uint64_t* local, const int64_t* engine,
-                     size_t count);
   // One hold of `unit` on the block with sequence hash `seq` under `engine` (approximate
   // mode records routed requests this way). False only on kLimit.
   bool claim(uint32_t unit, int64_t engine, uint64_t seq);
@@ -73,6 +70,9 @@ class KvIndex {
   IndexStats stats() const;
 
  private:
+  // apply_stored once the blocks' local hashes are computed (count blocks).
+  Status store_local(uint32_t unit, const int64_t* parent, const uint64_t* local, const int64_t* engine,
+                     size_t count);
   U64Map& lookup(uint32_t unit);
 
   uint32_t block_size_;

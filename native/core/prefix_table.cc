@@ -173,15 +173,6 @@ uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
   return id;
 }
 
-uint32_t PrefixTable::count(uint32_t node, uint32_t unit) const {
-  const Node& nd = at(node);
-  const Holder* h = holders(nd);
-  for (uint16_t i = 0; i < nd.n; i++) {
-    if (h[i].unit == unit) return h[i].count;
-  }
-  return 0;
-}
-
 uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
   Node& nd = at(node);
   Holder* h = holders(nd);

@@ -14,8 +14,8 @@
 // that by intersecting.
 //
 // Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array), the
-// seq table 8 bytes per slot at 50-75% load (by default); the node pool is kept for reuse
-// (released when the table empties).
+// seq table 8 bytes per slot at 50-75% load (by default); freed nodes are reused, and the
+// pool is released (but for one 384 KB chunk) when the table empties.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -61,8 +61,6 @@ class PrefixTable {
   void prefetch(uint64_t seq) const {
     if (cap_) __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq))]);
   }
-  // Holds of `unit` on `node` (0 if none).
-  uint32_t count(uint32_t node, uint32_t unit) const;
 
   // For each unit holding query block 0, the number of leading blocks of `seq[0..n)` it
   // holds (depth >= 1), in no particular order. Stops as soon as no unit is left.
