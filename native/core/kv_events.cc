@@ -42,9 +42,10 @@ KvEventError from_msgpack(MsgpackError e) {
     if (kv_try_err_ != KvEventError::kOk) return kv_try_err_;  \
   } while (0)
 
-bool tag_is(const char* s, uint32_t n, const char* tag) {
-  const size_t len = std::strlen(tag);
-  return n == len && std::memcmp(s, tag, len) == 0;
+// Whether the string s[0..n) is the literal `tag`.
+template <size_t N>
+bool tag_is(const char* s, uint32_t n, const char (&tag)[N]) {
+  return n == N - 1 && std::memcmp(s, tag, N - 1) == 0;
 }
 
 class BatchParser {
@@ -85,14 +86,15 @@ class BatchParser {
   }
 
  private:
+  // An event is an array (SGLang up to 0.5.19, msgspec array_like) or a tagged map (0.5.20 on).
   KvEventError parse_event(KvEvent* ev) {
-    uint32_t n;
-    KV_TRY(from_msgpack(r_.read_array(&n)));
-    if (n == 0) return KvEventError::kBadShape;
-    const char* tag;
-    uint32_t tag_len;
-    KV_TRY(from_msgpack(r_.read_str(&tag, &tag_len)));
+    reset(ev);
+    MsgpackType type;
+    KV_TRY(from_msgpack(r_.peek(&type)));
+    return type == MsgpackType::kMap ? parse_map_event(ev) : parse_array_event(ev);
+  }
 
+  static void reset(KvEvent* ev) {
     ev->block_hashes.clear();
     ev->token_ids.clear();
     ev->has_parent = false;
@@ -101,6 +103,17 @@ class BatchParser {
     ev->has_lora_id = false;
     ev->lora_id = 0;
     ev->gpu_medium = true;
+  }
+
+  // ["BlockStored", hashes, parent, tokens, block_size, lora_id?, medium?, ...] and so on:
+  // by position, missing trailing fields are nil, extra ones are skipped.
+  KvEventError parse_array_event(KvEvent* ev) {
+    uint32_t n;
+    KV_TRY(from_msgpack(r_.read_array(&n)));
+    if (n == 0) return KvEventError::kBadShape;
+    const char* tag;
+    uint32_t tag_len;
+    KV_TRY(from_msgpack(r_.read_str(&tag, &tag_len)));
 
     uint32_t used;  // elements consumed, the rest are skipped
     if (tag_is(tag, tag_len, "BlockStored")) {
@@ -109,10 +122,7 @@ class BatchParser {
       KV_TRY(read_hashes(&ev->block_hashes));
       KV_TRY(read_optional_int(&ev->has_parent, &ev->parent_hash));
       KV_TRY(read_tokens(&ev->token_ids));
-      int64_t block_size;
-      KV_TRY(from_msgpack(r_.read_int(&block_size)));
-      if (block_size < 1 || block_size > kMaxBlockSize) return KvEventError::kLimitExceeded;
-      ev->block_size = static_cast<uint32_t>(block_size);
+      KV_TRY(read_block_size(&ev->block_size));
       used = 5;
       if (n > 5) {
         KV_TRY(read_optional_int(&ev->has_lora_id, &ev->lora_id));
@@ -138,6 +148,99 @@ class BatchParser {
       return KvEventError::kUnknownEvent;
     }
     for (uint32_t i = used; i < n; i++) KV_TRY(from_msgpack(r_.skip(kSkipDepth)));
+    return KvEventError::kOk;
+  }
+
+  // {"type": "BlockStored", "block_hashes": [...], ...}: msgspec `tag=True`, keys are the
+  // field names, optional fields left at None omitted. Keys may come in any order; the tag
+  // decides which keys are fields, unknown keys are skipped, a field given twice is
+  // kBadShape, a missing required field kBadShape, a missing optional one nil.
+  KvEventError parse_map_event(KvEvent* ev) {
+    uint32_t n;
+    KV_TRY(from_msgpack(r_.read_map(&n)));
+    const char* tag;
+    uint32_t tag_len;
+    KV_TRY(find_tag(n, &tag, &tag_len));
+
+    if (tag_is(tag, tag_len, "BlockStored")) ev->kind = KvEventKind::kStored;
+    else if (tag_is(tag, tag_len, "BlockRemoved")) ev->kind = KvEventKind::kRemoved;
+    else if (tag_is(tag, tag_len, "AllBlocksCleared")) ev->kind = KvEventKind::kCleared;
+    else return KvEventError::kUnknownEvent;
+
+    uint32_t seen = 0;  // Field bits
+    for (uint32_t i = 0; i < n; i++) {
+      const char* key;
+      uint32_t key_len;
+      KV_TRY(from_msgpack(r_.read_str(&key, &key_len)));
+      const Field f = field_of(ev->kind, key, key_len);
+      if (f == kUnknownField) {
+        KV_TRY(from_msgpack(r_.skip(kSkipDepth)));
+        continue;
+      }
+      if (seen & f) return KvEventError::kBadShape;
+      seen |= f;
+      switch (f) {
+        case kType: KV_TRY(from_msgpack(r_.skip(kSkipDepth))); break;  // read by find_tag
+        case kHashes: KV_TRY(read_hashes(&ev->block_hashes)); break;
+        case kParent: KV_TRY(read_optional_int(&ev->has_parent, &ev->parent_hash)); break;
+        case kTokens: KV_TRY(read_tokens(&ev->token_ids)); break;
+        case kBlockSize: KV_TRY(read_block_size(&ev->block_size)); break;
+        case kLoraId: KV_TRY(read_optional_int(&ev->has_lora_id, &ev->lora_id)); break;
+        case kMedium: KV_TRY(read_medium(&ev->gpu_medium)); break;
+        default: break;
+      }
+    }
+    uint32_t required = 0;
+    if (ev->kind == KvEventKind::kStored) required = kHashes | kTokens | kBlockSize;
+    if (ev->kind == KvEventKind::kRemoved) required = kHashes;
+    if ((seen & required) != required) return KvEventError::kBadShape;
+    return KvEventError::kOk;
+  }
+
+  enum Field : uint32_t {
+    kUnknownField = 0,
+    kType = 1,
+    kHashes = 2,
+    kParent = 4,
+    kTokens = 8,
+    kBlockSize = 16,
+    kLoraId = 32,
+    kMedium = 64,
+  };
+
+  // The field a map key names for this kind of event; keys of other kinds are unknown.
+  static Field field_of(KvEventKind kind, const char* key, uint32_t len) {
+    if (tag_is(key, len, "type")) return kType;
+    if (kind == KvEventKind::kCleared) return kUnknownField;
+    if (tag_is(key, len, "block_hashes")) return kHashes;
+    if (tag_is(key, len, "medium")) return kMedium;
+    if (kind == KvEventKind::kRemoved) return kUnknownField;
+    if (tag_is(key, len, "token_ids")) return kTokens;
+    if (tag_is(key, len, "parent_block_hash")) return kParent;
+    if (tag_is(key, len, "block_size")) return kBlockSize;
+    if (tag_is(key, len, "lora_id")) return kLoraId;
+    return kUnknownField;
+  }
+
+  // The "type" value of a map event with n entries, scanning a copy of the reader (msgspec
+  // writes the tag first, so this usually reads one entry). kBadShape if there is none.
+  KvEventError find_tag(uint32_t n, const char** tag, uint32_t* tag_len) const {
+    MsgpackReader scan = r_;
+    for (uint32_t i = 0; i < n; i++) {
+      const char* key;
+      uint32_t key_len;
+      KV_TRY(from_msgpack(scan.read_str(&key, &key_len)));
+      if (tag_is(key, key_len, "type")) return from_msgpack(scan.read_str(tag, tag_len));
+      KV_TRY(from_msgpack(scan.skip(kSkipDepth)));
+    }
+    return KvEventError::kBadShape;
+  }
+
+  KvEventError read_block_size(uint32_t* out) {
+    int64_t block_size;
+    KV_TRY(from_msgpack(r_.read_int(&block_size)));
+    if (block_size < 1 || block_size > kMaxBlockSize) return KvEventError::kLimitExceeded;
+    *out = static_cast<uint32_t>(block_size);
     return KvEventError::kOk;
   }
 

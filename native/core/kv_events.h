@@ -30,7 +30,7 @@ const char* kv_event_error_name(KvEventError e);
 constexpr uint32_t kMaxKvEventsPerBatch = 1u << 20;
 constexpr uint32_t kMaxKvEventHashes = 1u << 20;  // block_hashes per event
 constexpr uint32_t kMaxKvEventTokens = 1u << 20;  // token_ids per event
-constexpr uint32_t kMaxKvEventDepth = 32;         // nesting inside ignored trailing fields
+constexpr uint32_t kMaxKvEventDepth = 32;         // nesting inside ignored fields and keys
 
 enum class KvEventKind : uint8_t { kStored, kRemoved, kCleared };
 
@@ -56,12 +56,20 @@ struct KvEventBatch {
   std::vector<KvEvent> events;
 };
 
-// Accepted shapes (missing trailing optional fields read as nil, extra trailing event
-// elements such as BlockStored's 8th `{cache_salt}` map are skipped):
+// Accepted shapes. The batch is always an array (msgspec `array_like`, every SGLang version):
 //   batch   [ts: float|int, events: array, dp_rank: int|nil]  (2 or 3 elements)
+// An event is an array (SGLang <= 0.5.19) or a tagged map (0.5.20 on), mixed freely:
 //   stored  ["BlockStored", [hash...], parent|nil, [token...], block_size, lora_id|nil, medium|nil, ...]
 //   removed ["BlockRemoved", [hash...], medium|nil, ...]
 //   cleared ["AllBlocksCleared", ...]
+//   stored  {"type": "BlockStored", "block_hashes", "parent_block_hash", "token_ids",
+//            "block_size", "lora_id", "medium", ...}
+//   removed {"type": "BlockRemoved", "block_hashes", "medium", ...}
+//   cleared {"type": "AllBlocksCleared", ...}
+// Arrays: missing trailing optional fields read as nil, extra trailing elements (such as
+// BlockStored's 8th `{cache_salt}` map) are skipped. Maps: keys (strings) in any order,
+// unknown keys skipped, "block_hashes" (and for stored "token_ids", "block_size") required,
+// the others nil when absent, a known key given twice is kBadShape.
 // Hashes are int64; a uint64 above INT64_MAX is taken as the same 64 bits (signed view).
 // A KvEventBatch reused across calls keeps its events' buffers, so steady-state parsing
 // does not allocate.

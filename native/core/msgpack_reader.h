@@ -1,5 +1,6 @@
 // A bounds-checked msgpack reader: only what decoding SGLang's KV events needs (and its
-// snapshot chunks, which use the same types). Every read checks the remaining length first,
+// snapshot chunks, which use the same types). A reader is two pointers: copying it saves a
+// position to scan ahead from. Every read checks the remaining length first,
 // declared container lengths are checked against the bytes left before anyone sizes a
 // buffer from them, and skipping nested values is bounded by a depth limit.
 //
@@ -163,6 +164,30 @@ class MsgpackReader {
       return MsgpackError::kBadType;
     }
     if (remaining() - header < count) return MsgpackError::kTruncated;
+    *n = static_cast<uint32_t>(count);
+    p_ += header;
+    return MsgpackError::kOk;
+  }
+
+  // A map header: *n key/value pairs follow. Each pair takes at least two bytes, so a count
+  // above half the bytes left is truncated input.
+  MsgpackError read_map(uint32_t* n) {
+    if (p_ == end_) return MsgpackError::kTruncated;
+    const uint8_t b = *p_;
+    size_t header;
+    uint64_t count;
+    if (b >= 0x80 && b <= 0x8f) {
+      header = 1;
+      count = b & 0x0f;
+    } else if (b == 0xde || b == 0xdf) {
+      const size_t width = b == 0xde ? 2 : 4;
+      if (remaining() < 1 + width) return MsgpackError::kTruncated;
+      header = 1 + width;
+      count = read_be(p_ + 1, width);
+    } else {
+      return MsgpackError::kBadType;
+    }
+    if ((remaining() - header) / 2 < count) return MsgpackError::kTruncated;
     *n = static_cast<uint32_t>(count);
     p_ += header;
     return MsgpackError::kOk;

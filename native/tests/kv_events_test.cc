@@ -1,12 +1,16 @@
-// The SGLang KV-event batch reader: every accepted shape, and malformed or hostile bytes
-// each returning an error (never a crash; the sanitizer build runs these too).
+// The SGLang KV-event batch reader: every accepted shape (array events and the tagged-map
+// events of SGLang 0.5.20+), and malformed or hostile bytes each returning an error (never
+// a crash; the sanitizer build runs these too).
 #include "core/kv_events.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/msgpack_writer.h"
@@ -517,6 +521,518 @@ TEST(KvEvents, RandomMutationsNeverCrash) {
     ASSERT_TRUE(kvgate::test::same_batch(out, again));
   }
   EXPECT_GT(accepted, 0u);  // some mutations (e.g. of a hash byte) stay valid
+}
+
+// ---- Tagged-map events (SGLang 0.5.20 on: msgspec `tag=True`, `omit_defaults`) ----
+
+std::vector<uint8_t> from_hex(const std::string& hex) {
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// The bytes msgspec 0.22 writes for SGLang 0.5.23's KVEventBatch(ts=1.5, attn_dp_rank=0) of:
+// BlockStored([-123, 456], parent None, tokens [1,2,3,4], block_size 2, lora None, GPU),
+// BlockStored([9], parent 456, [5,6], 2, lora None, medium None: omitted),
+// BlockRemoved([7], GPU), BlockRemoved([8], medium omitted), AllBlocksCleared(),
+// BlockStored([1], None, [1], 1, lora 3, GPU, cache_salt "s").
+const char kSglang0523Hex[] =
+    "93cb3ff80000000000009687a474797065ab426c6f636b53746f726564ac626c6f636b5f68617368657392d085cd01c8b170"
+    "6172656e745f626c6f636b5f68617368c0a9746f6b656e5f6964739401020304aa626c6f636b5f73697a6502a76c6f7261"
+    "5f6964c0a66d656469756da347505586a474797065ab426c6f636b53746f726564ac626c6f636b5f6861736865739109b170"
+    "6172656e745f626c6f636b5f68617368cd01c8a9746f6b656e5f696473920506aa626c6f636b5f73697a6502a76c6f7261"
+    "5f6964c083a474797065ac426c6f636b52656d6f766564ac626c6f636b5f6861736865739107a66d656469756da3475055"
+    "82a474797065ac426c6f636b52656d6f766564ac626c6f636b5f686173686573910881a474797065b0416c6c426c6f636b"
+    "73436c656172656488a474797065ab426c6f636b53746f726564ac626c6f636b5f6861736865739101b1706172656e745f"
+    "626c6f636b5f68617368c0a9746f6b656e5f6964739101aa626c6f636b5f73697a6501a76c6f72615f696403a66d656469"
+    "756da3475055aa63616368655f73616c74a17300";
+
+// The same batch with array events, as SGLang 0.5.19 writes it (no cache_salt there).
+KvEventBatch sglang_0523_expected() {
+  KvEventBatch b;
+  b.ts = 1.5;
+  b.has_dp_rank = true;
+  auto stored = [](std::vector<int64_t> hashes, bool has_parent, int64_t parent, std::vector<uint32_t> tokens,
+                   uint32_t block_size, bool has_lora, int64_t lora) {
+    KvEvent e;
+    e.kind = KvEventKind::kStored;
+    e.block_hashes = std::move(hashes);
+    e.has_parent = has_parent;
+    e.parent_hash = parent;
+    e.token_ids = std::move(tokens);
+    e.block_size = block_size;
+    e.has_lora_id = has_lora;
+    e.lora_id = lora;
+    return e;
+  };
+  auto removed = [](int64_t hash) {
+    KvEvent e;
+    e.kind = KvEventKind::kRemoved;
+    e.block_hashes = {hash};
+    return e;
+  };
+  b.events.push_back(stored({-123, 456}, false, 0, {1, 2, 3, 4}, 2, false, 0));
+  b.events.push_back(stored({9}, true, 456, {5, 6}, 2, false, 0));
+  b.events.push_back(removed(7));
+  b.events.push_back(removed(8));
+  b.events.emplace_back();  // AllBlocksCleared
+  b.events.push_back(stored({1}, false, 0, {1}, 1, true, 3));
+  return b;
+}
+
+TEST(KvEventsMap, BytesOfSglang0523) {
+  KvEventBatch b;
+  ASSERT_EQ(parse(from_hex(kSglang0523Hex), &b), KvEventError::kOk);
+  EXPECT_TRUE(kvgate::test::same_batch(b, sglang_0523_expected()));
+  EXPECT_EQ(b.dp_rank, 0);
+  // And what the array form of the same batch gives.
+  KvEventBatch a;
+  ASSERT_EQ(parse(kvgate::test::encode_batch(sglang_0523_expected()), &a), KvEventError::kOk);
+  EXPECT_TRUE(kvgate::test::same_batch(a, b));
+}
+
+TEST(KvEventsMap, TruncationAtEveryOffsetIsAnError) {
+  const std::vector<uint8_t> full = from_hex(kSglang0523Hex);
+  for (size_t cut = 0; cut < full.size(); cut++) {
+    const std::vector<uint8_t> prefix(full.begin(), full.begin() + cut);
+    EXPECT_EQ(parse(prefix), KvEventError::kTruncated) << "cut at " << cut;
+  }
+  std::vector<uint8_t> trailing = full;
+  trailing.push_back(0x80);
+  EXPECT_EQ(parse(trailing), KvEventError::kTrailingBytes);
+}
+
+// A map event built entry by entry: (key writer, value writer).
+using Entry = std::pair<std::function<void(MsgpackWriter&)>, std::function<void(MsgpackWriter&)>>;
+
+Entry kv(const std::string& key, std::function<void(MsgpackWriter&)> value) {
+  return {[key](MsgpackWriter& w) { w.str(key); }, std::move(value)};
+}
+
+std::vector<uint8_t> map_event(const std::vector<Entry>& entries) {
+  return one_event([&](MsgpackWriter& w) {
+    w.map(entries.size());
+    for (const Entry& e : entries) {
+      e.first(w);
+      e.second(w);
+    }
+  });
+}
+
+// The seven fields of a BlockStored with every value set.
+std::vector<Entry> full_stored() {
+  return {
+      kv("type", [](MsgpackWriter& w) { w.str("BlockStored"); }),
+      kv("block_hashes", [](MsgpackWriter& w) { w.array(2).int_(-5).int_as(0xcf, 0xfffffffffffffff0ULL); }),
+      kv("parent_block_hash", [](MsgpackWriter& w) { w.int_(INT64_MIN); }),
+      kv("token_ids", [](MsgpackWriter& w) { w.array(4).int_(0).int_(70000).uint_(UINT32_MAX).int_(3); }),
+      kv("block_size", [](MsgpackWriter& w) { w.int_(2); }),
+      kv("lora_id", [](MsgpackWriter& w) { w.int_(12); }),
+      kv("medium", [](MsgpackWriter& w) { w.str("CPU_PINNED"); }),
+  };
+}
+
+void expect_full_stored(const KvEvent& e) {
+  EXPECT_EQ(e.kind, KvEventKind::kStored);
+  EXPECT_EQ(e.block_hashes, (std::vector<int64_t>{-5, -16}));
+  EXPECT_TRUE(e.has_parent);
+  EXPECT_EQ(e.parent_hash, INT64_MIN);
+  EXPECT_EQ(e.token_ids, (std::vector<uint32_t>{0, 70000, UINT32_MAX, 3}));
+  EXPECT_EQ(e.block_size, 2u);
+  EXPECT_TRUE(e.has_lora_id);
+  EXPECT_EQ(e.lora_id, 12);
+  EXPECT_FALSE(e.gpu_medium);
+}
+
+TEST(KvEventsMap, EveryKeyOrderOfBlockStored) {
+  std::vector<Entry> fields = full_stored();
+  std::vector<size_t> order(fields.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = i;
+  size_t orders = 0;
+  do {
+    std::vector<Entry> entries;
+    for (size_t i : order) entries.push_back(fields[i]);
+    KvEventBatch b;
+    ASSERT_EQ(parse(map_event(entries), &b), KvEventError::kOk) << "order " << orders;
+    ASSERT_EQ(b.events.size(), 1u);
+    expect_full_stored(b.events[0]);
+    orders++;
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(orders, 5040u);
+}
+
+TEST(KvEventsMap, EveryKeyOrderOfBlockRemoved) {
+  const std::vector<Entry> fields = {
+      kv("type", [](MsgpackWriter& w) { w.str("BlockRemoved"); }),
+      kv("block_hashes", [](MsgpackWriter& w) { w.array(1).int_(44); }),
+      kv("medium", [](MsgpackWriter& w) { w.str("DISK"); }),
+  };
+  std::vector<size_t> order = {0, 1, 2};
+  do {
+    KvEventBatch b;
+    ASSERT_EQ(parse(map_event({fields[order[0]], fields[order[1]], fields[order[2]]}), &b), KvEventError::kOk);
+    EXPECT_EQ(b.events[0].kind, KvEventKind::kRemoved);
+    EXPECT_EQ(b.events[0].block_hashes, std::vector<int64_t>{44});
+    EXPECT_FALSE(b.events[0].gpu_medium);
+  } while (std::next_permutation(order.begin(), order.end()));
+}
+
+// Keys a consumer does not know (cache_salt, session_id, lora_name today; anything later),
+// with values of every type, anywhere in the map.
+TEST(KvEventsMap, UnknownKeysAreSkippedAnywhere) {
+  const std::vector<Entry> unknown = {
+      kv("cache_salt", [](MsgpackWriter& w) { w.str("salt"); }),
+      kv("session_id", [](MsgpackWriter& w) { w.nil(); }),
+      kv("lora_name", [](MsgpackWriter& w) { w.str("adapter-a"); }),
+      kv("extra", [](MsgpackWriter& w) { w.map(2).str("a").array(2).f64(1).bin("x").int_(3).raw(0xd4).raw(1).raw(2); }),
+      kv("", [](MsgpackWriter& w) { w.boolean(true); }),
+      kv("Block_hashes", [](MsgpackWriter& w) { w.str("not the field: keys are case-sensitive"); }),
+  };
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 500; iter++) {
+    std::vector<Entry> entries = full_stored();
+    std::shuffle(entries.begin(), entries.end(), rng);
+    for (const Entry& u : unknown) {
+      if (rng() % 2) entries.insert(entries.begin() + rng() % (entries.size() + 1), u);
+    }
+    KvEventBatch b;
+    ASSERT_EQ(parse(map_event(entries), &b), KvEventError::kOk) << "iteration " << iter;
+    expect_full_stored(b.events[0]);
+  }
+  // The same key twice is fine when it is not a field.
+  const auto twice = map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                                kv("x", [](MsgpackWriter& w) { w.int_(1); }),
+                                kv("x", [](MsgpackWriter& w) { w.int_(2); })});
+  EXPECT_EQ(parse(twice), KvEventError::kOk);
+}
+
+// A key that is a field of another kind of event is just an unknown key: its value, however
+// wrong for that field, is skipped.
+TEST(KvEventsMap, FieldsOfOtherKindsAreUnknownKeys) {
+  KvEventBatch b;
+  ASSERT_EQ(parse(map_event({kv("block_hashes", [](MsgpackWriter& w) { w.str("junk"); }),
+                             kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                             kv("medium", [](MsgpackWriter& w) { w.int_(3); })}),
+                  &b),
+            KvEventError::kOk);
+  EXPECT_EQ(b.events[0].kind, KvEventKind::kCleared);
+  EXPECT_TRUE(b.events[0].block_hashes.empty());
+  ASSERT_EQ(parse(map_event({kv("type", [](MsgpackWriter& w) { w.str("BlockRemoved"); }),
+                             kv("token_ids", [](MsgpackWriter& w) { w.nil(); }),
+                             kv("block_size", [](MsgpackWriter& w) { w.int_(0); }),
+                             kv("parent_block_hash", [](MsgpackWriter& w) { w.str("p"); }),
+                             kv("block_hashes", [](MsgpackWriter& w) { w.array(1).int_(3); })}),
+                  &b),
+            KvEventError::kOk);
+  EXPECT_EQ(b.events[0].kind, KvEventKind::kRemoved);
+  EXPECT_EQ(b.events[0].block_hashes, std::vector<int64_t>{3});
+  EXPECT_TRUE(b.events[0].token_ids.empty());
+  EXPECT_FALSE(b.events[0].has_parent);
+}
+
+// msgspec omits optional fields left at None (medium; cache_salt and the like) and a hand-written
+// producer may omit parent_block_hash and lora_id too: absent reads as nil, medium nil as GPU.
+TEST(KvEventsMap, MissingOptionalKeysAreNil) {
+  const std::vector<Entry> all = full_stored();
+  // Drop parent (2), lora_id (5), medium (6) in every combination.
+  for (int mask = 0; mask < 8; mask++) {
+    std::vector<Entry> entries;
+    for (size_t i = 0; i < all.size(); i++) {
+      if ((i == 2 && (mask & 1)) || (i == 5 && (mask & 2)) || (i == 6 && (mask & 4))) continue;
+      entries.push_back(all[i]);
+    }
+    KvEventBatch b;
+    ASSERT_EQ(parse(map_event(entries), &b), KvEventError::kOk) << "mask " << mask;
+    const KvEvent& e = b.events[0];
+    EXPECT_EQ(e.has_parent, !(mask & 1));
+    EXPECT_EQ(e.parent_hash, (mask & 1) ? 0 : INT64_MIN);
+    EXPECT_EQ(e.has_lora_id, !(mask & 2));
+    EXPECT_EQ(e.gpu_medium, (mask & 4) != 0);
+    EXPECT_EQ(e.token_ids.size(), 4u);
+  }
+  KvEventBatch b;
+  ASSERT_EQ(parse(map_event({kv("type", [](MsgpackWriter& w) { w.str("BlockRemoved"); }),
+                             kv("block_hashes", [](MsgpackWriter& w) { w.array(0); })}),
+                  &b),
+            KvEventError::kOk);
+  EXPECT_TRUE(b.events[0].gpu_medium);
+  // Explicit nils read as absent.
+  ASSERT_EQ(parse(map_event({kv("type", [](MsgpackWriter& w) { w.str("BlockStored"); }),
+                             kv("block_hashes", [](MsgpackWriter& w) { w.array(1).int_(1); }),
+                             kv("parent_block_hash", [](MsgpackWriter& w) { w.nil(); }),
+                             kv("token_ids", [](MsgpackWriter& w) { w.array(1).int_(1); }),
+                             kv("block_size", [](MsgpackWriter& w) { w.int_(1); }),
+                             kv("lora_id", [](MsgpackWriter& w) { w.nil(); }),
+                             kv("medium", [](MsgpackWriter& w) { w.nil(); })}),
+                  &b),
+            KvEventError::kOk);
+  EXPECT_FALSE(b.events[0].has_parent);
+  EXPECT_FALSE(b.events[0].has_lora_id);
+  EXPECT_TRUE(b.events[0].gpu_medium);
+}
+
+TEST(KvEventsMap, MissingRequiredKeysAndRepeatedFieldsAreBadShape) {
+  const std::vector<Entry> all = full_stored();
+  // Without block_hashes (1), token_ids (3) or block_size (4).
+  for (size_t drop : {size_t{1}, size_t{3}, size_t{4}}) {
+    std::vector<Entry> entries = all;
+    entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(drop));
+    EXPECT_EQ(parse(map_event(entries)), KvEventError::kBadShape) << "without field " << drop;
+  }
+  for (size_t twice = 0; twice < all.size(); twice++) {
+    std::vector<Entry> entries = all;
+    entries.push_back(all[twice]);
+    EXPECT_EQ(parse(map_event(entries)), KvEventError::kBadShape) << "field " << twice << " twice";
+  }
+  EXPECT_EQ(parse(map_event({kv("type", [](MsgpackWriter& w) { w.str("BlockRemoved"); })})), KvEventError::kBadShape);
+  EXPECT_EQ(parse(map_event({kv("block_hashes", [](MsgpackWriter& w) { w.array(0); })})), KvEventError::kBadShape);
+  EXPECT_EQ(parse(map_event({})), KvEventError::kBadShape);
+  EXPECT_EQ(parse(map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                             kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); })})),
+            KvEventError::kBadShape);
+}
+
+TEST(KvEventsMap, UnknownEventTag) {
+  for (const char* tag : {"BlockStoredX", "blockstored", "", "KVCacheEvent", "BlockStoredWithMetadata"}) {
+    EXPECT_EQ(parse(map_event({kv("type", [tag](MsgpackWriter& w) { w.str(tag); })})), KvEventError::kUnknownEvent)
+        << tag;
+  }
+}
+
+TEST(KvEventsMap, WrongTypes) {
+  auto stored_with = [](size_t field, std::function<void(MsgpackWriter&)> value) {
+    std::vector<Entry> entries = full_stored();
+    entries[field].second = std::move(value);
+    return map_event(entries);
+  };
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> bytes;
+  };
+  const Case cases[] = {
+      {"type is an int", map_event({kv("type", [](MsgpackWriter& w) { w.int_(1); })})},
+      {"type is bin", map_event({kv("type", [](MsgpackWriter& w) { w.bin("BlockRemoved"); })})},
+      {"type is nil", map_event({kv("type", [](MsgpackWriter& w) { w.nil(); })})},
+      {"key is an int", map_event({{[](MsgpackWriter& w) { w.int_(0); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
+      {"key after the tag is nil",
+       map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                  {[](MsgpackWriter& w) { w.nil(); }, [](MsgpackWriter& w) { w.nil(); }}})},
+      {"key is bin", map_event({{[](MsgpackWriter& w) { w.bin("type"); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
+      {"hashes nil", stored_with(1, [](MsgpackWriter& w) { w.nil(); })},
+      {"hash is a float", stored_with(1, [](MsgpackWriter& w) { w.array(1).f64(1); })},
+      {"parent is a string", stored_with(2, [](MsgpackWriter& w) { w.str("p"); })},
+      {"tokens is a map", stored_with(3, [](MsgpackWriter& w) { w.map(0); })},
+      {"token is a string", stored_with(3, [](MsgpackWriter& w) { w.array(1).str("a"); })},
+      {"block_size nil", stored_with(4, [](MsgpackWriter& w) { w.nil(); })},
+      {"block_size float", stored_with(4, [](MsgpackWriter& w) { w.f64(16); })},
+      {"lora_id is a string", stored_with(5, [](MsgpackWriter& w) { w.str("l"); })},
+      {"medium is an int", stored_with(6, [](MsgpackWriter& w) { w.int_(0); })},
+      {"reserved byte as a value", stored_with(6, [](MsgpackWriter& w) { w.raw(0xc1); })},
+      {"events entry is a string", one_event([](MsgpackWriter& w) { w.str("BlockStored"); })},
+  };
+  for (const Case& c : cases) EXPECT_EQ(parse(c.bytes), KvEventError::kBadType) << c.what;
+  // SGLang's batch stays an array in every version; a map batch is not one.
+  MsgpackWriter map_batch;
+  map_batch.map(2).str("ts").f64(1).str("events").array(0);
+  EXPECT_EQ(parse(map_batch.bytes), KvEventError::kBadType);
+}
+
+TEST(KvEventsMap, ValuesOutOfRangeAndLimits) {
+  auto stored_with = [](size_t field, std::function<void(MsgpackWriter&)> value) {
+    std::vector<Entry> entries = full_stored();
+    entries[field].second = std::move(value);
+    return map_event(entries);
+  };
+  EXPECT_EQ(parse(stored_with(4, [](MsgpackWriter& w) { w.int_(0); })), KvEventError::kLimitExceeded);
+  EXPECT_EQ(parse(stored_with(4, [](MsgpackWriter& w) { w.int_(kvgate::kMaxBlockSize + 1); })),
+            KvEventError::kLimitExceeded);
+  EXPECT_EQ(parse(stored_with(4, [](MsgpackWriter& w) { w.int_(kvgate::kMaxBlockSize); })), KvEventError::kOk);
+  EXPECT_EQ(parse(stored_with(3, [](MsgpackWriter& w) { w.array(1).int_(-1); })), KvEventError::kLimitExceeded);
+  EXPECT_EQ(parse(stored_with(3, [](MsgpackWriter& w) { w.array(1).uint_(uint64_t{UINT32_MAX} + 1); })),
+            KvEventError::kLimitExceeded);
+  // Token and hash counts above the limits.
+  for (bool tokens : {false, true}) {
+    const uint32_t over = (tokens ? kvgate::kMaxKvEventTokens : kvgate::kMaxKvEventHashes) + 1;
+    const auto bytes = stored_with(tokens ? 3 : 1, [over](MsgpackWriter& w) {
+      w.array32(over);
+      w.bytes.resize(w.bytes.size() + over, 0x01);
+    });
+    EXPECT_EQ(parse(bytes), KvEventError::kLimitExceeded) << (tokens ? "tokens" : "hashes");
+  }
+  // Nesting in an unknown key's value, whether it comes before the tag or after it.
+  for (bool before : {false, true}) {
+    auto nested = [before](uint32_t depth) {
+      std::vector<Entry> entries = {kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); })};
+      Entry deep = kv("deep", [depth](MsgpackWriter& w) {
+        for (uint32_t i = 0; i < depth; i++) w.map(1).str("k");
+        w.nil();
+      });
+      entries.insert(before ? entries.begin() : entries.end(), deep);
+      return map_event(entries);
+    };
+    EXPECT_EQ(parse(nested(kvgate::kMaxKvEventDepth - 3)), KvEventError::kOk) << before;
+    EXPECT_EQ(parse(nested(kvgate::kMaxKvEventDepth - 2)), KvEventError::kLimitExceeded) << before;
+    EXPECT_EQ(parse(nested(100000)), KvEventError::kLimitExceeded) << before;
+  }
+}
+
+TEST(KvEventsMap, HugeDeclaredLengthsFailFast) {
+  const std::vector<std::vector<uint8_t>> cases = {
+      one_event([](MsgpackWriter& w) { w.raw(0xdf).be(0xffffffffu, 4).str("type").str("AllBlocksCleared"); }),
+      one_event([](MsgpackWriter& w) { w.raw(0xde).be(0xffff, 2).str("type").str("AllBlocksCleared"); }),
+      // 2 entries declared, 3 bytes left: each entry takes two bytes at least.
+      one_event([](MsgpackWriter& w) { w.map(2).raw(0xa0).raw(0xc0).raw(0xa0); }),
+      one_event([](MsgpackWriter& w) {
+        w.map(2).str("type").str("BlockRemoved").str("block_hashes").array32(0xfffffff0u).int_(1);
+      }),
+      one_event([](MsgpackWriter& w) { w.map(1).raw(0xdb).be(0xffffffffu, 4).raw('t'); }),
+  };
+  for (size_t i = 0; i < cases.size(); i++) EXPECT_EQ(parse(cases[i]), KvEventError::kTruncated) << "case " << i;
+}
+
+// Array and map events in one batch (a consumer does not know which version sent it).
+TEST(KvEventsMap, MixedWithArrayEvents) {
+  MsgpackWriter w;
+  w.array(3).f64(4.0).array(3);
+  w.map(3).str("type").str("BlockRemoved").str("block_hashes").array(1).int_(1).str("medium").str("GPU");
+  w.array(3).str("BlockRemoved").array(1).int_(2).str("DISK");
+  w.map(1).str("type").str("AllBlocksCleared");
+  w.int_(5);
+  KvEventBatch b;
+  ASSERT_EQ(parse(w.bytes, &b), KvEventError::kOk);
+  ASSERT_EQ(b.events.size(), 3u);
+  EXPECT_EQ(b.events[0].block_hashes, std::vector<int64_t>{1});
+  EXPECT_TRUE(b.events[0].gpu_medium);
+  EXPECT_EQ(b.events[1].block_hashes, std::vector<int64_t>{2});
+  EXPECT_FALSE(b.events[1].gpu_medium);
+  EXPECT_EQ(b.events[2].kind, KvEventKind::kCleared);
+  EXPECT_EQ(b.dp_rank, 5);
+}
+
+// A reused batch object holds nothing over from a previous map or array parse.
+TEST(KvEventsMap, ReusedBatchIsFullyOverwritten) {
+  KvEventBatch b;
+  ASSERT_EQ(parse(from_hex(kSglang0523Hex), &b), KvEventError::kOk);
+  // Events in the other order: a stored event now lands where a removed one was, and so on.
+  KvEventBatch reversed = sglang_0523_expected();
+  std::reverse(reversed.events.begin(), reversed.events.end());
+  ASSERT_EQ(parse(kvgate::test::encode_batch_map(reversed), &b), KvEventError::kOk);
+  EXPECT_TRUE(kvgate::test::same_batch(b, reversed));
+  ASSERT_EQ(parse(kvgate::test::encode_batch(reversed), &b), KvEventError::kOk);
+  EXPECT_TRUE(kvgate::test::same_batch(b, reversed));
+}
+
+KvEventBatch random_batch(std::mt19937_64& rng) {
+  auto pick = [&](uint64_t n) { return rng() % n; };
+  KvEventBatch in;
+  in.ts = static_cast<double>(rng()) / 1e6;
+  in.has_dp_rank = pick(2);
+  in.dp_rank = in.has_dp_rank ? static_cast<int64_t>(pick(1ULL << 32)) : 0;
+  for (size_t i = pick(6); i > 0; i--) {
+    KvEvent e;
+    e.kind = static_cast<KvEventKind>(pick(3));
+    if (e.kind != KvEventKind::kCleared) {
+      for (size_t h = pick(4); h > 0; h--) e.block_hashes.push_back(static_cast<int64_t>(rng() >> pick(64)));
+      e.gpu_medium = pick(2);
+    }
+    if (e.kind == KvEventKind::kStored) {
+      e.has_parent = pick(2);
+      e.parent_hash = e.has_parent ? static_cast<int64_t>(rng()) : 0;
+      for (size_t t = pick(40); t > 0; t--) e.token_ids.push_back(static_cast<uint32_t>(rng() >> pick(64)));
+      e.block_size = 1 + static_cast<uint32_t>(pick(kvgate::kMaxBlockSize));
+      e.has_lora_id = pick(2);
+      e.lora_id = e.has_lora_id ? static_cast<int64_t>(rng()) : 0;
+    }
+    in.events.push_back(e);
+  }
+  return in;
+}
+
+// Random batches in map form, with keys shuffled, unknown keys mixed in and nil optionals
+// left out at random, parse to what their array form parses to.
+TEST(KvEventsMap, RandomMapAndArrayFormsAgree) {
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int iter = 0; iter < 500; iter++) {
+    const KvEventBatch in = random_batch(rng);
+    MsgpackWriter w;
+    w.array(3).f64(in.ts).array(in.events.size());
+    for (const KvEvent& e : in.events) {
+      std::vector<Entry> entries;
+      const char* tag = e.kind == KvEventKind::kStored ? "BlockStored"
+                        : e.kind == KvEventKind::kRemoved ? "BlockRemoved"
+                                                          : "AllBlocksCleared";
+      entries.push_back(kv("type", [tag](MsgpackWriter& v) { v.str(tag); }));
+      if (e.kind != KvEventKind::kCleared) {
+        entries.push_back(kv("block_hashes", [&e](MsgpackWriter& v) {
+          v.array(e.block_hashes.size());
+          for (int64_t h : e.block_hashes) v.int_(h);
+        }));
+        if (!e.gpu_medium) entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("EXTERNAL"); }));
+        else if (rng() % 2) entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("GPU"); }));
+      }
+      if (e.kind == KvEventKind::kStored) {
+        if (e.has_parent) entries.push_back(kv("parent_block_hash", [&e](MsgpackWriter& v) { v.int_(e.parent_hash); }));
+        else if (rng() % 2) entries.push_back(kv("parent_block_hash", [](MsgpackWriter& v) { v.nil(); }));
+        entries.push_back(kv("token_ids", [&e](MsgpackWriter& v) {
+          v.array(e.token_ids.size());
+          for (uint32_t t : e.token_ids) v.uint_(t);
+        }));
+        entries.push_back(kv("block_size", [&e](MsgpackWriter& v) { v.uint_(e.block_size); }));
+        if (e.has_lora_id) entries.push_back(kv("lora_id", [&e](MsgpackWriter& v) { v.int_(e.lora_id); }));
+        else if (rng() % 2) entries.push_back(kv("lora_id", [](MsgpackWriter& v) { v.nil(); }));
+      }
+      if (rng() % 2) entries.push_back(kv("cache_salt", [](MsgpackWriter& v) { v.str("s"); }));
+      if (rng() % 4 == 0) entries.push_back(kv("session_id", [](MsgpackWriter& v) { v.array(2).int_(1).map(0); }));
+      // msgspec writes the tag first; other producers need not.
+      if (rng() % 2) std::shuffle(entries.begin(), entries.end(), rng);
+      w.map(entries.size());
+      for (const Entry& x : entries) {
+        x.first(w);
+        x.second(w);
+      }
+    }
+    if (in.has_dp_rank) w.int_(in.dp_rank); else w.nil();
+
+    KvEventBatch from_map, from_array;
+    ASSERT_EQ(parse(w.bytes, &from_map), KvEventError::kOk) << "iteration " << iter;
+    ASSERT_EQ(parse(kvgate::test::encode_batch(in), &from_array), KvEventError::kOk);
+    ASSERT_TRUE(kvgate::test::same_batch(in, from_map)) << "iteration " << iter;
+    ASSERT_TRUE(kvgate::test::same_batch(from_array, from_map)) << "iteration " << iter;
+    KvEventBatch canonical;
+    ASSERT_EQ(parse(kvgate::test::encode_batch_map(in), &canonical), KvEventError::kOk);
+    ASSERT_TRUE(kvgate::test::same_batch(in, canonical)) << "iteration " << iter;
+  }
+}
+
+// Byte mutations of SGLang 0.5.23's bytes: never a crash, and whatever parses re-encodes (in
+// both forms) to a batch that parses the same.
+TEST(KvEventsMap, RandomMutationsNeverCrash) {
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const std::vector<uint8_t> base = from_hex(kSglang0523Hex);
+  size_t accepted = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    std::vector<uint8_t> bytes = base;
+    for (int m = 1 + rng() % 4; m > 0; m--) {
+      switch (rng() % 3) {
+        case 0: bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng()); break;
+        case 1: bytes.insert(bytes.begin() + rng() % (bytes.size() + 1), static_cast<uint8_t>(rng())); break;
+        default: if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size()); break;
+      }
+    }
+    KvEventBatch out;
+    if (parse(bytes, &out) != KvEventError::kOk) continue;
+    accepted++;
+    KvEventBatch again;
+    ASSERT_EQ(parse(kvgate::test::encode_batch_map(out), &again), KvEventError::kOk);
+    ASSERT_TRUE(kvgate::test::same_batch(out, again));
+    ASSERT_EQ(parse(kvgate::test::encode_batch(out), &again), KvEventError::kOk);
+    ASSERT_TRUE(kvgate::test::same_batch(out, again));
+  }
+  EXPECT_GT(accepted, 0u);
 }
 
 TEST(KvEvents, ErrorNamesAreStable) {

@@ -1,5 +1,6 @@
 // Test-only msgpack writer: builds KV-event batches byte by byte so tests and the fuzz
-// round-trip can choose every encoding (fixint vs int64, fixarray vs array32, ...).
+// round-trip can choose every encoding (fixint vs int64, fixarray vs array32, ...), in
+// SGLang's array-event and map-event forms.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -110,6 +111,38 @@ inline std::vector<uint8_t> encode_batch(const KvEventBatch& b) {
         break;
       case KvEventKind::kCleared:
         w.array(1).str("AllBlocksCleared");
+        break;
+    }
+  }
+  if (b.has_dp_rank) w.int_(b.dp_rank); else w.nil();
+  return w.bytes;
+}
+
+// The same batch with tagged-map events as SGLang 0.5.20+ sends them (msgspec `tag=True`,
+// `omit_defaults`): "type" first, fields in declaration order, medium always written.
+inline std::vector<uint8_t> encode_batch_map(const KvEventBatch& b) {
+  MsgpackWriter w;
+  w.array(3).f64(b.ts).array(b.events.size());
+  for (const KvEvent& e : b.events) {
+    switch (e.kind) {
+      case KvEventKind::kStored:
+        w.map(7).str("type").str("BlockStored").str("block_hashes").array(e.block_hashes.size());
+        for (int64_t h : e.block_hashes) w.int_(h);
+        w.str("parent_block_hash");
+        if (e.has_parent) w.int_(e.parent_hash); else w.nil();
+        w.str("token_ids").array(e.token_ids.size());
+        for (uint32_t t : e.token_ids) w.uint_(t);
+        w.str("block_size").uint_(e.block_size).str("lora_id");
+        if (e.has_lora_id) w.int_(e.lora_id); else w.nil();
+        w.str("medium").str(e.gpu_medium ? "GPU" : "CPU_PINNED");
+        break;
+      case KvEventKind::kRemoved:
+        w.map(3).str("type").str("BlockRemoved").str("block_hashes").array(e.block_hashes.size());
+        for (int64_t h : e.block_hashes) w.int_(h);
+        w.str("medium").str(e.gpu_medium ? "GPU" : "CPU_PINNED");
+        break;
+      case KvEventKind::kCleared:
+        w.map(1).str("type").str("AllBlocksCleared");
         break;
     }
   }
