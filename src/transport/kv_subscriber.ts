@@ -120,7 +120,9 @@ export class EngineKvSubscriber {
     if (!this.opts.replayEndpoint || this.closed) return null;
     const timeout = this.opts.replayTimeoutMs ?? 5000;
     if (!this.dealer) {
-      this.dealer = new Dealer({ receiveTimeout: timeout, sendTimeout: timeout, linger: 0 });
+      // No receive limit: a ROUTER silently drops replies to a peer whose pipe is full, and a
+      // replay is bounded by the engine's buffer anyway.
+      this.dealer = new Dealer({ receiveTimeout: timeout, sendTimeout: timeout, linger: 0, receiveHighWaterMark: 0 });
       this.dealer.connect(this.opts.replayEndpoint);
     }
     const dealer = this.dealer;
@@ -194,11 +196,14 @@ export class EngineKvSubscriber {
   private async recover(): Promise<void> {
     if (this.recovering) return;
     this.recovering = true;
+    let failures = 0;
     try {
       for (;;) {
         this.pendingOverflow = false;
         const replayed = await this.replay(this.expected);
         if (this.closed) return;
+        // A replay that timed out is retried before what it should have brought is given up.
+        if (replayed === null && this.canReplay && ++failures < 3) continue;
         if (replayed === null) {
           // Cannot replay: what is missing is gone; continue with what was held back.
           const first = this.pending[0];
@@ -207,15 +212,23 @@ export class EngineKvSubscriber {
             this.expected = first.engineSeq;
           }
         } else {
+          // Only a replay that starts past the requested seq means the buffer lost it; a hole
+          // further on is a reply the ROUTER dropped, asked for again on the next round.
+          let hole = false;
           for (const b of replayed) {
             if (b.engineSeq < this.expected) continue;
             if (b.engineSeq > this.expected) {
+              if (b !== replayed[0]) {
+                hole = true;
+                break;
+              }
               this.historyLost(b.engineSeq);
               this.expected = b.engineSeq;
             }
             this.stats.replayed++;
             this.deliver(b);
           }
+          if (hole) continue;
         }
         const held = this.pending;
         this.pending = [];

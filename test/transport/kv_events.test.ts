@@ -118,6 +118,24 @@ describe('KV event relay', () => {
     expect(stats.lost).toBe(0);
   });
 
+  it('a reply missing inside a replay is asked for again, not taken for lost history', async () => {
+    const pub = await startPublisher();
+    const { server, relay } = await startWorker([pub]);
+    const { views } = await frontend(server.url);
+    const warm = await untilLive(pub, relay);
+    const gen = workload(10);
+    const first = BigInt(warm);
+    for (const seq of [first + 12n, first + 15n]) pub.dropInReplay.add(seq);
+    for (let i = 0; i < 40; i++) await pub.publish(gen.next().value as never, { drop: i >= 10 && i < 20 });
+    const total = warm + 40;
+    await waitFor(() => views[0]!.batches.length === total, 'all batches');
+    expect(views[0]!.batches.every((b, i) => b.engineSeq === BigInt(i))).toBe(true);
+    expect(views[0]!.resets).toEqual(['join']);
+    expect(relay.stats().get(0)!.lost).toBe(0);
+    expect(pub.dropInReplay.size).toBe(0);
+    expect(views[0]!.equals(pub.truth)).toBe(true);
+  });
+
   it('a dropped last batch arrives without waiting for the next one', async () => {
     const pub = await startPublisher();
     const { server } = await startWorker([pub]);
