@@ -42,7 +42,12 @@ interface PeerRank {
   // queued; dirty: frames were dropped, rebuild after the peer drains.
   mode: 'live' | 'rebuilding' | 'dirty';
   queue: EngineKvBatch[];
+  // More live batches came during a replay than are kept: rebuild from the table instead.
+  overflow?: boolean;
 }
+
+// Live batches kept per (peer, rank) while its replay is in flight.
+const MAX_QUEUED = 10_000;
 
 export interface KvRelayOptions {
   instanceId: bigint;
@@ -182,7 +187,13 @@ export class KvRelay {
     for (const [peer, states] of this.peers) {
       const st = states.get(rank.dpRank);
       if (!st) continue;
-      if (st.mode === 'rebuilding') st.queue.push(b);
+      if (st.mode === 'rebuilding') {
+        if (st.queue.length < MAX_QUEUED) st.queue.push(b);
+        else {
+          st.queue = [];
+          st.overflow = true;
+        }
+      }
       else if (st.mode === 'live') {
         if (peer.trySend(this.batchFrame(rank.dpRank, st.seq, b, false))) st.seq++;
         else {
@@ -213,7 +224,7 @@ export class KvRelay {
     if (rank.subscriber.historyIntact && rank.subscriber.canReplay) {
       const replayed = await rank.subscriber.replay(0n);
       if (!current()) return;
-      if (replayed && rank.subscriber.historyIntact && this.replayCovers(replayed, st.queue)) {
+      if (replayed && !st.overflow && rank.subscriber.historyIntact && this.replayCovers(replayed, st.queue)) {
         for (const b of replayed) send(b, false);
         const last = replayed.length ? replayed[replayed.length - 1]!.engineSeq : -1n;
         for (const b of st.queue) if (b.engineSeq > last) send(b, false);
