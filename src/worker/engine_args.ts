@@ -93,7 +93,7 @@ export function inspectUserArgs(args: readonly string[], role: WorkerRole): User
     }
   }
   return {
-    dpSize: intFlag(args, ['--dp-size', '--dp'], 1, 1024) ?? 1,
+    dpSize: intFlag(args, ['--dp-size', '--dp', '--data-parallel-size'], 1, 1024) ?? 1,
     bootstrapPort: intFlag(args, ['--disaggregation-bootstrap-port'], 1, 65535),
     hasEnableMetrics: occurrences(args, '--enable-metrics').length > 0,
     hasSkipTokenizerInit: occurrences(args, '--skip-tokenizer-init').length > 0,

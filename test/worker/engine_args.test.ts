@@ -43,6 +43,7 @@ describe('engine arguments', () => {
   it('reads the dp size (either spelling) to reserve one KV-event port per rank', () => {
     expect(inspectUserArgs(['--dp-size', '4'], 'agg').dpSize).toBe(4);
     expect(inspectUserArgs(['--dp=2'], 'agg').dpSize).toBe(2);
+    expect(inspectUserArgs(['--data-parallel-size=3'], 'agg').dpSize).toBe(3);
     expect(inspectUserArgs([], 'agg').dpSize).toBe(1);
     expect(() => inspectUserArgs(['--dp-size', 'many'], 'agg')).toThrow(/--dp-size expects an integer/);
   });
