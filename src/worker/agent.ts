@@ -118,7 +118,12 @@ export class WorkerAgent {
   async start(): Promise<void> {
     this.userArgs = inspectUserArgs(this.opts.engineArgs, this.opts.role);
     await this.launchEngine();
-    await this.server.listen();
+    try {
+      await this.server.listen();
+    } catch (err) {
+      await this.shutdown();
+      throw err;
+    }
     this.registration = this.opts.registry?.register(this.record()) ?? null;
     this.log.info(`serving ${this.card!.servedModelName} (${this.opts.role}) on ${this.url}`);
   }

@@ -198,6 +198,17 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     }
   });
 
+  it('stops the engine it started when the request-plane port is taken', async () => {
+    const first = startWorker(['--engine', 'sglang'], userArgs);
+    const { url } = await first.ready;
+    const port = new URL(url).port;
+    const second = startWorker(['--engine', 'sglang', '--port', port], userArgs);
+    expect(await second.exited).toBe(1);
+    expect(second.stderr()).toContain(`request plane cannot listen on 127.0.0.1:${port}`);
+    const [rec] = records(second);
+    expect(alive(rec!.pid)).toBe(false);
+  });
+
   it('gives up when the engine is not healthy by the deadline, and stops it', async () => {
     // The mocker answers /health with 503 during its start-up delay.
     const w = startWorker(['--engine', 'sglang', '--startup-timeout', '2'], [...userArgs, '--startup-delay', '600']);
