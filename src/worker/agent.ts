@@ -253,10 +253,12 @@ export class WorkerAgent {
     this.lastLoad = null;
     this.relay.detach();
     if (uptime >= this.opts.stableUptimeMs) this.restarts = 0;
-    void this.restartLoop();
+    void this.restartLoop(proc);
   }
 
-  private async restartLoop(): Promise<void> {
+  private async restartLoop(dead: EngineProcess): Promise<void> {
+    // What the dead engine left of its process group goes first.
+    await dead.stop(this.opts.stopGraceMs);
     while (!this.stopping) {
       if (this.restarts >= this.opts.maxRestarts) {
         const err = new KvgateError('engine_error', `engine failed ${this.restarts} restart(s) in a row; giving up`);

@@ -1,7 +1,7 @@
 // One engine process: spawned in its own process group (SGLang starts scheduler and
 // detokenizer children; stopping the group stops them too), its stdout and stderr passed
-// line by line into the worker's log as messages prefixed `[engine] `, stopped with
-// SIGTERM and, after a grace period, SIGKILL.
+// line by line into the worker's log as messages prefixed `[engine] `, stopped (group and
+// all) with SIGTERM and, after a grace period, SIGKILL.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -33,7 +33,6 @@ export class EngineProcess {
       const done = (e: EngineExit) => {
         if (this.exit) return;
         this.exit = e;
-        process.removeListener('exit', this.killOnExit);
         resolve(e);
       };
       this.child.once('exit', (code, signal) => done({ code, signal }));
@@ -51,35 +50,44 @@ export class EngineProcess {
     return this.exit === null;
   }
 
-  // SIGTERM to the engine's process group; SIGKILL if it is still there after `graceMs`.
+  // SIGTERM to the engine's process group, then SIGKILL to whatever of the group is left
+  // after `graceMs`: the engine's children too, which matters after a crash (SGLang's
+  // scheduler processes would keep holding the GPU).
   async stop(graceMs: number): Promise<EngineExit> {
-    if (this.running) {
-      this.signal('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const graceOver = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs)));
-      const exited = await Promise.race([this.exited, graceOver]);
-      clearTimeout(timer);
-      if (!exited) this.signal('SIGKILL');
+    if (this.groupAlive()) {
+      this.signalGroup('SIGTERM');
+      const deadline = Date.now() + graceMs;
+      while (this.groupAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (this.groupAlive()) this.signalGroup('SIGKILL');
     }
-    return this.exited;
+    const exit = await this.exited;
+    process.removeListener('exit', this.killOnExit);
+    return exit;
   }
 
-  private signal(sig: NodeJS.Signals): void {
+  // Any process of the group (the leader included, until it is reaped) still there.
+  private groupAlive(): boolean {
+    const pid = this.child.pid;
+    if (pid === undefined) return false;
+    try {
+      process.kill(-pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private signalGroup(sig: NodeJS.Signals): void {
     const pid = this.child.pid;
     if (pid === undefined) return;
     try {
       process.kill(-pid, sig);
     } catch {
-      // The group is gone already; the leader may still be reaped.
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* gone */
-      }
+      /* the group is gone */
     }
   }
 
   private readonly killOnExit = () => {
-    if (this.running) this.signal('SIGKILL');
+    if (this.groupAlive()) this.signalGroup('SIGKILL');
   };
 }

@@ -32,6 +32,7 @@ interface Worker {
 
 interface Record {
   pid: number;
+  straggler: number | null;
   argv: string[];
   env: NodeJS.ProcessEnv;
 }
@@ -85,10 +86,15 @@ function startWorker(workerArgs: string[], engineArgs: string[], env: NodeJS.Pro
 const records = (w: Worker): Record[] =>
   existsSync(w.record) ? readFileSync(w.record, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record) : [];
 
+// A killed process whose parent is gone stays a zombie until init reaps it: that is dead.
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z';
   } catch {
     return false;
   }
@@ -291,6 +297,24 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     expect(viewB.resets).toEqual(['join']);
     await collect(b.client.generate(request('late', prompt(20, 96), 4)));
     await waitFor(() => viewA.blocks.size >= 7 * 6 && same(), 'both following the new blocks');
+  });
+
+  it('stops the whole engine process group, SIGKILL for what ignores SIGTERM, on shutdown and after a crash', async () => {
+    const w = startWorker(['--engine', 'sglang', '--stop-grace', '1', '--restart-backoff', '0.1'], userArgs, { FAKE_PYTHON_STRAGGLER: '1' });
+    await w.ready;
+    const [first] = records(w);
+    expect(alive(first!.straggler!)).toBe(true);
+    // Crash: the engine dies, its straggler is cleaned up before the restart.
+    process.kill(first!.pid, 'SIGKILL');
+    await waitFor(() => records(w).length === 2, 'the restart');
+    expect(alive(first!.straggler!)).toBe(false);
+    await waitFor(() => w.stderr().includes(`engine ready (pid ${records(w)[1]!.pid}`), 'the new engine ready');
+    // Shutdown: SIGTERM, and SIGKILL after the grace period for the straggler.
+    const second = records(w)[1]!;
+    w.proc.kill('SIGTERM');
+    expect(await w.exited).toBe(0);
+    expect(alive(second.pid)).toBe(false);
+    expect(alive(second.straggler!)).toBe(false);
   });
 
   it('prefill role: bootstrap port on the command line and in the card', async () => {
