@@ -193,8 +193,7 @@ export class KvRelay {
           st.queue = [];
           st.overflow = true;
         }
-      }
-      else if (st.mode === 'live') {
+      } else if (st.mode === 'live') {
         if (peer.trySend(this.batchFrame(rank.dpRank, st.seq, b, false))) st.seq++;
         else {
           st.mode = 'dirty';
@@ -222,9 +221,10 @@ export class KvRelay {
     const current = () => !peer.closed && this.peers.get(peer)?.get(rank.dpRank) === st && this.ranks.get(rank.dpRank) === rank;
 
     if (rank.subscriber.historyIntact && rank.subscriber.canReplay) {
+      const delivered = rank.subscriber.nextSeq;
       const replayed = await rank.subscriber.replay(0n);
       if (!current()) return;
-      if (replayed && !st.overflow && rank.subscriber.historyIntact && this.replayCovers(replayed, st.queue)) {
+      if (replayed && !st.overflow && rank.subscriber.historyIntact && this.replayCovers(replayed, delivered, st.queue)) {
         for (const b of replayed) send(b, false);
         const last = replayed.length ? replayed[replayed.length - 1]!.engineSeq : -1n;
         for (const b of st.queue) if (b.engineSeq > last) send(b, false);
@@ -240,10 +240,11 @@ export class KvRelay {
     st.mode = 'live';
   }
 
-  // The replay starts at seq 0, has no holes, and reaches the live batches queued meanwhile.
-  private replayCovers(replayed: EngineKvBatch[], queued: EngineKvBatch[]): boolean {
+  // The replay starts at seq 0, has no holes, holds every batch delivered before the
+  // rebuild started, and reaches the live batches queued since.
+  private replayCovers(replayed: EngineKvBatch[], delivered: bigint, queued: EngineKvBatch[]): boolean {
     for (let i = 0; i < replayed.length; i++) if (replayed[i]!.engineSeq !== BigInt(i)) return false;
     const next = BigInt(replayed.length);
-    return queued.length === 0 || queued[0]!.engineSeq <= next;
+    return next >= delivered && (queued.length === 0 || queued[0]!.engineSeq <= next);
   }
 }
