@@ -1,7 +1,8 @@
 // libFuzzer target: arbitrary bytes into the KV-event reader. It must never crash, leak or
 // read out of bounds (ASan/UBSan), and:
 //  - a batch object reused across inputs gives the same result as a fresh one;
-//  - whatever parses re-encodes (canonically) to bytes that parse to the same batch.
+//  - whatever parses re-encodes (canonically, with array events and with SGLang 0.5.20+'s
+//    tagged-map events) to bytes that parse to the same batch.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -21,9 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (err != KvEventError::kOk) return 0;
   if (!kvgate::test::same_batch(fresh, reused)) std::abort();
 
-  const std::vector<uint8_t> bytes = kvgate::test::encode_batch(fresh);
-  KvEventBatch again;
-  if (kvgate::parse_kv_event_batch(bytes.data(), bytes.size(), &again) != KvEventError::kOk) std::abort();
-  if (!kvgate::test::same_batch(fresh, again)) std::abort();
+  for (const std::vector<uint8_t>& bytes : {kvgate::test::encode_batch(fresh), kvgate::test::encode_batch_map(fresh)}) {
+    KvEventBatch again;
+    if (kvgate::parse_kv_event_batch(bytes.data(), bytes.size(), &again) != KvEventError::kOk) std::abort();
+    if (!kvgate::test::same_batch(fresh, again)) std::abort();
+  }
   return 0;
 }
