@@ -37,7 +37,7 @@ export interface Registry {
 export const instanceIdHex = (id: bigint) => id.toString(16).padStart(16, '0');
 
 // Shared bookkeeping of the implementations: the current set and its listeners.
-export class WorkerSet {
+export class RecordSet {
   private readonly workers = new Map<string, WorkerRecord>();
   private readonly listeners = new Set<(event: DiscoveryEvent) => void>();
 

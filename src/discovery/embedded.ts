@@ -1,10 +1,10 @@
 // In-process discovery: workers started by (or inside) the frontend's process register
 // here, and the frontend watches the same object.
 
-import { WorkerSet, type Discovery, type DiscoveryEvent, type Registration, type Registry, type WorkerRecord } from './discovery.js';
+import { RecordSet, type Discovery, type DiscoveryEvent, type Registration, type Registry, type WorkerRecord } from './discovery.js';
 
 export class EmbeddedDiscovery implements Discovery, Registry {
-  private readonly set = new WorkerSet();
+  private readonly set = new RecordSet();
 
   register(record: WorkerRecord): Registration {
     let current = record;

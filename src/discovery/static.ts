@@ -5,10 +5,10 @@
 // The connections are the frontend's request-plane clients too: `client(instanceId)`.
 
 import { RequestPlaneClient, type RequestPlaneClientOptions } from '../transport/request_plane_client.js';
-import { instanceIdHex, WorkerSet, type Discovery, type DiscoveryEvent, type WorkerRecord } from './discovery.js';
+import { instanceIdHex, RecordSet, type Discovery, type DiscoveryEvent, type WorkerRecord } from './discovery.js';
 
 export class StaticDiscovery implements Discovery {
-  private readonly set = new WorkerSet();
+  private readonly set = new RecordSet();
   private readonly clients: RequestPlaneClient[];
   private readonly byInstance = new Map<string, RequestPlaneClient>();
 
