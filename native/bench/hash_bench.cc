@@ -74,32 +74,53 @@ void BM_RequestHashes4096x16(benchmark::State& state) {
 }
 BENCHMARK(BM_RequestHashes4096x16);
 
-// Decoding an SGLang batch of `range(0)` BlockStored events, one page of 16 tokens each
-// (as one 4,096-token prefill at page size 16 sends them), into a reused batch object.
-void BM_ParseKvEventBatch(benchmark::State& state) {
-  const int64_t pages = state.range(0);
+// An SGLang batch of `pages` BlockStored events, one page of 16 tokens each (as one
+// 4,096-token prefill at page size 16 sends them): array events (SGLang <= 0.5.19) or
+// tagged-map events as msgspec writes them (0.5.20 on: "type" first, medium "GPU").
+std::vector<uint8_t> stored_pages_batch(int64_t pages, bool map) {
   const std::vector<uint32_t> tokens = request_tokens(static_cast<size_t>(pages) * 16);
   kvgate::test::MsgpackWriter w;
   w.array(3).f64(1.7e9).array(static_cast<uint64_t>(pages));
   for (int64_t p = 0; p < pages; p++) {
-    w.array(7).str("BlockStored").array(1).int_(-4000000000000000000LL + p);
+    if (map) w.map(7).str("type");
+    else w.array(7);
+    w.str("BlockStored");
+    if (map) w.str("block_hashes");
+    w.array(1).int_(-4000000000000000000LL + p);
+    if (map) w.str("parent_block_hash");
     if (p == 0) w.nil(); else w.int_(-4000000000000000000LL + p - 1);
+    if (map) w.str("token_ids");
     w.array(16);
     for (int i = 0; i < 16; i++) w.uint_(tokens[static_cast<size_t>(p * 16 + i)]);
-    w.int_(16).nil().str("GPU");
+    if (map) w.str("block_size");
+    w.int_(16);
+    if (map) w.str("lora_id");
+    w.nil();
+    if (map) w.str("medium");
+    w.str("GPU");
   }
   w.int_(0);
+  return w.bytes;
+}
+
+// Decoding a batch of `range(0)` pages into a reused batch object.
+void parse_batch(benchmark::State& state, bool map) {
+  const int64_t pages = state.range(0);
+  const std::vector<uint8_t> bytes = stored_pages_batch(pages, map);
   kvgate::KvEventBatch batch;
   for (auto _ : state) {
-    if (kvgate::parse_kv_event_batch(w.bytes.data(), w.bytes.size(), &batch) != kvgate::KvEventError::kOk) {
+    if (kvgate::parse_kv_event_batch(bytes.data(), bytes.size(), &batch) != kvgate::KvEventError::kOk) {
       state.SkipWithError("parse failed");
       break;
     }
     benchmark::DoNotOptimize(batch.events.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w.bytes.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes.size()));
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(state.iterations() * pages), benchmark::Counter::kIsRate);
 }
+void BM_ParseKvEventBatch(benchmark::State& state) { parse_batch(state, false); }
+void BM_ParseKvEventBatchMap(benchmark::State& state) { parse_batch(state, true); }
 BENCHMARK(BM_ParseKvEventBatch)->Arg(1)->Arg(256);
+BENCHMARK(BM_ParseKvEventBatchMap)->Arg(1)->Arg(256);
 
 }  // namespace
