@@ -30,22 +30,39 @@ export const COMMANDS = {
   // ---- serve (frontend; issue 4 / 5) ----
   serve: {
     summary: 'OpenAI-compatible frontend with KV-aware routing (what `npm start` runs)',
-    usage: 'kvgate serve [options] [-- engine args]',
+    usage:
+      'kvgate serve [options] [-- engine args]\n\n' +
+      'Workers, one of:\n' +
+      '  (default)              spawn --workers worker agents (kvgate worker --engine ...), engine args after --\n' +
+      '  --worker-urls ws://..  worker agents started elsewhere (kvgate worker); KV events over the request plane\n' +
+      '  --engine-urls http://.. plain SGLang servers, no agent: no KV events, so kv routing is approximate\n' +
+      'Examples:\n' +
+      '  kvgate serve                                   2 mocker workers, KV routing, http://127.0.0.1:8000\n' +
+      '  kvgate serve --workers 4 --engine sglang -- --model-path Qwen/Qwen3-0.6B --page-size 16',
     options: {
       ...common,
       host: { kind: 'string', default: '127.0.0.1', help: 'address to listen on' },
       port: { kind: 'int', default: 8000, min: 0, max: 65535, help: 'HTTP port' },
-      engineUrls: { kind: 'list', help: 'SGLang HTTP servers to route to (comma-separated URLs, e.g. mocker instances)' },
+      workers: { kind: 'int', default: 2, min: 0, max: 256, help: 'worker agents to spawn, each with its own engine (not with --worker-urls/--engine-urls)' },
+      engine: { kind: 'string', default: 'mocker', choices: ['mocker', 'sglang'], help: 'engine of the spawned workers; the mocker gets --model-path Qwen/Qwen3-0.6B --page-size 16 --speedup-ratio 10 unless given after --; sglang needs --model-path after -- and gets CUDA_VISIBLE_DEVICES=<worker index> unless set' },
+      workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
+      engineUrls: { kind: 'list', help: 'plain SGLang HTTP servers to route to without agents (comma-separated URLs)' },
+      routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },
+      kvOverlapScoreWeight: { kind: 'float', default: 1, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost' },
+      routerTemperature: { kind: 'float', default: 0, min: 0, help: 'softmax temperature of the kv choice (0: always the lowest cost)' },
+      kvEvents: { kind: 'bool', default: true, help: 'route on the engines\' KV events; --no-kv-events: approximate mode, the router predicts caches from its own decisions' },
+      routerTtlSecs: { kind: 'float', default: 120, min: 0.001, help: 'approximate mode: seconds a routed prompt counts as cached on its worker' },
+      workerStartupTimeout: { kind: 'float', default: 600, min: 0.1, help: 'seconds spawned workers may take to start their engines (model loading)' },
       modelPath: { kind: 'string', help: 'model directory with tokenizer.json and tokenizer_config.json (default: the engine\'s tokenizer_path if local, else the packaged Qwen3 tokenizer)' },
       tokenizerPath: { kind: 'string', help: 'tokenizer directory or tokenizer.json, when not in --model-path' },
       chatTemplate: { kind: 'string', help: 'Jinja file that replaces the model\'s chat template' },
-      servedModelName: { kind: 'string', help: 'model name clients ask for (default: what the engines report)' },
+      servedModelName: { kind: 'string', help: 'model name clients ask for (default: what the workers report)' },
       contextLength: { kind: 'int', min: 1, help: 'context length in tokens (default: the engines\', else the tokenizer config\'s)' },
       apiKey: { kind: 'list', help: 'API keys clients must send as Authorization: Bearer <key> (comma-separated; none: open)' },
       maxBodyBytes: { kind: 'int', default: 33554432, min: 1, help: 'largest request body accepted (413 above)' },
       shutdownTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds a shutdown lets in-flight streams finish before cutting them' },
-      healthCheckInterval: { kind: 'float', default: 5, min: 0, help: 'seconds between engine health probes (0: never)' },
-      engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for an engine to answer /server_info' },
+      healthCheckInterval: { kind: 'float', default: 5, min: 0, help: 'seconds between health probes of --engine-urls servers (0: never)' },
+      engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for the first --worker-urls/--engine-urls worker to answer' },
     },
   },
   // ---- mocker (simulated SGLang engine; issue 3) ----

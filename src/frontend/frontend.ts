@@ -50,6 +50,7 @@ export function loadServedModel(spec: ModelSpec, engineContextLength = 0): Serve
 export async function startFrontend(options: FrontendOptions, workers: WorkerSet): Promise<FrontendHandle> {
   const logger = options.logger ?? silentLogger;
   const metrics = new FrontendMetrics();
+  workers.registerMetrics?.(metrics.registry);
   const server = new HttpServer({
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     apiKeys: options.apiKeys ?? [],

@@ -5,6 +5,7 @@
 // forgets it. StaticWorkerSet is the simplest implementation: round robin over fixed
 // engines, with health checks; the KV router and worker agents implement the same seam.
 
+import type { Registry } from 'prom-client';
 import { KvgateError } from '../errors.js';
 import type { EngineClient } from '../engine/client.js';
 
@@ -29,6 +30,8 @@ export interface WorkerInfo {
   name: string;
   model: string;
   healthy: boolean;
+  // Why it cannot take requests, when it cannot (e.g. disconnected, page size mismatch).
+  reason?: string;
 }
 
 export interface WorkerSet {
@@ -37,6 +40,8 @@ export interface WorkerSet {
   workers(): WorkerInfo[];
   // Throws KvgateError('no_workers') when none can serve the model.
   dispatch(req: RouteRequest): Dispatch;
+  // Adds the set's own metrics (router state) to the frontend's /metrics registry.
+  registerMetrics?(registry: Registry): void;
   close(): Promise<void>;
 }
 

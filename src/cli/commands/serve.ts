@@ -1,57 +1,151 @@
-// `kvgate serve`: the OpenAI-compatible frontend in front of SGLang HTTP engines
-// (--engine-urls). Reads the engines' model cards, loads the tokenizer and chat template
-// once, serves until SIGINT/SIGTERM, then drains in-flight streams before exiting.
+// `kvgate serve`: the OpenAI-compatible frontend and its router over a set of workers:
+// spawned worker agents (default: two mockers), agents started elsewhere (--worker-urls), or
+// plain SGLang servers (--engine-urls). Waits for the workers, loads the tokenizer and chat
+// template once, prints where it serves, and on SIGINT/SIGTERM drains in-flight streams,
+// then stops the workers it spawned and exits 0.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelCard } from '../../discovery/model_card.js';
-import { SglangHttpEngine } from '../../engine/sglang_http.js';
+import { clusterEngineArgs, LocalCluster, type ClusterEngine } from '../../cluster/local_cluster.js';
 import { KvgateError } from '../../errors.js';
-import { loadServedModel, startFrontend } from '../../frontend/frontend.js';
-import { StaticWorkerSet } from '../../frontend/worker_set.js';
+import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
+import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogLevel, type Logger } from '../../observability/log.js';
-import { parseCommandLine } from '../config.js';
+import { KvWorkerSet } from '../../router/kv_worker_set.js';
+import { parseCommandLine, type OptionsOf } from '../config.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+type ServeOptions = OptionsOf<'serve'>;
 
-// Model cards of the engines that answer, waiting up to `waitMs` for the first one.
-async function readCards(engines: SglangHttpEngine[], waitMs: number, logger: Logger): Promise<ModelCard[]> {
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    const results = await Promise.allSettled(engines.map((e) => e.modelCard()));
-    const cards = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    if (cards.length > 0 || Date.now() >= deadline) {
-      results.forEach((r, i) => {
-        if (r.status === 'rejected') logger.warn('engine did not answer /server_info', { engine: engines[i]!.url, error: String(r.reason?.message ?? r.reason) });
-      });
-      return cards;
-    }
-    await sleep(500);
-  }
+function checkUrls(flag: string, urls: readonly string[], scheme: RegExp, example: string): void {
+  for (const u of urls) if (!scheme.test(u)) throw new KvgateError('invalid_config', `${flag}: '${u}' is not a ${example} URL`);
+}
+
+function banner(url: string, model: string, what: string, apiKeys: readonly string[]): string {
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 32 });
+  const auth = apiKeys.length > 0 ? ` -H 'authorization: Bearer ${apiKeys[0]}'` : '';
+  return [
+    `kvgate serve: listening on ${url}`,
+    `  model:   ${model}`,
+    `  workers: ${what}`,
+    `  try:     curl ${url}/v1/chat/completions -H 'content-type: application/json'${auth} -d '${body}'`,
+    '',
+  ].join('\n');
 }
 
 export async function run(argv: string[]): Promise<void> {
-  const { options: o } = parseCommandLine('serve', argv);
+  const { options: o, passthrough } = parseCommandLine('serve', argv);
   const logger = createLogger(o.logLevel as LogLevel, { role: 'frontend' });
-  const urls = o.engineUrls ?? [];
-  if (urls.length === 0) throw new KvgateError('invalid_config', 'no engines: pass --engine-urls http://host:port[,...] (SGLang or `kvgate mocker` servers)');
-  for (const u of urls) {
-    if (!/^https?:\/\/[^/]+/.test(u)) throw new KvgateError('invalid_config', `--engine-urls: '${u}' is not an http(s) URL`);
+  const workerUrls = o.workerUrls ?? [];
+  const engineUrls = o.engineUrls ?? [];
+  checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'ws://host:port');
+  checkUrls('--engine-urls', engineUrls, /^https?:\/\/[^/]+/, 'http(s)');
+  const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0;
+  if (spawnWorkers && o.workers === 0) {
+    throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] (SGLang servers)');
   }
-  const engines = urls.map((u) => new SglangHttpEngine(u));
-  const cards = await readCards(engines, o.engineWait * 1000, logger);
-  const name = o.servedModelName ?? cards[0]?.servedModelName;
-  if (name === undefined) throw new KvgateError('invalid_config', 'no engine answered and no --served-model-name was given');
-  const lengths = cards.map((c) => c.contextLength).filter((n) => n > 0);
+  if (!spawnWorkers && passthrough.length > 0) {
+    throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls pass them to those workers instead');
+  }
+  const engineArgs = spawnWorkers ? clusterEngineArgs(o.engine as ClusterEngine, passthrough) : [];
+
+  const workers = new KvWorkerSet({
+    mode: o.routerMode as RouterPolicy,
+    overlapWeight: o.kvOverlapScoreWeight,
+    temperature: o.routerTemperature,
+    kvEvents: o.kvEvents,
+    approxTtlMs: o.routerTtlSecs * 1000,
+    servedModelName: o.servedModelName,
+    healthIntervalMs: o.healthCheckInterval * 1000,
+    log: logger,
+  });
+  let cluster: LocalCluster | null = null;
+  let frontend: FrontendHandle | null = null;
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info('shutting down: draining in-flight requests', { signal, inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
+    void (async () => {
+      await frontend?.close();
+      await workers.close();
+      await cluster?.stop();
+      logger.info('stopped');
+      process.exit(0);
+    })();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  try {
+    if (spawnWorkers) {
+      logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
+      cluster = new LocalCluster({
+        workers: o.workers,
+        engine: o.engine as ClusterEngine,
+        engineArgs,
+        workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout)],
+        // This very CLI, run the same way (node flags such as a TS loader included).
+        kvgate: [process.execPath, ...process.execArgv, process.argv[1]!],
+        startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
+        log: logger,
+      });
+      for (const w of await cluster.ready()) workers.addAgent(w.url);
+      await workers.waitForWorkers(o.workers, 30_000);
+    } else {
+      for (const u of workerUrls) workers.addAgent(u);
+      for (const u of engineUrls) workers.addEngine(u);
+      await waitForFirst(workers, o, logger);
+    }
+    if (stopping) return;
+    frontend = await serveModel(o, workers, logger);
+  } catch (err) {
+    if (stopping) return;
+    await workers.close();
+    await cluster?.stop(10_000);
+    throw err;
+  }
+  if (stopping) {
+    await frontend.close();
+    return;
+  }
+  const what = spawnWorkers
+    ? `${o.workers} x ${o.engine} (pids ${cluster!.workers.map((w) => w.pid).join(', ')}), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
+    : `${[...workerUrls, ...engineUrls].join(', ')}, router ${o.routerMode}${o.kvEvents && engineUrls.length === 0 ? '' : ' (approximate)'}`;
+  // Stdout is for this banner only: scripts and tests wait for its first line.
+  process.stdout.write(banner(frontend.url, o.servedModelName ?? workers.cards()[0]?.servedModelName ?? '', what, o.apiKey ?? []));
+}
+
+// External workers: the first one that answers gives the model card; the others join as
+// they come. Without any, only a --served-model-name lets the frontend start.
+async function waitForFirst(workers: KvWorkerSet, o: ServeOptions, logger: Logger): Promise<void> {
+  try {
+    await workers.waitForWorkers(1, o.engineWait * 1000);
+  } catch (err) {
+    if (o.servedModelName === undefined) {
+      throw new KvgateError('invalid_config', `no worker answered within ${o.engineWait} s and no --served-model-name was given (${(err as Error).message})`);
+    }
+    logger.warn('no worker answered yet; serving and waiting for them', { error: (err as Error).message });
+  }
+}
+
+async function serveModel(o: ServeOptions, workers: KvWorkerSet, logger: Logger): Promise<FrontendHandle> {
+  const cards = workers.cards();
+  const name = o.servedModelName ?? cards[0]!.servedModelName;
+  const others = [...new Set(cards.map((c) => c.servedModelName))].filter((n) => n !== name);
+  if (o.servedModelName === undefined && others.length > 0) {
+    logger.warn(`workers serve other models too (${others.join(', ')}); this frontend serves ${name} only`);
+  }
+  const mine = cards.filter((c) => o.servedModelName !== undefined || c.servedModelName === name);
+  const lengths = mine.map((c) => c.contextLength).filter((n) => n > 0);
   // An engine's own tokenizer directory, when it is on this machine.
-  const engineTokenizer = cards.map((c) => c.tokenizerPath).find((p) => existsSync(join(p, 'tokenizer.json')));
+  const engineTokenizer = mine.map((c) => c.tokenizerPath).find((p) => existsSync(join(p, 'tokenizer.json')));
   const model = loadServedModel(
     { name, tokenizerPath: o.tokenizerPath ?? o.modelPath ?? engineTokenizer, chatTemplatePath: o.chatTemplate, contextLength: o.contextLength },
     lengths.length > 0 ? Math.min(...lengths) : 0,
-  );
-  const workers = new StaticWorkerSet(
-    engines.map((engine) => ({ name: engine.url, model: name, engine })),
-    { healthIntervalMs: o.healthCheckInterval * 1000 },
   );
   const frontend = await startFrontend(
     {
@@ -65,26 +159,6 @@ export async function run(argv: string[]): Promise<void> {
     },
     workers,
   );
-  logger.info('serving', { url: frontend.url, model: name, contextLength: model.contextLength, tokenizer: model.preprocessor.modelDir, engines: urls });
-  // The one line on stdout: scripts and tests wait for it.
-  process.stdout.write(`kvgate serve: listening on ${frontend.url}\n`);
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      logger.warn('second signal: exiting now', { signal });
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info('shutting down: draining in-flight requests', { signal, inflight: frontend.inflight(), deadlineSeconds: o.shutdownTimeout });
-    void frontend
-      .close()
-      .then(() => workers.close())
-      .then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  logger.info('serving', { url: frontend.url, model: name, contextLength: model.contextLength, tokenizer: model.preprocessor.modelDir, router: o.routerMode });
+  return frontend;
 }

@@ -1,0 +1,457 @@
+// The frontend's WorkerSet over the native KV router: every worker is a member (a worker
+// agent reached over the request plane, or a plain SGLang HTTP server), and the workers of
+// one served model share one native KvRouter whose block size is their page size.
+//
+// Members and the index:
+// - An agent is admitted when its Hello arrives: every dp rank of its card becomes a routing
+//   candidate (worker id = the member's id, rank = dp rank). Its relayed KV-event batches go
+//   to router.applyEvents as raw bytes; a KvReset clears that rank (the batches that follow
+//   rebuild it). When the connection drops the worker leaves the router (removeWorker: its
+//   blocks leave the index, its active requests are forgotten) and the client reconnects
+//   with backoff; the new connection's join reset rebuilds it.
+// - A worker whose page size differs from the model's block size is refused (logged, shown
+//   in /health), never routed to.
+// - A worker that fails a request because it cannot serve (engine died, disconnected,
+//   draining) leaves the router at once and comes back after `penaltyMs` (Dynamo's 5 s
+//   reconcile) or when the agent says hello again (its engine restarted). KV events are
+//   ignored while a worker is out, so on its return its ranks are rebuilt (resync).
+// - Load: route() scores workers on the router's own active-request bookkeeping (blocks and
+//   prefill tokens of what it routed, released on first token and finish), as Dynamo does;
+//   the native router takes no external load. The engines' own load reports are kept for
+//   /metrics only.
+// - Approximate mode (kvEvents false, or workers without KV events such as plain SGLang
+//   HTTP servers): the router records each routed prompt as cached on its worker for a TTL
+//   and ignores KV events.
+
+import { KvgateError } from '../errors.js';
+import type { EngineClient } from '../engine/client.js';
+import { SglangHttpEngine } from '../engine/sglang_http.js';
+import type { ModelCard } from '../discovery/model_card.js';
+import type { Dispatch, RouteRequest, WorkerInfo, WorkerSet } from '../frontend/worker_set.js';
+import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
+import { silentLogger, type Logger } from '../observability/log.js';
+import type { LoadReport } from '../transport/frames.js';
+import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
+import { RoutedRequest, type Route, type RoutingPort } from './routed_request.js';
+import { RouterMetrics, type UnitRow } from './router_metrics.js';
+import type { Registry } from 'prom-client';
+
+export const ROUTER_MODES: readonly RouterPolicy[] = ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
+
+export interface KvWorkerSetOptions {
+  mode?: RouterPolicy; // default 'kv'
+  overlapWeight?: number; // default 1 (Dynamo's kv_overlap_score_weight)
+  temperature?: number; // default 0 (argmin)
+  // false: approximate mode, the workers' KV events are ignored.
+  kvEvents?: boolean;
+  approxTtlMs?: number; // default 120 s
+  // Serve every worker under this model name (default: each card's served model name).
+  servedModelName?: string;
+  // How long a failed worker stays out of routing before it is tried again.
+  penaltyMs?: number;
+  // Health probes of plain HTTP engines (0: none).
+  healthIntervalMs?: number;
+  seed?: number;
+  client?: Omit<RequestPlaneClientOptions, 'url' | 'reconnect' | 'log'>;
+  log?: Logger;
+}
+
+type MemberState = 'connecting' | 'up' | 'down' | 'refused';
+
+interface Group {
+  model: string;
+  router: KvRouter;
+  blockSize: number;
+  approx: boolean;
+  port: RoutingPort<Member>;
+}
+
+interface Member {
+  readonly id: number;
+  readonly name: string;
+  readonly client: EngineClient;
+  readonly agent: RequestPlaneClient | null;
+  readonly http: SglangHttpEngine | null;
+  card: ModelCard | null;
+  instanceId: bigint | null;
+  // Agent: the next Hello opens a new connection, whose join resets rebuild its ranks.
+  fresh: boolean;
+  group: Group | null;
+  // dp ranks registered in group.router (0 when out of routing).
+  ranks: number;
+  state: MemberState;
+  reason: string;
+  timer: NodeJS.Timeout | null;
+  load: LoadReport | null;
+}
+
+export class KvWorkerSet implements WorkerSet {
+  private readonly members = new Map<string, Member>();
+  private readonly byId = new Map<number, Member>();
+  private readonly groups = new Map<string, Group>();
+  private nextId = 0;
+  private nextRid = 0;
+  private readonly out = new Uint32Array(3);
+  private readonly counts = new Uint32Array(4);
+  private readonly metrics: RouterMetrics;
+  private readonly probeTimer: NodeJS.Timeout | null;
+  private closed = false;
+  private readonly log: Logger;
+  private readonly mode: RouterPolicy;
+
+  constructor(private readonly opts: KvWorkerSetOptions = {}) {
+    this.log = opts.log ?? silentLogger;
+    this.mode = opts.mode ?? 'kv';
+    if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
+    this.metrics = new RouterMetrics({
+      units: () => this.unitRows(),
+      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state })),
+      indexBlocks: () => [...this.groups.values()].map((g) => ({ model: g.model, blocks: g.router.stats().blocks })),
+      loads: () =>
+        [...this.members.values()].flatMap((m) =>
+          (m.load?.ranks ?? []).map((r) => ({ worker: m.name, rank: r.dpRank, running: r.running, queued: r.queued, kvUsage: r.tokenUsage })),
+        ),
+    });
+    const every = opts.healthIntervalMs ?? 5000;
+    this.probeTimer = every > 0 ? setInterval(() => void this.probeHttp(), every) : null;
+    this.probeTimer?.unref();
+  }
+
+  // ---- adding workers ----
+
+  // A worker agent's request plane (ws://host:port), kept connected with backoff.
+  addAgent(url: string): void {
+    if (this.members.has(url)) return;
+    const client = new RequestPlaneClient({ ...this.opts.client, url, reconnect: true, log: this.log });
+    const m = this.newMember(url, client, client, null);
+    client.onHello((h) => this.onHello(m, h));
+    client.onDisconnect((err) => this.onDisconnect(m, err));
+    client.onKvEvent((ev) => this.onKv(m, ev));
+    client.onLoad((report) => (m.load = report));
+    // A worker that is not up yet is retried by the client's reconnect loop.
+    client.connect().catch((err: Error) => this.log.debug(`worker ${url}: ${err.message}`));
+  }
+
+  // A plain SGLang HTTP server (no agent, no KV events: its model routes approximately).
+  addEngine(url: string): void {
+    if (this.members.has(url)) return;
+    const http = new SglangHttpEngine(url);
+    const m = this.newMember(http.url, http, null, http);
+    void this.readHttpCard(m);
+  }
+
+  // Resolves once `count` workers can take requests; throws engine_timeout after timeoutMs.
+  async waitForWorkers(count: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.upCount() < count) {
+      if (this.closed) throw new KvgateError('shutting_down', 'the worker set is closed');
+      if (Date.now() >= deadline) {
+        const states = [...this.members.values()].map((m) => `${m.name}: ${m.state}${m.reason ? ` (${m.reason})` : ''}`).join('; ');
+        throw new KvgateError('engine_timeout', `${this.upCount()} of ${count} worker(s) ready after ${timeoutMs / 1000} s: ${states}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  // Cards of the workers routed to now.
+  cards(): ModelCard[] {
+    return [...this.members.values()].filter((m) => m.state === 'up').map((m) => m.card!);
+  }
+
+  // The router's units with worker names (tests, diagnostics).
+  unitRows(): UnitRow[] {
+    const rows: UnitRow[] = [];
+    for (const g of this.groups.values()) {
+      for (const u of g.router.units()) {
+        const { worker, rank, ...rest } = u;
+        rows.push({ model: g.model, worker: this.byId.get(worker)?.name ?? `#${worker}`, rank, ...rest });
+      }
+    }
+    return rows;
+  }
+
+  routerStats(model: string): KvRouterStats | null {
+    return this.groups.get(model)?.router.stats() ?? null;
+  }
+
+  // ---- the WorkerSet seam ----
+
+  readyCount(model: string): number {
+    let n = 0;
+    for (const m of this.members.values()) if (m.state === 'up' && m.group?.model === model) n++;
+    return n;
+  }
+
+  workers(): WorkerInfo[] {
+    return [...this.members.values()].map((m) => ({
+      name: m.name,
+      model: this.modelOf(m),
+      healthy: m.state === 'up',
+      ...(m.state === 'up' ? {} : { reason: m.reason || m.state }),
+    }));
+  }
+
+  dispatch(req: RouteRequest): Dispatch {
+    const group = this.groups.get(req.model);
+    const tokens = Uint32Array.from(req.tokenIds);
+    const first = group ? this.route(group, tokens) : null;
+    if (!group || !first) throw new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
+    return new RoutedRequest(group.port, tokens, first);
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.metrics.register(registry);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    for (const m of this.members.values()) if (m.timer) clearTimeout(m.timer);
+    await Promise.all([...this.members.values()].map((m) => m.client.close()));
+    for (const g of this.groups.values()) g.router.close();
+  }
+
+  // ---- members ----
+
+  private newMember(name: string, client: EngineClient, agent: RequestPlaneClient | null, http: SglangHttpEngine | null): Member {
+    const m: Member = {
+      id: this.nextId++,
+      name,
+      client,
+      agent,
+      http,
+      card: null,
+      instanceId: null,
+      fresh: true,
+      group: null,
+      ranks: 0,
+      state: 'connecting',
+      reason: '',
+      timer: null,
+      load: null,
+    };
+    this.members.set(name, m);
+    this.byId.set(m.id, m);
+    return m;
+  }
+
+  private modelOf(m: Member): string {
+    return m.group?.model ?? (m.card ? (this.opts.servedModelName ?? m.card.servedModelName) : '');
+  }
+
+  private upCount(): number {
+    let n = 0;
+    for (const m of this.members.values()) if (m.state === 'up') n++;
+    return n;
+  }
+
+  private onHello(m: Member, h: WorkerHello): void {
+    if (this.closed) return;
+    const newConnection = m.fresh || m.instanceId !== h.instanceId;
+    m.fresh = false;
+    m.instanceId = h.instanceId;
+    const g = m.group;
+    // The same agent again (its engine restarted): the relay's resets already rebuilt its
+    // ranks, so only the card changes, unless its shape did.
+    if (!newConnection && m.state === 'up' && g && g.model === (this.opts.servedModelName ?? h.card.servedModelName) && g.blockSize === h.card.pageSize && m.ranks === h.card.dpSize) {
+      m.card = h.card;
+      return;
+    }
+    this.unregister(m);
+    // Events were ignored while it was out (or its ranks just left the index): rebuild.
+    this.admit(m, h.card, !newConnection);
+  }
+
+  private onDisconnect(m: Member, err: Error): void {
+    m.fresh = true;
+    m.load = null;
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = null;
+    if (this.closed) return;
+    if (m.state === 'up') this.log.warn(`worker ${m.name} disconnected: out of routing until it reconnects`);
+    this.unregister(m);
+    m.state = 'connecting';
+    m.reason = err.message;
+  }
+
+  private admit(m: Member, card: ModelCard, resync: boolean): void {
+    m.card = card;
+    const model = this.opts.servedModelName ?? card.servedModelName;
+    let g = this.groups.get(model);
+    if (!g) {
+      if (!Number.isInteger(card.pageSize) || card.pageSize < 1 || card.pageSize > 1024) {
+        return this.refuse(m, `page size ${card.pageSize} is outside the router's block sizes 1..1024`);
+      }
+      g = this.newGroup(model, card, m);
+    }
+    if (card.pageSize !== g.blockSize) {
+      return this.refuse(m, `page size ${card.pageSize} differs from ${g.blockSize}, the page size of the other workers of ${model}`);
+    }
+    if (!g.approx && (m.http || !card.kvEvents)) {
+      this.log.warn(`worker ${m.name} publishes no KV events: the router cannot see its cache (routing to it by load only)`);
+    }
+    try {
+      for (let r = 0; r < card.dpSize; r++) g.router.addWorker(m.id, r);
+    } catch (err) {
+      g.router.removeWorker(m.id);
+      return this.refuse(m, (err as Error).message);
+    }
+    m.group = g;
+    m.ranks = card.dpSize;
+    m.state = 'up';
+    m.reason = '';
+    this.log.info(`worker ${m.name} up: ${model}, ${card.dpSize} dp rank(s), page size ${card.pageSize}, ${card.totalKvBlocks} KV blocks per rank, role ${card.role}`);
+    if (resync && m.agent && !g.approx) for (let r = 0; r < card.dpSize; r++) m.agent.requestResync(r);
+  }
+
+  private refuse(m: Member, reason: string): void {
+    this.unregister(m);
+    m.state = 'refused';
+    m.reason = reason;
+    this.log.error(`worker ${m.name} refused: ${reason}`);
+  }
+
+  // Out of routing: its blocks leave the index and its active requests are forgotten.
+  private unregister(m: Member): void {
+    if (m.group && m.ranks > 0 && !this.closed) m.group.router.removeWorker(m.id);
+    m.ranks = 0;
+  }
+
+  private newGroup(model: string, card: ModelCard, first: Member): Group {
+    const approx = this.opts.kvEvents === false || first.http !== null || !card.kvEvents;
+    const router = new addon.KvRouter({
+      blockSize: card.pageSize,
+      policy: this.mode,
+      overlapWeight: this.opts.overlapWeight ?? 1,
+      temperature: this.opts.temperature ?? 0,
+      approx,
+      ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
+      ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
+    });
+    const g: Group = { model, router, blockSize: card.pageSize, approx, port: null! };
+    g.port = {
+      route: (tokens) => this.route(g, tokens),
+      markPrefillDone: (rid) => {
+        if (!this.closed) router.markPrefillDone(rid);
+      },
+      free: (rid) => {
+        if (!this.closed) router.free(rid);
+      },
+      failed: (m, err) => this.failed(m, err),
+      retried: (from, to, err) => {
+        this.metrics.retries.inc({ model });
+        this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
+      },
+    };
+    this.groups.set(model, g);
+    this.log.info(`routing ${model}: ${this.mode}, block size ${card.pageSize}, ${approx ? `approximate (no KV events; predicted cache, TTL ${(this.opts.approxTtlMs ?? 120_000) / 1000} s)` : 'KV events'}`);
+    return g;
+  }
+
+  // ---- routing ----
+
+  private route(g: Group, tokens: Uint32Array): Route<Member> | null {
+    if (this.closed) return null;
+    const rid = this.nextRid++;
+    if (!g.router.route(tokens, rid, this.out)) return null;
+    const m = this.byId.get(this.out[0]!);
+    if (!m || m.state !== 'up') {
+      // Only admitted members are candidates; anything else is a bookkeeping bug.
+      g.router.free(rid);
+      throw new KvgateError('internal_error', `the router chose worker #${this.out[0]}, which is not routable`);
+    }
+    const overlap = this.out[2]!;
+    this.metrics.decisions.inc({ model: g.model, worker: m.name });
+    this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
+    if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
+    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.client };
+  }
+
+  // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this
+  // request being bad) take it out of routing for a while; the request may go elsewhere.
+  private failed(m: Member, err: unknown): boolean {
+    if (!(err instanceof KvgateError)) return false;
+    const c = err.code;
+    const gone = c === 'worker_disconnected' || c === 'engine_unavailable' || c === 'shutting_down' || (m.http !== null && (c === 'engine_error' || c === 'engine_timeout'));
+    if (!gone) return false;
+    if (m.state === 'up' && !this.closed) {
+      this.unregister(m);
+      m.state = 'down';
+      m.reason = err.message;
+      const penalty = this.opts.penaltyMs ?? 5000;
+      this.log.warn(`worker ${m.name} failed (${err.message}): out of routing for ${penalty / 1000} s`);
+      this.scheduleReadmit(m, penalty);
+    }
+    return true;
+  }
+
+  private scheduleReadmit(m: Member, delayMs: number): void {
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = setTimeout(() => void this.readmit(m), delayMs);
+    m.timer.unref();
+  }
+
+  private async readmit(m: Member): Promise<void> {
+    m.timer = null;
+    if (this.closed || m.state !== 'down' || !m.card) return;
+    // An agent that dropped its connection meanwhile comes back through its Hello.
+    if (m.agent) {
+      if (m.agent.connected) this.admit(m, m.card, true);
+      return;
+    }
+    if (await m.http!.healthy()) {
+      if (m.state === 'down' && !this.closed) this.admit(m, m.card, false);
+    } else {
+      this.scheduleReadmit(m, this.opts.penaltyMs ?? 5000);
+    }
+  }
+
+  // ---- KV events ----
+
+  private onKv(m: Member, ev: KvRelayEvent): void {
+    const g = m.group;
+    if (this.closed || m.state !== 'up' || !g || g.approx || ev.instanceId !== m.instanceId) return;
+    const labels = { model: g.model, worker: m.name };
+    if (ev.kind === 'reset') {
+      g.router.clearWorker(m.id, ev.dpRank);
+      this.metrics.kvResets.inc({ ...labels, reason: ev.reason });
+      return;
+    }
+    try {
+      g.router.applyEvents(m.id, ev.dpRank, ev.payload, this.counts);
+    } catch (err) {
+      this.metrics.kvMalformed.inc(labels);
+      this.log.warn(`worker ${m.name} rank ${ev.dpRank}: KV batch ${ev.seq} not applied: ${(err as Error).message}`);
+      return;
+    }
+    const [, applied, ignored, errors] = this.counts;
+    if (applied) this.metrics.kvEvents.inc({ ...labels, result: 'applied' }, applied);
+    if (ignored) this.metrics.kvEvents.inc({ ...labels, result: 'ignored' }, ignored);
+    if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);
+  }
+
+  // ---- plain HTTP engines ----
+
+  private async readHttpCard(m: Member): Promise<void> {
+    for (let delay = 250; !this.closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        const card = await m.http!.modelCard();
+        if (!this.closed) this.admit(m, card, false);
+        return;
+      } catch (err) {
+        m.reason = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, delay).unref());
+    }
+  }
+
+  private async probeHttp(): Promise<void> {
+    await Promise.all(
+      [...this.members.values()]
+        .filter((m) => m.http && m.state === 'up')
+        .map(async (m) => {
+          if (!(await m.http!.healthy())) this.failed(m, new KvgateError('engine_error', `engine ${m.name} failed its health check`));
+        }),
+    );
+  }
+}

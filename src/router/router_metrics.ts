@@ -1,0 +1,145 @@
+// Prometheus metrics of the KV router, added to the frontend's /metrics registry: what the
+// index holds per worker, how KV events and resets flow in, how much prefix each routing
+// decision found, and the load each engine reports. Counters and histograms are updated as
+// things happen; gauges are read from the router when /metrics is scraped.
+
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+const PREFIX = 'kvgate_router_';
+
+export interface UnitRow {
+  model: string;
+  worker: string;
+  rank: number;
+  cachedBlocks: number;
+  activeBlocks: number;
+  prefillTokens: number;
+  activeRequests: number;
+}
+
+export interface WorkerRow {
+  model: string;
+  worker: string;
+  state: string;
+}
+
+export interface LoadRow {
+  worker: string;
+  rank: number;
+  running: number;
+  queued: number;
+  kvUsage: number;
+}
+
+// What the gauges read at scrape time.
+export interface RouterState {
+  units(): UnitRow[];
+  members(): WorkerRow[];
+  indexBlocks(): { model: string; blocks: number }[];
+  loads(): LoadRow[];
+}
+
+type Labels = Record<string, string | number>;
+
+export class RouterMetrics {
+  readonly decisions: Counter<'model' | 'worker'>;
+  readonly retries: Counter<'model'>;
+  readonly overlapBlocks: Histogram<'model'>;
+  readonly hitRate: Histogram<'model'>;
+  readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
+  readonly kvResets: Counter<'model' | 'worker' | 'reason'>;
+  readonly kvMalformed: Counter<'model' | 'worker'>;
+  private readonly all: (Counter<string> | Gauge<string> | Histogram<string>)[];
+
+  constructor(state: RouterState) {
+    const none: Registry[] = [];
+    this.decisions = new Counter({ name: `${PREFIX}decisions_total`, help: 'Routing decisions per worker (a retry on another worker counts again)', labelNames: ['model', 'worker'], registers: none });
+    this.retries = new Counter({ name: `${PREFIX}retries_total`, help: 'Requests moved to another worker because theirs failed before the first token', labelNames: ['model'], registers: none });
+    this.overlapBlocks = new Histogram({
+      name: `${PREFIX}overlap_blocks`,
+      help: 'Prompt blocks the chosen worker already held, per routing decision',
+      labelNames: ['model'],
+      buckets: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096],
+      registers: none,
+    });
+    this.hitRate = new Histogram({
+      name: `${PREFIX}kv_hit_rate`,
+      help: 'Share of the prompt the chosen worker held in its KV cache, per routing decision',
+      labelNames: ['model'],
+      buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+      registers: none,
+    });
+    this.kvEvents = new Counter({
+      name: `${PREFIX}kv_events_total`,
+      help: 'Engine KV events by outcome: applied to the index, ignored (another medium, approximate mode, worker not admitted) or error (unknown parent, block size mismatch, unknown block)',
+      labelNames: ['model', 'worker', 'result'],
+      registers: none,
+    });
+    this.kvResets = new Counter({ name: `${PREFIX}kv_resets_total`, help: 'Resets of a worker rank\'s KV state in the index, by reason', labelNames: ['model', 'worker', 'reason'], registers: none });
+    this.kvMalformed = new Counter({ name: `${PREFIX}kv_malformed_batches_total`, help: 'KV-event batches that did not parse (nothing applied)', labelNames: ['model', 'worker'], registers: none });
+
+    const unitGauge = (name: string, help: string, value: (u: UnitRow) => number) =>
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames: ['model', 'worker', 'dp_rank'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const u of state.units()) this.set({ model: u.model, worker: u.worker, dp_rank: u.rank }, value(u));
+        },
+      });
+    const loadGauge = (name: string, help: string, value: (l: LoadRow) => number) =>
+      new Gauge({
+        name: `kvgate_worker_${name}`,
+        help,
+        labelNames: ['worker', 'dp_rank'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const l of state.loads()) this.set({ worker: l.worker, dp_rank: l.rank }, value(l));
+        },
+      });
+    const gauges = [
+      unitGauge('worker_cached_blocks', 'KV blocks the index says the worker rank holds (Dynamo\'s tree size)', (u) => u.cachedBlocks),
+      unitGauge('worker_active_blocks', 'Distinct KV blocks of the requests active on the worker rank', (u) => u.activeBlocks),
+      unitGauge('worker_prefill_tokens', 'Uncached prompt tokens of active requests not past their first token', (u) => u.prefillTokens),
+      unitGauge('worker_active_requests', 'Requests routed to the worker rank and not finished', (u) => u.activeRequests),
+      new Gauge({
+        name: `${PREFIX}index_blocks`,
+        help: 'Distinct KV blocks in the model\'s index',
+        labelNames: ['model'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const r of state.indexBlocks()) this.set({ model: r.model }, r.blocks);
+        },
+      }),
+      new Gauge({
+        name: `${PREFIX}workers`,
+        help: 'Workers by state: up (routed to), down (failed; retried later), connecting, refused (incompatible card)',
+        labelNames: ['model', 'state'],
+        registers: none,
+        collect() {
+          this.reset();
+          const counts = new Map<string, Labels & { n: number }>();
+          for (const m of state.members()) {
+            const key = `${m.model}\0${m.state}`;
+            const c = counts.get(key) ?? { model: m.model, state: m.state, n: 0 };
+            c.n++;
+            counts.set(key, c);
+          }
+          for (const { n, ...labels } of counts.values()) this.set(labels, n);
+        },
+      }),
+      loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),
+      loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
+      loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
+    ];
+    this.all = [this.decisions, this.retries, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
+  }
+
+  register(registry: Registry): void {
+    for (const m of this.all) registry.registerMetric(m);
+  }
+}
