@@ -46,9 +46,9 @@ async function listening(run: Run): Promise<string> {
 
 describe('kvgate serve', () => {
   it('refuses bad flags and a missing engine list with a clear message', async () => {
-    const noEngines = kvgate(['serve', '--port', '0']);
+    const noEngines = kvgate(['serve', '--port', '0', '--workers', '0']);
     expect(await noEngines.exited).toBe(1);
-    expect(noEngines.stderr()).toMatch(/no engines: pass --engine-urls/);
+    expect(noEngines.stderr()).toMatch(/no workers: --workers 0 needs --worker-urls .* or --engine-urls/);
     const badPort = kvgate(['serve', '--port', 'eighty']);
     expect(await badPort.exited).toBe(1);
     expect(badPort.stderr()).toMatch(/--port expects a number/);

@@ -16,8 +16,8 @@ import { parseCommandLine, type OptionsOf } from '../config.js';
 
 type ServeOptions = OptionsOf<'serve'>;
 
-function checkUrls(flag: string, urls: readonly string[], scheme: RegExp, example: string): void {
-  for (const u of urls) if (!scheme.test(u)) throw new KvgateError('invalid_config', `${flag}: '${u}' is not a ${example} URL`);
+function checkUrls(flag: string, urls: readonly string[], scheme: RegExp, what: string): void {
+  for (const u of urls) if (!scheme.test(u)) throw new KvgateError('invalid_config', `${flag}: '${u}' is not ${what}`);
 }
 
 function banner(url: string, model: string, what: string, apiKeys: readonly string[]): string {
@@ -37,8 +37,8 @@ export async function run(argv: string[]): Promise<void> {
   const logger = createLogger(o.logLevel as LogLevel, { role: 'frontend' });
   const workerUrls = o.workerUrls ?? [];
   const engineUrls = o.engineUrls ?? [];
-  checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'ws://host:port');
-  checkUrls('--engine-urls', engineUrls, /^https?:\/\/[^/]+/, 'http(s)');
+  checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'a ws://host:port URL');
+  checkUrls('--engine-urls', engineUrls, /^https?:\/\/[^/]+/, 'an http(s) URL');
   const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0;
   if (spawnWorkers && o.workers === 0) {
     throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] (SGLang servers)');
