@@ -1,0 +1,344 @@
+// KvWorkerSet (the frontend's WorkerSet over the native KV router) against worker agents'
+// request planes on real sockets: uWS servers speaking the real frames, each with a small
+// in-process engine (test/transport/fake_engine.ts) and KV-event batches in SGLang's msgpack
+// form, sent the way the agent's relay sends them (a reset, then seq 0, 1, ...).
+// Checked: admission by model card (dp ranks, page-size mismatch), KV events steering
+// requests, resets, disconnect and reconnect, failover before the first token, a clean error
+// mid-stream, approximate mode and the simple policies.
+
+import { Packr } from 'msgpackr';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ModelCard } from '../../src/discovery/model_card.js';
+import type { GenerateChunk } from '../../src/engine/client.js';
+import { KvgateError } from '../../src/errors.js';
+import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
+import { PROTOCOL_VERSION } from '../../src/transport/frames.js';
+import { RequestPlaneServer, type Peer } from '../../src/transport/request_plane_server.js';
+import { freePort } from '../../src/worker/ports.js';
+import { card as baseCard } from '../transport/card.js';
+import { FakeEngine } from '../transport/fake_engine.js';
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const waitFor = async (cond: () => boolean, what: string, ms = 10_000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+interface Stored {
+  rank: number;
+  tokens: number[];
+  hashes: bigint[];
+}
+
+// One fake worker agent: its request plane, its engine, and the blocks its "engine" holds,
+// which every (re)connecting frontend gets as a join reset plus one batch per store.
+class FakeAgent {
+  readonly peers = new Set<Peer>();
+  readonly resyncs: number[] = [];
+  readonly stored: Stored[] = [];
+  private readonly seqs = new Map<Peer, Map<number, bigint>>();
+  server!: RequestPlaneServer;
+
+  constructor(
+    readonly port: number,
+    readonly instanceId: bigint,
+    readonly card: ModelCard,
+    readonly engine: FakeEngine,
+  ) {}
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = new RequestPlaneServer({
+      host: '127.0.0.1',
+      port: this.port,
+      engine: () => this.engine,
+      hello: () => ({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: this.instanceId, card: this.card }),
+      onConnect: (peer) => {
+        this.peers.add(peer);
+        this.seqs.set(peer, new Map());
+        for (let r = 0; r < this.card.dpSize; r++) this.rebuild(peer, r, 'join');
+      },
+      onDisconnect: (peer) => {
+        this.peers.delete(peer);
+        this.seqs.delete(peer);
+      },
+      onResync: (peer, rank) => {
+        this.resyncs.push(rank);
+        this.rebuild(peer, rank, 'resync');
+      },
+    });
+    await this.server.listen();
+    cleanups.push(() => this.server.close());
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return this.server.close();
+  }
+
+  // The engine stored full blocks of `tokens` (one engine hash per block).
+  store(tokens: number[], rank = 0): bigint[] {
+    const bs = this.card.pageSize;
+    const hashes = Array.from({ length: Math.floor(tokens.length / bs) }, () => BigInt(Math.floor(Math.random() * 2 ** 48)));
+    const s = { rank, tokens: tokens.slice(0, hashes.length * bs), hashes };
+    this.stored.push(s);
+    for (const peer of this.peers) this.sendBatch(peer, rank, [storedEvent(s, bs)]);
+    return hashes;
+  }
+
+  // The engine dropped everything (SGLang's AllBlocksCleared).
+  clear(rank = 0): void {
+    this.stored.length = 0;
+    for (const peer of this.peers) this.sendBatch(peer, rank, [['AllBlocksCleared']]);
+  }
+
+  // The engine was replaced: its cache is gone (the relay's engine_restart reset).
+  engineRestarted(rank = 0): void {
+    this.stored.length = 0;
+    for (const peer of this.peers) this.rebuild(peer, rank, 'engine_restart');
+  }
+
+  private rebuild(peer: Peer, rank: number, reason: 'join' | 'resync' | 'engine_restart'): void {
+    this.seqs.get(peer)!.set(rank, 0n);
+    peer.send({ type: 'kv_reset', instanceId: this.instanceId, dpRank: rank, reason });
+    for (const s of this.stored) if (s.rank === rank) this.sendBatch(peer, rank, [storedEvent(s, this.card.pageSize)]);
+  }
+
+  private sendBatch(peer: Peer, rank: number, events: unknown[]): void {
+    const seqs = this.seqs.get(peer)!;
+    const seq = seqs.get(rank)!;
+    seqs.set(rank, seq + 1n);
+    const payload = packr.pack([Date.now() / 1000, events, rank]);
+    peer.send({ type: 'kv_batch', instanceId: this.instanceId, dpRank: rank, seq, engineSeq: seq, snapshot: false, payload });
+  }
+}
+
+const storedEvent = (s: Stored, bs: number) => ['BlockStored', s.hashes, null, s.tokens, bs, null, 'GPU'];
+
+let nextInstance = 1n;
+async function agent(card: Partial<ModelCard> = {}, engine = new FakeEngine(), port?: number, instanceId?: bigint): Promise<FakeAgent> {
+  return new FakeAgent(port ?? (await freePort()), instanceId ?? nextInstance++, { ...baseCard, ...card }, engine).start();
+}
+
+function workerSet(opts: KvWorkerSetOptions = {}): { set: KvWorkerSet; registry: Registry } {
+  const set = new KvWorkerSet({ healthIntervalMs: 0, ...opts });
+  const registry = new Registry();
+  set.registerMetrics(registry);
+  cleanups.push(() => set.close());
+  return { set, registry };
+}
+
+const prompt = (first: number, n = 64) => Array.from({ length: n }, (_, i) => first + i);
+
+// Routes and runs one request to its end; returns the worker it ended on and its tokens.
+async function run(set: KvWorkerSet, tokenIds: number[], maxNewTokens = 4): Promise<{ worker: string; tokens: number[] }> {
+  const d = set.dispatch({ model: 'test-model', requestId: `r${Math.random()}`, tokenIds });
+  const tokens: number[] = [];
+  try {
+    for await (const c of d.engine.generate({ requestId: 'r', tokenIds, sampling: { maxNewTokens } })) {
+      if (tokens.length === 0 && c.tokenIds.length > 0) d.firstToken();
+      tokens.push(...c.tokenIds);
+    }
+    d.finish('ok');
+  } catch (err) {
+    d.finish('error', err);
+    throw err;
+  }
+  return { worker: d.worker, tokens };
+}
+
+const cached = (set: KvWorkerSet, url: string) => set.unitRows().filter((u) => u.worker === url).reduce((n, u) => n + u.cachedBlocks, 0);
+const metric = async (registry: Registry, name: string) => (await registry.getSingleMetric(name)!.get()).values;
+
+describe('KvWorkerSet', () => {
+  it('admits each agent by its card: every dp rank a candidate, a different page size refused', async () => {
+    const a = await agent();
+    const b = await agent({ dpSize: 2 });
+    const c = await agent({ pageSize: 32 });
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    set.addAgent(b.url);
+    set.addAgent(c.url);
+    await set.waitForWorkers(2, 5000);
+    await waitFor(() => set.workers().some((w) => w.name === c.url && w.reason !== undefined && /page size/.test(w.reason)), 'C refused');
+
+    expect(set.readyCount('test-model')).toBe(2);
+    expect(set.readyCount('other-model')).toBe(0);
+    const units = set.unitRows().map((u) => `${u.worker}#${u.rank}`).sort();
+    expect(units).toEqual([`${a.url}#0`, `${b.url}#0`, `${b.url}#1`].sort());
+    const info = set.workers().find((w) => w.name === c.url)!;
+    expect(info).toMatchObject({ healthy: false, model: 'test-model' });
+    expect(info.reason).toMatch(/page size 32 differs from 16/);
+    expect(() => set.dispatch({ model: 'other-model', requestId: 'x', tokenIds: [1] })).toThrow(/no worker can serve model 'other-model'/);
+  });
+
+  it('routes a prompt to the worker whose KV events hold its prefix; a reset or a clear empties that worker', async () => {
+    const a = await agent();
+    const b = await agent();
+    const { set, registry } = workerSet();
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+
+    const p = prompt(100);
+    a.store(p.slice(0, 48));
+    await waitFor(() => cached(set, a.url) === 3, 'A holds 3 blocks');
+    for (let i = 0; i < 4; i++) expect((await run(set, p)).worker).toBe(a.url);
+    expect(set.routerStats('test-model')).toMatchObject({ blocks: 3, eventsApplied: 1 });
+    const overlap = await metric(registry, 'kvgate_router_overlap_blocks');
+    expect(overlap.find((v) => (v as { metricName?: string }).metricName === 'kvgate_router_overlap_blocks_sum')!.value).toBe(12);
+
+    // B gets the longer prefix: now B wins.
+    b.store(p);
+    await waitFor(() => cached(set, b.url) === 4, 'B holds 4 blocks');
+    expect((await run(set, p)).worker).toBe(b.url);
+
+    // The engine cleared its cache: the index follows.
+    b.clear();
+    await waitFor(() => cached(set, b.url) === 0, 'B cleared');
+    expect((await run(set, p)).worker).toBe(a.url);
+    // A's engine restarted: the reset empties A in the index.
+    a.engineRestarted();
+    await waitFor(() => cached(set, a.url) === 0, 'A reset');
+    expect(set.routerStats('test-model')!.blocks).toBe(0);
+    const resets = await metric(registry, 'kvgate_router_kv_resets_total');
+    expect(resets.filter((v) => v.labels['worker'] === a.url).map((v) => [v.labels['reason'], v.value]).sort()).toEqual([['engine_restart', 1], ['join', 1]]);
+    const events = await metric(registry, 'kvgate_router_kv_events_total');
+    expect(events.filter((v) => v.labels['worker'] === b.url).map((v) => [v.labels['result'], v.value])).toEqual([['applied', 2]]);
+  });
+
+  it('drops a disconnected worker from the index and takes it back when it reconnects', async () => {
+    const a = await agent();
+    const b = await agent();
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(500);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds its blocks');
+
+    await a.stop();
+    await waitFor(() => set.readyCount('test-model') === 1, 'A out');
+    expect(set.unitRows().map((u) => u.worker)).toEqual([b.url]);
+    expect(set.routerStats('test-model')!.blocks).toBe(0);
+    expect(set.workers().find((w) => w.name === a.url)).toMatchObject({ healthy: false });
+    for (let i = 0; i < 3; i++) expect((await run(set, p)).worker).toBe(b.url);
+
+    // The same agent comes back on its address: the client reconnects, the join rebuilds.
+    const again = await agent({}, new FakeEngine(), a.port, a.instanceId);
+    again.stored.push(...a.stored);
+    await waitFor(() => set.readyCount('test-model') === 2, 'A back', 15_000);
+    await waitFor(() => cached(set, a.url) === 4, 'A rebuilt');
+    expect((await run(set, p)).worker).toBe(a.url);
+  });
+
+  it('moves a request whose worker fails before its first token to another worker, once', async () => {
+    const failing = new FakeEngine({ failOn: { token: 7, code: 'engine_unavailable' } });
+    const a = await agent({}, failing);
+    const b = await agent();
+    const { set, registry } = workerSet({ penaltyMs: 300 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(7);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+
+    const r = await run(set, p);
+    expect(r).toEqual({ worker: b.url, tokens: [7, 8, 9, 10] });
+    expect(failing.started).toBe(1);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(1);
+    // A sat out its penalty, then came back with its ranks rebuilt from a resync.
+    expect(set.readyCount('test-model')).toBe(1);
+    await waitFor(() => set.readyCount('test-model') === 2, 'A readmitted');
+    await waitFor(() => cached(set, a.url) === 4, 'A resynced');
+    expect(a.resyncs).toEqual([0]);
+
+    // With nowhere else to go, the worker's error is the request's error.
+    await b.stop();
+    await waitFor(() => set.readyCount('test-model') === 1, 'B gone');
+    await expect(run(set, p)).rejects.toMatchObject({ code: 'engine_unavailable' });
+    expect(() => set.dispatch({ model: 'test-model', requestId: 'x', tokenIds: p })).toThrow(KvgateError);
+  });
+
+  it('ends a request whose worker is lost mid-stream with a clean error, without hanging or moving it', async () => {
+    const a = await agent({}, new FakeEngine({ delayMs: 20 }));
+    const bEngine = new FakeEngine();
+    const b = await agent({}, bEngine);
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(1);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+    const d = set.dispatch({ model: 'test-model', requestId: 'mid', tokenIds: p });
+    expect(d.worker).toBe(a.url);
+    const it = d.engine.generate({ requestId: 'mid', tokenIds: p, sampling: { maxNewTokens: 1000 } })[Symbol.asyncIterator]();
+    expect((await it.next()).value).toMatchObject({ tokenIds: [1] });
+    await a.stop();
+    const started = Date.now();
+    await expect((async () => {
+      for (let r = await it.next(); !r.done; r = await it.next());
+    })()).rejects.toMatchObject({ code: 'worker_disconnected' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    d.finish('error');
+    // Tokens already went out: the request is not replayed elsewhere (that is migration).
+    expect(bEngine.started).toBe(0);
+    expect(set.unitRows().map((u) => [u.worker, u.activeRequests])).toEqual([[b.url, 0]]);
+  });
+
+  it('approximate mode ignores KV events and predicts caches from its own decisions', async () => {
+    const a = await agent();
+    const b = await agent();
+    const { set } = workerSet({ kvEvents: false });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    a.store(prompt(300));
+    const p = prompt(900);
+    const first = (await run(set, p)).worker;
+    for (let i = 0; i < 4; i++) expect((await run(set, p)).worker).toBe(first);
+    expect(set.routerStats('test-model')).toMatchObject({ eventsApplied: 0, approxBlocks: 4 });
+    expect(cached(set, a.url) + cached(set, b.url)).toBe(4);
+  });
+
+  it('round-robin and least-loaded spread requests over the workers', async () => {
+    const a = await agent();
+    const b = await agent();
+    const rr = workerSet({ mode: 'round-robin' }).set;
+    rr.addAgent(a.url);
+    rr.addAgent(b.url);
+    await rr.waitForWorkers(2, 5000);
+    const seen = [];
+    for (let i = 0; i < 4; i++) seen.push((await run(rr, prompt(1))).worker);
+    expect(seen[0]).not.toBe(seen[1]);
+    expect(seen.slice(2)).toEqual(seen.slice(0, 2));
+
+    const ll = workerSet({ mode: 'least-loaded' }).set;
+    ll.addAgent(a.url);
+    ll.addAgent(b.url);
+    await ll.waitForWorkers(2, 5000);
+    // Two requests in flight at once land on different workers.
+    const d1 = ll.dispatch({ model: 'test-model', requestId: '1', tokenIds: prompt(1) });
+    const d2 = ll.dispatch({ model: 'test-model', requestId: '2', tokenIds: prompt(1) });
+    expect(d1.worker).not.toBe(d2.worker);
+    d1.finish('cancelled');
+    d2.finish('cancelled');
+    expect(ll.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+  });
+});
