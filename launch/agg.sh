@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ENGINE=${ENGINE:-mocker}            # mocker | sglang
 MODEL=${MODEL:-Qwen/Qwen3-0.6B}
 HTTP_PORT=${HTTP_PORT:-8000}
+ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
 WORKER_PORT=${WORKER_PORT:-9100}    # the worker's request plane (WebSocket)
 if [ -z "${KVGATE:-}" ]; then
   [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
@@ -22,7 +23,7 @@ ENGINE_ARGS=(--model-path "$MODEL" --served-model-name "$MODEL" --page-size 16)
 [ "$ENGINE" = sglang ] && ENGINE_ARGS+=(--tp 1 --trust-remote-code)
 
 run $KVGATE worker --engine "$ENGINE" --port "$WORKER_PORT" -- "${ENGINE_ARGS[@]}"
-run $KVGATE serve --port "$HTTP_PORT" --worker-urls "ws://127.0.0.1:$WORKER_PORT"
+run $KVGATE serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "ws://127.0.0.1:$WORKER_PORT"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL" >&2
 wait -n

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ENGINE=${ENGINE:-mocker}            # mocker | sglang
 MODEL=${MODEL:-Qwen/Qwen3-0.6B}
 HTTP_PORT=${HTTP_PORT:-8000}
+ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
 WORKER_PORTS=(${WORKER_PORTS:-9101 9102})
 if [ -z "${KVGATE:-}" ]; then
   [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
@@ -29,7 +30,7 @@ for i in "${!WORKER_PORTS[@]}"; do
   run env CUDA_VISIBLE_DEVICES="$i" $KVGATE worker --engine "$ENGINE" --port "$port" -- "${ENGINE_ARGS[@]}"
   URLS+=("ws://127.0.0.1:$port")
 done
-run $KVGATE serve --port "$HTTP_PORT" --router-mode kv --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+run $KVGATE serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --router-mode kv --worker-urls "$(IFS=,; echo "${URLS[*]}")"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL  workers: ${URLS[*]}" >&2
 wait -n

@@ -1,0 +1,149 @@
+// What a user runs: `kvgate serve` with its defaults (what `npm start` runs, on a free port:
+// two mocker workers, KV routing) and the launch scripts, as processes; the official openai
+// client against them; SIGTERM; and no worker or engine process left behind.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/worker/ports.js';
+import { alive, KVGATE, MODEL, waitFor } from './stack.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const started: ChildProcess[] = [];
+const strays: number[] = [];
+afterEach(async () => {
+  for (const p of started.splice(0)) {
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('exit', r));
+    }
+  }
+  for (const pid of strays.splice(0)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+});
+
+interface Proc {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const proc = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  return { proc, stdout: () => out, stderr: () => err, exited };
+}
+
+async function listening(p: Proc): Promise<string> {
+  await waitFor(() => /listening on http:\/\/\S+/.test(p.stdout()) || p.proc.exitCode !== null, 'the frontend', 60_000);
+  const m = /listening on (http:\/\/\S+)/.exec(p.stdout());
+  if (!m) throw new Error(`kvgate serve did not start:\n${p.stderr().slice(-3000)}`);
+  return m[1]!;
+}
+
+// Every process below `pid` (children, grandchildren, ...), from /proc.
+function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      parent.set(Number(d), Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]));
+    } catch {
+      /* gone */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, pp] of parent) {
+      if (pp === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+async function chat(url: string): Promise<OpenAI.Chat.Completions.ChatCompletion> {
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
+  const messages = [
+    { role: 'system' as const, content: 'You are a terse assistant. '.repeat(20) },
+    { role: 'user' as const, content: 'What does a KV-aware router do?' },
+  ];
+  const first = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16 });
+  expect(first.choices[0]!.message.content!.length).toBeGreaterThan(0);
+  expect(first.usage!.completion_tokens).toBeGreaterThan(0);
+  return client.chat.completions.create({ model: MODEL, messages, max_tokens: 16 });
+}
+
+describe('kvgate serve, defaults', () => {
+  it('spawns two mocker workers, serves with KV routing, and stops them all on SIGTERM', { timeout: 90_000 }, async () => {
+    const serve = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0']);
+    const url = await listening(serve);
+    const banner = serve.stdout();
+    expect(banner).toContain(`model:   ${MODEL}`);
+    expect(banner).toMatch(/workers: 2 x mocker \(pids \d+, \d+\), router kv/);
+    expect(banner).toContain(`curl ${url}/v1/chat/completions`);
+    const agents = [.../pids (\d+), (\d+)\)/.exec(banner)!.slice(1)].map(Number);
+    const engines = [...serve.stderr().matchAll(/^\[worker \d\] kvgate worker ready: ws:\/\/\S+ .*engine_pid=(\d+)/gm)].map((m) => Number(m[1]));
+    expect(engines).toHaveLength(2);
+    strays.push(...agents, ...engines);
+    expect([...agents, ...engines].every(alive)).toBe(true);
+
+    const health = (await (await fetch(`${url}/health`)).json()) as { status: string; models: Record<string, number> };
+    expect(health).toMatchObject({ status: 'healthy', models: { [MODEL]: 2 } });
+    // The same prompt again goes where its prefix is cached.
+    const again = await chat(url);
+    expect(again.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThanOrEqual(again.usage!.prompt_tokens - 16);
+
+    serve.proc.kill('SIGTERM');
+    expect(await serve.exited).toBe(0);
+    expect([...agents, ...engines].filter(alive)).toEqual([]);
+  });
+
+  it('refuses what it cannot run, with the reason', async () => {
+    const sglang = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0', '--engine', 'sglang']);
+    expect(await sglang.exited).toBe(1);
+    expect(sglang.stderr()).toMatch(/--engine sglang needs a model: kvgate serve --engine sglang -- --model-path/);
+    const badUrl = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--worker-urls', 'http://127.0.0.1:1']);
+    expect(await badUrl.exited).toBe(1);
+    expect(badUrl.stderr()).toMatch(/--worker-urls: 'http:\/\/127.0.0.1:1' is not a ws:\/\/host:port URL/);
+    const badMode = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--router-mode', 'fastest']);
+    expect(await badMode.exited).toBe(1);
+    expect(badMode.stderr()).toMatch(/--router-mode must be one of kv, round-robin, random, power-of-two, least-loaded/);
+    const stray = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--worker-urls', 'ws://127.0.0.1:1', '--', '--page-size', '16']);
+    expect(await stray.exited).toBe(1);
+    expect(stray.stderr()).toMatch(/engine arguments after -- are for the workers serve spawns/);
+  });
+});
+
+describe('launch scripts', () => {
+  for (const [script, workers] of [['agg.sh', 1], ['agg_router.sh', 2]] as const) {
+    it(`launch/${script} serves with ${workers} worker(s) and stops everything it started`, { timeout: 90_000 }, async () => {
+      const httpPort = await freePort();
+      const ports = [await freePort(), await freePort()];
+      const env = { KVGATE: KVGATE.join(' '), HTTP_PORT: String(httpPort), WORKER_PORT: String(ports[0]), WORKER_PORTS: ports.join(' ') };
+      const sh = run('bash', [`launch/${script}`], env);
+      const url = await listening(sh);
+      expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --port \d+ -- --model-path Qwen\/Qwen3-0.6B/m);
+      expect(sh.stderr()).toMatch(/^\+ .* serve --port \d+ .*--worker-urls ws:\/\/127.0.0.1:\d+/m);
+      await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { models: Record<string, number> }).models[MODEL] === workers, `${workers} worker(s) up`, 30_000);
+      await chat(url);
+      const tree = descendants(sh.proc.pid!);
+      strays.push(...tree);
+      expect(tree.length).toBeGreaterThanOrEqual(2 * workers + 1);
+
+      sh.proc.kill('SIGTERM');
+      await sh.exited;
+      await waitFor(() => tree.every((p) => !alive(p)), 'every process the script started to stop', 30_000);
+    });
+  }
+});
