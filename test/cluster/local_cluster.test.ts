@@ -1,0 +1,81 @@
+// The embedded cluster as processes: `kvgate worker --engine mocker` children, their output
+// prefixed, their ready lines parsed, a failing worker reported, and stop() leaving nothing
+// behind (also when it comes while the workers are still starting).
+
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { clusterEngineArgs, LocalCluster } from '../../src/cluster/local_cluster.js';
+import { silentLogger } from '../../src/observability/log.js';
+import { RequestPlaneClient } from '../../src/transport/request_plane_client.js';
+import { KVGATE } from '../e2e/stack.js';
+
+const clusters: LocalCluster[] = [];
+afterEach(async () => {
+  await Promise.all(clusters.splice(0).map((c) => c.stop(5000)));
+});
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+function cluster(workers: number, engineArgs: string[], lines: string[]): LocalCluster {
+  const c = new LocalCluster({ workers, engine: 'mocker', engineArgs, kvgate: KVGATE, startupTimeoutMs: 30_000, output: (l) => lines.push(l), log: silentLogger });
+  clusters.push(c);
+  return c;
+}
+
+describe('clusterEngineArgs', () => {
+  it('gives the mocker demo defaults the user did not set, and SGLang nothing but a required model', () => {
+    expect(clusterEngineArgs('mocker', [])).toEqual(['--model-path', 'Qwen/Qwen3-0.6B', '--page-size', '16', '--speedup-ratio', '10']);
+    expect(clusterEngineArgs('mocker', ['--page-size=32', '--max-total-tokens', '4096'])).toEqual([
+      '--page-size=32', '--max-total-tokens', '4096', '--model-path', 'Qwen/Qwen3-0.6B', '--speedup-ratio', '10',
+    ]);
+    expect(clusterEngineArgs('sglang', ['--model-path', 'Qwen/Qwen3-8B', '--tp', '2'])).toEqual(['--model-path', 'Qwen/Qwen3-8B', '--tp', '2']);
+    expect(() => clusterEngineArgs('sglang', ['--tp', '2'])).toThrow(/--engine sglang needs a model/);
+  });
+});
+
+describe('LocalCluster', () => {
+  it('starts the workers, reports their request planes and engine PIDs, and stops them all', { timeout: 60_000 }, async () => {
+    const lines: string[] = [];
+    const c = cluster(2, clusterEngineArgs('mocker', []), lines);
+    const workers = await c.ready();
+    expect(workers.map((w) => w.index)).toEqual([0, 1]);
+    for (const w of workers) {
+      expect(w.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+      expect(alive(w.pid) && alive(w.enginePid)).toBe(true);
+      const client = new RequestPlaneClient({ url: w.url });
+      const hello = await client.connect();
+      expect(hello.card).toMatchObject({ servedModelName: 'Qwen/Qwen3-0.6B', pageSize: 16, engine: 'mocker' });
+      await client.close();
+    }
+    expect(lines.some((l) => l.startsWith('[worker 0] kvgate worker ready: '))).toBe(true);
+    expect(lines.some((l) => l.startsWith('[worker 1] ') && l.includes('[engine]'))).toBe(true);
+    await c.stop();
+    expect(workers.flatMap((w) => [w.pid, w.enginePid]).filter(alive)).toEqual([]);
+  });
+
+  it('reports a worker that exits before it is ready, and stops the others', { timeout: 60_000 }, async () => {
+    const lines: string[] = [];
+    const c = cluster(2, ['--page-size', '0'], lines);
+    await expect(c.ready()).rejects.toThrow(/worker \d exited with code 1 before it was ready/);
+    await c.stop();
+    expect(c.pids.filter(alive)).toEqual([]);
+    expect(lines.join('\n')).toMatch(/--page-size must be >= 1/);
+  });
+
+  it('stops workers that are still starting', { timeout: 60_000 }, async () => {
+    const c = cluster(2, clusterEngineArgs('mocker', ['--startup-delay', '30']), []);
+    const ready = c.ready();
+    ready.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 1000));
+    await c.stop(10_000);
+    await expect(ready).rejects.toThrow(/before it was ready/);
+    expect(c.pids.filter(alive)).toEqual([]);
+  });
+});
