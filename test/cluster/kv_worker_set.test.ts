@@ -18,6 +18,7 @@ import { RequestPlaneServer, type Peer } from '../../src/transport/request_plane
 import { freePort } from '../../src/worker/ports.js';
 import { card as baseCard } from '../transport/card.js';
 import { FakeEngine } from '../transport/fake_engine.js';
+import { startMocker } from '../../src/mocker/index.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -340,5 +341,30 @@ describe('KvWorkerSet', () => {
     d1.finish('cancelled');
     d2.finish('cancelled');
     expect(ll.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+  });
+
+  it('routes plain SGLang HTTP servers approximately, and moves a request off one that is down', async () => {
+    const mockers = await Promise.all([0, 1].map(() => startMocker({ port: 0, pageSize: 16, speedupRatio: 50, servedModelName: 'test-model' })));
+    cleanups.push(async () => void (await Promise.all(mockers.map((m) => m.close()))));
+    const { set, registry } = workerSet({ penaltyMs: 200 });
+    for (const m of mockers) set.addEngine(m.url);
+    await set.waitForWorkers(2, 10_000);
+    expect(set.routerStats('test-model')).toMatchObject({ candidates: 2 });
+    const p = prompt(1000, 80);
+    const first = (await run(set, p)).worker;
+    // Approximate: the router remembers where it sent the prompt.
+    for (let i = 0; i < 3; i++) expect((await run(set, p)).worker).toBe(first);
+    expect(set.routerStats('test-model')!.approxBlocks).toBe(5);
+
+    // That engine goes away: the request moves to the other one, which takes over.
+    await mockers.find((m) => m.url === first)!.close();
+    const moved = await run(set, p);
+    expect(moved.worker).not.toBe(first);
+    expect(moved.tokens).toHaveLength(4);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(1);
+    expect(set.workers().find((w) => w.name === first)).toMatchObject({ healthy: false });
+    // Its probe keeps failing: it stays out.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(set.readyCount('test-model')).toBe(1);
   });
 });
