@@ -150,7 +150,10 @@ function spawnWorker(index: number, opts: LocalClusterOptions): Child {
   // One GPU per SGLang engine unless the user chose the devices.
   if (opts.engine === 'sglang' && env['CUDA_VISIBLE_DEVICES'] === undefined) env['CUDA_VISIBLE_DEVICES'] = String(index);
   opts.log.info(`starting worker ${index}: ${[command, ...args].join(' ')}`);
-  const proc = spawn(command!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C in the terminal reaches serve only, which drains first
+  // and then stops the workers in order (they would otherwise start draining at once, and
+  // exit hard on serve's SIGTERM as a second signal).
+  const proc = spawn(command!, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const output = opts.output ?? ((line: string) => process.stderr.write(line + '\n'));
   const prefix = `[worker ${index}] `;
   const child: Child = { index, proc, exited: null!, ready: null! };
