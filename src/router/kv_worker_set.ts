@@ -9,8 +9,8 @@
 //   rebuild it). When the connection drops the worker leaves the router (removeWorker: its
 //   blocks leave the index, its active requests are forgotten) and the client reconnects
 //   with backoff; the new connection's join reset rebuilds it.
-// - A worker whose page size differs from the model's block size is refused (logged, shown
-//   in /health), never routed to.
+// - A worker whose page size differs from the model's block size, or whose role is prefill or
+//   decode (disaggregation is not routed here yet), is refused (logged, shown in /health).
 // - A worker that fails a request because it cannot serve (engine died, disconnected,
 //   draining) leaves the router at once and comes back after `penaltyMs` (Dynamo's 5 s
 //   reconcile) or when the agent says hello again (its engine restarted). KV events are
@@ -276,6 +276,7 @@ export class KvWorkerSet implements WorkerSet {
 
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
+    if (card.role !== 'agg') return this.refuse(m, `its role is ${card.role}; this frontend routes aggregated workers only (prefill/decode pairing comes with disaggregation)`);
     const model = this.opts.servedModelName ?? card.servedModelName;
     let g = this.groups.get(model);
     if (!g) {

@@ -168,13 +168,16 @@ describe('KvWorkerSet', () => {
     const a = await agent();
     const b = await agent({ dpSize: 2 });
     const c = await agent({ pageSize: 32 });
+    const d = await agent({ role: 'prefill' });
     const { set } = workerSet();
     set.addAgent(a.url);
     await set.waitForWorkers(1, 5000);
     set.addAgent(b.url);
     set.addAgent(c.url);
+    set.addAgent(d.url);
     await set.waitForWorkers(2, 5000);
-    await waitFor(() => set.workers().some((w) => w.name === c.url && w.reason !== undefined && /page size/.test(w.reason)), 'C refused');
+    await waitFor(() => set.workers().filter((w) => w.reason !== undefined && /page size|role/.test(w.reason)).length === 2, 'C and D refused');
+    expect(set.workers().find((w) => w.name === d.url)!.reason).toMatch(/its role is prefill/);
 
     expect(set.readyCount('test-model')).toBe(2);
     expect(set.readyCount('other-model')).toBe(0);
