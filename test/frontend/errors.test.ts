@@ -169,6 +169,11 @@ describe('validation errors', () => {
     await fc.assert(
       fc.asyncProperty(bodies, fc.constantFrom('/v1/chat/completions', '/v1/completions'), async (body, path) => {
         const r = await post(path, body);
+        // A random body can be a valid streaming request: then the answer is a whole SSE stream.
+        if (r.status === 200 && r.text.startsWith('data: ')) {
+          expect(r.text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+          return;
+        }
         expect(r.json, r.text.slice(0, 200)).not.toBeNull();
         if (r.status === 200) return;
         expect([400, 404, 413]).toContain(r.status);
