@@ -59,8 +59,9 @@ export interface KvEventBatchObject {
   events: KvEventObject[];
 }
 
-/** Decodes one SGLang KV-event batch (raw msgpack payload frame) with the native reader
- *  into plain JS objects. For tests and debugging only, NOT the hot path: it allocates an
+/** Decodes one SGLang KV-event batch (raw msgpack payload frame: `[ts, events, dp_rank?]`,
+ *  events as arrays (SGLang <= 0.5.19) or tagged maps (>= 0.5.20), mixed freely) with the
+ *  native reader into plain JS objects. For tests and debugging only, NOT the hot path: it allocates an
  *  object per event (the router applies batches natively without this, see
  *  KvRouter.applyEvents). Engine hashes are signed int64; gpuMedium is true for medium nil
  *  or "GPU". Synchronous, O(bytes.length); `bytes` is read during the call only. Throws
@@ -191,7 +192,8 @@ export class KvRouter {
   /** Applies one removed event: drops the unit's holds named by the hashes (no cascade to
    *  blocks chained under them). Returns how many were not held. O(blocks). */
   applyRemoved(worker: number, rank: number, blockHashes: BigInt64Array | BigUint64Array): number;
-  /** Parses one raw SGLang KV-event batch (the msgpack payload frame) natively and, only if
+  /** Parses one raw SGLang KV-event batch (the msgpack payload frame; array or tagged-map
+   *  events, as parseKvEventBatch) natively and, only if
    *  all of it is valid, applies its events to (worker, rank). A dp_rank carried by the
    *  batch replaces `rank`. Events for another medium than the GPU are ignored;
    *  AllBlocksCleared clears this one unit. Returns the number of events with an error
