@@ -1,26 +1,11 @@
 // The addon's block and sequence hashes against a TypeScript computation of Dynamo's formulas
 // (reference/dynamo.md §2.2) over @node-rs/xxhash. KVGATE_TEST_SEED=<n> replays a run.
-import { createRequire } from 'node:module';
 import { xxh3 } from '@node-rs/xxhash';
 import { describe, expect, it } from 'vitest';
+import { native, rng, SEED } from './helpers.js';
 
-const native = createRequire(import.meta.url)('../../build/native/Release/kvgate.node') as {
-  blockHashes(tokens: Uint32Array, blockSize: number, out?: BigUint64Array): BigUint64Array;
-  sequenceHashes(local: BigUint64Array, out?: BigUint64Array): BigUint64Array;
-};
 
-const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 // Reference: XXH3-64(seed 1337) of each full block's tokens as little-endian u32.
 function refBlockHashes(tokens: Uint32Array, blockSize: number): bigint[] {

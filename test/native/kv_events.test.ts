@@ -2,35 +2,15 @@
 // real msgpack libraries, as SGLang's msgspec would send them (reference/sglang.md §2.4):
 // array events (SGLang <= 0.5.19) and tagged-map events (0.5.20 on, msgspec `tag=True`,
 // `omit_defaults`; the batch stays an array). KVGATE_TEST_SEED=<n> replays a run.
-import { createRequire } from 'node:module';
 import { encode } from '@msgpack/msgpack';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
+import { native, rng, SEED, type KvEventBatchObject, type KvEventObject } from './helpers.js';
 
-type KvEventObject =
-  | { kind: 'BlockStored'; blockHashes: BigInt64Array; parentHash: bigint | null; tokenIds: Uint32Array;
-      blockSize: number; loraId: bigint | null; gpuMedium: boolean }
-  | { kind: 'BlockRemoved'; blockHashes: BigInt64Array; gpuMedium: boolean }
-  | { kind: 'AllBlocksCleared' };
-interface KvEventBatchObject { ts: number; dpRank: number | null; events: KvEventObject[] }
 
-const native = createRequire(import.meta.url)('../../build/native/Release/kvgate.node') as {
-  parseKvEventBatch(bytes: Uint8Array): KvEventBatchObject;
-};
 
-const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 // A random wire value for an int64 hash (what the encoder gets) and the int64 it means.
 // Small ones go as JS numbers (minimal msgpack ints); others as bigint (int64 / uint64,

@@ -11,24 +11,14 @@ import { createHash } from 'node:crypto';
 import { decode } from '@msgpack/msgpack';
 import { Packr } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
+import { rng, SEED } from './helpers.js';
 import { startMocker, type MockerHandle } from '../../src/mocker/index.js';
 import { addon, type KvRouter } from '../../src/native/addon.js';
 import { EngineKvSubscriber } from '../../src/transport/kv_subscriber.js';
 
-const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
 const BS = 4;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** SGLang's page hash chain (reference/sglang.md §2.5) as signed int64. */
 function pageHashes(tokens: number[]): bigint[] {

@@ -1,26 +1,11 @@
 // The addon's XXH3-64 (written from the spec) against the reference package @node-rs/xxhash
 // on random inputs of every length class, random seeds. KVGATE_TEST_SEED=<n> replays a run.
-import { createRequire } from 'node:module';
 import { xxh3 as ref } from '@node-rs/xxhash';
 import { describe, expect, it } from 'vitest';
+import { native, rng, SEED } from './helpers.js';
 
-const native = createRequire(import.meta.url)('../../build/native/Release/kvgate.node') as {
-  xxh3(data: Uint8Array, seed?: bigint): bigint;
-};
 
-const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
 
-// mulberry32: small, seeded, good enough to pick lengths and bytes.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
