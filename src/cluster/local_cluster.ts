@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
+import { PARENT_PID_ENV } from '../worker/parent_watch.js';
 
 export type ClusterEngine = 'mocker' | 'sglang';
 
@@ -146,7 +147,8 @@ async function stopChildren(children: Child[], graceMs: number): Promise<void> {
 function spawnWorker(index: number, opts: LocalClusterOptions): Child {
   const [command, ...pre] = opts.kvgate;
   const args = [...pre, 'worker', '--engine', opts.engine, '--port', '0', ...(opts.workerArgs ?? []), '--', ...opts.engineArgs];
-  const env = { ...process.env, ...opts.env };
+  // The worker shuts down when this process is gone, even SIGKILLed (src/worker/parent_watch.ts).
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, [PARENT_PID_ENV]: String(process.pid) };
   // One GPU per SGLang engine unless the user chose the devices.
   if (opts.engine === 'sglang' && env['CUDA_VISIBLE_DEVICES'] === undefined) env['CUDA_VISIBLE_DEVICES'] = String(index);
   opts.log.info(`starting worker ${index}: ${[command, ...args].join(' ')}`);

@@ -10,7 +10,7 @@
 //             engine_unavailable, and it is restarted with exponential backoff; the count of
 //             attempts resets once an engine stayed up for stableUptimeMs; past maxRestarts
 //             the agent gives up (onFatal).
-//   shutdown  (SIGTERM) unregister, refuse new requests, let in-flight ones finish (up to
+//   shutdown  (SIGTERM, or the parent gone) unregister, refuse new requests, let in-flight ones finish (up to
 //             drainTimeoutMs), close the request plane, stop the engine (SIGTERM, then
 //             SIGKILL after stopGraceMs).
 
@@ -28,6 +28,7 @@ import { describeExit, EngineProcess } from './engine_process.js';
 import { LoadPoller } from './load_poller.js';
 import type { Logger } from '../observability/log.js';
 import { readModelCard } from './model_card.js';
+import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
 
 export interface WorkerAgentOptions {
@@ -128,8 +129,9 @@ export class WorkerAgent {
     this.log.info(`serving ${this.card!.servedModelName} (${this.opts.role}) on ${this.url}`);
   }
 
-  shutdown(): Promise<void> {
-    this.stopping ??= this.stop();
+  // `drainTimeoutMs` overrides the configured drain deadline (a shorter one when the parent died).
+  shutdown(drainTimeoutMs = this.opts.drainTimeoutMs): Promise<void> {
+    this.stopping ??= this.stop(drainTimeoutMs);
     return this.stopping;
   }
 
@@ -185,7 +187,8 @@ export class WorkerAgent {
     const launch = launchCommand(
       { engine: this.opts.engine, python: this.opts.python, kvgate: this.opts.kvgate },
       engineArgs(this.opts.engineArgs, info, this.opts.role, ports),
-      this.opts.env,
+      // The mocker exits when this worker is gone, even SIGKILLed (see parent_watch.ts).
+      { ...(this.opts.env ?? process.env), [PARENT_PID_ENV]: String(process.pid) },
     );
     this.log.info(`starting engine: ${[launch.command, ...launch.args].map(shellQuote).join(' ')}`);
     const proc = new EngineProcess(launch, this.log);
@@ -285,11 +288,11 @@ export class WorkerAgent {
     }
   }
 
-  private async stop(): Promise<void> {
+  private async stop(drainTimeoutMs: number): Promise<void> {
     this.log.info('shutting down: unregistering and draining in-flight requests');
     this.registration?.unregister();
-    const drained = await this.server.drain(this.opts.drainTimeoutMs);
-    if (!drained) this.log.warn(`${this.server.inflightStreams()} request(s) still running after ${this.opts.drainTimeoutMs} ms; aborting them`);
+    const drained = await this.server.drain(drainTimeoutMs);
+    if (!drained) this.log.warn(`${this.server.inflightStreams()} request(s) still running after ${drainTimeoutMs} ms; aborting them`);
     await this.server.close();
     this.relay.close();
     await this.starting?.stop(this.opts.stopGraceMs);

@@ -1,11 +1,13 @@
 // `kvgate mocker`: a simulated SGLang engine as a process. Takes SGLang's launch_server flags (the
 // ones that matter to a simulation, and the common ones it ignores), prints one ready line on
 // stdout, and on SIGTERM/SIGINT stops accepting, drains or aborts in-flight requests, closes its
-// sockets and exits.
+// sockets and exits. Started by `kvgate worker` (KVGATE_PARENT_PID set), it does the same when
+// the worker is gone, even killed hard.
 
 import { startMocker } from '../../mocker/index.js';
 import type { MockerOptions } from '../../mocker/options.js';
 import { createLogger, type LogLevel } from '../../observability/log.js';
+import { parentPidFromEnv, watchParent } from '../../worker/parent_watch.js';
 import { parseCommandLine } from '../config.js';
 
 const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error', critical: 'error' };
@@ -48,4 +50,6 @@ export async function run(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  const parent = parentPidFromEnv();
+  if (parent !== null) watchParent(parent, () => stop(`parent ${parent} gone`));
 }

@@ -1,12 +1,14 @@
 // `kvgate worker --engine sglang|mocker [--role agg|prefill|decode] ... -- <sglang args>`:
 // starts and supervises one engine and serves it on the request plane (src/worker/agent.ts).
 // Prints one ready line on stdout with the request-plane URL; SIGTERM/SIGINT drain in-flight
-// requests and stop the engine (a second signal stops at once).
+// requests and stop the engine (a second signal stops at once). Started by `kvgate serve`
+// (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
 import { createLogger, type LogLevel } from '../../observability/log.js';
 import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineKind } from '../../worker/engine_args.js';
+import { parentPidFromEnv, watchParent } from '../../worker/parent_watch.js';
 import { parseCommandLine } from '../config.js';
 
 export async function run(argv: string[]): Promise<void> {
@@ -47,6 +49,14 @@ export async function run(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const parent = parentPidFromEnv();
+  if (parent !== null) {
+    // The frontends that sent requests went with it, so a short drain is enough.
+    watchParent(parent, () => {
+      log.warn(`parent process ${parent} is gone: shutting down`);
+      void agent.shutdown(Math.min(s(o.drainTimeout), 2000)).then(() => process.exit(0));
+    });
+  }
 
   await agent.start();
   const card = agent.card!;
