@@ -7,8 +7,8 @@
 import { startMocker } from '../../mocker/index.js';
 import type { MockerOptions } from '../../mocker/options.js';
 import { createLogger, type LogLevel } from '../../observability/log.js';
-import { parentPidFromEnv, watchParent } from '../../worker/parent_watch.js';
 import { parseCommandLine } from '../config.js';
+import { stopOnSignals } from '../stop.js';
 
 const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error', critical: 'error' };
 
@@ -35,21 +35,5 @@ export async function run(argv: string[]): Promise<void> {
   ].join('');
   process.stdout.write(`kvgate mocker: listening on ${mocker.url}${extras}\n`);
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      logger.warn('second signal: exiting now', { signal });
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info('shutting down', { signal });
-    void mocker.close().then(() => {
-      logger.info('stopped');
-      process.exit(0);
-    });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  const parent = parentPidFromEnv();
-  if (parent !== null) watchParent(parent, () => stop(`parent ${parent} gone`));
+  stopOnSignals(logger, () => mocker.close());
 }

@@ -8,8 +8,8 @@ import { createLogger, type LogLevel } from '../../observability/log.js';
 import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineKind } from '../../worker/engine_args.js';
-import { parentPidFromEnv, watchParent } from '../../worker/parent_watch.js';
 import { parseCommandLine } from '../config.js';
+import { stopOnSignals } from '../stop.js';
 
 export async function run(argv: string[]): Promise<void> {
   const { options: o, passthrough } = parseCommandLine('worker', argv);
@@ -38,25 +38,11 @@ export async function run(argv: string[]): Promise<void> {
     onFatal: () => void agent.shutdown().finally(() => process.exit(1)),
   });
 
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) {
-      log.warn(`${sig} again: stopping now`);
-      process.exit(130);
-    }
-    log.info(`${sig}: draining`);
-    void agent.shutdown().then(() => process.exit(0));
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  const parent = parentPidFromEnv();
-  if (parent !== null) {
-    // The frontends that sent requests went with it, so a short drain is enough.
-    watchParent(parent, () => {
-      log.warn(`parent process ${parent} is gone: shutting down`);
-      void agent.shutdown(Math.min(s(o.drainTimeout), 2000)).then(() => process.exit(0));
-    });
-  }
+  stopOnSignals(log, (_reason, parentGone) => {
+    log.info('draining in-flight requests, then stopping the engine');
+    // Without a parent the frontends that sent requests went with it: a short drain is enough.
+    return agent.shutdown(parentGone ? Math.min(s(o.drainTimeout), 2000) : undefined);
+  });
 
   await agent.start();
   const card = agent.card!;
