@@ -61,6 +61,8 @@ export const COMMANDS = {
       apiKey: { kind: 'list', help: 'API keys clients must send as Authorization: Bearer <key> (comma-separated; none: open)' },
       maxBodyBytes: { kind: 'int', default: 33554432, min: 1, help: 'largest request body accepted (413 above)' },
       shutdownTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds a shutdown lets in-flight streams finish before cutting them' },
+      clientStallTimeout: { kind: 'float', default: 30, min: 0.001, help: 'seconds a streaming client may stop reading before it is disconnected and its engine request aborted' },
+      clientMaxBufferedBytes: { kind: 'int', default: 1048576, min: 1, help: 'response bytes held for a slow streaming client before it is disconnected' },
       healthCheckInterval: { kind: 'float', default: 5, min: 0, help: 'seconds between health probes of --engine-urls servers (0: never)' },
       engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for the first --worker-urls/--engine-urls worker to answer' },
     },

@@ -18,6 +18,10 @@ export interface FrontendOptions {
   maxBodyBytes?: number;
   // How long close() lets in-flight responses finish before cutting them.
   shutdownTimeoutMs?: number;
+  // A streaming client that stops reading is disconnected (and its engine request
+  // aborted) after this long without taking data, or when this much is held for it.
+  clientStallTimeoutMs?: number;
+  clientMaxBufferedBytes?: number;
   logger?: Logger;
 }
 
@@ -32,6 +36,8 @@ export interface FrontendHandle {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CLIENT_STALL_TIMEOUT_MS = 30_000;
+export const DEFAULT_CLIENT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
 export interface ModelSpec extends PreprocessorOptions {
   name: string;
@@ -56,6 +62,13 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
     apiKeys: options.apiKeys ?? [],
     logger,
     onError: (err) => metrics.errors.inc({ code: err.code }),
+    slowClients: {
+      stallTimeoutMs: options.clientStallTimeoutMs ?? DEFAULT_CLIENT_STALL_TIMEOUT_MS,
+      maxBufferedBytes: options.clientMaxBufferedBytes ?? DEFAULT_CLIENT_MAX_BUFFERED_BYTES,
+      buffered: (delta) => metrics.clientBufferedBytes.inc(delta),
+      waiting: (delta) => metrics.stalledStreams.inc(delta),
+      closed: (reason) => metrics.slowClientsClosed.inc({ reason }),
+    },
   });
   const core = new ServingCore(new Map(options.models.map((m) => [m.name, m])), workers, metrics);
   registerOpenAIRoutes(server, { core, models: options.models, workers, metrics });

@@ -3,6 +3,9 @@
 // everything needed from it is read up front; onAborted is attached before anything
 // async; onData buffers are copied (uWS neuters them after the callback); every write
 // after the handler returned is corked; nothing is written after the client went away.
+// Slow clients: uWS buffers whatever the socket does not take, so a stream that keeps
+// writing to a client that stopped reading grows without bound. write() reports that
+// and the streaming loop awaits writable() before pulling the next event.
 
 import { STATUS_CODES } from 'node:http';
 import { KvgateError } from '../errors.js';
@@ -23,6 +26,18 @@ function statusLine(status: number): string {
   return `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
 }
 
+// Limits on a client that stops reading a stream, and what the server counts about it.
+export interface SlowClientPolicy {
+  // Longest wait for the socket to take data again before the response is closed.
+  stallTimeoutMs: number;
+  // Most bytes uWS may hold for one response before it is closed.
+  maxBufferedBytes: number;
+  // Deltas of the bytes held for slow clients and of the streams waiting on one.
+  buffered(deltaBytes: number): void;
+  waiting(delta: number): void;
+  closed(reason: 'stall_timeout' | 'buffer_limit', requestId: string): void;
+}
+
 export class Exchange {
   readonly method: string;
   readonly url: string;
@@ -34,6 +49,16 @@ export class Exchange {
   private closed = false; // client gone, or the response ended
   private streaming = false;
   readonly params: string[] = [];
+  // Bytes handed to uWS since a write last left its buffer empty: an upper bound on what
+  // it holds for this client (uWS's own getWriteOffset does not count chunked writes).
+  private buffered = 0;
+  // The corked write's argument and result live in fields so that the cork callback is
+  // one function per exchange, not a closure per write.
+  private pending = '';
+  private wrote = true;
+  private readonly corkedWrite = (): void => {
+    this.wrote = this.res.write(this.pending);
+  };
 
   // `hooks.done` runs once, when the response ended or the client went away;
   // `hooks.error` for every error response sent.
@@ -43,6 +68,7 @@ export class Exchange {
     paramCount: number,
     newRequestId: () => string,
     private readonly hooks: { done(): void; error(err: KvgateError): void },
+    private readonly slow: SlowClientPolicy,
   ) {
     this.signal = this.controller.signal;
     this.method = req.getMethod();
@@ -59,7 +85,7 @@ export class Exchange {
       const wasOpen = !this.closed;
       this.closed = true;
       this.controller.abort();
-      if (wasOpen) this.hooks.done();
+      if (wasOpen) this.finished();
     });
   }
 
@@ -127,12 +153,22 @@ export class Exchange {
       for (const [k, v] of Object.entries(opts.headers ?? {})) this.res.writeHeader(k, v);
       this.res.end(body, opts.close ?? false);
     });
+    this.finished();
+  }
+
+  private finished(): void {
+    if (this.buffered > 0) this.setBuffered(0);
     this.hooks.done();
   }
 
-  // Starts a text/event-stream response with its first events.
-  startStream(first: string): void {
-    if (this.closed) return;
+  private setBuffered(bytes: number): void {
+    this.slow.buffered(bytes - this.buffered);
+    this.buffered = bytes;
+  }
+
+  // Starts a text/event-stream response with its first events. Returns like write().
+  startStream(first: string): boolean {
+    if (this.closed) return false;
     this.streaming = true;
     this.res.cork(() => {
       this.res
@@ -140,15 +176,71 @@ export class Exchange {
         .writeHeader('content-type', 'text/event-stream')
         .writeHeader('cache-control', 'no-cache')
         .writeHeader('x-request-id', this.requestId);
-      this.res.write(first);
+      this.wrote = this.res.write(first);
+    });
+    return this.wrote || this.heldBack(first);
+  }
+
+  // False when the data did not all reach the socket (uWS buffered the rest: the client
+  // reads slower than we write) or the response is closed: await writable() before
+  // writing again.
+  write(data: string): boolean {
+    if (this.closed) return false;
+    this.pending = data;
+    this.res.cork(this.corkedWrite);
+    this.pending = '';
+    if (!this.wrote) return this.heldBack(data);
+    if (this.buffered > 0) this.setBuffered(0);
+    return true;
+  }
+
+  private heldBack(data: string): false {
+    this.setBuffered(this.buffered + Buffer.byteLength(data));
+    return false;
+  }
+
+  // After write() returned false: resolves true when uWS reports the socket writable
+  // again, false when the response is closed. A client that stays stalled past the
+  // deadline, or for which uWS holds more than the cap, is disconnected here, which
+  // aborts the upstream request through `signal`.
+  //
+  // A writable event does not mean uWS's buffer is empty, and uWS does not drain it by
+  // itself while an onWritable handler is set: the next write (or the end) flushes it.
+  // Until then the client still has the kernel's socket buffer to read.
+  writable(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.buffered > this.slow.maxBufferedBytes) {
+      this.disconnectSlow('buffer_limit');
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (ok: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.signal.removeEventListener('abort', onAbort);
+        this.slow.waiting(-1);
+        resolve(ok);
+      };
+      const onAbort = (): void => settle(false);
+      const timer = setTimeout(() => {
+        settle(false);
+        this.disconnectSlow('stall_timeout');
+      }, this.slow.stallTimeoutMs);
+      this.slow.waiting(1);
+      this.signal.addEventListener('abort', onAbort, { once: true });
+      this.res.onWritable(() => {
+        settle(true);
+        return true;
+      });
     });
   }
 
-  write(data: string): void {
+  private disconnectSlow(reason: 'stall_timeout' | 'buffer_limit'): void {
     if (this.closed) return;
-    this.res.cork(() => {
-      this.res.write(data);
-    });
+    this.slow.closed(reason, this.requestId);
+    this.res.close(); // runs onAborted: marks this closed, aborts `signal`, calls hooks.done
   }
 
   endStream(last: string): void {
@@ -157,7 +249,7 @@ export class Exchange {
     this.res.cork(() => {
       this.res.end(last);
     });
-    this.hooks.done();
+    this.finished();
   }
 
   // An error after the stream started: an error event (OpenAI clients raise it), then the end.

@@ -68,17 +68,24 @@ async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenera
   // unreachable or refusing) still get a proper status and error JSON.
   const first = await events.next();
   if (first.done) return false;
-  ex.startStream(fmt.head() + fmt.event(first.value));
   if (first.value.type === 'end') {
+    ex.startStream(fmt.head() + fmt.event(first.value));
     ex.endStream('');
     return true;
+  }
+  // A write the client did not take stops the loop from pulling engine events until it
+  // does, so a slow client backs up the engine stream instead of the gateway's memory.
+  // Leaving the loop (client gone or disconnected as stalled) aborts the engine request.
+  if (!ex.startStream(fmt.head() + fmt.event(first.value)) && !(await ex.writable())) {
+    await events.return(undefined); // runs the generator's cleanup (engine abort, routing counts)
+    return false;
   }
   for await (const ev of events) {
     if (ev.type === 'end') {
       ex.endStream(fmt.event(ev));
       return true;
     }
-    ex.write(fmt.event(ev));
+    if (!ex.write(fmt.event(ev)) && !(await ex.writable())) return false;
   }
   return false;
 }

@@ -5,7 +5,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import { asKvgateError } from './errors.js';
-import { Exchange } from './exchange.js';
+import { Exchange, type SlowClientPolicy } from './exchange.js';
 import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
 export type Handler = (ex: Exchange, body: Buffer) => void | Promise<void>;
@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   apiKeys: readonly string[];
   logger: Logger;
   onError?: (err: KvgateError) => void;
+  // Limits and counters for clients that stop reading their stream.
+  slowClients: Omit<SlowClientPolicy, 'closed'> & { closed?: SlowClientPolicy['closed'] };
 }
 
 function keyMatches(given: string, keys: readonly Buffer[]): boolean {
@@ -37,11 +39,20 @@ export class HttpServer {
   private listenSocket: us_listen_socket | null = null;
   private draining = false;
   private readonly methodsByPath = new Map<string, Set<string>>();
+  private readonly slowClients: SlowClientPolicy;
   port = 0;
 
   constructor(private readonly options: HttpServerOptions) {
     this.app = uws.App();
     this.keys = options.apiKeys.map((k) => Buffer.from(k));
+    const slow = options.slowClients;
+    this.slowClients = {
+      ...slow,
+      closed: (reason, requestId) => {
+        options.logger.warn('closed a client that stopped reading its stream', { requestId, reason });
+        slow.closed?.(reason, requestId);
+      },
+    };
   }
 
   get inflightCount(): number {
@@ -80,7 +91,7 @@ export class HttpServer {
         if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
       },
       error: (err) => this.options.onError?.(err),
-    });
+    }, this.slowClients);
     this.inflight.add(ex);
     return ex;
   }

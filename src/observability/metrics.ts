@@ -24,6 +24,9 @@ export class FrontendMetrics {
   readonly errors: Counter<'code'>;
   readonly workerRequests: Counter<'model' | 'worker'>;
   readonly disconnects: Counter<'model'>;
+  readonly clientBufferedBytes: Gauge;
+  readonly stalledStreams: Gauge;
+  readonly slowClientsClosed: Counter<'reason'>;
 
   constructor(defaultMetrics = true) {
     const registers = [this.registry];
@@ -68,6 +71,18 @@ export class FrontendMetrics {
     this.errors = new Counter({ name: `${PREFIX}errors_total`, help: 'Error responses by error code', labelNames: ['code'], registers });
     this.workerRequests = new Counter({ name: `${PREFIX}worker_requests_total`, help: 'Requests routed to each worker', labelNames: ['model', 'worker'], registers });
     this.disconnects = new Counter({ name: `${PREFIX}disconnected_clients_total`, help: 'Clients that went away before their response ended', labelNames: ['model'], registers });
+    this.clientBufferedBytes = new Gauge({
+      name: `${PREFIX}client_buffered_bytes`,
+      help: 'Response bytes held in memory for clients that read slower than they are sent (upper bound)',
+      registers,
+    });
+    this.stalledStreams = new Gauge({ name: `${PREFIX}stalled_streams`, help: 'Streams paused until their client reads what was sent', registers });
+    this.slowClientsClosed = new Counter({
+      name: `${PREFIX}slow_clients_closed_total`,
+      help: 'Streams closed because the client stopped reading (stall_timeout) or too much was held for it (buffer_limit)',
+      labelNames: ['reason'],
+      registers,
+    });
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
   }
 

@@ -155,6 +155,8 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, logger: Logger)
       apiKeys: o.apiKey ?? [],
       maxBodyBytes: o.maxBodyBytes,
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      clientStallTimeoutMs: o.clientStallTimeout * 1000,
+      clientMaxBufferedBytes: o.clientMaxBufferedBytes,
       logger,
     },
     workers,
