@@ -91,6 +91,7 @@ export const COMMANDS = {
       speedupRatio: { kind: 'float', default: 1, min: 0.000001, help: 'run the timing model this many times faster than real time' },
       decodeSpeedupRatio: { kind: 'float', default: 1, min: 0.000001, help: 'extra speedup of decode steps only' },
       seed: { kind: 'int', default: 0, help: 'seed of the deterministic output tokens' },
+      naturalOutputLen: { kind: 'int', default: 512, min: 1, help: 'typical answer length: without ignore_eos a request ends with EOS after 0.5-1.25x min(this, max_new_tokens) tokens' },
       randomSeed: { kind: 'int', help: 'SGLang spelling of --seed' },
       dpSize: { kind: 'int', default: 1, min: 1, max: 256, help: 'data-parallel ranks: independent caches/schedulers/event ports' },
       dp: { kind: 'int', min: 1, max: 256, help: 'alias of --dp-size' },

@@ -104,6 +104,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       stream: adm.stream,
       sink: new HttpSink(ex, format),
       seed: o.seed,
+      naturalOutputLen: o.naturalOutputLen,
       bootstrap,
     });
     req.prefillDpRank = body.disaggPrefillDpRank;

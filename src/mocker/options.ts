@@ -58,6 +58,7 @@ export interface ResolvedOptions {
   speedupRatio: number;
   decodeSpeedupRatio: number;
   seed: number;
+  naturalOutputLen: number;
   dpSize: number;
   loadBalanceMethod: LoadBalanceMethod;
   kvEvents: ResolvedKvEvents | null;
@@ -182,6 +183,7 @@ export function resolveOptions(partial: Partial<MockerOptions> = {}): ResolvedOp
     speedupRatio: posFloat('speedupRatio', o.speedupRatio, 1e-6),
     decodeSpeedupRatio: posFloat('decodeSpeedupRatio', o.decodeSpeedupRatio, 1e-6),
     seed: o.randomSeed ?? o.seed,
+    naturalOutputLen: intIn('naturalOutputLen', o.naturalOutputLen, 1),
     dpSize,
     loadBalanceMethod: lb,
     kvEvents: resolveKvEvents(o.kvEventsConfig),

@@ -85,6 +85,9 @@ export class EngineRequest {
     stream: boolean;
     sink: OutputSink;
     seed: number;
+    // The simulated model's typical answer length (a real model stops at EOS long before
+    // a client's max_tokens, which defaults to the rest of the context).
+    naturalOutputLen?: number;
     bootstrap?: BootstrapTriple | null;
     logMetrics?: boolean;
   }) {
@@ -98,7 +101,7 @@ export class EngineRequest {
     this.arrivalMs = performance.now();
     this.rng = new Rng(requestSeed(init.seed, init.inputIds, init.rules.samplingSeed));
     // Drawn even under ignore_eos so that flag does not change the words.
-    const eosAt = naturalEosPosition(this.rng, init.rules.maxNewTokens, init.rules.minNewTokens);
+    const eosAt = naturalEosPosition(this.rng, Math.min(init.rules.maxNewTokens, init.naturalOutputLen ?? Infinity), init.rules.minNewTokens);
     this.eosAt = init.rules.ignoreEos ? Infinity : eosAt;
   }
 
