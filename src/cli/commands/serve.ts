@@ -13,6 +13,7 @@ import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
 import { parseCommandLine, type OptionsOf } from '../config.js';
+import { stopOnSignals } from '../stop.js';
 
 type ServeOptions = OptionsOf<'serve'>;
 
@@ -61,24 +62,12 @@ export async function run(argv: string[]): Promise<void> {
   let cluster: LocalCluster | null = null;
   let frontend: FrontendHandle | null = null;
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      logger.warn('second signal: exiting now', { signal });
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info('shutting down: draining in-flight requests', { signal, inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
-    void (async () => {
-      await frontend?.close();
-      await workers.close();
-      await cluster?.stop();
-      logger.info('stopped');
-      process.exit(0);
-    })();
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  const stop = stopOnSignals(logger, async () => {
+    logger.info('shutting down: draining in-flight requests', { inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
+    await frontend?.close();
+    await workers.close();
+    await cluster?.stop();
+  });
 
   try {
     if (spawnWorkers) {
@@ -100,15 +89,15 @@ export async function run(argv: string[]): Promise<void> {
       for (const u of engineUrls) workers.addEngine(u);
       await waitForFirst(workers, o, logger);
     }
-    if (stopping) return;
+    if (stop.stopping) return;
     frontend = await serveModel(o, workers, logger);
   } catch (err) {
-    if (stopping) return;
+    if (stop.stopping) return;
     await workers.close();
     await cluster?.stop(10_000);
     throw err;
   }
-  if (stopping) {
+  if (stop.stopping) {
     await frontend.close();
     return;
   }
