@@ -225,14 +225,14 @@ export function validateChatRequest(raw: unknown): ChatRequest {
   const rf = body['response_format'];
   if (given(body, 'response_format')) {
     if (!isObj(rf)) wrongType('response_format', 'an object', rf);
-    if (rf['type'] !== 'text') unsupported('response_format', `structured output ('${String(rf['type'])}') is not implemented`);
+    if (rf['type'] !== 'text') unsupported('response_format', `structured output ('${String(rf['type'])}') is not supported by kvgate`);
   }
   const toolChoice = body['tool_choice'];
   if (given(body, 'tool_choice') && toolChoice !== 'none' && toolChoice !== 'auto') {
     unsupported('tool_choice', "only 'auto' and 'none': kvgate does not force or parse tool calls");
   }
   if (body['continue_final_message'] === true) unsupported('continue_final_message', 'the last message is always followed by a new turn');
-  if (given(body, 'audio')) unsupported('audio', 'audio output is not implemented');
+  if (given(body, 'audio')) unsupported('audio', 'audio output is not supported by kvgate');
   let templateKwargs: Record<string, unknown> = {};
   if (given(body, 'chat_template_kwargs')) {
     const k = body['chat_template_kwargs'];
@@ -276,6 +276,6 @@ export function validateCompletionRequest(raw: unknown): CompletionRequest {
   const prompt = completionPrompt(body);
   const params = generationParams(body);
   if (body['echo'] === true) unsupported('echo', 'the prompt is not echoed back');
-  if (typeof body['suffix'] === 'string' && body['suffix'].length > 0) unsupported('suffix', 'insertion is not implemented');
+  if (typeof body['suffix'] === 'string' && body['suffix'].length > 0) unsupported('suffix', 'insertion is not supported by kvgate');
   return { kind: 'completion', ...params, prompt };
 }
