@@ -1,46 +1,5 @@
-// Hashing and KV-event decoding exposed to JavaScript. The TypeScript declarations below
-// are the contract (merged into native/binding/index.d.ts); keep the two in step.
-//
-// /** XXH3-64 of `data` (XXH3_64bits_withSeed). Seed defaults to 0n and must be in [0, 2^64).
-//  *  Cost: O(data.length): ~60 ns per call from JS for short inputs, ~17 GB/s on long ones;
-//  *  synchronous on the calling thread.
-//  *  `data` is read during the call only. Throws ERR_INVALID_ARG on a bad argument. */
-// export function xxh3(data: Uint8Array, seed?: bigint): bigint;
-//
-// /** Dynamo local block hashes: XXH3-64 (seed 1337) of each full block of `blockSize`
-//  *  tokens as little-endian u32; a trailing partial block is not hashed, so the result has
-//  *  floor(tokens.length / blockSize) elements. blockSize is an integer in [1, 1024].
-//  *  With `out` (length >= that count, not overlapping `tokens`) the hashes are written
-//  *  there and `out` is returned when its length equals the count, else a view of its first
-//  *  count elements (no copy); without `out` a new array is allocated.
-//  *  Cost: O(tokens.length), ~1.5 µs from JS for 4,096 tokens at block size 16 with `out`
-//  *  (~2.4 µs allocating); synchronous; the arrays are only accessed during the call.
-//  *  Throws ERR_INVALID_ARG on a bad argument. */
-// export function blockHashes(tokens: Uint32Array, blockSize: number, out?: BigUint64Array): BigUint64Array;
-//
-// /** Chained sequence hashes of local block hashes: seq[0] = local[0],
-//  *  seq[i] = XXH3-64(le64(seq[i-1]) ++ le64(local[i]), 1337). `out` may be `local` itself
-//  *  (computed in place) or another array of length >= local.length (not otherwise
-//  *  overlapping); the return value follows blockHashes' rule. Cost: ~6 ns per hash
-//  *  (~1.7 µs from JS for 256); synchronous. Throws ERR_INVALID_ARG on a bad argument. */
-// export function sequenceHashes(local: BigUint64Array, out?: BigUint64Array): BigUint64Array;
-//
-// export type KvEventObject =
-//   | { kind: 'BlockStored'; blockHashes: BigInt64Array; parentHash: bigint | null; tokenIds: Uint32Array;
-//       blockSize: number; loraId: bigint | null; gpuMedium: boolean }
-//   | { kind: 'BlockRemoved'; blockHashes: BigInt64Array; gpuMedium: boolean }
-//   | { kind: 'AllBlocksCleared' };
-// export interface KvEventBatchObject { ts: number; dpRank: number | null; events: KvEventObject[] }
-//
-// /** Decodes one SGLang KV-event batch (raw msgpack payload frame) with the native reader
-//  *  into plain JS objects. For tests and debugging only, NOT the hot path: it allocates
-//  *  objects per event (~2.6 µs for a one-event batch; the router applies batches natively
-//  *  without this). Engine hashes are signed int64 (a uint64 on the wire keeps its 64 bits);
-//  *  gpuMedium is true for medium nil or "GPU". Synchronous, O(bytes.length);
-//  *  `bytes` is read during the call only. Throws ERR_KV_EVENT_MALFORMED (message names the
-//  *  reader error: TRUNCATED, BAD_TYPE, BAD_SHAPE, UNKNOWN_EVENT, LIMIT_EXCEEDED,
-//  *  TRAILING_BYTES) or ERR_INVALID_ARG when `bytes` is not a Uint8Array. */
-// export function parseKvEventBatch(bytes: Uint8Array): KvEventBatchObject;
+// Hashing and KV-event decoding exposed to JavaScript. The declarations, with the cost,
+// argument rules and error codes of every function, are in index.d.ts.
 #include <cstring>
 
 #include "binding/errors.h"
@@ -52,20 +11,16 @@
 namespace kvgate {
 namespace {
 
-constexpr const char* kInvalidArg = "ERR_INVALID_ARG";
-
 bool is_typed_array_of(const Napi::Value& v, napi_typedarray_type type) {
   return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
 }
-
-bool is_absent(const Napi::CallbackInfo& info, size_t i) { return info.Length() <= i || info[i].IsUndefined(); }
 
 // The caller's `out` (checked to hold `count` elements) or a new array; `*dest` is where to write.
 // Returns an empty value after throwing.
 Napi::Value output_array(const Napi::CallbackInfo& info, size_t arg, size_t count, const char* fn,
                          Napi::BigUint64Array* dest) {
   Napi::Env env = info.Env();
-  if (is_absent(info, arg)) {
+  if (absent(info, arg)) {
     *dest = Napi::BigUint64Array::New(env, count);
     return *dest;
   }
@@ -91,7 +46,7 @@ Napi::Value Xxh3(const Napi::CallbackInfo& info) {
     return Throw(env, kInvalidArg, "xxh3: data must be a Uint8Array");
   }
   uint64_t seed = 0;
-  if (!is_absent(info, 1)) {
+  if (!absent(info, 1)) {
     bool lossless = false;
     if (info[1].IsBigInt()) seed = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless) return Throw(env, kInvalidArg, "xxh3: seed must be a bigint in [0, 2^64)");
@@ -179,7 +134,7 @@ Napi::Value ParseKvEventBatch(const Napi::CallbackInfo& info) {
   KvEventBatch batch;
   const KvEventError err = parse_kv_event_batch(bytes.Data(), bytes.ElementLength(), &batch);
   if (err != KvEventError::kOk) {
-    return Throw(env, "ERR_KV_EVENT_MALFORMED",
+    return Throw(env, kMalformed,
                  std::string("parseKvEventBatch: malformed KV-event batch: ") + kv_event_error_name(err));
   }
   Napi::Object out = Napi::Object::New(env);

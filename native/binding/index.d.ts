@@ -20,7 +20,8 @@
 // ---- Hashing and KV-event decoding (native/binding/hash_binding.cc) ----
 
 /** XXH3-64 of `data` (XXH3_64bits_withSeed). Seed defaults to 0n and must be in [0, 2^64).
- *  Cost: O(data.length), about 1 ns per 8-16 bytes; synchronous on the calling thread.
+ *  Cost: O(data.length), ~60 ns per call from JS for short inputs, ~17 GB/s on long ones
+ *  (bench/README.md); synchronous on the calling thread.
  *  `data` is read during the call only. Throws ERR_INVALID_ARG on a bad argument. */
 export function xxh3(data: Uint8Array, seed?: bigint): bigint;
 
@@ -30,15 +31,16 @@ export function xxh3(data: Uint8Array, seed?: bigint): bigint;
  *  With `out` (length >= that count, not overlapping `tokens`) the hashes are written
  *  there and `out` is returned when its length equals the count, else a view of its first
  *  count elements (no copy); without `out` a new array is allocated.
- *  Cost: O(tokens.length), ~1 µs for 4,096 tokens; synchronous; the arrays are only
- *  accessed during the call. Throws ERR_INVALID_ARG on a bad argument. */
+ *  Cost: O(tokens.length), ~1.5 µs from JS for 4,096 tokens at block size 16 with `out`
+ *  (~2.4 µs allocating); synchronous; the arrays are only accessed during the call.
+ *  Throws ERR_INVALID_ARG on a bad argument. */
 export function blockHashes(tokens: Uint32Array, blockSize: number, out?: BigUint64Array): BigUint64Array;
 
 /** Chained sequence hashes of local block hashes: seq[0] = local[0],
  *  seq[i] = XXH3-64(le64(seq[i-1]) ++ le64(local[i]), 1337). `out` may be `local` itself
  *  (computed in place) or another array of length >= local.length (not otherwise
- *  overlapping); the return value follows blockHashes' rule. Cost: ~10 ns per hash;
- *  synchronous. Throws ERR_INVALID_ARG on a bad argument. */
+ *  overlapping); the return value follows blockHashes' rule. Cost: ~6 ns per hash
+ *  (~1.7 µs from JS for 256); synchronous. Throws ERR_INVALID_ARG on a bad argument. */
 export function sequenceHashes(local: BigUint64Array, out?: BigUint64Array): BigUint64Array;
 
 export type KvEventObject =

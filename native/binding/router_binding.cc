@@ -17,18 +17,12 @@
 namespace kvgate {
 namespace {
 
-constexpr const char* kInvalidArg = "ERR_INVALID_ARG";
-constexpr const char* kClosed = "ERR_CLOSED";
-constexpr const char* kLimit = "ERR_LIMIT";
-constexpr const char* kMalformed = "ERR_KV_EVENT_MALFORMED";
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
 double steady_ms() {
   using namespace std::chrono;
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
-
-bool absent(const Napi::CallbackInfo& info, size_t i) { return info.Length() <= i || info[i].IsUndefined(); }
 
 // A typed array's elements if `v` is one of the two given types (the second may repeat the first).
 template <typename T>
