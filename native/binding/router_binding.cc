@@ -77,6 +77,21 @@ bool weight(const Napi::CallbackInfo& info, size_t i, double def, const char* fn
   return true;
 }
 
+// Approximate mode's clock: the caller's nowMs, or the native monotonic clock when absent.
+bool now_ms(const Napi::CallbackInfo& info, size_t i, const char* fn, double* out) {
+  if (absent(info, i)) {
+    *out = steady_ms();
+    return true;
+  }
+  const double d = info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d)) {
+    Throw(info.Env(), kInvalidArg, std::string(fn) + ": nowMs must be a finite number");
+    return false;
+  }
+  *out = d;
+  return true;
+}
+
 // Any 64-bit pattern: a bigint in [-2^63, 2^64).
 bool hash64(const Napi::Value& v, uint64_t* out) {
   if (!v.IsBigInt()) return false;
@@ -208,7 +223,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     double max_blocks = static_cast<double>(c.approx_max_blocks);
     if (!option_number(o, "approxMaxBlocks", &max_blocks, 1, false)) return;
     c.approx_max_blocks = static_cast<uint64_t>(max_blocks);
-    if (!option_number(o, "approxPruneRatio", &c.approx_prune_ratio, 0, true) ) return;
+    if (!option_number(o, "approxPruneRatio", &c.approx_prune_ratio, 0, true)) return;
     if (c.approx_prune_ratio > 1) {
       Throw(env, kInvalidArg, "KvRouter: approxPruneRatio must be in (0, 1]");
       return;
@@ -426,14 +441,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     double w, t, now;
     if (!weight(info, 3, r->config().overlap_weight, fn, "overlapWeight", &w) ||
-        !weight(info, 4, r->config().temperature, fn, "temperature", &t)) {
+        !weight(info, 4, r->config().temperature, fn, "temperature", &t) || !now_ms(info, 5, fn, &now)) {
       return env.Undefined();
-    }
-    if (absent(info, 5)) {
-      now = steady_ms();
-    } else if (info[5].IsNumber() && std::isfinite(now = info[5].As<Napi::Number>().DoubleValue())) {
-    } else {
-      return Throw(env, kInvalidArg, "route: nowMs must be a finite number");
     }
     RouteResult res;
     switch (r->route(tokens, n, id, w, t, now, &res)) {
@@ -501,13 +510,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 
   Napi::Value Expire(const Napi::CallbackInfo& info) {
     KvRouter* r = open(info, "expire");
-    if (!r) return info.Env().Undefined();
-    double now = steady_ms();
-    if (!absent(info, 0)) {
-      if (!info[0].IsNumber() || !std::isfinite(now = info[0].As<Napi::Number>().DoubleValue())) {
-        return Throw(info.Env(), kInvalidArg, "expire: nowMs must be a finite number");
-      }
-    }
+    double now;
+    if (!r || !now_ms(info, 0, "expire", &now)) return info.Env().Undefined();
     r->expire(now);
     return info.Env().Undefined();
   }
