@@ -3,10 +3,11 @@
 // cumulative output_ids (the default) or disjoint ones (--incremental-streaming-output);
 // both come out as disjoint chunks. Aborting the signal drops the connection, which is
 // SGLang's abort signal, and also posts /abort_request in case the drop is missed.
-// Also reads /server_info and /model_info into a model card.
+// Also reads the engine's model card.
 
-import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
+import type { ModelCard } from '../discovery/model_card.js';
 import { KvgateError } from '../errors.js';
+import { readModelCard } from '../worker/model_card.js';
 import type { EngineClient, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
 
 type Json = Record<string, unknown>;
@@ -253,55 +254,9 @@ export class SglangHttpEngine implements EngineClient {
     }
   }
 
-  // The engine's model card, from /server_info and /model_info (or their old names).
-  async modelCard(): Promise<ModelCard> {
-    const first = async (paths: string[]): Promise<Json> => {
-      for (const p of paths) {
-        const r = await this.getJson(p);
-        if (r.status === 200 && isObj(r.body)) return r.body;
-        if (r.status !== 404) throw new KvgateError('engine_error', `engine ${this.url}${p} returned ${r.status}`);
-      }
-      return {};
-    };
-    const server = await first(['/server_info', '/get_server_info']);
-    const model = await first(['/model_info', '/get_model_info']);
-    const s = (o: Json, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : null);
-    const n = (o: Json, k: string) => (typeof o[k] === 'number' ? (o[k] as number) : null);
-    const modelPath = s(model, 'model_path') ?? s(server, 'model_path') ?? 'unknown';
-    const pageSize = n(server, 'page_size') ?? 1;
-    const maxTotal = n(server, 'max_total_num_tokens') ?? 0;
-    const mode = s(server, 'disaggregation_mode');
-    const role: WorkerRole = mode === 'prefill' || mode === 'decode' ? mode : 'agg';
-    let contextLength = n(server, 'context_length');
-    if (contextLength === null) {
-      const models = await this.getJson('/v1/models').catch(() => null);
-      const data = models && isObj(models.body) && Array.isArray(models.body['data']) ? models.body['data'] : [];
-      contextLength = isObj(data[0]) ? n(data[0], 'max_model_len') : null;
-    }
-    if (contextLength === null) {
-      const maxInput = n(server, 'max_req_input_len');
-      contextLength = maxInput === null ? 0 : maxInput + 1;
-    }
-    const served = server['served_model_name'] ?? model['served_model_name'];
-    return {
-      servedModelName: typeof served === 'string' ? served : Array.isArray(served) && typeof served[0] === 'string' ? served[0] : modelPath,
-      modelPath,
-      tokenizerPath: s(model, 'tokenizer_path') ?? s(server, 'tokenizer_path') ?? modelPath,
-      contextLength,
-      pageSize,
-      maxTotalNumTokens: maxTotal,
-      totalKvBlocks: Math.ceil(maxTotal / pageSize),
-      maxRunningRequests: n(server, 'max_running_requests'),
-      dpSize: n(server, 'dp_size') ?? 1,
-      role,
-      bootstrapHost: role === 'prefill' ? new URL(this.url).hostname : null,
-      bootstrapPort: role === 'prefill' ? n(server, 'disaggregation_bootstrap_port') : null,
-      migrationLimit: 0,
-      kvEvents: server['kv_events'] !== undefined && server['kv_events'] !== null,
-      // kvgate's mocker adds a `mocker` section to /server_info.
-      engine: server['mocker'] !== undefined ? 'mocker' : 'sglang',
-      engineVersion: s(server, 'version'),
-    };
+  // The engine's model card (src/worker/model_card.ts), for an engine kvgate did not start.
+  modelCard(): Promise<ModelCard> {
+    return readModelCard((path) => this.getJson(path), { advertiseHost: new URL(this.url).hostname, migrationLimit: 0 });
   }
 
   async close(): Promise<void> {

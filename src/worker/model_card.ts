@@ -1,7 +1,8 @@
-// The worker's model card, read from the engine it started (reference/sglang.md §1.7, §2.6;
-// dynamo.md §1.4): /server_info (or /get_server_info) and /model_info (or /get_model_info),
-// /v1/models for the context length if /server_info lacks it. A field the engine does not
-// report is an error naming the field, never a default.
+// An engine's model card, read from the engine a worker started or one the router was
+// pointed at (reference/sglang.md §1.7, §2.6; dynamo.md §1.4): /server_info (or
+// /get_server_info) and /model_info (or /get_model_info), /v1/models for the context
+// length if /server_info lacks it. A field the engine does not report is an error naming
+// the field, never a default.
 
 import { KvgateError } from '../errors.js';
 import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
@@ -24,8 +25,10 @@ async function firstFound(get: GetJson, paths: string[]): Promise<Json> {
 }
 
 export interface CardContext {
-  role: WorkerRole;
-  engine: EngineKind;
+  // The role the worker was started for; the engine must run it. Unset: whatever it runs.
+  role?: WorkerRole;
+  // Unset: told apart by the `mocker` section kvgate's mocker adds to /server_info.
+  engine?: EngineKind;
   migrationLimit: number;
   // Where decode engines reach this worker's bootstrap server (prefill).
   advertiseHost: string;
@@ -52,8 +55,8 @@ export async function readModelCard(get: GetJson, ctx: CardContext): Promise<Mod
   const dpSize = num(server, 'dp_size') ?? missing('dp_size');
 
   const mode = str(server, 'disaggregation_mode') ?? 'null';
-  const engineRole: WorkerRole = mode === 'prefill' || mode === 'decode' ? mode : 'agg';
-  if (engineRole !== ctx.role) {
+  const role: WorkerRole = mode === 'prefill' || mode === 'decode' ? mode : 'agg';
+  if (ctx.role !== undefined && role !== ctx.role) {
     throw new KvgateError('engine_error', `engine runs disaggregation mode '${mode}', but the worker role is ${ctx.role}`);
   }
 
@@ -77,13 +80,13 @@ export async function readModelCard(get: GetJson, ctx: CardContext): Promise<Mod
     totalKvBlocks: Math.ceil(maxTotalNumTokens / pageSize),
     maxRunningRequests,
     dpSize,
-    role: ctx.role,
-    bootstrapHost: ctx.role === 'prefill' ? ctx.advertiseHost : null,
-    bootstrapPort: ctx.role === 'prefill' ? (num(server, 'disaggregation_bootstrap_port') ?? missing('disaggregation_bootstrap_port')) : null,
+    role,
+    bootstrapHost: role === 'prefill' ? ctx.advertiseHost : null,
+    bootstrapPort: role === 'prefill' ? (num(server, 'disaggregation_bootstrap_port') ?? missing('disaggregation_bootstrap_port')) : null,
     migrationLimit: ctx.migrationLimit,
     // The agent configured the publisher; the newest /server_info also says so.
     kvEvents: server['kv_events'] !== null,
-    engine: ctx.engine,
+    engine: ctx.engine ?? (server['mocker'] !== undefined ? 'mocker' : 'sglang'),
     engineVersion: str(server, 'version'),
   };
 }
