@@ -496,6 +496,19 @@ TEST(KvEvents, RandomRoundTrip) {
   }
 }
 
+// `base` with 1-4 random byte edits: overwrite, insert or erase.
+std::vector<uint8_t> mutated(const std::vector<uint8_t>& base, std::mt19937& rng) {
+  std::vector<uint8_t> bytes = base;
+  for (int m = 1 + rng() % 4; m > 0; m--) {
+    switch (rng() % 3) {
+      case 0: bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng()); break;
+      case 1: bytes.insert(bytes.begin() + rng() % (bytes.size() + 1), static_cast<uint8_t>(rng())); break;
+      default: if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size()); break;
+    }
+  }
+  return bytes;
+}
+
 // Random byte mutations of valid batches: any result is fine except a crash (ASan/UBSan
 // builds check memory), and whatever parses re-encodes to a batch that parses the same.
 TEST(KvEvents, RandomMutationsNeverCrash) {
@@ -505,14 +518,7 @@ TEST(KvEvents, RandomMutationsNeverCrash) {
   const std::vector<uint8_t> base = sample_batch();
   size_t accepted = 0;
   for (int iter = 0; iter < 20000; iter++) {
-    std::vector<uint8_t> bytes = base;
-    for (int m = 1 + rng() % 4; m > 0; m--) {
-      switch (rng() % 3) {
-        case 0: bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng()); break;
-        case 1: bytes.insert(bytes.begin() + rng() % (bytes.size() + 1), static_cast<uint8_t>(rng())); break;
-        default: if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size()); break;
-      }
-    }
+    const std::vector<uint8_t> bytes = mutated(base, rng);
     KvEventBatch out;
     if (parse(bytes, &out) != KvEventError::kOk) continue;
     accepted++;
@@ -1015,14 +1021,7 @@ TEST(KvEventsMap, RandomMutationsNeverCrash) {
   const std::vector<uint8_t> base = from_hex(kSglang0523Hex);
   size_t accepted = 0;
   for (int iter = 0; iter < 20000; iter++) {
-    std::vector<uint8_t> bytes = base;
-    for (int m = 1 + rng() % 4; m > 0; m--) {
-      switch (rng() % 3) {
-        case 0: bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng()); break;
-        case 1: bytes.insert(bytes.begin() + rng() % (bytes.size() + 1), static_cast<uint8_t>(rng())); break;
-        default: if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size()); break;
-      }
-    }
+    const std::vector<uint8_t> bytes = mutated(base, rng);
     KvEventBatch out;
     if (parse(bytes, &out) != KvEventError::kOk) continue;
     accepted++;
