@@ -7,8 +7,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <memory>
+#include <utility>
 
 namespace kvgate {
 

@@ -41,8 +41,6 @@ class KvIndex {
   KvIndex(const KvIndex&) = delete;
   KvIndex& operator=(const KvIndex&) = delete;
 
-  uint32_t block_size() const { return block_size_; }
-
   // A stored event for `unit` (< PrefixTable::kMaxUnits): block i is tokens[i*bs, (i+1)*bs)
   // under engine hash engine[i], chained under the unit's block `*parent` or under the root
   // when parent is null. Only full blocks are stored: a trailing partial page is ignored.

@@ -132,7 +132,7 @@ class PrefixTable {
 
   std::vector<std::unique_ptr<Node[]>> chunks_;
   uint32_t next_unused_ = 0;        // nodes [0, next_unused_) have been handed out once
-  uint32_t free_head_ = kNoNode;    // freed nodes, linked through next_free
+  uint32_t free_head_ = kNoNode;    // freed nodes, each holding the next one's id in its body
   size_t heap_bytes_ = 0;  // spilled holder arrays
 
   std::unique_ptr<Slot[]> slots_;
