@@ -3,7 +3,7 @@
 // text deltas (incremental detokenization, stop strings) and a finish with usage.
 
 import { randomUUID } from 'node:crypto';
-import type { GenerateRequest } from '../engine/client.js';
+import type { GenerateRequest, Usage } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import type { FrontendMetrics } from '../observability/metrics.js';
 import type { OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
@@ -29,15 +29,9 @@ export interface Prepared {
   receivedAt: number; // performance.now() when the request arrived
 }
 
-export interface UsageCounts {
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-}
-
 export type GenerationEvent =
   | { type: 'text'; text: string }
-  | { type: 'end'; finishReason: OpenAIFinishReason; usage: UsageCounts };
+  | { type: 'end'; finishReason: OpenAIFinishReason; usage: Usage };
 
 export class ServingCore {
   constructor(
@@ -130,7 +124,7 @@ export class ServingCore {
     let outcome: 'ok' | 'cancelled' | 'error' = 'cancelled';
     let failure: unknown;
     try {
-      let end: { finishReason: OpenAIFinishReason; usage: UsageCounts } | null = null;
+      let end: { finishReason: OpenAIFinishReason; usage: Usage } | null = null;
       for await (const chunk of dispatch.engine.generate(this.engineRequest(p), signal)) {
         const n = chunk.tokenIds.length;
         if (n > 0) {

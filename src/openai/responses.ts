@@ -1,5 +1,6 @@
 // Builders of OpenAI response bodies and stream chunks (pure).
 
+import type { Usage } from '../engine/client.js';
 import type {
   ChatCompletionChunkJson,
   ChatCompletionJson,
@@ -14,13 +15,7 @@ export interface ResponseMeta {
   model: string;
 }
 
-export interface Counts {
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-}
-
-export function usageJson(u: Counts): UsageJson {
+export function usageJson(u: Usage): UsageJson {
   return {
     prompt_tokens: u.promptTokens,
     completion_tokens: u.completionTokens,
@@ -29,7 +24,7 @@ export function usageJson(u: Counts): UsageJson {
   };
 }
 
-export function chatCompletion(m: ResponseMeta, content: string, finish: OpenAIFinishReason, usage: Counts): ChatCompletionJson {
+export function chatCompletion(m: ResponseMeta, content: string, finish: OpenAIFinishReason, usage: Usage): ChatCompletionJson {
   return {
     id: m.id,
     object: 'chat.completion',
@@ -59,11 +54,11 @@ export function chatChunk(
   return c;
 }
 
-export function chatUsageChunk(m: ResponseMeta, usage: Counts): ChatCompletionChunkJson {
+export function chatUsageChunk(m: ResponseMeta, usage: Usage): ChatCompletionChunkJson {
   return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model, choices: [], usage: usageJson(usage) };
 }
 
-export function completion(m: ResponseMeta, text: string, finish: OpenAIFinishReason, usage: Counts): CompletionJson {
+export function completion(m: ResponseMeta, text: string, finish: OpenAIFinishReason, usage: Usage): CompletionJson {
   return {
     id: m.id,
     object: 'text_completion',
@@ -86,7 +81,7 @@ export function completionChunk(m: ResponseMeta, text: string, finish: OpenAIFin
   return c;
 }
 
-export function completionUsageChunk(m: ResponseMeta, usage: Counts): CompletionJson {
+export function completionUsageChunk(m: ResponseMeta, usage: Usage): CompletionJson {
   return { id: m.id, object: 'text_completion', created: m.created, model: m.model, choices: [], usage: usageJson(usage) };
 }
 
