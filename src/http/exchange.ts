@@ -22,7 +22,7 @@ function decodeParam(raw: string): string {
   }
 }
 
-function statusLine(status: number): string {
+export function statusLine(status: number): string {
   return `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
 }
 

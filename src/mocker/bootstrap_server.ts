@@ -9,7 +9,7 @@
 // address the ranks register (rank_ip:rank_port), as SGLang's ranks serve their ZMQ endpoints.
 
 import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
-import { closeListen, exchange, listen, queryParams, readBody, sendJson, sendText, type Exchange } from './http_util.js';
+import { closeListen, exchange, listen, readBody, sendJson, sendText, type Exchange } from './http_util.js';
 
 export interface RankRegistration {
   attn_tp_size: number;
@@ -168,7 +168,7 @@ export async function startBootstrapServer(host: string, port: number, table: Bo
     }),
   );
   app.get('/route', (res, req: HttpRequest) => {
-    const q = queryParams(req.getQuery() ?? '');
+    const q = new URLSearchParams(req.getQuery() ?? '');
     answer(exchange(res), table.getRoute(q));
   });
   app.any('/route', (res) => sendText(exchange(res), 405, 'Method not allowed'));

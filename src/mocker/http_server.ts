@@ -2,7 +2,7 @@
 
 import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
 import type { MockEngine } from './engine.js';
-import { closeListen, exchange, listen, queryParams, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
+import { closeListen, exchange, listen, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
 import { admit, ContractError, formatOutput, maxReqInputLen, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
 import { abortReason, EngineRequest, type OutputSink } from './request.js';
 import { FAKE_BOOTSTRAP_HOST } from './scheduler.js';
@@ -296,7 +296,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
   };
   app.get('/v1/loads', (res, req) => {
     const ex = exchange(res);
-    const q = queryParams(req.getQuery() ?? '');
+    const q = new URLSearchParams(req.getQuery() ?? '');
     const valid = new Set(['core', 'memory', 'spec', 'lora', 'disagg', 'queues', 'all']);
     const includeRaw = q.get('include');
     const include = includeRaw ? new Set(includeRaw.split(',').map((s) => s.trim())) : null;
@@ -347,7 +347,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
 
   const flush = (res: HttpResponse, req: HttpRequest) => {
     const ex = exchange(res);
-    const t = Number(queryParams(req.getQuery() ?? '').get('timeout') ?? '0');
+    const t = Number(new URLSearchParams(req.getQuery() ?? '').get('timeout') ?? '0');
     if (!Number.isFinite(t) || t < 0) return sendJson(ex, 400, errorResponse(`timeout must be a number >= 0, got ${t}`, 400, 'Bad Request'));
     void engine.flushCache(t * 1000).then((ok) =>
       ok

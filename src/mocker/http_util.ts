@@ -1,6 +1,7 @@
 // Small uWebSockets.js helpers for the mocker's two servers: read a body, answer once, and never
 // touch a response after the client went away.
 
+import { statusLine } from '../http/exchange.js';
 import { uws, type HttpResponse, type TemplatedApp, type us_listen_socket } from '../http/uws.js';
 
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -42,24 +43,6 @@ export function readBody(ex: Exchange): Promise<string | null> {
   });
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  200: '200 OK',
-  400: '400 Bad Request',
-  401: '401 Unauthorized',
-  404: '404 Not Found',
-  405: '405 Method Not Allowed',
-  409: '409 Conflict',
-  413: '413 Payload Too Large',
-  500: '500 Internal Server Error',
-  502: '502 Bad Gateway',
-  503: '503 Service Unavailable',
-  504: '504 Gateway Timeout',
-};
-
-export function statusLine(status: number): string {
-  return STATUS_TEXT[status] ?? `${status} Status`;
-}
-
 export function send(ex: Exchange, status: number, body: string, contentType: string, close = false): void {
   if (ex.aborted || ex.done) return;
   ex.done = true;
@@ -78,7 +61,6 @@ export function sendText(ex: Exchange, status: number, text: string, close = fal
   send(ex, status, text, 'text/plain; charset=utf-8', close);
 }
 
-
 export function listen(app: TemplatedApp, host: string, port: number): Promise<{ socket: us_listen_socket; port: number }> {
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => {
@@ -90,8 +72,4 @@ export function listen(app: TemplatedApp, host: string, port: number): Promise<{
 
 export function closeListen(socket: us_listen_socket): void {
   uws.us_listen_socket_close(socket);
-}
-
-export function queryParams(query: string): URLSearchParams {
-  return new URLSearchParams(query);
 }
