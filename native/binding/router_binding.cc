@@ -40,8 +40,10 @@ bool typed(const Napi::Value& v, napi_typedarray_type a, napi_typedarray_type b,
 bool integer(const Napi::Value& v, double max, const char* fn, const char* what, double* out) {
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
   if (!(d >= 0 && d <= max && d == std::floor(d))) {
-    Throw(v.Env(), kInvalidArg, std::string(fn) + ": " + what + " must be an integer in [0, " +
-                                    (max == 4294967295.0 ? "2^32)" : "2^53)"));
+    const std::string range = max == 4294967295.0 ? "2^32)"
+                              : max == kMaxSafeInteger ? "2^53)"
+                                                           : std::to_string(static_cast<uint64_t>(max)) + "]";
+    Throw(v.Env(), kInvalidArg, std::string(fn) + ": " + what + " must be an integer in [0, " + range);
     return false;
   }
   *out = d;
