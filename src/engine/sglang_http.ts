@@ -7,18 +7,13 @@
 
 import type { ModelCard } from '../discovery/model_card.js';
 import { KvgateError } from '../errors.js';
+import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard } from '../worker/model_card.js';
 import type { EngineClient, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
 
-type Json = Record<string, unknown>;
-
-function isObj(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 // Only SGLang's own names: it rejects unknown keys inside sampling_params.
-function samplingParams(s: SamplingOptions): Json {
-  const p: Json = { max_new_tokens: s.maxNewTokens };
+function samplingParams(s: SamplingOptions): JsonObject {
+  const p: JsonObject = { max_new_tokens: s.maxNewTokens };
   if (s.temperature !== undefined) p['temperature'] = s.temperature;
   if (s.topP !== undefined) p['top_p'] = s.topP;
   if (s.topK !== undefined) p['top_k'] = s.topK;
@@ -35,7 +30,7 @@ function samplingParams(s: SamplingOptions): Json {
 
 // bootstrap_room is a 63-bit integer: written as a JSON number without going through a double.
 export function generateBody(req: GenerateRequest): string {
-  const body: Json = {
+  const body: JsonObject = {
     rid: req.requestId,
     input_ids: req.tokenIds,
     sampling_params: samplingParams(req.sampling),
@@ -50,7 +45,7 @@ export function generateBody(req: GenerateRequest): string {
 }
 
 function finishReason(v: unknown): FinishReason | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isJsonObject(v)) return undefined;
   switch (v['type']) {
     case 'length':
       return { type: 'length', length: typeof v['length'] === 'number' ? v['length'] : 0 };
@@ -68,7 +63,7 @@ function finishReason(v: unknown): FinishReason | undefined {
   }
 }
 
-function usageOf(meta: Json, completionTokens: number): Usage {
+function usageOf(meta: JsonObject, completionTokens: number): Usage {
   const n = (k: string) => (typeof meta[k] === 'number' ? (meta[k] as number) : 0);
   return {
     promptTokens: n('prompt_tokens'),
@@ -83,8 +78,8 @@ function usageOf(meta: Json, completionTokens: number): Usage {
 export class OutputIdsDelta {
   private seen: number[] = [];
 
-  next(frame: Json): GenerateChunk | null {
-    const meta = isObj(frame['meta_info']) ? frame['meta_info'] : {};
+  next(frame: JsonObject): GenerateChunk | null {
+    const meta = isJsonObject(frame['meta_info']) ? frame['meta_info'] : {};
     const ids = Array.isArray(frame['output_ids']) ? (frame['output_ids'] as number[]) : [];
     const total = meta['completion_tokens'];
     const cumulative =
@@ -123,9 +118,9 @@ export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<
 }
 
 function engineErrorMessage(payload: unknown): string {
-  if (isObj(payload)) {
+  if (isJsonObject(payload)) {
     const e = payload['error'];
-    if (isObj(e) && typeof e['message'] === 'string') return e['message'];
+    if (isJsonObject(e) && typeof e['message'] === 'string') return e['message'];
     if (typeof e === 'string') return e;
     if (typeof payload['message'] === 'string') return payload['message'];
   }
@@ -194,7 +189,7 @@ export class SglangHttpEngine implements EngineClient {
           } catch {
             throw new KvgateError('engine_error', `engine ${this.url} sent a malformed stream frame: ${data.slice(0, 200)}`);
           }
-          if (!isObj(frame)) throw new KvgateError('engine_error', `engine ${this.url} sent a non-object stream frame`);
+          if (!isJsonObject(frame)) throw new KvgateError('engine_error', `engine ${this.url} sent a non-object stream frame`);
           if (frame['error'] !== undefined) throw new KvgateError('engine_error', `engine ${this.url}: ${engineErrorMessage(frame)}`);
           const chunk = delta.next(frame);
           if (!chunk || finished) continue;

@@ -4,18 +4,13 @@
 // fields are ignored, as OpenAI-compatible servers do (clients send many extras).
 
 import { KvgateError } from '../errors.js';
+import { isJsonObject, type JsonObject } from '../json.js';
 import type { TemplateMessage } from '../preprocess/chat_template.js';
 import type { ChatRequest, CompletionRequest, GenerationParams } from './types.js';
-
-type Obj = Record<string, unknown>;
 
 const MAX_STOP_STRINGS = 16;
 // Bounds the stop matcher's work per chunk (it holds back up to this much text).
 const MAX_STOP_LENGTH = 1000;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -36,23 +31,23 @@ function outOfRange(param: string, range: string, v: unknown): never {
 }
 
 // Absent and null both mean "not given" (OpenAI clients send explicit nulls).
-function given(body: Obj, key: string): boolean {
+function given(body: JsonObject, key: string): boolean {
   return body[key] !== undefined && body[key] !== null;
 }
 
-function str(body: Obj, key: string): string | undefined {
+function str(body: JsonObject, key: string): string | undefined {
   if (!given(body, key)) return undefined;
   const v = body[key];
   return typeof v === 'string' ? v : wrongType(key, 'a string', v);
 }
 
-function bool(body: Obj, key: string): boolean | undefined {
+function bool(body: JsonObject, key: string): boolean | undefined {
   if (!given(body, key)) return undefined;
   const v = body[key];
   return typeof v === 'boolean' ? v : wrongType(key, 'a boolean', v);
 }
 
-function num(body: Obj, key: string, min: number, max: number, range: string): number | undefined {
+function num(body: JsonObject, key: string, min: number, max: number, range: string): number | undefined {
   if (!given(body, key)) return undefined;
   const v = body[key];
   if (typeof v !== 'number' || !Number.isFinite(v)) return wrongType(key, 'a number', v);
@@ -60,7 +55,7 @@ function num(body: Obj, key: string, min: number, max: number, range: string): n
   return v;
 }
 
-function int(body: Obj, key: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+function int(body: JsonObject, key: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (!given(body, key)) return undefined;
   const v = body[key];
   if (typeof v !== 'number' || !Number.isInteger(v)) return wrongType(key, 'an integer', v);
@@ -78,19 +73,19 @@ function tokenIdList(v: unknown, param: string): number[] {
   return v as number[];
 }
 
-function requireObject(body: unknown): Obj {
-  if (!isObj(body)) throw new KvgateError('invalid_request', `the request body must be a JSON object, got ${typeName(body)}`);
+function requireObject(body: unknown): JsonObject {
+  if (!isJsonObject(body)) throw new KvgateError('invalid_request', `the request body must be a JSON object, got ${typeName(body)}`);
   return body;
 }
 
-function model(body: Obj): string {
+function model(body: JsonObject): string {
   if (!given(body, 'model')) throw new KvgateError('missing_field', "'model' is required", 'model');
   const m = str(body, 'model')!;
   if (m.length === 0) throw new KvgateError('invalid_request', "'model' must not be empty", 'model');
   return m;
 }
 
-function stopStrings(body: Obj): string[] {
+function stopStrings(body: JsonObject): string[] {
   if (!given(body, 'stop')) return [];
   const v = body['stop'];
   const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : wrongType('stop', 'a string or an array of strings', v);
@@ -101,24 +96,24 @@ function stopStrings(body: Obj): string[] {
 }
 
 // Parameters that change what a client gets back and that kvgate does not implement.
-function rejectUnsupported(body: Obj): void {
+function rejectUnsupported(body: JsonObject): void {
   const n = int(body, 'n', 1);
   if (n !== undefined && n !== 1) unsupported('n', 'only one choice per request (n=1)');
   if (body['logprobs'] === true || (typeof body['logprobs'] === 'number' && body['logprobs'] > 0)) unsupported('logprobs', 'log probabilities are not returned');
   if (typeof body['top_logprobs'] === 'number' && body['top_logprobs'] > 0) unsupported('top_logprobs', 'log probabilities are not returned');
-  if (isObj(body['logit_bias']) && Object.keys(body['logit_bias']).length > 0) unsupported('logit_bias', 'logit bias is not passed to engines');
+  if (isJsonObject(body['logit_bias']) && Object.keys(body['logit_bias']).length > 0) unsupported('logit_bias', 'logit bias is not passed to engines');
   const best = int(body, 'best_of', 1);
   if (best !== undefined && best !== 1) unsupported('best_of', 'only best_of=1');
 }
 
-function generationParams(body: Obj): GenerationParams {
+function generationParams(body: JsonObject): GenerationParams {
   rejectUnsupported(body);
   const stream = bool(body, 'stream') ?? false;
   let includeUsage = false;
   if (given(body, 'stream_options')) {
     if (!stream) throw new KvgateError('invalid_request', "'stream_options' is only allowed when 'stream' is true", 'stream_options');
     const so = body['stream_options'];
-    if (!isObj(so)) wrongType('stream_options', 'an object', so);
+    if (!isJsonObject(so)) wrongType('stream_options', 'an object', so);
     includeUsage = bool(so, 'include_usage') ?? false;
   }
   const maxTokens = int(body, 'max_completion_tokens', 1) ?? int(body, 'max_tokens', 1) ?? null;
@@ -163,7 +158,7 @@ function messageContent(v: unknown, param: string, role: string): string {
   let text = '';
   v.forEach((part, j) => {
     const pp = `${param}[${j}]`;
-    if (!isObj(part)) wrongType(pp, 'an object', part);
+    if (!isJsonObject(part)) wrongType(pp, 'an object', part);
     if (part['type'] !== 'text') {
       if (typeof part['type'] !== 'string') wrongType(`${pp}.type`, 'a string', part['type']);
       unsupported(`${pp}.type`, `content parts of type '${part['type']}' (only text) are not supported`);
@@ -176,7 +171,7 @@ function messageContent(v: unknown, param: string, role: string): string {
 
 function message(v: unknown, i: number): TemplateMessage {
   const param = `messages[${i}]`;
-  if (!isObj(v)) return wrongType(param, 'an object', v);
+  if (!isJsonObject(v)) return wrongType(param, 'an object', v);
   const role = v['role'];
   if (typeof role !== 'string') {
     if (role === undefined) throw new KvgateError('missing_field', `'${param}.role' is required`, `${param}.role`);
@@ -203,12 +198,12 @@ function message(v: unknown, i: number): TemplateMessage {
   return m;
 }
 
-function tools(body: Obj): unknown[] | undefined {
+function tools(body: JsonObject): unknown[] | undefined {
   if (!given(body, 'tools')) return undefined;
   const v = body['tools'];
   if (!Array.isArray(v)) return wrongType('tools', 'an array', v);
   v.forEach((t, i) => {
-    if (!isObj(t) || t['type'] !== 'function' || !isObj(t['function']) || typeof t['function']['name'] !== 'string') {
+    if (!isJsonObject(t) || t['type'] !== 'function' || !isJsonObject(t['function']) || typeof t['function']['name'] !== 'string') {
       throw new KvgateError('invalid_request', `'tools[${i}]' must be {"type":"function","function":{"name":...}}`, `tools[${i}]`);
     }
   });
@@ -224,7 +219,7 @@ export function validateChatRequest(raw: unknown): ChatRequest {
   const params = generationParams(body);
   const rf = body['response_format'];
   if (given(body, 'response_format')) {
-    if (!isObj(rf)) wrongType('response_format', 'an object', rf);
+    if (!isJsonObject(rf)) wrongType('response_format', 'an object', rf);
     if (rf['type'] !== 'text') unsupported('response_format', `structured output ('${String(rf['type'])}') is not supported by kvgate`);
   }
   const toolChoice = body['tool_choice'];
@@ -236,7 +231,7 @@ export function validateChatRequest(raw: unknown): ChatRequest {
   let templateKwargs: Record<string, unknown> = {};
   if (given(body, 'chat_template_kwargs')) {
     const k = body['chat_template_kwargs'];
-    if (!isObj(k)) wrongType('chat_template_kwargs', 'an object', k);
+    if (!isJsonObject(k)) wrongType('chat_template_kwargs', 'an object', k);
     templateKwargs = k;
   }
   const req: ChatRequest = {
@@ -253,7 +248,7 @@ export function validateChatRequest(raw: unknown): ChatRequest {
 
 // prompt: a string or token ids, or a one-element array of either (batches of several
 // prompts are rejected: send one request per prompt).
-function completionPrompt(body: Obj): CompletionRequest['prompt'] {
+function completionPrompt(body: JsonObject): CompletionRequest['prompt'] {
   if (!given(body, 'prompt')) throw new KvgateError('missing_field', "'prompt' is required", 'prompt');
   let v = body['prompt'];
   if (Array.isArray(v) && v.length > 0 && (typeof v[0] === 'string' || Array.isArray(v[0]))) {

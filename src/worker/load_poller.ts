@@ -3,12 +3,9 @@
 // /metrics (`sglang:` or `sglang_` names). The first source that answers is kept.
 
 import type { ModelCard } from '../discovery/model_card.js';
+import { finiteNumber as n, isJsonObject, type JsonObject } from '../json.js';
 import type { RankLoad } from '../transport/frames.js';
 import type { GetJson } from './model_card.js';
-
-type Json = Record<string, unknown>;
-const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const n = (o: Json, k: string): number | null => (typeof o[k] === 'number' && Number.isFinite(o[k]) ? (o[k] as number) : null);
 
 type Capacity = Pick<ModelCard, 'pageSize' | 'maxTotalNumTokens' | 'dpSize'>;
 
@@ -41,10 +38,10 @@ function finish(raw: Raw[], cap: Capacity): RankLoad[] {
 
 // /v1/loads: {loads: [{dp_rank, num_running_reqs, num_waiting_reqs, num_used_tokens, max_total_num_tokens, token_usage}]}
 export function parseV1Loads(body: unknown, cap: Capacity): RankLoad[] | null {
-  if (!isObj(body) || !Array.isArray(body['loads'])) return null;
+  if (!isJsonObject(body) || !Array.isArray(body['loads'])) return null;
   const raw: Raw[] = [];
   for (const l of body['loads']) {
-    if (!isObj(l)) return null;
+    if (!isJsonObject(l)) return null;
     const running = n(l, 'num_running_reqs');
     const queued = n(l, 'num_waiting_reqs');
     const used = n(l, 'num_used_tokens');
@@ -59,7 +56,7 @@ export function parseGetLoad(body: unknown, cap: Capacity): RankLoad[] | null {
   if (!Array.isArray(body)) return null;
   const raw: Raw[] = [];
   for (const l of body) {
-    if (!isObj(l)) return null;
+    if (!isJsonObject(l)) return null;
     const reqs = n(l, 'num_reqs');
     const waiting = n(l, 'num_waiting_reqs');
     const tokens = n(l, 'num_tokens');

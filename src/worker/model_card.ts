@@ -5,20 +5,18 @@
 // the field, never a default.
 
 import { KvgateError } from '../errors.js';
+import { finiteNumber as num, isJsonObject, type JsonObject } from '../json.js';
 import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
 import type { EngineKind } from './engine_args.js';
 
-type Json = Record<string, unknown>;
 export type GetJson = (path: string) => Promise<{ status: number; body: unknown }>;
 
-const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const str = (o: Json, k: string) => (typeof o[k] === 'string' && o[k] !== '' ? (o[k] as string) : null);
-const num = (o: Json, k: string) => (typeof o[k] === 'number' && Number.isFinite(o[k]) ? (o[k] as number) : null);
+const str = (o: JsonObject, k: string) => (typeof o[k] === 'string' && o[k] !== '' ? (o[k] as string) : null);
 
-async function firstFound(get: GetJson, paths: string[]): Promise<Json> {
+async function firstFound(get: GetJson, paths: string[]): Promise<JsonObject> {
   for (const p of paths) {
     const r = await get(p);
-    if (r.status === 200 && isObj(r.body)) return r.body;
+    if (r.status === 200 && isJsonObject(r.body)) return r.body;
     if (r.status !== 404) throw new KvgateError('engine_error', `engine ${p} answered ${r.status}`);
   }
   throw new KvgateError('engine_error', `engine has none of ${paths.join(', ')}`);
@@ -48,7 +46,7 @@ export async function readModelCard(get: GetJson, ctx: CardContext): Promise<Mod
 
   // The KV-event block size is page_size (times the decode context-parallel size, which
   // the newest /server_info folds into kv_events.block_size).
-  const kvEvents = isObj(server['kv_events']) ? server['kv_events'] : null;
+  const kvEvents = isJsonObject(server['kv_events']) ? server['kv_events'] : null;
   const pageSize = (kvEvents && num(kvEvents, 'block_size')) ?? num(server, 'page_size') ?? missing('page_size');
   if (!Number.isInteger(pageSize) || pageSize < 1) missing('a positive page_size');
   const maxTotalNumTokens = num(server, 'max_total_num_tokens') ?? missing('max_total_num_tokens');
@@ -60,14 +58,14 @@ export async function readModelCard(get: GetJson, ctx: CardContext): Promise<Mod
     throw new KvgateError('engine_error', `engine runs disaggregation mode '${mode}', but the worker role is ${ctx.role}`);
   }
 
-  const states = Array.isArray(server['internal_states']) && isObj(server['internal_states'][0]) ? server['internal_states'][0] : {};
+  const states = Array.isArray(server['internal_states']) && isJsonObject(server['internal_states'][0]) ? server['internal_states'][0] : {};
   const maxRunningRequests = num(server, 'max_running_requests') ?? num(states, 'effective_max_running_requests_per_dp');
 
   let contextLength = num(server, 'context_length');
   if (contextLength === null) {
     const models = await get('/v1/models');
-    const data = isObj(models.body) && Array.isArray(models.body['data']) ? models.body['data'] : [];
-    contextLength = isObj(data[0]) ? num(data[0], 'max_model_len') : null;
+    const data = isJsonObject(models.body) && Array.isArray(models.body['data']) ? models.body['data'] : [];
+    contextLength = isJsonObject(data[0]) ? num(data[0], 'max_model_len') : null;
   }
 
   return {
