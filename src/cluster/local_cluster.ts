@@ -9,9 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
+import type { EngineKind } from '../worker/engine_args.js';
 import { PARENT_PID_ENV } from '../worker/parent_watch.js';
-
-export type ClusterEngine = 'mocker' | 'sglang';
 
 // What the mocker runs with when the user gives no engine arguments of their own: the
 // page size of SGLang's common GPU setups, the Qwen3 model whose tokenizer the frontend
@@ -26,7 +25,7 @@ const hasFlag = (args: readonly string[], flag: string) => args.some((a) => a ==
 
 // The engine arguments every worker gets: the user's, plus the mocker demo defaults the
 // user did not set. SGLang needs a model.
-export function clusterEngineArgs(engine: ClusterEngine, userArgs: readonly string[]): string[] {
+export function clusterEngineArgs(engine: EngineKind, userArgs: readonly string[]): string[] {
   if (engine === 'sglang') {
     if (!hasFlag(userArgs, '--model-path') && !hasFlag(userArgs, '--model')) {
       throw new KvgateError('invalid_config', '--engine sglang needs a model: kvgate serve --engine sglang -- --model-path <hub id or directory> [sglang args]');
@@ -40,7 +39,7 @@ export function clusterEngineArgs(engine: ClusterEngine, userArgs: readonly stri
 
 export interface LocalClusterOptions {
   workers: number;
-  engine: ClusterEngine;
+  engine: EngineKind;
   // Complete engine arguments (see clusterEngineArgs).
   engineArgs: string[];
   // Extra `kvgate worker` flags (log level, startup timeout, ...).

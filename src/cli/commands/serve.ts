@@ -6,12 +6,13 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterEngineArgs, LocalCluster, type ClusterEngine } from '../../cluster/local_cluster.js';
+import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
 import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
+import type { EngineKind } from '../../worker/engine_args.js';
 import { parseCommandLine, type OptionsOf } from '../config.js';
 import { stopOnSignals } from '../stop.js';
 
@@ -47,7 +48,7 @@ export async function run(argv: string[]): Promise<void> {
   if (!spawnWorkers && passthrough.length > 0) {
     throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls pass them to those workers instead');
   }
-  const engineArgs = spawnWorkers ? clusterEngineArgs(o.engine as ClusterEngine, passthrough) : [];
+  const engineArgs = spawnWorkers ? clusterEngineArgs(o.engine as EngineKind, passthrough) : [];
 
   const workers = new KvWorkerSet({
     mode: o.routerMode as RouterPolicy,
@@ -74,7 +75,7 @@ export async function run(argv: string[]): Promise<void> {
       logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
       cluster = new LocalCluster({
         workers: o.workers,
-        engine: o.engine as ClusterEngine,
+        engine: o.engine as EngineKind,
         engineArgs,
         workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout)],
         // This very CLI, run the same way (node flags such as a TS loader included).
