@@ -211,43 +211,48 @@ export class EngineKvSubscriber {
             this.historyLost(first.engineSeq);
             this.expected = first.engineSeq;
           }
-        } else {
-          // Only a replay that starts past the requested seq means the buffer lost it; a hole
-          // further on is a reply the ROUTER dropped, asked for again on the next round.
-          let hole = false;
-          for (const b of replayed) {
-            if (b.engineSeq < this.expected) continue;
-            if (b.engineSeq > this.expected) {
-              if (b !== replayed[0]) {
-                hole = true;
-                break;
-              }
-              this.historyLost(b.engineSeq);
-              this.expected = b.engineSeq;
-            }
-            this.stats.replayed++;
-            this.deliver(b);
-          }
-          if (hole) continue;
-        }
-        const held = this.pending;
-        this.pending = [];
-        let gap = false;
-        for (let i = 0; i < held.length; i++) {
-          const b = held[i]!;
-          if (b.engineSeq < this.expected) continue;
-          if (b.engineSeq > this.expected) {
-            this.pending = held.slice(i);
-            gap = true;
-            break;
-          }
-          this.deliver(b);
+        } else if (!this.deliverReplay(replayed)) {
+          continue;
         }
         // A gap left, or live batches dropped while replaying: go again.
-        if (!gap && !this.pendingOverflow) return;
+        if (this.deliverPending() && !this.pendingOverflow) return;
       }
     } finally {
       this.recovering = false;
     }
+  }
+
+  // Delivers a replay's batches in order; false when it has a hole. Only a replay that starts
+  // past the requested seq means the buffer lost it; a hole further on is a reply the ROUTER
+  // dropped, asked for again on the next round.
+  private deliverReplay(replayed: EngineKvBatch[]): boolean {
+    for (const b of replayed) {
+      if (b.engineSeq < this.expected) continue;
+      if (b.engineSeq > this.expected) {
+        if (b !== replayed[0]) return false;
+        this.historyLost(b.engineSeq);
+        this.expected = b.engineSeq;
+      }
+      this.stats.replayed++;
+      this.deliver(b);
+    }
+    return true;
+  }
+
+  // Delivers the live batches held back during a replay up to the first gap; false when
+  // there is one (the rest stay held back).
+  private deliverPending(): boolean {
+    const held = this.pending;
+    this.pending = [];
+    for (let i = 0; i < held.length; i++) {
+      const b = held[i]!;
+      if (b.engineSeq < this.expected) continue;
+      if (b.engineSeq > this.expected) {
+        this.pending = held.slice(i);
+        return false;
+      }
+      this.deliver(b);
+    }
+    return true;
   }
 }
