@@ -3,7 +3,7 @@
 // /metrics (`sglang:` or `sglang_` names). The first source that answers is kept.
 
 import type { ModelCard } from '../discovery/model_card.js';
-import { finiteNumber as n, isJsonObject, type JsonObject } from '../json.js';
+import { finiteNumber as n, isJsonObject } from '../json.js';
 import type { RankLoad } from '../transport/frames.js';
 import type { GetJson } from './model_card.js';
 
