@@ -2,6 +2,7 @@
 // request registry (rids for /abort_request), DP rank choice, and the PD wiring.
 
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BootstrapTable } from './bootstrap_server.js';
 import { DecodeKvClient, PrefillRendezvous } from './disagg.js';
 import type { KvEventPublishers } from './kv_events.js';
@@ -157,7 +158,7 @@ export class MockEngine {
     const deadline = Date.now() + timeoutMs;
     while (!this.ranks.every((s) => s.idle)) {
       if (Date.now() >= deadline) return false;
-      await new Promise((r) => setTimeout(r, 5));
+      await sleep(5);
     }
     for (const s of this.ranks) s.flushCache();
     return true;
@@ -196,7 +197,7 @@ export class MockEngine {
   async drain(graceMs: number): Promise<void> {
     this.status = 'stopping';
     const deadline = Date.now() + graceMs;
-    while (this.byRid.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (this.byRid.size > 0 && Date.now() < deadline) await sleep(10);
     const reason = abortReason('The server is shutting down.', 503);
     for (const s of this.ranks) s.close(reason);
   }

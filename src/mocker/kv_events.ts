@@ -9,6 +9,7 @@
 //  - map: events are tagged maps {"type":"BlockStored","block_hashes":...}; replay replies carry
 //    the topic: [b"", topic, seq, payload].
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Packr } from 'msgpackr';
 import * as zmq from 'zeromq';
 import { KvgateError } from '../errors.js';
@@ -181,7 +182,7 @@ class RankPublisher {
 
   async close(): Promise<void> {
     // Let queued batches go out before the sockets close.
-    for (let i = 0; i < 50 && (this.sending || this.queue.length > 0); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 50 && (this.sending || this.queue.length > 0); i++) await sleep(10);
     this.closed = true;
     this.pub.close();
     this.replay?.close();

@@ -23,6 +23,7 @@
 //   HTTP servers): the router records each routed prompt as cached on its worker for a TTL
 //   and ignores KV events.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
 import type { EngineClient } from '../engine/client.js';
 import { SglangHttpEngine } from '../engine/sglang_http.js';
@@ -149,7 +150,7 @@ export class KvWorkerSet implements WorkerSet {
         const states = [...this.members.values()].map((m) => `${m.name}: ${m.state}${m.reason ? ` (${m.reason})` : ''}`).join('; ');
         throw new KvgateError('engine_timeout', `${this.upCount()} of ${count} worker(s) ready after ${timeoutMs / 1000} s: ${states}`);
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
@@ -442,7 +443,7 @@ export class KvWorkerSet implements WorkerSet {
       } catch (err) {
         m.reason = (err as Error).message;
       }
-      await new Promise((r) => setTimeout(r, delay).unref());
+      await sleep(delay, undefined, { ref: false });
     }
   }
 

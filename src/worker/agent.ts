@@ -15,6 +15,7 @@
 //             SIGKILL after stopGraceMs).
 
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { SglangHttpEngine } from '../engine/sglang_http.js';
@@ -66,8 +67,6 @@ interface RunningEngine {
   ports: EnginePorts;
   loads: LoadPoller;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class WorkerAgent {
   readonly instanceId = randomBytes(8).readBigUInt64BE() >> 1n;

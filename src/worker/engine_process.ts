@@ -5,6 +5,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../observability/log.js';
 import type { EngineLaunch } from './engine_args.js';
 
@@ -57,7 +58,7 @@ export class EngineProcess {
     if (this.groupAlive()) {
       this.signalGroup('SIGTERM');
       const deadline = Date.now() + graceMs;
-      while (this.groupAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while (this.groupAlive() && Date.now() < deadline) await sleep(50);
       if (this.groupAlive()) this.signalGroup('SIGKILL');
     }
     const exit = await this.exited;
