@@ -4,6 +4,7 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
+import { SSE_DONE } from '../openai/responses.js';
 import { asKvgateError } from './errors.js';
 import { Exchange, type SlowClientPolicy } from './exchange.js';
 import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
@@ -107,7 +108,7 @@ export class HttpServer {
     } catch (err) {
       const e = asKvgateError(err);
       if (e.code === 'internal_error') this.options.logger.error('request failed', { requestId: ex.requestId, url: ex.url, error: String((err as Error)?.stack ?? err) });
-      if (ex.isStreaming) ex.streamError(e, 'data: [DONE]\n\n');
+      if (ex.isStreaming) ex.streamError(e, SSE_DONE);
       else ex.error(e);
     }
   }

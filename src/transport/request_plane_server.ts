@@ -131,6 +131,7 @@ export class Peer {
 }
 
 export class RequestPlaneServer {
+  // Held while listening so the uWS app outlives start(); dropped on close.
   private app: TemplatedApp | null = null;
   private listenSocket: us_listen_socket | null = null;
   private readonly peers = new Set<Peer>();
