@@ -460,35 +460,40 @@ TEST(KvEvents, ReusedBatchIsFullyOverwritten) {
   EXPECT_TRUE(kvgate::test::same_batch(b, fresh));
 }
 
+// A random batch of every event kind, with optional fields present or not.
+KvEventBatch random_batch(std::mt19937_64& rng) {
+  auto pick = [&](uint64_t n) { return rng() % n; };
+  KvEventBatch in;
+  in.ts = static_cast<double>(rng()) / 1e6;
+  in.has_dp_rank = pick(2);
+  in.dp_rank = in.has_dp_rank ? static_cast<int64_t>(pick(1ULL << 32)) : 0;
+  for (size_t i = pick(6); i > 0; i--) {
+    KvEvent e;
+    e.kind = static_cast<KvEventKind>(pick(3));
+    if (e.kind != KvEventKind::kCleared) {
+      for (size_t h = pick(4); h > 0; h--) e.block_hashes.push_back(static_cast<int64_t>(rng() >> pick(64)));
+      e.gpu_medium = pick(2);
+    }
+    if (e.kind == KvEventKind::kStored) {
+      e.has_parent = pick(2);
+      e.parent_hash = e.has_parent ? static_cast<int64_t>(rng()) : 0;
+      for (size_t t = pick(40); t > 0; t--) e.token_ids.push_back(static_cast<uint32_t>(rng() >> pick(64)));
+      e.block_size = 1 + static_cast<uint32_t>(pick(kvgate::kMaxBlockSize));
+      e.has_lora_id = pick(2);
+      e.lora_id = e.has_lora_id ? static_cast<int64_t>(rng()) : 0;
+    }
+    in.events.push_back(e);
+  }
+  return in;
+}
+
 // Random batches survive encode -> parse -> encode unchanged.
 TEST(KvEvents, RandomRoundTrip) {
   const uint32_t seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  auto pick = [&](uint64_t n) { return rng() % n; };
   for (int iter = 0; iter < 500; iter++) {
-    KvEventBatch in;
-    in.ts = static_cast<double>(rng()) / 1e6;
-    in.has_dp_rank = pick(2);
-    in.dp_rank = in.has_dp_rank ? static_cast<int64_t>(pick(1ULL << 32)) : 0;
-    const size_t events = pick(6);
-    for (size_t i = 0; i < events; i++) {
-      KvEvent e;
-      e.kind = static_cast<KvEventKind>(pick(3));
-      if (e.kind != KvEventKind::kCleared) {
-        for (size_t h = pick(4); h > 0; h--) e.block_hashes.push_back(static_cast<int64_t>(rng() >> pick(64)));
-        e.gpu_medium = pick(2);
-      }
-      if (e.kind == KvEventKind::kStored) {
-        e.has_parent = pick(2);
-        e.parent_hash = e.has_parent ? static_cast<int64_t>(rng()) : 0;
-        for (size_t t = pick(40); t > 0; t--) e.token_ids.push_back(static_cast<uint32_t>(rng() >> pick(64)));
-        e.block_size = 1 + static_cast<uint32_t>(pick(kvgate::kMaxBlockSize));
-        e.has_lora_id = pick(2);
-        e.lora_id = e.has_lora_id ? static_cast<int64_t>(rng()) : 0;
-      }
-      in.events.push_back(e);
-    }
+    const KvEventBatch in = random_batch(rng);
     const std::vector<uint8_t> bytes = kvgate::test::encode_batch(in);
     KvEventBatch out;
     ASSERT_EQ(parse(bytes, &out), KvEventError::kOk) << "iteration " << iter;
@@ -926,32 +931,6 @@ TEST(KvEventsMap, ReusedBatchIsFullyOverwritten) {
   EXPECT_TRUE(kvgate::test::same_batch(b, reversed));
   ASSERT_EQ(parse(kvgate::test::encode_batch(reversed), &b), KvEventError::kOk);
   EXPECT_TRUE(kvgate::test::same_batch(b, reversed));
-}
-
-KvEventBatch random_batch(std::mt19937_64& rng) {
-  auto pick = [&](uint64_t n) { return rng() % n; };
-  KvEventBatch in;
-  in.ts = static_cast<double>(rng()) / 1e6;
-  in.has_dp_rank = pick(2);
-  in.dp_rank = in.has_dp_rank ? static_cast<int64_t>(pick(1ULL << 32)) : 0;
-  for (size_t i = pick(6); i > 0; i--) {
-    KvEvent e;
-    e.kind = static_cast<KvEventKind>(pick(3));
-    if (e.kind != KvEventKind::kCleared) {
-      for (size_t h = pick(4); h > 0; h--) e.block_hashes.push_back(static_cast<int64_t>(rng() >> pick(64)));
-      e.gpu_medium = pick(2);
-    }
-    if (e.kind == KvEventKind::kStored) {
-      e.has_parent = pick(2);
-      e.parent_hash = e.has_parent ? static_cast<int64_t>(rng()) : 0;
-      for (size_t t = pick(40); t > 0; t--) e.token_ids.push_back(static_cast<uint32_t>(rng() >> pick(64)));
-      e.block_size = 1 + static_cast<uint32_t>(pick(kvgate::kMaxBlockSize));
-      e.has_lora_id = pick(2);
-      e.lora_id = e.has_lora_id ? static_cast<int64_t>(rng()) : 0;
-    }
-    in.events.push_back(e);
-  }
-  return in;
 }
 
 // Random batches in map form, with keys shuffled, unknown keys mixed in and nil optionals
