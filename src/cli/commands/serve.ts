@@ -14,6 +14,7 @@ import { createLogger, type LogLevel, type Logger } from '../../observability/lo
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
 import type { EngineKind } from '../../worker/engine_args.js';
 import { parseCommandLine, type OptionsOf } from '../config.js';
+import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
 type ServeOptions = OptionsOf<'serve'>;
@@ -78,8 +79,7 @@ export async function run(argv: string[]): Promise<void> {
         engine: o.engine as EngineKind,
         engineArgs,
         workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout)],
-        // This very CLI, run the same way (node flags such as a TS loader included).
-        kvgate: [process.execPath, ...process.execArgv, process.argv[1]!],
+        kvgate: selfCommand(),
         startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
         log: logger,
       });

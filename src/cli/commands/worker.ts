@@ -9,6 +9,7 @@ import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineKind } from '../../worker/engine_args.js';
 import { parseCommandLine } from '../config.js';
+import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
 export async function run(argv: string[]): Promise<void> {
@@ -24,8 +25,7 @@ export async function run(argv: string[]): Promise<void> {
     advertiseHost: o.advertiseHost,
     migrationLimit: o.migrationLimit,
     python: o.python,
-    // This very CLI, run the same way (node flags such as a TS loader included), for `kvgate mocker`.
-    kvgate: [process.execPath, ...process.execArgv, process.argv[1]!],
+    kvgate: selfCommand(),
     startupTimeoutMs: s(o.startupTimeout),
     maxRestarts: o.maxRestarts,
     restartBackoffMs: s(o.restartBackoff),
