@@ -9,6 +9,7 @@ import { FrontendMetrics } from '../observability/metrics.js';
 import { Preprocessor, type PreprocessorOptions } from '../preprocess/preprocessor.js';
 import { ServingCore, type ServedModel } from './serving.js';
 import type { WorkerSet } from './worker_set.js';
+import { urlHost } from '../net.js';
 
 export interface FrontendOptions {
   host?: string; // default 127.0.0.1
@@ -74,10 +75,9 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
   registerOpenAIRoutes(server, { core, models: options.models, workers, metrics });
   const host = options.host ?? '127.0.0.1';
   const port = await server.listen(host, options.port ?? 8000);
-  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   let closing: Promise<void> | null = null;
   return {
-    url: `http://${urlHost}:${port}`,
+    url: `http://${urlHost(host)}:${port}`,
     port,
     metrics,
     inflight: () => server.inflightCount,

@@ -9,6 +9,7 @@ import { MockEngine } from './engine.js';
 import { startHttpServer, type HttpServer } from './http_server.js';
 import { KvEventPublishers } from './kv_events.js';
 import { resolveOptions, type MockerOptions } from './options.js';
+import { urlHost } from '../net.js';
 
 export type { KvEventsConfig, MockerOptions } from './options.js';
 
@@ -27,12 +28,6 @@ export interface MockerHandle {
   // Stop accepting, let in-flight requests finish for up to `graceMs` (default 2000), abort the
   // rest, close every socket.
   close(graceMs?: number): Promise<void>;
-}
-
-function advertised(host: string): string {
-  if (host === '0.0.0.0' || host === '*' || host === '') return '127.0.0.1';
-  if (host === '::') return '[::1]';
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
 export async function startMocker(options: Partial<MockerOptions> = {}): Promise<MockerHandle> {
@@ -59,7 +54,7 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
           pp_rank: 0,
           system_dp_size: o.dpSize,
           system_dp_rank: r,
-          rank_ip: advertised(o.host),
+          rank_ip: urlHost(o.host),
           rank_port: bootstrap.port,
           page_size: o.pageSize,
           kv_cache_dtype: 'bfloat16',
@@ -88,7 +83,7 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
   let closing: Promise<void> | null = null;
   const port = http.port;
   return {
-    url: `http://${advertised(o.host)}:${port}`,
+    url: `http://${urlHost(o.host)}:${port}`,
     port,
     dpSize: o.dpSize,
     kvEventPorts: range(ports?.publishBase),

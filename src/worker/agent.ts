@@ -31,6 +31,7 @@ import type { Logger } from '../observability/log.js';
 import { readModelCard } from './model_card.js';
 import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
+import { urlHost } from '../net.js';
 
 export interface WorkerAgentOptions {
   engine: EngineKind;
@@ -103,7 +104,7 @@ export class WorkerAgent {
   }
 
   get url(): string {
-    return `ws://${this.opts.advertiseHost ?? this.opts.host}:${this.server.port}`;
+    return `ws://${urlHost(this.opts.advertiseHost ?? this.opts.host)}:${this.server.port}`;
   }
 
   // The engine's PID (tests, diagnostics).
