@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EngineRequest, SamplingRules } from './request.js';
 import type { ResolvedOptions } from './options.js';
+import { isJsonObject } from '../json.js';
 
 export class ContractError extends Error {}
 export class RequestError extends Error {
@@ -48,7 +49,6 @@ function invalidType(v: unknown, expected: string): ContractError {
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 const isNum = (v: unknown): v is number => typeof v === 'number';
-const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function expectInt(v: unknown): number {
   if (isInt(v)) return v;
@@ -100,7 +100,7 @@ export interface SamplingParams {
 }
 
 function decodeSamplingParams(value: unknown): SamplingParams {
-  if (!isMap(value)) throw invalidType(value, 'a value or an array of values for SamplingParamsOrList');
+  if (!isJsonObject(value)) throw invalidType(value, 'a value or an array of values for SamplingParamsOrList');
   const p: SamplingParams = {
     max_new_tokens: 128, stop: null, stop_token_ids: null, temperature: 1, top_p: 1, top_k: 1 << 30, min_p: 0,
     frequency_penalty: 0, presence_penalty: 0, repetition_penalty: 1, min_new_tokens: 0, n: 1, ignore_eos: false,
@@ -132,14 +132,14 @@ function decodeSamplingParams(value: unknown): SamplingParams {
       case 'stream_interval': p.stream_interval = nil ? null : expectInt(x); break;
       case 'logit_bias': {
         if (nil) break;
-        if (!isMap(x)) throw invalidType(x, 'a map');
+        if (!isJsonObject(x)) throw invalidType(x, 'a map');
         for (const [k, b] of Object.entries(x)) p.logit_bias[k] = expectFloat(b);
         break;
       }
       case 'sampling_seed': p.sampling_seed = nil ? null : expectInt(x); break;
       case 'custom_params': break;
       case 'beam_width': p.beam_width = nil ? null : expectInt(x); break;
-      case 'watermark': if (!nil && !isMap(x)) throw invalidType(x, 'struct WatermarkRequestConfig'); break;
+      case 'watermark': if (!nil && !isJsonObject(x)) throw invalidType(x, 'struct WatermarkRequestConfig'); break;
       case 'choice': if (!nil) expectSeq(x).forEach((e) => expectStr(e)); break;
       default:
         throw new ContractError(`unknown field \`${key}\`, expected one of ${SAMPLING_FIELDS.map((f) => `\`${f}\``).join(', ')}`);
@@ -182,7 +182,7 @@ export function parseGenerateBody(raw: string): GenerateBody {
   } catch (err) {
     throw new RequestError(`JSON decode error: ${(err as Error).message}`);
   }
-  if (!isMap(body)) throw new ContractError(`invalid type: ${unexpected(body)}, expected struct GenerateRequest`);
+  if (!isJsonObject(body)) throw new ContractError(`invalid type: ${unexpected(body)}, expected struct GenerateRequest`);
   const out: GenerateBody = {
     rid: null, text: null, inputIds: null, batch: false, stream: false, sampling: decodeSamplingParams({}),
     bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null, returnLogprob: false,
