@@ -33,6 +33,11 @@ import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
 import { urlHost } from '../net.js';
 
+// How many times start() launches an engine that exits before it is healthy.
+const START_ATTEMPTS = 3;
+
+class EngineExitedEarly extends KvgateError {}
+
 export interface WorkerAgentOptions {
   engine: EngineKind;
   role: WorkerRole;
@@ -118,7 +123,17 @@ export class WorkerAgent {
 
   async start(): Promise<void> {
     this.userArgs = inspectUserArgs(this.opts.engineArgs, this.opts.role);
-    await this.launchEngine();
+    // Ports are picked free, then released for the engine to bind: another process can take
+    // one in between, and the engine then exits at once. Start again on fresh ports a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.launchEngine();
+        break;
+      } catch (err) {
+        if (!(err instanceof EngineExitedEarly) || attempt >= START_ATTEMPTS || this.stopping) throw err;
+        this.log.warn(`${err.message}: starting again on fresh ports (attempt ${attempt + 1} of ${START_ATTEMPTS})`);
+      }
+    }
     try {
       await this.server.listen();
     } catch (err) {
@@ -232,7 +247,7 @@ export class WorkerAgent {
   private async waitHealthy(proc: EngineProcess, client: SglangHttpEngine): Promise<void> {
     const deadline = Date.now() + this.opts.startupTimeoutMs;
     for (;;) {
-      if (proc.exit) throw new KvgateError('engine_error', `engine ${describeExit(proc.exit)} before it became healthy`);
+      if (proc.exit) throw new EngineExitedEarly('engine_error', `engine ${describeExit(proc.exit)} before it became healthy`);
       if (await client.healthy()) return;
       if (Date.now() >= deadline) {
         throw new KvgateError('engine_timeout', `engine did not become healthy (GET /health) within ${this.opts.startupTimeoutMs / 1000} s`);
