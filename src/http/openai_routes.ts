@@ -64,30 +64,34 @@ class StreamFormatter {
 
 async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
   const fmt = new StreamFormatter(kind, meta, p.request.includeUsage);
-  // Headers go out with the first event, so that failures before it (no worker, engine
-  // unreachable or refusing) still get a proper status and error JSON.
-  const first = await events.next();
-  if (first.done) return false;
-  if (first.value.type === 'end') {
-    ex.startStream(fmt.head() + fmt.event(first.value));
-    ex.endStream('');
-    return true;
-  }
-  // A write the client did not take stops the loop from pulling engine events until it
-  // does, so a slow client backs up the engine stream instead of the gateway's memory.
-  // Leaving the loop (client gone or disconnected as stalled) aborts the engine request.
-  if (!ex.startStream(fmt.head() + fmt.event(first.value)) && !(await ex.writable())) {
-    await events.return(undefined); // runs the generator's cleanup (engine abort, routing counts)
-    return false;
-  }
-  for await (const ev of events) {
-    if (ev.type === 'end') {
-      ex.endStream(fmt.event(ev));
+  try {
+    // Headers go out with the first event, so that failures before it (no worker, engine
+    // unreachable or refusing) still get a proper status and error JSON.
+    const first = await events.next();
+    if (first.done) return false;
+    if (first.value.type === 'end') {
+      ex.startStream(fmt.head() + fmt.event(first.value));
+      ex.endStream('');
       return true;
     }
-    if (!ex.write(fmt.event(ev)) && !(await ex.writable())) return false;
+    // A write the client did not take stops the loop from pulling engine events until it
+    // does, so a slow client backs up the engine stream instead of the gateway's memory.
+    if (!ex.startStream(fmt.head() + fmt.event(first.value)) && !(await ex.writable())) return false;
+    for (;;) {
+      const next = await events.next();
+      if (next.done) return false;
+      const ev = next.value;
+      if (ev.type === 'end') {
+        ex.endStream(fmt.event(ev));
+        return true;
+      }
+      if (!ex.write(fmt.event(ev)) && !(await ex.writable())) return false;
+    }
+  } finally {
+    // Every way out (first event ends it, client gone, write stalled, exception) runs the
+    // generator's cleanup: engine abort when unfinished, and the router's load release.
+    await events.return(undefined);
   }
-  return false;
 }
 
 async function unary(ex: Exchange, kind: Kind, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
