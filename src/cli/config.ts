@@ -113,6 +113,7 @@ export const COMMANDS = {
       streamInterval: { kind: 'int', default: 1, min: 1, help: 'tokens per streamed chunk' },
       allowAutoTruncate: { kind: 'bool', default: false, help: 'truncate over-long prompts instead of rejecting them' },
       startupDelay: { kind: 'float', default: 0, min: 0, help: 'seconds /health answers 503 before the engine is ready' },
+      grpcMode: { kind: 'bool', default: false, help: 'serve SGLang\'s gRPC API (service SglangScheduler, token ids in and out) on --port instead of HTTP, as sglang.launch_server --grpc-mode does' },
       // Accepted so the mocker can stand in for `python3 -m sglang.launch_server`; no effect.
       tpSize: { kind: 'int', help: 'ignored (sglang compatibility)' },
       tp: { kind: 'int', help: 'ignored (sglang compatibility)' },

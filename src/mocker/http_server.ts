@@ -3,11 +3,12 @@
 import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
 import type { MockEngine } from './engine.js';
 import { closeListen, exchange, listen, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
-import { admit, ContractError, formatOutput, maxReqInputLen, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
-import { abortReason, EngineRequest, type OutputSink } from './request.js';
-import { FAKE_BOOTSTRAP_HOST } from './scheduler.js';
+import { admit, ContractError, formatOutput, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
+import { abortReason, type EngineRequest, type OutputSink } from './request.js';
+import { submitGenerate } from './submit.js';
 import { byteTokenize } from './tokens.js';
 import type { KvEventPorts } from './kv_events.js';
+import { engineModelInfo, engineServerInfo, parseLoadSections, rankLoad } from './engine_info.js';
 
 const HEALTH_CHECK_TIMEOUT_MS = 20_000; // SGLANG_HEALTH_CHECK_TIMEOUT
 
@@ -73,8 +74,6 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
   const o = engine.opts;
   const app = uws.App();
   const format: OutputFormat = { withText: !o.skipTokenizerInit, incremental: o.incrementalStreamingOutput, dpSize: o.dpSize };
-  const pd = o.disaggregationMode !== 'null';
-  const fakeBackend = o.disaggregationTransferBackend === 'fake';
 
   async function generate(ex: Exchange): Promise<void> {
     const raw = await readBody(ex);
@@ -94,40 +93,14 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
       throw err;
     }
-    let bootstrap = body.bootstrapRoom !== null ? { host: body.bootstrapHost ?? '127.0.0.1', port: body.bootstrapPort, room: body.bootstrapRoom } : null;
-    // SGLang's `fake` transfer backend runs PD engines without a partner (benchmarks).
-    if (pd && fakeBackend) bootstrap = { host: FAKE_BOOTSTRAP_HOST, port: null, room: body.bootstrapRoom ?? 0n };
-    const req = new EngineRequest({
-      rid: adm.rid,
-      inputIds: adm.inputIds,
-      rules: adm.rules,
-      stream: adm.stream,
-      sink: new HttpSink(ex, format),
-      seed: o.seed,
-      naturalOutputLen: o.naturalOutputLen,
-      bootstrap,
-    });
-    req.prefillDpRank = body.disaggPrefillDpRank;
-    // Scheduler-side rejections are aborts with a status, as in SGLang.
-    const reject = (message: string, errType: string | null) => {
-      req.finishReason = abortReason(message, 400, errType);
-      req.state = 'done';
-      req.sink.output(req, true);
-    };
-    if (pd && body.bootstrapRoom === null && !fakeBackend) {
-      return reject(`Invalid request: Disaggregated request received without bootstrap room id. req.rid='${req.rid}'`, null);
-    }
-    const limit = maxReqInputLen(o);
-    if (req.isl >= limit && !o.allowAutoTruncate) {
-      return reject(`Input length (${req.isl} tokens) exceeds the maximum allowed length (${limit} tokens). Use a shorter input or enable --allow-auto-truncate.`, 'BadRequestError');
-    }
-    if (req.isl >= limit) req.inputIds.length = limit;
+    let req: EngineRequest | null;
     try {
-      engine.submit(req, body.routedDpRank);
+      req = submitGenerate(engine, body, adm, new HttpSink(ex, format));
     } catch (err) {
       if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
       throw err;
     }
+    if (!req) return;
     // A client that goes away aborts its request.
     const gone = () => engine.abort(req, abortReason('Request is disconnected from the client side. Abort request.'));
     ex.onAbort = gone;
@@ -154,86 +127,11 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
   app.get('/health_generate', (res) => health(res, true));
   app.get('/ready', (res) => send(exchange(res), engine.status === 'up' ? 200 : 503, '', ''));
 
-  const modelInfo = () => ({
-    model_path: o.modelPath,
-    served_model_name: o.servedModelName,
-    tokenizer_path: o.tokenizerPath,
-    is_generation: true,
-    preferred_sampling_params: null,
-    weight_version: 'default',
-    load_format: 'auto',
-    reasoning_parser: null,
-    tool_call_parser: null,
-    disaggregation_mode: o.disaggregationMode,
-    has_image_understanding: false,
-    has_audio_understanding: false,
-    model_type: 'qwen3',
-    architectures: ['Qwen3ForCausalLM'],
-  });
+  const modelInfo = () => engineModelInfo(o);
   app.get('/model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
   app.get('/get_model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
 
-  const kvEventsDescriptor = () => {
-    if (!o.kvEvents || !kvPorts) return null;
-    const d: Record<string, unknown> = {
-      publisher: 'zmq',
-      endpoint_host: kvPorts.endpointHost,
-      endpoint_port_base: kvPorts.publishBase,
-      topic: o.kvEvents.topic,
-      block_size: o.pageSize,
-      dp_size: o.dpSize,
-    };
-    if (kvPorts.replayBase !== null) d.replay_endpoint_port_base = kvPorts.replayBase;
-    return d;
-  };
-  const serverInfo = () => ({
-    model_path: o.modelPath,
-    tokenizer_path: o.tokenizerPath,
-    served_model_name: o.servedModelName,
-    host: o.host,
-    port: o.port,
-    skip_tokenizer_init: o.skipTokenizerInit,
-    context_length: o.contextLength,
-    page_size: o.pageSize,
-    max_total_tokens: o.maxTotalTokens,
-    max_running_requests: o.maxRunningRequests,
-    chunked_prefill_size: o.chunkedPrefillSize,
-    max_prefill_tokens: o.maxPrefillTokens,
-    tp_size: 1,
-    pp_size: 1,
-    ep_size: 1,
-    dp_size: o.dpSize,
-    enable_dp_attention: false,
-    load_balance_method: o.loadBalanceMethod,
-    random_seed: o.seed,
-    stream_interval: o.streamInterval,
-    incremental_streaming_output: o.incrementalStreamingOutput,
-    enable_metrics: o.enableMetrics,
-    disable_radix_cache: o.disableRadixCache,
-    allow_auto_truncate: o.allowAutoTruncate,
-    kv_events_config: o.kvEvents ? JSON.stringify(o.kvEvents) : null,
-    disaggregation_mode: o.disaggregationMode,
-    disaggregation_bootstrap_port: o.disaggregationMode === 'prefill' ? bootstrapPort() : o.disaggregationBootstrapPort,
-    disaggregation_transfer_backend: o.disaggregationTransferBackend,
-    speculative_algorithm: null,
-    launch_command: null,
-    // Scheduler info.
-    max_total_num_tokens: o.maxTotalTokens,
-    max_req_input_len: maxReqInputLen(o),
-    kv_events: kvEventsDescriptor(),
-    startup_time: engine.startedAt / 1000,
-    internal_states: engine.ranks.map((s) => ({
-      last_gen_throughput: s.genThroughput,
-      memory_usage: { kv_cache: s.usedTokens / o.maxTotalTokens, token_capacity: o.maxTotalTokens },
-      avg_spec_accept_length: null,
-      effective_max_running_requests_per_dp: o.maxRunningRequests,
-      step_time_dict: {},
-    })),
-    version: 'kvgate-mocker',
-    frontend: 'python',
-    // The mocker has no tokenizer: a `text` prompt is tokenized one id per UTF-8 byte.
-    mocker: { text_tokenization: 'utf8-bytes', kv_events_wire: o.kvEventsWire, speedup_ratio: o.speedupRatio },
-  });
+  const serverInfo = () => engineServerInfo(engine, kvPorts, bootstrapPort());
   app.get('/server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
   app.get('/get_server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
 
@@ -253,59 +151,14 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     );
   });
 
-  const loadOf = (r: number, include: Set<string> | null) => {
-    const s = engine.ranks[r]!;
-    const used = s.usedTokens;
-    const load: Record<string, unknown> = {
-      timestamp: Date.now() / 1000,
-      dp_rank: r,
-      num_running_reqs: s.numRunning,
-      num_waiting_reqs: s.numWaiting + s.numBootstrapping,
-      num_waiting_uncached_tokens: s.waitingTokens,
-      num_used_tokens: used,
-      num_total_tokens: used + s.waitingTokens,
-      num_active_tokens: used + s.waitingTokens,
-      num_prealloc_ready_tokens: 0,
-      max_total_num_tokens: o.maxTotalTokens,
-      max_running_requests: o.maxRunningRequests,
-      token_usage: used / o.maxTotalTokens,
-      gen_throughput: s.genThroughput,
-      cache_hit_rate: s.lastCacheHitRate,
-      utilization: s.idle ? 0 : 1,
-      total_prefill_uncached_tokens: 0,
-      total_prefill_busy_us: 0,
-      decode_moments: null,
-    };
-    if (include !== null && include.has('core') && include.size === 1) return load;
-    const want = (name: string) => include === null || include.has('all') || include.has(name);
-    if (want('memory')) load.memory = { weight_gb: 0, kv_cache_gb: (o.maxTotalTokens * o.raw.kvBytesPerToken) / 1e9, graph_gb: 0, token_capacity: o.maxTotalTokens };
-    if (pd && want('disagg')) {
-      load.disaggregation = {
-        mode: o.disaggregationMode,
-        prefill_prealloc_queue_reqs: o.disaggregationMode === 'prefill' ? s.numBootstrapping : 0,
-        prefill_inflight_queue_reqs: o.disaggregationMode === 'prefill' ? s.transferring : 0,
-        decode_prealloc_queue_reqs: o.disaggregationMode === 'decode' ? s.numPrealloc : 0,
-        decode_transfer_queue_reqs: o.disaggregationMode === 'decode' ? s.transferring : 0,
-        decode_retracted_queue_reqs: 0,
-        kv_transfer_speed_gb_s: o.kvTransferBandwidth,
-        kv_transfer_latency_ms: engine.rendezvous?.lastTransferMs ?? 0,
-      };
-    }
-    if (want('queues')) load.queues = { waiting: s.numWaiting + s.numBootstrapping, grammar: 0, paused: 0, retracted: 0 };
-    return load;
-  };
   app.get('/v1/loads', (res, req) => {
     const ex = exchange(res);
     const q = new URLSearchParams(req.getQuery() ?? '');
-    const valid = new Set(['core', 'memory', 'spec', 'lora', 'disagg', 'queues', 'all']);
-    const includeRaw = q.get('include');
-    const include = includeRaw ? new Set(includeRaw.split(',').map((s) => s.trim())) : null;
-    if (include) {
-      const invalid = [...include].filter((s) => !valid.has(s));
-      if (invalid.length) {
-        const msg = `Invalid include sections: {${invalid.map((s) => `'${s}'`).join(', ')}}. Valid options: [${[...valid].sort().map((s) => `'${s}'`).join(', ')}]`;
-        return sendJson(ex, 400, errorResponse(msg, 400, '400'));
-      }
+    let include: Set<string> | null;
+    try {
+      include = parseLoadSections(q.get('include')?.split(','));
+    } catch (err) {
+      return sendJson(ex, 400, errorResponse((err as Error).message, 400, '400'));
     }
     const dpRaw = q.get('dp_rank');
     let ranks = engine.ranks.map((_, r) => r);
@@ -314,7 +167,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       if (!Number.isInteger(dp) || dp < 0 || dp >= o.dpSize) return sendJson(ex, 400, errorResponse(`dp_rank must be in [0, ${o.dpSize}), got ${dpRaw}`, 400, '400'));
       ranks = [dp];
     }
-    const loads = ranks.map((r) => loadOf(r, include));
+    const loads = ranks.map((r) => rankLoad(engine, r, include));
     if (q.get('format') === 'prometheus') {
       const lines: string[] = [];
       const samples = new Map<string, [number, number][]>();

@@ -77,6 +77,8 @@ export interface ResolvedOptions {
   streamInterval: number;
   allowAutoTruncate: boolean;
   startupDelayMs: number;
+  // --port serves SGLang's gRPC API instead of HTTP.
+  grpcMode: boolean;
   logLevel: string;
   // Echoed by /server_info so a client sees what it asked for.
   raw: MockerOptions;
@@ -202,6 +204,7 @@ export function resolveOptions(partial: Partial<MockerOptions> = {}): ResolvedOp
     streamInterval: intIn('streamInterval', o.streamInterval, 1),
     allowAutoTruncate: o.allowAutoTruncate,
     startupDelayMs: posFloat('startupDelay', o.startupDelay) * 1000,
+    grpcMode: o.grpcMode,
     logLevel: o.logLevel,
     raw: o,
   };
