@@ -1,6 +1,8 @@
 // The engine-client seam: how the frontend talks to one engine, whatever carries the bytes.
-// Implemented by the SGLang HTTP client (src/engine/sglang_http.ts) and by the request
-// plane to a worker agent (src/transport). Token ids in, disjoint token-id chunks out.
+// Implemented by the SGLang HTTP and gRPC clients (src/engine/sglang_http.ts, sglang_grpc.ts)
+// and by the request plane to a worker agent (src/transport). Token ids in, disjoint token-id chunks out.
+
+import type { ModelCard } from '../discovery/model_card.js';
 
 export interface SamplingOptions {
   maxNewTokens: number;
@@ -61,4 +63,14 @@ export interface EngineClient {
   // ('engine_error' / 'engine_timeout').
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateChunk>;
   close(): Promise<void>;
+}
+
+// An engine reached directly, without a worker agent: SGLang's HTTP API (sglang_http.ts) or
+// its gRPC API (sglang_grpc.ts). Health and the model card besides generation.
+export interface DirectEngine extends EngineClient {
+  readonly url: string;
+  healthy(): Promise<boolean>;
+  // GET of one of SGLang's HTTP info paths (/server_info, /model_info, /v1/loads, ...).
+  getJson(path: string): Promise<{ status: number; body: unknown }>;
+  modelCard(): Promise<ModelCard>;
 }

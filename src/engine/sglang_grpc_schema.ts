@@ -114,17 +114,18 @@ export interface GetModelInfoResponseMsg {
   default_sampling_params_json: string;
 }
 
-// google.protobuf.Struct as protobufjs holds it.
+// google.protobuf.Struct as protobufjs holds it (its bundled well-known types keep
+// protobufjs's camelCase field names).
 export interface StructMsg {
   fields?: Record<string, ValueMsg>;
 }
 export interface ValueMsg {
-  null_value?: number;
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: StructMsg;
-  list_value?: { values?: ValueMsg[] };
+  nullValue?: number;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: StructMsg;
+  listValue?: { values?: ValueMsg[] };
 }
 
 export interface GetServerInfoResponseMsg {
@@ -183,13 +184,13 @@ export interface FlushCacheResponseMsg {
 // ---- JSON <-> google.protobuf.Struct ----
 
 export function toValue(v: unknown): ValueMsg {
-  if (v === null || v === undefined) return { null_value: 0 };
-  if (typeof v === 'number') return { number_value: v };
-  if (typeof v === 'bigint') return { number_value: Number(v) };
-  if (typeof v === 'string') return { string_value: v };
-  if (typeof v === 'boolean') return { bool_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
-  return { struct_value: toStruct(v as Record<string, unknown>) };
+  if (v === null || v === undefined) return { nullValue: 0 };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'bigint') return { numberValue: Number(v) };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v as Record<string, unknown>) };
 }
 
 export function toStruct(o: Record<string, unknown>): StructMsg {
@@ -199,12 +200,21 @@ export function toStruct(o: Record<string, unknown>): StructMsg {
 }
 
 export function fromValue(v: ValueMsg): unknown {
-  if (v.struct_value) return fromStruct(v.struct_value);
-  if (v.list_value) return (v.list_value.values ?? []).map(fromValue);
-  if (v.string_value !== undefined && v.string_value !== null) return v.string_value;
-  if (v.number_value !== undefined && v.number_value !== null) return v.number_value;
-  if (v.bool_value !== undefined && v.bool_value !== null) return v.bool_value;
-  return null;
+  // A decoded Value names its member in the virtual oneof `kind` (the others read as their
+  // defaults); a plain object has only the member set.
+  const kind = (v as { kind?: keyof ValueMsg }).kind ?? (Object.keys(v)[0] as keyof ValueMsg | undefined);
+  switch (kind) {
+    case 'structValue':
+      return fromStruct(v.structValue);
+    case 'listValue':
+      return (v.listValue?.values ?? []).map(fromValue);
+    case 'stringValue':
+    case 'numberValue':
+    case 'boolValue':
+      return v[kind];
+    default:
+      return null;
+  }
 }
 
 export function fromStruct(s: StructMsg | null | undefined): Record<string, unknown> {
@@ -222,6 +232,13 @@ function loadRoot(): protobuf.Root {
   root.loadSync('sglang_scheduler.proto', { keepCase: true });
   root.resolveAll();
   return root;
+}
+
+// A decoded message as a plain JSON-like object, every field included (unset ones as their
+// defaults), as the HTTP API would report them.
+export function plainObject(msg: object): Record<string, unknown> {
+  const type = msg.constructor as unknown as { toObject(m: object, o: protobuf.IConversionOptions): Record<string, unknown> };
+  return type.toObject(msg, { defaults: true, longs: Number, enums: String, arrays: true, objects: true });
 }
 
 export interface Method {

@@ -9,7 +9,7 @@ import type { ModelCard } from '../discovery/model_card.js';
 import { KvgateError } from '../errors.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard } from '../worker/model_card.js';
-import type { EngineClient, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
+import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
 
 // Only SGLang's own names: it rejects unknown keys inside sampling_params.
 function samplingParams(s: SamplingOptions): JsonObject {
@@ -138,7 +138,7 @@ export interface SglangHttpOptions {
   controlTimeoutMs?: number;
 }
 
-export class SglangHttpEngine implements EngineClient {
+export class SglangHttpEngine implements DirectEngine {
   readonly url: string;
   private readonly controlTimeoutMs: number;
   private readonly inflight = new Set<AbortController>();

@@ -6,7 +6,8 @@
 
 import { startBootstrapServer, type BootstrapServer } from './bootstrap_server.js';
 import { MockEngine } from './engine.js';
-import { startHttpServer, type HttpServer } from './http_server.js';
+import { startGrpcServer } from './grpc_server.js';
+import { startHttpServer } from './http_server.js';
 import { KvEventPublishers } from './kv_events.js';
 import { resolveOptions, type MockerOptions } from './options.js';
 import { urlHost } from '../net.js';
@@ -14,7 +15,7 @@ import { urlHost } from '../net.js';
 export type { KvEventsConfig, MockerOptions } from './options.js';
 
 export interface MockerHandle {
-  // http://<host>:<port>, with a wildcard host replaced by 127.0.0.1.
+  // http://<host>:<port> (grpc://<host>:<port> in gRPC mode), with a wildcard host replaced by 127.0.0.1.
   url: string;
   port: number;
   dpSize: number;
@@ -34,10 +35,12 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
   const o = resolveOptions(options);
   const publishers = o.kvEvents ? await KvEventPublishers.open(o.kvEvents, o.dpSize, o.kvEventsWire) : null;
   const engine = new MockEngine(o, publishers);
-  let http: HttpServer | null = null;
+  // The engine's API on --port: SGLang's HTTP, or its gRPC service in gRPC mode.
+  let http: { port: number; close(): void | Promise<void> } | null = null;
   let bootstrap: BootstrapServer | null = null;
   try {
-    http = await startHttpServer(engine, publishers?.ports ?? null, () => bootstrap?.port ?? null);
+    const start = o.grpcMode ? startGrpcServer : startHttpServer;
+    http = await start(engine, publishers?.ports ?? null, () => bootstrap?.port ?? null);
     if (o.disaggregationMode === 'prefill') {
       const rv = engine.rendezvous!;
       bootstrap = await startBootstrapServer(o.host, o.disaggregationBootstrapPort, engine.bootstrapTable!, (ex, body) => rv.decodeArrived(ex, body));
@@ -64,7 +67,7 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
       }
     }
   } catch (err) {
-    http?.close();
+    await http?.close();
     bootstrap?.close();
     await publishers?.close();
     throw err;
@@ -83,7 +86,7 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
   let closing: Promise<void> | null = null;
   const port = http.port;
   return {
-    url: `http://${urlHost(o.host)}:${port}`,
+    url: `${o.grpcMode ? 'grpc' : 'http'}://${urlHost(o.host)}:${port}`,
     port,
     dpSize: o.dpSize,
     kvEventPorts: range(ports?.publishBase),
@@ -93,8 +96,9 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
     close(graceMs = 2000) {
       closing ??= (async () => {
         clearTimeout(startup);
-        http!.close();
+        const stopped = http!.close();
         await engine.drain(graceMs);
+        await stopped;
         bootstrap?.close();
         await publishers?.close();
       })();
