@@ -35,7 +35,8 @@ export const COMMANDS = {
       'Workers, one of:\n' +
       '  (default)              spawn --workers worker agents (kvgate worker --engine ...), engine args after --\n' +
       '  --worker-urls ws://..  worker agents started elsewhere (kvgate worker); KV events over the request plane\n' +
-      '  --engine-urls http://.. plain SGLang servers, no agent: no KV events, so kv routing is approximate\n' +
+      '  --engine-urls http://.. plain SGLang servers, no agent: no KV events, so kv routing is approximate;\n' +
+      '                         grpc://host:port for servers started with --grpc-mode\n' +
       'Examples:\n' +
       '  kvgate serve                                   2 mocker workers, KV routing, http://127.0.0.1:8000\n' +
       '  kvgate serve --workers 4 --engine sglang -- --model-path Qwen/Qwen3-0.6B --page-size 16',
@@ -46,7 +47,7 @@ export const COMMANDS = {
       workers: { kind: 'int', default: 2, min: 0, max: 256, help: 'worker agents to spawn, each with its own engine (not with --worker-urls/--engine-urls)' },
       engine: { kind: 'string', default: 'mocker', choices: ['mocker', 'sglang'], help: 'engine of the spawned workers; the mocker gets --model-path Qwen/Qwen3-0.6B --page-size 16 --speedup-ratio 10 unless given after --; sglang needs --model-path after -- and gets CUDA_VISIBLE_DEVICES=<worker index> unless set' },
       workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
-      engineUrls: { kind: 'list', help: 'plain SGLang HTTP servers to route to without agents (comma-separated URLs)' },
+      engineUrls: { kind: 'list', help: 'plain SGLang servers to route to without agents (comma-separated http://host:port, or grpc://host:port for --grpc-mode servers)' },
       routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },
       kvOverlapScoreWeight: { kind: 'float', default: 1, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost' },
       routerTemperature: { kind: 'float', default: 0, min: 0, help: 'softmax temperature of the kv choice (0: always the lowest cost)' },
@@ -163,6 +164,7 @@ export const COMMANDS = {
     options: {
       ...common,
       engine: { kind: 'string', default: 'sglang', choices: ['sglang', 'mocker'], help: 'engine to start: python3 -m sglang.launch_server, or kvgate mocker' },
+      engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how the worker talks to its engine: SGLang\'s HTTP API, or its gRPC API (the engine gets --grpc-mode; token ids in and out, no JSON)' },
       role: { kind: 'string', default: 'agg', choices: ['agg', 'prefill', 'decode'], help: 'aggregated, or one side of prefill/decode disaggregation (sets --disaggregation-mode)' },
       migrationLimit: { kind: 'int', default: 0, min: 0, max: 4294967295, help: 'times a frontend may move a request that fails on this worker to another (in the model card)' },
       host: { kind: 'string', default: '127.0.0.1', help: 'request-plane address to listen on' },

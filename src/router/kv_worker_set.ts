@@ -25,8 +25,8 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
-import type { EngineClient } from '../engine/client.js';
-import { SglangHttpEngine } from '../engine/sglang_http.js';
+import type { DirectEngine, EngineClient } from '../engine/client.js';
+import { directEngine } from '../engine/direct_engine.js';
 import type { ModelCard } from '../discovery/model_card.js';
 import type { Dispatch, RouteRequest, WorkerInfo, WorkerSet } from '../frontend/worker_set.js';
 import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
@@ -72,7 +72,8 @@ interface Member {
   readonly name: string;
   readonly client: EngineClient;
   readonly agent: RequestPlaneClient | null;
-  readonly http: SglangHttpEngine | null;
+  // A plain SGLang server reached without an agent (HTTP or gRPC).
+  readonly http: DirectEngine | null;
   card: ModelCard | null;
   instanceId: bigint | null;
   // Agent: the next Hello opens a new connection, whose join resets rebuild its ranks.
@@ -133,10 +134,11 @@ export class KvWorkerSet implements WorkerSet {
     client.connect().catch((err: Error) => this.log.debug(`worker ${url}: ${err.message}`));
   }
 
-  // A plain SGLang HTTP server (no agent, no KV events: its model routes approximately).
+  // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: its model routes
+  // approximately).
   addEngine(url: string): void {
     if (this.members.has(url)) return;
-    const http = new SglangHttpEngine(url);
+    const http = directEngine(url);
     const m = this.newMember(http.url, http, null, http);
     void this.readHttpCard(m);
   }
@@ -214,7 +216,7 @@ export class KvWorkerSet implements WorkerSet {
 
   // ---- members ----
 
-  private newMember(name: string, client: EngineClient, agent: RequestPlaneClient | null, http: SglangHttpEngine | null): Member {
+  private newMember(name: string, client: EngineClient, agent: RequestPlaneClient | null, http: DirectEngine | null): Member {
     const m: Member = {
       id: this.nextId++,
       name,

@@ -17,14 +17,15 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
-import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import type { DirectEngine, EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import { SglangGrpcEngine } from '../engine/sglang_grpc.js';
 import { SglangHttpEngine } from '../engine/sglang_http.js';
 import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
 import { instanceIdHex, type Registration, type Registry, type WorkerRecord } from '../discovery/discovery.js';
 import { PROTOCOL_VERSION, type Frame, type RankLoad } from '../transport/frames.js';
 import { KvRelay, type KvSource } from '../transport/kv_relay.js';
 import { RequestPlaneServer } from '../transport/request_plane_server.js';
-import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EngineKind, type EnginePorts, type UserArgs } from './engine_args.js';
+import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EngineKind, type EnginePorts, type EngineProtocol, type UserArgs } from './engine_args.js';
 import { describeExit, EngineProcess } from './engine_process.js';
 import { LoadPoller } from './load_poller.js';
 import type { Logger } from '../observability/log.js';
@@ -40,6 +41,8 @@ class EngineExitedEarly extends KvgateError {}
 
 export interface WorkerAgentOptions {
   engine: EngineKind;
+  // SGLang's HTTP API (default), or its gRPC API (the engine started with --grpc-mode).
+  engineProtocol?: EngineProtocol;
   role: WorkerRole;
   // sglang.launch_server arguments, passed through untouched.
   engineArgs: string[];
@@ -69,7 +72,7 @@ export interface WorkerAgentOptions {
 
 interface RunningEngine {
   proc: EngineProcess;
-  client: SglangHttpEngine;
+  client: DirectEngine;
   ports: EnginePorts;
   loads: LoadPoller;
 }
@@ -201,14 +204,15 @@ export class WorkerAgent {
     const ports = await this.reservePorts(info);
     const launch = launchCommand(
       { engine: this.opts.engine, python: this.opts.python, kvgate: this.opts.kvgate },
-      engineArgs(this.opts.engineArgs, info, this.opts.role, ports),
+      engineArgs(this.opts.engineArgs, info, this.opts.role, ports, this.opts.engineProtocol),
       // The mocker exits when this worker is gone, even SIGKILLed (see parent_watch.ts).
       { ...(this.opts.env ?? process.env), [PARENT_PID_ENV]: String(process.pid) },
     );
     this.log.info(`starting engine: ${[launch.command, ...launch.args].map(shellQuote).join(' ')}`);
     const proc = new EngineProcess(launch, this.log);
     this.starting = proc;
-    const client = new SglangHttpEngine(`http://127.0.0.1:${ports.http}`);
+    const client: DirectEngine =
+      this.opts.engineProtocol === 'grpc' ? new SglangGrpcEngine(`grpc://127.0.0.1:${ports.http}`) : new SglangHttpEngine(`http://127.0.0.1:${ports.http}`);
     const get = (path: string) => client.getJson(path);
     let card: ModelCard;
     try {
@@ -244,13 +248,14 @@ export class WorkerAgent {
     void proc.exited.then((exit) => this.onEngineExit(proc, describeExit(exit)));
   }
 
-  private async waitHealthy(proc: EngineProcess, client: SglangHttpEngine): Promise<void> {
+  private async waitHealthy(proc: EngineProcess, client: DirectEngine): Promise<void> {
     const deadline = Date.now() + this.opts.startupTimeoutMs;
     for (;;) {
       if (proc.exit) throw new EngineExitedEarly('engine_error', `engine ${describeExit(proc.exit)} before it became healthy`);
       if (await client.healthy()) return;
       if (Date.now() >= deadline) {
-        throw new KvgateError('engine_timeout', `engine did not become healthy (GET /health) within ${this.opts.startupTimeoutMs / 1000} s`);
+        const probe = this.opts.engineProtocol === 'grpc' ? 'the HealthCheck RPC' : 'GET /health';
+        throw new KvgateError('engine_timeout', `engine did not become healthy (${probe}) within ${this.opts.startupTimeoutMs / 1000} s`);
       }
       await Promise.race([sleep(this.opts.healthIntervalMs ?? 500), proc.exited]);
     }

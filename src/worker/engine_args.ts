@@ -7,12 +7,16 @@
 //   --enable-metrics --skip-tokenizer-init    /metrics for load; token ids in and out
 //   --disaggregation-mode prefill|decode       from --role
 //   --disaggregation-bootstrap-port <free>     prefill only, unless the user pinned one
+//   --grpc-mode                                with --engine-protocol grpc: --port serves SGLang's
+//                                              gRPC API (SglangScheduler) instead of HTTP
 // Flags the agent must own are refused when the user passes them, with the reason.
 
 import { KvgateError } from '../errors.js';
 import type { WorkerRole } from '../discovery/model_card.js';
 
 export type EngineKind = 'sglang' | 'mocker';
+// The API the worker speaks to its engine on the engine's port.
+export type EngineProtocol = 'http' | 'grpc';
 
 export const KV_TOPIC = 'kv';
 
@@ -28,6 +32,7 @@ export interface UserArgs {
 }
 
 export interface EnginePorts {
+  // The engine's API port (HTTP, or gRPC in gRPC mode).
   http: number;
   // The first port of the agent's SUB sockets / the engine's replay sockets (+ dp rank).
   kvEvents: number;
@@ -47,6 +52,7 @@ const OWNED: Record<string, string> = {
   '--port': 'kvgate picks the engine port itself (the engine is reached only through the worker); use `kvgate worker --port` for the request-plane port',
   '--host': 'the engine listens on 127.0.0.1 behind the worker; use `kvgate worker --host` for the request-plane address',
   '--kv-events-config': 'kvgate configures the engine KV events itself (ZMQ on free local ports, with replay)',
+  '--grpc-mode': 'the worker must know which API its engine speaks: use `kvgate worker --engine-protocol grpc`',
 };
 
 function refuse(message: string): never {
@@ -111,8 +117,9 @@ export function kvEventsConfig(ports: EnginePorts): string {
 }
 
 // The engine arguments: the user's, then kvgate's.
-export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts): string[] {
+export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts, protocol: EngineProtocol = 'http'): string[] {
   const args = [...user, '--host', '127.0.0.1', '--port', String(ports.http), '--kv-events-config', kvEventsConfig(ports)];
+  if (protocol === 'grpc') args.push('--grpc-mode');
   if (!info.hasEnableMetrics) args.push('--enable-metrics');
   if (!info.hasSkipTokenizerInit) args.push('--skip-tokenizer-init');
   if (role !== 'agg' && !info.hasDisaggregationMode) args.push('--disaggregation-mode', MODE_OF_ROLE[role]);

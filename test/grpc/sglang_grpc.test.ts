@@ -39,7 +39,7 @@ async function collect(it: AsyncIterable<GenerateChunk>): Promise<GenerateChunk[
   return out;
 }
 
-async function until(cond: () => Promise<boolean>, ms = 5000): Promise<void> {
+async function until(cond: () => Promise<boolean>, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error('condition not met in time');
@@ -79,25 +79,25 @@ describe('SglangGrpcEngine against the mocker in gRPC mode', () => {
   it('aborting the signal mid-stream cancels the call and frees the engine slot', async () => {
     const ctl = new AbortController();
     const seen: number[] = [];
-    for await (const c of client.generate(request(prompt(3, 32), { maxNewTokens: 5000, ignoreEos: true }), ctl.signal)) {
+    for await (const c of client.generate(request(prompt(3, 32), { maxNewTokens: 20000, ignoreEos: true }), ctl.signal)) {
       seen.push(...c.tokenIds);
       if (seen.length >= 3) ctl.abort();
     }
     expect(seen.length).toBeGreaterThanOrEqual(3);
-    expect(seen.length).toBeLessThan(5000);
+    expect(seen.length).toBeLessThan(20000);
     await until(async () => (await running()) === 0);
     expect((await client.serverInfo()).active_requests).toBe(0);
   });
 
   it('a consumer that stops reading early aborts the request upstream', async () => {
-    for await (const c of client.generate(request(prompt(4, 32), { maxNewTokens: 5000, ignoreEos: true }))) {
+    for await (const c of client.generate(request(prompt(4, 32), { maxNewTokens: 20000, ignoreEos: true }))) {
       if (c.tokenIds.length > 0) break;
     }
     await until(async () => (await running()) === 0);
   });
 
   it('the Abort RPC ends a running request with a gRPC error the client reports', async () => {
-    const req = request(prompt(5, 32), { maxNewTokens: 5000, ignoreEos: true });
+    const req = request(prompt(5, 32), { maxNewTokens: 20000, ignoreEos: true });
     const stream = client.generate(req)[Symbol.asyncIterator]();
     await stream.next();
     const res = await client.abort(req.requestId);
@@ -131,7 +131,7 @@ describe('SglangGrpcEngine against the mocker in gRPC mode', () => {
     const ids = prompt(6, 64);
     await collect(client.generate(request(ids, { maxNewTokens: 2, ignoreEos: true })));
     const ctl = new AbortController();
-    const busy = client.generate(request(prompt(7, 16), { maxNewTokens: 5000, ignoreEos: true }), ctl.signal)[Symbol.asyncIterator]();
+    const busy = client.generate(request(prompt(7, 16), { maxNewTokens: 20000, ignoreEos: true }), ctl.signal)[Symbol.asyncIterator]();
     await busy.next();
     expect(await client.flushCache(0)).toMatchObject({ success: false });
     ctl.abort();

@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
+import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
 import type { RouterPolicy } from '../../native/addon.js';
@@ -41,10 +42,10 @@ export async function run(argv: string[]): Promise<void> {
   const workerUrls = o.workerUrls ?? [];
   const engineUrls = o.engineUrls ?? [];
   checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'a ws://host:port URL');
-  checkUrls('--engine-urls', engineUrls, /^https?:\/\/[^/]+/, 'an http(s) URL');
+  checkUrls('--engine-urls', engineUrls, ENGINE_URL, 'an http(s):// or grpc:// URL');
   const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0;
   if (spawnWorkers && o.workers === 0) {
-    throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] (SGLang servers)');
+    throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] / grpc://host:port[,...] (SGLang servers)');
   }
   if (!spawnWorkers && passthrough.length > 0) {
     throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls pass them to those workers instead');

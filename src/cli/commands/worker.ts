@@ -7,7 +7,7 @@
 import { createLogger, type LogLevel } from '../../observability/log.js';
 import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
-import type { EngineKind } from '../../worker/engine_args.js';
+import type { EngineKind, EngineProtocol } from '../../worker/engine_args.js';
 import { parseCommandLine } from '../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
@@ -18,6 +18,7 @@ export async function run(argv: string[]): Promise<void> {
   const s = (seconds: number) => Math.round(seconds * 1000);
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
+    engineProtocol: o.engineProtocol as EngineProtocol,
     role: o.role as WorkerRole,
     engineArgs: passthrough,
     host: o.host,
@@ -46,5 +47,5 @@ export async function run(argv: string[]): Promise<void> {
 
   await agent.start();
   const card = agent.card!;
-  console.log(`kvgate worker ready: ${agent.url} model=${card.servedModelName} role=${card.role} engine=${o.engine} engine_pid=${agent.enginePid}`);
+  console.log(`kvgate worker ready: ${agent.url} model=${card.servedModelName} role=${card.role} engine=${o.engine} engine_protocol=${o.engineProtocol} engine_pid=${agent.enginePid}`);
 }
