@@ -256,7 +256,8 @@ export class SglangGrpcEngine implements DirectEngine {
   // The HTTP API's answers, from the RPCs (see the top of this file); 404 for other paths.
   async getJson(path: string): Promise<{ status: number; body: unknown }> {
     const ok = (body: unknown) => ({ status: 200, body });
-    switch (path) {
+    const [route, query] = path.split('?', 2) as [string, string | undefined];
+    switch (route) {
       case '/health': {
         const h = await this.healthCheck();
         return { status: h.healthy ? 200 : 503, body: h.message };
@@ -274,7 +275,9 @@ export class SglangGrpcEngine implements DirectEngine {
         return ok({ object: 'list', data: [{ id: info.served_model_name, object: 'model', max_model_len: info.max_context_length }] });
       }
       case '/v1/loads': {
-        const l = await this.loads(['core']);
+        const q = new URLSearchParams(query ?? '');
+        const rank = q.get('dp_rank');
+        const l = await this.loads(q.get('include')?.split(',') ?? [], rank === null ? undefined : Number(rank));
         return ok({ timestamp: l.timestamp, version: l.version, loads: l.loads.map((x) => plainObject(x)) });
       }
       default:

@@ -22,6 +22,12 @@ describe('engine arguments', () => {
     ]);
   });
 
+  it('adds --grpc-mode for the gRPC engine protocol only', () => {
+    expect(engineArgs(user, inspectUserArgs(user, 'agg'), 'agg', ports, 'grpc').slice(user.length, user.length + 5)).toEqual(['--host', '127.0.0.1', '--port', '31000', '--kv-events-config']);
+    expect(engineArgs(user, inspectUserArgs(user, 'agg'), 'agg', ports, 'grpc')).toContain('--grpc-mode');
+    expect(engineArgs(user, inspectUserArgs(user, 'agg'), 'agg', ports, 'http')).not.toContain('--grpc-mode');
+  });
+
   it('sets the disaggregation mode from the role, and a bootstrap port for prefill only', () => {
     const prefill = engineArgs(user, inspectUserArgs(user, 'prefill'), 'prefill', ports);
     expect(prefill.join(' ')).toContain('--disaggregation-mode prefill --disaggregation-bootstrap-port 43000');
@@ -53,6 +59,7 @@ describe('engine arguments', () => {
     [['--port=30000'], /do not pass --port/],
     [['--host', '0.0.0.0'], /do not pass --host/],
     [['--kv-events-config', '{"publisher":"zmq"}'], /do not pass --kv-events-config/],
+    [['--grpc-mode'], /do not pass --grpc-mode to the engine: .*--engine-protocol grpc/],
   ])('refuses %j: kvgate owns that flag', (args, message) => {
     expect(() => inspectUserArgs(args, 'agg')).toThrow(message);
   });

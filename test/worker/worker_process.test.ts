@@ -352,6 +352,47 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
   });
 });
 
+describe('kvgate worker --engine-protocol grpc', () => {
+  it('starts SGLang with --grpc-mode and serves it over the gRPC API: card, generation, cached tokens, KV events, load', async () => {
+    const w = startWorker(['--engine', 'sglang', '--engine-protocol', 'grpc', '--load-interval', '0.05'], userArgs);
+    const { url } = await w.ready;
+    expect(w.stdout()).toContain('engine_protocol=grpc');
+    const [rec] = records(w);
+    const added = rec!.argv.slice(2 + userArgs.length);
+    expect(added).toContain('--grpc-mode');
+    expect(added).toContain('--skip-tokenizer-init');
+    const { client, hello, kv: events, loads } = await connect(url);
+    expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', pageSize: 16, role: 'agg', dpSize: 1, engine: 'sglang', kvEvents: true });
+    const p = prompt(11, 80);
+    const first = await collect(client.generate(request('ga', p, 10)));
+    expect(first.tokens).toHaveLength(10);
+    expect(first.last.finishReason).toEqual({ type: 'length', length: 10 });
+    const again = await collect(client.generate(request('gb', p, 10)));
+    expect(again.tokens).toEqual(first.tokens);
+    expect(again.last.usage!.cachedTokens).toBe(64);
+    await waitFor(() => events.some((e) => e.kind === 'batch'), 'a KV-event batch');
+    // Load comes from the GetLoads RPC.
+    await waitFor(() => loads.length > 0, 'a load report');
+    expect(loads.at(-1)!.ranks[0]).toMatchObject({ dpRank: 0, kvTotalBlocks: hello.card.totalKvBlocks });
+  });
+
+  it('--engine mocker --engine-protocol grpc runs the mocker\'s gRPC service', async () => {
+    const w = startWorker(['--engine', 'mocker', '--engine-protocol', 'grpc'], userArgs);
+    const { url } = await w.ready;
+    expect(w.stderr()).toMatch(/ mocker --model-path .* --grpc-mode/);
+    const { client, hello } = await connect(url);
+    expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', engine: 'mocker' });
+    expect((await collect(client.generate(request('gm', prompt(12), 3)))).tokens).toHaveLength(3);
+  });
+
+  it('refuses --grpc-mode among the engine arguments, naming the worker flag', async () => {
+    const w = startWorker(['--engine', 'sglang'], [...userArgs, '--grpc-mode']);
+    expect(await w.exited).toBe(1);
+    expect(w.stderr()).toContain('--engine-protocol grpc');
+    expect(records(w)).toHaveLength(0);
+  });
+});
+
 describe('kvgate worker --engine mocker', () => {
   it('runs this kvgate as the engine, with the same engine arguments', async () => {
     const w = startWorker(['--engine', 'mocker'], userArgs);
