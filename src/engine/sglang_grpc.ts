@@ -11,6 +11,8 @@
 //   no sampling seed, so a seed is not carried.
 // - Aborting the signal (or leaving the stream early) cancels the call, which SGLang's
 //   servicer takes as an abort, and also sends the Abort RPC.
+// - The stream is read off grpc-js's channel call (grpc_stream.ts); chunks that arrive while
+//   the caller is busy are handed over merged.
 // - The engine ends a failed or aborted request with a gRPC status: INVALID_ARGUMENT becomes
 //   invalid_request, DEADLINE_EXCEEDED engine_timeout, anything else engine_error.
 // - getJson() answers the HTTP paths the model-card reader and the load poller ask for
@@ -20,6 +22,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ModelCard } from '../discovery/model_card.js';
 import { KvgateError } from '../errors.js';
+import { ServerStream } from './grpc_stream.js';
 import { readModelCard } from '../worker/model_card.js';
 import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions } from './client.js';
 import {
@@ -104,7 +107,7 @@ export class SglangGrpcEngine implements DirectEngine {
   private readonly client: grpc.Client;
   private readonly methods = sglangSchema().methods;
   private readonly controlTimeoutMs: number;
-  private readonly inflight = new Set<grpc.ClientReadableStream<unknown>>();
+  private readonly inflight = new Set<ServerStream<unknown>>();
   private defaults: Promise<SamplingDefaults> | null = null;
 
   // url: grpc://host:port
@@ -156,37 +159,44 @@ export class SglangGrpcEngine implements DirectEngine {
     const msg = await this.requestMessage(req);
     if (signal?.aborted) return;
     const m = this.methods.Generate;
-    const call = this.client.makeServerStreamRequest(m.path, m.serialize, m.deserialize as (b: Buffer) => GenerateResponseMsg, msg);
-    const onAbort = () => call.cancel();
+    const stream = new ServerStream(this.client.getChannel(), m.path, m.serialize(msg), m.deserialize as (b: Buffer) => GenerateResponseMsg);
+    const onAbort = () => stream.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
-    this.inflight.add(call);
+    this.inflight.add(stream);
     let finished = false;
     try {
-      for await (const res of call as AsyncIterable<GenerateResponseMsg>) {
-        const c = res.chunk;
-        if (c) {
-          if (c.token_ids.length > 0) yield { tokenIds: c.token_ids, cachedTokens: c.cached_tokens };
-          continue;
+      for (let batch = await stream.next(); batch && !finished; batch = await stream.next()) {
+        // What arrived while the caller was busy goes out as one chunk.
+        let ids: number[] | null = null;
+        let cached = 0;
+        for (const res of batch) {
+          const c = res.chunk;
+          if (c) {
+            ids = ids ? ids.concat(c.token_ids) : c.token_ids;
+            cached = c.cached_tokens;
+            continue;
+          }
+          const done = res.complete;
+          if (!done) continue;
+          finished = true;
+          yield {
+            tokenIds: ids ?? [],
+            finishReason: finishReason(done),
+            usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens, cachedTokens: done.cached_tokens },
+          };
+          break;
         }
-        const done = res.complete;
-        if (!done) continue;
-        finished = true;
-        yield {
-          tokenIds: [],
-          finishReason: finishReason(done),
-          usage: { promptTokens: done.prompt_tokens, completionTokens: done.completion_tokens, cachedTokens: done.cached_tokens },
-        };
-        break;
+        if (!finished && ids && ids.length > 0) yield { tokenIds: ids, cachedTokens: cached };
       }
     } catch (err) {
       if (signal?.aborted) return;
       throw this.callError(err as grpc.ServiceError);
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      this.inflight.delete(call);
+      this.inflight.delete(stream);
       // Aborted, or the caller stopped reading (a stop string matched).
       if (!finished) {
-        call.cancel();
+        stream.cancel();
         void this.abort(req.requestId).catch(() => undefined);
       }
     }
@@ -290,7 +300,7 @@ export class SglangGrpcEngine implements DirectEngine {
   }
 
   async close(): Promise<void> {
-    for (const call of this.inflight) call.cancel();
+    for (const stream of this.inflight) stream.cancel();
     this.inflight.clear();
     this.client.close();
   }
