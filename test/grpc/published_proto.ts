@@ -1,8 +1,11 @@
 // The published SGLang gRPC contract (PyPI smg-grpc-proto, SGLang's gateway's own
 // definitions), found or fetched for the contract tests:
-//   SMG_GRPC_PROTO_DIR=<dir holding sglang_scheduler.proto>, else the installed Python
-//   package, else `python3 -m pip download --no-deps smg-grpc-proto==<pinned>` into build/
-//   (a wheel is a zip: nothing is installed).
+// - its .proto files: SMG_GRPC_PROTO_DIR=<dir holding sglang_scheduler.proto>, else the
+//   installed Python package, else `python3 -m pip download --no-deps
+//   smg-grpc-proto==<pinned>` into build/ (a wheel is a zip: nothing is installed);
+// - a Python with its generated stubs and grpcio: SMG_GRPC_PYTHON, else a venv in build/
+//   made with `python3 -m venv build/smg-grpc-venv && build/smg-grpc-venv/bin/pip install
+//   smg-grpc-proto==<pinned>` (about 20 s, once).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
@@ -10,8 +13,8 @@ import { join, resolve } from 'node:path';
 
 export const SMG_GRPC_PROTO_VERSION = '0.4.28';
 
-function python(args: string[]): string {
-  return execFileSync('python3', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 }).trim();
+function python(args: string[], exe = 'python3'): string {
+  return execFileSync(exe, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 }).trim();
 }
 
 export function publishedProtoDir(): string {
@@ -32,4 +35,24 @@ export function publishedProtoDir(): string {
   if (!wheel) throw new Error(`pip download left no wheel in ${root}`);
   python(['-m', 'zipfile', '-e', join(root, wheel), root]);
   return dir;
+}
+
+export function publishedStubsPython(): string {
+  const env = process.env['SMG_GRPC_PYTHON'];
+  if (env) return env;
+  const venv = resolve('build', `smg-grpc-venv-${SMG_GRPC_PROTO_VERSION}`);
+  const exe = join(venv, 'bin', 'python');
+  const works = () => {
+    try {
+      python(['-c', 'import grpc; from smg_grpc_proto import sglang_scheduler_pb2_grpc'], exe);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (existsSync(exe) && works()) return exe;
+  python(['-m', 'venv', venv]);
+  python(['-m', 'pip', 'install', '--quiet', `smg-grpc-proto==${SMG_GRPC_PROTO_VERSION}`], exe);
+  if (!works()) throw new Error(`${exe} cannot import smg_grpc_proto after pip install`);
+  return exe;
 }
