@@ -46,6 +46,7 @@ export const COMMANDS = {
       port: { kind: 'int', default: 8000, min: 0, max: 65535, help: 'HTTP port' },
       workers: { kind: 'int', default: 2, min: 0, max: 256, help: 'worker agents to spawn, each with its own engine (not with --worker-urls/--engine-urls)' },
       engine: { kind: 'string', default: 'mocker', choices: ['mocker', 'sglang'], help: 'engine of the spawned workers; the mocker gets --model-path Qwen/Qwen3-0.6B --page-size 16 --speedup-ratio 10 unless given after --; sglang needs --model-path after -- and gets CUDA_VISIBLE_DEVICES=<worker index> unless set' },
+      engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how spawned workers talk to their engines: SGLang\'s HTTP API, or its gRPC API (--grpc-mode); see kvgate worker --engine-protocol' },
       workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
       engineUrls: { kind: 'list', help: 'plain SGLang servers to route to without agents (comma-separated http://host:port, or grpc://host:port for --grpc-mode servers)' },
       routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },

@@ -54,7 +54,7 @@ describe('kvgate serve', () => {
     expect(badPort.stderr()).toMatch(/--port expects a number/);
     const badUrl = kvgate(['serve', '--engine-urls', 'localhost:1']);
     expect(await badUrl.exited).toBe(1);
-    expect(badUrl.stderr()).toMatch(/not an http\(s\) URL/);
+    expect(badUrl.stderr()).toMatch(/not an http\(s\):\/\/ or grpc:\/\/ URL/);
   });
 
   it('serves the engines\' model and drains an in-flight stream on SIGTERM', async () => {

@@ -1,7 +1,8 @@
 // `kvgate serve --engine-urls grpc://...` as a process in front of a mocker serving SGLang's
 // gRPC API (--grpc-mode, its own process): the official openai client gets chat
 // completions, streamed and not, with usage and cached tokens; a client that goes away
-// mid-stream aborts the engine's request.
+// mid-stream aborts the engine's request. And `kvgate serve --engine-protocol grpc`: the
+// workers it spawns speak gRPC to their engines.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -99,5 +100,18 @@ describe('kvgate serve --engine-urls grpc://', () => {
     } finally {
       await engine.close();
     }
+  });
+});
+
+describe('kvgate serve --engine-protocol grpc', () => {
+  it('spawns workers that drive their engines over gRPC', async () => {
+    const serve = kvgate(['serve', '--workers', '1', '--engine', 'mocker', '--engine-protocol', 'grpc', '--port', '0']);
+    const url = await line(serve, /listening on (http:\/\/\S+)/);
+    expect(serve.stderr()).toMatch(/kvgate worker ready: ws:\/\/\S+ .*engine_protocol=grpc/);
+    expect(serve.stderr()).toMatch(/ mocker .*--grpc-mode/);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const res = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 });
+    expect(res.choices[0]!.message.content!.length).toBeGreaterThan(0);
+    expect(res.usage!.completion_tokens).toBeLessThanOrEqual(6);
   });
 });

@@ -79,7 +79,7 @@ export async function run(argv: string[]): Promise<void> {
         workers: o.workers,
         engine: o.engine as EngineKind,
         engineArgs,
-        workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout)],
+        workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout), '--engine-protocol', o.engineProtocol],
         kvgate: selfCommand(),
         startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
         log: logger,
