@@ -112,8 +112,8 @@ export class SglangGrpcEngine implements DirectEngine {
 
   // url: grpc://host:port
   constructor(url: string, options: SglangGrpcOptions = {}) {
-    const u = new URL(url);
-    if (u.protocol !== 'grpc:' || !u.port) throw new KvgateError('invalid_config', `'${url}' is not a grpc://host:port URL`);
+    const u = URL.canParse(url) ? new URL(url) : null;
+    if (!u || u.protocol !== 'grpc:' || !u.port) throw new KvgateError('invalid_config', `'${url}' is not a grpc://host:port URL`);
     this.target = u.host;
     this.url = `grpc://${u.host}`;
     this.controlTimeoutMs = options.controlTimeoutMs ?? 5000;

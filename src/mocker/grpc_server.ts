@@ -131,7 +131,13 @@ export interface GrpcServer {
 
 export async function startGrpcServer(engine: MockEngine, kvPorts: KvEventPorts | null, bootstrapPort: () => number | null): Promise<GrpcServer> {
   const o = engine.opts;
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 256 << 20, 'grpc.max_send_message_length': 256 << 20 });
+  // SGLang's servicer's channel options: large messages, and keepalive pings every 10 s+ allowed.
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 256 << 20,
+    'grpc.max_send_message_length': 256 << 20,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
 
   const generate = (call: GenerateCall) => {
     if (engine.status !== 'up') return call.emit('error', failure(grpc.status.UNAVAILABLE, 'The server is not ready.'));

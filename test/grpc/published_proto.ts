@@ -1,7 +1,7 @@
 // The published SGLang gRPC contract (PyPI smg-grpc-proto, SGLang's gateway's own
 // definitions), found or fetched for the contract tests:
 // - its .proto files: SMG_GRPC_PROTO_DIR=<dir holding sglang_scheduler.proto>, else the
-//   installed Python package, else `python3 -m pip download --no-deps
+//   installed Python package if it is the pinned version, else `python3 -m pip download --no-deps
 //   smg-grpc-proto==<pinned>` into build/ (a wheel is a zip: nothing is installed);
 // - a Python with its generated stubs and grpcio: SMG_GRPC_PYTHON, else a venv in build/
 //   made with `python3 -m venv build/smg-grpc-venv && build/smg-grpc-venv/bin/pip install
@@ -21,8 +21,8 @@ export function publishedProtoDir(): string {
   const env = process.env['SMG_GRPC_PROTO_DIR'];
   if (env) return env;
   try {
-    const dir = python(['-c', 'import os, smg_grpc_proto as m; print(os.path.join(os.path.dirname(m.__file__), "proto"))']);
-    if (existsSync(join(dir, 'sglang_scheduler.proto'))) return dir;
+    const [version, dir] = python(['-c', 'import os, smg_grpc_proto as m; print(m.__version__); print(os.path.join(os.path.dirname(m.__file__), "proto"))']).split('\n');
+    if (version === SMG_GRPC_PROTO_VERSION && existsSync(join(dir!, 'sglang_scheduler.proto'))) return dir!;
   } catch {
     /* not installed: download the wheel */
   }
