@@ -128,7 +128,8 @@ export class SglangGrpcEngine implements DirectEngine {
     this.defaults ??= this.modelInfo().then(
       (info) => defaultsOf(info.default_sampling_params_json),
       () => {
-        this.defaults = null; // asked again next time
+        // Asked again a little later, not on every request meanwhile.
+        setTimeout(() => (this.defaults = null), 5000).unref();
         return NEUTRAL;
       },
     );
@@ -165,7 +166,9 @@ export class SglangGrpcEngine implements DirectEngine {
     this.inflight.add(stream);
     let finished = false;
     try {
-      for (let batch = await stream.next(); batch && !finished; batch = await stream.next()) {
+      while (!finished) {
+        const batch = await stream.next();
+        if (!batch) break;
         // What arrived while the caller was busy goes out as one chunk.
         let ids: number[] | null = null;
         let cached = 0;

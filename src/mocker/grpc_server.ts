@@ -30,7 +30,7 @@ import {
 import type { MockEngine } from './engine.js';
 import { engineModelInfo, engineServerInfo, parseLoadSections, rankLoad, SCHEDULER_INFO_KEYS } from './engine_info.js';
 import type { KvEventPorts } from './kv_events.js';
-import { admit, maxReqInputLen, parseGenerateBody, RequestError, type GenerateBody } from './protocol.js';
+import { admit, emptyGenerateBody, maxReqInputLen, RequestError, type GenerateBody } from './protocol.js';
 import { abortReason, type EngineRequest, type OutputSink } from './request.js';
 import { submitGenerate } from './submit.js';
 import { byteTokenize } from './tokens.js';
@@ -87,7 +87,7 @@ class GrpcSink implements OutputSink {
 // The GenerateRequest as the HTTP layer's parsed /generate body, with SGLang's servicer's
 // reading of proto3 zeros.
 function generateBody(m: GenerateRequestMsg): GenerateBody {
-  const body = parseGenerateBody('{}');
+  const body = emptyGenerateBody();
   const s = m.sampling_params;
   body.rid = m.request_id || null;
   body.inputIds = m.tokenized ? [...m.tokenized.input_ids] : null;

@@ -173,6 +173,14 @@ function exactRoom(raw: string, parsed: number): bigint {
   return BigInt(parsed);
 }
 
+// A body with nothing set: SGLang's defaults everywhere.
+export function emptyGenerateBody(): GenerateBody {
+  return {
+    rid: null, text: null, inputIds: null, batch: false, stream: false, sampling: decodeSamplingParams({}),
+    bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null, returnLogprob: false,
+  };
+}
+
 // Parse and schema-check a /generate body. Throws ContractError; RequestError for a body that is
 // not JSON or not an object (FastAPI's own 400).
 export function parseGenerateBody(raw: string): GenerateBody {
@@ -183,10 +191,7 @@ export function parseGenerateBody(raw: string): GenerateBody {
     throw new RequestError(`JSON decode error: ${(err as Error).message}`);
   }
   if (!isJsonObject(body)) throw new ContractError(`invalid type: ${unexpected(body)}, expected struct GenerateRequest`);
-  const out: GenerateBody = {
-    rid: null, text: null, inputIds: null, batch: false, stream: false, sampling: decodeSamplingParams({}),
-    bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null, returnLogprob: false,
-  };
+  const out = emptyGenerateBody();
   for (const [key, x] of Object.entries(body)) {
     if (x === null) continue;
     switch (key) {

@@ -24,8 +24,8 @@ function kvgate(args: string[]): { proc: ChildProcess; stdout: () => string; std
   return { proc, stdout: () => out, stderr: () => err };
 }
 
-async function line(run: ReturnType<typeof kvgate>, re: RegExp): Promise<string> {
-  const end = Date.now() + 30_000;
+async function line(run: ReturnType<typeof kvgate>, re: RegExp, ms = 30_000): Promise<string> {
+  const end = Date.now() + ms;
   for (;;) {
     const m = re.exec(run.stdout());
     if (m) return m[1]!;
@@ -106,12 +106,13 @@ describe('kvgate serve --engine-urls grpc://', () => {
 describe('kvgate serve --engine-protocol grpc', () => {
   it('spawns workers that drive their engines over gRPC', async () => {
     const serve = kvgate(['serve', '--workers', '1', '--engine', 'mocker', '--engine-protocol', 'grpc', '--port', '0']);
-    const url = await line(serve, /listening on (http:\/\/\S+)/);
+    // Three processes start in turn (serve, its worker, the engine): slow on a busy machine.
+    const url = await line(serve, /listening on (http:\/\/\S+)/, 100_000);
     expect(serve.stderr()).toMatch(/kvgate worker ready: ws:\/\/\S+ .*engine_protocol=grpc/);
     expect(serve.stderr()).toMatch(/ mocker .*--grpc-mode/);
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
     const res = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 });
     expect(res.choices[0]!.message.content!.length).toBeGreaterThan(0);
     expect(res.usage!.completion_tokens).toBeLessThanOrEqual(6);
-  });
+  }, 120_000);
 });
