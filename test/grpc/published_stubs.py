@@ -93,10 +93,19 @@ class Scripted(pb_grpc.SglangSchedulerServicer):
             output_ids=[151645], finish_reason="stop", prompt_tokens=n, completion_tokens=3, cached_tokens=3, matched_token_id=151645))
 
     def GetModelInfo(self, request, context):
-        return pb.GetModelInfoResponse(served_model_name="scripted", max_context_length=4096, default_sampling_params_json='{"temperature": 0.6, "top_p": 0.95}')
+        return pb.GetModelInfoResponse(
+            model_path="/models/scripted", tokenizer_path="/models/scripted", served_model_name="scripted", is_generation=True,
+            max_context_length=4096, default_sampling_params_json='{"temperature": 0.6, "top_p": 0.95}',
+        )
 
     def GetServerInfo(self, request, context):
-        info = pb.GetServerInfoResponse(server_type="grpc", sglang_version="scripted", max_total_num_tokens=8192)
+        info = pb.GetServerInfoResponse(server_type="grpc", sglang_version="0.5.23", max_total_num_tokens=8192)
+        # As SGLang's servicer fills them: ServerArgs (context_length unset) and the scheduler's info.
+        info.server_args.update({
+            "model_path": "/models/scripted", "tokenizer_path": "/models/scripted", "served_model_name": "scripted",
+            "page_size": 16, "dp_size": 1, "context_length": None, "disaggregation_mode": "null", "max_running_requests": 128,
+        })
+        info.scheduler_info.update({"max_total_num_tokens": 8192, "max_req_input_len": 4090})
         # The last request seen, for the test to check what kvgate's client sent.
         last = getattr(self, "last_request", None)
         if last is not None:

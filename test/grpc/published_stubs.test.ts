@@ -119,6 +119,22 @@ describe('kvgate\'s client against a server of the published message classes', (
     });
   });
 
+  it('reads the model card from SGLang-shaped info (context length from GetModelInfo when ServerArgs has none)', async () => {
+    expect(await client.modelCard()).toMatchObject({
+      servedModelName: 'scripted',
+      modelPath: '/models/scripted',
+      pageSize: 16,
+      contextLength: 4096,
+      maxTotalNumTokens: 8192,
+      totalKvBlocks: 512,
+      maxRunningRequests: 128,
+      dpSize: 1,
+      role: 'agg',
+      engine: 'sglang',
+      engineVersion: '0.5.23',
+    });
+  });
+
   it('reports the engine\'s INVALID_ARGUMENT as invalid_request', async () => {
     await expect(collect(client.generate({ requestId: 'ts-2', tokenIds: [1], sampling: { maxNewTokens: 0 } }))).rejects.toMatchObject({
       code: 'invalid_request',
