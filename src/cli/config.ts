@@ -24,6 +24,7 @@ interface CommandSpec {
 // Options shared by the roles that log.
 const common = {
   logLevel: { kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'error'], help: 'log verbosity' },
+  logFormat: { kind: 'string', default: 'json', choices: ['json', 'text'], help: 'log lines on stderr: one JSON object each (json), or readable text (text)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const COMMANDS = {
@@ -238,6 +239,9 @@ function convert(flag: string, spec: OptionSpec, raw: string): unknown {
   }
 }
 
+// Own keys only: `--constructor` or `--to-string` must not find Object.prototype's members.
+const optionSpec = (specs: Record<string, OptionSpec>, key: string): OptionSpec | undefined => (Object.hasOwn(specs, key) ? specs[key] : undefined);
+
 export function parseCommandLine<C extends CommandName>(command: C, argv: readonly string[]): ParsedCommandLine<C> {
   const specs: Record<string, OptionSpec> = COMMANDS[command].options;
   const values: Record<string, unknown> = {};
@@ -252,12 +256,12 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: readon
     const eq = arg.indexOf('=');
     let flag = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     let key = camel(flag);
-    let spec = specs[key];
+    let spec = optionSpec(specs, key);
     let raw: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
-    if (!spec && flag.startsWith('no-') && specs[camel(flag.slice(3))]?.kind === 'bool' && raw === undefined) {
+    if (!spec && flag.startsWith('no-') && optionSpec(specs, camel(flag.slice(3)))?.kind === 'bool' && raw === undefined) {
       flag = flag.slice(3);
       key = camel(flag);
-      spec = specs[key];
+      spec = optionSpec(specs, key);
       raw = 'false';
     }
     if (!spec) bad(`unknown option --${flag} for 'kvgate ${command}' (see kvgate ${command} --help)`);
@@ -269,7 +273,7 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: readon
     values[key] = convert(flag, spec, raw);
   }
   for (const [key, spec] of Object.entries(specs)) {
-    if (!(key in values) && spec.default !== undefined) values[key] = spec.default;
+    if (!Object.hasOwn(values, key) && spec.default !== undefined) values[key] = spec.default;
   }
   return { options: Object.freeze(values) as OptionsOf<C>, passthrough };
 }

@@ -161,11 +161,14 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
       },
       { auth: true },
     )
-    // Ready when every served model has at least one worker that can take requests.
+    // Ready when every served model has at least one worker that can take requests;
+    // degraded (still 200) while some worker cannot (being restarted, disconnected, refused).
     .route('get', '/health', (ex) => {
       const models = Object.fromEntries(deps.models.map((m) => [m.name, deps.workers.readyCount(m.name)]));
       const ready = Object.values(models).every((n) => n > 0);
-      ex.json(ready ? 200 : 503, { status: ready ? 'healthy' : 'unhealthy', models, workers: deps.workers.workers() });
+      const workers = deps.workers.workers();
+      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) ? 'healthy' : 'degraded';
+      ex.json(ready ? 200 : 503, { status, models, workers });
     })
     .route('get', '/live', (ex) => ex.json(200, { status: 'live' }))
     .route('get', '/metrics', async (ex) => {

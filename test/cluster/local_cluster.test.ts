@@ -1,11 +1,11 @@
-// The embedded cluster as processes: `kvgate worker --engine mocker` children, their output
-// prefixed, their ready lines parsed, a failing worker reported, and stop() leaving nothing
+// The embedded cluster as processes: `kvgate worker --engine mocker` children, their log
+// lines forwarded as tagged JSON records, their ready lines parsed, a failing worker reported, and stop() leaving nothing
 // behind (also when it comes while the workers are still starting).
 
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clusterEngineArgs, LocalCluster } from '../../src/cluster/local_cluster.js';
-import { silentLogger } from '../../src/observability/log.js';
+import { createLogger, parseLogRecord } from '../../src/observability/log.js';
 import { RequestPlaneClient } from '../../src/transport/request_plane_client.js';
 import { KVGATE } from '../e2e/stack.js';
 
@@ -24,7 +24,8 @@ const alive = (pid: number) => {
 };
 
 function cluster(workers: number, engineArgs: string[], lines: string[]): LocalCluster {
-  const c = new LocalCluster({ workers, engine: 'mocker', engineArgs, kvgate: KVGATE, startupTimeoutMs: 30_000, output: (l) => lines.push(l), log: silentLogger });
+  const log = createLogger({ level: 'debug', write: (l) => lines.push(l) });
+  const c = new LocalCluster({ workers, engine: 'mocker', engineArgs, kvgate: KVGATE, startupTimeoutMs: 30_000, log });
   clusters.push(c);
   return c;
 }
@@ -54,8 +55,12 @@ describe('LocalCluster', () => {
       expect(hello.card).toMatchObject({ servedModelName: 'Qwen/Qwen3-0.6B', pageSize: 16, engine: 'mocker' });
       await client.close();
     }
-    expect(lines.some((l) => l.startsWith('[worker 0] kvgate worker ready: '))).toBe(true);
-    expect(lines.some((l) => l.startsWith('[worker 1] ') && l.includes('[engine]'))).toBe(true);
+    // One JSON object per line: the workers' records tagged with their index, the engines'
+    // (mocker) records merged into them rather than quoted inside.
+    const records = lines.map((l) => parseLogRecord(l));
+    expect(records.every((r) => r !== null)).toBe(true);
+    expect(records.some((r) => r!['worker'] === 0 && String(r!['msg']).startsWith('kvgate worker ready: '))).toBe(true);
+    expect(records.some((r) => r!['worker'] === 1 && r!['source'] === 'engine' && r!['role'] === 'mocker' && r!['msg'] === 'serving')).toBe(true);
     await c.stop();
     expect(workers.flatMap((w) => [w.pid, w.enginePid]).filter(alive)).toEqual([]);
   });

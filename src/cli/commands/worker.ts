@@ -4,7 +4,7 @@
 // requests and stop the engine (a second signal stops at once). Started by `kvgate serve`
 // (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
-import { createLogger, type LogLevel } from '../../observability/log.js';
+import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineKind } from '../../worker/engine_args.js';
@@ -14,7 +14,7 @@ import { stopOnSignals } from '../stop.js';
 
 export async function run(argv: string[]): Promise<void> {
   const { options: o, passthrough } = parseCommandLine('worker', argv);
-  const log = createLogger(o.logLevel as LogLevel, { role: 'worker' });
+  const log = createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat }, { role: 'worker' });
   const s = (seconds: number) => Math.round(seconds * 1000);
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
