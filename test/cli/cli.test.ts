@@ -77,7 +77,7 @@ describe('logger', () => {
     const log = createLogger({ format: 'text', write: (l) => lines.push(l) }, { role: 'worker' });
     log.warn('engine exited', { code: 1, why: 'out of memory' });
     log.forward(JSON.stringify({ ts: '2026-01-01T00:00:00.000Z', level: 'info', msg: 'serving', role: 'mocker', pageSize: 16 }), { source: 'engine' });
-    expect(lines[0]).toMatch(/^\S+Z WARN  \[worker\] engine exited code=1 why="out of memory"$/);
+    expect(lines[0]).toMatch(/^\S+Z WARN {2}\[worker\] engine exited code=1 why="out of memory"$/);
     expect(lines[1]).toBe('2026-01-01T00:00:00.000Z INFO  [mocker source=engine] serving pageSize=16');
   });
 });

@@ -123,8 +123,8 @@ describe('kvgate serve, operations', () => {
     expect(await serve.exited).toBe(0);
     const lines = serve.stderr().trim().split('\n');
     expect(lines.some((l) => l.startsWith('{'))).toBe(false);
-    expect(lines).toContainEqual(expect.stringMatching(/^\S+Z INFO  \[frontend\] starting 1 mocker worker\(s\)/));
-    expect(lines).toContainEqual(expect.stringMatching(/^\S+Z INFO  \[mocker worker=0 source=engine\] serving url=http:\/\/127\.0\.0\.1:\d+/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\S+Z INFO {2}\[frontend\] starting 1 mocker worker\(s\)/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\S+Z INFO {2}\[mocker worker=0 source=engine\] serving url=http:\/\/127\.0\.0\.1:\d+/));
   });
 });
 

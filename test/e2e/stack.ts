@@ -60,7 +60,7 @@ export async function startCluster(n: number, engineArgs: string[] = []): Promis
     workers = await cluster.ready();
   } catch (err) {
     await cluster.stop(5000);
-    throw new Error(`${(err as Error).message}\n${lines.slice(-20).join('\n')}`);
+    throw new Error(`${(err as Error).message}\n${lines.slice(-20).join('\n')}`, { cause: err });
   }
   return {
     cluster,
