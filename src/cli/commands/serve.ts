@@ -87,9 +87,9 @@ export async function run(argv: string[]): Promise<void> {
         startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
         log: logger,
       });
+      routed = clusterWorkerSet(workers, cluster);
       for (const w of await cluster.ready()) workers.addAgent(w.url);
       await workers.waitForWorkers(o.workers, 30_000);
-      routed = clusterWorkerSet(workers, cluster);
     } else {
       for (const u of workerUrls) workers.addAgent(u);
       for (const u of engineUrls) workers.addEngine(u);
