@@ -146,7 +146,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       if (counted) deps.metrics.inflight.dec({ model });
       deps.metrics.requests.inc({ model, endpoint, request_type: request?.stream ? 'stream' : 'unary', status });
       deps.metrics.duration.observe({ model }, (performance.now() - receivedAt) / 1000);
-      if (deps.log) logRequest(deps.log, { id: prepared?.requestId ?? null, model, endpoint, stream: request?.stream ?? false, status, receivedAt, promptTokens: prepared?.tokenIds.length ?? null, trace: prepared?.trace ?? null, error: failure });
+      if (deps.log) logRequest(deps.log, { id: prepared?.requestId ?? null, model: request?.model ?? model, endpoint, stream: request?.stream ?? false, status, receivedAt, promptTokens: prepared?.tokenIds.length ?? null, trace: prepared?.trace ?? null, error: failure });
     }
   };
 }

@@ -93,6 +93,10 @@ describe('kvgate serve, operations', () => {
     expect([...metrics.matchAll(/^# TYPE (\S+_total) gauge$/gm)].map((m) => m[1])).toEqual([]);
     expect(metrics).toMatch(/^# TYPE kvgate_router_kv_hit_ratio histogram$/m);
 
+    // A refused request gets its line too, with the error code.
+    const refused = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'nope', prompt: 'x' }) });
+    expect(refused.status).toBe(404);
+
     serve.proc.kill('SIGTERM');
     expect(await serve.exited).toBe(0);
     // Logs: every stderr line of serve, its workers and their engines is one JSON object.
@@ -101,8 +105,11 @@ describe('kvgate serve, operations', () => {
     expect(logged.some((r) => r['worker'] === 1 && r['role'] === 'worker')).toBe(true);
     expect(logged.some((r) => r['worker'] === 0 && r['source'] === 'engine' && r['role'] === 'mocker')).toBe(true);
     expect(logged.some((r) => typeof r['msg'] === 'string' && r['msg'].includes('{"ts"'))).toBe(false);
-    const requests = logged.filter((r) => r['msg'] === 'request');
+    const requests = logged.filter((r) => r['msg'] === 'request' && r['status'] === 'success');
     expect(requests).toHaveLength(5);
+    expect(logged.filter((r) => r['msg'] === 'request' && r['status'] === 'error')).toMatchObject([
+      { level: 'info', endpoint: 'completions', status: 'error', error: 'model_not_found', id: null, worker: null, ttftMs: null },
+    ]);
     for (const r of requests) {
       expect(r).toMatchObject({ level: 'info', role: 'frontend', model: MODEL, status: 'success' });
       expect(r['completionTokens']).toBeGreaterThan(0);
