@@ -15,7 +15,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { addon } from '../../src/native/addon.js';
-import { ReferenceRouter } from '../../src/router/reference/router.js';
+import { ReferenceRouter } from '../../test/reference/router.js';
 
 const BS = 16;
 const WORKERS = 64;

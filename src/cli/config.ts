@@ -24,6 +24,7 @@ interface CommandSpec {
 // Options shared by the roles that log.
 const common = {
   logLevel: { kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'error'], help: 'log verbosity' },
+  logFormat: { kind: 'string', default: 'json', choices: ['json', 'text'], help: 'log lines on stderr: one JSON object each (json), or readable text (text)' },
 } as const satisfies Record<string, OptionSpec>;
 
 export const COMMANDS = {
@@ -82,7 +83,7 @@ export const COMMANDS = {
       modelPath: { kind: 'string', default: 'Qwen/Qwen3-0.6B', help: 'model name reported by /model_info (the mocker emits Qwen3 token ids)' },
       servedModelName: { kind: 'string', help: 'served model name (default: --model-path)' },
       tokenizerPath: { kind: 'string', help: 'tokenizer path reported by /model_info (default: --model-path)' },
-      pageSize: { kind: 'int', default: 1, min: 1, max: 4096, help: 'tokens per KV page (= KV-event block size)' },
+      pageSize: { kind: 'int', default: 1, min: 1, max: 4096, help: 'tokens per KV page (= KV-event block size). 1 as in SGLang, so a mocker given an SGLang command line behaves like that engine; kvgate serve gives the workers it spawns 16 (the common GPU setting) unless set after --' },
       maxTotalTokens: { kind: 'int', default: 262144, min: 1, help: 'KV cache capacity in tokens, per DP rank' },
       maxRunningRequests: { kind: 'int', default: 1024, min: 1, help: 'most requests decoding at once, per DP rank' },
       chunkedPrefillSize: { kind: 'int', default: 8192, min: -1, help: 'prefill tokens per step before a prompt is chunked (-1 = no chunking)' },
@@ -168,7 +169,7 @@ export const COMMANDS = {
       engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how the worker talks to its engine: SGLang\'s HTTP API, or its gRPC API (the engine gets --grpc-mode; token ids in and out, no JSON)' },
       role: { kind: 'string', default: 'agg', choices: ['agg', 'prefill', 'decode'], help: 'aggregated, or one side of prefill/decode disaggregation (sets --disaggregation-mode)' },
       migrationLimit: { kind: 'int', default: 0, min: 0, max: 4294967295, help: 'times a frontend may move a request that fails on this worker to another (in the model card)' },
-      host: { kind: 'string', default: '127.0.0.1', help: 'request-plane address to listen on' },
+      host: { kind: 'string', default: '127.0.0.1', help: 'request-plane address to listen on; the request plane has no authentication, so anything beyond loopback is logged as a warning' },
       port: { kind: 'int', default: 0, min: 0, max: 65535, help: 'request-plane (WebSocket) port; 0 = any free port (printed when ready)' },
       advertiseHost: { kind: 'string', help: 'host frontends and decode engines use to reach this worker (default: --host)' },
       python: { kind: 'string', default: 'python3', help: 'Python interpreter with SGLang installed (--engine sglang)' },
@@ -242,6 +243,9 @@ function convert(flag: string, spec: OptionSpec, raw: string): unknown {
   }
 }
 
+// Own keys only: `--constructor` or `--to-string` must not find Object.prototype's members.
+const optionSpec = (specs: Record<string, OptionSpec>, key: string): OptionSpec | undefined => (Object.hasOwn(specs, key) ? specs[key] : undefined);
+
 export function parseCommandLine<C extends CommandName>(command: C, argv: readonly string[]): ParsedCommandLine<C> {
   const specs: Record<string, OptionSpec> = COMMANDS[command].options;
   const values: Record<string, unknown> = {};
@@ -256,12 +260,12 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: readon
     const eq = arg.indexOf('=');
     let flag = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
     let key = camel(flag);
-    let spec = specs[key];
+    let spec = optionSpec(specs, key);
     let raw: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
-    if (!spec && flag.startsWith('no-') && specs[camel(flag.slice(3))]?.kind === 'bool' && raw === undefined) {
+    if (!spec && flag.startsWith('no-') && optionSpec(specs, camel(flag.slice(3)))?.kind === 'bool' && raw === undefined) {
       flag = flag.slice(3);
       key = camel(flag);
-      spec = specs[key];
+      spec = optionSpec(specs, key);
       raw = 'false';
     }
     if (!spec) bad(`unknown option --${flag} for 'kvgate ${command}' (see kvgate ${command} --help)`);
@@ -273,7 +277,7 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: readon
     values[key] = convert(flag, spec, raw);
   }
   for (const [key, spec] of Object.entries(specs)) {
-    if (!(key in values) && spec.default !== undefined) values[key] = spec.default;
+    if (!Object.hasOwn(values, key) && spec.default !== undefined) values[key] = spec.default;
   }
   return { options: Object.freeze(values) as OptionsOf<C>, passthrough };
 }

@@ -72,7 +72,7 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
     },
   });
   const core = new ServingCore(new Map(options.models.map((m) => [m.name, m])), workers, metrics);
-  registerOpenAIRoutes(server, { core, models: options.models, workers, metrics });
+  registerOpenAIRoutes(server, { core, models: options.models, workers, metrics, log: logger });
   const host = options.host ?? '127.0.0.1';
   const port = await server.listen(host, options.port ?? 8000);
   let closing: Promise<void> | null = null;

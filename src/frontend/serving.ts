@@ -10,6 +10,7 @@ import type { OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
 import { IncrementalDetokenizer } from '../preprocess/detokenizer.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';
 import { StopMatcher } from '../preprocess/stop_matcher.js';
+import { newTrace, type RequestTrace } from '../observability/request_log.js';
 import type { WorkerSet } from './worker_set.js';
 
 export interface ServedModel {
@@ -27,6 +28,7 @@ export interface Prepared {
   tokenIds: number[];
   maxNewTokens: number;
   receivedAt: number; // performance.now() when the request arrived
+  trace: RequestTrace; // filled by generate() for the request log line
 }
 
 export type GenerationEvent =
@@ -83,7 +85,7 @@ export class ServingCore {
         request.kind === 'chat' ? 'max_completion_tokens' : 'max_tokens',
       );
     }
-    return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? ctx - n, receivedAt };
+    return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? ctx - n, receivedAt, trace: newTrace() };
   }
 
   private engineRequest(p: Prepared): GenerateRequest {
@@ -116,6 +118,7 @@ export class ServingCore {
     const name = p.model.name;
     const dispatch = this.workers.dispatch({ model: name, requestId: p.requestId, tokenIds: p.tokenIds });
     this.metrics.workerRequests.inc({ model: name, worker: dispatch.worker });
+    p.trace.worker = dispatch.worker;
     const detok = new IncrementalDetokenizer(p.model.preprocessor.tokenizer, p.request.skipSpecialTokens);
     const stops = new StopMatcher(p.request.stop);
     let completionTokens = 0;
@@ -131,6 +134,7 @@ export class ServingCore {
           const now = performance.now();
           if (completionTokens === 0) {
             dispatch.firstToken();
+            p.trace.firstTokenAt = now;
             this.metrics.ttft.observe({ model: name }, (now - p.receivedAt) / 1000);
           } else {
             this.metrics.itl.observe({ model: name }, (now - lastTokenAt) / 1000);
@@ -138,6 +142,7 @@ export class ServingCore {
           for (let i = 1; i < n; i++) this.metrics.itl.observe({ model: name }, 0);
           lastTokenAt = now;
           completionTokens += n;
+          p.trace.completionTokens = completionTokens;
         }
         if (chunk.cachedTokens !== undefined) cachedTokens = chunk.cachedTokens;
         let text = detok.push(chunk.tokenIds);

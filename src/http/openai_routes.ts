@@ -4,7 +4,9 @@
 import { KvgateError } from '../errors.js';
 import type { GenerationEvent, Prepared, ServedModel, ServingCore } from '../frontend/serving.js';
 import type { WorkerSet } from '../frontend/worker_set.js';
+import type { Logger } from '../observability/log.js';
 import type { FrontendMetrics, RequestStatus } from '../observability/metrics.js';
+import { logRequest } from '../observability/request_log.js';
 import {
   SSE_DONE,
   chatChunk,
@@ -26,6 +28,7 @@ export interface RouteDeps {
   models: readonly ServedModel[];
   workers: WorkerSet;
   metrics: FrontendMetrics;
+  log?: Logger;
 }
 
 type Kind = 'chat' | 'completion';
@@ -112,6 +115,8 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
   return async (ex: Exchange, body: Buffer): Promise<void> => {
     const receivedAt = performance.now();
     let request: OpenAIRequest | null = null;
+    let prepared: Prepared | null = null;
+    let failure: unknown;
     let status: RequestStatus = 'error';
     let model = 'unknown';
     let counted = false;
@@ -121,7 +126,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       model = deps.core.model(request.model).name;
       deps.metrics.inflight.inc({ model });
       counted = true;
-      const p = await deps.core.prepare(request, receivedAt);
+      const p = (prepared = await deps.core.prepare(request, receivedAt));
       if (!ex.isOpen) {
         status = 'cancelled';
         return;
@@ -130,6 +135,9 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       const events = deps.core.generate(p, ex.signal);
       const done = request.stream ? await stream(ex, kind, p, events, meta) : await unary(ex, kind, events, meta);
       status = done ? 'success' : 'cancelled';
+    } catch (err) {
+      failure = err;
+      throw err;
     } finally {
       if (status === 'cancelled' || (ex.signal.aborted && status === 'error')) {
         status = 'cancelled';
@@ -138,6 +146,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       if (counted) deps.metrics.inflight.dec({ model });
       deps.metrics.requests.inc({ model, endpoint, request_type: request?.stream ? 'stream' : 'unary', status });
       deps.metrics.duration.observe({ model }, (performance.now() - receivedAt) / 1000);
+      if (deps.log) logRequest(deps.log, { id: prepared?.requestId ?? null, model: request?.model ?? model, endpoint, stream: request?.stream ?? false, status, receivedAt, promptTokens: prepared?.tokenIds.length ?? null, trace: prepared?.trace ?? null, error: failure });
     }
   };
 }
@@ -161,11 +170,14 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
       },
       { auth: true },
     )
-    // Ready when every served model has at least one worker that can take requests.
+    // Ready when every served model has at least one worker that can take requests;
+    // degraded (still 200) while some worker cannot (being restarted, disconnected, refused).
     .route('get', '/health', (ex) => {
       const models = Object.fromEntries(deps.models.map((m) => [m.name, deps.workers.readyCount(m.name)]));
       const ready = Object.values(models).every((n) => n > 0);
-      ex.json(ready ? 200 : 503, { status: ready ? 'healthy' : 'unhealthy', models, workers: deps.workers.workers() });
+      const workers = deps.workers.workers();
+      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) ? 'healthy' : 'degraded';
+      ex.json(ready ? 200 : 503, { status, models, workers });
     })
     .route('get', '/live', (ex) => ex.json(200, { status: 'live' }))
     .route('get', '/metrics', async (ex) => {

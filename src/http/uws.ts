@@ -17,6 +17,7 @@ function load(): typeof UwsTypes {
     throw new Error(
       `uWebSockets.js native build did not load (${binary}): ${(err as Error).message}. ` +
         'kvgate needs Node 20 on linux-x64/arm64 with glibc >= 2.27 and refuses the JS fallback.',
+      { cause: err },
     );
   }
 }

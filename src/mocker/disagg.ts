@@ -285,9 +285,9 @@ export class DecodeKvClient {
       if (r.status !== 'ok') throw new Error(r.message);
       return { firstToken: r.first_token_id, cachedTokens: r.cached_tokens };
     } catch (err) {
-      if (deadline.aborted && !mine.signal.aborted) throw new Error(`${label}: timed out after ${this.waitingTimeoutMs / 1000}s waiting for the prefill side`);
+      if (deadline.aborted && !mine.signal.aborted) throw new Error(`${label}: timed out after ${this.waitingTimeoutMs / 1000}s waiting for the prefill side`, { cause: err });
       const e = err as Error & { cause?: Error };
-      throw new Error(`${label}: ${e.cause?.message ?? e.message}`);
+      throw new Error(`${label}: ${e.cause?.message ?? e.message}`, { cause: err });
     } finally {
       this.controllers.delete(req);
     }

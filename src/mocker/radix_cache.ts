@@ -216,7 +216,6 @@ export class PagedRadixCache {
       let child = node.children.get(key);
       if (!child) {
         node = this.addLeaf(node, key, tokens, pos, length);
-        pos = length;
         break;
       }
       const childPages = child.tokens.length / ps;

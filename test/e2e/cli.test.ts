@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/worker/ports.js';
-import { alive, KVGATE, MODEL, waitFor } from './stack.js';
+import { alive, KVGATE, MODEL, waitFor, workerEnginePids } from './stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const started: ChildProcess[] = [];
@@ -93,7 +93,7 @@ describe('kvgate serve, defaults', () => {
     expect(banner).toMatch(/workers: 2 x mocker \(pids \d+, \d+\), router kv/);
     expect(banner).toContain(`curl ${url}/v1/chat/completions`);
     const agents = [.../pids (\d+), (\d+)\)/.exec(banner)!.slice(1)].map(Number);
-    const engines = [...serve.stderr().matchAll(/^\[worker \d\] kvgate worker ready: ws:\/\/\S+ .*engine_pid=(\d+)/gm)].map((m) => Number(m[1]));
+    const engines = workerEnginePids(serve.stderr());
     expect(engines).toHaveLength(2);
     strays.push(...agents, ...engines);
     expect([...agents, ...engines].every(alive)).toBe(true);

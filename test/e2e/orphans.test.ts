@@ -4,7 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { alive, KVGATE, waitFor } from './stack.js';
+import { alive, KVGATE, waitFor, workerEnginePids } from './stack.js';
 
 const started: ChildProcess[] = [];
 // Worker and engine PIDs (engines lead their own process group) to kill if the test fails.
@@ -55,7 +55,7 @@ describe('a parent killed with SIGKILL leaves no orphans', () => {
     await waitFor(() => /listening on http:\/\//.test(serve.stdout()) || serve.proc.exitCode !== null, 'kvgate serve to listen', 60_000);
     expect(serve.stdout(), serve.stderr().slice(-3000)).toMatch(/listening on http:\/\//);
     const agents = [.../workers: 2 x mocker \(pids (\d+), (\d+)\)/.exec(serve.stdout())!.slice(1)].map(Number);
-    const engines = [...serve.stderr().matchAll(/^\[worker \d\] kvgate worker ready: ws:\/\/\S+ .*engine_pid=(\d+)/gm)].map((m) => Number(m[1]));
+    const engines = workerEnginePids(serve.stderr());
     expect(engines).toHaveLength(2);
     strays.push(...agents, ...engines);
     const tree = [...agents, ...engines];

@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import { clusterEngineArgs, LocalCluster, type SpawnedWorker } from '../../src/cluster/local_cluster.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../src/frontend/frontend.js';
 import type { ServedModel } from '../../src/frontend/serving.js';
-import { silentLogger } from '../../src/observability/log.js';
+import { createLogger, parseLogRecord } from '../../src/observability/log.js';
 import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
 
 export const MODEL = 'Qwen/Qwen3-0.6B';
@@ -22,10 +22,21 @@ function servedModel(): ServedModel {
   return qwen3;
 }
 
+// The engine PIDs in the ready lines of `kvgate serve`'s workers, from its stderr (JSON records).
+export function workerEnginePids(stderr: string): number[] {
+  return stderr
+    .split('\n')
+    .flatMap((l) => {
+      const r = parseLogRecord(l);
+      const m = r && r['worker'] !== undefined ? /^kvgate worker ready: ws:\/\/\S+ .*engine_pid=(\d+)/.exec(String(r['msg'])) : null;
+      return m ? [Number(m[1])] : [];
+    });
+}
+
 export interface Cluster {
   cluster: LocalCluster;
   workers: SpawnedWorker[];
-  // Every output line of the workers, prefixed `[worker i]`.
+  // Every log line of the cluster and its workers (JSON records; the workers' tagged `worker: i`).
   lines: string[];
   // The HTTP URL of worker i's engine (from the agent's log).
   engineUrl(i: number): string;
@@ -42,24 +53,23 @@ export async function startCluster(n: number, engineArgs: string[] = []): Promis
     workerArgs: ['--log-level', 'info', '--load-interval', '0.2'],
     kvgate: KVGATE,
     startupTimeoutMs: 60_000,
-    output: (line) => lines.push(line),
-    log: silentLogger,
+    log: createLogger({ level: 'debug', write: (line) => lines.push(line) }),
   });
   let workers: SpawnedWorker[];
   try {
     workers = await cluster.ready();
   } catch (err) {
     await cluster.stop(5000);
-    throw new Error(`${(err as Error).message}\n${lines.slice(-20).join('\n')}`);
+    throw new Error(`${(err as Error).message}\n${lines.slice(-20).join('\n')}`, { cause: err });
   }
   return {
     cluster,
     workers,
     lines,
     engineUrl: (i) => {
-      const re = new RegExp(`^\\[worker ${i}\\] .*engine ready \\(pid \\d+, (http://[\\d.:]+)\\)`);
       for (const l of lines) {
-        const m = re.exec(l);
+        const r = JSON.parse(l) as { worker?: number; msg: string };
+        const m = r.worker === i ? /^engine ready \(pid \d+, (http:\/\/[\d.:]+)\)/.exec(r.msg) : null;
         if (m) return m[1]!;
       }
       throw new Error(`no engine URL in worker ${i}'s log`);

@@ -5,7 +5,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
-import { metric, qwen3, startStack, waitFor, type Stack } from './fixtures/stack.js';
+import { metric, qwen3, startStack, type Stack } from './fixtures/stack.js';
 
 type ApiError = InstanceType<typeof OpenAI.APIError>;
 

@@ -1,5 +1,5 @@
 // Randomized differential tests: the native KvRouter (index, active requests, scheduler)
-// against the naive TypeScript reference (src/router/reference) on thousands of seeded
+// against the naive TypeScript reference (test/reference) on thousands of seeded
 // random sequences of KV events, worker changes, queries and routed requests. After every
 // step both must agree on matches, costs, decisions, per-unit loads and counters.
 //
@@ -10,8 +10,8 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { addon } from '../../src/native/addon.js';
-import type { IndexMutation } from '../../src/router/reference/kv_index.js';
-import { type Policy, ReferenceRouter, type SglangBatch } from '../../src/router/reference/router.js';
+import type { IndexMutation } from '../reference/kv_index.js';
+import { type Policy, ReferenceRouter, type SglangBatch } from '../reference/router.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -230,6 +230,7 @@ function runCase(seed: number, { mutation, steps = 40 }: CaseOptions = {}): void
     throw new Error(
       `native and reference disagree: seed ${seed}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, approx })})\n` +
         `replay: KVGATE_DIFF_SEED=${seed} npx vitest run test/native/differential.test.ts\n${(err as Error).message}`,
+      { cause: err },
     );
   } finally {
     native.close();

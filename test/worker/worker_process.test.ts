@@ -161,8 +161,9 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     // Environment: the worker's own passes through, Python output unbuffered.
     expect(rec!.env.CUDA_VISIBLE_DEVICES).toBe('3');
     expect(rec!.env.PYTHONUNBUFFERED).toBe('1');
-    // The engine's output is in the worker's log, prefixed.
-    expect(w.stderr()).toContain('[engine] ');
+    // The engine's output is in the worker's log: its text lines as records tagged source engine.
+    const logged = w.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.some((r) => r['source'] === 'engine' && r['role'] === 'worker')).toBe(true);
 
     const { client, hello, kv: events, loads } = await connect(url);
     expect(hello.card).toMatchObject({

@@ -6,7 +6,7 @@
 
 import { startMocker } from '../../mocker/index.js';
 import type { MockerOptions } from '../../mocker/options.js';
-import { createLogger, type LogLevel } from '../../observability/log.js';
+import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import { parseCommandLine } from '../config.js';
 import { stopOnSignals } from '../stop.js';
 
@@ -14,7 +14,7 @@ const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: '
 
 export async function run(argv: string[]): Promise<void> {
   const { options } = parseCommandLine('mocker', argv);
-  const logger = createLogger(LEVELS[options.logLevel] ?? 'info', { role: 'mocker' });
+  const logger = createLogger({ level: LEVELS[options.logLevel] ?? 'info', format: options.logFormat as LogFormat }, { role: 'mocker' });
   const mocker = await startMocker(options as Partial<MockerOptions>);
   await mocker.ready;
   logger.info('serving', {

@@ -6,12 +6,14 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { clusterWorkerSet } from '../../cluster/cluster_workers.js';
 import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
+import type { WorkerSet } from '../../frontend/worker_set.js';
 import type { RouterPolicy } from '../../native/addon.js';
-import { createLogger, type LogLevel, type Logger } from '../../observability/log.js';
+import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
 import type { EngineKind } from '../../worker/engine_args.js';
 import { parseCommandLine, type OptionsOf } from '../config.js';
@@ -38,7 +40,7 @@ function banner(url: string, model: string, what: string, apiKeys: readonly stri
 
 export async function run(argv: string[]): Promise<void> {
   const { options: o, passthrough } = parseCommandLine('serve', argv);
-  const logger = createLogger(o.logLevel as LogLevel, { role: 'frontend' });
+  const logger = createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat }, { role: 'frontend' });
   const workerUrls = o.workerUrls ?? [];
   const engineUrls = o.engineUrls ?? [];
   checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'a ws://host:port URL');
@@ -63,6 +65,8 @@ export async function run(argv: string[]): Promise<void> {
     log: logger,
   });
   let cluster: LocalCluster | null = null;
+  // What the frontend routes over: the worker set, with the cluster's respawns when it has one.
+  let routed: WorkerSet = workers;
   let frontend: FrontendHandle | null = null;
 
   const stop = stopOnSignals(logger, async () => {
@@ -84,6 +88,7 @@ export async function run(argv: string[]): Promise<void> {
         startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
         log: logger,
       });
+      routed = clusterWorkerSet(workers, cluster);
       for (const w of await cluster.ready()) workers.addAgent(w.url);
       await workers.waitForWorkers(o.workers, 30_000);
     } else {
@@ -92,7 +97,7 @@ export async function run(argv: string[]): Promise<void> {
       await waitForFirst(workers, o, logger);
     }
     if (stop.stopping) return;
-    frontend = await serveModel(o, workers, logger);
+    frontend = await serveModel(o, workers, routed, logger);
   } catch (err) {
     if (stop.stopping) return;
     await workers.close();
@@ -123,7 +128,7 @@ async function waitForFirst(workers: KvWorkerSet, o: ServeOptions, logger: Logge
   }
 }
 
-async function serveModel(o: ServeOptions, workers: KvWorkerSet, logger: Logger): Promise<FrontendHandle> {
+async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerSet, logger: Logger): Promise<FrontendHandle> {
   const cards = workers.cards();
   const name = o.servedModelName ?? cards[0]!.servedModelName;
   const others = [...new Set(cards.map((c) => c.servedModelName))].filter((n) => n !== name);
@@ -150,7 +155,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, logger: Logger)
       clientMaxBufferedBytes: o.clientMaxBufferedBytes,
       logger,
     },
-    workers,
+    routed,
   );
   logger.info('serving', { url: frontend.url, model: name, contextLength: model.contextLength, tokenizer: model.preprocessor.modelDir, router: o.routerMode });
   return frontend;

@@ -4,7 +4,7 @@
 // requests and stop the engine (a second signal stops at once). Started by `kvgate serve`
 // (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
-import { createLogger, type LogLevel } from '../../observability/log.js';
+import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import type { WorkerRole } from '../../discovery/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineKind, EngineProtocol } from '../../worker/engine_args.js';
@@ -12,10 +12,21 @@ import { parseCommandLine } from '../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
+// The request plane has no authentication yet (the cluster secret comes with the distributed
+// issue), so anything beyond loopback is the operator's explicit choice, and is logged as such.
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+
 export async function run(argv: string[]): Promise<void> {
   const { options: o, passthrough } = parseCommandLine('worker', argv);
-  const log = createLogger(o.logLevel as LogLevel, { role: 'worker' });
+  const log = createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat }, { role: 'worker' });
   const s = (seconds: number) => Math.round(seconds * 1000);
+  if (!isLoopback(o.host)) {
+    log.warn(
+      `the request plane listens on ${o.host}, beyond this machine, WITHOUT AUTHENTICATION: anyone who reaches ws://${o.host}:<port> can read the model card and generate on this engine. ` +
+        'Keep the default --host 127.0.0.1 unless a firewall or private network admits only your frontends.',
+      { host: o.host, unauthenticated: true },
+    );
+  }
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
     engineProtocol: o.engineProtocol as EngineProtocol,
