@@ -1,47 +1,23 @@
 // `kvgate serve` as a process: flags, start-up against SGLang-protocol engines, serving
 // through the openai client, and SIGTERM draining an in-flight stream before exit 0.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
+import { kvgate as spawnKvgate, listening, stop, type Run } from './fixtures/serve_process.js';
 
-const cli = fileURLToPath(new URL('./fixtures/kvgate_cli.ts', import.meta.url));
-const procs: ChildProcess[] = [];
+const procs: Run[] = [];
 const engines: FakeSglang[] = [];
 
 afterEach(async () => {
-  for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const p of procs.splice(0)) stop(p);
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
 
-interface Run {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
 function kvgate(args: string[]): Run {
-  const proc = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
-}
-
-async function listening(run: Run): Promise<string> {
-  const end = Date.now() + 30_000;
-  for (;;) {
-    const m = /listening on (http:\/\/\S+)/.exec(run.stdout());
-    if (m) return m[1]!;
-    if (run.proc.exitCode !== null || Date.now() > end) throw new Error(`kvgate serve did not start:\n${run.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const run = spawnKvgate(args);
+  procs.push(run);
+  return run;
 }
 
 describe('kvgate serve', () => {
