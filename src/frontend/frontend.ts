@@ -17,6 +17,8 @@ export interface FrontendOptions {
   models: readonly ServedModel[];
   apiKeys?: readonly string[];
   maxBodyBytes?: number;
+  // A request body not fully received this long after its headers is answered 408.
+  bodyTimeoutMs?: number;
   // How long close() lets in-flight responses finish before cutting them.
   shutdownTimeoutMs?: number;
   // A streaming client that stops reading is disconnected (and its engine request
@@ -37,6 +39,7 @@ export interface FrontendHandle {
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_BODY_TIMEOUT_MS = 5_000;
 export const DEFAULT_CLIENT_STALL_TIMEOUT_MS = 30_000;
 export const DEFAULT_CLIENT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
@@ -60,6 +63,7 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
   workers.registerMetrics?.(metrics.registry);
   const server = new HttpServer({
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
     apiKeys: options.apiKeys ?? [],
     logger,
     onError: (err) => metrics.errors.inc({ code: err.code }),

@@ -14,7 +14,7 @@ import type { HttpRequest, HttpResponse } from './uws.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
-function decodeParam(raw: string): string {
+export function decodeParam(raw: string): string {
   try {
     return decodeURIComponent(raw);
   } catch {
@@ -97,9 +97,10 @@ export class Exchange {
     return this.streaming;
   }
 
-  // Reads the whole body, at most `limit` bytes. Must be called inside the handler.
-  // Resolves null when the client went away; a body over the limit is answered 413 here.
-  readBody(limit: number): Promise<Buffer | null> {
+  // Reads the whole body, at most `limit` bytes, within `timeoutMs` of the headers. Must be
+  // called inside the handler. Resolves null when the client went away; a body over the
+  // limit is answered 413 here, one that does not arrive in time 408.
+  readBody(limit: number, timeoutMs: number): Promise<Buffer | null> {
     return new Promise((resolve) => {
       const declared = Number(this.headers.contentLength);
       if (this.headers.contentLength !== '' && Number.isFinite(declared) && declared > limit) {
@@ -110,18 +111,35 @@ export class Exchange {
       const parts: Buffer[] = [];
       let size = 0;
       let over = false;
-      this.signal.addEventListener('abort', () => resolve(null), { once: true });
+      const timer = setTimeout(() => {
+        over = true;
+        // The rest of the body is not read: close the connection after the answer.
+        this.error(new KvgateError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s`), { close: true });
+        resolve(null);
+      }, timeoutMs);
+      this.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve(null);
+        },
+        { once: true },
+      );
       this.res.onData((chunk, isLast) => {
         if (over || this.closed) return;
         size += chunk.byteLength;
         if (size > limit) {
           over = true;
+          clearTimeout(timer);
           this.tooLarge(limit);
           resolve(null);
           return;
         }
         parts.push(Buffer.from(chunk.slice(0)));
-        if (isLast) resolve(Buffer.concat(parts, size));
+        if (isLast) {
+          clearTimeout(timer);
+          resolve(Buffer.concat(parts, size));
+        }
       });
     });
   }
@@ -151,7 +169,12 @@ export class Exchange {
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId);
       for (const [k, v] of Object.entries(opts.headers ?? {})) this.res.writeHeader(k, v);
-      this.res.end(body, opts.close ?? false);
+      // HEAD: the headers GET would send, Content-Length included, and no body. Only the
+      // argument-less endWithoutBody() ends a response in this uWS (with a length or a
+      // close flag it waits for body bytes), so the length is a plain header and the
+      // connection stays open.
+      if (this.method === 'head') this.res.writeHeader('content-length', String(Buffer.byteLength(body))).endWithoutBody();
+      else this.res.end(body, opts.close ?? false);
     });
     this.finished();
   }

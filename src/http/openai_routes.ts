@@ -20,7 +20,7 @@ import {
 } from '../openai/responses.js';
 import type { ModelListJson, OpenAIRequest } from '../openai/types.js';
 import { validateChatRequest, validateCompletionRequest } from '../openai/validate.js';
-import type { Exchange } from './exchange.js';
+import { decodeParam, type Exchange } from './exchange.js';
 import type { HttpServer } from './server.js';
 
 export interface RouteDeps {
@@ -151,6 +151,8 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
   };
 }
 
+const MODELS_PREFIX = '/v1/models/';
+
 export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void {
   const listJson = (): ModelListJson => ({
     object: 'list',
@@ -160,12 +162,14 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
     .route('post', '/v1/chat/completions', generationHandler(deps, 'chat'), { auth: true })
     .route('post', '/v1/completions', generationHandler(deps, 'completion'), { auth: true })
     .route('get', '/v1/models', (ex) => ex.json(200, listJson()), { auth: true })
+    // Model ids may contain '/' (Qwen/Qwen3-0.6B), sent raw or as %2F: the id is the rest of the path.
     .route(
       'get',
-      '/v1/models/:model',
+      '/v1/models/*',
       (ex) => {
-        const m = listJson().data.find((d) => d.id === ex.params[0]);
-        if (!m) throw new KvgateError('model_not_found', `the model '${ex.params[0]}' does not exist`, 'model');
+        const id = decodeParam(ex.url.slice(MODELS_PREFIX.length));
+        const m = listJson().data.find((d) => d.id === id);
+        if (!m) throw new KvgateError('model_not_found', `the model '${id}' does not exist`, 'model');
         ex.json(200, m);
       },
       { auth: true },

@@ -18,11 +18,21 @@ export interface RouteOptions {
 
 export interface HttpServerOptions {
   maxBodyBytes: number;
+  // Longest wait for a request body after its headers (408 after).
+  bodyTimeoutMs: number;
   apiKeys: readonly string[];
   logger: Logger;
   onError?: (err: KvgateError) => void;
   // Limits and counters for clients that stop reading their stream.
   slowClients: Omit<SlowClientPolicy, 'closed'> & { closed?: SlowClientPolicy['closed'] };
+}
+
+function hasRepeatedContentLength(req: HttpRequest): boolean {
+  let n = 0;
+  req.forEach((key) => {
+    if (key === 'content-length') n++;
+  });
+  return n > 1;
 }
 
 function keyMatches(given: string, keys: readonly Buffer[]): boolean {
@@ -60,28 +70,38 @@ export class HttpServer {
     return this.inflight.size;
   }
 
+  // A GET route answers HEAD too (same status and headers, no body).
   route(method: 'get' | 'post', pattern: string, handler: Handler, opts: RouteOptions = {}): this {
     const params = (pattern.match(/\/:/g) ?? []).length;
     let methods = this.methodsByPath.get(pattern);
     if (!methods) this.methodsByPath.set(pattern, (methods = new Set()));
     methods.add(method.toUpperCase());
-    this.app[method](pattern, (res, req) => {
+    const onRequest = (res: HttpResponse, req: HttpRequest): void => {
+      // Two Content-Length headers: which one frames the body is ambiguous (request
+      // smuggling through a proxy that picks the other); uWS reads the first.
+      const duplicateLength = method === 'post' && hasRepeatedContentLength(req);
       const ex = this.begin(res, req, params);
       if (this.draining) return ex.error(new KvgateError('shutting_down', 'the server is shutting down'), { close: true });
+      if (duplicateLength) return ex.error(new KvgateError('invalid_request', 'the request has more than one Content-Length header'), { close: true });
       // Errors sent before a POST body is read close the connection (the body is not read).
       const close = method === 'post';
       if (opts.auth && this.keys.length > 0 && !this.authorized(ex)) {
         return ex.error(new KvgateError('invalid_api_key', 'missing or invalid API key: send Authorization: Bearer <key>'), { close });
       }
-      if (method === 'get') return this.run(ex, handler, Buffer.alloc(0));
+      if (method === 'get') return void this.run(ex, handler, Buffer.alloc(0));
       const ct = ex.headers.contentType.toLowerCase();
       if (ct !== '' && !ct.includes('json')) {
         return ex.error(new KvgateError('unsupported_media_type', `Content-Type must be application/json, got '${ex.headers.contentType}'`), { close: true });
       }
-      void ex.readBody(this.options.maxBodyBytes).then((body) => {
+      void ex.readBody(this.options.maxBodyBytes, this.options.bodyTimeoutMs).then((body) => {
         if (body !== null) return this.run(ex, handler, body);
       });
-    });
+    };
+    this.app[method](pattern, onRequest);
+    if (method === 'get') {
+      methods.add('HEAD');
+      this.app.head(pattern, onRequest);
+    }
     return this;
   }
 

@@ -28,6 +28,9 @@ describe('kvgate serve', () => {
     const badPort = kvgate(['serve', '--port', 'eighty']);
     expect(await badPort.exited).toBe(1);
     expect(badPort.stderr()).toMatch(/--port expects a number/);
+    const longBodyWait = kvgate(['serve', '--body-timeout', '30']);
+    expect(await longBodyWait.exited).toBe(1);
+    expect(longBodyWait.stderr()).toMatch(/--body-timeout .*7\.5/);
     const badUrl = kvgate(['serve', '--engine-urls', 'localhost:1']);
     expect(await badUrl.exited).toBe(1);
     expect(badUrl.stderr()).toMatch(/not an http\(s\):\/\/ or grpc:\/\/ URL/);

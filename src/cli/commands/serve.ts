@@ -150,6 +150,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
       models: [model],
       apiKeys: o.apiKey ?? [],
       maxBodyBytes: o.maxBodyBytes,
+      bodyTimeoutMs: o.bodyTimeout * 1000,
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       clientStallTimeoutMs: o.clientStallTimeout * 1000,
       clientMaxBufferedBytes: o.clientMaxBufferedBytes,
