@@ -81,8 +81,8 @@ export class ServingCore {
     if (request.maxTokens !== null && n + request.maxTokens > ctx) {
       throw new KvgateError(
         'context_length_exceeded',
-        `the model's context length is ${ctx} tokens; the ${what} has ${n} tokens and max_tokens asks for ${request.maxTokens} more`,
-        request.kind === 'chat' ? 'max_completion_tokens' : 'max_tokens',
+        `the model's context length is ${ctx} tokens; the ${what} has ${n} tokens and ${request.maxTokensParam} asks for ${request.maxTokens} more`,
+        request.maxTokensParam,
       );
     }
     return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? ctx - n, receivedAt, trace: newTrace() };

@@ -10,6 +10,8 @@ export interface GenerationParams {
   includeUsage: boolean;
   // max_completion_tokens ?? max_tokens; null: up to the context length.
   maxTokens: number | null;
+  // Which of the two the client sent, to name it in errors.
+  maxTokensParam: 'max_tokens' | 'max_completion_tokens';
   stop: string[];
   stopTokenIds: number[];
   temperature?: number;

@@ -59,7 +59,7 @@ function int(body: JsonObject, key: string, min: number, max = Number.MAX_SAFE_I
   if (!given(body, key)) return undefined;
   const v = body[key];
   if (typeof v !== 'number' || !Number.isInteger(v)) return wrongType(key, 'an integer', v);
-  if (v < min || v > max) outOfRange(key, max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`, v);
+  if (v < min || v > max) outOfRange(key, max === Number.MAX_SAFE_INTEGER ? `an integer from ${min} to 2^53-1` : `between ${min} and ${max}`, v);
   return v;
 }
 
@@ -89,7 +89,9 @@ function stopStrings(body: JsonObject): string[] {
   if (!given(body, 'stop')) return [];
   const v = body['stop'];
   const list = typeof v === 'string' ? [v] : Array.isArray(v) ? v : wrongType('stop', 'a string or an array of strings', v);
-  if (!list.every((s): s is string => typeof s === 'string')) wrongType('stop', 'a string or an array of strings', v);
+  list.forEach((s, i) => {
+    if (typeof s !== 'string') wrongType(`stop[${i}]`, 'a string', s);
+  });
   if (list.length > MAX_STOP_STRINGS) outOfRange('stop', `at most ${MAX_STOP_STRINGS} strings`, list.length);
   if ((list as string[]).some((s) => s.length > MAX_STOP_LENGTH)) outOfRange('stop', `strings of at most ${MAX_STOP_LENGTH} characters`, 'a longer string');
   return (list as string[]).filter((s) => s.length > 0);
@@ -104,6 +106,8 @@ function rejectUnsupported(body: JsonObject): void {
   if (isJsonObject(body['logit_bias']) && Object.keys(body['logit_bias']).length > 0) unsupported('logit_bias', 'logit bias is not passed to engines');
   const best = int(body, 'best_of', 1);
   if (best !== undefined && best !== 1) unsupported('best_of', 'only best_of=1');
+  if (given(body, 'reasoning_effort')) unsupported('reasoning_effort', 'kvgate does not budget reasoning; Qwen3-style models take chat_template_kwargs.enable_thinking');
+  if (given(body, 'verbosity')) unsupported('verbosity', 'the answer length is not steered; use max_tokens');
 }
 
 function generationParams(body: JsonObject): GenerationParams {
@@ -116,7 +120,8 @@ function generationParams(body: JsonObject): GenerationParams {
     if (!isJsonObject(so)) wrongType('stream_options', 'an object', so);
     includeUsage = bool(so, 'include_usage') ?? false;
   }
-  const maxTokens = int(body, 'max_completion_tokens', 1) ?? int(body, 'max_tokens', 1) ?? null;
+  const completionTokens = int(body, 'max_completion_tokens', 1);
+  const maxTokens = completionTokens ?? int(body, 'max_tokens', 1) ?? null;
   let topK = int(body, 'top_k', -1);
   if (topK === 0 || topK === -1) topK = undefined; // "disabled" in OpenAI-compatible servers
   const p: GenerationParams = {
@@ -124,6 +129,7 @@ function generationParams(body: JsonObject): GenerationParams {
     stream,
     includeUsage,
     maxTokens,
+    maxTokensParam: completionTokens !== undefined ? 'max_completion_tokens' : 'max_tokens',
     stop: stopStrings(body),
     stopTokenIds: given(body, 'stop_token_ids') ? tokenIdList(body['stop_token_ids'], 'stop_token_ids') : [],
     temperature: num(body, 'temperature', 0, 2, 'between 0 and 2'),
@@ -228,6 +234,13 @@ export function validateChatRequest(raw: unknown): ChatRequest {
   }
   if (body['continue_final_message'] === true) unsupported('continue_final_message', 'the last message is always followed by a new turn');
   if (given(body, 'audio')) unsupported('audio', 'audio output is not supported by kvgate');
+  const modalities = body['modalities'];
+  if (given(body, 'modalities') && !(Array.isArray(modalities) && modalities.every((m) => m === 'text'))) unsupported('modalities', "only ['text']");
+  // The deprecated function-calling API: its answers carry message.function_call, which
+  // kvgate does not parse out of the text, so accepting it would answer differently.
+  if (given(body, 'functions')) unsupported('functions', "the deprecated function-calling API; send 'tools' (tool calls come back as text)");
+  if (given(body, 'function_call') && body['function_call'] !== 'none') unsupported('function_call', "the deprecated function-calling API; send 'tools' and 'tool_choice'");
+  if (given(body, 'web_search_options')) unsupported('web_search_options', 'kvgate does not search the web');
   let templateKwargs: Record<string, unknown> = {};
   if (given(body, 'chat_template_kwargs')) {
     const k = body['chat_template_kwargs'];

@@ -68,7 +68,8 @@ describe('validation errors', () => {
       [{ model: 'qwen3', messages: [{ role: 'wizard', content: 'x' }] }, 'invalid_request', 'messages[0].role'],
       [{ model: 'qwen3', messages: [{ content: 'x' }] }, 'missing_field', 'messages[0].role'],
       [{ model: 'qwen3', messages: [{ role: 'user', content: 5 }] }, 'invalid_type', 'messages[0].content'],
-      [{ model: 'qwen3', messages, stop: [1] }, 'invalid_type', 'stop'],
+      [{ model: 'qwen3', messages, stop: [1] }, 'invalid_type', 'stop[0]'],
+      [{ model: 'qwen3', messages, stop: ['a', null] }, 'invalid_type', 'stop[1]'],
       [{ model: 'qwen3', messages, stop: 'x'.repeat(1001) }, 'invalid_request', 'stop'],
       [{ model: 'qwen3', messages, stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }, 'invalid_request', 'stop'],
       [{ model: 'qwen3', messages, stream: 'yes' }, 'invalid_type', 'stream'],
@@ -79,6 +80,11 @@ describe('validation errors', () => {
       const r = await post('/v1/chat/completions', JSON.stringify(body));
       expect({ status: r.status, code: r.json.error.code, param: r.json.error.param }).toEqual({ status: 400, code, param });
     }
+    // The messages say what is wrong with the value sent.
+    const huge = await post('/v1/chat/completions', JSON.stringify({ model: 'qwen3', messages, max_tokens: 1e30 }));
+    expect(huge.json.error.message).toBe("'max_tokens' must be an integer from 1 to 2^53-1, got 1e+30");
+    const stop = await post('/v1/chat/completions', JSON.stringify({ model: 'qwen3', messages, stop: [1] }));
+    expect(stop.json.error.message).toBe("'stop[0]' must be a string, got number");
     const c = await post('/v1/completions', JSON.stringify({ model: 'qwen3', prompt: [1, -2] }));
     expect([c.status, c.json.error.code, c.json.error.param]).toEqual([400, 'invalid_type', 'prompt']);
   });
@@ -91,6 +97,12 @@ describe('validation errors', () => {
       [{ tool_choice: 'required' }, 'tool_choice'],
       [{ logit_bias: { '5': 10 } }, 'logit_bias'],
       [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] }] }, 'messages[0].content[0].type'],
+      [{ functions: [{ name: 'f', parameters: {} }] }, 'functions'],
+      [{ function_call: { name: 'f' } }, 'function_call'],
+      [{ reasoning_effort: 'low' }, 'reasoning_effort'],
+      [{ verbosity: 'low' }, 'verbosity'],
+      [{ modalities: ['text', 'audio'] }, 'modalities'],
+      [{ web_search_options: {} }, 'web_search_options'],
     ];
     for (const [extra, param] of unsupported) {
       const e = await rejection(stack.client.chat.completions.create({ model: 'qwen3', messages, ...extra } as never));
@@ -123,6 +135,13 @@ describe('validation errors', () => {
     const withMax = await rejection(stack.client.completions.create({ model: 'qwen3', prompt: 'word '.repeat(3000), max_tokens: 2000 }));
     expect(withMax.code).toBe('context_length_exceeded');
     expect(withMax.param).toBe('max_tokens');
+    expect(withMax.message).toMatch(/max_tokens asks for 2000 more/);
+    // Chat names whichever of the two the client sent.
+    for (const param of ['max_tokens', 'max_completion_tokens']) {
+      const chat = await rejection(stack.client.chat.completions.create({ model: 'qwen3', messages: [{ role: 'user', content: 'word '.repeat(3000) }], [param]: 2000 }));
+      expect(chat.param).toBe(param);
+      expect(chat.message).toContain(`${param} asks for 2000 more`);
+    }
     const ids = await rejection(stack.client.completions.create({ model: 'qwen3', prompt: [999999] }));
     expect(ids.message).toMatch(/outside the vocabulary/);
   });
