@@ -48,6 +48,8 @@ export class Exchange {
   private readonly controller = new AbortController();
   private closed = false; // client gone, or the response ended
   private streaming = false;
+  // Set while readBody() waits for the body.
+  private bodyPending: ((body: Buffer | null) => void) | null = null;
   readonly params: string[] = [];
   // Bytes handed to uWS since a write last left its buffer empty: an upper bound on what
   // it holds for this client (uWS's own getWriteOffset does not count chunked writes).
@@ -97,10 +99,10 @@ export class Exchange {
     return this.streaming;
   }
 
-  // Reads the whole body, at most `limit` bytes, within `timeoutMs` of the headers. Must be
-  // called inside the handler. Resolves null when the client went away; a body over the
-  // limit is answered 413 here, one that does not arrive in time 408.
-  readBody(limit: number, timeoutMs: number): Promise<Buffer | null> {
+  // Reads the whole body, at most `limit` bytes. Must be called inside the handler.
+  // Resolves null when the client went away, when the body is over the limit (answered 413
+  // here), or when expireBody() gave up on it.
+  readBody(limit: number): Promise<Buffer | null> {
     return new Promise((resolve) => {
       const declared = Number(this.headers.contentLength);
       if (this.headers.contentLength !== '' && Number.isFinite(declared) && declared > limit) {
@@ -111,37 +113,34 @@ export class Exchange {
       const parts: Buffer[] = [];
       let size = 0;
       let over = false;
-      const timer = setTimeout(() => {
+      const settle = (body: Buffer | null): void => {
         over = true;
-        // The rest of the body is not read: close the connection after the answer.
-        this.error(new KvgateError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s`), { close: true });
-        resolve(null);
-      }, timeoutMs);
-      this.signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer);
-          resolve(null);
-        },
-        { once: true },
-      );
+        this.bodyPending = null;
+        resolve(body);
+      };
+      this.bodyPending = settle;
+      this.signal.addEventListener('abort', () => settle(null), { once: true });
       this.res.onData((chunk, isLast) => {
         if (over || this.closed) return;
         size += chunk.byteLength;
         if (size > limit) {
-          over = true;
-          clearTimeout(timer);
           this.tooLarge(limit);
-          resolve(null);
+          settle(null);
           return;
         }
         parts.push(Buffer.from(chunk.slice(0)));
-        if (isLast) {
-          clearTimeout(timer);
-          resolve(Buffer.concat(parts, size));
-        }
+        if (isLast) settle(Buffer.concat(parts, size));
       });
     });
+  }
+
+  // The body did not arrive within its deadline: 408, and the connection is closed after
+  // it (the rest of the body is not read). No-op once the body is complete.
+  expireBody(timeoutMs: number): void {
+    const pending = this.bodyPending;
+    if (!pending) return;
+    this.error(new KvgateError('request_timeout', `the request body did not arrive within ${timeoutMs / 1000} s`), { close: true });
+    pending(null);
   }
 
   private tooLarge(limit: number): void {
