@@ -3,7 +3,9 @@
 // pipelining behind a POST and the HTTP/2-preface close would need. Measures the server
 // process's CPU per request, side by side in one run:
 //   direct: clients talk to kvgate's HttpServer (uWS) on 127.0.0.1;
-//   relay:  clients talk to a node:net server that pipes each connection to that HttpServer.
+//   relay:  clients talk to a node:net server that pipes each connection to that HttpServer;
+//   node:http: the same two routes on Node's own HTTP server (which handles those cases),
+//           for scale.
 // Also the per-request cost of what this branch added to every POST (a Content-Length count
 // over the headers; a body deadline in the server's map, against a timer per request),
 // timed inside a uWS handler.
@@ -13,6 +15,7 @@
 // Env: REQUESTS (2000 per case), CONCURRENCY (16), EVENTS (64), ROUNDS (2).
 
 import { fork } from 'node:child_process';
+import { createServer } from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { HttpServer } from '../../src/http/server.js';
@@ -72,6 +75,32 @@ const relay = net.createServer((client) => {
 await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
 const relayPort = (relay.address() as net.AddressInfo).port;
 
+// The same routes on node:http: the body read whole, JSON or SSE written the same way.
+const nodeHttp = createServer((req, res) => {
+  const parts: Buffer[] = [];
+  req.on('data', (c: Buffer) => parts.push(c));
+  req.on('end', () => {
+    JSON.parse(Buffer.concat(parts).toString('utf8'));
+    if (req.url === '/unary') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(reply));
+      return;
+    }
+    const ev = `data: ${JSON.stringify({ choices: [{ delta: { content: ' the' } }] })}\n\n`;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write(ev);
+    let i = 1;
+    const step = (): void => {
+      if (i++ >= EVENTS) return void res.end('data: [DONE]\n\n');
+      res.write(ev);
+      setImmediate(step);
+    };
+    setImmediate(step);
+  });
+});
+await new Promise<void>((r) => nodeHttp.listen(0, '127.0.0.1', r));
+const nodePort = (nodeHttp.address() as net.AddressInfo).port;
+
 async function run(targetPort: number, path: string): Promise<{ cpuUs: number; wallS: number }> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -82,13 +111,14 @@ async function run(targetPort: number, path: string): Promise<{ cpuUs: number; w
 }
 
 console.log(`${REQUESTS} requests per case, ${CONCURRENCY} keep-alive connections, streams of ${EVENTS} events; server CPU per request (user+system)\n`);
-console.log('| request | round | direct (uWS) | relay (node:net -> uWS) | relay / direct |');
-console.log('|---|---|---|---|---|');
+console.log('| request | round | direct (uWS) | relay (node:net -> uWS) | relay / direct | node:http | node:http / direct |');
+console.log('|---|---|---|---|---|---|---|');
 for (const path of ['/unary', '/stream']) {
   for (let round = 1; round <= ROUNDS; round++) {
     const d = await run(port, path);
     const r = await run(relayPort, path);
-    console.log(`| ${path.slice(1)} | ${round} | ${d.cpuUs.toFixed(0)} µs | ${r.cpuUs.toFixed(0)} µs | ${(r.cpuUs / d.cpuUs).toFixed(2)}x |`);
+    const n = await run(nodePort, path);
+    console.log(`| ${path.slice(1)} | ${round} | ${d.cpuUs.toFixed(0)} µs | ${r.cpuUs.toFixed(0)} µs | ${(r.cpuUs / d.cpuUs).toFixed(2)}x | ${n.cpuUs.toFixed(0)} µs | ${(n.cpuUs / d.cpuUs).toFixed(2)}x |`);
   }
 }
 
@@ -131,4 +161,5 @@ const costs = await new Promise<{ forEachNs: number; timerNs: number; mapNs: num
 console.log(`\nper POST: Content-Length count over the headers ${costs.forEachNs.toFixed(0)} ns; body deadline in a map (set + delete) ${costs.mapNs.toFixed(0)} ns, against a timer per request (set + clear) ${costs.timerNs.toFixed(0)} ns`);
 await server.close(0);
 relay.close();
+nodeHttp.close();
 process.exit(0);
