@@ -63,9 +63,9 @@ export const COMMANDS = {
       contextLength: { kind: 'int', min: 1, help: 'context length in tokens (default: the engines\', else the tokenizer config\'s)' },
       apiKey: { kind: 'list', help: 'API keys clients must send as Authorization: Bearer <key> (comma-separated; none: open)' },
       maxBodyBytes: { kind: 'int', default: 33554432, min: 1, help: 'largest request body accepted (413 above)' },
-      // uWS closes a connection whose body stalls after 8-12 s (its fixed timeout, in 4 s
-      // ticks) without a response; a deadline under 8 s is always answered first.
-      bodyTimeout: { kind: 'float', default: 5, min: 0.001, max: 7.5, help: 'seconds a client may take to send its request body after the headers (408 after; at most 7.5, under the HTTP server\'s own silent cut-off at 8-12 s)' },
+      // uWS closes a connection whose body stalls after 8-12 s (its fixed 10 s, counted in
+      // 4 s ticks) without a response; a deadline under 8 s is always answered first.
+      bodyTimeout: { kind: 'float', default: 5, min: 0.001, max: 7.5, help: 'seconds a request body may take after the headers, renewed each time another 160 KB arrived (408 after; at most 7.5, under the HTTP server\'s own silent cut-off at 8-12 s)' },
       shutdownTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds a shutdown lets in-flight streams finish before cutting them' },
       clientStallTimeout: { kind: 'float', default: 30, min: 0.001, help: 'seconds a streaming client may stop reading before it is disconnected and its engine request aborted' },
       clientMaxBufferedBytes: { kind: 'int', default: 1048576, min: 1, help: 'response bytes held for a slow streaming client before it is disconnected' },

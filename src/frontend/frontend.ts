@@ -17,7 +17,8 @@ export interface FrontendOptions {
   models: readonly ServedModel[];
   apiKeys?: readonly string[];
   maxBodyBytes?: number;
-  // A request body not fully received this long after its headers is answered 408.
+  // A request body not received within this long after its headers (renewed per 160 KB
+  // received) is answered 408.
   bodyTimeoutMs?: number;
   // How long close() lets in-flight responses finish before cutting them.
   shutdownTimeoutMs?: number;

@@ -18,7 +18,8 @@ export interface RouteOptions {
 
 export interface HttpServerOptions {
   maxBodyBytes: number;
-  // Longest wait for a request body after its headers (408 after).
+  // Longest wait for a request body after its headers, renewed each time another
+  // BODY_PROGRESS_BYTES arrived (408 after).
   bodyTimeoutMs: number;
   apiKeys: readonly string[];
   logger: Logger;
@@ -98,8 +99,13 @@ export class HttpServer {
       if (ct !== '' && !ct.includes('json')) {
         return ex.error(new KvgateError('unsupported_media_type', `Content-Type must be application/json, got '${ex.headers.contentType}'`), { close: true });
       }
+      const renew = (): void => {
+        // Delete first: the map stays in deadline order.
+        this.bodyDeadlines.delete(ex);
+        this.bodyDeadlines.set(ex, performance.now() + this.options.bodyTimeoutMs);
+      };
       this.bodyDeadlines.set(ex, performance.now() + this.options.bodyTimeoutMs);
-      void ex.readBody(this.options.maxBodyBytes).then((body) => {
+      void ex.readBody(this.options.maxBodyBytes, renew).then((body) => {
         this.bodyDeadlines.delete(ex);
         if (body !== null) return this.run(ex, handler, body);
       });

@@ -82,6 +82,27 @@ describe('framing', () => {
     const m = await (await fetch(`${stack.url}/metrics`)).text();
     expect(m).toMatch(/kvgate_frontend_errors_total\{code="request_timeout"\} [1-9]/);
   });
+
+  it('lets a large body in that keeps arriving past the deadline (renewed per 160 KB)', async () => {
+    // 1 MB in 160 KB slices, 200 ms apart: 1.2 s in all against a 300 ms deadline.
+    const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'word '.repeat(200_000) }] });
+    const socket = net.connect(stack.frontend.port, '127.0.0.1');
+    let text = '';
+    socket.on('data', (d) => (text += d.toString('latin1')));
+    const closed = new Promise((r) => socket.on('close', r));
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    for (let at = 0; at < body.length; at += 160 * 1024) {
+      socket.write(body.slice(at, at + 160 * 1024));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const end = Date.now() + 10_000;
+    while (!/"code":"\w+"/.test(text) && Date.now() < end) await Promise.race([closed, new Promise((r) => setTimeout(r, 20))]);
+    socket.destroy();
+    // The whole body was read and judged: too long for the context, not too slow.
+    expect(text).toMatch(/^HTTP\/1.1 400 /);
+    expect(text).toContain('context_length_exceeded');
+  });
 });
 
 describe('methods and paths', () => {
