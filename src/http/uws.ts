@@ -16,7 +16,7 @@ function load(): typeof UwsTypes {
   } catch (err) {
     throw new Error(
       `uWebSockets.js native build did not load (${binary}): ${(err as Error).message}. ` +
-        'kvgate needs Node 20 on linux-x64/arm64 with glibc >= 2.27 and refuses the JS fallback.',
+        'kvgate needs Node 20 on linux-x64/arm64 with glibc >= 2.27 and refuses the JS fallback (README, "Node versions and the HTTP server").',
       { cause: err },
     );
   }
