@@ -17,6 +17,8 @@ export const ERRORS = {
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
+  // The client left before its request was served (nginx's 499; the client never sees it).
+  client_closed_request: { status: 499, type: 'invalid_request_error' },
   // Server side.
   no_workers: { status: 503, type: 'service_unavailable' },
   shutting_down: { status: 503, type: 'service_unavailable' },

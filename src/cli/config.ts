@@ -3,6 +3,7 @@
 // Flags are kebab-case on the command line (`--max-total-tokens`) and camelCase in code.
 
 import { KvgateError } from '../errors.js';
+import { DEFAULT_SEGMENT_CACHE_BYTES } from '../preprocess/segmented_encoder.js';
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'json' | 'list';
 
@@ -62,7 +63,8 @@ export const COMMANDS = {
       servedModelName: { kind: 'string', help: 'model name clients ask for (default: what the workers report)' },
       contextLength: { kind: 'int', min: 1, help: 'context length in tokens (default: the engines\', else the tokenizer config\'s)' },
       apiKey: { kind: 'list', help: 'API keys clients must send as Authorization: Bearer <key> (comma-separated; none: open)' },
-      maxBodyBytes: { kind: 'int', default: 33554432, min: 1, help: 'largest request body accepted (413 above)' },
+      maxBodyBytes: { kind: 'int', min: 1, help: 'largest request body accepted (413 above); default: what the context can hold, context length x the most bytes one token stands for + 1 MiB of JSON, at most 32 MiB' },
+      segmentCacheBytes: { kind: 'int', default: DEFAULT_SEGMENT_CACHE_BYTES, min: 0, help: 'memory for the token ids of chat prompt segments seen before (a repeated system prompt is not tokenized again; 0: off)' },
       // uWS closes a connection whose body stalls after 8-12 s (its fixed 10 s, counted in
       // 4 s ticks) without a response; a deadline under 8 s is always answered first.
       bodyTimeout: { kind: 'float', default: 5, min: 0.001, max: 7.5, help: 'seconds a request body may take after the headers, renewed each time another 160 KB arrived (408 after; at most 7.5, under the HTTP server\'s own silent cut-off at 8-12 s)' },
@@ -187,6 +189,15 @@ export const COMMANDS = {
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;
+
+// serve's --max-body-bytes default: a prompt of more than contextLength x maxBytesPerToken
+// bytes cannot fit (preprocess/token_bound.ts), and the request's JSON adds little. At most
+// 32 MiB (reached at ~85K tokens of context for Qwen3), also when the tokenizer bounds
+// nothing (maxBytesPerToken null).
+export function defaultMaxBodyBytes(contextLength: number, maxBytesPerToken: number | null): number {
+  const most = 32 * 1024 * 1024;
+  return maxBytesPerToken === null ? most : Math.min(most, contextLength * maxBytesPerToken + 1024 * 1024);
+}
 
 type ValueOf<S extends OptionSpec> = S['kind'] extends 'int' | 'float'
   ? number

@@ -16,7 +16,8 @@ export interface FrontendOptions {
   port?: number; // default 8000; 0 picks a free port
   models: readonly ServedModel[];
   apiKeys?: readonly string[];
-  maxBodyBytes?: number;
+  // serve's --max-body-bytes (cli/config.ts has the default).
+  maxBodyBytes: number;
   // A request body not received within this long after its headers (renewed per 160 KB
   // received) is answered 408.
   bodyTimeoutMs?: number;
@@ -39,7 +40,6 @@ export interface FrontendHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
-export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 5_000;
 export const DEFAULT_CLIENT_STALL_TIMEOUT_MS = 30_000;
 export const DEFAULT_CLIENT_MAX_BUFFERED_BYTES = 1024 * 1024;
@@ -63,7 +63,7 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
   const metrics = new FrontendMetrics();
   workers.registerMetrics?.(metrics.registry);
   const server = new HttpServer({
-    maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+    maxBodyBytes: options.maxBodyBytes,
     bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
     apiKeys: options.apiKeys ?? [],
     logger,

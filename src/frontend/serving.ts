@@ -35,6 +35,22 @@ export type GenerationEvent =
   | { type: 'text'; text: string }
   | { type: 'end'; finishReason: OpenAIFinishReason; usage: Usage };
 
+// A prompt of `n` tokens (`atLeast`: at least n, bounded from its size) must leave room for
+// one generated token, and for max_tokens when given.
+function checkLength(model: ServedModel, request: OpenAIRequest, n: number, atLeast: boolean): void {
+  const ctx = model.contextLength;
+  const what = request.kind === 'chat' ? 'messages' : 'prompt';
+  const has = `the ${what} ${atLeast ? 'cannot have fewer than' : 'has'} ${n} tokens`;
+  if (n >= ctx) throw new KvgateError('context_length_exceeded', `the model's context length is ${ctx} tokens, but ${has}`, what);
+  if (request.maxTokens !== null && n + request.maxTokens > ctx) {
+    throw new KvgateError(
+      'context_length_exceeded',
+      `the model's context length is ${ctx} tokens; ${has} and ${request.maxTokensParam} asks for ${request.maxTokens} more`,
+      request.maxTokensParam,
+    );
+  }
+}
+
 export class ServingCore {
   constructor(
     private readonly models: ReadonlyMap<string, ServedModel>,
@@ -48,44 +64,36 @@ export class ServingCore {
     return m;
   }
 
-  // Template + tokenize + length checks. Throws KvgateError on bad input.
-  async prepare(request: OpenAIRequest, receivedAt = performance.now()): Promise<Prepared> {
+  // Template + tokenize + length checks. Throws KvgateError on bad input. `signal` (the
+  // client left) takes a large prompt out of the tokenizer's queue.
+  async prepare(request: OpenAIRequest, receivedAt = performance.now(), signal?: AbortSignal): Promise<Prepared> {
     const model = this.model(request.model);
     const pre = model.preprocessor;
     const t0 = performance.now();
     let tokenIds: number[];
-    if (request.kind === 'chat') {
-      const prompt = pre.renderChat({
-        messages: request.messages,
-        tools: request.tools,
-        addGenerationPrompt: request.addGenerationPrompt,
-        kwargs: request.templateKwargs,
-      });
-      tokenIds = await pre.encodeChat(prompt);
-    } else if ('text' in request.prompt) {
-      tokenIds = await pre.encodeCompletion(request.prompt.text);
-    } else {
+    if (request.kind === 'completion' && !('text' in request.prompt)) {
       tokenIds = request.prompt.tokenIds;
       const vocab = pre.tokenizer.vocabSize;
       const bad = tokenIds.find((id) => id >= vocab);
       if (bad !== undefined) throw new KvgateError('invalid_request', `token id ${bad} is outside the vocabulary (size ${vocab})`, 'prompt');
+    } else {
+      const chat = request.kind === 'chat';
+      const text = chat
+        ? pre.renderChat({ messages: request.messages, tools: request.tools, addGenerationPrompt: request.addGenerationPrompt, kwargs: request.templateKwargs })
+        : (request.prompt as { text: string }).text;
+      // Tokenizing costs ~1 µs and ~150 bytes per token: text too long for the context by
+      // its size alone is refused before paying that.
+      checkLength(model, request, pre.tokenizer.minTokens(text), true);
+      tokenIds = chat ? await pre.encodeChat(text, signal) : await pre.encodeCompletion(text, signal);
     }
     this.metrics.preprocess.observe({ model: model.name }, (performance.now() - t0) / 1000);
     const n = tokenIds.length;
-    const what = request.kind === 'chat' ? 'messages' : 'prompt';
-    if (n === 0) throw new KvgateError('invalid_request', `the ${what} produced no tokens`, what);
-    const ctx = model.contextLength;
-    if (n >= ctx) {
-      throw new KvgateError('context_length_exceeded', `the model's context length is ${ctx} tokens, but the ${what} has ${n} tokens`, what);
+    if (n === 0) {
+      const what = request.kind === 'chat' ? 'messages' : 'prompt';
+      throw new KvgateError('invalid_request', `the ${what} produced no tokens`, what);
     }
-    if (request.maxTokens !== null && n + request.maxTokens > ctx) {
-      throw new KvgateError(
-        'context_length_exceeded',
-        `the model's context length is ${ctx} tokens; the ${what} has ${n} tokens and ${request.maxTokensParam} asks for ${request.maxTokens} more`,
-        request.maxTokensParam,
-      );
-    }
-    return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? ctx - n, receivedAt, trace: newTrace() };
+    checkLength(model, request, n, false);
+    return { requestId: randomUUID().replace(/-/g, ''), model, request, tokenIds, maxNewTokens: request.maxTokens ?? model.contextLength - n, receivedAt, trace: newTrace() };
   }
 
   private engineRequest(p: Prepared): GenerateRequest {

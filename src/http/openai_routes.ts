@@ -126,7 +126,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       model = deps.core.model(request.model).name;
       deps.metrics.inflight.inc({ model });
       counted = true;
-      const p = (prepared = await deps.core.prepare(request, receivedAt));
+      const p = (prepared = await deps.core.prepare(request, receivedAt, ex.signal));
       if (!ex.isOpen) {
         status = 'cancelled';
         return;

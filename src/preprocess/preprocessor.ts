@@ -12,6 +12,8 @@ export interface PreprocessorOptions {
   tokenizerPath?: string;
   // A Jinja file that replaces the model's chat template.
   chatTemplatePath?: string;
+  // Bytes of cached prompt-segment token ids (0: no cache).
+  segmentCacheBytes?: number;
 }
 
 export class Preprocessor {
@@ -24,7 +26,7 @@ export class Preprocessor {
   constructor(options: PreprocessorOptions = {}) {
     const files = readModelFiles(options.tokenizerPath, options.chatTemplatePath);
     this.modelDir = files.dir;
-    this.tokenizer = new Tokenizer(files);
+    this.tokenizer = new Tokenizer(files, { segmentCacheBytes: options.segmentCacheBytes });
     this.template = files.chatTemplate === null ? null : new ChatTemplate(files.chatTemplate, { bos_token: this.tokenizer.bosToken, eos_token: this.tokenizer.eosToken });
     const lengths = [files.tokenizerConfig['model_max_length'], files.modelConfig['max_position_embeddings']];
     // HF writes a huge sentinel (1e30) for "no limit".
@@ -39,13 +41,14 @@ export class Preprocessor {
     return this.template.render(input);
   }
 
-  // The chat template already contains the special tokens it wants.
-  encodeChat(prompt: string): Promise<number[]> {
-    return this.tokenizer.encode(prompt, false);
+  // The chat template already contains the special tokens it wants. Its segments between
+  // them (a system prompt, earlier turns) repeat across requests: cached.
+  encodeChat(prompt: string, signal?: AbortSignal): Promise<number[]> {
+    return this.tokenizer.encodeSegmented(prompt, signal);
   }
 
   // Plain completions get the tokenizer's own special tokens (e.g. Llama's BOS).
-  encodeCompletion(prompt: string): Promise<number[]> {
-    return this.tokenizer.encode(prompt, true);
+  encodeCompletion(prompt: string, signal?: AbortSignal): Promise<number[]> {
+    return this.tokenizer.encode(prompt, true, signal);
   }
 }

@@ -2,20 +2,25 @@
 // Rust `tokenizers` binding: encode runs on libuv's thread pool, off the event loop that
 // streams every other response (bench/README.md, "Preprocessing", has the numbers).
 // Decode is synchronous (id -> token piece -> the tokenizer's own decoder), because the
-// incremental detokenizer calls it for every chunk of every stream.
+// incremental detokenizer calls it for every chunk of every stream. Every encode goes
+// through the process's TokenizeLimiter (large inputs queue, small ones never wait behind
+// them); chat prompts reuse the ids of segments seen before (SegmentedEncoder).
 
 import { createRequire } from 'node:module';
 import type { Decoder, Tokenizer as HfTokenizer } from 'tokenizers';
 import { KvgateError } from '../errors.js';
 import type { ModelFiles } from './model_files.js';
+import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentedEncoder, type AddedToken } from './segmented_encoder.js';
+import { minTokens, tokenBound, type TokenBound } from './token_bound.js';
+import { tokenizeLimiter, type TokenizeLimiter } from './tokenize_limiter.js';
 
 const require = createRequire(import.meta.url);
 const { Tokenizer: HfTokenizerClass } = require('tokenizers') as typeof import('tokenizers');
 
-interface AddedTokenJson {
-  id: number;
-  content: string;
-  special?: boolean;
+export interface TokenizerOptions {
+  // Bytes of segment token ids kept for encodeSegmented (0: no cache).
+  segmentCacheBytes?: number;
+  limiter?: TokenizeLimiter;
 }
 
 // tokenizer_config.json writes special tokens as a string or as an AddedToken dict.
@@ -40,11 +45,17 @@ export class Tokenizer {
   // `eos_token_id` (Qwen3: <|im_end|> 151645 and <|endoftext|> 151643).
   readonly eosTokenIds: readonly number[];
   readonly specialIds: ReadonlySet<number>;
+  // Most bytes of text one token stands for, or null when the tokenizer can drop or fuse
+  // text (token_bound.ts): a text of B bytes has at least B / maxBytesPerToken tokens.
+  readonly maxBytesPerToken: number | null;
+  private readonly bound: TokenBound;
   private readonly hf: HfTokenizer;
+  private readonly limiter: TokenizeLimiter;
+  private readonly segments: SegmentedEncoder | null;
   private readonly decoder: Decoder | null;
   private readonly pieces: (string | null | undefined)[] = [];
 
-  constructor(files: ModelFiles) {
+  constructor(files: ModelFiles, options: TokenizerOptions = {}) {
     try {
       this.hf = HfTokenizerClass.fromString(files.tokenizerJson);
     } catch (err) {
@@ -52,7 +63,14 @@ export class Tokenizer {
     }
     this.decoder = this.hf.getDecoder();
     this.vocabSize = this.hf.getVocabSize(true);
-    const added = (JSON.parse(files.tokenizerJson) as { added_tokens?: AddedTokenJson[] }).added_tokens ?? [];
+    const json = JSON.parse(files.tokenizerJson) as Record<string, unknown>;
+    const added = (json['added_tokens'] as AddedToken[] | undefined) ?? [];
+    this.bound = tokenBound(json);
+    this.maxBytesPerToken = this.bound.maxBytesPerToken;
+    this.limiter = options.limiter ?? tokenizeLimiter;
+    this.segments = SegmentedEncoder.create(json, added, this.vocabSize, options.segmentCacheBytes ?? DEFAULT_SEGMENT_CACHE_BYTES, (text, signal) =>
+      this.encode(text, false, signal),
+    );
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.bosToken = tokenContent(files.tokenizerConfig['bos_token']);
     this.eosToken = tokenContent(files.tokenizerConfig['eos_token']);
@@ -65,9 +83,19 @@ export class Tokenizer {
     this.eosTokenIds = [...eos];
   }
 
-  async encode(text: string, addSpecialTokens: boolean): Promise<number[]> {
-    const enc = await this.hf.encode(text, null, { addSpecialTokens });
-    return enc.getIds();
+  // The fewest tokens `text` can have (0 when unknown), without tokenizing it.
+  minTokens(text: string): number {
+    return minTokens(this.bound, text);
+  }
+
+  // A signal that aborts while a large input waits for the tokenizer rejects the encode.
+  encode(text: string, addSpecialTokens: boolean, signal?: AbortSignal): Promise<number[]> {
+    return this.limiter.run(text.length, async () => (await this.hf.encode(text, null, { addSpecialTokens })).getIds(), signal);
+  }
+
+  // encode(text, false), with the ids of segments seen before taken from the cache.
+  encodeSegmented(text: string, signal?: AbortSignal): Promise<number[]> {
+    return this.segments === null ? this.encode(text, false, signal) : this.segments.encode(text, signal);
   }
 
   tokenToId(token: string): number | null {

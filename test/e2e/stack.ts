@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { defaultMaxBodyBytes } from '../../src/cli/config.js';
 import { clusterEngineArgs, LocalCluster, type SpawnedWorker } from '../../src/cluster/local_cluster.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../src/frontend/frontend.js';
 import type { ServedModel } from '../../src/frontend/serving.js';
@@ -95,7 +96,9 @@ export async function serve(workerUrls: readonly string[], options: KvWorkerSetO
     await set.close();
     throw err;
   }
-  const frontend = await startFrontend({ port: 0, models: [servedModel()] }, set);
+  const model = servedModel();
+  const maxBodyBytes = defaultMaxBodyBytes(model.contextLength, model.preprocessor.tokenizer.maxBytesPerToken);
+  const frontend = await startFrontend({ port: 0, models: [model], maxBodyBytes }, set);
   const client = new OpenAI({ baseURL: `${frontend.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
   return {
     set,

@@ -16,7 +16,7 @@ import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
 import type { EngineKind } from '../../worker/engine_args.js';
-import { parseCommandLine, type OptionsOf } from '../config.js';
+import { defaultMaxBodyBytes, parseCommandLine, type OptionsOf } from '../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
@@ -140,7 +140,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
   // An engine's own tokenizer directory, when it is on this machine.
   const engineTokenizer = mine.map((c) => c.tokenizerPath).find((p) => existsSync(join(p, 'tokenizer.json')));
   const model = loadServedModel(
-    { name, tokenizerPath: o.tokenizerPath ?? o.modelPath ?? engineTokenizer, chatTemplatePath: o.chatTemplate, contextLength: o.contextLength },
+    { name, tokenizerPath: o.tokenizerPath ?? o.modelPath ?? engineTokenizer, chatTemplatePath: o.chatTemplate, contextLength: o.contextLength, segmentCacheBytes: o.segmentCacheBytes },
     lengths.length > 0 ? Math.min(...lengths) : 0,
   );
   const frontend = await startFrontend(
@@ -149,7 +149,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
       port: o.port,
       models: [model],
       apiKeys: o.apiKey ?? [],
-      maxBodyBytes: o.maxBodyBytes,
+      maxBodyBytes: o.maxBodyBytes ?? defaultMaxBodyBytes(model.contextLength, model.preprocessor.tokenizer.maxBytesPerToken),
       bodyTimeoutMs: o.bodyTimeout * 1000,
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       clientStallTimeoutMs: o.clientStallTimeout * 1000,
