@@ -175,9 +175,10 @@ class NativePolicy implements Policy {
 
 // The ceiling: knows every engine's true cache (its events applied the moment they happen) and
 // the prompts already queued on each engine (they will be cached by the time a new request is
-// scheduled there), and picks the engine of least estimated time to first token:
-// the prefill backlog plus this prompt's uncached part, one decode step if the engine is
-// decoding, and a wait when the engine's KV cannot hold the request.
+// scheduled there), and picks the engine of least estimated time to first token plus the
+// prefill compute the request takes from the fleet. The TTFT estimate: the engine's prefill
+// backlog plus this prompt's uncached part, one decode step if the engine is decoding, and a
+// wait when the engine's KV cannot hold the request.
 class OraclePolicy implements Policy {
   readonly name = 'oracle';
   private readonly truth: KvRouter;
@@ -210,12 +211,15 @@ class OraclePolicy implements Policy {
     let bestCost = Infinity;
     let bestActive = Infinity;
     let bestUncached = isl;
+    const base = f.timing.prefillMs(0);
     for (let w = 0; w < f.workers; w++) {
       const e = f.engines[w]!;
       // The engine always computes at least the last prompt token.
       const cached = Math.min(this.overlap[w]! * bs, isl - 1);
       const uncached = isl - cached;
-      let cost = f.timing.prefillMs(this.backlog[w]! + uncached);
+      // Its own wait, plus the compute its uncached part takes from the fleet (so a hit that
+      // costs a short wait beats a recompute elsewhere).
+      let cost = f.timing.prefillMs(this.backlog[w]! + uncached) + f.timing.prefillMs(uncached) - base;
       if (e.numRunning > 0) cost += f.timing.decodeMs(e.usedTokens, f.capacityTokens);
       const over = e.usedTokens + this.reserved[w]! + uncached - f.capacityTokens;
       if (over > 0) cost += (1000 * over) / f.capacityTokens;

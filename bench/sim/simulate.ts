@@ -52,11 +52,15 @@ export interface SimResult {
   makespanMs: number;
   // Mean over samples of (max / mean active requests per engine), while any is active.
   imbalance: number;
-  // Requests per engine: the largest share one engine took (the burst check).
+  // Requests per engine: the largest and smallest share one engine took, over the fair share 1/N
+  // (the burst check; starvation).
   maxShare: number;
+  minShareOfFair: number;
+  // Multi-turn: the share of later turns routed to the engine of the conversation's last turn.
+  turnAffinity: number;
   wallSeconds: number;
   // Per-request record, for tests and the burst check.
-  perRequest: { worker: number; cached: number; isl: number; ttft: number }[];
+  perRequest: { worker: number; cached: number; isl: number; ttft: number; session?: number; turn?: number }[];
 }
 
 const RULES = (maxNewTokens: number): SamplingRules => ({
@@ -131,7 +135,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     const maxIsl = (capacityPages - Math.ceil(a.outputLen / e.pageSize) - 1) * e.pageSize;
     const tokens = a.tokens.length > maxIsl ? a.tokens.slice(0, maxIsl) : a.tokens;
     const sim: SimRequest = { id: nextId++, tokens, u32: Uint32Array.from(tokens), worker: -1 };
-    perRequest.push({ worker: -1, cached: 0, isl: tokens.length, ttft: NaN });
+    perRequest.push({ worker: -1, cached: 0, isl: tokens.length, ttft: NaN, ...(a.session !== undefined ? { session: a.session, turn: a.turn } : {}) });
     firstArrival = Math.min(firstArrival, clock.now());
     const w = policy.route(sim);
     sim.worker = w;
@@ -197,6 +201,10 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
   clock.run();
   policy.close();
   if (outstanding !== 0 || live.size !== 0) throw new Error(`simulation ended with ${outstanding} request(s) outstanding`);
+  // Every engine gave back what its requests held.
+  engines.forEach((eng, w) => {
+    if (!eng.idle || eng.cache.activePages !== 0) throw new Error(`engine ${w} ended holding ${eng.cache.activePages} KV pages (idle: ${eng.idle})`);
+  });
 
   let promptTokens = 0;
   let cachedTokens = 0;
@@ -208,6 +216,19 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
   });
   ttfts.sort();
   const pct = (p: number) => (ttfts.length ? ttfts[Math.min(ttfts.length - 1, Math.floor(p * ttfts.length))]! : NaN);
+  // Turns in order per conversation (a turn is sent after the previous one finished).
+  const lastWorker = new Map<number, number>();
+  let laterTurns = 0;
+  let stayed = 0;
+  for (const r of perRequest) {
+    if (r.session === undefined) continue;
+    const prev = lastWorker.get(r.session);
+    if (prev !== undefined) {
+      laterTurns++;
+      if (prev === r.worker) stayed++;
+    }
+    lastWorker.set(r.session, r.worker);
+  }
   const makespanMs = lastFinish - (Number.isFinite(firstArrival) ? firstArrival : 0);
   return {
     policy: policyLabel(o.policy),
@@ -222,6 +243,8 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     makespanMs,
     imbalance: samples ? imbalanceSum / samples : 1,
     maxShare: perRequest.length ? Math.max(...served) / perRequest.length : 0,
+    minShareOfFair: perRequest.length ? (Math.min(...served) * o.workers) / perRequest.length : 0,
+    turnAffinity: laterTurns ? stayed / laterTurns : NaN,
     wallSeconds: (performance.now() - wall0) / 1000,
     perRequest,
   };

@@ -189,3 +189,32 @@ export function mooncake(o: MooncakeOptions): Workload {
     },
   };
 }
+
+export interface SingleTurnOptions {
+  requests: number;
+  headerLen: number; // one header every prompt starts with (a universal system prompt)
+  bodyLen: number; // then the request's own tokens
+  outputLen: number;
+  ratePerSec: number;
+  seed: number;
+}
+
+// Single-turn traffic with nothing shared but a short common header: what Dynamo's router
+// starved decode workers on (reference/dynamo.md, known issues).
+export function singleTurn(o: SingleTurnOptions): Workload {
+  const rand = rng(o.seed);
+  let i = 0;
+  let t = 0;
+  return {
+    name: 'single-turn',
+    next() {
+      if (i >= o.requests) return null;
+      const k = i++;
+      const tokens = new Array<number>(o.headerLen + o.bodyLen);
+      for (let p = 0; p < o.headerLen; p++) tokens[p] = tokenAt(o.seed, -1, p);
+      for (let p = 0; p < o.bodyLen; p++) tokens[o.headerLen + p] = tokenAt(o.seed, 2_000_000 + k, p);
+      t += gapMs(rand, o.ratePerSec);
+      return { at: t, tokens, outputLen: o.outputLen };
+    },
+  };
+}
