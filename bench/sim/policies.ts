@@ -178,7 +178,8 @@ class NativePolicy implements Policy {
 // scheduled there), and picks the engine of least estimated time to first token plus the
 // prefill compute the request takes from the fleet. The TTFT estimate: the engine's prefill
 // backlog plus this prompt's uncached part, one decode step if the engine is decoding, and a
-// wait when the engine's KV cannot hold the request.
+// wait when the engine's KV cannot hold the request. It is a heuristic ceiling, not a proven
+// one: where its TTFT estimate trades a cache hit for a shorter queue, a policy can cache more.
 class OraclePolicy implements Policy {
   readonly name = 'oracle';
   private readonly truth: KvRouter;
@@ -219,7 +220,7 @@ class OraclePolicy implements Policy {
       const uncached = isl - cached;
       // Its own wait, plus the compute its uncached part takes from the fleet (so a hit that
       // costs a short wait beats a recompute elsewhere).
-      let cost = f.timing.prefillMs(this.backlog[w]! + uncached) + f.timing.prefillMs(uncached) - base;
+      let cost = f.timing.prefillMs(this.backlog[w]! + uncached) + (f.timing.prefillMs(uncached) - base);
       if (e.numRunning > 0) cost += f.timing.decodeMs(e.usedTokens, f.capacityTokens);
       const over = e.usedTokens + this.reserved[w]! + uncached - f.capacityTokens;
       if (over > 0) cost += (1000 * over) / f.capacityTokens;

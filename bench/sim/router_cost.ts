@@ -23,7 +23,12 @@ export interface RouterCost {
   findP99Us: number;
   routeP50Us: number;
   routeP99Us: number;
+  freeP50Us: number;
+  freeP99Us: number;
+  // Per second of wall time, and per second of this process's CPU time (the machine is shared:
+  // the second is what one core does).
   decisionsPerSec: number;
+  decisionsPerCpuSec: number;
 }
 
 function pct(xs: Float64Array, p: number): number {
@@ -80,16 +85,22 @@ export function routerCost(workers: number, decisions = 20_000): RouterCost {
   // Decisions: one request in flight per worker (freed `workers` decisions later).
   const inFlight = Math.min(workers, decisions / 2);
   const route = new Float64Array(decisions);
+  const free = new Float64Array(decisions);
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let id = 1; id <= decisions; id++) {
     tokens.set(prompts[Math.floor(pick() * prompts.length)]!);
     const a = process.hrtime.bigint();
     router.route(tokens, id, out);
     route[id - 1] = Number(process.hrtime.bigint() - a) / 1000;
     router.markPrefillDone(id);
+    const b = process.hrtime.bigint();
     if (id > inFlight) router.free(id - inFlight);
+    free[id - 1] = Number(process.hrtime.bigint() - b) / 1000;
   }
   const seconds = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const pairs = router.stats().pairs;
   router.close();
   return {
@@ -100,6 +111,9 @@ export function routerCost(workers: number, decisions = 20_000): RouterCost {
     findP99Us: pct(find, 0.99),
     routeP50Us: pct(route, 0.5),
     routeP99Us: pct(route, 0.99),
+    freeP50Us: pct(free, 0.5),
+    freeP99Us: pct(free, 0.99),
     decisionsPerSec: decisions / seconds,
+    decisionsPerCpuSec: decisions / cpuSeconds,
   };
 }

@@ -1,9 +1,10 @@
 // The default scenarios of `npm run sim`: each workload at each fleet size, sized so the whole
 // run takes minutes. Shared prefix follows SGLang's defaults at 8 engines and keeps the same
-// shape per engine beyond (8 groups per engine, KV sized so the prefixes fill 73% of the fleet's
-// KV at 8 and 64 engines, as llm-d sizes its runs); at 1,000 and 10,000 engines the request
-// count stays modest (4 prompts per group, fewer groups than engines), so those runs measure
-// placement over a short stretch of arrivals rather than a steady state.
+// shape per engine at 64 (8 groups per engine; KV sized so the prefixes fill 73% of the fleet's
+// KV, as llm-d sizes its runs). At 1,000 and 10,000 engines the request count stays modest
+// (500 groups x 4 prompts at the same per-engine arrival rate), so those runs measure placement
+// over a short stretch of arrivals (a burst at fleet scale), not a steady state; their
+// throughput is output tokens over the time to the last answer.
 
 import { fileURLToPath } from 'node:url';
 import { ENGINE_DEFAULTS, simulate, type EngineSpec } from './simulate.js';
@@ -41,7 +42,7 @@ export function gspCapacityPerEngine(): number {
 export function scenario(workload: WorkloadName, workers: number, seed = 1): Scenario {
   switch (workload) {
     case 'shared-prefix': {
-      const [groups, per] = workers <= 8 ? [64, 16] : workers <= 64 ? [8 * workers, 4] : workers <= 1000 ? [workers, 4] : [workers / 10, 4];
+      const [groups, per] = workers <= 8 ? [64, 16] : workers <= 64 ? [8 * workers, 4] : [500, 4];
       const rate = LOAD * gspCapacityPerEngine() * workers;
       return {
         workload,
@@ -52,7 +53,7 @@ export function scenario(workload: WorkloadName, workers: number, seed = 1): Sce
       };
     }
     case 'multi-turn': {
-      const sessions = 8 * workers;
+      const sessions = workers <= 8 ? 8 * workers : 4 * workers;
       const rate = 2 * workers;
       return {
         workload,
@@ -63,14 +64,15 @@ export function scenario(workload: WorkloadName, workers: number, seed = 1): Sce
       };
     }
     case 'mooncake': {
-      const limit = workers <= 8 ? 500 : 1000;
+      const limit = workers <= 8 ? 300 : 1000;
       const speed = (4 * workers) / 8;
       return {
         workload,
         workers,
-        engine: ENGINE_DEFAULTS,
+        // Page size 64: 12 K-token prompts would cost 750 pages each at 16.
+        engine: { ...ENGINE_DEFAULTS, pageSize: 64 },
         make: () => mooncake({ path: fileURLToPath(MOONCAKE_PATH), limit, speed, seed }),
-        note: `first ${limit} requests of conversation_trace.jsonl at ${speed}x speed; KV ${ENGINE_DEFAULTS.maxTotalTokens} tokens/engine`,
+        note: `first ${limit} requests of conversation_trace.jsonl at ${speed}x speed; page size 64, KV ${ENGINE_DEFAULTS.maxTotalTokens} tokens/engine`,
       };
     }
   }
