@@ -1,7 +1,7 @@
 // The fleet simulator: N engines (the mocker's RankScheduler: radix cache with LRU eviction,
 // continuous batching with chunked prefill, the polynomial timing model) on one virtual clock,
 // a routing policy in front, and a workload feeding arrivals. No HTTP, no processes: a run of
-// thousands of requests over thousands of engines takes seconds.
+// thousands of requests over thousands of engines takes seconds to tens of seconds.
 
 import { RankScheduler } from '../../src/mocker/scheduler.js';
 import { EngineRequest, type SamplingRules } from '../../src/mocker/request.js';
