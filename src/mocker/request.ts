@@ -90,6 +90,7 @@ export class EngineRequest {
     naturalOutputLen?: number;
     bootstrap?: BootstrapTriple | null;
     logMetrics?: boolean;
+    arrivalMs?: number; // default: now (the fleet simulator passes its virtual time)
   }) {
     this.rid = init.rid;
     this.inputIds = init.inputIds;
@@ -98,7 +99,7 @@ export class EngineRequest {
     this.sink = init.sink;
     this.bootstrap = init.bootstrap ?? null;
     this.logMetrics = init.logMetrics ?? true;
-    this.arrivalMs = performance.now();
+    this.arrivalMs = init.arrivalMs ?? performance.now();
     this.rng = new Rng(requestSeed(init.seed, init.inputIds, init.rules.samplingSeed));
     // Drawn even under ignore_eos so that flag does not change the words.
     const eosAt = naturalEosPosition(this.rng, Math.min(init.rules.maxNewTokens, init.naturalOutputLen ?? Infinity), init.rules.minNewTokens);

@@ -9,6 +9,7 @@ import { PagedRadixCache, type KvEvent } from './radix_cache.js';
 import { abortReason, type EngineRequest, type FinishReason } from './request.js';
 import type { TimingModel } from './timing.js';
 import type { DisaggregationMode } from './options.js';
+import { realClock, type EngineClock } from './clock.js';
 
 export interface SchedulerConfig {
   rank: number;
@@ -22,6 +23,7 @@ export interface SchedulerConfig {
   mode: DisaggregationMode;
   cacheEnabled: boolean;
   timing: TimingModel;
+  clock?: EngineClock; // default: real time
 }
 
 // Per-request observations for metrics (called only for requests with logMetrics).
@@ -64,7 +66,8 @@ export class RankScheduler {
   private chunked: EngineRequest | null = null;
   private inflightPrefill: PrefillItem[] | null = null;
   private inflightDecode = 0;
-  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private timer: unknown = null;
+  private readonly clock: EngineClock;
   private lastStepEnd = 0;
   private pendingEvents: KvEvent[] = [];
   private admitted = 0;
@@ -74,13 +77,15 @@ export class RankScheduler {
   lastCacheHitRate = 0;
   genThroughput = 0;
   private windowTokens = 0;
-  private windowStart = performance.now();
+  private windowStart: number;
   readonly counters = { promptTokens: 0, generationTokens: 0, cachedTokens: 0, requests: 0, aborted: 0 };
 
   constructor(
     private readonly cfg: SchedulerConfig,
     private readonly hooks: SchedulerHooks,
   ) {
+    this.clock = cfg.clock ?? realClock;
+    this.windowStart = this.clock.now();
     const totalPages = Math.floor(cfg.maxTotalTokens / cfg.pageSize);
     this.cache = new PagedRadixCache(cfg.pageSize, totalPages, (e) => this.queueEvent(e), cfg.cacheEnabled);
   }
@@ -191,8 +196,7 @@ export class RankScheduler {
     this.closed = true;
     for (const req of [...this.requests()]) this.finish(req, reason);
     if (this.timer) {
-      clearTimeout(this.timer as NodeJS.Timeout);
-      clearImmediate(this.timer as NodeJS.Immediate);
+      this.clock.clearTimer(this.timer);
       this.timer = null;
     }
     this.flushEvents();
@@ -224,11 +228,10 @@ export class RankScheduler {
     this.flushEvents();
     // Steps follow each other back to back in model time; a late timer does not push the
     // next step later.
-    const now = performance.now();
+    const now = this.clock.now();
     const end = Math.max(now, this.lastStepEnd) + ms;
     this.lastStepEnd = end;
-    const delay = end - now;
-    this.timer = delay >= 1 ? setTimeout(this.onStepEnd, delay) : setImmediate(this.onStepEnd);
+    this.timer = this.clock.setTimer(end - now, this.onStepEnd);
   }
 
   private readonly onStepEnd = (): void => {
@@ -315,7 +318,7 @@ export class RankScheduler {
   }
 
   private completeDecode(n: number): void {
-    const now = performance.now();
+    const now = this.clock.now();
     let produced = 0;
     for (let i = 0; i < n; i++) {
       const req = this.running[i]!;
@@ -366,7 +369,7 @@ export class RankScheduler {
   }
 
   private promptDone(req: EngineRequest): void {
-    const now = performance.now();
+    const now = this.clock.now();
     if (req.rules.maxNewTokens === 0) return this.finish(req, { type: 'length', length: 0 });
     if (this.cfg.mode === 'prefill') {
       // The prefill engine samples the first token and hands the KV over; its own response
@@ -412,7 +415,7 @@ export class RankScheduler {
           req.cachedTokens = cachedTokens;
           req.computedTokens = req.isl;
           if (req.logMetrics && this.hooks.observer) this.counters.cachedTokens += cachedTokens;
-          this.produceToken(req, performance.now(), firstToken);
+          this.produceToken(req, this.clock.now(), firstToken);
           if (req.finished) this.finish(req);
           else {
             req.state = 'running';
@@ -487,7 +490,7 @@ export class RankScheduler {
 
   // ---- KV events: everything that changed the cache in one synchronous run is one batch ----
   private queueEvent(e: KvEvent): void {
-    if (this.pendingEvents.length === 0) queueMicrotask(() => this.flushEvents());
+    if (this.pendingEvents.length === 0) this.clock.defer(() => this.flushEvents());
     this.pendingEvents.push(e);
   }
 

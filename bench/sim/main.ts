@@ -1,0 +1,127 @@
+// `npm run sim [-- <command>]`: the fleet simulator (bench/sim/README in bench/README.md).
+//
+//   report (default)  every workload at each fleet size under every policy, then the router's cost
+//   cost              the native router's findMatches/route latency and decisions/s at scale
+//   sweep             overlap weight x temperature of the kv policy across workloads and fleets
+//   burst             16 concurrent requests of one new prefix: how many stay on one engine
+//   failures          Dynamo's known failure modes: starvation, alternation on tied scores
+//
+// Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
+// SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
+// SIM_COST_FLEETS (1000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
+
+import { writeFileSync } from 'node:fs';
+import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
+import { resultTable } from './report.js';
+import { routerCost, type RouterCost } from './router_cost.js';
+import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
+import { simulate, ENGINE_DEFAULTS, type SimResult } from './simulate.js';
+import { burstWorkload } from './burst.js';
+import { runSweep } from './sweep.js';
+import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
+
+const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
+const seed = Number(process.env.SIM_SEED ?? 1);
+const eventDelayMs = Number(process.env.SIM_EVENT_DELAY_MS ?? 5);
+const json: Record<string, unknown> = {};
+
+function report(): void {
+  const fleets = list('SIM_FLEETS', '8,64,1000,10000').map(Number);
+  const workloads = list('SIM_WORKLOADS', WORKLOADS.join(',')) as WorkloadName[];
+  const policies = list('SIM_POLICIES', POLICY_KINDS.join(',')) as PolicyKind[];
+  // Multi-turn and Mooncake are long per request: multi-turn at 8 and 64 engines, Mooncake at 8,
+  // unless SIM_FLEETS asks.
+  const fleetsOf = (w: WorkloadName) =>
+    w === 'shared-prefix' || process.env.SIM_FLEETS ? fleets : fleets.filter((n) => n <= (w === 'mooncake' ? 8 : 64));
+  const all: Record<string, Omit<SimResult, 'perRequest'>[]> = {};
+  for (const w of workloads) {
+    for (const n of fleetsOf(w)) {
+      const sc = scenario(w, n, seed);
+      const results: SimResult[] = [];
+      for (const kind of policies) {
+        const spec: PolicySpec = { kind, eventDelayMs, seed };
+        const r = simulate(sc.make(), { workers: n, engine: sc.engine, policy: spec, seed });
+        results.push(r);
+        process.stderr.write(`${w} x${n} ${r.policy}: ${r.wallSeconds.toFixed(1)} s\n`);
+      }
+      console.log(`\n### ${w}, ${n} engines (${results[0]?.requests ?? 0} requests)\n\n${sc.note}; KV events land ${eventDelayMs} ms after the engine emits them.\n`);
+      console.log(resultTable(results));
+      all[`${w}/${n}`] = results.map(({ perRequest: _, ...r }) => r);
+    }
+  }
+  json.report = all;
+}
+
+function cost(): void {
+  const fleets = list('SIM_COST_FLEETS', '1000,10000').map(Number);
+  const rows: RouterCost[] = [];
+  for (const n of fleets) rows.push(routerCost(n));
+  console.log('\n### Router cost on one core\n');
+  console.log('| workers | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.workers} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+  }
+  json.cost = rows;
+}
+
+function burst(): void {
+  console.log('\n### Burst: 16 concurrent requests of one new 2,048-token prefix on 8 idle engines\n');
+  console.log('| policy | event delay ms | requests on the busiest engine | hit rate | TTFT p50 ms | TTFT p99 ms |');
+  console.log('|---|---|---|---|---|---|');
+  const rows = [];
+  const specs: PolicySpec[] = [{ kind: 'oracle' }, { kind: 'kv-approx' }];
+  for (const kind of ['kv', 'kv-pending'] as PolicyKind[]) {
+    for (const overlapWeight of [1, 2, 4]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
+  }
+  for (const spec of specs) {
+    const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });
+    const top = Math.round(r.maxShare * r.requests);
+    console.log(`| ${r.policy} | ${spec.eventDelayMs ?? '-'} | ${top} of ${r.requests} | ${(100 * r.hitRate).toFixed(1)} % | ${r.ttftP50.toFixed(0)} | ${r.ttftP99.toFixed(0)} |`);
+    rows.push({ policy: r.policy, delay: spec.eventDelayMs, top, hitRate: r.hitRate, ttftP50: r.ttftP50, ttftP99: r.ttftP99 });
+  }
+  json.burst = rows;
+}
+
+function failures(): void {
+  console.log('\n### Known failure modes (Dynamo issues #7836 and #3581)\n');
+  console.log('Starvation: 500 single-turn requests sharing a 64-token header (1,000 own tokens, 200 out) at 15 req/s on 5 engines. Tie alternation: 16 conversations x 8 turns on 2 engines.\n');
+  console.log('| policy | starvation: least-served engine / fair share | imbalance | TTFT p50 ms | tie alternation: turns back on the last engine | hit rate | TTFT p50 ms |');
+  console.log('|---|---|---|---|---|---|---|');
+  const rows = [];
+  for (const spec of FAILURE_POLICIES) {
+    const a = starvation(spec, seed, eventDelayMs);
+    const b = tieAlternation(spec, seed, eventDelayMs);
+    console.log(`| ${a.policy} | ${a.minShareOfFair.toFixed(2)} | ${a.imbalance.toFixed(2)} | ${a.ttftP50.toFixed(0)} | ${(100 * b.turnAffinity).toFixed(0)} % | ${(100 * b.hitRate).toFixed(1)} % | ${b.ttftP50.toFixed(0)} |`);
+    rows.push({ policy: a.policy, minShareOfFair: a.minShareOfFair, imbalance: a.imbalance, starvationTtftP50: a.ttftP50, turnAffinity: b.turnAffinity, hitRate: b.hitRate, ttftP50: b.ttftP50 });
+  }
+  json.failures = rows;
+}
+
+const cmd = process.argv[2] ?? 'report';
+const t0 = performance.now();
+switch (cmd) {
+  case 'report':
+    report();
+    burst();
+    failures();
+    cost();
+    break;
+  case 'cost':
+    cost();
+    break;
+  case 'sweep':
+    json.sweep = runSweep(seed, eventDelayMs);
+    break;
+  case 'burst':
+    burst();
+    break;
+  case 'failures':
+    failures();
+    break;
+  default:
+    console.error(`unknown command '${cmd}' (report, cost, sweep, burst, failures)`);
+    process.exit(2);
+}
+console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);
+if (process.env.SIM_JSON) writeFileSync(process.env.SIM_JSON, JSON.stringify(json, null, 1));

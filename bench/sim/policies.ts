@@ -1,0 +1,265 @@
+// Routing policies of the simulator. The native ones go through the same KvRouter binding the
+// frontend uses (src/native/addon.ts; src/router/kv_worker_set.ts drives it the same way): one
+// unit per simulated engine, route() per arrival, markPrefillDone() at the first token, free() at
+// the end, and, for exact KV routing, the engines' KV events applied `eventDelayMs` after the
+// engine emitted them. The oracle routes on the engines' true state instead.
+
+import { addon, type KvRouter, type RouterPolicy } from '../../src/native/addon.js';
+import type { KvEvent } from '../../src/mocker/radix_cache.js';
+import type { RankScheduler } from '../../src/mocker/scheduler.js';
+import type { TimingModel } from '../../src/mocker/timing.js';
+import type { VirtualClock } from './clock.js';
+
+export interface SimRequest {
+  readonly id: number;
+  readonly tokens: number[];
+  readonly u32: Uint32Array;
+  worker: number;
+}
+
+// What a policy may see of the fleet (the oracle reads the engines; the others only the clock).
+export interface FleetView {
+  readonly clock: VirtualClock;
+  readonly workers: number;
+  readonly blockSize: number;
+  readonly engines: readonly RankScheduler[];
+  readonly timing: TimingModel;
+  readonly capacityTokens: number;
+}
+
+export interface Policy {
+  readonly name: string;
+  route(req: SimRequest): number;
+  firstToken(req: SimRequest): void;
+  finished(req: SimRequest): void;
+  // The engine emitted these events now (the policy decides when it sees them).
+  kvEvents(worker: number, events: readonly KvEvent[]): void;
+  close(): void;
+}
+
+export type PolicyKind = RouterPolicy | 'kv-approx' | 'kv-pending' | 'oracle';
+export const POLICY_KINDS: readonly PolicyKind[] = ['oracle', 'kv', 'kv-pending', 'kv-approx', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
+
+export interface PolicySpec {
+  kind: PolicyKind;
+  overlapWeight?: number; // default: the router's (1)
+  temperature?: number; // default: the router's (0)
+  eventDelayMs?: number; // exact KV routing: engine emit -> index, virtual ms (default 0)
+  seed?: number;
+}
+
+export function policyLabel(s: PolicySpec): string {
+  const knobs: string[] = [];
+  if (s.overlapWeight !== undefined) knobs.push(`w=${s.overlapWeight}`);
+  if (s.temperature !== undefined) knobs.push(`T=${s.temperature}`);
+  return knobs.length ? `${s.kind} (${knobs.join(', ')})` : s.kind;
+}
+
+export function makePolicy(spec: PolicySpec, fleet: FleetView): Policy {
+  return spec.kind === 'oracle' ? new OraclePolicy(fleet) : new NativePolicy(spec, fleet);
+}
+
+// The mocker's events as the index takes them: runs of chained BlockStored (one per page) become
+// one applyStored; AllBlocksCleared clears the unit.
+export function applyKvEvents(router: KvRouter, worker: number, events: readonly KvEvent[]): void {
+  let i = 0;
+  while (i < events.length) {
+    const e = events[i]!;
+    if (e.type === 'BlockRemoved') {
+      router.applyRemoved(worker, 0, BigInt64Array.from(e.hashes));
+      i++;
+    } else if (e.type === 'AllBlocksCleared') {
+      router.clearWorker(worker, 0);
+      i++;
+    } else {
+      let j = i + 1;
+      while (j < events.length) {
+        const n = events[j]!;
+        if (n.type !== 'BlockStored' || n.parent !== (events[j - 1] as { hash: bigint }).hash) break;
+        j++;
+      }
+      const run = events.slice(i, j) as Extract<KvEvent, { type: 'BlockStored' }>[];
+      const tokens = new Uint32Array(run.reduce((s, r) => s + r.tokens.length, 0));
+      let at = 0;
+      for (const r of run) {
+        tokens.set(r.tokens, at);
+        at += r.tokens.length;
+      }
+      router.applyStored(worker, 0, e.parent, tokens, BigInt64Array.from(run.map((r) => r.hash)));
+      i = j;
+    }
+  }
+}
+
+// Pending blocks as holds under engine hashes no engine uses: a unit holds a block under several
+// engine hashes, so these holds sit beside the exact ones and leave with applyRemoved without
+// touching what the engine's own events stored.
+const PENDING_BASE = 1n << 61n;
+function pendingHold(router: KvRouter, blockSize: number, req: SimRequest, worker: number): BigInt64Array {
+  const blocks = Math.floor(req.u32.length / blockSize);
+  if (blocks === 0) return new BigInt64Array(0);
+  if (blocks >= 1 << 20) throw new Error(`request ${req.id}: ${blocks} blocks exceed the pending-hash space`);
+  const hashes = new BigInt64Array(blocks);
+  const base = PENDING_BASE + (BigInt(req.id) << 20n);
+  for (let b = 0; b < blocks; b++) hashes[b] = base + BigInt(b);
+  router.applyStored(worker, 0, null, req.u32.subarray(0, blocks * blockSize), hashes);
+  return hashes;
+}
+
+class NativePolicy implements Policy {
+  readonly name: string;
+  private readonly router: KvRouter;
+  private readonly out = new Uint32Array(3);
+  private readonly exact: boolean;
+  private readonly pending: boolean;
+  private readonly delay: number;
+  private readonly holds = new Map<number, BigInt64Array>();
+
+  constructor(
+    private readonly spec: PolicySpec,
+    private readonly fleet: FleetView,
+  ) {
+    this.name = policyLabel(spec);
+    const kv = spec.kind === 'kv' || spec.kind === 'kv-approx' || spec.kind === 'kv-pending';
+    this.exact = spec.kind === 'kv' || spec.kind === 'kv-pending';
+    this.pending = spec.kind === 'kv-pending';
+    this.delay = spec.eventDelayMs ?? 0;
+    this.router = new addon.KvRouter({
+      blockSize: fleet.blockSize,
+      policy: kv ? 'kv' : (spec.kind as RouterPolicy),
+      approx: spec.kind === 'kv-approx',
+      seed: spec.seed ?? 1,
+      ...(spec.overlapWeight !== undefined ? { overlapWeight: spec.overlapWeight } : {}),
+      ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
+    });
+    for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
+  }
+
+  route(req: SimRequest): number {
+    if (!this.router.route(req.u32, req.id, this.out, undefined, undefined, this.fleet.clock.now())) throw new Error('no candidate');
+    const w = this.out[0]!;
+    // Prototype of the issue's pending prefixes, TS side only: the routed prompt counts as
+    // cached on its worker (weight 1, like exact blocks) until its own events have landed.
+    if (this.pending) this.holds.set(req.id, pendingHold(this.router, this.fleet.blockSize, req, w));
+    return w;
+  }
+
+  firstToken(req: SimRequest): void {
+    this.router.markPrefillDone(req.id);
+    // The prompt's BlockStored events were emitted with this step; they land after the delay.
+    if (this.pending) this.fleet.clock.at(this.fleet.clock.now() + this.delay + 1e-3, () => this.dropHold(req));
+  }
+
+  finished(req: SimRequest): void {
+    this.router.free(req.id);
+    if (this.pending) this.dropHold(req);
+  }
+
+  private dropHold(req: SimRequest): void {
+    const h = this.holds.get(req.id);
+    if (!h) return;
+    this.holds.delete(req.id);
+    this.router.applyRemoved(req.worker, 0, h);
+  }
+
+  kvEvents(worker: number, events: readonly KvEvent[]): void {
+    if (!this.exact) return;
+    const c = this.fleet.clock;
+    c.at(c.now() + this.delay, () => applyKvEvents(this.router, worker, events));
+  }
+
+  close(): void {
+    this.router.close();
+  }
+}
+
+// The ceiling: knows every engine's true cache (its events applied the moment they happen) and
+// the prompts already queued on each engine (they will be cached by the time a new request is
+// scheduled there), and picks the engine of least estimated time to first token plus the
+// prefill compute the request takes from the fleet. The TTFT estimate: the engine's prefill
+// backlog plus this prompt's uncached part, one decode step if the engine is decoding, and a
+// wait when the engine's KV cannot hold the request. It is a heuristic ceiling, not a proven
+// one: where its TTFT estimate trades a cache hit for a shorter queue, a policy can cache more.
+class OraclePolicy implements Policy {
+  readonly name = 'oracle';
+  private readonly truth: KvRouter;
+  private readonly backlog: Float64Array; // uncached prompt tokens routed, before first token
+  private readonly reserved: Float64Array; // KV tokens routed requests will take, before admission
+  private readonly mine = new Map<number, { uncached: number; need: number; holds: BigInt64Array }>();
+  private readonly outW: Uint32Array;
+  private readonly outR: Uint32Array;
+  private readonly outD: Uint32Array;
+  private readonly overlap: Uint32Array;
+
+  constructor(private readonly fleet: FleetView) {
+    this.truth = new addon.KvRouter({ blockSize: fleet.blockSize });
+    for (let w = 0; w < fleet.workers; w++) this.truth.addWorker(w, 0);
+    this.backlog = new Float64Array(fleet.workers);
+    this.reserved = new Float64Array(fleet.workers);
+    this.outW = new Uint32Array(fleet.workers + 8);
+    this.outR = new Uint32Array(fleet.workers + 8);
+    this.outD = new Uint32Array(fleet.workers + 8);
+    this.overlap = new Uint32Array(fleet.workers);
+  }
+
+  route(req: SimRequest): number {
+    const f = this.fleet;
+    const bs = f.blockSize;
+    const isl = req.u32.length;
+    const n = this.truth.findMatches(req.u32, this.outW, this.outR, this.outD);
+    for (let i = 0; i < n; i++) this.overlap[this.outW[i]!] = this.outD[i]!;
+    let best = -1;
+    let bestCost = Infinity;
+    let bestActive = Infinity;
+    let bestUncached = isl;
+    const base = f.timing.prefillMs(0);
+    for (let w = 0; w < f.workers; w++) {
+      const e = f.engines[w]!;
+      // The engine always computes at least the last prompt token.
+      const cached = Math.min(this.overlap[w]! * bs, isl - 1);
+      const uncached = isl - cached;
+      // Its own wait, plus the compute its uncached part takes from the fleet (so a hit that
+      // costs a short wait beats a recompute elsewhere).
+      let cost = f.timing.prefillMs(this.backlog[w]! + uncached) + (f.timing.prefillMs(uncached) - base);
+      if (e.numRunning > 0) cost += f.timing.decodeMs(e.usedTokens, f.capacityTokens);
+      const over = e.usedTokens + this.reserved[w]! + uncached - f.capacityTokens;
+      if (over > 0) cost += (1000 * over) / f.capacityTokens;
+      const active = e.numRequests;
+      if (cost < bestCost || (cost === bestCost && active < bestActive)) {
+        best = w;
+        bestCost = cost;
+        bestActive = active;
+        bestUncached = uncached;
+      }
+    }
+    for (let i = 0; i < n; i++) this.overlap[this.outW[i]!] = 0;
+    const uncached = bestUncached;
+    this.backlog[best] += uncached;
+    this.reserved[best] += uncached;
+    this.mine.set(req.id, { uncached, need: uncached, holds: pendingHold(this.truth, bs, req, best) });
+    return best;
+  }
+
+  firstToken(req: SimRequest): void {
+    const m = this.mine.get(req.id);
+    if (!m || m.uncached < 0) return;
+    this.backlog[req.worker] -= m.uncached;
+    this.reserved[req.worker] -= m.need;
+    m.uncached = -1;
+    // Its blocks are in the engine's cache now, and the truth index has them.
+    this.truth.applyRemoved(req.worker, 0, m.holds);
+  }
+
+  finished(req: SimRequest): void {
+    this.firstToken(req);
+    this.mine.delete(req.id);
+  }
+
+  kvEvents(worker: number, events: readonly KvEvent[]): void {
+    applyKvEvents(this.truth, worker, events);
+  }
+
+  close(): void {
+    this.truth.close();
+  }
+}
