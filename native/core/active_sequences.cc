@@ -2,6 +2,15 @@
 
 namespace kvgate {
 
+namespace {
+// Load counters only shrink by what was added to them; saturating keeps a bookkeeping slip
+// from wrapping a unit's load to 2^64 (which would keep the unit from ever being picked).
+template <typename T>
+void drop(T& counter, T by) {
+  counter -= counter < by ? counter : by;
+}
+}  // namespace
+
 const UnitLoad ActiveSequences::kIdle{};
 
 ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, const uint64_t* seq, size_t n_full,
@@ -24,11 +33,15 @@ ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, cons
   r.partial = partial_block;
   r.prefill_done = false;
   r.prefill_tokens = prefill_tokens;
-  r.nodes.resize(n_full);
+  r.nodes.clear();
+  r.nodes.reserve(n_full);
   for (size_t i = 0; i < n_full; i++) {
     uint32_t count;
-    // Cannot fail: a unit's holds on one block never exceed its requests (< kMaxCount).
-    r.nodes[i] = table_.add(seq[i], unit, &count);
+    // Fails only if one request repeats a block kMaxCount times (chained hashes never
+    // repeat): that hold is not taken, so it is not released either.
+    const uint32_t node = table_.add(seq[i], unit, &count);
+    if (node == PrefixTable::kNoNode) continue;
+    r.nodes.push_back(node);
     if (count == 1) load.active_blocks++;
   }
   if (partial_block) load.active_blocks++;
@@ -44,7 +57,7 @@ bool ActiveSequences::mark_prefill_done(uint64_t id) {
   Request& r = requests_[slot];
   if (r.prefill_done) return false;
   r.prefill_done = true;
-  loads_[r.unit].prefill_tokens -= r.prefill_tokens;
+  drop(loads_[r.unit].prefill_tokens, r.prefill_tokens);
   return true;
 }
 
@@ -59,11 +72,13 @@ void ActiveSequences::release(uint32_t slot) {
   Request& r = requests_[slot];
   UnitLoad& load = loads_[r.unit];
   for (uint32_t node : r.nodes) {
-    if (table_.remove(node, r.unit) == 0) load.active_blocks--;
+    // 0: the unit's last hold on the block went, so it leaves the unit's active blocks;
+    // kNotHeld (a hold that was never taken) must not count down.
+    if (table_.remove(node, r.unit) == 0) drop<uint64_t>(load.active_blocks, 1);
   }
-  if (r.partial) load.active_blocks--;
-  if (!r.prefill_done) load.prefill_tokens -= r.prefill_tokens;
-  load.requests--;
+  if (r.partial) drop<uint64_t>(load.active_blocks, 1);
+  if (!r.prefill_done) drop(load.prefill_tokens, r.prefill_tokens);
+  drop<uint32_t>(load.requests, 1);
   r.nodes.clear();
   free_slots_.push_back(slot);
 }

@@ -174,12 +174,13 @@ uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
 }
 
 uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
+  if (node >= next_unused_ || unit >= kMaxUnits) return kNotHeld;
   Node& nd = at(node);
   Holder* h = holders(nd);
   const uint16_t u = static_cast<uint16_t>(unit);
   const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
   const size_t k = static_cast<size_t>(pos - h);
-  if (k == nd.n || h[k].unit != u) return 0;  // not held: callers keep holds in step, nothing to do
+  if (k == nd.n || h[k].unit != u) return kNotHeld;  // (a free node has no holders)
   holds_--;
   if (--h[k].count > 0) return h[k].count;
   if (nd.n == 1) {

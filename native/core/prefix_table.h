@@ -36,6 +36,7 @@ class PrefixTable {
   static constexpr uint32_t kNoNode = UINT32_MAX;
   static constexpr uint32_t kMaxUnits = 65535;  // unit ids are 0 .. kMaxUnits - 1
   static constexpr uint32_t kMaxCount = 65535;  // holds of one unit on one block
+  static constexpr uint32_t kNotHeld = UINT32_MAX;  // remove(): the unit held no such block
 
   // max_load_pct: the seq table grows by 1.5x beyond this fill (percent). Higher saves
   // memory (the KV index: 75), lower makes inserts and erases cheaper (active requests).
@@ -52,8 +53,9 @@ class PrefixTable {
   // kNoNode (nothing changed) if the unit already has kMaxCount holds on it.
   uint32_t add(uint64_t seq, uint32_t unit, uint32_t* count_after);
 
-  // Drops one hold of `unit` on `node` (which it must hold). Returns the unit's remaining
-  // holds; frees the node when no unit holds it any more.
+  // Drops one hold of `unit` on `node`. Returns the unit's remaining holds (0: it just
+  // dropped its last one), or kNotHeld, changing nothing, if the unit does not hold the
+  // node or the node is not live. Frees the node when no unit holds it any more.
   uint32_t remove(uint32_t node, uint32_t unit);
 
   uint64_t seq_of(uint32_t node) const { return at(node).seq; }

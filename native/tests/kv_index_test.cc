@@ -102,6 +102,26 @@ TEST(U64Map, AgreesWithUnorderedMapUnderRandomOps) {
   EXPECT_LE(m.capacity(), 16u);
 }
 
+TEST(PrefixTable, RemoveTellsTheLastHoldFromNotHeld) {
+  // Callers count a unit's blocks down on 0 only: "not held" must never look like 0.
+  PrefixTable t;
+  uint32_t count;
+  const uint32_t a = t.add(42, 1, &count);
+  ASSERT_EQ(t.add(42, 1, &count), a);
+  ASSERT_EQ(t.add(42, 2, &count), a);
+  EXPECT_EQ(t.remove(a, 3), PrefixTable::kNotHeld);  // never held by unit 3
+  EXPECT_EQ(t.remove(a, 1), 1u);
+  EXPECT_EQ(t.remove(a, 1), 0u);                     // unit 1's last hold
+  EXPECT_EQ(t.remove(a, 1), PrefixTable::kNotHeld);  // already dropped
+  EXPECT_EQ(t.holds(), 1u);
+  EXPECT_EQ(t.remove(a, 2), 0u);                     // the node is freed
+  EXPECT_EQ(t.blocks(), 0u);
+  EXPECT_EQ(t.remove(a, 2), PrefixTable::kNotHeld);  // a freed node
+  EXPECT_EQ(t.remove(12345, 2), PrefixTable::kNotHeld);
+  EXPECT_EQ(t.remove(a, PrefixTable::kMaxUnits), PrefixTable::kNotHeld);
+  EXPECT_EQ(t.holds(), 0u);
+}
+
 TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
   // Model: seq → unit → count; match = walk while the intersection is non-empty.
   std::mt19937_64 rng(11);

@@ -23,6 +23,7 @@ using kvgate::KvEventError;
 using kvgate::KvIndex;
 using kvgate::KvRouter;
 using kvgate::Policy;
+using kvgate::PrefixTable;
 using kvgate::Rng;
 using kvgate::RouteResult;
 using kvgate::RouterConfig;
@@ -173,6 +174,29 @@ TEST(ActiveSequences, SharedBlocksCountOncePerUnit) {
   EXPECT_FALSE(a.free(3));
   // Unknown units are idle.
   EXPECT_EQ(a.load(77).requests, 0u);
+}
+
+TEST(ActiveSequences, LoadNeverWrapsWhenAHoldIsRefused) {
+  // One request naming one block more often than a unit can hold it: the refused holds are
+  // not released either, so the unit's load returns to exactly zero (it used to wrap to
+  // 2^64 - 1 and the unit was never picked again).
+  ActiveSequences a;
+  const std::vector<uint64_t> same(PrefixTable::kMaxCount + 5, 77);
+  ASSERT_EQ(a.add(1, 0, same.data(), same.size(), true, 9), ActiveSequences::AddStatus::kOk);
+  EXPECT_EQ(a.load(0).active_blocks, 2u);
+  const auto x = seqs(78, 3);
+  ASSERT_EQ(a.add(2, 0, x.data(), x.size(), false, 5), ActiveSequences::AddStatus::kOk);
+  EXPECT_EQ(a.load(0).active_blocks, 5u);
+  EXPECT_TRUE(a.free(1));
+  EXPECT_EQ(a.load(0).active_blocks, 3u);
+  EXPECT_EQ(a.load(0).prefill_tokens, 5u);
+  EXPECT_TRUE(a.free(2));
+  EXPECT_EQ(a.load(0).active_blocks, 0u);
+  EXPECT_EQ(a.load(0).prefill_tokens, 0u);
+  EXPECT_EQ(a.load(0).requests, 0u);
+  std::vector<UnitDepth> m;
+  a.match(x.data(), x.size(), &m);
+  EXPECT_TRUE(m.empty());
 }
 
 // ---- KvRouter ----

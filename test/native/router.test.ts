@@ -205,6 +205,39 @@ describe('KvRouter: routing', () => {
     router.close();
   });
 
+  it("a worker's load returns to exactly zero on every way a request ends", () => {
+    // Shared prefixes (blocks held by several requests), prefill marked or not, double
+    // frees, frees of requests whose worker left, and a worker re-added: no counter may
+    // wrap (a wrapped load is ~2^64 and the worker is never picked again).
+    const router = new addon.KvRouter({ blockSize: 2, seed: 5 });
+    for (let w = 0; w < 3; w++) router.addWorker(w);
+    const out = new Uint32Array(3);
+    const base = prompt(11, 300);
+    const ids: number[] = [];
+    for (let id = 1; id <= 60; id++) {
+      const t = base.subarray(0, 1 + ((id * 37) % 300)); // prefixes of one document, odd and even lengths
+      expect(router.route(t, id, out)).toBe(true);
+      ids.push(id);
+      if (id % 3 === 0) router.markPrefillDone(id);
+      if (id === 30) router.removeWorker(1); // its requests are forgotten with it
+      if (id === 31) router.addWorker(1);
+      if (id % 7 === 0) {
+        router.free(id);
+        expect(router.free(id)).toBe(false);
+      }
+      for (const u of router.units()) {
+        expect(u.activeBlocks).toBeLessThanOrEqual(60 * 150);
+        expect(u.prefillTokens).toBeLessThanOrEqual(60 * 300);
+      }
+    }
+    router.clearWorker(0);
+    for (const id of ids.reverse()) router.free(id);
+    for (const id of ids) expect(router.free(id)).toBe(false);
+    expect(router.stats().activeRequests).toBe(0);
+    for (const u of router.units()) expect(u).toMatchObject({ activeBlocks: 0, prefillTokens: 0, activeRequests: 0 });
+    router.close();
+  });
+
   it('approximate mode predicts the cache from its own decisions until the TTL ends', () => {
     const router = new addon.KvRouter({ blockSize: BS, seed: 3, approx: true, approxTtlMs: 1000 });
     router.addWorker(1);
