@@ -94,9 +94,11 @@ export interface KvRouterOptions {
    *  Default: random. */
   seed?: bigint | number;
   /** Approximate mode for engines without KV events (Dynamo's --no-router-kv-events): each
-   *  routed request's full blocks are recorded as cached on the chosen unit for
-   *  approxTtlMs (refreshed when routed again), dropping the oldest recordings when more
-   *  than approxMaxBlocks are held (down to approxMaxBlocks * approxPruneRatio). */
+   *  request routed to an approximate unit has its full blocks recorded as cached there for
+   *  approxTtlMs (refreshed in place when routed again), dropping the oldest recordings when
+   *  more than approxMaxBlocks are held (down to approxMaxBlocks * approxPruneRatio); memory
+   *  is bounded by approxMaxBlocks, not by the request rate. This option is the mode of
+   *  units added without one (addWorker's `approx`). */
   approx?: boolean;
   /** Default 120000 (Dynamo's --router-ttl-secs 120). > 0. */
   approxTtlMs?: number;
@@ -169,9 +171,11 @@ export class KvRouter {
   /** The options' blockSize. */
   readonly blockSize: number;
 
-  /** Registers (worker, rank = 0) as a routing candidate. Idempotent. O(units log units).
-   *  Throws ERR_LIMIT when 65535 units are in use. */
-  addWorker(worker: number, rank?: number): void;
+  /** Registers (worker, rank = 0) as a routing candidate, approximate (its cache predicted
+   *  from routing decisions) or exact (kept by its KV events); `approx` defaults to the
+   *  options' approx. Idempotent; adding it again in the other mode drops its cached blocks.
+   *  O(units log units). Throws ERR_LIMIT when 65535 units are in use. */
+  addWorker(worker: number, rank?: number, approx?: boolean): void;
   /** Forgets the unit, or every rank of the worker when rank is omitted: its cached blocks,
    *  its active requests (free() on them then returns false) and its candidacy. Call when
    *  discovery loses the worker. O(its blocks + active requests + units). */
@@ -200,7 +204,8 @@ export class KvRouter {
    *  batch replaces `rank`. Events for another medium than the GPU are ignored;
    *  AllBlocksCleared clears this one unit. Returns the number of events with an error
    *  (as in applyStored/applyRemoved); with `out` (Uint32Array, length >= 4) also writes
-   *  [events, applied, ignored, errors]. O(bytes); allocates no JS objects.
+   *  [events, applied, ignored, errors], and, if out has a fifth element, the rank the
+   *  events went to. O(bytes); allocates no JS objects.
    *  Throws ERR_KV_EVENT_MALFORMED (nothing applied) on bytes that are not a valid batch. */
   applyEvents(worker: number, rank: number, bytes: Uint8Array, out?: Uint32Array): number;
 

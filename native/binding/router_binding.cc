@@ -287,9 +287,10 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 
   template <typename T>
   bool out_arg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type, size_t need, const char* fn,
-               const char* what, T** data) {
+               const char* what, T** data, size_t* out_len = nullptr) {
     size_t len = 0;
-    if (info.Length() > i && typed(info[i], type, type, data, &len) && len >= need) return true;
+    if (out_len == nullptr) out_len = &len;
+    if (info.Length() > i && typed(info[i], type, type, data, out_len) && *out_len >= need) return true;
     Throw(info.Env(), kInvalidArg,
           std::string(fn) + ": " + what + " must be a " +
               (type == napi_float64_array ? "Float64Array" : "Uint32Array") + " of length >= " + std::to_string(need));
@@ -305,7 +306,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     KvRouter* r = open(info, "addWorker");
     uint32_t worker, rank;
     if (!r || !unit_args(info, "addWorker", false, &worker, &rank)) return info.Env().Undefined();
-    if (!r->add_unit(worker, rank)) return Throw(info.Env(), kLimit, "addWorker: 65535 (worker, rank) units in use");
+    bool approx = r->config().approx;
+    if (!absent(info, 2)) {
+      if (!info[2].IsBoolean()) return Throw(info.Env(), kInvalidArg, "addWorker: approx must be a boolean");
+      approx = info[2].As<Napi::Boolean>().Value();
+    }
+    if (!r->add_unit(worker, rank, approx)) return Throw(info.Env(), kLimit, "addWorker: 65535 (worker, rank) units in use");
     return info.Env().Undefined();
   }
 
@@ -380,7 +386,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       return Throw(env, kInvalidArg, "applyEvents: bytes must be a Uint8Array");
     }
     uint32_t* out = nullptr;
-    if (!absent(info, 3) && !out_arg(info, 3, napi_uint32_array, 4, fn, "out", &out)) return env.Undefined();
+    size_t out_len = 0;
+    if (!absent(info, 3) && !out_arg(info, 3, napi_uint32_array, 4, fn, "out", &out, &out_len)) return env.Undefined();
     BatchResult res;
     const KvEventError err = r->apply_batch(worker, rank, bytes, len, &res);
     if (err != KvEventError::kOk) {
@@ -391,6 +398,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       out[1] = res.applied;
       out[2] = res.ignored;
       out[3] = res.errors;
+      if (out_len > 4) out[4] = res.rank;
     }
     return Napi::Number::New(env, res.errors);
   }

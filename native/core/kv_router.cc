@@ -21,7 +21,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     overlap_of_.push_back(0);
     active_of_.push_back(0);
   }
-  slots_[s] = Slot{worker, rank, true, false};
+  slots_[s] = Slot{worker, rank, true, false, false};
   slot_of_.put(unit_key(worker, rank), s);
   return s;
 }
@@ -54,9 +54,11 @@ void KvRouter::rebuild_candidates() {
   });
 }
 
-bool KvRouter::add_unit(uint32_t worker, uint32_t rank) {
+bool KvRouter::add_unit(uint32_t worker, uint32_t rank, bool approx) {
   const uint32_t s = slot_for(worker, rank);
   if (s == kNoSlot) return false;
+  if (slots_[s].candidate && slots_[s].approx != approx) clear_slot(s);
+  slots_[s].approx = approx;
   if (!slots_[s].candidate) {
     slots_[s].candidate = true;
     rebuild_candidates();
@@ -116,6 +118,7 @@ KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t
   const KvEventError err = parse_kv_event_batch(data, len, &batch_);
   if (err != KvEventError::kOk) return err;
   if (batch_.has_dp_rank) rank = static_cast<uint32_t>(batch_.dp_rank);
+  out->rank = rank;
   out->events = static_cast<uint32_t>(batch_.events.size());
   for (const KvEvent& ev : batch_.events) {
     if (!ev.gpu_medium) {
@@ -199,7 +202,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const size_t count = candidates_.size();
   if (count == 0) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
-  if (config_.approx) expire(now_ms);
+  if (!approx_fifo_.empty()) expire(now_ms);
   const uint32_t bs = config_.block_size;
   const uint32_t isl = static_cast<uint32_t>(n);
   hash_prompt(tokens, n);
@@ -238,7 +241,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   if (active_.add(request_id, s, seq_.data(), n_full, n % bs != 0, prefill) != ActiveSequences::AddStatus::kOk) {
     return RouteStatus::kUnitFull;
   }
-  if (config_.approx) approx_record(s, n_full, now_ms);
+  if (slots_[s].approx) approx_record(s, n_full, now_ms);
   *out = RouteResult{slots_[s].worker, slots_[s].rank, overlap};
   return RouteStatus::kOk;
 }

@@ -5,9 +5,10 @@
 // candidate (add_unit) or named by a KV event; events for units that are not candidates are
 // indexed (they may arrive before registration) but never routed to.
 //
-// Approximate mode (dynamo.md §2.10, for engines without KV events): each routed request's
-// full blocks are recorded in the index as held by the chosen unit, for a TTL (refreshed
-// when routed again) and within a size cap (oldest dropped first).
+// Approximate mode (dynamo.md §2.10, for engines without KV events) is per unit: each
+// request routed to an approximate unit has its full blocks recorded in the index as held
+// by that unit, for a TTL (refreshed when routed again) and within a size cap (oldest
+// dropped first). Units with KV events are kept exact by them alone.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,7 +29,7 @@ struct RouterConfig {
   double overlap_weight = 1.0;  // default per-request weight of prefill blocks in the cost
   double temperature = 0.0;     // default per-request softmax temperature (0 = argmin)
   uint64_t seed = 0;
-  bool approx = false;
+  bool approx = false;  // the mode of units registered without one
   double approx_ttl_ms = 120000;
   uint64_t approx_max_blocks = 1u << 20;
   double approx_prune_ratio = 0.8;  // a prune drops down to max * ratio
@@ -62,6 +63,7 @@ struct BatchResult {
   uint32_t applied = 0;  // events applied without error
   uint32_t ignored = 0;  // events for another storage tier (not device cache)
   uint32_t errors = 0;   // stored with an unknown parent or a block size mismatch, removals of unheld blocks
+  uint32_t rank = 0;     // the rank the events went to (the batch's dp_rank when it has one)
 };
 
 struct RouterStats {
@@ -85,8 +87,11 @@ class KvRouter {
 
   const RouterConfig& config() const { return config_; }
 
-  // Registers (worker, rank) as a candidate. Idempotent; false only at the unit limit.
-  bool add_unit(uint32_t worker, uint32_t rank);
+  // Registers (worker, rank) as a candidate, approximate or kept exact by KV events.
+  // Idempotent; registering it again in the other mode drops what the old mode cached.
+  // False only at the unit limit.
+  bool add_unit(uint32_t worker, uint32_t rank, bool approx);
+  bool add_unit(uint32_t worker, uint32_t rank) { return add_unit(worker, rank, config_.approx); }
   // Forgets the unit (or every rank of the worker): its cached blocks, active requests
   // and candidacy.
   void remove_unit(uint32_t worker, uint32_t rank);
@@ -108,8 +113,8 @@ class KvRouter {
   void find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out);
 
   // Hashes the prompt, matches, scores and picks a candidate by the configured policy, and
-  // records the request as active there (and, in approximate mode, its blocks as cached at
-  // now_ms). overlap_weight and temperature apply to this request.
+  // records the request as active there (and, on an approximate unit, its blocks as cached
+  // at now_ms). overlap_weight and temperature apply to this request.
   RouteStatus route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
                     double temperature, double now_ms, RouteResult* out);
   // What route would see, without picking or recording: one entry per candidate, in
@@ -131,7 +136,7 @@ class KvRouter {
  private:
   struct Slot {
     uint32_t worker = 0, rank = 0;
-    bool used = false, candidate = false;
+    bool used = false, candidate = false, approx = false;
   };
   struct ApproxEntry {
     double expiry;

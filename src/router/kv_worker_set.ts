@@ -5,8 +5,8 @@
 // Members and the index:
 // - An agent is admitted when its Hello arrives: every dp rank of its card becomes a routing
 //   candidate (worker id = the member's id, rank = dp rank). Its relayed KV-event batches go
-//   to router.applyEvents as raw bytes; a KvReset clears that rank (the batches that follow
-//   rebuild it). When the connection drops the worker leaves the router (removeWorker: its
+//   to router.applyEvents as raw bytes; a KvReset clears that rank and every rank its batches
+//   named by their own dp_rank (the batches that follow rebuild them). When the connection drops the worker leaves the router (removeWorker: its
 //   blocks leave the index, its active requests are forgotten) and the client reconnects
 //   with backoff; the new connection's join reset rebuilds it.
 // - A worker whose page size differs from the model's block size, or whose role is prefill or
@@ -19,9 +19,9 @@
 //   prefill tokens of what it routed, released on first token and finish), as Dynamo does;
 //   the native router takes no external load. The engines' own load reports are kept for
 //   /metrics only.
-// - Approximate mode (kvEvents false, or workers without KV events such as plain SGLang
-//   HTTP servers): the router records each routed prompt as cached on its worker for a TTL
-//   and ignores KV events.
+// - Approximate mode is per worker (kvEvents false, or a worker without KV events such as a
+//   plain SGLang HTTP server): the router records each prompt routed to it as cached there
+//   for a TTL, and its KV events are ignored. The other workers of the model stay exact.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
@@ -63,7 +63,6 @@ interface Group {
   model: string;
   router: KvRouter;
   blockSize: number;
-  approx: boolean;
   port: RoutingPort<Member>;
 }
 
@@ -81,6 +80,10 @@ interface Member {
   group: Group | null;
   // dp ranks registered in group.router (0 when out of routing).
   ranks: number;
+  // Routed approximately: its cache is predicted, its KV events are ignored.
+  approx: boolean;
+  // Per relay rank, the other ranks its batches' dp_rank sent events to (cleared with it).
+  eventRanks: Map<number, Set<number>>;
   state: MemberState;
   reason: string;
   timer: NodeJS.Timeout | null;
@@ -94,7 +97,7 @@ export class KvWorkerSet implements WorkerSet {
   private nextId = 0;
   private nextRid = 0;
   private readonly out = new Uint32Array(3);
-  private readonly counts = new Uint32Array(4);
+  private readonly counts = new Uint32Array(5);
   private readonly metrics: RouterMetrics;
   private readonly probeTimer: NodeJS.Timeout | null;
   private closed = false;
@@ -147,7 +150,7 @@ export class KvWorkerSet implements WorkerSet {
     await m.client.close();
   }
 
-  // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: its model routes
+  // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed
   // approximately).
   addEngine(url: string): void {
     if (this.members.has(url)) return;
@@ -241,6 +244,8 @@ export class KvWorkerSet implements WorkerSet {
       fresh: true,
       group: null,
       ranks: 0,
+      approx: false,
+      eventRanks: new Map(),
       state: 'connecting',
       reason: '',
       timer: null,
@@ -269,7 +274,7 @@ export class KvWorkerSet implements WorkerSet {
     const g = m.group;
     // The same agent again (its engine restarted): the relay's resets already rebuilt its
     // ranks, so only the card changes, unless its shape did.
-    if (!newConnection && m.state === 'up' && g && g.model === (this.opts.servedModelName ?? h.card.servedModelName) && g.blockSize === h.card.pageSize && m.ranks === h.card.dpSize) {
+    if (!newConnection && m.state === 'up' && g && g.model === (this.opts.servedModelName ?? h.card.servedModelName) && g.blockSize === h.card.pageSize && m.ranks === h.card.dpSize && m.approx === this.approxFor(m, h.card)) {
       m.card = h.card;
       return;
     }
@@ -299,26 +304,30 @@ export class KvWorkerSet implements WorkerSet {
       if (!Number.isInteger(card.pageSize) || card.pageSize < 1 || card.pageSize > 1024) {
         return this.refuse(m, `page size ${card.pageSize} is outside the router's block sizes 1..1024`);
       }
-      g = this.newGroup(model, card, m);
+      g = this.newGroup(model, card);
     }
     if (card.pageSize !== g.blockSize) {
       return this.refuse(m, `page size ${card.pageSize} differs from ${g.blockSize}, the page size of the other workers of ${model}`);
     }
-    if (!g.approx && (m.http || !card.kvEvents)) {
-      this.log.warn(`worker ${m.name} publishes no KV events: the router cannot see its cache (routing to it by load only)`);
-    }
+    const approx = this.approxFor(m, card);
     try {
-      for (let r = 0; r < card.dpSize; r++) g.router.addWorker(m.id, r);
+      for (let r = 0; r < card.dpSize; r++) g.router.addWorker(m.id, r, approx);
     } catch (err) {
       g.router.removeWorker(m.id);
       return this.refuse(m, (err as Error).message);
     }
     m.group = g;
     m.ranks = card.dpSize;
+    m.approx = approx;
     m.state = 'up';
     m.reason = '';
-    this.log.info(`worker ${m.name} up: ${model}, ${card.dpSize} dp rank(s), page size ${card.pageSize}, ${card.totalKvBlocks} KV blocks per rank, role ${card.role}`);
-    if (resync && m.agent && !g.approx) for (let r = 0; r < card.dpSize; r++) m.agent.requestResync(r);
+    const routing = approx ? `approximate (no KV events; predicted cache, TTL ${(this.opts.approxTtlMs ?? 120_000) / 1000} s)` : 'KV events';
+    this.log.info(`worker ${m.name} up: ${model}, ${card.dpSize} dp rank(s), page size ${card.pageSize}, ${card.totalKvBlocks} KV blocks per rank, role ${card.role}, routed by ${routing}`);
+    if (resync && m.agent && !approx) for (let r = 0; r < card.dpSize; r++) m.agent.requestResync(r);
+  }
+
+  private approxFor(m: Member, card: ModelCard): boolean {
+    return this.opts.kvEvents === false || m.http !== null || !card.kvEvents;
   }
 
   private refuse(m: Member, reason: string): void {
@@ -332,20 +341,19 @@ export class KvWorkerSet implements WorkerSet {
   private unregister(m: Member): void {
     if (m.group && m.ranks > 0 && !this.closed) m.group.router.removeWorker(m.id);
     m.ranks = 0;
+    m.eventRanks.clear();
   }
 
-  private newGroup(model: string, card: ModelCard, first: Member): Group {
-    const approx = this.opts.kvEvents === false || first.http !== null || !card.kvEvents;
+  private newGroup(model: string, card: ModelCard): Group {
     const router = new addon.KvRouter({
       blockSize: card.pageSize,
       policy: this.mode,
       overlapWeight: this.opts.overlapWeight ?? 1,
       temperature: this.opts.temperature ?? 0,
-      approx,
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });
-    const g: Group = { model, router, blockSize: card.pageSize, approx, port: null! };
+    const g: Group = { model, router, blockSize: card.pageSize, port: null! };
     g.port = {
       route: (tokens) => this.route(g, tokens),
       markPrefillDone: (rid) => {
@@ -361,7 +369,7 @@ export class KvWorkerSet implements WorkerSet {
       },
     };
     this.groups.set(model, g);
-    this.log.info(`routing ${model}: ${this.mode}, block size ${card.pageSize}, ${approx ? `approximate (no KV events; predicted cache, TTL ${(this.opts.approxTtlMs ?? 120_000) / 1000} s)` : 'KV events'}`);
+    this.log.info(`routing ${model}: ${this.mode}, block size ${card.pageSize}`);
     return g;
   }
 
@@ -427,10 +435,12 @@ export class KvWorkerSet implements WorkerSet {
 
   private onKv(m: Member, ev: KvRelayEvent): void {
     const g = m.group;
-    if (this.closed || m.state !== 'up' || !g || g.approx || ev.instanceId !== m.instanceId) return;
+    if (this.closed || m.state !== 'up' || !g || m.approx || ev.instanceId !== m.instanceId) return;
     const labels = { model: g.model, worker: m.name };
     if (ev.kind === 'reset') {
       g.router.clearWorker(m.id, ev.dpRank);
+      for (const r of m.eventRanks.get(ev.dpRank) ?? []) g.router.clearWorker(m.id, r);
+      m.eventRanks.delete(ev.dpRank);
       this.metrics.kvResets.inc({ ...labels, reason: ev.reason });
       return;
     }
@@ -441,7 +451,12 @@ export class KvWorkerSet implements WorkerSet {
       this.log.warn(`worker ${m.name} rank ${ev.dpRank}: KV batch ${ev.seq} not applied: ${(err as Error).message}`);
       return;
     }
-    const [, applied, ignored, errors] = this.counts;
+    const [, applied, ignored, errors, rank] = this.counts;
+    if (rank !== ev.dpRank) {
+      let extra = m.eventRanks.get(ev.dpRank);
+      if (!extra) m.eventRanks.set(ev.dpRank, (extra = new Set()));
+      extra.add(rank!);
+    }
     if (applied) this.metrics.kvEvents.inc({ ...labels, result: 'applied' }, applied);
     if (ignored) this.metrics.kvEvents.inc({ ...labels, result: 'ignored' }, ignored);
     if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);

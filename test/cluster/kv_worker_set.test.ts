@@ -88,13 +88,14 @@ class FakeAgent {
     return this.server.close();
   }
 
-  // The engine stored full blocks of `tokens` (one engine hash per block).
-  store(tokens: number[], rank = 0): bigint[] {
+  // The engine stored full blocks of `tokens` (one engine hash per block). `dpRank`: the
+  // rank the batch itself names, when it differs from the relay's rank.
+  store(tokens: number[], rank = 0, dpRank = rank): bigint[] {
     const bs = this.card.pageSize;
     const hashes = Array.from({ length: Math.floor(tokens.length / bs) }, () => BigInt(Math.floor(Math.random() * 2 ** 48)));
     const s = { rank, tokens: tokens.slice(0, hashes.length * bs), hashes };
     this.stored.push(s);
-    for (const peer of this.peers) this.sendBatch(peer, rank, [storedEvent(s, bs)]);
+    for (const peer of this.peers) this.sendBatch(peer, rank, [storedEvent(s, bs)], dpRank);
     return hashes;
   }
 
@@ -116,11 +117,11 @@ class FakeAgent {
     for (const s of this.stored) if (s.rank === rank) this.sendBatch(peer, rank, [storedEvent(s, this.card.pageSize)]);
   }
 
-  private sendBatch(peer: Peer, rank: number, events: unknown[]): void {
+  private sendBatch(peer: Peer, rank: number, events: unknown[], dpRank = rank): void {
     const seqs = this.seqs.get(peer)!;
     const seq = seqs.get(rank)!;
     seqs.set(rank, seq + 1n);
-    const payload = packr.pack([Date.now() / 1000, events, rank]);
+    const payload = packr.pack([Date.now() / 1000, events, dpRank]);
     peer.send({ type: 'kv_batch', instanceId: this.instanceId, dpRank: rank, seq, engineSeq: seq, snapshot: false, payload });
   }
 }
@@ -318,6 +319,48 @@ describe('KvWorkerSet', () => {
     for (let i = 0; i < 4; i++) expect((await run(set, p)).worker).toBe(first);
     expect(set.routerStats('test-model')).toMatchObject({ eventsApplied: 0, approxBlocks: 4 });
     expect(cached(set, a.url) + cached(set, b.url)).toBe(4);
+  });
+
+  it('decides approximate or exact routing per worker, whichever is admitted first', async () => {
+    // The first worker publishes no KV events, the second does: the second's events still
+    // steer routing, and only the first gets predicted cache entries.
+    const quiet = await agent({ kvEvents: false });
+    const loud = await agent();
+    const { set } = workerSet();
+    set.addAgent(quiet.url);
+    await set.waitForWorkers(1, 5000);
+    set.addAgent(loud.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(4000);
+    loud.store(p);
+    await waitFor(() => cached(set, loud.url) === 4, 'the KV events of the second worker applied');
+    for (let i = 0; i < 3; i++) expect((await run(set, p)).worker).toBe(loud.url);
+    expect(set.routerStats('test-model')).toMatchObject({ eventsApplied: 1, approxBlocks: 0 });
+    // The quiet worker's events are ignored. A fresh prompt goes to it (the tie goes to the
+    // smaller cache), and is predicted as cached there: it goes there again.
+    quiet.store(prompt(7000));
+    const q = prompt(20_000);
+    expect((await run(set, q)).worker).toBe(quiet.url);
+    expect((await run(set, q)).worker).toBe(quiet.url);
+    expect(set.routerStats('test-model')).toMatchObject({ eventsApplied: 1, approxBlocks: 4 });
+    expect(cached(set, quiet.url)).toBe(4);
+  });
+
+  it("a reset clears the ranks its relay's batches named by their own dp_rank", async () => {
+    const a = await agent({ dpSize: 2 });
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    // Relay rank 0 carries a batch that says dp_rank 1: its blocks land on rank 1.
+    a.store(prompt(100), 0, 1);
+    a.store(prompt(300), 0, 0);
+    await waitFor(() => cached(set, a.url) === 8, 'both batches applied');
+    expect(set.unitRows().map((u) => [u.rank, u.cachedBlocks])).toEqual([[0, 4], [1, 4]]);
+    // The relay resets rank 0 (its engine restarted): nothing it sent may linger.
+    a.stored.length = 0;
+    a.engineRestarted(0);
+    await waitFor(() => cached(set, a.url) === 0, 'everything relay rank 0 sent is cleared');
+    expect(set.routerStats('test-model')!.blocks).toBe(0);
   });
 
   it('round-robin and least-loaded spread requests over the workers', async () => {

@@ -258,6 +258,42 @@ describe('KvRouter: routing', () => {
   });
 });
 
+describe('KvRouter: per-unit modes and ranks', () => {
+  it('records predicted blocks only for approximate units; exact units follow their events', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 2, policy: 'round-robin' });
+    router.addWorker(1, 0, true);
+    router.addWorker(2, 0, false);
+    const out = new Uint32Array(3);
+    const t = prompt(21, 4 * BS);
+    expect(router.route(t, 1, out, undefined, undefined, 0)).toBe(true);
+    expect(router.route(t, 2, out, undefined, undefined, 0)).toBe(true);
+    const cachedOf = (w: number) => router.units().find((u) => u.worker === w)!.cachedBlocks;
+    expect([cachedOf(1), cachedOf(2)]).toEqual([4, 0]);
+    expect(router.stats().approxBlocks).toBe(4);
+    router.applyEvents(2, 0, sglangStoredBatch(t));
+    expect(matches(router, t)).toEqual({ '1:0': 4, '2:0': 4 });
+    // Re-adding in the other mode drops what the old mode cached.
+    router.addWorker(1, 0, false);
+    expect([cachedOf(1), router.stats().approxBlocks]).toEqual([0, 0]);
+    expect(codeOf(() => router.addWorker(3, 0, 1 as unknown as boolean))).toBe('ERR_INVALID_ARG');
+    router.close();
+  });
+
+  it("reports the rank a batch went to (its own dp_rank wins over the caller's)", () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 2 });
+    router.addWorker(4, 0);
+    router.addWorker(4, 1);
+    const counts = new Uint32Array(5);
+    router.applyEvents(4, 0, sglangStoredBatch(prompt(1, 2 * BS), 1), counts);
+    expect([...counts]).toEqual([2, 2, 0, 0, 1]);
+    router.applyEvents(4, 1, sglangStoredBatch(prompt(2, 2 * BS)), counts);
+    expect(counts[4]).toBe(1);
+    router.applyEvents(4, 0, sglangStoredBatch(prompt(3, 2 * BS)), counts);
+    expect(counts[4]).toBe(0);
+    router.close();
+  });
+});
+
 describe('KvRouter: bad input and lifetime', () => {
   it('rejects bad options with ERR_INVALID_ARG', () => {
     const bad: unknown[] = [
