@@ -38,9 +38,14 @@ void KvRouter::release_slot(uint32_t s) {
 
 void KvRouter::clear_slot(uint32_t s) {
   index_.clear_unit(s);
-  if (s < approx_latest_.size()) {
-    approx_blocks_ -= approx_latest_[s].size();
-    approx_latest_[s].reset();  // FIFO entries of this slot are stale from now on
+  if (s < approx_of_.size()) {
+    approx_of_[s].for_each([&](uint64_t, uint32_t e) {
+      approx_unlink(e);
+      approx_pool_[e].next = approx_free_;
+      approx_free_ = e;
+    });
+    approx_blocks_ -= approx_of_[s].size();
+    approx_of_[s].reset();
   }
 }
 
@@ -202,7 +207,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const size_t count = candidates_.size();
   if (count == 0) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
-  if (!approx_fifo_.empty()) expire(now_ms);
+  if (approx_head_ != kNoEntry) expire(now_ms);
   const uint32_t bs = config_.block_size;
   const uint32_t isl = static_cast<uint32_t>(n);
   hash_prompt(tokens, n);
@@ -258,37 +263,79 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
 }
 
 void KvRouter::approx_record(uint32_t s, size_t n_full, double now_ms) {
-  if (s >= approx_latest_.size()) approx_latest_.resize(s + 1);
-  U64Map& latest = approx_latest_[s];
+  if (s >= approx_of_.size()) approx_of_.resize(s + 1);
+  U64Map& of = approx_of_[s];
   const double expiry = now_ms + config_.approx_ttl_ms;
   for (size_t i = 0; i < n_full; i++) {
     const uint64_t seq = seq_[i];
+    uint32_t e = of.find(seq);
+    if (e != kNoEntry) {
+      // Recorded already: refresh its TTL and move it to the back, in place.
+      approx_pool_[e].expiry = expiry;
+      approx_unlink(e);
+      approx_link_back(e);
+      continue;
+    }
+    if (approx_free_ == kNoEntry && approx_pool_.size() >= kNoEntry - 1) break;  // 2^32 entries: record no more
     // The recorded block's engine hash is its sequence hash: unique per prefix.
     if (!index_.claim(s, static_cast<int64_t>(seq), seq)) continue;
-    const uint32_t stamp = approx_stamp_;
-    approx_stamp_ = (approx_stamp_ + 1) & 0x7FFFFFFF;  // never U64Map::kNone
-    if (latest.put(seq, stamp) == U64Map::kNone) approx_blocks_++;
-    approx_fifo_.push_back(ApproxEntry{expiry, s, stamp, seq});
+    if (approx_free_ != kNoEntry) {
+      e = approx_free_;
+      approx_free_ = approx_pool_[e].next;
+    } else {
+      e = static_cast<uint32_t>(approx_pool_.size());
+      approx_pool_.emplace_back();
+    }
+    approx_pool_[e] = ApproxEntry{expiry, seq, s, kNoEntry, kNoEntry};
+    approx_link_back(e);
+    of.put(seq, e);
+    approx_blocks_++;
   }
   if (approx_blocks_ > config_.approx_max_blocks) {
     const double target = static_cast<double>(config_.approx_max_blocks) * config_.approx_prune_ratio;
-    while (!approx_fifo_.empty() && static_cast<double>(approx_blocks_) > target) approx_drop_front();
+    while (approx_head_ != kNoEntry && static_cast<double>(approx_blocks_) > target) approx_drop_front();
+  }
+}
+
+void KvRouter::approx_link_back(uint32_t e) {
+  ApproxEntry& x = approx_pool_[e];
+  x.prev = approx_tail_;
+  x.next = kNoEntry;
+  if (approx_tail_ != kNoEntry) {
+    approx_pool_[approx_tail_].next = e;
+  } else {
+    approx_head_ = e;
+  }
+  approx_tail_ = e;
+}
+
+void KvRouter::approx_unlink(uint32_t e) {
+  const ApproxEntry& x = approx_pool_[e];
+  if (x.prev != kNoEntry) {
+    approx_pool_[x.prev].next = x.next;
+  } else {
+    approx_head_ = x.next;
+  }
+  if (x.next != kNoEntry) {
+    approx_pool_[x.next].prev = x.prev;
+  } else {
+    approx_tail_ = x.prev;
   }
 }
 
 void KvRouter::approx_drop_front() {
-  const ApproxEntry e = approx_fifo_.front();
-  approx_fifo_.pop_front();
-  if (e.slot >= approx_latest_.size()) return;
-  U64Map& latest = approx_latest_[e.slot];
-  if (latest.find(e.seq) != e.stamp) return;  // refreshed since, or the unit was cleared
-  latest.erase(e.seq);
+  const uint32_t e = approx_head_;
+  const ApproxEntry x = approx_pool_[e];
+  approx_unlink(e);
+  approx_pool_[e].next = approx_free_;
+  approx_free_ = e;
+  approx_of_[x.slot].erase(x.seq);
   approx_blocks_--;
-  index_.release(e.slot, static_cast<int64_t>(e.seq));
+  index_.release(x.slot, static_cast<int64_t>(x.seq));
 }
 
 void KvRouter::expire(double now_ms) {
-  while (!approx_fifo_.empty() && approx_fifo_.front().expiry <= now_ms) approx_drop_front();
+  while (approx_head_ != kNoEntry && approx_pool_[approx_head_].expiry <= now_ms) approx_drop_front();
 }
 
 RouterStats KvRouter::stats() const {
@@ -301,8 +348,8 @@ RouterStats KvRouter::stats() const {
   s.event_errors = event_errors_;
   s.approx_blocks = approx_blocks_;
   s.bytes = s.index.bytes + active_.bytes() + slot_of_.bytes() + slots_.capacity() * sizeof(Slot) +
-            approx_fifo_.size() * sizeof(ApproxEntry);
-  for (const U64Map& m : approx_latest_) s.bytes += m.bytes();
+            approx_pool_.capacity() * sizeof(ApproxEntry) + approx_of_.capacity() * sizeof(U64Map);
+  for (const U64Map& m : approx_of_) s.bytes += m.bytes();
   return s;
 }
 

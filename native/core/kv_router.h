@@ -7,12 +7,13 @@
 //
 // Approximate mode (dynamo.md §2.10, for engines without KV events) is per unit: each
 // request routed to an approximate unit has its full blocks recorded in the index as held
-// by that unit, for a TTL (refreshed when routed again) and within a size cap (oldest
-// dropped first). Units with KV events are kept exact by them alone.
+// by that unit, for a TTL (refreshed in place when routed again) and within a size cap
+// (least recently routed dropped first). Memory follows the recorded blocks (at most the
+// cap plus one prompt), never the request rate. Units with KV events are kept exact by
+// them alone.
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <vector>
 
 #include "core/active_sequences.h"
@@ -138,11 +139,14 @@ class KvRouter {
     uint32_t worker = 0, rank = 0;
     bool used = false, candidate = false, approx = false;
   };
+  // One recorded (unit, block), on a list in the order last routed (so in expiry order:
+  // the TTL is constant); a free entry's `next` links the free list.
+  static constexpr uint32_t kNoEntry = U64Map::kNone;
   struct ApproxEntry {
     double expiry;
-    uint32_t slot;
-    uint32_t stamp;
     uint64_t seq;
+    uint32_t slot;
+    uint32_t prev, next;
   };
 
   static uint64_t unit_key(uint32_t worker, uint32_t rank) { return (uint64_t{worker} << 32) | rank; }
@@ -154,6 +158,8 @@ class KvRouter {
   void hash_prompt(const uint32_t* tokens, size_t n);
   void gather(size_t n_full);  // fills cand_ from seq_[0..n_full)
   void approx_record(uint32_t slot, size_t n_full, double now_ms);
+  void approx_link_back(uint32_t e);
+  void approx_unlink(uint32_t e);
   void approx_drop_front();
 
   RouterConfig config_;
@@ -170,11 +176,12 @@ class KvRouter {
   uint64_t events_applied_ = 0, event_errors_ = 0;
   KvEventBatch batch_;
 
-  // Approximate mode: a FIFO of recordings (expiry order, since the TTL is constant) and,
-  // per slot, the stamp of each block's latest recording; older entries are stale.
-  std::deque<ApproxEntry> approx_fifo_;
-  std::vector<U64Map> approx_latest_;
-  uint32_t approx_stamp_ = 0;
+  // Approximate mode: the recorded entries (a pool with a free list), their list from the
+  // least to the most recently routed, and per slot each recorded block's entry.
+  std::vector<ApproxEntry> approx_pool_;
+  uint32_t approx_free_ = kNoEntry;
+  uint32_t approx_head_ = kNoEntry, approx_tail_ = kNoEntry;
+  std::vector<U64Map> approx_of_;  // by slot: seq → entry
   uint64_t approx_blocks_ = 0;
 
   // Per-call scratch.

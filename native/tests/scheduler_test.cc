@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -392,6 +393,46 @@ TEST(KvRouter, ApproximateModeRecordsRoutedBlocksWithATtl) {
   }
   EXPECT_LE(r.stats().approx_blocks, 16u);
   EXPECT_EQ(r.stats().index.pairs, r.stats().approx_blocks);
+}
+
+TEST(KvRouter, ApproximateMemoryFollowsTheRecordedBlocksNotTheRequestRate) {
+  // One prompt routed 100k times records its blocks once: refreshing a recorded block's
+  // TTL adds nothing (it used to queue 24 bytes per block per route: 615 MB per 100k
+  // routes of a long prompt). Many distinct prompts stay within approx_max_blocks.
+  RouterConfig c = config();
+  c.approx = true;
+  c.approx_max_blocks = 200;
+  KvRouter r(c);
+  r.add_unit(1, 0);
+  r.add_unit(2, 0);
+  const auto p = prompt(3, 64 * kBs + 1);  // 64 blocks and a partial one
+  RouteResult res;
+  uint64_t bytes = 0;
+  for (uint64_t id = 1; id <= 100000; id++) {
+    if (id == 100) bytes = r.stats().bytes;  // (after the scratch buffers have grown)
+    ASSERT_EQ(r.route(p.data(), p.size(), id, 1.0, 0.0, static_cast<double>(id), &res), RouteStatus::kOk);
+    ASSERT_TRUE(r.free(id));
+  }
+  EXPECT_EQ(r.stats().approx_blocks, 64u);
+  EXPECT_EQ(r.stats().bytes, bytes);
+  // Distinct prompts: at most the cap plus one prompt recorded at any time; memory stays
+  // what the cap needs.
+  uint64_t peak = 0;
+  for (uint64_t id = 200000; id < 210000; id++) {
+    if (id == 201000) bytes = r.stats().bytes;
+    const auto q = prompt(static_cast<uint32_t>(id), 16 * kBs);
+    ASSERT_EQ(r.route(q.data(), q.size(), id, 1.0, 0.0, 200000, &res), RouteStatus::kOk);
+    ASSERT_TRUE(r.free(id));
+    ASSERT_LE(r.stats().approx_blocks, 200u + 16u);
+    ASSERT_EQ(r.stats().index.pairs, r.stats().approx_blocks);
+    peak = std::max<uint64_t>(peak, r.stats().bytes);
+  }
+  EXPECT_LE(peak, bytes + 16u * 1024);
+  // A unit leaving takes its recordings; the rest expire.
+  r.remove_worker(1);
+  r.expire(1e12);
+  EXPECT_EQ(r.stats().approx_blocks, 0u);
+  EXPECT_EQ(r.stats().index.blocks, 0u);
 }
 
 std::vector<uint8_t> stored_batch(const std::vector<uint32_t>& t, size_t blocks, bool dp_rank, int64_t rank) {

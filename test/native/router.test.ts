@@ -258,6 +258,30 @@ describe('KvRouter: routing', () => {
   });
 });
 
+describe('KvRouter: approximate mode memory', () => {
+  it('stays bounded when one prompt is routed 100k times (refreshed in place, not queued again)', () => {
+    const router = new addon.KvRouter({ blockSize: 4, seed: 9, approx: true, approxMaxBlocks: 1000 });
+    router.addWorker(1);
+    router.addWorker(2);
+    const t = prompt(31, 64 * 4 + 2);
+    const out = new Uint32Array(3);
+    let bytes = 0;
+    for (let id = 1; id <= 100_000; id++) {
+      if (id === 100) bytes = router.stats().bytes;
+      router.route(t, id, out, undefined, undefined, id);
+      router.free(id);
+    }
+    expect(router.stats()).toMatchObject({ approxBlocks: 64, bytes });
+    // Distinct prompts: never more than the cap plus one prompt.
+    for (let id = 200_000; id < 202_000; id++) {
+      router.route(prompt(id, 16 * 4), id, out, undefined, undefined, 200_000);
+      router.free(id);
+      expect(router.stats().approxBlocks).toBeLessThanOrEqual(1000 + 16);
+    }
+    router.close();
+  });
+});
+
 describe('KvRouter: per-unit modes and ranks', () => {
   it('records predicted blocks only for approximate units; exact units follow their events', () => {
     const router = new addon.KvRouter({ blockSize: BS, seed: 2, policy: 'round-robin' });
