@@ -1,5 +1,10 @@
-// The one way native errors cross into JavaScript: an Error with a stable `code`, and the
+// The one way native errors cross into JavaScript: an error with a stable `code`, and the
 // argument checks every binding module shares.
+//
+// The project's error class (src/errors.ts KvgateError) is handed to the addon once at load
+// (setErrorClass, as better-sqlite3 takes its SqliteError), so native errors reach the
+// error registry like any other: `new KvgateError(code, message)`. Without it (the addon
+// required directly) they are plain Errors with err.code set.
 #pragma once
 #include <napi.h>
 
@@ -13,11 +18,31 @@ constexpr const char* kMalformed = "ERR_KV_EVENT_MALFORMED";
 constexpr const char* kClosed = "ERR_CLOSED";
 constexpr const char* kLimit = "ERR_LIMIT";
 
-// Throws a JS Error with err.code = code. Returns an undefined Value for `return Throw(...)`.
+// Per environment (the main thread and each worker thread load the addon apart).
+struct AddonData {
+  Napi::FunctionReference error_class;  // empty until setErrorClass
+};
+
+// Throws `new ErrorClass(code, message)`, or a plain Error with err.code = code when no
+// class was handed over (or its constructor failed). Returns an undefined Value for
+// `return Throw(...)`. Uses the C API so it never throws a C++ exception itself.
 inline Napi::Value Throw(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::String::New(env, code));
-  err.ThrowAsJavaScriptException();
+  napi_value args[2];
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &args[0]);
+  napi_create_string_utf8(env, message.data(), message.size(), &args[1]);
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data != nullptr && !data->error_class.IsEmpty()) {
+    napi_value err;
+    if (napi_new_instance(env, data->error_class.Value(), 2, args, &err) == napi_ok) {
+      napi_throw(env, err);
+      return env.Undefined();
+    }
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+  }
+  napi_value err;
+  napi_create_error(env, args[0], args[1], &err);
+  napi_throw(env, err);
   return env.Undefined();
 }
 

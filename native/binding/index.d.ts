@@ -6,10 +6,20 @@
 //   background. An instance belongs to the thread (isolate) that created it.
 // - Arrays passed in are read during the call only and never kept. Output arrays are
 //   caller-owned, written during the call only, and must not overlap the inputs.
-// - Errors are JS `Error`s with a stable `code` (registered in src/errors.ts):
-//   ERR_INVALID_ARG (a bad argument), ERR_KV_EVENT_MALFORMED (bytes that are not a valid
-//   SGLang KV-event batch; nothing was applied), ERR_CLOSED (a method called after
-//   close()), ERR_LIMIT (a documented capacity limit reached).
+// - Errors have a stable `code` (registered in src/errors.ts): ERR_INVALID_ARG (a bad
+//   argument), ERR_KV_EVENT_MALFORMED (bytes that are not a valid SGLang KV-event batch;
+//   nothing was applied), ERR_CLOSED (a method called after close()), ERR_LIMIT (a
+//   documented capacity limit reached). They are instances of the class handed to
+//   setErrorClass (src/native/addon.ts hands over KvgateError), else plain `Error`s with
+//   err.code set. Running out of memory in a call throws a plain Error (no code) instead of
+//   aborting the process.
+
+/** The codes of native errors. */
+export type NativeErrorCode = 'ERR_INVALID_ARG' | 'ERR_KV_EVENT_MALFORMED' | 'ERR_CLOSED' | 'ERR_LIMIT';
+
+/** Native errors are thrown as `new errorClass(code, message)` from now on (per thread).
+ *  Throws ERR_INVALID_ARG if errorClass is not a constructor. */
+export function setErrorClass(errorClass: new (code: NativeErrorCode, message: string) => Error): void;
 // - Ids: workers are dense u32 ids chosen by the caller (TS maps ids to addresses), dp ranks
 //   are u32; a (worker, rank) pair is a "unit", the thing routed to. At most 65535 units
 //   exist at a time (candidates plus units only named by KV events).
@@ -102,7 +112,7 @@ export interface KvRouterOptions {
   approx?: boolean;
   /** Default 120000 (Dynamo's --router-ttl-secs 120). > 0. */
   approxTtlMs?: number;
-  /** Default 1048576 (Dynamo's --router-max-tree-size). >= 1. */
+  /** Default 1048576 (Dynamo's --router-max-tree-size). An integer in [1, 2^53). */
   approxMaxBlocks?: number;
   /** Default 0.8 (Dynamo's --router-prune-target-ratio). In (0, 1]. */
   approxPruneRatio?: number;

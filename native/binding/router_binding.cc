@@ -222,9 +222,16 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     c.approx = approx.IsBoolean() && approx.As<Napi::Boolean>().Value();
     if (!option_number(o, "approxTtlMs", &c.approx_ttl_ms, 0, true)) return;
-    double max_blocks = static_cast<double>(c.approx_max_blocks);
-    if (!option_number(o, "approxMaxBlocks", &max_blocks, 1, false)) return;
-    c.approx_max_blocks = static_cast<uint64_t>(max_blocks);
+    Napi::Value max_blocks = o.Get("approxMaxBlocks");
+    if (!max_blocks.IsUndefined()) {
+      // An integer up to 2^53 - 1: converting anything larger (or not finite) to uint64 is UB.
+      const double d = max_blocks.IsNumber() ? max_blocks.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(d >= 1 && d <= kMaxSafeInteger && d == std::floor(d))) {
+        Throw(env, kInvalidArg, "KvRouter: approxMaxBlocks must be an integer in [1, 2^53)");
+        return;
+      }
+      c.approx_max_blocks = static_cast<uint64_t>(d);
+    }
     if (!option_number(o, "approxPruneRatio", &c.approx_prune_ratio, 0, true)) return;
     if (c.approx_prune_ratio > 1) {
       Throw(env, kInvalidArg, "KvRouter: approxPruneRatio must be in (0, 1]");

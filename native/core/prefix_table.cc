@@ -1,6 +1,7 @@
 #include "core/prefix_table.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace kvgate {
 
@@ -9,6 +10,10 @@ constexpr size_t kMinTable = 16;
 constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this many holders
 
 }  // namespace
+
+PrefixTable::PrefixTable(unsigned max_load_pct) : max_load_pct_(max_load_pct) {
+  if (max_load_pct < 1 || max_load_pct > 99) throw std::invalid_argument("PrefixTable: max_load_pct must be in [1, 99]");
+}
 
 PrefixTable::~PrefixTable() {
   for (uint32_t id = 0; id < next_unused_; id++) {

@@ -38,9 +38,10 @@ class PrefixTable {
   static constexpr uint32_t kMaxCount = 65535;  // holds of one unit on one block
   static constexpr uint32_t kNotHeld = UINT32_MAX;  // remove(): the unit held no such block
 
-  // max_load_pct: the seq table grows by 1.5x beyond this fill (percent). Higher saves
+  // max_load_pct: the seq table grows by 1.5x beyond this fill (percent, 1..99; throws
+  // std::invalid_argument otherwise: a full table's probes would never end). Higher saves
   // memory (the KV index: 75), lower makes inserts and erases cheaper (active requests).
-  explicit PrefixTable(unsigned max_load_pct = 75) : max_load_pct_(max_load_pct) {}
+  explicit PrefixTable(unsigned max_load_pct = 75);
   ~PrefixTable();
   PrefixTable(const PrefixTable&) = delete;
   PrefixTable& operator=(const PrefixTable&) = delete;

@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
@@ -100,6 +101,18 @@ TEST(U64Map, AgreesWithUnorderedMapUnderRandomOps) {
   for (const auto& [k, v] : ref) m.erase(k);
   EXPECT_EQ(m.size(), 0u);
   EXPECT_LE(m.capacity(), 16u);
+}
+
+TEST(PrefixTable, RejectsALoadFactorThatCouldFillTheTable) {
+  // At 100% the table fills and a probe for an absent block never ends.
+  EXPECT_THROW(PrefixTable(100), std::invalid_argument);
+  EXPECT_THROW(PrefixTable(250), std::invalid_argument);
+  EXPECT_THROW(PrefixTable(0), std::invalid_argument);
+  PrefixTable t(99);
+  uint32_t count;
+  for (uint64_t s = 1; s <= 1000; s++) ASSERT_NE(t.add(s * 0x100000001ULL, 0, &count), PrefixTable::kNoNode);
+  EXPECT_EQ(t.find(0xDEADBEEF), PrefixTable::kNoNode);
+  EXPECT_EQ(t.blocks(), 1000u);
 }
 
 TEST(PrefixTable, RemoveTellsTheLastHoldFromNotHeld) {

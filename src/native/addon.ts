@@ -1,6 +1,9 @@
 // The one loader of the native addon (native/binding, typed by native/binding/index.d.ts).
 // cmake-js (`npm run build:native`) builds it to build/native/Release/kvgate.node, node-gyp
 // (`npm run build:gyp`) to build/Release/kvgate.node; the first that exists is loaded.
+// KVGATE_ADDON=<path> loads that build instead (the ASan build and the mutation check run
+// the native suites against their own addons this way). The addon throws KvgateErrors, so
+// its errors reach the registry (src/errors.ts) like any other.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,10 +26,10 @@ export type {
 
 // The repository root: two levels up from src/native/ and from dist/native/ alike.
 const root = fileURLToPath(new URL('../../', import.meta.url));
-export const ADDON_PATHS: readonly string[] = [
-  join(root, 'build', 'native', 'Release', 'kvgate.node'),
-  join(root, 'build', 'Release', 'kvgate.node'),
-];
+const override = process.env['KVGATE_ADDON'];
+export const ADDON_PATHS: readonly string[] = override
+  ? [override]
+  : [join(root, 'build', 'native', 'Release', 'kvgate.node'), join(root, 'build', 'Release', 'kvgate.node')];
 
 function load(): KvgateAddon {
   const path = ADDON_PATHS.find((p) => existsSync(p));
@@ -37,7 +40,9 @@ function load(): KvgateAddon {
     );
   }
   try {
-    return createRequire(import.meta.url)(path) as KvgateAddon;
+    const mod = createRequire(import.meta.url)(path) as KvgateAddon;
+    mod.setErrorClass(KvgateError);
+    return mod;
   } catch (err) {
     throw new KvgateError(
       'ERR_NATIVE_ADDON',

@@ -2,10 +2,13 @@
 // natively, routing and bookkeeping, approximate mode, and the errors (stable codes) for
 // bad input, malformed bytes and use after close.
 
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
+import { KvgateError } from '../../src/errors.js';
+import { asKvgateError, errorJson } from '../../src/http/errors.js';
 import { ADDON_PATHS, addon } from '../../src/native/addon.js';
 
 const packr = new Packr({ useRecords: false });
@@ -378,5 +381,59 @@ describe('KvRouter: bad input and lifetime', () => {
     expect(codeOf(() => router.route(new Uint32Array(4), 1, new Uint32Array(3)))).toBe('ERR_CLOSED');
     expect(codeOf(() => router.stats())).toBe('ERR_CLOSED');
     expect(codeOf(() => router.blockSize)).toBe('ERR_CLOSED');
+  });
+});
+
+describe('KvRouter: native errors reach the error registry', () => {
+  it('throws KvgateErrors: ERR_LIMIT is a 503 service_unavailable, not an internal 500', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 1 });
+    router.addWorker(0);
+    const out = new Uint32Array(3);
+    const t = prompt(1, 3);
+    for (let id = 0; id < 65_535; id++) router.route(t, id, out);
+    let err: unknown;
+    try {
+      router.route(t, 70_000, out);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KvgateError);
+    const e = asKvgateError(err);
+    expect([e.code, e.status, errorJson(e).error.type]).toEqual(['ERR_LIMIT', 503, 'service_unavailable']);
+    expect(e.message).toMatch(/65535 active requests/);
+    for (let id = 0; id < 65_535; id++) router.free(id);
+    expect(router.route(t, 70_000, out)).toBe(true);
+    router.close();
+    expect(() => router.stats()).toThrow(KvgateError);
+    expect(() => new addon.KvRouter({ blockSize: 0 })).toThrow(KvgateError);
+    expect(codeOf(() => addon.setErrorClass(42 as never))).toBe('ERR_INVALID_ARG');
+  });
+
+  it('rejects an approxMaxBlocks that does not fit (converting it was undefined behaviour)', () => {
+    for (const approxMaxBlocks of [1e300, Infinity, 2 ** 53, 1.5, 0, -1, NaN]) {
+      expect(codeOf(() => new addon.KvRouter({ blockSize: BS, approx: true, approxMaxBlocks })), `${approxMaxBlocks}`).toBe('ERR_INVALID_ARG');
+    }
+    new addon.KvRouter({ blockSize: BS, approx: true, approxMaxBlocks: 2 ** 53 - 1 }).close();
+  });
+
+  it('turns running out of memory into a JS error instead of aborting the process', () => {
+    // A child caps its own address space (prlimit) just above what it uses, then routes a
+    // prompt whose hashing needs more: the call throws, the process goes on.
+    const path = ADDON_PATHS.find((p) => existsSync(p))!;
+    const script = `
+      const { spawnSync } = require('node:child_process');
+      const addon = require(${JSON.stringify(path)});
+      const router = new addon.KvRouter({ blockSize: 1, seed: 1 });
+      router.addWorker(0);
+      const tokens = new Uint32Array(64 * 1024 * 1024);
+      const vm = Number(/VmSize:\\s+(\\d+)/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+      if (spawnSync('prlimit', ['--pid=' + process.pid, '--as=' + (vm + 256 * 1024 * 1024)]).status !== 0) throw new Error('prlimit failed');
+      let message = null;
+      try { router.route(tokens, 1, new Uint32Array(3)); } catch (e) { message = e.message; }
+      console.log(JSON.stringify({ message, active: router.stats().activeRequests }));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ message: 'std::bad_alloc', active: 0 });
   });
 });
