@@ -135,28 +135,65 @@ TEST(PrefixTable, RemoveTellsTheLastHoldFromNotHeld) {
   EXPECT_EQ(t.holds(), 0u);
 }
 
+// Per unit, the number of leading blocks of q it holds in `model` (seq → unit → count).
+std::map<uint32_t, uint32_t> naive_match(std::map<uint64_t, std::map<uint32_t, uint32_t>>& model,
+                                         const std::vector<uint64_t>& q) {
+  std::map<uint32_t, uint32_t> want;
+  if (q.empty() || !model.count(q[0])) return want;
+  std::set<uint32_t> active;
+  for (auto& [u, n] : model[q[0]]) active.insert(u);
+  size_t depth = 1;
+  for (; depth < q.size() && !active.empty(); depth++) {
+    auto it_block = model.find(q[depth]);
+    for (auto it = active.begin(); it != active.end();) {
+      if (it_block == model.end() || !it_block->second.count(*it)) {
+        want[*it] = static_cast<uint32_t>(depth);
+        it = active.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (uint32_t u : active) want[u] = static_cast<uint32_t>(depth);
+  return want;
+}
+
 TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
-  // Model: seq → unit → count; match = walk while the intersection is non-empty.
+  // Model: seq → unit → count; match = walk while the intersection is non-empty. Chains are
+  // 150 blocks deep, so walks cross match()'s 64-block batches (units drop out in the
+  // second and third batch, or survive to the end), and chain 3's blocks have the same
+  // 32-bit tags as chain 0's (every lookup there takes the tag-collision fallback).
   std::mt19937_64 rng(11);
   PrefixTable t;
   std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
-  // Chains: chain c block d has seq 1000*c + d + 1, units 0..9 (some spill beyond 3 inline).
-  auto seq = [](uint64_t c, uint64_t d) { return c * 1000 + d + 1; };
+  constexpr uint64_t kDepth = 150;
+  auto seq = [](uint64_t c, uint64_t d) { return (c == 3 ? uint64_t{1} << 32 : 0) + (c % 3) * 1000 + d + 1; };
+  auto add = [&](uint64_t s, uint32_t u) {
+    uint32_t count;
+    ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
+    ASSERT_EQ(count, ++model[s][u]);
+  };
+  auto remove = [&](uint64_t s, uint32_t u) {
+    if (!model.count(s) || !model[s].count(u)) return;
+    const uint32_t node = t.find(s);
+    ASSERT_NE(node, PrefixTable::kNoNode);
+    const uint32_t left = --model[s][u];
+    ASSERT_EQ(t.remove(node, u), left);
+    if (left == 0) model[s].erase(u);
+    if (model[s].empty()) model.erase(s);
+  };
   for (int step = 0; step < 60000; step++) {
-    const uint64_t c = rng() % 4, d = rng() % 12;
-    const uint32_t u = static_cast<uint32_t>(rng() % 10);
-    const uint64_t s = seq(c, d);
-    if (rng() % 2) {
-      uint32_t count;
-      ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
-      ASSERT_EQ(count, ++model[s][u]);
-    } else if (model.count(s) && model[s].count(u)) {
-      const uint32_t node = t.find(s);
-      ASSERT_NE(node, PrefixTable::kNoNode);
-      const uint32_t left = --model[s][u];
-      ASSERT_EQ(t.remove(node, u), left);
-      if (left == 0) model[s].erase(u);
-      if (model[s].empty()) model.erase(s);
+    const uint64_t c = rng() % 4, d = rng() % kDepth;
+    const uint32_t u = static_cast<uint32_t>(rng() % 10);  // some blocks spill beyond 3 inline holders
+    const unsigned op = rng() % 16;
+    if (op < 6) {
+      add(seq(c, d), u);
+    } else if (op == 6) {
+      for (uint64_t dd = 0; dd < d; dd++) add(seq(c, dd), u);  // a whole prefix
+    } else if (op == 7) {
+      for (uint64_t dd = d; dd < kDepth; dd++) remove(seq(c, dd), u);  // a whole suffix
+    } else {
+      remove(seq(c, d), u);
     }
     if (step % 97 == 0) {
       size_t holds = 0;
@@ -166,31 +203,48 @@ TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
       ASSERT_EQ(t.holds(), holds);
       const uint64_t qc = rng() % 4;
       std::vector<uint64_t> q;
-      for (uint64_t dd = 0; dd < 12; dd++) q.push_back(seq(qc, dd));
+      for (uint64_t dd = 0; dd < kDepth; dd++) q.push_back(seq(qc, dd));
+      if (rng() % 4 == 0) q.resize(1 + rng() % kDepth);
       std::vector<UnitDepth> got;
       t.match(q.data(), q.size(), &got);
-      std::map<uint32_t, uint32_t> want;
-      std::set<uint32_t> active;
-      if (model.count(q[0])) {
-        for (auto& [uu, n] : model[q[0]]) active.insert(uu);
-        size_t depth = 1;
-        for (; depth < q.size() && !active.empty() && model.count(q[depth]); depth++) {
-          for (auto it = active.begin(); it != active.end();) {
-            if (!model[q[depth]].count(*it)) {
-              want[*it] = static_cast<uint32_t>(depth);
-              it = active.erase(it);
-            } else {
-              ++it;
-            }
-          }
-        }
-        for (uint32_t uu : active) want[uu] = static_cast<uint32_t>(depth);
-      }
       std::map<uint32_t, uint32_t> gotm;
-      for (auto& g : got) gotm[g.unit] = g.depth;
-      ASSERT_EQ(gotm, want) << "step " << step;
+      for (auto& g : got) ASSERT_TRUE(gotm.emplace(g.unit, g.depth).second) << "unit reported twice";
+      ASSERT_EQ(gotm, naive_match(model, q)) << "step " << step;
     }
   }
+}
+
+TEST(PrefixTable, TagCollisionsFallBackToTheFullHash) {
+  // Blocks whose low 32 bits (the slot tag) equal another held block's: the walk must
+  // verify the full hash, find the right node, and stop at a block only its twin holds.
+  PrefixTable t;
+  uint32_t count;
+  constexpr uint64_t kTwin = uint64_t{7} << 32;
+  std::vector<uint64_t> chain, twin;
+  for (uint64_t d = 0; d < 200; d++) {
+    chain.push_back(0x1000 + d);
+    twin.push_back(kTwin + 0x1000 + d);
+  }
+  // Unit 1 holds the twin chain (same tags) to depth 200, unit 2 the real chain to 150,
+  // unit 3 the real chain to 70. The twins were stored first, so a probe meets them first.
+  for (uint64_t d = 0; d < 200; d++) ASSERT_NE(t.add(twin[d], 1, &count), PrefixTable::kNoNode);
+  for (uint64_t d = 0; d < 150; d++) ASSERT_NE(t.add(chain[d], 2, &count), PrefixTable::kNoNode);
+  for (uint64_t d = 0; d < 70; d++) ASSERT_NE(t.add(chain[d], 3, &count), PrefixTable::kNoNode);
+  std::vector<UnitDepth> got;
+  t.match(chain.data(), chain.size(), &got);
+  std::map<uint32_t, uint32_t> m;
+  for (auto& g : got) m[g.unit] = g.depth;
+  EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{2, 150}, {3, 70}}));
+  t.match(twin.data(), twin.size(), &got);
+  m.clear();
+  for (auto& g : got) m[g.unit] = g.depth;
+  EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{1, 200}}));
+  // Only the twin of block 150 exists beyond the real chain's end: the walk stops there.
+  std::vector<uint64_t> q(chain.begin(), chain.begin() + 151);
+  t.match(q.data(), q.size(), &got);
+  m.clear();
+  for (auto& g : got) m[g.unit] = g.depth;
+  EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{2, 150}, {3, 70}}));
 }
 
 TEST(KvIndex, StoredChainMatchesPerUnitPrefix) {

@@ -1,0 +1,145 @@
+// `npm run test:mutants`: plants known bugs in native/core one at a time and checks that the
+// C++ tests catch each one. A mutant that survives (every test still passes) means the
+// suite cannot see that class of bug; the script then fails.
+//
+// Nothing in the real tree is touched (others build it concurrently): native/core,
+// native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
+// ninja (the GoogleTest binaries only), and each mutant rebuilds one source file and
+// relinks. A mutant whose anchor text is not found exactly once is an error too, so the
+// list cannot silently go stale when the code changes.
+//
+//   node scripts/test-mutants.mjs [--keep] [name...]   (--keep leaves the directory)
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+
+// file (under native/core), what it plants, the exact text replaced, and its replacement.
+const MUTANTS = [
+  {
+    name: 'batch-boundary',
+    why: 'match() drops no unit after its first 64-block batch',
+    file: 'prefix_table.cc',
+    from: '      // Usually a block has the same holders as its parent: nothing to intersect.\n',
+    to: '      if (depth >= kBatch) continue;\n',
+  },
+  {
+    name: 'match-depth-off-by-one',
+    why: 'a unit that drops out mid-walk is reported one block deeper',
+    file: 'prefix_table.cc',
+    from: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});\n',
+    to: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
+  },
+  {
+    name: 'wrong-parent-link',
+    why: 'a stored chain hangs under its parent engine hash, not the parent block',
+    file: 'kv_index.cc',
+    from: '    parent_seq = table_.seq_of(node);\n',
+    to: '    parent_seq = static_cast<uint64_t>(*parent);\n',
+  },
+  {
+    name: 'skipped-decrement-on-free',
+    why: "freeing a request leaves its blocks in the unit's active blocks",
+    file: 'active_sequences.cc',
+    from: 'if (table_.remove(node, r.unit) == 0) drop<uint64_t>(load.active_blocks, 1);',
+    to: 'table_.remove(node, r.unit);',
+  },
+  {
+    name: 'wrong-hash-seed',
+    why: 'local block hashes use seed 1338 instead of 1337',
+    file: 'block_hash.cc',
+    from: 'local_out[i] = xxh3_64(block, block_bytes, kBlockHashSeed);',
+    to: 'local_out[i] = xxh3_64(block, block_bytes, kBlockHashSeed + 1);',
+  },
+  {
+    name: 'no-tag-collision-fallback',
+    why: 'a slot whose 32-bit tag matches another block ends the walk',
+    file: 'prefix_table.cc',
+    from: '        ids[k] = find(seq[start + k]);\n',
+    to: '        ids[k] = kNoNode;\n',
+  },
+  {
+    name: 'not-held-looks-like-last-hold',
+    why: 'remove() of a block the unit does not hold returns 0 (issue 9 item 1)',
+    file: 'prefix_table.cc',
+    from: 'if (k == nd.n || h[k].unit != u) return kNotHeld;',
+    to: 'if (k == nd.n || h[k].unit != u) return 0;',
+  },
+  {
+    name: 'approx-ttl-not-refreshed',
+    why: 'routing a recorded prompt again does not extend its TTL',
+    file: 'kv_router.cc',
+    from: '      approx_pool_[e].expiry = expiry;\n',
+    to: '',
+  },
+];
+
+const args = process.argv.slice(2);
+const keep = args.includes('--keep');
+const only = args.filter((a) => !a.startsWith('--'));
+const mutants = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
+
+const dir = mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
+const build = join(dir, 'build');
+const core = join(dir, 'native', 'core');
+
+function sh(cmd, cmdArgs, timeoutMs = 300_000) {
+  const r = spawnSync(cmd, cmdArgs, { cwd: dir, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  return { ok: r.status === 0, timedOut: r.error?.code === 'ETIMEDOUT', out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+// Builds the test binaries and runs them all; `ok` = every test passed.
+function buildAndTest() {
+  const b = sh('cmake', ['--build', build, '-j2']);
+  if (!b.ok) return { built: false, ok: false, out: b.out };
+  // A mutant may loop forever: a timeout counts as caught.
+  const t = sh('ctest', ['--test-dir', build, '--timeout', '120'], 600_000);
+  return { built: true, ok: t.ok, timedOut: t.timedOut, out: t.out };
+}
+
+let failed = 0;
+const started = Date.now();
+try {
+  mkdirSync(join(dir, 'native'), { recursive: true });
+  for (const d of ['core', 'tests']) cpSync(join(root, 'native', d), join(dir, 'native', d), { recursive: true });
+  cpSync(join(root, 'CMakeLists.txt'), join(dir, 'CMakeLists.txt'));
+  const conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release']);
+  if (!conf.ok) throw new Error(`cmake configure failed:\n${conf.out}`);
+  const base = buildAndTest();
+  if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out}`);
+  console.log(`baseline: the C++ tests pass (${dir})`);
+
+  for (const m of mutants) {
+    const path = join(core, m.file);
+    const original = readFileSync(path, 'utf8');
+    const hits = original.split(m.from).length - 1;
+    if (hits !== 1) {
+      console.log(`  ${m.name}: STALE (its anchor occurs ${hits} times in native/core/${m.file}; update the mutant)`);
+      failed++;
+      continue;
+    }
+    writeFileSync(path, original.replace(m.from, m.to));
+    const r = buildAndTest();
+    writeFileSync(path, original);
+    if (!r.built) {
+      console.log(`  ${m.name}: does not compile (fix the mutant)\n${r.out.slice(-2000)}`);
+      failed++;
+    } else if (r.ok) {
+      console.log(`  ${m.name}: SURVIVED (${m.why}): no test failed`);
+      failed++;
+    } else {
+      const which = [...r.out.matchAll(/\d+ - (\w+) \((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception)/g)].map((x) => `${x[1]} ${x[2].toLowerCase()}`);
+      console.log(`  ${m.name}: caught (${which.join(', ') || (r.timedOut ? 'timed out' : 'failed')})`);
+    }
+  }
+} catch (err) {
+  console.error(err.message);
+  failed++;
+} finally {
+  if (!keep) rmSync(dir, { recursive: true, force: true });
+}
+const secs = Math.round((Date.now() - started) / 1000);
+console.log(`\n${mutants.length} mutants, ${failed ? `${failed} not caught or broken` : 'all caught'} (${secs} s)`);
+process.exit(failed ? 1 : 0);
