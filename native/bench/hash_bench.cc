@@ -33,7 +33,8 @@ void BM_Xxh3(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * len));
 }
-BENCHMARK(BM_Xxh3)->Arg(8)->Arg(16)->Arg(64)->Arg(128)->Arg(240)->Arg(1024)->Arg(4096)->Arg(16384)->Arg(65536)->Arg(1 << 20);
+BENCHMARK(BM_Xxh3)->Arg(8)->Arg(16)->Arg(64)->Arg(128)->Arg(240)->Arg(1024)->Arg(4096)->Arg(16384)->Arg(65536)->Arg(
+    1 << 20);
 
 // Local hashes of a 4,096-token request at block size 16 (256 blocks of 64 bytes).
 void BM_BlockHashes4096x16(benchmark::State& state) {
@@ -44,7 +45,8 @@ void BM_BlockHashes4096x16(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
-  state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
+  state.counters["blocks/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_BlockHashes4096x16);
 
@@ -57,7 +59,8 @@ void BM_SequenceHashes256(benchmark::State& state) {
     kvgate::compute_sequence_hashes(local.data(), local.size(), seq.data());
     benchmark::ClobberMemory();
   }
-  state.counters["hashes/s"] = benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
+  state.counters["hashes/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SequenceHashes256);
 
@@ -82,13 +85,18 @@ std::vector<uint8_t> stored_pages_batch(int64_t pages, bool map) {
   kvgate::test::MsgpackWriter w;
   w.array(3).f64(1.7e9).array(static_cast<uint64_t>(pages));
   for (int64_t p = 0; p < pages; p++) {
-    if (map) w.map(7).str("type");
-    else w.array(7);
+    if (map)
+      w.map(7).str("type");
+    else
+      w.array(7);
     w.str("BlockStored");
     if (map) w.str("block_hashes");
     w.array(1).int_(-4000000000000000000LL + p);
     if (map) w.str("parent_block_hash");
-    if (p == 0) w.nil(); else w.int_(-4000000000000000000LL + p - 1);
+    if (p == 0)
+      w.nil();
+    else
+      w.int_(-4000000000000000000LL + p - 1);
     if (map) w.str("token_ids");
     w.array(16);
     for (int i = 0; i < 16; i++) w.uint_(tokens[static_cast<size_t>(p * 16 + i)]);
@@ -116,7 +124,8 @@ void parse_batch(benchmark::State& state, bool map) {
     benchmark::DoNotOptimize(batch.events.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes.size()));
-  state.counters["events/s"] = benchmark::Counter(static_cast<double>(state.iterations() * pages), benchmark::Counter::kIsRate);
+  state.counters["events/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * pages), benchmark::Counter::kIsRate);
 }
 void BM_ParseKvEventBatch(benchmark::State& state) { parse_batch(state, false); }
 void BM_ParseKvEventBatchMap(benchmark::State& state) { parse_batch(state, true); }

@@ -75,8 +75,8 @@ void BM_FindMatches_1M_64w_256blocks(benchmark::State& state) {
   }
   percentiles(state, ns);
   state.counters["units_matched"] = static_cast<double>(units) / static_cast<double>(state.iterations());
-  state.counters["block_ops/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kConversationBlocks,
-                                                     benchmark::Counter::kIsRate);
+  state.counters["block_ops/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kConversationBlocks, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_FindMatches_1M_64w_256blocks);
 

@@ -92,7 +92,8 @@ void BM_ActiveSequences_AddFree_256_blocks(benchmark::State& state) {
     a.free(id);
     id++;
   }
-  state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * 512, benchmark::Counter::kIsRate);
+  state.counters["blocks/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 512, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ActiveSequences_AddFree_256_blocks);
 

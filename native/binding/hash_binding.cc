@@ -29,8 +29,9 @@ Napi::Value output_array(const Napi::CallbackInfo& info, size_t arg, size_t coun
   }
   Napi::BigUint64Array out = info[arg].As<Napi::BigUint64Array>();
   if (out.ElementLength() < count) {
-    return Throw(env, kInvalidArg, std::string(fn) + ": out has " + std::to_string(out.ElementLength()) +
-                                       " elements, " + std::to_string(count) + " needed");
+    return Throw(env, kInvalidArg,
+                 std::string(fn) + ": out has " + std::to_string(out.ElementLength()) + " elements, " +
+                     std::to_string(count) + " needed");
   }
   if (out.ElementLength() == count) {
     *dest = out;
@@ -118,9 +119,7 @@ Napi::Value EventObject(Napi::Env env, const KvEvent& e) {
       o.Set("blockHashes", HashArray(env, e.block_hashes));
       o.Set("gpuMedium", Napi::Boolean::New(env, e.gpu_medium));
       break;
-    case KvEventKind::kCleared:
-      o.Set("kind", "AllBlocksCleared");
-      break;
+    case KvEventKind::kCleared: o.Set("kind", "AllBlocksCleared"); break;
   }
   return o;
 }
@@ -139,10 +138,11 @@ Napi::Value ParseKvEventBatch(const Napi::CallbackInfo& info) {
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("ts", Napi::Number::New(env, batch.ts));
-  out.Set("dpRank", batch.has_dp_rank ? Napi::Value(Napi::Number::New(env, static_cast<double>(batch.dp_rank)))
-                                      : env.Null());
+  out.Set("dpRank",
+          batch.has_dp_rank ? Napi::Value(Napi::Number::New(env, static_cast<double>(batch.dp_rank))) : env.Null());
   Napi::Array events = Napi::Array::New(env, batch.events.size());
-  for (size_t i = 0; i < batch.events.size(); i++) events.Set(static_cast<uint32_t>(i), EventObject(env, batch.events[i]));
+  for (size_t i = 0; i < batch.events.size(); i++)
+    events.Set(static_cast<uint32_t>(i), EventObject(env, batch.events[i]));
   out.Set("events", events);
   return out;
 }

@@ -40,9 +40,9 @@ bool typed(const Napi::Value& v, napi_typedarray_type a, napi_typedarray_type b,
 bool integer(const Napi::Value& v, double max, const char* fn, const char* what, double* out) {
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
   if (!(d >= 0 && d <= max && d == std::floor(d))) {
-    const std::string range = max == 4294967295.0 ? "2^32)"
+    const std::string range = max == 4294967295.0      ? "2^32)"
                               : max == kMaxSafeInteger ? "2^53)"
-                                                           : std::to_string(static_cast<uint64_t>(max)) + "]";
+                                                       : std::to_string(static_cast<uint64_t>(max)) + "]";
     Throw(v.Env(), kInvalidArg, std::string(fn) + ": " + what + " must be an integer in [0, " + range);
     return false;
   }
@@ -114,7 +114,8 @@ bool seed_value(const Napi::Value& v, const char* fn, uint64_t* out) {
     *out = static_cast<uint64_t>(d);
     return true;
   }
-  if (!v.Env().IsExceptionPending()) Throw(v.Env(), kInvalidArg, std::string(fn) + ": seed must be a bigint or an integer");
+  if (!v.Env().IsExceptionPending())
+    Throw(v.Env(), kInvalidArg, std::string(fn) + ": seed must be a bigint or an integer");
   return false;
 }
 
@@ -135,14 +136,10 @@ bool policy_of(const std::string& s, Policy* out) {
 
 const char* store_status_name(KvIndex::Status s) {
   switch (s) {
-    case KvIndex::Status::kOk:
-      return "ok";
-    case KvIndex::Status::kUnknownParent:
-      return "unknown-parent";
-    case KvIndex::Status::kBlockSizeMismatch:
-      return "block-size-mismatch";
-    case KvIndex::Status::kLimit:
-      return "limit";
+    case KvIndex::Status::kOk: return "ok";
+    case KvIndex::Status::kUnknownParent: return "unknown-parent";
+    case KvIndex::Status::kBlockSizeMismatch: return "block-size-mismatch";
+    case KvIndex::Status::kLimit: return "limit";
   }
   return "ok";
 }
@@ -180,8 +177,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       return;
     }
     Napi::Object o = info[0].As<Napi::Object>();
-    static const char* kKnown[] = {"blockSize",     "policy", "overlapWeight",   "temperature",     "seed",
-                                   "approx", "approxTtlMs", "approxMaxBlocks", "approxPruneRatio"};
+    static const char* kKnown[] = {"blockSize", "policy",      "overlapWeight",   "temperature",     "seed",
+                                   "approx",    "approxTtlMs", "approxMaxBlocks", "approxPruneRatio"};
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); i++) {
       const std::string k = keys.Get(i).ToString().Utf8Value();
@@ -247,8 +244,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     if (v.IsUndefined()) return true;
     const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
     if (!std::isfinite(d) || d < min || (exclusive && d == min)) {
-      Throw(o.Env(), kInvalidArg, std::string("KvRouter: ") + name + " must be a finite number " +
-                                      (exclusive ? "> " : ">= ") + std::to_string(static_cast<int>(min)));
+      Throw(o.Env(), kInvalidArg,
+            std::string("KvRouter: ") + name + " must be a finite number " + (exclusive ? "> " : ">= ") +
+                std::to_string(static_cast<int>(min)));
       return false;
     }
     *out = d;
@@ -318,7 +316,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       if (!info[2].IsBoolean()) return Throw(info.Env(), kInvalidArg, "addWorker: approx must be a boolean");
       approx = info[2].As<Napi::Boolean>().Value();
     }
-    if (!r->add_unit(worker, rank, approx)) return Throw(info.Env(), kLimit, "addWorker: 65535 (worker, rank) units in use");
+    if (!r->add_unit(worker, rank, approx))
+      return Throw(info.Env(), kLimit, "addWorker: 65535 (worker, rank) units in use");
     return info.Env().Undefined();
   }
 
@@ -425,7 +424,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       local = local_.data();
       n = local_.size();
     } else if (!(info.Length() > 0 && typed(info[0], napi_biguint64_array, napi_biguint64_array, &local, &n))) {
-      return Throw(env, kInvalidArg, "findMatches: query must be a Uint32Array of tokens or a BigUint64Array of local block hashes");
+      return Throw(env, kInvalidArg,
+                   "findMatches: query must be a Uint32Array of tokens or a BigUint64Array of local block hashes");
     }
     uint32_t *workers, *ranks, *depths;
     const size_t need = r->unit_count();
@@ -468,8 +468,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
         out[1] = res.rank;
         out[2] = res.overlap;
         return Napi::Boolean::New(env, true);
-      case RouteStatus::kNoWorkers:
-        return Napi::Boolean::New(env, false);
+      case RouteStatus::kNoWorkers: return Napi::Boolean::New(env, false);
       case RouteStatus::kDuplicateRequest:
         return Throw(env, kInvalidArg, "route: request " + std::to_string(id) + " is already active");
       case RouteStatus::kUnitFull:
@@ -485,7 +484,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     const uint32_t* tokens;
     size_t n;
     double w;
-    if (!r || !tokens_arg(info, 0, fn, &tokens, &n) || !weight(info, 5, r->config().overlap_weight, fn, "overlapWeight", &w)) {
+    if (!r || !tokens_arg(info, 0, fn, &tokens, &n) ||
+        !weight(info, 5, r->config().overlap_weight, fn, "overlapWeight", &w)) {
       return env.Undefined();
     }
     const size_t need = r->candidate_count();

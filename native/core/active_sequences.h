@@ -64,7 +64,7 @@ class ActiveSequences {
 
   void release(uint32_t slot);
 
-  PrefixTable table_{50};  // small and churned by every request: kept sparse for cheap inserts and erases
+  PrefixTable table_{50};          // small and churned by every request: kept sparse for cheap inserts and erases
   U64Map index_;                   // request id → slot in requests_
   std::vector<Request> requests_;  // slots are reused, keeping their node vectors' capacity
   std::vector<uint32_t> free_slots_;

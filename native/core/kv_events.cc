@@ -36,10 +36,10 @@ KvEventError from_msgpack(MsgpackError e) {
 }
 
 // Returns the error of `expr` unless it is kOk.
-#define KV_TRY(expr)                                           \
-  do {                                                         \
-    const KvEventError kv_try_err_ = (expr);                   \
-    if (kv_try_err_ != KvEventError::kOk) return kv_try_err_;  \
+#define KV_TRY(expr)                                          \
+  do {                                                        \
+    const KvEventError kv_try_err_ = (expr);                  \
+    if (kv_try_err_ != KvEventError::kOk) return kv_try_err_; \
   } while (0)
 
 // Whether the string s[0..n) is the literal `tag`.
@@ -162,10 +162,14 @@ class BatchParser {
     uint32_t tag_len;
     KV_TRY(find_tag(n, &tag, &tag_len));
 
-    if (tag_is(tag, tag_len, "BlockStored")) ev->kind = KvEventKind::kStored;
-    else if (tag_is(tag, tag_len, "BlockRemoved")) ev->kind = KvEventKind::kRemoved;
-    else if (tag_is(tag, tag_len, "AllBlocksCleared")) ev->kind = KvEventKind::kCleared;
-    else return KvEventError::kUnknownEvent;
+    if (tag_is(tag, tag_len, "BlockStored"))
+      ev->kind = KvEventKind::kStored;
+    else if (tag_is(tag, tag_len, "BlockRemoved"))
+      ev->kind = KvEventKind::kRemoved;
+    else if (tag_is(tag, tag_len, "AllBlocksCleared"))
+      ev->kind = KvEventKind::kCleared;
+    else
+      return KvEventError::kUnknownEvent;
 
     uint32_t seen = 0;  // Field bits
     for (uint32_t i = 0; i < n; i++) {

@@ -11,8 +11,8 @@ U64Map& KvIndex::lookup(uint32_t unit) {
   return lookups_[unit];
 }
 
-KvIndex::Status KvIndex::apply_stored(uint32_t unit, const int64_t* parent, const uint32_t* tokens,
-                                      size_t n_tokens, const int64_t* engine, size_t n_engine) {
+KvIndex::Status KvIndex::apply_stored(uint32_t unit, const int64_t* parent, const uint32_t* tokens, size_t n_tokens,
+                                      const int64_t* engine, size_t n_engine) {
   if (n_tokens > n_engine * size_t{block_size_}) return Status::kBlockSizeMismatch;
   const size_t count = n_tokens / block_size_;
   // scratch_ = [parent seq, local hashes...]: store_local chains from there in place.
@@ -21,8 +21,8 @@ KvIndex::Status KvIndex::apply_stored(uint32_t unit, const int64_t* parent, cons
   return store_local(unit, parent, scratch_.data() + 1, engine, count);
 }
 
-KvIndex::Status KvIndex::store_local(uint32_t unit, const int64_t* parent, const uint64_t* local,
-                                     const int64_t* engine, size_t count) {
+KvIndex::Status KvIndex::store_local(uint32_t unit, const int64_t* parent, const uint64_t* local, const int64_t* engine,
+                                     size_t count) {
   uint64_t parent_seq = 0;
   if (parent) {
     const uint32_t node = unit < lookups_.size() ? lookups_[unit].find(static_cast<uint64_t>(*parent)) : U64Map::kNone;
@@ -94,8 +94,8 @@ void KvIndex::clear_unit(uint32_t unit) {
 IndexStats KvIndex::stats() const {
   IndexStats s;
   s.blocks = table_.blocks();
-  s.bytes = sizeof(*this) + table_.bytes() + lookups_.capacity() * sizeof(U64Map) +
-            scratch_.capacity() * sizeof(uint64_t);
+  s.bytes =
+      sizeof(*this) + table_.bytes() + lookups_.capacity() * sizeof(U64Map) + scratch_.capacity() * sizeof(uint64_t);
   for (const U64Map& m : lookups_) {
     s.pairs += m.size();
     s.units += m.size() > 0;

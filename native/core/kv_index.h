@@ -69,8 +69,7 @@ class KvIndex {
 
  private:
   // apply_stored once the blocks' local hashes are computed (count blocks).
-  Status store_local(uint32_t unit, const int64_t* parent, const uint64_t* local, const int64_t* engine,
-                     size_t count);
+  Status store_local(uint32_t unit, const int64_t* parent, const uint64_t* local, const int64_t* engine, size_t count);
   U64Map& lookup(uint32_t unit);
 
   uint32_t block_size_;

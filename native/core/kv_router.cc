@@ -117,8 +117,7 @@ size_t KvRouter::apply_removed(uint32_t worker, uint32_t rank, const int64_t* en
   return missing;
 }
 
-KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t* data, size_t len,
-                                   BatchResult* out) {
+KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t* data, size_t len, BatchResult* out) {
   *out = BatchResult{};
   const KvEventError err = parse_kv_event_batch(data, len, &batch_);
   if (err != KvEventError::kOk) return err;
@@ -134,8 +133,7 @@ KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t
     switch (ev.kind) {
       case KvEventKind::kStored:
         ok = apply_stored(worker, rank, ev.has_parent ? &ev.parent_hash : nullptr, ev.token_ids.data(),
-                          ev.token_ids.size(), ev.block_hashes.data(), ev.block_hashes.size()) ==
-             KvIndex::Status::kOk;
+                          ev.token_ids.size(), ev.block_hashes.data(), ev.block_hashes.size()) == KvIndex::Status::kOk;
         break;
       case KvEventKind::kRemoved:
         ok = apply_removed(worker, rank, ev.block_hashes.data(), ev.block_hashes.size()) == 0;
@@ -225,12 +223,8 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
       }
       pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
       break;
-    case Policy::kRoundRobin:
-      pick = static_cast<size_t>(round_robin_++ % count);
-      break;
-    case Policy::kRandom:
-      pick = rng_.below(static_cast<uint32_t>(count));
-      break;
+    case Policy::kRoundRobin: pick = static_cast<size_t>(round_robin_++ % count); break;
+    case Policy::kRandom: pick = rng_.below(static_cast<uint32_t>(count)); break;
     case Policy::kPowerOfTwo:
     case Policy::kLeastLoaded:
       for (size_t i = 0; i < count; i++) values_[i] = load_blocks(cand_[i], bs);

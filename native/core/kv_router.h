@@ -116,8 +116,8 @@ class KvRouter {
   // Hashes the prompt, matches, scores and picks a candidate by the configured policy, and
   // records the request as active there (and, on an approximate unit, its blocks as cached
   // at now_ms). overlap_weight and temperature apply to this request.
-  RouteStatus route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
-                    double temperature, double now_ms, RouteResult* out);
+  RouteStatus route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight, double temperature,
+                    double now_ms, RouteResult* out);
   // What route would see, without picking or recording: one entry per candidate, in
   // candidate order (sorted by worker, then rank).
   void score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out);

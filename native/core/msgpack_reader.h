@@ -33,6 +33,8 @@ class MsgpackReader {
   MsgpackError peek(MsgpackType* type) const {
     if (p_ == end_) return MsgpackError::kTruncated;
     const uint8_t b = *p_;
+    // One line per type reads as the format's table.
+    // clang-format off
     if (b <= 0x7f || b >= 0xe0) *type = MsgpackType::kInt;
     else if (b <= 0x8f) *type = MsgpackType::kMap;
     else if (b <= 0x9f) *type = MsgpackType::kArray;
@@ -51,6 +53,7 @@ class MsgpackReader {
       case 0xde: case 0xdf: *type = MsgpackType::kMap; break;
       default: return MsgpackError::kBadType;  // 0xc1 is never used
     }
+    // clang-format on
     return MsgpackError::kOk;
   }
 
@@ -65,19 +68,51 @@ class MsgpackReader {
   MsgpackError read_int(int64_t* v) {
     if (p_ == end_) return MsgpackError::kTruncated;
     const uint8_t b = *p_;
-    if (b <= 0x7f) { *v = b; p_++; return MsgpackError::kOk; }
-    if (b >= 0xe0) { *v = static_cast<int8_t>(b); p_++; return MsgpackError::kOk; }
+    if (b <= 0x7f) {
+      *v = b;
+      p_++;
+      return MsgpackError::kOk;
+    }
+    if (b >= 0xe0) {
+      *v = static_cast<int8_t>(b);
+      p_++;
+      return MsgpackError::kOk;
+    }
     size_t width;
     bool is_signed;
     switch (b) {
-      case 0xcc: width = 1; is_signed = false; break;
-      case 0xcd: width = 2; is_signed = false; break;
-      case 0xce: width = 4; is_signed = false; break;
-      case 0xcf: width = 8; is_signed = false; break;
-      case 0xd0: width = 1; is_signed = true; break;
-      case 0xd1: width = 2; is_signed = true; break;
-      case 0xd2: width = 4; is_signed = true; break;
-      case 0xd3: width = 8; is_signed = true; break;
+      case 0xcc:
+        width = 1;
+        is_signed = false;
+        break;
+      case 0xcd:
+        width = 2;
+        is_signed = false;
+        break;
+      case 0xce:
+        width = 4;
+        is_signed = false;
+        break;
+      case 0xcf:
+        width = 8;
+        is_signed = false;
+        break;
+      case 0xd0:
+        width = 1;
+        is_signed = true;
+        break;
+      case 0xd1:
+        width = 2;
+        is_signed = true;
+        break;
+      case 0xd2:
+        width = 4;
+        is_signed = true;
+        break;
+      case 0xd3:
+        width = 8;
+        is_signed = true;
+        break;
       default: return MsgpackError::kBadType;
     }
     if (remaining() < 1 + width) return MsgpackError::kTruncated;
@@ -202,9 +237,7 @@ class MsgpackReader {
     if (e != MsgpackError::kOk) return e;
     switch (type) {
       case MsgpackType::kNil:
-      case MsgpackType::kBool:
-        p_++;
-        return MsgpackError::kOk;
+      case MsgpackType::kBool: p_++; return MsgpackError::kOk;
       case MsgpackType::kInt: {
         int64_t ignored;
         return read_int(&ignored);
@@ -224,7 +257,7 @@ class MsgpackReader {
       }
       case MsgpackType::kExt: {
         if (b >= 0xd4) return skip_bytes(2 + (size_t{1} << (b - 0xd4)));  // fixext 1..16: type + data
-        const size_t width = size_t{1} << (b - 0xc7);                      // ext 8/16/32
+        const size_t width = size_t{1} << (b - 0xc7);                     // ext 8/16/32
         return skip_sized(width, 1);
       }
       case MsgpackType::kArray:

@@ -12,7 +12,8 @@ constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this 
 }  // namespace
 
 PrefixTable::PrefixTable(unsigned max_load_pct) : max_load_pct_(max_load_pct) {
-  if (max_load_pct < 1 || max_load_pct > 99) throw std::invalid_argument("PrefixTable: max_load_pct must be in [1, 99]");
+  if (max_load_pct < 1 || max_load_pct > 99)
+    throw std::invalid_argument("PrefixTable: max_load_pct must be in [1, 99]");
 }
 
 PrefixTable::~PrefixTable() {

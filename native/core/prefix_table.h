@@ -34,8 +34,8 @@ struct UnitDepth {
 class PrefixTable {
  public:
   static constexpr uint32_t kNoNode = UINT32_MAX;
-  static constexpr uint32_t kMaxUnits = 65535;  // unit ids are 0 .. kMaxUnits - 1
-  static constexpr uint32_t kMaxCount = 65535;  // holds of one unit on one block
+  static constexpr uint32_t kMaxUnits = 65535;      // unit ids are 0 .. kMaxUnits - 1
+  static constexpr uint32_t kMaxCount = 65535;      // holds of one unit on one block
   static constexpr uint32_t kNotHeld = UINT32_MAX;  // remove(): the unit held no such block
 
   // max_load_pct: the seq table grows by 1.5x beyond this fill (percent, 1..99; throws
@@ -134,9 +134,9 @@ class PrefixTable {
   void rehash(size_t new_cap);
 
   std::vector<std::unique_ptr<Node[]>> chunks_;
-  uint32_t next_unused_ = 0;        // nodes [0, next_unused_) have been handed out once
-  uint32_t free_head_ = kNoNode;    // freed nodes, each holding the next one's id in its body
-  size_t heap_bytes_ = 0;  // spilled holder arrays
+  uint32_t next_unused_ = 0;      // nodes [0, next_unused_) have been handed out once
+  uint32_t free_head_ = kNoNode;  // freed nodes, each holding the next one's id in its body
+  size_t heap_bytes_ = 0;         // spilled holder arrays
 
   std::unique_ptr<Slot[]> slots_;
   size_t cap_ = 0;

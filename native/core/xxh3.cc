@@ -26,7 +26,8 @@ constexpr size_t kStripesPerBlock = (kSecretSize - kStripeLen) / 8;  // 16
 constexpr size_t kBlockLen = kStripeLen * kStripesPerBlock;          // 1024
 constexpr size_t kMidSizeMax = 240;
 
-// The specification's defaultSecret.
+// The specification's defaultSecret, 16 bytes a line.
+// clang-format off
 alignas(64) constexpr uint8_t kDefaultSecret[kSecretSize] = {
     0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
     0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
@@ -41,6 +42,7 @@ alignas(64) constexpr uint8_t kDefaultSecret[kSecretSize] = {
     0x2b, 0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce,
     0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
 };
+// clang-format on
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 inline uint32_t to_le32(uint32_t v) { return __builtin_bswap32(v); }
@@ -67,9 +69,7 @@ inline void write64(uint8_t* p, uint64_t v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-inline uint32_t bswap32(uint32_t v) {
-  return (v >> 24) | ((v >> 8) & 0xff00U) | ((v << 8) & 0xff0000U) | (v << 24);
-}
+inline uint32_t bswap32(uint32_t v) { return (v >> 24) | ((v >> 8) & 0xff00U) | ((v << 8) & 0xff0000U) | (v << 24); }
 
 inline uint64_t bswap64(uint64_t v) {
   return (uint64_t{bswap32(static_cast<uint32_t>(v))} << 32) | bswap32(static_cast<uint32_t>(v >> 32));
@@ -116,8 +116,8 @@ uint64_t hash_empty(uint64_t seed) {
 }
 
 uint64_t hash_1to3(const uint8_t* in, size_t len, uint64_t seed) {
-  const uint32_t combined = uint32_t{in[len - 1]} | (static_cast<uint32_t>(len) << 8) |
-                            (uint32_t{in[0]} << 16) | (uint32_t{in[len >> 1]} << 24);
+  const uint32_t combined = uint32_t{in[len - 1]} | (static_cast<uint32_t>(len) << 8) | (uint32_t{in[0]} << 16) |
+                            (uint32_t{in[len >> 1]} << 24);
   const uint64_t flip = uint64_t{read32(kDefaultSecret) ^ read32(kDefaultSecret + 4)} + seed;
   return avalanche_xxh64(flip ^ combined);
 }
@@ -205,7 +205,8 @@ uint64_t hash_large(const uint8_t* in, size_t len, const uint8_t* secret) {
   // finalMerge(len * PRIME64_1, 11)
   uint64_t result = len * kPrime64_1;
   for (int i = 0; i < 4; i++) {
-    result += mul128_fold64(acc[2 * i] ^ read64(secret + 11 + 16 * i), acc[2 * i + 1] ^ read64(secret + 11 + 16 * i + 8));
+    result +=
+        mul128_fold64(acc[2 * i] ^ read64(secret + 11 + 16 * i), acc[2 * i + 1] ^ read64(secret + 11 + 16 * i + 8));
   }
   return avalanche(result);
 }

@@ -51,8 +51,8 @@ using kvgate::KvEventError;
 using kvgate::KvRouter;
 using kvgate::Policy;
 using kvgate::RouterConfig;
-using kvgate::RouterStats;
 using kvgate::RouteResult;
+using kvgate::RouterStats;
 using kvgate::RouteStatus;
 using kvgate::UnitInfo;
 using kvgate::UnitMatch;
@@ -111,8 +111,10 @@ struct BuiltBatch {
 };
 
 void write_medium(MsgpackWriter& w, uint8_t medium) {
-  if (medium == 0) w.nil();
-  else w.str(medium == 1 ? "GPU" : "CPU_PINNED");
+  if (medium == 0)
+    w.nil();
+  else
+    w.str(medium == 1 ? "GPU" : "CPU_PINNED");
 }
 
 BuiltBatch build_batch(Input& in, uint32_t block_size) {
@@ -123,7 +125,7 @@ BuiltBatch build_batch(Input& in, uint32_t block_size) {
   b.map.array(3).f64(ts).array(count);
   for (size_t e = 0; e < count; e++) {
     const uint8_t kind = static_cast<uint8_t>(in.upto(4));  // stored more often
-    const uint8_t medium_choice = in.byte();  // nil, "GPU", 1 in 6 "CPU_PINNED"
+    const uint8_t medium_choice = in.byte();                // nil, "GPU", 1 in 6 "CPU_PINNED"
     const uint8_t medium = medium_choice % 6 == 5 ? 2 : medium_choice % 2;
     std::vector<int64_t> hashes(kind <= 2 ? 1 + in.upto(2) : in.upto(3));
     for (int64_t& h : hashes) h = hash(in);
@@ -145,7 +147,10 @@ BuiltBatch build_batch(Input& in, uint32_t block_size) {
       const uint32_t bs = partial && hashes.size() == 1 ? static_cast<uint32_t>(t.size()) : block_size;
       b.array.array(7).str("BlockStored").array(hashes.size());
       for (int64_t h : hashes) b.array.int_(h);
-      if (has_parent) b.array.int_(parent); else b.array.nil();
+      if (has_parent)
+        b.array.int_(parent);
+      else
+        b.array.nil();
       b.array.array(t.size());
       for (uint32_t x : t) b.array.uint_(x);
       b.array.uint_(bs).nil();
@@ -153,7 +158,10 @@ BuiltBatch build_batch(Input& in, uint32_t block_size) {
       entries.push_back(hashes_entry);
       entries.push_back([=](MsgpackWriter& w) {
         w.str("parent_block_hash");
-        if (has_parent) w.int_(parent); else w.nil();
+        if (has_parent)
+          w.int_(parent);
+        else
+          w.nil();
       });
       entries.push_back([t](MsgpackWriter& w) {
         w.str("token_ids").array(t.size());
@@ -281,9 +289,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         apply(r0, r1, worker, rank, b.array.bytes, b.map.bytes);
         break;
       }
-      case 4:
-        check(r0.add_unit(worker, rank) && r1.add_unit(worker, rank));
-        break;
+      case 4: check(r0.add_unit(worker, rank) && r1.add_unit(worker, rank)); break;
       case 5: {
         const bool unit = in.flag();
         if (unit) {
@@ -294,7 +300,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           r1.remove_worker(worker);
         }
         // Requests on a removed unit are gone with it.
-        live.erase(std::remove_if(live.begin(), live.end(), [&](const Live& l) { return l.worker == worker && (l.rank == rank || !unit); }),
+        live.erase(std::remove_if(live.begin(), live.end(),
+                                  [&](const Live& l) { return l.worker == worker && (l.rank == rank || !unit); }),
                    live.end());
         break;
       }

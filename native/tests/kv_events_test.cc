@@ -174,7 +174,10 @@ TEST(KvEvents, MediumNilAndGpuAreDeviceCache) {
   for (bool gpu_string : {false, true}) {
     const auto bytes = one_event([gpu_string](MsgpackWriter& w) {
       w.array(3).str("BlockRemoved").array(0);
-      if (gpu_string) w.str("GPU"); else w.nil();
+      if (gpu_string)
+        w.str("GPU");
+      else
+        w.nil();
     });
     KvEventBatch b;
     ASSERT_EQ(parse(bytes, &b), KvEventError::kOk);
@@ -217,7 +220,10 @@ TEST(KvEvents, HashesInEveryIntegerEncoding) {
   const auto bytes = one_event([&](MsgpackWriter& w) {
     w.array(3).str("BlockRemoved").array(std::size(encs));
     for (const Enc& e : encs) {
-      if (e.marker == 0) w.int_(e.value); else w.int_as(e.marker, e.bits);
+      if (e.marker == 0)
+        w.int_(e.value);
+      else
+        w.int_as(e.marker, e.bits);
     }
     w.nil();
   });
@@ -262,13 +268,13 @@ TEST(KvEvents, SkipsEveryKindOfIgnoredValue) {
     w.array(14).str("AllBlocksCleared");
     w.nil().boolean(false).int_(-5).f64(2.5).str("x");
     w.bin("abc");
-    w.raw(0xc5).be(2, 2).raw('h').raw('i');                              // bin16
-    w.raw(0xd4).raw(1).raw(9);                                            // fixext1
-    w.raw(0xd8).raw(1).be(0, 8).be(0, 8);                                 // fixext16
-    w.raw(0xc7).raw(3).raw(0x7f).raw(1).raw(2).raw(3);                    // ext8
-    w.raw(0xdf).be(1, 4).str("k").array(2).int_(1).map(1).nil().nil();   // map32
-    w.raw(0xde).be(0, 2);                                                 // map16
-    w.raw(0xc9).be(0, 4).raw(0);                                          // ext32, empty
+    w.raw(0xc5).be(2, 2).raw('h').raw('i');                             // bin16
+    w.raw(0xd4).raw(1).raw(9);                                          // fixext1
+    w.raw(0xd8).raw(1).be(0, 8).be(0, 8);                               // fixext16
+    w.raw(0xc7).raw(3).raw(0x7f).raw(1).raw(2).raw(3);                  // ext8
+    w.raw(0xdf).be(1, 4).str("k").array(2).int_(1).map(1).nil().nil();  // map32
+    w.raw(0xde).be(0, 2);                                               // map16
+    w.raw(0xc9).be(0, 4).raw(0);                                        // ext32, empty
   });
   KvEventBatch b;
   ASSERT_EQ(parse(bytes, &b), KvEventError::kOk);
@@ -399,9 +405,8 @@ TEST(KvEvents, HugeDeclaredLengthsFailFast) {
       one_event([](MsgpackWriter& w) { w.array(2).str("AllBlocksCleared").raw(0xdf).be(0xffffffffu, 4).nil(); }),
       one_event([](MsgpackWriter& w) { w.array(2).str("AllBlocksCleared").raw(0xc6).be(0xffffffffu, 4).nil(); }),
       one_event([](MsgpackWriter& w) { w.array(2).str("AllBlocksCleared").raw(0xc9).be(0xffffffffu, 4).raw(1); }),
-      one_event([](MsgpackWriter& w) {
-        w.array(5).str("BlockStored").array(0).nil().array32(0xffffffffu).int_(1).int_(1);
-      }),
+      one_event(
+          [](MsgpackWriter& w) { w.array(5).str("BlockStored").array(0).nil().array32(0xffffffffu).int_(1).int_(1); }),
   };
   for (size_t i = 0; i < cases.size(); i++) EXPECT_EQ(parse(cases[i]), KvEventError::kTruncated) << "case " << i;
 }
@@ -508,7 +513,9 @@ std::vector<uint8_t> mutated(const std::vector<uint8_t>& base, std::mt19937& rng
     switch (rng() % 3) {
       case 0: bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng()); break;
       case 1: bytes.insert(bytes.begin() + rng() % (bytes.size() + 1), static_cast<uint8_t>(rng())); break;
-      default: if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size()); break;
+      default:
+        if (bytes.size() > 1) bytes.erase(bytes.begin() + rng() % bytes.size());
+        break;
     }
   }
   return bytes;
@@ -538,7 +545,8 @@ TEST(KvEvents, RandomMutationsNeverCrash) {
 
 std::vector<uint8_t> from_hex(const std::string& hex) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -711,9 +719,9 @@ TEST(KvEventsMap, UnknownKeysAreSkippedAnywhere) {
     expect_full_stored(b.events[0]);
   }
   // The same key twice is fine when it is not a field.
-  const auto twice = map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
-                                kv("x", [](MsgpackWriter& w) { w.int_(1); }),
-                                kv("x", [](MsgpackWriter& w) { w.int_(2); })});
+  const auto twice =
+      map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                 kv("x", [](MsgpackWriter& w) { w.int_(1); }), kv("x", [](MsgpackWriter& w) { w.int_(2); })});
   EXPECT_EQ(parse(twice), KvEventError::kOk);
 }
 
@@ -824,11 +832,12 @@ TEST(KvEventsMap, WrongTypes) {
       {"type is an int", map_event({kv("type", [](MsgpackWriter& w) { w.int_(1); })})},
       {"type is bin", map_event({kv("type", [](MsgpackWriter& w) { w.bin("BlockRemoved"); })})},
       {"type is nil", map_event({kv("type", [](MsgpackWriter& w) { w.nil(); })})},
-      {"key is an int", map_event({{[](MsgpackWriter& w) { w.int_(0); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
-      {"key after the tag is nil",
-       map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
-                  {[](MsgpackWriter& w) { w.nil(); }, [](MsgpackWriter& w) { w.nil(); }}})},
-      {"key is bin", map_event({{[](MsgpackWriter& w) { w.bin("type"); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
+      {"key is an int",
+       map_event({{[](MsgpackWriter& w) { w.int_(0); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
+      {"key after the tag is nil", map_event({kv("type", [](MsgpackWriter& w) { w.str("AllBlocksCleared"); }),
+                                              {[](MsgpackWriter& w) { w.nil(); }, [](MsgpackWriter& w) { w.nil(); }}})},
+      {"key is bin",
+       map_event({{[](MsgpackWriter& w) { w.bin("type"); }, [](MsgpackWriter& w) { w.str("BlockStored"); }}})},
       {"hashes nil", stored_with(1, [](MsgpackWriter& w) { w.nil(); })},
       {"hash is a float", stored_with(1, [](MsgpackWriter& w) { w.array(1).f64(1); })},
       {"parent is a string", stored_with(2, [](MsgpackWriter& w) { w.str("p"); })},
@@ -945,7 +954,7 @@ TEST(KvEventsMap, RandomMapAndArrayFormsAgree) {
     w.array(3).f64(in.ts).array(in.events.size());
     for (const KvEvent& e : in.events) {
       std::vector<Entry> entries;
-      const char* tag = e.kind == KvEventKind::kStored ? "BlockStored"
+      const char* tag = e.kind == KvEventKind::kStored    ? "BlockStored"
                         : e.kind == KvEventKind::kRemoved ? "BlockRemoved"
                                                           : "AllBlocksCleared";
       entries.push_back(kv("type", [tag](MsgpackWriter& v) { v.str(tag); }));
@@ -954,19 +963,25 @@ TEST(KvEventsMap, RandomMapAndArrayFormsAgree) {
           v.array(e.block_hashes.size());
           for (int64_t h : e.block_hashes) v.int_(h);
         }));
-        if (!e.gpu_medium) entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("EXTERNAL"); }));
-        else if (rng() % 2) entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("GPU"); }));
+        if (!e.gpu_medium)
+          entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("EXTERNAL"); }));
+        else if (rng() % 2)
+          entries.push_back(kv("medium", [](MsgpackWriter& v) { v.str("GPU"); }));
       }
       if (e.kind == KvEventKind::kStored) {
-        if (e.has_parent) entries.push_back(kv("parent_block_hash", [&e](MsgpackWriter& v) { v.int_(e.parent_hash); }));
-        else if (rng() % 2) entries.push_back(kv("parent_block_hash", [](MsgpackWriter& v) { v.nil(); }));
+        if (e.has_parent)
+          entries.push_back(kv("parent_block_hash", [&e](MsgpackWriter& v) { v.int_(e.parent_hash); }));
+        else if (rng() % 2)
+          entries.push_back(kv("parent_block_hash", [](MsgpackWriter& v) { v.nil(); }));
         entries.push_back(kv("token_ids", [&e](MsgpackWriter& v) {
           v.array(e.token_ids.size());
           for (uint32_t t : e.token_ids) v.uint_(t);
         }));
         entries.push_back(kv("block_size", [&e](MsgpackWriter& v) { v.uint_(e.block_size); }));
-        if (e.has_lora_id) entries.push_back(kv("lora_id", [&e](MsgpackWriter& v) { v.int_(e.lora_id); }));
-        else if (rng() % 2) entries.push_back(kv("lora_id", [](MsgpackWriter& v) { v.nil(); }));
+        if (e.has_lora_id)
+          entries.push_back(kv("lora_id", [&e](MsgpackWriter& v) { v.int_(e.lora_id); }));
+        else if (rng() % 2)
+          entries.push_back(kv("lora_id", [](MsgpackWriter& v) { v.nil(); }));
       }
       if (rng() % 2) entries.push_back(kv("cache_salt", [](MsgpackWriter& v) { v.str("s"); }));
       if (rng() % 4 == 0) entries.push_back(kv("session_id", [](MsgpackWriter& v) { v.array(2).int_(1).map(0); }));
@@ -978,7 +993,10 @@ TEST(KvEventsMap, RandomMapAndArrayFormsAgree) {
         x.second(w);
       }
     }
-    if (in.has_dp_rank) w.int_(in.dp_rank); else w.nil();
+    if (in.has_dp_rank)
+      w.int_(in.dp_rank);
+    else
+      w.nil();
 
     KvEventBatch from_map, from_array;
     ASSERT_EQ(parse(w.bytes, &from_map), KvEventError::kOk) << "iteration " << iter;

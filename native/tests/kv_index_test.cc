@@ -127,7 +127,7 @@ TEST(PrefixTable, RemoveTellsTheLastHoldFromNotHeld) {
   EXPECT_EQ(t.remove(a, 1), 0u);                     // unit 1's last hold
   EXPECT_EQ(t.remove(a, 1), PrefixTable::kNotHeld);  // already dropped
   EXPECT_EQ(t.holds(), 1u);
-  EXPECT_EQ(t.remove(a, 2), 0u);                     // the node is freed
+  EXPECT_EQ(t.remove(a, 2), 0u);  // the node is freed
   EXPECT_EQ(t.blocks(), 0u);
   EXPECT_EQ(t.remove(a, 2), PrefixTable::kNotHeld);  // a freed node
   EXPECT_EQ(t.remove(12345, 2), PrefixTable::kNotHeld);

@@ -52,10 +52,14 @@ class MsgpackWriter {
   }
 
   MsgpackWriter& str(const std::string& s) {
-    if (s.size() <= 31) raw(static_cast<uint8_t>(0xa0 | s.size()));
-    else if (s.size() <= UINT8_MAX) raw(0xd9).be(s.size(), 1);
-    else if (s.size() <= UINT16_MAX) raw(0xda).be(s.size(), 2);
-    else raw(0xdb).be(s.size(), 4);
+    if (s.size() <= 31)
+      raw(static_cast<uint8_t>(0xa0 | s.size()));
+    else if (s.size() <= UINT8_MAX)
+      raw(0xd9).be(s.size(), 1);
+    else if (s.size() <= UINT16_MAX)
+      raw(0xda).be(s.size(), 2);
+    else
+      raw(0xdb).be(s.size(), 4);
     bytes.insert(bytes.end(), s.begin(), s.end());
     return *this;
   }
@@ -97,11 +101,17 @@ inline std::vector<uint8_t> encode_batch(const KvEventBatch& b) {
       case KvEventKind::kStored:
         w.array(7).str("BlockStored").array(e.block_hashes.size());
         for (int64_t h : e.block_hashes) w.int_(h);
-        if (e.has_parent) w.int_(e.parent_hash); else w.nil();
+        if (e.has_parent)
+          w.int_(e.parent_hash);
+        else
+          w.nil();
         w.array(e.token_ids.size());
         for (uint32_t t : e.token_ids) w.uint_(t);
         w.uint_(e.block_size);
-        if (e.has_lora_id) w.int_(e.lora_id); else w.nil();
+        if (e.has_lora_id)
+          w.int_(e.lora_id);
+        else
+          w.nil();
         w.str(e.gpu_medium ? "GPU" : "CPU_PINNED");
         break;
       case KvEventKind::kRemoved:
@@ -109,12 +119,13 @@ inline std::vector<uint8_t> encode_batch(const KvEventBatch& b) {
         for (int64_t h : e.block_hashes) w.int_(h);
         w.str(e.gpu_medium ? "GPU" : "CPU_PINNED");
         break;
-      case KvEventKind::kCleared:
-        w.array(1).str("AllBlocksCleared");
-        break;
+      case KvEventKind::kCleared: w.array(1).str("AllBlocksCleared"); break;
     }
   }
-  if (b.has_dp_rank) w.int_(b.dp_rank); else w.nil();
+  if (b.has_dp_rank)
+    w.int_(b.dp_rank);
+  else
+    w.nil();
   return w.bytes;
 }
 
@@ -129,11 +140,17 @@ inline std::vector<uint8_t> encode_batch_map(const KvEventBatch& b) {
         w.map(7).str("type").str("BlockStored").str("block_hashes").array(e.block_hashes.size());
         for (int64_t h : e.block_hashes) w.int_(h);
         w.str("parent_block_hash");
-        if (e.has_parent) w.int_(e.parent_hash); else w.nil();
+        if (e.has_parent)
+          w.int_(e.parent_hash);
+        else
+          w.nil();
         w.str("token_ids").array(e.token_ids.size());
         for (uint32_t t : e.token_ids) w.uint_(t);
         w.str("block_size").uint_(e.block_size).str("lora_id");
-        if (e.has_lora_id) w.int_(e.lora_id); else w.nil();
+        if (e.has_lora_id)
+          w.int_(e.lora_id);
+        else
+          w.nil();
         w.str("medium").str(e.gpu_medium ? "GPU" : "CPU_PINNED");
         break;
       case KvEventKind::kRemoved:
@@ -141,12 +158,13 @@ inline std::vector<uint8_t> encode_batch_map(const KvEventBatch& b) {
         for (int64_t h : e.block_hashes) w.int_(h);
         w.str("medium").str(e.gpu_medium ? "GPU" : "CPU_PINNED");
         break;
-      case KvEventKind::kCleared:
-        w.map(1).str("type").str("AllBlocksCleared");
-        break;
+      case KvEventKind::kCleared: w.map(1).str("type").str("AllBlocksCleared"); break;
     }
   }
-  if (b.has_dp_rank) w.int_(b.dp_rank); else w.nil();
+  if (b.has_dp_rank)
+    w.int_(b.dp_rank);
+  else
+    w.nil();
   return w.bytes;
 }
 

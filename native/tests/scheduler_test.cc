@@ -26,8 +26,8 @@ using kvgate::KvRouter;
 using kvgate::Policy;
 using kvgate::PrefixTable;
 using kvgate::Rng;
-using kvgate::RouteResult;
 using kvgate::RouterConfig;
+using kvgate::RouteResult;
 using kvgate::RouteStatus;
 using kvgate::UnitDepth;
 using kvgate::UnitInfo;
@@ -525,9 +525,7 @@ TEST(KvRouter, RandomOperationsKeepCountersConsistentAndFreeEverything) {
     for (int step = 0; step < 3000; step++) {
       const uint32_t w = static_cast<uint32_t>(rng() % 6), rank = static_cast<uint32_t>(rng() % 2);
       switch (rng() % 10) {
-        case 0:
-          r.add_unit(w, rank);
-          break;
+        case 0: r.add_unit(w, rank); break;
         case 1:
         case 2: {
           const auto t = tokens(rng() % 24);

@@ -75,9 +75,7 @@ TEST(Xxh3, KnownAnswersEveryLengthClassAndSeed) {
   }
 }
 
-TEST(Xxh3, EmptyInputIgnoresPointer) {
-  EXPECT_EQ(kvgate::xxh3_64(nullptr, 0, 0), 0x2d06800538d394c2ULL);
-}
+TEST(Xxh3, EmptyInputIgnoresPointer) { EXPECT_EQ(kvgate::xxh3_64(nullptr, 0, 0), 0x2d06800538d394c2ULL); }
 
 TEST(Xxh3, UnalignedInputHashesTheSame) {
   const std::vector<uint8_t> src = pattern(4096 + 8);
