@@ -74,7 +74,7 @@ class MsgpackReader {
       return MsgpackError::kOk;
     }
     if (b >= 0xe0) {
-      *v = static_cast<int8_t>(b);
+      *v = static_cast<int64_t>(b) - 256;  // negative fixint: -32..-1
       p_++;
       return MsgpackError::kOk;
     }

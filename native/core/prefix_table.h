@@ -97,15 +97,19 @@ class PrefixTable {
     Holder* ptr;
     uint32_t cap;
   };
+  // The pointer's bytes, then the capacity's, in body.raw.
+  static constexpr size_t kPtrBytes = sizeof(uintptr_t);
+  static_assert(sizeof(uintptr_t) == sizeof(void*) && kPtrBytes + sizeof(uint32_t) <= sizeof(Node::body),
+                "a heap reference must fit a node's body");
   static Heap heap(const Node& nd) {
     Heap h;
-    std::memcpy(&h.ptr, nd.body.raw, sizeof h.ptr);
-    std::memcpy(&h.cap, nd.body.raw + sizeof h.ptr, sizeof h.cap);
+    std::memcpy(&h.ptr, nd.body.raw, kPtrBytes);
+    std::memcpy(&h.cap, nd.body.raw + kPtrBytes, sizeof h.cap);
     return h;
   }
   static void set_heap(Node& nd, Holder* ptr, uint32_t cap) {
-    std::memcpy(nd.body.raw, &ptr, sizeof ptr);
-    std::memcpy(nd.body.raw + sizeof ptr, &cap, sizeof cap);
+    std::memcpy(nd.body.raw, &ptr, kPtrBytes);
+    std::memcpy(nd.body.raw + kPtrBytes, &cap, sizeof cap);
   }
 
   struct Slot {
