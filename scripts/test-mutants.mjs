@@ -4,8 +4,8 @@
 //
 // Nothing in the real tree is touched (others build it concurrently): native/core,
 // native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
-// ninja (the GoogleTest binaries only), and each mutant rebuilds one source file and
-// relinks. A mutant whose anchor text is not found exactly once is an error too, so the
+// ninja (the GoogleTest binaries only, warnings not errors: a mutant is judged by the tests),
+// and each mutant rebuilds one source file and relinks. A mutant whose anchor text is not found exactly once is an error too, so the
 // list cannot silently go stale when the code changes.
 //
 //   node scripts/test-mutants.mjs [--keep] [name...]   (--keep leaves the directory)
@@ -105,7 +105,7 @@ try {
   mkdirSync(join(dir, 'native'), { recursive: true });
   for (const d of ['core', 'tests']) cpSync(join(root, 'native', d), join(dir, 'native', d), { recursive: true });
   cpSync(join(root, 'CMakeLists.txt'), join(dir, 'CMakeLists.txt'));
-  const conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DCMAKE_BUILD_TYPE=Release']);
+  const conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release']);
   if (!conf.ok) throw new Error(`cmake configure failed:\n${conf.out}`);
   const base = buildAndTest();
   if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out}`);
