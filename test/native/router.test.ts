@@ -417,17 +417,19 @@ describe('KvRouter: native errors reach the error registry', () => {
   });
 
   it('turns running out of memory into a JS error instead of aborting the process', () => {
-    // A child caps its own address space (prlimit) just above what it uses, then routes a
-    // prompt whose hashing needs more: the call throws, the process goes on.
+    // A child caps its own address space (prlimit) at 1 GiB above what it maps, then routes
+    // a prompt whose hashing needs 2 GiB at once: the call throws, the process goes on. (The
+    // headroom is wide so that node's own allocations meanwhile never fail: node and V8 are
+    // built without exceptions, so a bad_alloc there aborts whatever the addon does.)
     const path = ADDON_PATHS.find((p) => existsSync(p))!;
     const script = `
       const { spawnSync } = require('node:child_process');
       const addon = require(${JSON.stringify(path)});
       const router = new addon.KvRouter({ blockSize: 1, seed: 1 });
       router.addWorker(0);
-      const tokens = new Uint32Array(64 * 1024 * 1024);
+      const tokens = new Uint32Array(256 * 1024 * 1024); // 1 GiB mapped, never touched
       const vm = Number(/VmSize:\\s+(\\d+)/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
-      if (spawnSync('prlimit', ['--pid=' + process.pid, '--as=' + (vm + 256 * 1024 * 1024)]).status !== 0) throw new Error('prlimit failed');
+      if (spawnSync('prlimit', ['--pid=' + process.pid, '--as=' + (vm + 1024 * 1024 * 1024)]).status !== 0) throw new Error('prlimit failed');
       let message = null;
       try { router.route(tokens, 1, new Uint32Array(3)); } catch (e) { message = e.message; }
       console.log(JSON.stringify({ message, active: router.stats().activeRequests }));`;
