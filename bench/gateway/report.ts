@@ -1,0 +1,116 @@
+// Markdown tables of a bench:gateway run: every point as measured, then kvgate/Dynamo ratios
+// at each concurrency from valid points only, and kvgate's added TTFT over the engine alone.
+
+import type { AiperfResult } from './aiperf.js';
+import type { SystemName } from './systems.js';
+
+export interface Point {
+  system: SystemName;
+  concurrency: number;
+  requests: number;
+  result?: AiperfResult;
+  cpuMsPerRequest?: Record<string, number>;
+  // Why the point is not valid (errors, wrong output length, a process exited...); empty = valid.
+  problems: string[];
+}
+
+export interface RunInfo {
+  command: string;
+  machine: string;
+  peers: string;
+  settings: string;
+}
+
+const ROLES = ['frontend', 'agents', 'engines'];
+
+const f = (x: number | undefined, digits = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+const cpuTotal = (p: Point) => Object.values(p.cpuMsPerRequest ?? {}).reduce((a, b) => a + b, 0);
+const valid = (p: Point | undefined): p is Point & { result: AiperfResult } => !!p && !!p.result && p.problems.length === 0;
+const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
+
+function pointsTable(points: Point[]): string[] {
+  const rows = [
+    '| system | concurrency | requests | req/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | E2E p50 / p99 ms | errors | CPU ms/req: frontend | agents | engines | total | status |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const p of points) {
+    const r = p.result;
+    const cpu = p.cpuMsPerRequest;
+    const status = p.problems.length === 0 ? 'ok' : `**invalid**: ${p.problems.join('; ')}`;
+    if (!r) {
+      rows.push(`| ${p.system} | ${p.concurrency} | ${p.requests} | - | - | - | - | - | - | - | - | - | ${status} |`);
+      continue;
+    }
+    rows.push(
+      `| ${p.system} | ${p.concurrency} | ${p.requests} | ${f(r.requestsPerSecond, 1)} | ${f(r.ttft.p50)} / ${f(r.ttft.p99)} | ${f(r.itl.p50, 3)} / ${f(r.itl.p99, 3)} | ${f(r.e2e.p50, 1)} / ${f(r.e2e.p99, 1)} | ${r.errors} | ` +
+        `${ROLES.map((role) => (cpu?.[role] === undefined ? '-' : f(cpu[role]))).join(' | ')} | ${f(cpu ? cpuTotal(p) : undefined)} | ${status} |`,
+    );
+  }
+  return rows;
+}
+
+function ratioTable(points: Point[]): string[] {
+  const at = (s: SystemName, c: number) => points.find((p) => p.system === s && p.concurrency === c);
+  const cs = [...new Set(points.map((p) => p.concurrency))];
+  const rows = [
+    '| concurrency | req/s | TTFT p50 | TTFT p99 | ITL p50 | E2E p50 | E2E p99 | CPU ms/req whole stack, kvgate / Dynamo | CPU ms/req frontend, kvgate / Dynamo |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const c of cs) {
+    const k = at('kvgate', c);
+    const d = at('dynamo', c);
+    if (!k || !d) continue;
+    if (!valid(k) || !valid(d)) {
+      const why = [k, d].filter((p) => !valid(p)).map((p) => `${p.system} invalid`).join(', ');
+      rows.push(`| ${c} | ${why} | | | | | | | |`);
+      continue;
+    }
+    const a = k.result;
+    const b = d.result;
+    rows.push(
+      `| ${c} | **${ratio(a.requestsPerSecond, b.requestsPerSecond)}** | ${ratio(a.ttft.p50, b.ttft.p50)} | ${ratio(a.ttft.p99, b.ttft.p99)} | ${ratio(a.itl.p50, b.itl.p50)} | ${ratio(a.e2e.p50, b.e2e.p50)} | ${ratio(a.e2e.p99, b.e2e.p99)} | ` +
+        `${f(cpuTotal(k))} / ${f(cpuTotal(d))} = **${ratio(cpuTotal(k), cpuTotal(d))}** | ${f(k.cpuMsPerRequest?.['frontend'])} / ${f(d.cpuMsPerRequest?.['frontend'])} = ${ratio(k.cpuMsPerRequest?.['frontend'] ?? NaN, d.cpuMsPerRequest?.['frontend'] ?? NaN)} |`,
+    );
+  }
+  return rows;
+}
+
+function addedTtft(points: Point[]): string[] {
+  const out: string[] = [];
+  const floor = points.find((p) => p.system === 'engine' && p.concurrency === 1);
+  for (const s of ['kvgate', 'dynamo'] as const) {
+    const p = points.find((q) => q.system === s && q.concurrency === 1);
+    if (!p || !floor) continue;
+    if (!valid(p) || !valid(floor)) {
+      out.push(`- ${s}: added TTFT over the engine alone at concurrency 1: not measured (invalid point)`);
+      continue;
+    }
+    out.push(
+      `- ${s}: TTFT p50 ${f(p.result.ttft.p50)} ms vs the engine alone ${f(floor.result.ttft.p50)} ms: **+${f(p.result.ttft.p50 - floor.result.ttft.p50)} ms** added at concurrency 1 ` +
+        `(E2E p50 +${f(p.result.e2e.p50 - floor.result.e2e.p50)} ms)`,
+    );
+  }
+  return out;
+}
+
+export function formatReport(points: Point[], info: RunInfo): string {
+  return [
+    `Command: \`${info.command}\``,
+    `Machine: ${info.machine}`,
+    `Peers: ${info.peers}`,
+    `Settings: ${info.settings}`,
+    '',
+    '### kvgate / Dynamo',
+    '',
+    ...ratioTable(points),
+    '',
+    '### Added latency over the engine alone',
+    '',
+    ...addedTtft(points),
+    '',
+    '### Every point',
+    '',
+    ...pointsTable(points),
+    '',
+  ].join('\n');
+}
