@@ -15,14 +15,14 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAiperf, type AiperfResult, type Workload } from './aiperf.js';
-import { AIPERF_VERSION, DYNAMO_VERSION, defaultCacheDir, ensurePeers } from './peers.js';
+import { AIPERF_VERSION, DYNAMO_VERSION, defaultCacheDir, ensurePeers, type Peers } from './peers.js';
 import { CpuSampler, isShuttingDown, killAllNow, shutdown, stopAll } from './procs.js';
 import { formatReport, type Point } from './report.js';
 import { startSystem, SYSTEMS, type EngineSettings, type RunningSystem, type SystemName } from './systems.js';
 
 // Requests per point by concurrency when --requests is not given: enough for stable p50s and a
-// few seconds of steady state at each point, a full run (3 systems x 4 points) in ~12 minutes.
-const DEFAULT_REQUESTS: Record<number, number> = { 1: 100, 16: 400, 64: 800, 256: 1500 };
+// few seconds of steady state at each point, a full run (3 systems x 4 points) in ~15 minutes.
+const DEFAULT_REQUESTS: Record<number, number> = { 1: 100, 16: 400, 64: 600, 256: 1000 };
 const defaultRequests = (c: number) => DEFAULT_REQUESTS[c] ?? Math.max(100, 6 * c);
 // Chat template tokens Qwen3 wraps one user message in (<|im_start|>user\n ... <|im_end|>\n
 // <|im_start|>assistant\n): the engine alone gets prompts of the same length as through a gateway.
@@ -82,7 +82,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 process.on('exit', killAllNow);
 
-async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers: { aiperf: string; modelDir: string }): Promise<Point> {
+async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers: Peers): Promise<Point> {
   const requests = requestsFor(c);
   const warmup = Math.min(requests, Math.max(c, 10));
   const point: Point = { system: sys.name, concurrency: c, requests, problems: [] };
@@ -97,7 +97,7 @@ async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers
       requests,
       warmup,
       workload,
-      outDir: join(runDir, sys.name, `c${c}`),
+      outDir: join(runDir, `c${c}`, sys.name, 'aiperf'),
       timeoutMs: pointTimeoutMs,
       generate: sys.generate ? { promptIds: workload.isl + CHAT_TEMPLATE_TOKENS } : undefined,
     });
@@ -110,6 +110,7 @@ async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers
   sampler.sample();
   const cpu = sampler.window(r.startMs, r.endMs);
   point.result = r;
+  point.loadAverage = loadavg()[0];
   point.cpuMsPerRequest = Object.fromEntries(Object.entries(cpu.ms).map(([role, ms]) => [role, ms / Math.max(1, r.completed)]));
 
   // The point's own standard: any error, missing request or wrong output length is reported
@@ -138,36 +139,39 @@ async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers
   return point;
 }
 
+async function point(name: SystemName, c: number, peers: Peers): Promise<Point> {
+  let sys: RunningSystem;
+  try {
+    sys = await startSystem(name, peers, engine, join(runDir, `c${c}`), say);
+  } catch (err) {
+    say(`${name} did not start: ${(err as Error).message}`);
+    return { system: name, concurrency: c, requests: requestsFor(c), problems: [`did not start: ${(err as Error).message.split('\n')[0]}`] };
+  }
+  const sampler = new CpuSampler(sys.procs.map((p) => p.pid), sys.classify);
+  sampler.start();
+  try {
+    return await measure(sys, sampler, c, peers);
+  } finally {
+    sampler.stop();
+    await sys.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const load0 = loadavg();
   say(`run folder ${runDir}`);
   const peers = await ensurePeers({ cache: flags.cache, python: flags.python, dynamo: systems.includes('dynamo'), say });
   const points: Point[] = [];
-  for (const name of systems) {
-    if (isShuttingDown()) break;
-    say(`starting ${name} ...`);
-    let sys: RunningSystem;
-    try {
-      sys = await startSystem(name, peers, engine, runDir);
-    } catch (err) {
-      say(`${name} did not start: ${(err as Error).message}`);
-      for (const c of concurrencies) points.push({ system: name, concurrency: c, requests: requestsFor(c), problems: [`did not start: ${(err as Error).message.split('\n')[0]}`] });
-      continue;
-    }
-    const sampler = new CpuSampler(sys.procs.map((p) => p.pid), sys.classify);
-    sampler.start();
-    try {
-      for (const c of concurrencies) {
-        if (isShuttingDown()) break;
-        say(`${name}: concurrency ${c}, ${requestsFor(c)} requests ...`);
-        const p = await measure(sys, sampler, c, peers);
-        points.push(p);
-        const r = p.result;
-        say(`${name} c=${c}: ${r ? `${r.requestsPerSecond.toFixed(1)} req/s, TTFT p50 ${r.ttft.p50.toFixed(2)} ms` : 'no result'}${p.problems.length ? ` [${p.problems.join('; ')}]` : ''}`);
-      }
-    } finally {
-      sampler.stop();
-      await sys.stop();
+  // Systems take turns at each concurrency, each started fresh for its point: the machine's
+  // load drifts (other work shares it), and side-by-side points should share the same moment.
+  for (const c of concurrencies) {
+    for (const name of systems) {
+      if (isShuttingDown()) break;
+      say(`${name}: concurrency ${c}, ${requestsFor(c)} requests ...`);
+      const p = await point(name, c, peers);
+      points.push(p);
+      const r = p.result;
+      say(`${name} c=${c}: ${r ? `${r.requestsPerSecond.toFixed(1)} req/s, TTFT p50 ${r.ttft.p50.toFixed(2)} ms` : 'no result'}${p.problems.length ? ` [${p.problems.join('; ')}]` : ''}`);
     }
   }
   const report = formatReport(points, {

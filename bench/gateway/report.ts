@@ -10,6 +10,7 @@ export interface Point {
   requests: number;
   result?: AiperfResult;
   cpuMsPerRequest?: Record<string, number>;
+  loadAverage?: number; // the machine's 1-minute load average when the point ended
   // Why the point is not valid (errors, wrong output length, a process exited...); empty = valid.
   problems: string[];
 }
@@ -26,24 +27,25 @@ const ROLES = ['frontend', 'agents', 'engines'];
 const f = (x: number | undefined, digits = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
 const cpuTotal = (p: Point) => Object.values(p.cpuMsPerRequest ?? {}).reduce((a, b) => a + b, 0);
 const valid = (p: Point | undefined): p is Point & { result: AiperfResult } => !!p && !!p.result && p.problems.length === 0;
+const signed = (x: number) => `${x >= 0 ? '+' : '−'}${f(Math.abs(x))}`;
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
 
 function pointsTable(points: Point[]): string[] {
   const rows = [
-    '| system | concurrency | requests | req/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | E2E p50 / p99 ms | errors | CPU ms/req: frontend | agents | engines | total | status |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | concurrency | requests | req/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | E2E p50 / p99 ms | errors | CPU ms/req: frontend | agents | engines | total | load avg | status |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of points) {
     const r = p.result;
     const cpu = p.cpuMsPerRequest;
     const status = p.problems.length === 0 ? 'ok' : `**invalid**: ${p.problems.join('; ')}`;
     if (!r) {
-      rows.push(`| ${p.system} | ${p.concurrency} | ${p.requests} | - | - | - | - | - | - | - | - | - | ${status} |`);
+      rows.push(`| ${p.system} | ${p.concurrency} | ${p.requests} | - | - | - | - | - | - | - | - | - | - | ${status} |`);
       continue;
     }
     rows.push(
       `| ${p.system} | ${p.concurrency} | ${p.requests} | ${f(r.requestsPerSecond, 1)} | ${f(r.ttft.p50)} / ${f(r.ttft.p99)} | ${f(r.itl.p50, 3)} / ${f(r.itl.p99, 3)} | ${f(r.e2e.p50, 1)} / ${f(r.e2e.p99, 1)} | ${r.errors} | ` +
-        `${ROLES.map((role) => (cpu?.[role] === undefined ? '-' : f(cpu[role]))).join(' | ')} | ${f(cpu ? cpuTotal(p) : undefined)} | ${status} |`,
+        `${ROLES.map((role) => (cpu?.[role] === undefined ? '-' : f(cpu[role]))).join(' | ')} | ${f(cpu ? cpuTotal(p) : undefined)} | ${f(p.loadAverage, 1)} | ${status} |`,
     );
   }
   return rows;
@@ -53,7 +55,7 @@ function ratioTable(points: Point[]): string[] {
   const at = (s: SystemName, c: number) => points.find((p) => p.system === s && p.concurrency === c);
   const cs = [...new Set(points.map((p) => p.concurrency))];
   const rows = [
-    '| concurrency | req/s | TTFT p50 | TTFT p99 | ITL p50 | E2E p50 | E2E p99 | CPU ms/req whole stack, kvgate / Dynamo | CPU ms/req frontend, kvgate / Dynamo |',
+    '| concurrency | req/s | TTFT p50 | TTFT p99 | ITL p50 ms, kvgate / Dynamo | E2E p50 | E2E p99 | CPU ms/req whole stack, kvgate / Dynamo | CPU ms/req frontend, kvgate / Dynamo |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of cs) {
@@ -68,7 +70,7 @@ function ratioTable(points: Point[]): string[] {
     const a = k.result;
     const b = d.result;
     rows.push(
-      `| ${c} | **${ratio(a.requestsPerSecond, b.requestsPerSecond)}** | ${ratio(a.ttft.p50, b.ttft.p50)} | ${ratio(a.ttft.p99, b.ttft.p99)} | ${ratio(a.itl.p50, b.itl.p50)} | ${ratio(a.e2e.p50, b.e2e.p50)} | ${ratio(a.e2e.p99, b.e2e.p99)} | ` +
+      `| ${c} | **${ratio(a.requestsPerSecond, b.requestsPerSecond)}** | ${ratio(a.ttft.p50, b.ttft.p50)} | ${ratio(a.ttft.p99, b.ttft.p99)} | ${f(a.itl.p50, 3)} / ${f(b.itl.p50, 3)} | ${ratio(a.e2e.p50, b.e2e.p50)} | ${ratio(a.e2e.p99, b.e2e.p99)} | ` +
         `${f(cpuTotal(k))} / ${f(cpuTotal(d))} = **${ratio(cpuTotal(k), cpuTotal(d))}** | ${f(k.cpuMsPerRequest?.['frontend'])} / ${f(d.cpuMsPerRequest?.['frontend'])} = ${ratio(k.cpuMsPerRequest?.['frontend'] ?? NaN, d.cpuMsPerRequest?.['frontend'] ?? NaN)} |`,
     );
   }
@@ -86,8 +88,8 @@ function addedTtft(points: Point[]): string[] {
       continue;
     }
     out.push(
-      `- ${s}: TTFT p50 ${f(p.result.ttft.p50)} ms vs the engine alone ${f(floor.result.ttft.p50)} ms: **+${f(p.result.ttft.p50 - floor.result.ttft.p50)} ms** added at concurrency 1 ` +
-        `(E2E p50 +${f(p.result.e2e.p50 - floor.result.e2e.p50)} ms)`,
+      `- ${s}: TTFT p50 ${f(p.result.ttft.p50)} ms vs the engine alone ${f(floor.result.ttft.p50)} ms: **${signed(p.result.ttft.p50 - floor.result.ttft.p50)} ms** added at concurrency 1 ` +
+        `(E2E p50 ${signed(p.result.e2e.p50 - floor.result.e2e.p50)} ms)`,
     );
   }
   return out;

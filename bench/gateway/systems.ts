@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, start, stop, waitReady, type Classify, type Started } from './procs.js';
+import { freePort, isShuttingDown, start, stop, waitReady, type Classify, type Started } from './procs.js';
 import { MODEL_NAME, type Peers } from './peers.js';
 
 export type SystemName = 'kvgate' | 'dynamo' | 'engine';
@@ -176,8 +176,17 @@ async function startEngine(_peers: Peers, e: EngineSettings, runDir: string): Pr
   return sys;
 }
 
-export function startSystem(name: SystemName, peers: Peers, e: EngineSettings, runDir: string): Promise<RunningSystem> {
-  const dir = join(runDir, name);
-  mkdirSync(dir, { recursive: true });
-  return { kvgate: startKvgate, dynamo: startDynamo, engine: startEngine }[name](peers, e, dir);
+// A second attempt on fresh ports covers a picked port taken by someone else meanwhile.
+export async function startSystem(name: SystemName, peers: Peers, e: EngineSettings, runDir: string, say: (s: string) => void): Promise<RunningSystem> {
+  const starter = { kvgate: startKvgate, dynamo: startDynamo, engine: startEngine }[name];
+  for (let attempt = 1; ; attempt++) {
+    const dir = join(runDir, attempt === 1 ? name : `${name}-${attempt}`);
+    mkdirSync(dir, { recursive: true });
+    try {
+      return await starter(peers, e, dir);
+    } catch (err) {
+      if (attempt >= 2 || isShuttingDown()) throw err;
+      say(`${name} did not start (${(err as Error).message.split('\n')[0]}); trying again on fresh ports`);
+    }
+  }
 }
