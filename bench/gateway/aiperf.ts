@@ -109,7 +109,7 @@ function parseExport(proc: Started, path: string): AiperfResult {
   try {
     d = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`aiperf wrote no readable ${path} (${(err as Error).message}); log ${proc.logPath}:\n${logTail(proc)}`);
+    throw new Error(`aiperf wrote no readable ${path} (${(err as Error).message}); log ${proc.logPath}:\n${logTail(proc)}`, { cause: err });
   }
   const m = (k: string): Metric => (d[k] as Metric | undefined) ?? {};
   const stat = (k: string): Stat => ({ p50: m(k).p50 ?? NaN, p99: m(k).p99 ?? NaN });
