@@ -33,9 +33,13 @@ export function start(name: string, cmd: string, args: string[], opts: { env?: N
   const log = createWriteStream(opts.logPath);
   log.write(`$ ${cmd} ${args.join(' ')}\n`);
   const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid === undefined) {
+    child.on('error', () => {}); // reported by the throw below
+    log.end();
+    throw new Error(`${name}: could not start ${cmd} (not found or not executable?)`);
+  }
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
-  if (child.pid === undefined) throw new Error(`${name}: could not start ${cmd}`);
   const s: Started = { name, child, pid: child.pid, logPath: opts.logPath, done: false, exited: Promise.resolve('') };
   s.exited = new Promise((resolve) => {
     child.on('error', (err) => {
