@@ -144,8 +144,11 @@ async function point(name: SystemName, c: number, peers: Peers): Promise<Point> 
   try {
     sys = await startSystem(name, peers, engine, join(runDir, `c${c}`), say);
   } catch (err) {
-    say(`${name} did not start: ${(err as Error).message}`);
-    return { system: name, concurrency: c, requests: requestsFor(c), problems: [`did not start: ${(err as Error).message.split('\n')[0]}`] };
+    const lines = (err as Error).message.split('\n');
+    say(`${name} did not start: ${lines.join('\n')}`);
+    // The table gets the headline and the log's last line (usually the reason).
+    const reason = lines.length > 1 ? `${lines[0]} ${lines.at(-1)}` : lines[0];
+    return { system: name, concurrency: c, requests: requestsFor(c), problems: [`did not start: ${reason}`] };
   }
   const sampler = new CpuSampler(sys.procs.map((p) => p.pid), sys.classify);
   sampler.start();

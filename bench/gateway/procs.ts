@@ -41,16 +41,27 @@ export function start(name: string, cmd: string, args: string[], opts: { env?: N
   child.stdout!.pipe(log, { end: false });
   child.stderr!.pipe(log, { end: false });
   const s: Started = { name, child, pid: child.pid, logPath: opts.logPath, done: false, exited: Promise.resolve('') };
+  // Settles once the output is in the log file (the pipes close, or 2 s after the exit if a
+  // leftover grandchild holds them), so a failure message can quote the log's tail.
   s.exited = new Promise((resolve) => {
+    let outcome = '';
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      log.end(() => resolve(outcome));
+    };
     child.on('error', (err) => {
       s.done = true;
-      resolve(`spawn error: ${err.message}`);
+      outcome = `spawn error: ${err.message}`;
+      settle();
     });
     child.on('exit', (code, signal) => {
       s.done = true;
-      setTimeout(() => log.end(), 100); // let the pipes drain
-      resolve(signal ?? `exit code ${code}`);
+      outcome = signal ?? `exit code ${code}`;
+      setTimeout(settle, 2000).unref();
     });
+    child.on('close', settle);
   });
   started.push(s);
   return s;
