@@ -24,9 +24,10 @@ export const ERRORS = {
   shutting_down: { status: 503, type: 'service_unavailable' },
   engine_error: { status: 502, type: 'server_error' },
   engine_timeout: { status: 504, type: 'server_error' },
-  // Request plane (worker agents): both mean "this worker cannot finish it; another may"
-  // (the frontend migrates on them, up to --migration-limit).
+  // The engine cannot be reached, broke its stream, or said 503: "this worker cannot finish
+  // it; another may" (the router takes the worker out and retries before the first token).
   engine_unavailable: { status: 503, type: 'service_unavailable' },
+  // The control-plane connection to a worker agent failed.
   worker_disconnected: { status: 502, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
   // Configuration and startup (never sent over HTTP).

@@ -19,7 +19,7 @@ export interface EngineSpec {
   speedupRatio: number;
 }
 
-// The mocker's defaults (src/cli/config.ts), page size 16 as `kvgate serve` gives its mockers.
+// The mocker's defaults (src/config.ts), page size 16 as `kvgate serve` gives its mockers.
 export const ENGINE_DEFAULTS: EngineSpec = {
   pageSize: 16,
   maxTotalTokens: 262_144,

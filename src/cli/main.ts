@@ -2,7 +2,7 @@
 // Each command lives in src/cli/commands/<name>.ts and exports `run(argv)`.
 
 import { readFileSync } from 'node:fs';
-import { COMMANDS, helpText, type CommandName } from './config.js';
+import { COMMANDS, helpText, type CommandName } from '../config.js';
 
 // package.json is two levels up from both src/cli and dist/cli.
 const version = (): string => (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

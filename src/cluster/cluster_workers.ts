@@ -3,7 +3,7 @@
 // lists a worker being respawned as not healthy, with why, so the frontend reads degraded
 // until it is back.
 
-import type { WorkerInfo, WorkerSet } from '../frontend/worker_set.js';
+import type { WorkerInfo, WorkerSet } from '../router/worker_set.js';
 import type { KvWorkerSet } from '../router/kv_worker_set.js';
 import type { LocalCluster } from './local_cluster.js';
 

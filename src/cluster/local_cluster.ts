@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
-import type { EngineKind } from '../worker/engine_args.js';
+import type { EngineKind } from '../engine/model_card.js';
 import { PARENT_PID_ENV } from '../worker/parent_watch.js';
 
 // What the mocker runs with when the user gives no engine arguments of their own: the

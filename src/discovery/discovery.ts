@@ -4,7 +4,7 @@
 // workers, or they live in the same process), StaticDiscovery (a fixed list of worker
 // URLs, cards learnt from each worker's Hello). etcd comes later behind the same interface.
 
-import type { ModelCard } from './model_card.js';
+import type { ModelCard } from '../engine/model_card.js';
 
 export interface WorkerRecord {
   // The worker agent's instance id (u64, hex): unique per agent process.

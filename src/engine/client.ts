@@ -1,8 +1,8 @@
 // The engine-client seam: how the frontend talks to one engine, whatever carries the bytes.
-// Implemented by the SGLang HTTP and gRPC clients (src/engine/sglang_http.ts, sglang_grpc.ts)
-// and by the request plane to a worker agent (src/transport). Token ids in, disjoint token-id chunks out.
+// Implemented per engine protocol (direct_engine.ts picks one by URL scheme): SGLang's HTTP
+// API (sglang_http.ts) and its gRPC API (sglang_grpc.ts). Token ids in, disjoint token-id chunks out.
 
-import type { ModelCard } from '../discovery/model_card.js';
+import type { ModelCard } from './model_card.js';
 
 export interface SamplingOptions {
   maxNewTokens: number;

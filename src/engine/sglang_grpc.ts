@@ -14,16 +14,18 @@
 // - The stream is read off grpc-js's channel call (grpc_stream.ts); chunks that arrive while
 //   the caller is busy are handed over merged.
 // - The engine ends a failed or aborted request with a gRPC status: INVALID_ARGUMENT becomes
-//   invalid_request, DEADLINE_EXCEEDED engine_timeout, anything else engine_error.
+//   invalid_request, DEADLINE_EXCEEDED engine_timeout, UNAVAILABLE (the engine cannot be
+//   reached, or the connection broke) engine_unavailable as for HTTP (the router takes the
+//   worker out), anything else engine_error.
 // - getJson() answers the HTTP paths the model-card reader and the load poller ask for
 //   (/health, /server_info, /model_info, /v1/models, /v1/loads) from the matching RPCs, in
 //   the HTTP API's JSON shape, so a worker supervises a gRPC engine as it does an HTTP one.
 
 import * as grpc from '@grpc/grpc-js';
-import type { ModelCard } from '../discovery/model_card.js';
+import type { ModelCard } from './model_card.js';
 import { KvgateError } from '../errors.js';
 import { ServerStream } from './grpc_stream.js';
-import { readModelCard } from '../worker/model_card.js';
+import { readModelCard } from './model_card.js';
 import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions } from './client.js';
 import {
   fromStruct,
@@ -203,7 +205,7 @@ export class SglangGrpcEngine implements DirectEngine {
         void this.abort(req.requestId).catch(() => undefined);
       }
     }
-    if (!finished) throw new KvgateError('engine_error', `engine ${this.url} ended the stream before the request finished`);
+    if (!finished) throw new KvgateError('engine_unavailable', `engine ${this.url} ended the stream before the request finished`);
   }
 
   private callError(err: grpc.ServiceError): KvgateError {
@@ -213,6 +215,8 @@ export class SglangGrpcEngine implements DirectEngine {
         return new KvgateError('invalid_request', what);
       case grpc.status.DEADLINE_EXCEEDED:
         return new KvgateError('engine_timeout', what);
+      case grpc.status.UNAVAILABLE:
+        return new KvgateError('engine_unavailable', what);
       default:
         return new KvgateError('engine_error', what);
     }
@@ -299,7 +303,7 @@ export class SglangGrpcEngine implements DirectEngine {
   }
 
   modelCard(): Promise<ModelCard> {
-    return readModelCard((path) => this.getJson(path), { advertiseHost: new URL(`http://${this.target}`).hostname, migrationLimit: 0 });
+    return readModelCard((path) => this.getJson(path), { advertiseHost: new URL(`http://${this.target}`).hostname, migrationLimit: 0, engineUrl: this.url });
   }
 
   async close(): Promise<void> {

@@ -1,14 +1,21 @@
 // An EngineClient over SGLang's native HTTP API (reference/sglang.md §1.2-1.7): POST
 // /generate with `input_ids`, always streamed (SSE), whether the engine streams
 // cumulative output_ids (the default) or disjoint ones (--incremental-streaming-output);
-// both come out as disjoint chunks. Aborting the signal drops the connection, which is
-// SGLang's abort signal, and also posts /abort_request in case the drop is missed.
-// Also reads the engine's model card.
+// both come out as disjoint chunks, the frames that arrived together as one. Errors: an
+// engine that cannot be reached, breaks its stream or answers 503 is engine_unavailable (the
+// router takes it out; another worker may serve), one that reports a failure engine_error,
+// a 4xx invalid_request. Aborting the
+// signal drops the connection, which is SGLang's abort signal, and also posts
+// /abort_request in case the drop is missed. Also reads the engine's model card.
+// The frontend streams from every engine through this client (the worker agent is not on
+// the token path), so it is built for the per-token cost: node:http with kept-alive
+// connections, no web streams, no copy of the output so far per frame.
 
-import type { ModelCard } from '../discovery/model_card.js';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { KvgateError } from '../errors.js';
 import { isJsonObject, type JsonObject } from '../json.js';
-import { readModelCard } from '../worker/model_card.js';
+import { readModelCard, type ModelCard } from './model_card.js';
 import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
 
 // Only SGLang's own names: it rejects unknown keys inside sampling_params.
@@ -74,47 +81,146 @@ function usageOf(meta: JsonObject, completionTokens: number): Usage {
 
 // Turns SGLang stream frames into disjoint chunks. A frame's output_ids are cumulative
 // when they are as many as meta_info.completion_tokens (SGLang's default); otherwise
-// (--incremental-streaming-output) they are the new ids only.
+// (--incremental-streaming-output) they are the new ids only. Only the count of ids seen is
+// kept (a cumulative frame's new ids are its tail), so a frame costs its new ids, not the
+// whole output so far; without completion_tokens the ids seen are kept to compare prefixes.
 export class OutputIdsDelta {
-  private seen: number[] = [];
+  private count = 0;
+  private seen: number[] | null = null;
 
   next(frame: JsonObject): GenerateChunk | null {
     const meta = isJsonObject(frame['meta_info']) ? frame['meta_info'] : {};
     const ids = Array.isArray(frame['output_ids']) ? (frame['output_ids'] as number[]) : [];
     const total = meta['completion_tokens'];
-    const cumulative =
-      typeof total === 'number'
-        ? ids.length === total && ids.length >= this.seen.length
-        : ids.length > this.seen.length && this.seen.every((id, i) => ids[i] === id);
-    const fresh = cumulative ? ids.slice(this.seen.length) : ids;
-    this.seen = this.seen.concat(fresh);
+    let cumulative: boolean;
+    if (typeof total === 'number') cumulative = ids.length === total && ids.length >= this.count;
+    else {
+      const seen = (this.seen ??= []);
+      cumulative = ids.length > seen.length && seen.every((id, i) => ids[i] === id);
+    }
+    const fresh = cumulative ? (this.count === 0 ? ids : ids.slice(this.count)) : ids;
+    this.count += fresh.length;
+    if (this.seen) for (const id of fresh) this.seen.push(id);
     const reason = finishReason(meta['finish_reason']);
-    if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.seen.length) };
+    if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count) };
     if (fresh.length === 0) return null;
     return typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'] } : { tokenIds: fresh };
   }
 }
 
-// Splits an SSE byte stream into the payloads of its `data:` fields, one per event.
-export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buf = '';
-  let data: string[] = [];
-  for await (const bytes of body) {
-    buf += decoder.decode(bytes, { stream: true });
+// Splits SSE text into the payloads of its `data:` fields, one per event, as it arrives.
+export class SseParser {
+  private buf = '';
+  private data: string[] = [];
+
+  // Appends to `out` the payloads of the events that `text` completes.
+  push(text: string, out: string[]): void {
+    let buf = this.buf.length > 0 ? this.buf + text : text;
+    let from = 0;
     let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).replace(/\r$/, '');
-      buf = buf.slice(nl + 1);
-      if (line === '') {
-        if (data.length > 0) yield data.join('\n');
-        data = [];
-      } else if (line.startsWith('data:')) {
-        data.push(line.slice(line[5] === ' ' ? 6 : 5));
+    while ((nl = buf.indexOf('\n', from)) >= 0) {
+      const end = nl > from && buf.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+      if (end === from) {
+        if (this.data.length > 0) {
+          out.push(this.data.length === 1 ? this.data[0]! : this.data.join('\n'));
+          this.data = [];
+        }
+      } else if (buf.startsWith('data:', from)) {
+        this.data.push(buf.slice(from + (buf.charCodeAt(from + 5) === 32 ? 6 : 5), end));
       }
+      from = nl + 1;
     }
+    buf = from === buf.length ? '' : buf.slice(from);
+    this.buf = buf;
   }
-  if (data.length > 0) yield data.join('\n');
+
+  // The stream ended: an event without its blank line still counts.
+  end(out: string[]): void {
+    if (this.buf.startsWith('data:')) this.data.push(this.buf.slice(this.buf.charCodeAt(5) === 32 ? 6 : 5));
+    this.buf = '';
+    if (this.data.length > 0) out.push(this.data.join('\n'));
+    this.data = [];
+  }
+}
+
+// A response body read as text, handed out in batches: everything that arrived since the
+// last read() comes out at once, so tokens that arrive together go on as one chunk. Above
+// `highWater` unread characters the socket is paused (the engine's writes then back up),
+// so a consumer that stops pulling holds a bounded amount here.
+class BodyReader {
+  private parts: string[] = [];
+  private size = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly res: IncomingMessage,
+    private readonly highWater = 64 * 1024,
+  ) {
+    res.setEncoding('utf8');
+    res.on('data', (s: string) => {
+      this.parts.push(s);
+      this.size += s.length;
+      if (this.size > this.highWater) res.pause();
+      this.notify();
+    });
+    res.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    res.on('aborted', () => this.fail(new Error('the engine closed the connection mid-stream')));
+    res.on('error', (err) => this.fail(err));
+    res.on('close', () => this.fail(new Error('the engine closed the connection mid-stream')));
+  }
+
+  get done(): boolean {
+    return this.ended;
+  }
+
+  // Reads the rest of the body and drops it (a finished stream's tail).
+  drain(): void {
+    this.parts = [];
+    this.res.removeAllListeners('data');
+    this.res.on('error', () => undefined);
+    this.res.resume();
+  }
+
+  // The text that arrived since the last read, or null at the end of the body.
+  async read(): Promise<string | null> {
+    while (this.parts.length === 0) {
+      if (this.error) throw this.error;
+      if (this.ended) return null;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    const text = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
+    this.parts = [];
+    this.size = 0;
+    if (this.res.isPaused()) this.res.resume();
+    return text;
+  }
+
+  private fail(err: Error): void {
+    if (this.ended) return;
+    this.error ??= err;
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+}
+
+function readText(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (s: string) => (text += s));
+    res.on('end', () => resolve(text));
+    res.on('error', reject);
+  });
 }
 
 function engineErrorMessage(payload: unknown): string {
@@ -128,9 +234,10 @@ function engineErrorMessage(payload: unknown): string {
 }
 
 function unreachable(url: string, err: unknown): KvgateError {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const why = cause?.code ?? cause?.message ?? (err as Error).message;
-  return new KvgateError('engine_error', `engine ${url} unreachable: ${why}`);
+  // node:http puts the code on the error, fetch on its cause.
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const why = e.code ?? e.cause?.code ?? e.cause?.message ?? e.message;
+  return new KvgateError('engine_unavailable', `engine ${url} unreachable: ${why}`);
 }
 
 export interface SglangHttpOptions {
@@ -142,10 +249,36 @@ export class SglangHttpEngine implements DirectEngine {
   readonly url: string;
   private readonly controlTimeoutMs: number;
   private readonly inflight = new Set<AbortController>();
+  // Streams reuse kept-alive connections: a request costs no TCP handshake.
+  private readonly agent: http.Agent;
+  private readonly target: { protocol: typeof http | typeof https; host: string; port: number };
 
   constructor(url: string, options: SglangHttpOptions = {}) {
     this.url = url.replace(/\/+$/, '');
     this.controlTimeoutMs = options.controlTimeoutMs ?? 5000;
+    const u = new URL(this.url);
+    const tls = u.protocol === 'https:';
+    this.target = { protocol: tls ? https : http, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port) || (tls ? 443 : 80) };
+    this.agent = new this.target.protocol.Agent({ keepAlive: true, scheduling: 'lifo' });
+  }
+
+  // POSTs /generate; resolves with the response once its headers arrived.
+  private post(body: string, signal: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const t = this.target;
+      const req = t.protocol.request({
+        agent: this.agent,
+        host: t.host,
+        port: t.port,
+        path: '/generate',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body) },
+        signal,
+      });
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end(body);
+    });
   }
 
   async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
@@ -155,62 +288,93 @@ export class SglangHttpEngine implements DirectEngine {
     signal?.addEventListener('abort', onAbort, { once: true });
     this.inflight.add(ctl);
     let finished = false;
+    let body: BodyReader | null = null;
     try {
-      let res: Response;
+      let res: IncomingMessage;
       try {
-        res = await fetch(`${this.url}/generate`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-          body: generateBody(req),
-          signal: ctl.signal,
-        });
+        res = await this.post(generateBody(req), ctl.signal);
       } catch (err) {
         if (ctl.signal.aborted) return;
         throw unreachable(this.url, err);
       }
-      if (!res.ok || !res.body) {
-        const text = await res.text().catch(() => '');
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status >= 300) {
+        const text = await readText(res).catch(() => '');
         let payload: unknown = text;
         try {
           payload = JSON.parse(text);
         } catch {
           /* not JSON: keep the text */
         }
-        const code = res.status >= 400 && res.status < 500 ? 'invalid_request' : 'engine_error';
-        throw new KvgateError(code, `engine ${this.url} returned ${res.status}: ${engineErrorMessage(payload)}`);
+        const code = status >= 400 && status < 500 ? 'invalid_request' : status === 503 ? 'engine_unavailable' : 'engine_error';
+        throw new KvgateError(code, `engine ${this.url} returned ${status}: ${engineErrorMessage(payload)}`);
       }
+      body = new BodyReader(res);
+      const sse = new SseParser();
       const delta = new OutputIdsDelta();
+      const events: string[] = [];
+      let ended = false;
       try {
-        for await (const data of sseData(res.body)) {
-          if (data === '[DONE]') break;
-          let frame: unknown;
-          try {
-            frame = JSON.parse(data);
-          } catch {
-            throw new KvgateError('engine_error', `engine ${this.url} sent a malformed stream frame: ${data.slice(0, 200)}`);
+        while (!finished) {
+          const text = await body.read();
+          if (text === null) sse.end(events);
+          else sse.push(text, events);
+          // Every frame that arrived together goes on as one chunk.
+          let out: GenerateChunk | null = null;
+          for (const data of events) {
+            if (data === '[DONE]') {
+              ended = true;
+              break;
+            }
+            const chunk = delta.next(this.frame(data));
+            if (!chunk) continue;
+            if (out === null) out = chunk;
+            else {
+              for (const id of chunk.tokenIds) out.tokenIds.push(id);
+              if (chunk.cachedTokens !== undefined) out.cachedTokens = chunk.cachedTokens;
+              if (chunk.finishReason) {
+                out.finishReason = chunk.finishReason;
+                out.usage = chunk.usage;
+              }
+            }
+            if (out.finishReason) break;
           }
-          if (!isJsonObject(frame)) throw new KvgateError('engine_error', `engine ${this.url} sent a non-object stream frame`);
-          if (frame['error'] !== undefined) throw new KvgateError('engine_error', `engine ${this.url}: ${engineErrorMessage(frame)}`);
-          const chunk = delta.next(frame);
-          if (!chunk || finished) continue;
-          if (chunk.finishReason) finished = true;
-          yield chunk;
+          events.length = 0;
+          if (out?.finishReason) finished = true;
+          if (out) yield out;
+          if (ended || text === null) break;
         }
       } catch (err) {
         if (ctl.signal.aborted) return;
         if (err instanceof KvgateError) throw err;
-        throw new KvgateError('engine_error', `engine ${this.url} stream broke: ${(err as Error).message}`);
+        throw new KvgateError('engine_unavailable', `engine ${this.url} stream broke: ${(err as Error).message}`);
       }
-      if (!finished) throw new KvgateError('engine_error', `engine ${this.url} ended the stream before the request finished`);
+      if (!finished) throw new KvgateError('engine_unavailable', `engine ${this.url} ended the stream before the request finished`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.inflight.delete(ctl);
-      // Aborted by the caller, or the caller stopped reading (a stop string matched).
+      // Aborted by the caller, or the caller stopped reading (a stop string matched): the
+      // dropped connection is SGLang's abort signal. A finished stream's rest ([DONE], the
+      // end of the body) is read in the background, so its connection is kept for reuse.
       if (!finished) {
         ctl.abort();
         this.postAbort(req.requestId);
+      } else if (body && !body.done) {
+        body.drain();
       }
     }
+  }
+
+  private frame(data: string): JsonObject {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      throw new KvgateError('engine_error', `engine ${this.url} sent a malformed stream frame: ${data.slice(0, 200)}`);
+    }
+    if (!isJsonObject(frame)) throw new KvgateError('engine_error', `engine ${this.url} sent a non-object stream frame`);
+    if (frame['error'] !== undefined) throw new KvgateError('engine_error', `engine ${this.url}: ${engineErrorMessage(frame)}`);
+    return frame;
   }
 
   // Fire and forget: the engine treats unknown rids as a no-op.
@@ -249,13 +413,14 @@ export class SglangHttpEngine implements DirectEngine {
     }
   }
 
-  // The engine's model card (src/worker/model_card.ts), for an engine kvgate did not start.
+  // The engine's model card (model_card.ts), for an engine kvgate did not start.
   modelCard(): Promise<ModelCard> {
-    return readModelCard((path) => this.getJson(path), { advertiseHost: new URL(this.url).hostname, migrationLimit: 0 });
+    return readModelCard((path) => this.getJson(path), { advertiseHost: new URL(this.url).hostname, migrationLimit: 0, engineUrl: this.url });
   }
 
   async close(): Promise<void> {
     for (const ctl of this.inflight) ctl.abort();
     this.inflight.clear();
+    this.agent.destroy();
   }
 }

@@ -2,13 +2,13 @@
 // and by tests in-process. The caller owns the WorkerSet (and closes it after the
 // frontend); the frontend owns the HTTP server and the metrics registry.
 
-import { registerOpenAIRoutes } from '../http/openai_routes.js';
+import { registerOpenAIRoutes } from './openai_routes.js';
 import { HttpServer } from '../http/server.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { FrontendMetrics } from '../observability/metrics.js';
 import { Preprocessor, type PreprocessorOptions } from '../preprocess/preprocessor.js';
 import { ServingCore, type ServedModel } from './serving.js';
-import type { WorkerSet } from './worker_set.js';
+import type { WorkerSet } from '../router/worker_set.js';
 import { urlHost } from '../net.js';
 
 export interface FrontendOptions {
@@ -16,7 +16,7 @@ export interface FrontendOptions {
   port?: number; // default 8000; 0 picks a free port
   models: readonly ServedModel[];
   apiKeys?: readonly string[];
-  // serve's --max-body-bytes (cli/config.ts has the default).
+  // serve's --max-body-bytes (src/config.ts has the default).
   maxBodyBytes: number;
   // A request body not received within this long after its headers (renewed per 160 KB
   // received) is answered 408.

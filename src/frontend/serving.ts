@@ -11,7 +11,7 @@ import { IncrementalDetokenizer } from '../preprocess/detokenizer.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';
 import { StopMatcher } from '../preprocess/stop_matcher.js';
 import { newTrace, type RequestTrace } from '../observability/request_log.js';
-import type { WorkerSet } from './worker_set.js';
+import type { WorkerSet } from '../router/worker_set.js';
 
 export interface ServedModel {
   name: string;
@@ -86,7 +86,7 @@ export class ServingCore {
       checkLength(model, request, pre.tokenizer.minTokens(text), true);
       tokenIds = chat ? await pre.encodeChat(text, signal) : await pre.encodeCompletion(text, signal);
     }
-    this.metrics.preprocess.observe({ model: model.name }, (performance.now() - t0) / 1000);
+    this.metrics.forModel(model.name).preprocess.observe((performance.now() - t0) / 1000);
     const n = tokenIds.length;
     if (n === 0) {
       const what = request.kind === 'chat' ? 'messages' : 'prompt';
@@ -124,6 +124,7 @@ export class ServingCore {
   // `signal` aborts (the client left); throws KvgateError on engine failures.
   async *generate(p: Prepared, signal: AbortSignal): AsyncGenerator<GenerationEvent> {
     const name = p.model.name;
+    const m = this.metrics.forModel(name);
     const dispatch = this.workers.dispatch({ model: name, requestId: p.requestId, tokenIds: p.tokenIds });
     this.metrics.workerRequests.inc({ model: name, worker: dispatch.worker });
     p.trace.worker = dispatch.worker;
@@ -143,11 +144,11 @@ export class ServingCore {
           if (completionTokens === 0) {
             dispatch.firstToken();
             p.trace.firstTokenAt = now;
-            this.metrics.ttft.observe({ model: name }, (now - p.receivedAt) / 1000);
+            m.ttft.observe((now - p.receivedAt) / 1000);
           } else {
-            this.metrics.itl.observe({ model: name }, (now - lastTokenAt) / 1000);
+            m.itl.observe((now - lastTokenAt) / 1000);
           }
-          for (let i = 1; i < n; i++) this.metrics.itl.observe({ model: name }, 0);
+          for (let i = 1; i < n; i++) m.itl.observe(0);
           lastTokenAt = now;
           completionTokens += n;
           p.trace.completionTokens = completionTokens;
@@ -180,6 +181,8 @@ export class ServingCore {
               cachedTokens: u?.cachedTokens ?? cachedTokens,
             },
           };
+          // The engine client reads what follows the last chunk ([DONE]) on its own.
+          break;
         }
       }
       if (end === null) {
@@ -187,9 +190,9 @@ export class ServingCore {
         throw new KvgateError('engine_error', `the engine stream for ${p.requestId} ended without a finish reason`);
       }
       outcome = 'ok';
-      this.metrics.inputTokens.observe({ model: name }, end.usage.promptTokens);
-      this.metrics.outputTokens.observe({ model: name }, end.usage.completionTokens);
-      this.metrics.cachedTokens.observe({ model: name }, end.usage.cachedTokens);
+      m.inputTokens.observe(end.usage.promptTokens);
+      m.outputTokens.observe(end.usage.completionTokens);
+      m.cachedTokens.observe(end.usage.cachedTokens);
       yield { type: 'end', ...end };
     } catch (err) {
       outcome = signal.aborted ? 'cancelled' : 'error';

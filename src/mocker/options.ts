@@ -1,7 +1,7 @@
-// The mocker's options: the `kvgate mocker` flags (src/cli/config.ts, the one schema and the one
+// The mocker's options: the `kvgate mocker` flags (src/config.ts, the one schema and the one
 // set of defaults) in camelCase, resolved into the values the engine runs with.
 
-import { parseCommandLine, type OptionsOf } from '../cli/config.js';
+import { parseCommandLine, type OptionsOf } from '../config.js';
 import { KvgateError } from '../errors.js';
 
 type CliOptions = OptionsOf<'mocker'>;

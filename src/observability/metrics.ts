@@ -11,6 +11,20 @@ const tokenBuckets = [1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768, 
 
 export type RequestStatus = 'success' | 'error' | 'cancelled';
 
+// The per-model series, looked up once per model instead of once per observation (a label
+// lookup hashes the label set; the inter-token histogram is observed per token).
+export interface ModelMetrics {
+  inflight: Gauge.Internal<string>;
+  duration: Histogram.Internal<string>;
+  ttft: Histogram.Internal<string>;
+  itl: Histogram.Internal<string>;
+  inputTokens: Histogram.Internal<string>;
+  outputTokens: Histogram.Internal<string>;
+  cachedTokens: Histogram.Internal<string>;
+  preprocess: Histogram.Internal<string>;
+  disconnects: Counter.Internal;
+}
+
 export class FrontendMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'model' | 'endpoint' | 'request_type' | 'status'>;
@@ -91,6 +105,27 @@ export class FrontendMetrics {
       // each is the sum of the gauge of the same name without it (by `type`), which stays.
       for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
     }
+  }
+
+  private readonly models = new Map<string, ModelMetrics>();
+
+  forModel(model: string): ModelMetrics {
+    let m = this.models.get(model);
+    if (!m) {
+      m = {
+        inflight: this.inflight.labels(model),
+        duration: this.duration.labels(model),
+        ttft: this.ttft.labels(model),
+        itl: this.itl.labels(model),
+        inputTokens: this.inputTokens.labels(model),
+        outputTokens: this.outputTokens.labels(model),
+        cachedTokens: this.cachedTokens.labels(model),
+        preprocess: this.preprocess.labels(model),
+        disconnects: this.disconnects.labels(model),
+      };
+      this.models.set(model, m);
+    }
+    return m;
   }
 
   text(): Promise<string> {

@@ -2,6 +2,10 @@
 // agent reached over the request plane, or a plain SGLang HTTP server), and the workers of
 // one served model share one native KvRouter whose block size is their page size.
 //
+// Requests stream from each member's engine directly (directEngine on the card's
+// engineUrl): the agent starts, supervises and describes its engine and relays its KV
+// events and load, but no token passes through it.
+//
 // Members and the index:
 // - An agent is admitted when its Hello arrives: every dp rank of its card becomes a routing
 //   candidate (worker id = the member's id, rank = dp rank). Its relayed KV-event batches go
@@ -11,10 +15,11 @@
 //   with backoff; the new connection's join reset rebuilds it.
 // - A worker whose page size differs from the model's block size, or whose role is prefill or
 //   decode (disaggregation is not routed here yet), is refused (logged, shown in /health).
-// - A worker that fails a request because it cannot serve (engine died, disconnected,
+// - A worker that fails a request because it cannot serve (engine unreachable or failing,
 //   draining) leaves the router at once and comes back after `penaltyMs` (Dynamo's 5 s
-//   reconcile) or when the agent says hello again (its engine restarted). KV events are
-//   ignored while a worker is out, so on its return its ranks are rebuilt (resync).
+//   reconcile) once its engine answers its health check, or when the agent says hello
+//   again (its engine restarted, maybe on another port). KV events are ignored while a
+//   worker is out, so on its return its ranks are rebuilt (resync).
 // - Load: route() scores workers on the router's own active-request bookkeeping (blocks and
 //   prefill tokens of what it routed, released on first token and finish), as Dynamo does;
 //   the native router takes no external load. The engines' own load reports are kept for
@@ -25,10 +30,10 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
-import type { DirectEngine, EngineClient } from '../engine/client.js';
+import type { DirectEngine } from '../engine/client.js';
 import { directEngine } from '../engine/direct_engine.js';
-import type { ModelCard } from '../discovery/model_card.js';
-import type { Dispatch, RouteRequest, WorkerInfo, WorkerSet } from '../frontend/worker_set.js';
+import type { ModelCard } from '../engine/model_card.js';
+import type { Dispatch, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
 import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
@@ -69,10 +74,10 @@ interface Group {
 interface Member {
   readonly id: number;
   readonly name: string;
-  readonly client: EngineClient;
+  // The worker agent's control connection (Hello, KV events, load); null for a plain engine.
   readonly agent: RequestPlaneClient | null;
-  // A plain SGLang server reached without an agent (HTTP or gRPC).
-  readonly http: DirectEngine | null;
+  // What requests stream from: the engine at the card's engineUrl (null until known).
+  engine: DirectEngine | null;
   card: ModelCard | null;
   instanceId: bigint | null;
   // Agent: the next Hello opens a new connection, whose join resets rebuild its ranks.
@@ -128,7 +133,7 @@ export class KvWorkerSet implements WorkerSet {
   addAgent(url: string): void {
     if (this.members.has(url)) return;
     const client = new RequestPlaneClient({ ...this.opts.client, url, reconnect: true, log: this.log });
-    const m = this.newMember(url, client, client, null);
+    const m = this.newMember(url, client, null);
     client.onHello((h) => this.onHello(m, h));
     client.onDisconnect((err) => this.onDisconnect(m, err));
     client.onKvEvent((ev) => this.onKv(m, ev));
@@ -147,16 +152,16 @@ export class KvWorkerSet implements WorkerSet {
     if (m.timer) clearTimeout(m.timer);
     this.unregister(m);
     m.state = 'down';
-    await m.client.close();
+    await Promise.all([m.agent.close(), m.engine?.close()]);
   }
 
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed
   // approximately).
   addEngine(url: string): void {
     if (this.members.has(url)) return;
-    const http = directEngine(url);
-    const m = this.newMember(http.url, http, null, http);
-    void this.readHttpCard(m);
+    const engine = directEngine(url);
+    const m = this.newMember(engine.url, null, engine);
+    void this.readEngineCard(m);
   }
 
   // Resolves once `count` workers can take requests; throws engine_timeout after timeoutMs.
@@ -226,19 +231,18 @@ export class KvWorkerSet implements WorkerSet {
     this.closed = true;
     if (this.probeTimer) clearInterval(this.probeTimer);
     for (const m of this.members.values()) if (m.timer) clearTimeout(m.timer);
-    await Promise.all([...this.members.values()].map((m) => m.client.close()));
+    await Promise.all([...this.members.values()].flatMap((m) => [m.agent?.close(), m.engine?.close()]));
     for (const g of this.groups.values()) g.router.close();
   }
 
   // ---- members ----
 
-  private newMember(name: string, client: EngineClient, agent: RequestPlaneClient | null, http: DirectEngine | null): Member {
+  private newMember(name: string, agent: RequestPlaneClient | null, engine: DirectEngine | null): Member {
     const m: Member = {
       id: this.nextId++,
       name,
-      client,
       agent,
-      http,
+      engine,
       card: null,
       instanceId: null,
       fresh: true,
@@ -276,6 +280,7 @@ export class KvWorkerSet implements WorkerSet {
     // ranks, so only the card changes, unless its shape did.
     if (!newConnection && m.state === 'up' && g && g.model === (this.opts.servedModelName ?? h.card.servedModelName) && g.blockSize === h.card.pageSize && m.ranks === h.card.dpSize && m.approx === this.approxFor(m, h.card)) {
       m.card = h.card;
+      this.useEngine(m, h.card.engineUrl);
       return;
     }
     this.unregister(m);
@@ -295,8 +300,23 @@ export class KvWorkerSet implements WorkerSet {
     m.reason = err.message;
   }
 
+  // Streams go to the engine the card names; an engine that moved (restarted on another
+  // port) gets a new client.
+  private useEngine(m: Member, url: string): void {
+    if (m.engine?.url === url.replace(/\/+$/, '')) return;
+    void m.engine?.close();
+    m.engine = directEngine(url);
+  }
+
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
+    if (m.agent) {
+      try {
+        this.useEngine(m, card.engineUrl);
+      } catch (err) {
+        return this.refuse(m, (err as Error).message);
+      }
+    }
     if (card.role !== 'agg') return this.refuse(m, `its role is ${card.role}; this frontend routes aggregated workers only (prefill/decode pairing comes with disaggregation)`);
     const model = this.opts.servedModelName ?? card.servedModelName;
     let g = this.groups.get(model);
@@ -327,7 +347,7 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   private approxFor(m: Member, card: ModelCard): boolean {
-    return this.opts.kvEvents === false || m.http !== null || !card.kvEvents;
+    return this.opts.kvEvents === false || m.agent === null || !card.kvEvents;
   }
 
   private refuse(m: Member, reason: string): void {
@@ -389,7 +409,7 @@ export class KvWorkerSet implements WorkerSet {
     this.metrics.decisions.inc({ model: g.model, worker: m.name });
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
     if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
-    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.client };
+    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine! };
   }
 
   // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this
@@ -397,7 +417,8 @@ export class KvWorkerSet implements WorkerSet {
   private failed(m: Member, err: unknown): boolean {
     if (!(err instanceof KvgateError)) return false;
     const c = err.code;
-    const gone = c === 'worker_disconnected' || c === 'engine_unavailable' || c === 'shutting_down' || (m.http !== null && (c === 'engine_error' || c === 'engine_timeout'));
+    // An engine that reported an error itself is up: only failures to reach it count.
+    const gone = c === 'engine_unavailable' || c === 'engine_timeout';
     if (!gone) return false;
     if (m.state === 'up' && !this.closed) {
       this.unregister(m);
@@ -420,12 +441,9 @@ export class KvWorkerSet implements WorkerSet {
     m.timer = null;
     if (this.closed || m.state !== 'down' || !m.card) return;
     // An agent that dropped its connection meanwhile comes back through its Hello.
-    if (m.agent) {
-      if (m.agent.connected) this.admit(m, m.card, true);
-      return;
-    }
-    if (await m.http!.healthy()) {
-      if (m.state === 'down' && !this.closed) this.admit(m, m.card, false);
+    if (m.agent && !m.agent.connected) return;
+    if (await m.engine!.healthy()) {
+      if (m.state === 'down' && !this.closed && (!m.agent || m.agent.connected)) this.admit(m, m.card, m.agent !== null);
     } else {
       this.scheduleReadmit(m, this.opts.penaltyMs ?? 5000);
     }
@@ -462,12 +480,12 @@ export class KvWorkerSet implements WorkerSet {
     if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);
   }
 
-  // ---- plain HTTP engines ----
+  // ---- plain engines (no agent) ----
 
-  private async readHttpCard(m: Member): Promise<void> {
+  private async readEngineCard(m: Member): Promise<void> {
     for (let delay = 250; !this.closed; delay = Math.min(delay * 2, 5000)) {
       try {
-        const card = await m.http!.modelCard();
+        const card = await m.engine!.modelCard();
         if (!this.closed) this.admit(m, card, false);
         return;
       } catch (err) {
@@ -480,9 +498,9 @@ export class KvWorkerSet implements WorkerSet {
   private async probeHttp(): Promise<void> {
     await Promise.all(
       [...this.members.values()]
-        .filter((m) => m.http && m.state === 'up')
+        .filter((m) => !m.agent && m.state === 'up')
         .map(async (m) => {
-          if (!(await m.http!.healthy())) this.failed(m, new KvgateError('engine_error', `engine ${m.name} failed its health check`));
+          if (!(await m.engine!.healthy())) this.failed(m, new KvgateError('engine_unavailable', `engine ${m.name} failed its health check`));
         }),
     );
   }

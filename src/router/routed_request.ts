@@ -6,7 +6,7 @@
 // request with the error (moving a request mid-stream is migration, a later step).
 
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
-import type { Dispatch, DispatchOutcome } from '../frontend/worker_set.js';
+import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // The chosen worker rank of one routing decision (rid: the router's request id).
 export interface Route<M> {

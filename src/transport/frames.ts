@@ -1,15 +1,14 @@
-// Encoding and decoding of request-plane frames (schema/request_plane.fbs) to and from plain
+// Encoding and decoding of the control/event-plane frames (schema/request_plane.fbs) to and from plain
 // objects. Decoding copies everything out of the message buffer, so callers may keep the
 // result after the buffer is gone (uWS neuters message buffers after the callback).
 // Malformed bytes throw; callers treat that as a protocol error of the peer.
 
 import * as flatbuffers from 'flatbuffers';
 import { ERRORS, type ErrorCode } from '../errors.js';
-import type { FinishReason, GenerateRequest, SamplingOptions, Usage } from '../engine/client.js';
-import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
+import type { ModelCard, WorkerRole } from '../engine/model_card.js';
 import * as w from './generated/request_plane_generated.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export interface RankLoad {
   dpRank: number;
@@ -33,13 +32,8 @@ export type KvResetReason = 'join' | 'engine_restart' | 'history_lost' | 'resync
 
 export type Frame =
   | { type: 'hello'; protocolVersion: number; instanceId: bigint; card: ModelCard }
-  | { type: 'generate'; stream: number; window: number; request: GenerateRequest }
-  | { type: 'abort'; stream: number }
-  | { type: 'credit'; stream: number; chunks: number }
   | { type: 'kv_resync'; dpRank: number }
-  | { type: 'tokens'; stream: number; tokenIds: number[]; cachedTokens?: number }
-  | { type: 'final'; stream: number; tokenIds: number[]; finishReason: FinishReason; usage: Usage }
-  | { type: 'error'; stream: number; code: ErrorCode; message: string }
+  | { type: 'error'; code: ErrorCode; message: string }
   | {
       type: 'kv_batch';
       instanceId: bigint;
@@ -85,6 +79,7 @@ function encodeCard(card: ModelCard): flatbuffers.Offset {
   const bootstrapHost = str(card.bootstrapHost);
   const engine = str(card.engine);
   const engineVersion = str(card.engineVersion);
+  const engineUrl = str(card.engineUrl);
   C.startModelCard(builder);
   C.addServedModelName(builder, name);
   C.addModelPath(builder, modelPath);
@@ -102,45 +97,8 @@ function encodeCard(card: ModelCard): flatbuffers.Offset {
   C.addKvEvents(builder, card.kvEvents);
   C.addEngine(builder, engine);
   if (engineVersion) C.addEngineVersion(builder, engineVersion);
+  C.addEngineUrl(builder, engineUrl);
   return C.endModelCard(builder);
-}
-
-function encodeSampling(s: SamplingOptions): flatbuffers.Offset {
-  const S = w.Sampling;
-  const stop = s.stopTokenIds?.length ? S.createStopTokenIdsVector(builder, s.stopTokenIds) : 0;
-  S.startSampling(builder);
-  S.addMaxNewTokens(builder, s.maxNewTokens);
-  addOptional(s.temperature, S.addTemperature);
-  addOptional(s.topP, S.addTopP);
-  addOptional(s.topK, S.addTopK);
-  addOptional(s.minP, S.addMinP);
-  addOptional(s.seed === undefined ? null : BigInt(s.seed), S.addSeed);
-  addOptional(s.frequencyPenalty, S.addFrequencyPenalty);
-  addOptional(s.presencePenalty, S.addPresencePenalty);
-  addOptional(s.repetitionPenalty, S.addRepetitionPenalty);
-  addOptional(s.minNewTokens, S.addMinNewTokens);
-  S.addIgnoreEos(builder, s.ignoreEos ?? false);
-  if (stop) S.addStopTokenIds(builder, stop);
-  return S.endSampling(builder);
-}
-
-function encodeFinish(f: FinishReason): flatbuffers.Offset {
-  const matchedText = f.type === 'stop' && typeof f.matched === 'string' ? str(f.matched) : 0;
-  const message = f.type === 'abort' ? str(f.message) : 0;
-  w.FinishReason.startFinishReason(builder);
-  if (f.type === 'stop') {
-    w.FinishReason.addKind(builder, w.FinishKind.Stop);
-    if (typeof f.matched === 'number') addOptional(f.matched, w.FinishReason.addMatchedToken);
-    if (matchedText) w.FinishReason.addMatchedText(builder, matchedText);
-  } else if (f.type === 'length') {
-    w.FinishReason.addKind(builder, w.FinishKind.Length);
-    w.FinishReason.addLength(builder, f.length);
-  } else {
-    w.FinishReason.addKind(builder, w.FinishKind.Abort);
-    if (message) w.FinishReason.addMessage(builder, message);
-    addOptional(f.statusCode, w.FinishReason.addStatusCode);
-  }
-  return w.FinishReason.endFinishReason(builder);
 }
 
 function encodeBody(frame: Frame): [w.Body, flatbuffers.Offset] {
@@ -153,55 +111,16 @@ function encodeBody(frame: Frame): [w.Body, flatbuffers.Offset] {
       w.Hello.addCard(builder, card);
       return [w.Body.Hello, w.Hello.endHello(builder)];
     }
-    case 'generate': {
-      const r = frame.request;
-      const rid = str(r.requestId);
-      const tokens = w.GenerateRequest.createTokenIdsVector(builder, r.tokenIds as number[]);
-      const sampling = encodeSampling(r.sampling);
-      const boot = r.bootstrap ? w.Bootstrap.createBootstrap(builder, str(r.bootstrap.host), r.bootstrap.port, r.bootstrap.room) : 0;
-      w.GenerateRequest.startGenerateRequest(builder);
-      w.GenerateRequest.addStream(builder, frame.stream);
-      w.GenerateRequest.addRequestId(builder, rid);
-      w.GenerateRequest.addTokenIds(builder, tokens);
-      w.GenerateRequest.addSampling(builder, sampling);
-      if (boot) w.GenerateRequest.addBootstrap(builder, boot);
-      addOptional(r.dpRank, w.GenerateRequest.addDpRank);
-      w.GenerateRequest.addWindow(builder, frame.window);
-      return [w.Body.GenerateRequest, w.GenerateRequest.endGenerateRequest(builder)];
-    }
-    case 'abort':
-      return [w.Body.Abort, w.Abort.createAbort(builder, frame.stream)];
-    case 'credit':
-      return [w.Body.Credit, w.Credit.createCredit(builder, frame.stream, frame.chunks)];
     case 'kv_resync':
       return [w.Body.KvResync, w.KvResync.createKvResync(builder, frame.dpRank)];
-    case 'tokens': {
-      const tokens = w.TokenChunk.createTokenIdsVector(builder, frame.tokenIds);
-      w.TokenChunk.startTokenChunk(builder);
-      w.TokenChunk.addStream(builder, frame.stream);
-      w.TokenChunk.addTokenIds(builder, tokens);
-      addOptional(frame.cachedTokens, w.TokenChunk.addCachedTokens);
-      return [w.Body.TokenChunk, w.TokenChunk.endTokenChunk(builder)];
-    }
-    case 'final': {
-      const tokens = w.Final.createTokenIdsVector(builder, frame.tokenIds);
-      const finish = encodeFinish(frame.finishReason);
-      const u = frame.usage;
-      const usage = w.Usage.createUsage(builder, u.promptTokens, u.completionTokens, u.cachedTokens);
-      w.Final.startFinal(builder);
-      w.Final.addStream(builder, frame.stream);
-      w.Final.addTokenIds(builder, tokens);
-      w.Final.addFinish(builder, finish);
-      w.Final.addUsage(builder, usage);
-      return [w.Body.Final, w.Final.endFinal(builder)];
-    }
     case 'error': {
       const code = str(frame.code);
       const message = str(frame.message);
-      return [w.Body.Error, w.Error.createError(builder, frame.stream, code, message)];
+      return [w.Body.Error, w.Error.createError(builder, code, message)];
     }
     case 'kv_batch': {
-      const payload = w.KvEventBatch.createPayloadVector(builder, frame.payload);
+      // One copy of the batch's bytes (the generated createPayloadVector adds them one by one).
+      const payload = builder.createByteVector(frame.payload);
       return [
         w.Body.KvEventBatch,
         w.KvEventBatch.createKvEventBatch(builder, frame.instanceId, frame.dpRank, frame.seq, frame.engineSeq, frame.snapshot, payload),
@@ -247,12 +166,6 @@ const need = <T>(v: T | null | undefined, what: string): T => {
   return v;
 };
 
-function u32s(len: number, at: (i: number) => number | null): number[] {
-  const out = new Array<number>(len);
-  for (let i = 0; i < len; i++) out[i] = at(i) ?? 0;
-  return out;
-}
-
 const num = (v: bigint) => Number(v);
 
 function decodeCard(c: w.ModelCard): ModelCard {
@@ -277,40 +190,8 @@ function decodeCard(c: w.ModelCard): ModelCard {
     kvEvents: c.kvEvents(),
     engine,
     engineVersion: c.engineVersion(),
+    engineUrl: need(c.engineUrl(), 'engine_url'),
   };
-}
-
-function decodeSampling(s: w.Sampling): SamplingOptions {
-  const out: SamplingOptions = { maxNewTokens: s.maxNewTokens() };
-  const opt = <K extends keyof SamplingOptions>(k: K, v: SamplingOptions[K] | null) => {
-    if (v !== null) out[k] = v;
-  };
-  opt('temperature', s.temperature());
-  opt('topP', s.topP());
-  opt('topK', s.topK());
-  opt('minP', s.minP());
-  const seed = s.seed();
-  if (seed !== null) out.seed = Number(seed);
-  opt('frequencyPenalty', s.frequencyPenalty());
-  opt('presencePenalty', s.presencePenalty());
-  opt('repetitionPenalty', s.repetitionPenalty());
-  opt('minNewTokens', s.minNewTokens());
-  if (s.ignoreEos()) out.ignoreEos = true;
-  if (s.stopTokenIdsLength() > 0) out.stopTokenIds = u32s(s.stopTokenIdsLength(), (i) => s.stopTokenIds(i));
-  return out;
-}
-
-function decodeFinish(f: w.FinishReason): FinishReason {
-  switch (f.kind()) {
-    case w.FinishKind.Stop:
-      return { type: 'stop', matched: f.matchedToken() ?? f.matchedText() ?? null };
-    case w.FinishKind.Length:
-      return { type: 'length', length: f.length() };
-    case w.FinishKind.Abort:
-      return { type: 'abort', message: f.message(), statusCode: f.statusCode() };
-    default:
-      throw new Error(`unknown finish kind ${f.kind()}`);
-  }
 }
 
 const errorCode = (code: string | null): ErrorCode =>
@@ -331,47 +212,11 @@ export function decodeFrame(bytes: Uint8Array): Frame {
         card: decodeCard(need(h.card(), 'card')),
       };
     }
-    case w.Body.GenerateRequest: {
-      const g = f.body(new w.GenerateRequest()) as w.GenerateRequest;
-      const request: GenerateRequest = {
-        requestId: need(g.requestId(), 'request_id'),
-        tokenIds: u32s(g.tokenIdsLength(), (i) => g.tokenIds(i)),
-        sampling: decodeSampling(need(g.sampling(), 'sampling')),
-      };
-      const dpRank = g.dpRank();
-      if (dpRank !== null) request.dpRank = dpRank;
-      const b = g.bootstrap();
-      if (b) request.bootstrap = { host: need(b.host(), 'bootstrap host'), port: b.port(), room: b.room() };
-      return { type: 'generate', stream: g.stream(), window: g.window(), request };
-    }
-    case w.Body.Abort:
-      return { type: 'abort', stream: (f.body(new w.Abort()) as w.Abort).stream() };
-    case w.Body.Credit: {
-      const c = f.body(new w.Credit()) as w.Credit;
-      return { type: 'credit', stream: c.stream(), chunks: c.chunks() };
-    }
     case w.Body.KvResync:
       return { type: 'kv_resync', dpRank: (f.body(new w.KvResync()) as w.KvResync).dpRank() };
-    case w.Body.TokenChunk: {
-      const t = f.body(new w.TokenChunk()) as w.TokenChunk;
-      const cached = t.cachedTokens();
-      const tokenIds = u32s(t.tokenIdsLength(), (i) => t.tokenIds(i));
-      return cached === null ? { type: 'tokens', stream: t.stream(), tokenIds } : { type: 'tokens', stream: t.stream(), tokenIds, cachedTokens: cached };
-    }
-    case w.Body.Final: {
-      const t = f.body(new w.Final()) as w.Final;
-      const u = need(t.usage(), 'usage');
-      return {
-        type: 'final',
-        stream: t.stream(),
-        tokenIds: u32s(t.tokenIdsLength(), (i) => t.tokenIds(i)),
-        finishReason: decodeFinish(need(t.finish(), 'finish')),
-        usage: { promptTokens: u.promptTokens(), completionTokens: u.completionTokens(), cachedTokens: u.cachedTokens() },
-      };
-    }
     case w.Body.Error: {
       const e = f.body(new w.Error()) as w.Error;
-      return { type: 'error', stream: e.stream(), code: errorCode(e.code()), message: e.message() ?? '' };
+      return { type: 'error', code: errorCode(e.code()), message: e.message() ?? '' };
     }
     case w.Body.KvEventBatch: {
       const k = f.body(new w.KvEventBatch()) as w.KvEventBatch;

@@ -32,8 +32,9 @@ const asArray = (v: unknown, what: string): unknown[] => {
   return v;
 };
 
-// SGLang's None medium means GPU; removals may name it either way.
-const key = (hash: bigint, medium: string | null) => `${medium ?? 'GPU'}:${hash}`;
+// SGLang's None medium means GPU; removals may name it either way. GPU blocks (nearly all)
+// are keyed by their hash itself, the others by medium and hash.
+const key = (hash: bigint, medium: string | null): bigint | string => (medium === null || medium === 'GPU' ? hash : `${medium}:${hash}`);
 
 // Newer SGLang encodes events as tagged maps ({"type": "BlockStored", "block_hashes": ...});
 // read them in the positional form.
@@ -52,7 +53,7 @@ function fromTaggedMap(v: unknown): unknown[] {
 
 export class KvBlockTable {
   // Insertion order is kept: a block is always (re)inserted after its parent.
-  private readonly blocks = new Map<string, Block>();
+  private readonly blocks = new Map<bigint | string, Block>();
 
   get size(): number {
     return this.blocks.size;
@@ -103,7 +104,8 @@ export class KvBlockTable {
       this.blocks.set(k, {
         hash,
         parent,
-        tokenIds: tokens.slice(i * per, (i + 1) * per),
+        // One page per event (SGLang's form): the decoded array is the page, no copy.
+        tokenIds: hashes.length === 1 ? tokens : tokens.slice(i * per, (i + 1) * per),
         blockSize,
         loraId: ev[5] ?? null,
         medium,

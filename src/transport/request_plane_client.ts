@@ -1,20 +1,13 @@
-// The frontend side of the request plane: one WebSocket (npm `ws`; Node 20 has no WebSocket
-// client) to one worker agent. It is an EngineClient (generate streams multiplexed on the
-// connection) and the source of that worker's Hello (model card), KV-event batches and load
-// reports.
-//
-// Flow control: each stream grants the worker `window` chunks and returns credit as the
-// consumer pulls them, so a consumer that stops reading holds at most `window` chunks here
-// and stalls only its own stream. Generate requests wait to be sent while more than
-// `maxBufferedBytes` are queued on the socket.
+// The frontend side of the control and event plane: one WebSocket (npm `ws`; Node 20 has no
+// WebSocket client) to one worker agent, the source of that worker's Hello (model card, which
+// names the engine URL requests stream from), KV-event batches and load reports.
 // KV events: batches of (worker, dp rank) must arrive with seq 0, 1, 2, ... after a KvReset;
 // on a gap the client asks the worker to rebuild that rank (KvResync) and drops the rank's
 // batches until the reset arrives.
 
 import WebSocket from 'ws';
 import { KvgateError } from '../errors.js';
-import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
-import type { ModelCard } from '../discovery/model_card.js';
+import type { ModelCard } from '../engine/model_card.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame, type KvResetReason, type LoadReport } from './frames.js';
 
@@ -42,31 +35,16 @@ export interface RequestPlaneClientOptions {
   reconnect?: boolean;
   // How long connect() waits for the worker's Hello.
   connectTimeoutMs?: number;
-  // Chunks a stream may have in flight before the consumer pulls them.
-  window?: number;
-  maxBufferedBytes?: number;
   // No frame or ping from the worker for this long: the connection is dead.
   deadAfterMs?: number;
   log?: Logger;
 }
 
-interface ClientStream {
-  queue: GenerateChunk[];
-  finished: boolean;
-  error: Error | null;
-  wake: (() => void) | null;
-  unacked: number;
-}
-
 type Listener<T> = (value: T) => void;
 
-const abortError = () => new DOMException('This operation was aborted', 'AbortError');
-
-export class RequestPlaneClient implements EngineClient {
+export class RequestPlaneClient {
   hello: WorkerHello | null = null;
   private ws: WebSocket | null = null;
-  private readonly streams = new Map<number, ClientStream>();
-  private nextStream = 1;
   // Next expected seq per dp rank; null while waiting for a KvReset after a gap.
   private readonly kvExpect = new Map<number, bigint | null>();
   private readonly kvListeners = new Set<Listener<KvRelayEvent>>();
@@ -78,15 +56,9 @@ export class RequestPlaneClient implements EngineClient {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private deadTimer: NodeJS.Timeout | null = null;
   private lastSeen = 0;
-  // Settles when the last flow-controlled frame has been written to the socket.
-  private flushed: Promise<void> = Promise.resolve();
-  private readonly window: number;
-  private readonly maxBuffered: number;
   private readonly log: Logger;
 
   constructor(private readonly opts: RequestPlaneClientOptions) {
-    this.window = opts.window ?? 64;
-    this.maxBuffered = opts.maxBufferedBytes ?? 1 << 20;
     this.log = opts.log ?? silentLogger;
   }
 
@@ -176,46 +148,6 @@ export class RequestPlaneClient implements EngineClient {
     this.sendNow({ type: 'kv_resync', dpRank });
   }
 
-  async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateChunk> {
-    if (signal?.aborted) throw abortError();
-    if (!this.connected) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
-    const id = this.allocateStream();
-    const st: ClientStream = { queue: [], finished: false, error: null, wake: null, unacked: 0 };
-    this.streams.set(id, st);
-    const onAbort = () => {
-      if (st.finished) return;
-      this.sendNow({ type: 'abort', stream: id });
-      st.finished = true;
-      st.error = abortError();
-      st.wake?.();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await this.sendFlowControlled({ type: 'generate', stream: id, window: this.window, request: req });
-      for (;;) {
-        const chunk = st.queue.shift();
-        if (chunk) {
-          if (++st.unacked >= Math.max(1, this.window >> 1)) {
-            this.sendNow({ type: 'credit', stream: id, chunks: st.unacked });
-            st.unacked = 0;
-          }
-          yield chunk;
-          if (chunk.finishReason) return;
-          continue;
-        }
-        if (st.error) throw st.error;
-        if (st.finished) return;
-        await new Promise<void>((resolve) => (st.wake = resolve));
-        st.wake = null;
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      // The consumer stopped early (break/return): the worker must stop too.
-      if (!st.finished) this.sendNow({ type: 'abort', stream: id });
-      this.streams.delete(id);
-    }
-  }
-
   async close(): Promise<void> {
     this.closedByUser = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
@@ -228,33 +160,9 @@ export class RequestPlaneClient implements EngineClient {
     });
   }
 
-  private allocateStream(): number {
-    for (;;) {
-      const id = this.nextStream;
-      this.nextStream = id >= 0xffffffff ? 1 : id + 1;
-      if (!this.streams.has(id)) return id;
-    }
-  }
-
   private sendNow(frame: Frame): void {
     const ws = this.ws;
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(frame));
-  }
-
-  // Sends once fewer than `maxBufferedBytes` are queued on the socket (a frame larger than
-  // that goes out alone), so any number of callers queue at most the limit plus one frame.
-  private async sendFlowControlled(frame: Frame): Promise<void> {
-    const bytes = encodeFrame(frame);
-    for (;;) {
-      const ws = this.ws;
-      if (!ws || ws.readyState !== WebSocket.OPEN) throw new KvgateError('worker_disconnected', `worker ${this.opts.url} is not connected`);
-      if (ws.bufferedAmount === 0 || ws.bufferedAmount + bytes.byteLength <= this.maxBuffered) {
-        this.flushed = new Promise<void>((resolve) => ws.send(bytes, () => resolve()));
-        return;
-      }
-      // Everything queued so far is written once the last queued frame is.
-      await this.flushed;
-    }
   }
 
   private onMessage(data: Buffer): void {
@@ -281,28 +189,9 @@ export class RequestPlaneClient implements EngineClient {
         for (const l of [...this.helloListeners]) l(this.hello);
         return;
       }
-      case 'tokens':
-      case 'final':
-      case 'error': {
-        if (frame.stream === 0) {
-          this.log.error(`worker ${this.opts.url}: ${frame.type === 'error' ? `${frame.code}: ${frame.message}` : 'frame on stream 0'}`);
-          return;
-        }
-        const st = this.streams.get(frame.stream);
-        if (!st || st.finished) return; // aborted here; the worker had not seen it yet
-        if (frame.type === 'tokens') {
-          st.queue.push(frame.cachedTokens === undefined ? { tokenIds: frame.tokenIds } : { tokenIds: frame.tokenIds, cachedTokens: frame.cachedTokens });
-        }
-        else if (frame.type === 'final') {
-          st.queue.push({ tokenIds: frame.tokenIds, finishReason: frame.finishReason, usage: frame.usage });
-          st.finished = true;
-        } else {
-          st.error = new KvgateError(frame.code, `worker ${this.opts.url}: ${frame.message}`);
-          st.finished = true;
-        }
-        st.wake?.();
+      case 'error':
+        this.log.error(`worker ${this.opts.url}: ${frame.code}: ${frame.message}`);
         return;
-      }
       case 'kv_reset':
         this.kvExpect.set(frame.dpRank, 0n);
         this.emitKv({ kind: 'reset', instanceId: frame.instanceId, dpRank: frame.dpRank, reason: frame.reason });
@@ -340,12 +229,6 @@ export class RequestPlaneClient implements EngineClient {
     const wasConnected = this.hello !== null;
     this.hello = null;
     const err = new KvgateError('worker_disconnected', `lost the connection to worker ${this.opts.url}`);
-    for (const st of this.streams.values()) {
-      if (st.finished) continue;
-      st.finished = true;
-      st.error = err;
-      st.wake?.();
-    }
     if (wasConnected) for (const l of this.disconnectListeners) l(err);
     if (this.opts.reconnect && !this.closedByUser) this.scheduleReconnect();
   }

@@ -1,35 +1,38 @@
 // The worker agent: starts and supervises one engine process (SGLang, or kvgate's mocker),
-// reads its model card, serves it to frontends on the request plane (uWS WebSocket),
-// relays its KV events and publishes its load, and registers it for discovery.
+// reads its model card, announces it to frontends on the control plane (uWS WebSocket),
+// relays its KV events and publishes its load, and registers it for discovery. Frontends
+// stream requests from the engine itself (the card's engineUrl): the agent is not on the
+// token path, so it costs nothing per token.
 //
 // Life cycle:
 //   start     check the engine args, reserve ports (the KV-event SUBs bind theirs), spawn the
 //             engine, wait for GET /health = 200 (deadline: startupTimeoutMs), read the card,
 //             listen, register. A first start that fails is an error (nothing to restart).
-//   crash     the engine exited on its own: frontends reset its KV state, new requests get
-//             engine_unavailable, and it is restarted with exponential backoff; the count of
+//   crash     the engine exited on its own: frontends reset its KV state (their streams on it
+//             fail, which takes it out of routing), and it is restarted with exponential
+//             backoff on fresh ports (a new Hello names the new engine URL); the count of
 //             attempts resets once an engine stayed up for stableUptimeMs; past maxRestarts
 //             the agent gives up (onFatal).
-//   shutdown  (SIGTERM, or the parent gone) unregister, refuse new requests, let in-flight ones finish (up to
-//             drainTimeoutMs), close the request plane, stop the engine (SIGTERM, then
-//             SIGKILL after stopGraceMs).
+//   shutdown  (SIGTERM, or the parent gone) unregister, close the control plane (frontends
+//             take the worker out of routing), let the engine finish what it runs (its own
+//             load reports, up to drainTimeoutMs), stop the engine (SIGTERM, then SIGKILL
+//             after stopGraceMs).
 
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
-import type { DirectEngine, EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
-import { SglangGrpcEngine } from '../engine/sglang_grpc.js';
-import { SglangHttpEngine } from '../engine/sglang_http.js';
-import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
+import type { DirectEngine } from '../engine/client.js';
+import { directEngine } from '../engine/direct_engine.js';
+import type { EngineKind, ModelCard, WorkerRole } from '../engine/model_card.js';
 import { instanceIdHex, type Registration, type Registry, type WorkerRecord } from '../discovery/discovery.js';
 import { PROTOCOL_VERSION, type Frame, type RankLoad } from '../transport/frames.js';
 import { KvRelay, type KvSource } from '../transport/kv_relay.js';
 import { RequestPlaneServer } from '../transport/request_plane_server.js';
-import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EngineKind, type EnginePorts, type EngineProtocol, type UserArgs } from './engine_args.js';
+import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EnginePorts, type EngineProtocol, type UserArgs } from './engine_args.js';
 import { describeExit, EngineProcess } from './engine_process.js';
 import { LoadPoller } from './load_poller.js';
 import type { Logger } from '../observability/log.js';
-import { readModelCard } from './model_card.js';
+import { readModelCard } from '../engine/model_card.js';
 import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
 import { urlHost } from '../net.js';
@@ -99,7 +102,6 @@ export class WorkerAgent {
       host: opts.host,
       port: opts.port,
       log: this.log,
-      engine: () => this.engineClient(),
       hello: () => this.hello(),
       onConnect: (peer) => {
         this.relay.addPeer(peer);
@@ -118,10 +120,6 @@ export class WorkerAgent {
   // The engine's PID (tests, diagnostics).
   get enginePid(): number | undefined {
     return this.engine?.proc.pid;
-  }
-
-  inflightStreams(): number {
-    return this.server.inflightStreams();
   }
 
   async start(): Promise<void> {
@@ -151,17 +149,6 @@ export class WorkerAgent {
   shutdown(drainTimeoutMs = this.opts.drainTimeoutMs): Promise<void> {
     this.stopping ??= this.stop(drainTimeoutMs);
     return this.stopping;
-  }
-
-  // The current engine, whose streams report engine_unavailable (migratable) rather than
-  // a plain engine_error when they broke because the engine process died.
-  private engineClient(): EngineClient | null {
-    const engine = this.engine;
-    if (!engine) return null;
-    return {
-      generate: (req, signal) => generateOn(engine, req, signal),
-      close: async () => {},
-    };
   }
 
   private hello(): Frame & { type: 'hello' } {
@@ -204,15 +191,16 @@ export class WorkerAgent {
     const ports = await this.reservePorts(info);
     const launch = launchCommand(
       { engine: this.opts.engine, python: this.opts.python, kvgate: this.opts.kvgate },
-      engineArgs(this.opts.engineArgs, info, this.opts.role, ports, this.opts.engineProtocol),
+      engineArgs(this.opts.engineArgs, info, this.opts.role, ports, this.opts.engineProtocol, this.opts.host),
       // The mocker exits when this worker is gone, even SIGKILLed (see parent_watch.ts).
       { ...(this.opts.env ?? process.env), [PARENT_PID_ENV]: String(process.pid) },
     );
     this.log.info(`starting engine: ${[launch.command, ...launch.args].map(shellQuote).join(' ')}`);
     const proc = new EngineProcess(launch, this.log);
     this.starting = proc;
-    const client: DirectEngine =
-      this.opts.engineProtocol === 'grpc' ? new SglangGrpcEngine(`grpc://127.0.0.1:${ports.http}`) : new SglangHttpEngine(`http://127.0.0.1:${ports.http}`);
+    // The card names where frontends stream from: this engine, on the worker's address.
+    const scheme = this.opts.engineProtocol === 'grpc' ? 'grpc' : 'http';
+    const client: DirectEngine = directEngine(`${scheme}://${urlHost(this.opts.host)}:${ports.http}`);
     const get = (path: string) => client.getJson(path);
     let card: ModelCard;
     try {
@@ -222,6 +210,7 @@ export class WorkerAgent {
         engine: this.opts.engine,
         migrationLimit: this.opts.migrationLimit,
         advertiseHost: this.opts.advertiseHost ?? this.opts.host,
+        engineUrl: `${scheme}://${urlHost(this.opts.advertiseHost ?? this.opts.host)}:${ports.http}`,
       });
       if (card.dpSize !== info.dpSize) {
         throw new KvgateError('engine_error', `engine reports dp_size ${card.dpSize}, but its arguments gave ${info.dpSize}`);
@@ -270,7 +259,7 @@ export class WorkerAgent {
     if (this.stopping || this.engine?.proc !== proc) return;
     this.log.error(`engine (pid ${proc.pid}) ${how}`);
     const uptime = Date.now() - proc.startedAt;
-    // Its open streams fail on their own as the connections drop (engine_unavailable).
+    // Its open streams (frontend to engine) fail on their own as the connections drop.
     this.engine.loads.stop();
     this.engine = null;
     this.lastLoad = null;
@@ -308,13 +297,27 @@ export class WorkerAgent {
     }
   }
 
+  // Resolves true once the engine reports nothing running or queued on any rank (checked
+  // after a moment, for requests frontends sent just before they saw the connection close),
+  // false at the deadline. An engine that reports no load is not waited for.
+  private async engineIdle(engine: RunningEngine, deadlineMs: number): Promise<boolean> {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      await sleep(Math.min(100, Math.max(0, deadline - Date.now())));
+      const ranks = await engine.loads.poll();
+      if (!ranks || ranks.every((r) => r.running === 0 && r.queued === 0)) return true;
+      if (Date.now() >= deadline) return false;
+    }
+  }
+
   private async stop(drainTimeoutMs: number): Promise<void> {
     this.log.info('shutting down: unregistering and draining in-flight requests');
     this.registration?.unregister();
-    const drained = await this.server.drain(drainTimeoutMs);
-    if (!drained) this.log.warn(`${this.server.inflightStreams()} request(s) still running after ${drainTimeoutMs} ms; aborting them`);
     await this.server.close();
     this.relay.close();
+    if (this.engine && !(await this.engineIdle(this.engine, drainTimeoutMs))) {
+      this.log.warn(`the engine still runs requests after ${drainTimeoutMs} ms; stopping it`);
+    }
     await this.starting?.stop(this.opts.stopGraceMs);
     const engine = this.engine;
     this.engine = null;
@@ -325,25 +328,6 @@ export class WorkerAgent {
       this.log.info(`engine stopped (${describeExit(exit)})`);
     }
   }
-}
-
-async function* generateOn(engine: RunningEngine, req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
-  // A stream that breaks or ends early may be the engine dying, whose exit is seen a moment
-  // after its connections drop. Errors the engine reported itself (bad request, ...) are final.
-  const died = () => Promise.race([engine.proc.exited.then(() => true), sleep(2000).then(() => false)]);
-  const unavailable = (why: string) => new KvgateError('engine_unavailable', `the engine died during the request: ${why}`);
-  let finished = false;
-  try {
-    for await (const chunk of engine.client.generate(req, signal)) {
-      if (chunk.finishReason) finished = true;
-      yield chunk;
-    }
-  } catch (err) {
-    if (signal?.aborted || !(err instanceof KvgateError) || err.code !== 'engine_error') throw err;
-    if (await died()) throw unavailable(err.message);
-    throw err;
-  }
-  if (!finished && !signal?.aborted && (await died())) throw unavailable('its stream ended early');
 }
 
 function shellQuote(s: string): string {

@@ -1,6 +1,7 @@
 // The engine command line a worker runs: the user's `sglang.launch_server` arguments,
 // untouched and first, then what kvgate needs (reference/sglang.md §1.7, §2.1, §3.1):
-//   --host 127.0.0.1 --port <free>            the engine is only reached through the agent
+//   --host <worker host> --port <free>        frontends stream from the engine directly (the
+//                                            card carries its URL); the agent supervises it
 //   --kv-events-config {publisher zmq, endpoint tcp://127.0.0.1:<sub>, replay_endpoint ...}
 //                                            a concrete host makes SGLang's PUB *connect*;
 //                                            the agent's SUB binds there (per rank: +dp rank)
@@ -12,9 +13,9 @@
 // Flags the agent must own are refused when the user passes them, with the reason.
 
 import { KvgateError } from '../errors.js';
-import type { WorkerRole } from '../discovery/model_card.js';
+import type { EngineKind, WorkerRole } from '../engine/model_card.js';
 
-export type EngineKind = 'sglang' | 'mocker';
+
 // The API the worker speaks to its engine on the engine's port.
 export type EngineProtocol = 'http' | 'grpc';
 
@@ -49,8 +50,8 @@ export interface EngineLaunch {
 const MODE_OF_ROLE: Record<WorkerRole, string> = { agg: 'null', prefill: 'prefill', decode: 'decode' };
 
 const OWNED: Record<string, string> = {
-  '--port': 'kvgate picks the engine port itself (the engine is reached only through the worker); use `kvgate worker --port` for the request-plane port',
-  '--host': 'the engine listens on 127.0.0.1 behind the worker; use `kvgate worker --host` for the request-plane address',
+  '--port': 'kvgate picks the engine port itself (the worker advertises it to frontends); use `kvgate worker --port` for the request-plane port',
+  '--host': 'the engine listens on the worker\'s address; use `kvgate worker --host` for both',
   '--kv-events-config': 'kvgate configures the engine KV events itself (ZMQ on free local ports, with replay)',
   '--grpc-mode': 'the worker must know which API its engine speaks: use `kvgate worker --engine-protocol grpc`',
 };
@@ -116,9 +117,10 @@ export function kvEventsConfig(ports: EnginePorts): string {
   });
 }
 
-// The engine arguments: the user's, then kvgate's.
-export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts, protocol: EngineProtocol = 'http'): string[] {
-  const args = [...user, '--host', '127.0.0.1', '--port', String(ports.http), '--kv-events-config', kvEventsConfig(ports)];
+// The engine arguments: the user's, then kvgate's. `host`: the worker's listen address, so
+// that the frontends that reach the worker reach its engine too.
+export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts, protocol: EngineProtocol = 'http', host = '127.0.0.1'): string[] {
+  const args = [...user, '--host', host, '--port', String(ports.http), '--kv-events-config', kvEventsConfig(ports)];
   if (protocol === 'grpc') args.push('--grpc-mode');
   if (!info.hasEnableMetrics) args.push('--enable-metrics');
   if (!info.hasSkipTokenizerInit) args.push('--skip-tokenizer-init');

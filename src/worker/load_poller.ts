@@ -2,10 +2,10 @@
 // GET /v1/loads (newest), else /get_load (deprecated, older engines), else the Prometheus
 // /metrics (`sglang:` or `sglang_` names). The first source that answers is kept.
 
-import type { ModelCard } from '../discovery/model_card.js';
+import type { ModelCard } from '../engine/model_card.js';
 import { finiteNumber as n, isJsonObject } from '../json.js';
 import type { RankLoad } from '../transport/frames.js';
-import type { GetJson } from './model_card.js';
+import type { GetJson } from '../engine/model_card.js';
 
 type Capacity = Pick<ModelCard, 'pageSize' | 'maxTotalNumTokens' | 'dpSize'>;
 

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine } from '../../src/cli/config.js';
+import { parseCommandLine } from '../../src/config.js';
 import { createLogger, parseLogRecord } from '../../src/observability/log.js';
 import { KVGATE } from '../e2e/stack.js';
 

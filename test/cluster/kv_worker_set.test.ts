@@ -1,22 +1,25 @@
 // KvWorkerSet (the frontend's WorkerSet over the native KV router) against worker agents'
-// request planes on real sockets: uWS servers speaking the real frames, each with a small
-// in-process engine (test/transport/fake_engine.ts) and KV-event batches in SGLang's msgpack
-// form, sent the way the agent's relay sends them (a reset, then seq 0, 1, ...).
+// request planes on real sockets: uWS servers speaking the real frames, each announcing a
+// scripted SGLang HTTP engine (test/frontend/fixtures/fake_sglang.ts) in its card, which the
+// frontend streams from directly, and KV-event batches in SGLang's msgpack form, sent the
+// way the agent's relay sends them (a reset, then seq 0, 1, ...).
 // Checked: admission by model card (dp ranks, page-size mismatch), KV events steering
-// requests, resets, disconnect and reconnect, failover before the first token, a clean error
-// mid-stream, approximate mode and the simple policies.
+// requests, resets, disconnect and reconnect, streams that outlive the agent connection,
+// an engine that moved, failover before the first token, a clean error mid-stream,
+// approximate mode and the simple policies.
 
 import { Packr } from 'msgpackr';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ModelCard } from '../../src/discovery/model_card.js';
+import type { ModelCard } from '../../src/engine/model_card.js';
+import type { GenerateChunk } from '../../src/engine/client.js';
 import { KvgateError } from '../../src/errors.js';
 import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
 import { PROTOCOL_VERSION } from '../../src/transport/frames.js';
 import { RequestPlaneServer, type Peer } from '../../src/transport/request_plane_server.js';
 import { freePort } from '../../src/worker/ports.js';
 import { card as baseCard } from '../transport/card.js';
-import { FakeEngine } from '../transport/fake_engine.js';
+import { startFakeSglang, type FakeSglang, type FakeSglangOptions } from '../frontend/fixtures/fake_sglang.js';
 import { startMocker } from '../../src/mocker/index.js';
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -51,8 +54,8 @@ class FakeAgent {
   constructor(
     readonly port: number,
     readonly instanceId: bigint,
-    readonly card: ModelCard,
-    readonly engine: FakeEngine,
+    public card: ModelCard,
+    readonly engine: FakeSglang,
   ) {}
 
   get url(): string {
@@ -63,7 +66,6 @@ class FakeAgent {
     this.server = new RequestPlaneServer({
       host: '127.0.0.1',
       port: this.port,
-      engine: () => this.engine,
       hello: () => ({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: this.instanceId, card: this.card }),
       onConnect: (peer) => {
         this.peers.add(peer);
@@ -86,6 +88,12 @@ class FakeAgent {
 
   stop(): Promise<void> {
     return this.server.close();
+  }
+
+  // The engine was restarted elsewhere (a new port): a new Hello names it.
+  moveEngine(to: FakeSglang): void {
+    this.card = { ...this.card, engineUrl: to.url };
+    for (const peer of this.peers) peer.send({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId: this.instanceId, card: this.card });
   }
 
   // The engine stored full blocks of `tokens` (one engine hash per block). `dpRank`: the
@@ -128,9 +136,19 @@ class FakeAgent {
 
 const storedEvent = (s: Stored, bs: number) => ['BlockStored', s.hashes, null, s.tokens, bs, null, 'GPU'];
 
+// A scripted engine whose output token i is (first prompt token + i).
+async function engine(opts: FakeSglangOptions = {}): Promise<FakeSglang> {
+  const reply = (b: { input_ids: number[]; sampling_params: Record<string, unknown> }) =>
+    Array.from({ length: b.sampling_params['max_new_tokens'] as number }, (_, i) => b.input_ids[0]! + i);
+  const f = await startFakeSglang({ reply, ...opts });
+  cleanups.push(() => f.close());
+  return f;
+}
+
 let nextInstance = 1n;
-async function agent(card: Partial<ModelCard> = {}, engine = new FakeEngine(), port?: number, instanceId?: bigint): Promise<FakeAgent> {
-  return new FakeAgent(port ?? (await freePort()), instanceId ?? nextInstance++, { ...baseCard, ...card }, engine).start();
+async function agent(card: Partial<ModelCard> = {}, engineOpts: FakeSglangOptions = {}, port?: number, instanceId?: bigint): Promise<FakeAgent> {
+  const e = await engine(engineOpts);
+  return new FakeAgent(port ?? (await freePort()), instanceId ?? nextInstance++, { ...baseCard, ...card, engineUrl: e.url }, e).start();
 }
 
 function workerSet(opts: KvWorkerSetOptions = {}): { set: KvWorkerSet; registry: Registry } {
@@ -243,16 +261,45 @@ describe('KvWorkerSet', () => {
     for (let i = 0; i < 3; i++) expect((await run(set, p)).worker).toBe(b.url);
 
     // The same agent comes back on its address: the client reconnects, the join rebuilds.
-    const again = await agent({}, new FakeEngine(), a.port, a.instanceId);
+    const again = await agent({}, {}, a.port, a.instanceId);
     again.stored.push(...a.stored);
     await waitFor(() => set.readyCount('test-model') === 2, 'A back', 15_000);
     await waitFor(() => cached(set, a.url) === 4, 'A rebuilt');
     expect((await run(set, p)).worker).toBe(a.url);
   });
 
+  it('streams from the engine itself: a stream outlives its agent connection, and follows an engine that moved', async () => {
+    const a = await agent({}, { tokenDelayMs: 10 });
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    const p = prompt(40);
+    const d = set.dispatch({ model: 'test-model', requestId: 'long', tokenIds: p });
+    const tokens: number[] = [];
+    for await (const c of d.engine.generate({ requestId: 'long', tokenIds: p, sampling: { maxNewTokens: 30 } })) {
+      tokens.push(...c.tokenIds);
+      // The agent goes away mid-stream: the worker leaves routing, the stream goes on.
+      if (tokens.length === 1) await a.stop();
+    }
+    d.finish('ok');
+    expect(tokens).toEqual(Array.from({ length: 30 }, (_, i) => 40 + i));
+    expect(a.engine.received).toHaveLength(1);
+    expect(set.readyCount('test-model')).toBe(0);
+
+    const b = await agent({}, { tokenDelayMs: 1 });
+    set.addAgent(b.url);
+    await set.waitForWorkers(1, 5000);
+    expect((await run(set, p)).tokens).toEqual([40, 41, 42, 43]);
+    const moved = await engine();
+    b.moveEngine(moved);
+    await waitFor(() => set.cards()[0]?.engineUrl === moved.url, 'the new card');
+    expect((await run(set, p)).tokens).toEqual([40, 41, 42, 43]);
+    expect([b.engine.received.length, moved.received.length]).toEqual([1, 1]);
+  });
+
   it('moves a request whose worker fails before its first token to another worker, once', async () => {
-    const failing = new FakeEngine({ failOn: { token: 7, code: 'engine_unavailable' } });
-    const a = await agent({}, failing);
+    const a = await agent({}, { failStatus: 503, failWhen: (b) => b.input_ids[0] === 7 });
+    const failing = a.engine;
     const b = await agent();
     const { set, registry } = workerSet({ penaltyMs: 300 });
     set.addAgent(a.url);
@@ -264,7 +311,7 @@ describe('KvWorkerSet', () => {
 
     const r = await run(set, p);
     expect(r).toEqual({ worker: b.url, tokens: [7, 8, 9, 10] });
-    expect(failing.started).toBe(1);
+    expect(failing.received).toHaveLength(1);
     expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(1);
     // A sat out its penalty, then came back with its ranks rebuilt from a resync.
     expect(set.readyCount('test-model')).toBe(1);
@@ -279,10 +326,21 @@ describe('KvWorkerSet', () => {
     expect(() => set.dispatch({ model: 'test-model', requestId: 'x', tokenIds: p })).toThrow(KvgateError);
   });
 
-  it('ends a request whose worker is lost mid-stream with a clean error, without hanging or moving it', async () => {
-    const a = await agent({}, new FakeEngine({ delayMs: 20 }));
-    const bEngine = new FakeEngine();
-    const b = await agent({}, bEngine);
+  it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
+    const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
+    const { set } = workerSet();
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    await expect(run(set, prompt(9))).rejects.toMatchObject({ code: 'engine_error' });
+    expect(set.readyCount('test-model')).toBe(1);
+    expect((await run(set, prompt(10))).tokens).toEqual([10, 11, 12, 13]);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0]);
+  });
+
+  it('ends a request whose engine is lost mid-stream with a clean error, without hanging or moving it', async () => {
+    const a = await agent({}, { tokenDelayMs: 20 });
+    const b = await agent();
+    const bEngine = b.engine;
     const { set } = workerSet();
     set.addAgent(a.url);
     set.addAgent(b.url);
@@ -294,15 +352,15 @@ describe('KvWorkerSet', () => {
     expect(d.worker).toBe(a.url);
     const it = d.engine.generate({ requestId: 'mid', tokenIds: p, sampling: { maxNewTokens: 1000 } })[Symbol.asyncIterator]();
     expect((await it.next()).value).toMatchObject({ tokenIds: [1] });
-    await a.stop();
+    await a.engine.close();
     const started = Date.now();
     await expect((async () => {
       for (let r = await it.next(); !r.done; r = await it.next());
-    })()).rejects.toMatchObject({ code: 'worker_disconnected' });
+    })()).rejects.toMatchObject({ code: 'engine_unavailable' });
     expect(Date.now() - started).toBeLessThan(5000);
     d.finish('error');
     // Tokens already went out: the request is not replayed elsewhere (that is migration).
-    expect(bEngine.started).toBe(0);
+    expect(bEngine.received).toHaveLength(0);
     expect(set.unitRows().map((u) => [u.worker, u.activeRequests])).toEqual([[b.url, 0]]);
   });
 

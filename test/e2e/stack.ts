@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
-import { defaultMaxBodyBytes } from '../../src/cli/config.js';
+import { defaultMaxBodyBytes } from '../../src/config.js';
 import { clusterEngineArgs, LocalCluster, type SpawnedWorker } from '../../src/cluster/local_cluster.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../src/frontend/frontend.js';
 import type { ServedModel } from '../../src/frontend/serving.js';

@@ -149,7 +149,7 @@ describe('a streaming client that stops reading', () => {
         messages: [{ role: 'user', content: 'Tell me a very long story.' }],
         max_tokens: tokens,
         ...({ ignore_eos: true } as object),
-      });
+      }, { timeout: 100_000 }); // 12k tokens: slow on a loaded machine, and not what is tested
       expect(streamed).toBe(full.choices[0]!.message.content);
 
       const m = await metricsOf(patient);

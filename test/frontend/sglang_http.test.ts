@@ -41,13 +41,22 @@ describe('SglangHttpEngine.generate', () => {
   it('gives the same disjoint chunks for cumulative and incremental engine streams', async () => {
     const reply = () => [10, 11, 12, 13, 99, 14];
     for (const incremental of [false, true]) {
-      const f = await fake({ reply, incremental, cachedTokens: 2 });
+      const f = await fake({ reply, incremental, cachedTokens: 2, tokenDelayMs: 5 });
       const chunks = await collect(new SglangHttpEngine(f.url).generate(request()));
       expect(chunks.map((c) => c.tokenIds)).toEqual([[10], [11], [12], [13], [99]]);
       expect(chunks.at(-1)!.finishReason).toEqual({ type: 'stop', matched: 99 });
       expect(chunks.at(-1)!.usage).toEqual({ promptTokens: 3, completionTokens: 5, cachedTokens: 2 });
       expect(chunks[0]!.cachedTokens).toBe(2);
     }
+  });
+
+  it('passes on frames that arrived together as one chunk', async () => {
+    // Without delays the engine's frames reach the client in fewer reads than frames.
+    const f = await fake({ reply: () => Array.from({ length: 200 }, (_, i) => i + 1) });
+    const chunks = await collect(new SglangHttpEngine(f.url).generate(request({ sampling: { maxNewTokens: 200 } })));
+    expect(chunks.flatMap((c) => c.tokenIds)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(chunks.length).toBeLessThan(200);
+    expect(chunks.at(-1)!.finishReason).toEqual({ type: 'length', length: 200 });
   });
 
   it('reports a length finish', async () => {
@@ -122,8 +131,9 @@ describe('SglangHttpEngine.generate', () => {
       }
     };
     expect(await codeOf('', { failStatus: 400 })).toMatch(/^invalid_request: .*400: fake engine refuses/);
-    expect(await codeOf('', { failStatus: 503 })).toMatch(/^engine_error: .*503/);
-    expect(await codeOf('', { reply: () => [1, 2, 3, 4], dropAfter: 2 })).toMatch(/^engine_error/);
+    expect(await codeOf('', { failStatus: 500 })).toMatch(/^engine_error: .*500: fake engine refuses/);
+    expect(await codeOf('', { failStatus: 503 })).toMatch(/^engine_unavailable: .*503/);
+    expect(await codeOf('', { reply: () => [1, 2, 3, 4], dropAfter: 2 })).toMatch(/^engine_unavailable: .*stream broke/);
     // A port nothing listens on.
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
@@ -131,7 +141,7 @@ describe('SglangHttpEngine.generate', () => {
         s.close(() => resolve(p));
       });
     });
-    expect(await codeOf(`http://127.0.0.1:${port}`)).toMatch(/^engine_error: .*unreachable: ECONNREFUSED/);
+    expect(await codeOf(`http://127.0.0.1:${port}`)).toMatch(/^engine_unavailable: .*unreachable: ECONNREFUSED/);
   });
 });
 

@@ -146,7 +146,7 @@ describe('SglangGrpcEngine against the mocker in gRPC mode', () => {
     await expect(collect(client.generate(request([200000], { maxNewTokens: 2 })))).rejects.toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/out-of-vocabulary/) });
     const dead = new SglangGrpcEngine('grpc://127.0.0.1:1');
     try {
-      await expect(collect(dead.generate(request([1, 2], { maxNewTokens: 2 })))).rejects.toMatchObject({ code: 'engine_error', message: expect.stringMatching(/UNAVAILABLE/) });
+      await expect(collect(dead.generate(request([1, 2], { maxNewTokens: 2 })))).rejects.toMatchObject({ code: 'engine_unavailable', message: expect.stringMatching(/UNAVAILABLE/) });
       expect(await dead.healthy()).toBe(false);
     } finally {
       await dead.close();

@@ -1,5 +1,5 @@
 // The model card the request-plane tests' worker announces.
-import type { ModelCard } from '../../src/discovery/model_card.js';
+import type { ModelCard } from '../../src/engine/model_card.js';
 
 export const card: ModelCard = {
   servedModelName: 'test-model',
@@ -18,4 +18,5 @@ export const card: ModelCard = {
   kvEvents: true,
   engine: 'mocker',
   engineVersion: null,
+  engineUrl: 'http://127.0.0.1:1',
 };

@@ -8,7 +8,6 @@ import { PROTOCOL_VERSION } from '../../src/transport/frames.js';
 import { RequestPlaneServer } from '../../src/transport/request_plane_server.js';
 import { freePort } from '../../src/worker/ports.js';
 import { card } from '../transport/card.js';
-import { FakeEngine } from '../transport/fake_engine.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -27,7 +26,6 @@ async function worker(port: number, instanceId: bigint, model = 'test-model') {
   const server = new RequestPlaneServer({
     host: '127.0.0.1',
     port,
-    engine: () => new FakeEngine(),
     hello: () => ({ type: 'hello', protocolVersion: PROTOCOL_VERSION, instanceId, card: { ...card, servedModelName: model } }),
   });
   await server.listen();

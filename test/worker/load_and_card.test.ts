@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SglangHttpEngine } from '../../src/engine/sglang_http.js';
 import { startMocker, type MockerHandle } from '../../src/mocker/index.js';
 import { parseGetLoad, parseMetrics, parseV1Loads } from '../../src/worker/load_poller.js';
-import { readModelCard, type GetJson } from '../../src/worker/model_card.js';
+import { readModelCard, type GetJson } from '../../src/engine/model_card.js';
 
 const cap = { pageSize: 16, maxTotalNumTokens: 1600, dpSize: 2 };
 
@@ -75,7 +75,7 @@ describe('model card', () => {
 
   it('is read from the engine, not guessed', async () => {
     const engine = new SglangHttpEngine(mocker.url);
-    const card = await readModelCard((p) => engine.getJson(p), { role: 'prefill', engine: 'mocker', migrationLimit: 2, advertiseHost: '10.0.0.7' });
+    const card = await readModelCard((p) => engine.getJson(p), { role: 'prefill', engine: 'mocker', migrationLimit: 2, advertiseHost: '10.0.0.7', engineUrl: 'http://10.0.0.7:30001' });
     expect(card).toMatchObject({
       servedModelName: 'served-name',
       modelPath: 'Qwen/Qwen3-0.6B',
@@ -91,12 +91,13 @@ describe('model card', () => {
       bootstrapPort: mocker.bootstrapPort,
       migrationLimit: 2,
       engine: 'mocker',
+      engineUrl: 'http://10.0.0.7:30001',
     });
   });
 
   it('refuses a role the engine does not run', async () => {
     const engine = new SglangHttpEngine(mocker.url);
-    await expect(readModelCard((p) => engine.getJson(p), { role: 'agg', engine: 'mocker', migrationLimit: 0, advertiseHost: 'h' })).rejects.toThrow(
+    await expect(readModelCard((p) => engine.getJson(p), { role: 'agg', engine: 'mocker', migrationLimit: 0, advertiseHost: 'h', engineUrl: 'http://h:1' })).rejects.toThrow(
       /disaggregation mode 'prefill', but the worker role is agg/,
     );
   });
@@ -105,7 +106,7 @@ describe('model card', () => {
     const server = { served_model_name: 'm', model_path: 'p', tokenizer_path: 'p', page_size: 16, dp_size: 1, context_length: 4096 };
     const get: GetJson = async (path) =>
       path === '/server_info' ? { status: 200, body: server } : path === '/model_info' ? { status: 200, body: { model_path: 'p' } } : { status: 404, body: '' };
-    await expect(readModelCard(get, { role: 'agg', engine: 'sglang', migrationLimit: 0, advertiseHost: 'h' })).rejects.toThrow(/max_total_num_tokens/);
+    await expect(readModelCard(get, { role: 'agg', engine: 'sglang', migrationLimit: 0, advertiseHost: 'h', engineUrl: 'http://h:1' })).rejects.toThrow(/max_total_num_tokens/);
     // Old route names are followed on 404.
     const old: GetJson = async (path) =>
       path === '/get_server_info'
@@ -113,6 +114,6 @@ describe('model card', () => {
         : path === '/get_model_info'
           ? { status: 200, body: { model_path: 'p' } }
           : { status: 404, body: '' };
-    expect((await readModelCard(old, { role: 'agg', engine: 'sglang', migrationLimit: 0, advertiseHost: 'h' })).totalKvBlocks).toBe(20);
+    expect((await readModelCard(old, { role: 'agg', engine: 'sglang', migrationLimit: 0, advertiseHost: 'h', engineUrl: 'http://h:1' })).totalKvBlocks).toBe(20);
   });
 });

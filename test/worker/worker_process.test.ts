@@ -2,8 +2,9 @@
 // a fake `python3` (test/fixtures/fake-python) that records its argv, environment and PID
 // and then becomes the real kvgate mocker; `--engine mocker` runs the mocker directly.
 // Checked: the engine command line and environment, conflicts refused, the health wait and
-// its deadline, registration (model card over the request plane), KV events and load,
-// restart after the engine is killed, and SIGTERM draining an in-flight stream.
+// its deadline, registration (model card over the request plane, naming the engine URL that
+// requests stream from, as a frontend does), KV events and load, restart after the engine is
+// killed (on a new URL), and SIGTERM draining an in-flight stream.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GenerateChunk, GenerateRequest } from '../../src/engine/client.js';
+import { directEngine } from '../../src/engine/direct_engine.js';
 import type { LoadReport } from '../../src/transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent } from '../../src/transport/request_plane_client.js';
 import { FrontendView } from '../transport/frontend_view.js';
@@ -126,6 +128,16 @@ const request = (id: string, tokens: number[], maxNewTokens: number): GenerateRe
   sampling: { maxNewTokens, temperature: 0, ignoreEos: true },
 });
 
+// A request as a frontend sends it: to the engine the worker's current card names.
+async function* generate(client: RequestPlaneClient, req: GenerateRequest): AsyncGenerator<GenerateChunk> {
+  const engine = directEngine(client.hello!.card.engineUrl);
+  try {
+    yield* engine.generate(req);
+  } finally {
+    await engine.close();
+  }
+}
+
 async function collect(it: AsyncIterable<GenerateChunk>) {
   const tokens: number[] = [];
   let last: GenerateChunk | undefined;
@@ -177,11 +189,13 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
       engine: 'sglang',
     });
     expect(hello.card.totalKvBlocks).toBe(Math.ceil(hello.card.maxTotalNumTokens / 16));
+    // Requests stream from the engine itself, at the address the worker listens on.
+    expect(hello.card.engineUrl).toBe(`http://127.0.0.1:${flag('--port')}`);
     const p = prompt(1, 80);
-    const first = await collect(client.generate(request('a', p, 12)));
+    const first = await collect(generate(client, request('a', p, 12)));
     expect(first.tokens).toHaveLength(12);
     expect(first.last.finishReason).toEqual({ type: 'length', length: 12 });
-    const again = await collect(client.generate(request('b', p, 12)));
+    const again = await collect(generate(client, request('b', p, 12)));
     expect(again.tokens).toEqual(first.tokens);
     expect(again.last.usage!.cachedTokens).toBeGreaterThanOrEqual(64);
     // KV events of the first request's prompt blocks reached the frontend.
@@ -251,12 +265,12 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     const w = startWorker(['--engine', 'sglang', '--restart-backoff', '0.2'], [...userArgs, '--speedup-ratio', '1']);
     const { url } = await w.ready;
     const { client, kv: events } = await connect(url);
-    await collect(client.generate(request('warm', prompt(2), 2)));
-    const inflight = collect(client.generate(request('doomed', prompt(3), 5000)));
+    await collect(generate(client, request('warm', prompt(2), 2)));
+    const inflight = collect(generate(client, request('doomed', prompt(3), 5000)));
     const [first] = records(w);
     await new Promise((r) => setTimeout(r, 300));
     process.kill(first!.pid, 'SIGKILL');
-    // The request on the dead engine fails with a code a frontend migrates on.
+    // The request on the dead engine fails with a code that takes a worker out of routing.
     const failure = await inflight.then(() => null, (e: Error & { code?: string }) => e);
     expect(failure, `${failure?.message}\n${w.stderr().slice(-2000)}`).toMatchObject({ code: 'engine_unavailable' });
     await waitFor(() => records(w).length === 2, 'the engine restarted');
@@ -267,18 +281,20 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     expect(w.stderr()).toMatch(/restarting the engine in 200 ms/);
     await waitFor(() => events.some((e) => e.kind === 'reset' && e.reason === 'engine_restart'), 'the restart reset');
     await waitFor(() => w.stderr().includes(`engine ready (pid ${second.pid}`), 'the new engine ready');
-    const after = await collect(client.generate(request('after', prompt(4), 4)));
+    // The new engine listens on fresh ports: the worker's new Hello names it.
+    await waitFor(() => client.hello?.card.engineUrl === `http://127.0.0.1:${second.argv[second.argv.indexOf('--port') + 1]}`, 'the new engine URL');
+    const after = await collect(generate(client, request('after', prompt(4), 4)));
     expect(after.tokens).toHaveLength(4);
   });
 
-  it('drains an in-flight stream on SIGTERM, refuses new ones, then stops the engine', async () => {
+  it('on SIGTERM closes its connections, lets the engine finish an in-flight stream, then stops it', async () => {
     const w = startWorker(['--engine', 'sglang', '--drain-timeout', '60'], [...userArgs, '--speedup-ratio', '1']);
     const { url, enginePid } = await w.ready;
     const { client } = await connect(url);
     const chunks: number[] = [];
     let done: GenerateChunk | undefined;
     const stream = (async () => {
-      for await (const c of client.generate(request('long', prompt(5), 150))) {
+      for await (const c of generate(client, request('long', prompt(5), 150))) {
         chunks.push(...c.tokenIds);
         if (c.finishReason) done = c;
       }
@@ -286,7 +302,8 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     await waitFor(() => chunks.length >= 3, 'the stream started');
     w.proc.kill('SIGTERM');
     await waitFor(() => w.stderr().includes('draining'), 'drain started');
-    await expect(collect(client.generate(request('late', prompt(6), 2)))).rejects.toMatchObject({ code: 'shutting_down' });
+    // Frontends see the connection close, which takes the worker out of their routing.
+    await waitFor(() => !client.connected, 'the connection closed');
     await stream;
     expect(chunks).toHaveLength(150);
     expect(done!.finishReason).toEqual({ type: 'length', length: 150 });
@@ -301,7 +318,7 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     const viewA = new FrontendView();
     a.kv.forEach((e) => viewA.apply(e));
     a.client.onKvEvent((e) => viewA.apply(e));
-    for (let i = 0; i < 6; i++) await collect(a.client.generate(request(`early${i}`, prompt(10 + i, 96), 4)));
+    for (let i = 0; i < 6; i++) await collect(generate(a.client, request(`early${i}`, prompt(10 + i, 96), 4)));
     await waitFor(() => viewA.blocks.size >= 6 * 6, 'the early requests\' blocks');
     await new Promise((r) => setTimeout(r, 300));
     const b = await connect(url);
@@ -311,7 +328,7 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     const same = () => viewB.equals(viewA.blocks);
     await waitFor(same, 'B rebuilt');
     expect(viewB.resets).toEqual(['join']);
-    await collect(b.client.generate(request('late', prompt(20, 96), 4)));
+    await collect(generate(b.client, request('late', prompt(20, 96), 4)));
     await waitFor(() => viewA.blocks.size >= 7 * 6 && same(), 'both following the new blocks');
   });
 
@@ -348,7 +365,7 @@ describe('kvgate worker --engine sglang (fake python3 -> mocker)', () => {
     const { url } = await w.ready;
     const { client, hello, kv: events } = await connect(url);
     expect(hello.card.dpSize).toBe(2);
-    await Promise.all([0, 1].map((dpRank) => collect(client.generate({ ...request(`r${dpRank}`, prompt(7 + dpRank), 2), dpRank }))));
+    await Promise.all([0, 1].map((dpRank) => collect(generate(client, { ...request(`r${dpRank}`, prompt(7 + dpRank), 2), dpRank }))));
     await waitFor(() => [0, 1].every((r) => events.some((e) => e.kind === 'batch' && e.dpRank === r)), 'batches from both ranks');
   });
 });
@@ -364,11 +381,13 @@ describe('kvgate worker --engine-protocol grpc', () => {
     expect(added).toContain('--skip-tokenizer-init');
     const { client, hello, kv: events, loads } = await connect(url);
     expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', pageSize: 16, role: 'agg', dpSize: 1, engine: 'sglang', kvEvents: true });
+    // Frontends stream from the engine's gRPC API: the card says so by its URL.
+    expect(hello.card.engineUrl).toBe(`grpc://127.0.0.1:${added[added.indexOf('--port') + 1]}`);
     const p = prompt(11, 80);
-    const first = await collect(client.generate(request('ga', p, 10)));
+    const first = await collect(generate(client, request('ga', p, 10)));
     expect(first.tokens).toHaveLength(10);
     expect(first.last.finishReason).toEqual({ type: 'length', length: 10 });
-    const again = await collect(client.generate(request('gb', p, 10)));
+    const again = await collect(generate(client, request('gb', p, 10)));
     expect(again.tokens).toEqual(first.tokens);
     expect(again.last.usage!.cachedTokens).toBe(64);
     await waitFor(() => events.some((e) => e.kind === 'batch'), 'a KV-event batch');
@@ -383,7 +402,7 @@ describe('kvgate worker --engine-protocol grpc', () => {
     expect(w.stderr()).toMatch(/ mocker --model-path .* --grpc-mode/);
     const { client, hello } = await connect(url);
     expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', engine: 'mocker' });
-    expect((await collect(client.generate(request('gm', prompt(12), 3)))).tokens).toHaveLength(3);
+    expect((await collect(generate(client, request('gm', prompt(12), 3)))).tokens).toHaveLength(3);
   });
 
   it('refuses --grpc-mode among the engine arguments, naming the worker flag', async () => {
@@ -402,7 +421,7 @@ describe('kvgate worker --engine mocker', () => {
     expect(w.stderr()).toContain(`${cli} mocker --model-path Qwen/Qwen3-0.6B`);
     const { client, hello } = await connect(url);
     expect(hello.card).toMatchObject({ servedModelName: 'qwen-test', engine: 'mocker' });
-    expect((await collect(client.generate(request('m', prompt(9), 3)))).tokens).toHaveLength(3);
+    expect((await collect(generate(client, request('m', prompt(9), 3)))).tokens).toHaveLength(3);
     w.proc.kill('SIGTERM');
     expect(await w.exited).toBe(0);
     expect(alive(enginePid)).toBe(false);

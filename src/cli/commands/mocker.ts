@@ -7,7 +7,7 @@
 import { startMocker } from '../../mocker/index.js';
 import type { MockerOptions } from '../../mocker/options.js';
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
-import { parseCommandLine } from '../config.js';
+import { parseCommandLine } from '../../config.js';
 import { stopOnSignals } from '../stop.js';
 
 const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error', critical: 'error' };

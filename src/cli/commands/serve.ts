@@ -11,12 +11,12 @@ import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js'
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
-import type { WorkerSet } from '../../frontend/worker_set.js';
+import type { WorkerSet } from '../../router/worker_set.js';
 import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
-import type { EngineKind } from '../../worker/engine_args.js';
-import { defaultMaxBodyBytes, parseCommandLine, type OptionsOf } from '../config.js';
+import type { EngineKind } from '../../engine/model_card.js';
+import { defaultMaxBodyBytes, parseCommandLine, type OptionsOf } from '../../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 

@@ -5,10 +5,10 @@
 // (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
-import type { WorkerRole } from '../../discovery/model_card.js';
+import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
-import type { EngineKind, EngineProtocol } from '../../worker/engine_args.js';
-import { parseCommandLine } from '../config.js';
+import type { EngineProtocol } from '../../worker/engine_args.js';
+import { parseCommandLine } from '../../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 

@@ -20,39 +20,30 @@ static getSizePrefixedRootAsError(bb:flatbuffers.ByteBuffer, obj?:Error):Error {
   return (obj || new Error()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
 }
 
-stream():number {
-  const offset = this.bb!.__offset(this.bb_pos, 4);
-  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
-}
-
 code():string|null
 code(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
 code(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 6);
+  const offset = this.bb!.__offset(this.bb_pos, 4);
   return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
 }
 
 message():string|null
 message(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
 message(optionalEncoding?:any):string|Uint8Array|null {
-  const offset = this.bb!.__offset(this.bb_pos, 8);
+  const offset = this.bb!.__offset(this.bb_pos, 6);
   return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
 }
 
 static startError(builder:flatbuffers.Builder) {
-  builder.startObject(3);
-}
-
-static addStream(builder:flatbuffers.Builder, stream:number) {
-  builder.addFieldInt32(0, stream, 0);
+  builder.startObject(2);
 }
 
 static addCode(builder:flatbuffers.Builder, codeOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(1, codeOffset, 0);
+  builder.addFieldOffset(0, codeOffset, 0);
 }
 
 static addMessage(builder:flatbuffers.Builder, messageOffset:flatbuffers.Offset) {
-  builder.addFieldOffset(2, messageOffset, 0);
+  builder.addFieldOffset(1, messageOffset, 0);
 }
 
 static endError(builder:flatbuffers.Builder):flatbuffers.Offset {
@@ -60,9 +51,8 @@ static endError(builder:flatbuffers.Builder):flatbuffers.Offset {
   return offset;
 }
 
-static createError(builder:flatbuffers.Builder, stream:number, codeOffset:flatbuffers.Offset, messageOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createError(builder:flatbuffers.Builder, codeOffset:flatbuffers.Offset, messageOffset:flatbuffers.Offset):flatbuffers.Offset {
   Error.startError(builder);
-  Error.addStream(builder, stream);
   Error.addCode(builder, codeOffset);
   Error.addMessage(builder, messageOffset);
   return Error.endError(builder);

@@ -115,8 +115,15 @@ engineVersion(optionalEncoding?:any):string|Uint8Array|null {
   return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
 }
 
+engineUrl():string|null
+engineUrl(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+engineUrl(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 36);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
 static startModelCard(builder:flatbuffers.Builder) {
-  builder.startObject(16);
+  builder.startObject(17);
 }
 
 static addServedModelName(builder:flatbuffers.Builder, servedModelNameOffset:flatbuffers.Offset) {
@@ -183,12 +190,16 @@ static addEngineVersion(builder:flatbuffers.Builder, engineVersionOffset:flatbuf
   builder.addFieldOffset(15, engineVersionOffset, 0);
 }
 
+static addEngineUrl(builder:flatbuffers.Builder, engineUrlOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(16, engineUrlOffset, 0);
+}
+
 static endModelCard(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createModelCard(builder:flatbuffers.Builder, servedModelNameOffset:flatbuffers.Offset, modelPathOffset:flatbuffers.Offset, tokenizerPathOffset:flatbuffers.Offset, contextLength:number, pageSize:number, maxTotalNumTokens:bigint, totalKvBlocks:bigint, maxRunningRequests:number|null, dpSize:number, role:Role, bootstrapHostOffset:flatbuffers.Offset, bootstrapPort:number|null, migrationLimit:number, kvEvents:boolean, engineOffset:flatbuffers.Offset, engineVersionOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createModelCard(builder:flatbuffers.Builder, servedModelNameOffset:flatbuffers.Offset, modelPathOffset:flatbuffers.Offset, tokenizerPathOffset:flatbuffers.Offset, contextLength:number, pageSize:number, maxTotalNumTokens:bigint, totalKvBlocks:bigint, maxRunningRequests:number|null, dpSize:number, role:Role, bootstrapHostOffset:flatbuffers.Offset, bootstrapPort:number|null, migrationLimit:number, kvEvents:boolean, engineOffset:flatbuffers.Offset, engineVersionOffset:flatbuffers.Offset, engineUrlOffset:flatbuffers.Offset):flatbuffers.Offset {
   ModelCard.startModelCard(builder);
   ModelCard.addServedModelName(builder, servedModelNameOffset);
   ModelCard.addModelPath(builder, modelPathOffset);
@@ -208,6 +219,7 @@ static createModelCard(builder:flatbuffers.Builder, servedModelNameOffset:flatbu
   ModelCard.addKvEvents(builder, kvEvents);
   ModelCard.addEngine(builder, engineOffset);
   ModelCard.addEngineVersion(builder, engineVersionOffset);
+  ModelCard.addEngineUrl(builder, engineUrlOffset);
   return ModelCard.endModelCard(builder);
 }
 }

@@ -2,8 +2,8 @@
 // /v1/completions (SSE or JSON), /v1/models, and /health, /live, /metrics.
 
 import { KvgateError } from '../errors.js';
-import type { GenerationEvent, Prepared, ServedModel, ServingCore } from '../frontend/serving.js';
-import type { WorkerSet } from '../frontend/worker_set.js';
+import type { GenerationEvent, Prepared, ServedModel, ServingCore } from './serving.js';
+import type { WorkerSet } from '../router/worker_set.js';
 import type { Logger } from '../observability/log.js';
 import type { FrontendMetrics, RequestStatus } from '../observability/metrics.js';
 import { logRequest } from '../observability/request_log.js';
@@ -16,12 +16,13 @@ import {
   completionChunk,
   completionUsageChunk,
   sseEvent,
+  textEventFormat,
   type ResponseMeta,
 } from '../openai/responses.js';
 import type { ModelListJson, OpenAIRequest } from '../openai/types.js';
 import { validateChatRequest, validateCompletionRequest } from '../openai/validate.js';
-import { decodeParam, type Exchange } from './exchange.js';
-import type { HttpServer } from './server.js';
+import { decodeParam, type Exchange } from '../http/exchange.js';
+import type { HttpServer } from '../http/server.js';
 
 export interface RouteDeps {
   core: ServingCore;
@@ -44,11 +45,15 @@ function parseJson(body: Buffer): unknown {
 
 // Formats generation events as SSE for one request.
 class StreamFormatter {
+  private readonly text: (text: string) => string;
+
   constructor(
     private readonly kind: Kind,
     private readonly meta: ResponseMeta,
     private readonly includeUsage: boolean,
-  ) {}
+  ) {
+    this.text = textEventFormat(kind, meta, includeUsage);
+  }
 
   head(): string {
     return this.kind === 'chat' ? sseEvent(chatChunk(this.meta, { role: 'assistant', content: '' }, null, this.includeUsage)) : '';
@@ -56,9 +61,7 @@ class StreamFormatter {
 
   event(ev: GenerationEvent): string {
     const iu = this.includeUsage;
-    if (ev.type === 'text') {
-      return sseEvent(this.kind === 'chat' ? chatChunk(this.meta, { content: ev.text }, null, iu) : completionChunk(this.meta, ev.text, null, iu));
-    }
+    if (ev.type === 'text') return this.text(ev.text);
     let out = sseEvent(this.kind === 'chat' ? chatChunk(this.meta, {}, ev.finishReason, iu) : completionChunk(this.meta, '', ev.finishReason, iu));
     if (iu) out += sseEvent(this.kind === 'chat' ? chatUsageChunk(this.meta, ev.usage) : completionUsageChunk(this.meta, ev.usage));
     return out + SSE_DONE;
@@ -124,7 +127,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       const raw = parseJson(body);
       request = kind === 'chat' ? validateChatRequest(raw) : validateCompletionRequest(raw);
       model = deps.core.model(request.model).name;
-      deps.metrics.inflight.inc({ model });
+      deps.metrics.forModel(model).inflight.inc();
       counted = true;
       const p = (prepared = await deps.core.prepare(request, receivedAt, ex.signal));
       if (!ex.isOpen) {
@@ -143,7 +146,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
         status = 'cancelled';
         deps.metrics.disconnects.inc({ model });
       }
-      if (counted) deps.metrics.inflight.dec({ model });
+      if (counted) deps.metrics.forModel(model).inflight.dec();
       deps.metrics.requests.inc({ model, endpoint, request_type: request?.stream ? 'stream' : 'unary', status });
       deps.metrics.duration.observe({ model }, (performance.now() - receivedAt) / 1000);
       if (deps.log) logRequest(deps.log, { id: prepared?.requestId ?? null, model: request?.model ?? model, endpoint, stream: request?.stream ?? false, status, receivedAt, promptTokens: prepared?.tokenIds.length ?? null, trace: prepared?.trace ?? null, error: failure });

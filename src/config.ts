@@ -2,8 +2,8 @@
 // parseCommandLine() validates argv against it and returns a frozen options object.
 // Flags are kebab-case on the command line (`--max-total-tokens`) and camelCase in code.
 
-import { KvgateError } from '../errors.js';
-import { DEFAULT_SEGMENT_CACHE_BYTES } from '../preprocess/segmented_encoder.js';
+import { KvgateError } from './errors.js';
+import { DEFAULT_SEGMENT_CACHE_BYTES } from './preprocess/segmented_encoder.js';
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'json' | 'list';
 
@@ -174,9 +174,9 @@ export const COMMANDS = {
       engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how the worker talks to its engine: SGLang\'s HTTP API, or its gRPC API (the engine gets --grpc-mode; token ids in and out, no JSON)' },
       role: { kind: 'string', default: 'agg', choices: ['agg', 'prefill', 'decode'], help: 'aggregated, or one side of prefill/decode disaggregation (sets --disaggregation-mode)' },
       migrationLimit: { kind: 'int', default: 0, min: 0, max: 4294967295, help: 'times a frontend may move a request that fails on this worker to another (in the model card)' },
-      host: { kind: 'string', default: '127.0.0.1', help: 'request-plane address to listen on; the request plane has no authentication, so anything beyond loopback is logged as a warning' },
+      host: { kind: 'string', default: '127.0.0.1', help: 'address the request plane and the engine listen on (frontends stream from the engine directly); neither has authentication, so anything beyond loopback is logged as a warning' },
       port: { kind: 'int', default: 0, min: 0, max: 65535, help: 'request-plane (WebSocket) port; 0 = any free port (printed when ready)' },
-      advertiseHost: { kind: 'string', help: 'host frontends and decode engines use to reach this worker (default: --host)' },
+      advertiseHost: { kind: 'string', help: 'host frontends and decode engines use to reach this worker and its engine (default: --host)' },
       python: { kind: 'string', default: 'python3', help: 'Python interpreter with SGLang installed (--engine sglang)' },
       startupTimeout: { kind: 'float', default: 600, min: 0.1, help: 'seconds to wait for the engine to answer GET /health with 200' },
       maxRestarts: { kind: 'int', default: 5, min: 0, help: 'restarts in a row of a crashed engine before the worker gives up' },

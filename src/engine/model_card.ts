@@ -1,13 +1,43 @@
-// An engine's model card, read from the engine a worker started or one the router was
-// pointed at (reference/sglang.md §1.7, §2.6; dynamo.md §1.4): /server_info (or
-// /get_server_info) and /model_info (or /get_model_info), /v1/models for the context
-// length if /server_info lacks it. A field the engine does not report is an error naming
-// the field, never a default.
+// A worker's model card: what a frontend needs to preprocess for, route to, stream from and
+// pair this worker; it travels in the request plane's Hello frame and in discovery records.
+// Read from the engine a worker started or one the router was pointed at
+// (reference/sglang.md §1.7, §2.6; dynamo.md §1.4): /server_info (or /get_server_info) and
+// /model_info (or /get_model_info), /v1/models for the context length if /server_info lacks
+// it. A field the engine does not report is an error naming the field, never a default.
 
 import { KvgateError } from '../errors.js';
 import { finiteNumber as num, isJsonObject, type JsonObject } from '../json.js';
-import type { ModelCard, WorkerRole } from '../discovery/model_card.js';
-import type { EngineKind } from './engine_args.js';
+
+export type EngineKind = 'sglang' | 'mocker';
+
+export type WorkerRole = 'agg' | 'prefill' | 'decode';
+
+export interface ModelCard {
+  servedModelName: string;
+  modelPath: string;
+  // Where the tokenizer comes from: a local directory or a hub id.
+  tokenizerPath: string;
+  contextLength: number;
+  // The engine's page size = the block size of its KV events and of the router's hashing.
+  pageSize: number;
+  // KV capacity per dp rank, in tokens and in blocks (ceil(tokens / pageSize)).
+  maxTotalNumTokens: number;
+  totalKvBlocks: number;
+  maxRunningRequests: number | null;
+  dpSize: number;
+  role: WorkerRole;
+  // Prefill workers: the engine's bootstrap server that decode engines fetch KV from.
+  bootstrapHost: string | null;
+  bootstrapPort: number | null;
+  migrationLimit: number;
+  // Whether the engine publishes KV events (false: the router must predict the cache).
+  kvEvents: boolean;
+  engine: EngineKind;
+  engineVersion: string | null;
+  // Where frontends stream from the engine (the scheme is the protocol: http://, grpc://).
+  // The worker agent supervises the engine but is not on the token path.
+  engineUrl: string;
+}
 
 export type GetJson = (path: string) => Promise<{ status: number; body: unknown }>;
 
@@ -30,6 +60,8 @@ export interface CardContext {
   migrationLimit: number;
   // Where decode engines reach this worker's bootstrap server (prefill).
   advertiseHost: string;
+  // Where frontends reach the engine (its own URL, or what the agent advertises for it).
+  engineUrl: string;
 }
 
 export async function readModelCard(get: GetJson, ctx: CardContext): Promise<ModelCard> {
@@ -86,5 +118,6 @@ export async function readModelCard(get: GetJson, ctx: CardContext): Promise<Mod
     kvEvents: server['kv_events'] !== null,
     engine: ctx.engine ?? (server['mocker'] !== undefined ? 'mocker' : 'sglang'),
     engineVersion: str(server, 'version'),
+    engineUrl: ctx.engineUrl,
   };
 }

@@ -1,0 +1,44 @@
+// The seam between the serving core and whatever knows the workers. The serving core asks
+// a WorkerSet for an engine for each request (with the prompt's token ids, so a KV-aware
+// router can score prefix overlap) and reports back the request's first token and its
+// end, which is when the router moves the request from prefill to decode load and then
+// forgets it. KvWorkerSet (kv_worker_set.ts) is the implementation.
+
+import type { Registry } from 'prom-client';
+import type { EngineClient } from '../engine/client.js';
+
+export interface RouteRequest {
+  model: string;
+  requestId: string;
+  tokenIds: readonly number[];
+}
+
+export type DispatchOutcome = 'ok' | 'cancelled' | 'error';
+
+// One routing decision. Call firstToken() once when the first token arrives and
+// finish() exactly once when the request ends, whatever the outcome.
+export interface Dispatch {
+  readonly worker: string; // a stable label for metrics and logs
+  readonly engine: EngineClient;
+  firstToken(): void;
+  finish(outcome: DispatchOutcome, error?: unknown): void;
+}
+
+export interface WorkerInfo {
+  name: string;
+  model: string;
+  healthy: boolean;
+  // Why it cannot take requests, when it cannot (e.g. disconnected, page size mismatch).
+  reason?: string;
+}
+
+export interface WorkerSet {
+  // Workers that can take requests for `model` now (for /health).
+  readyCount(model: string): number;
+  workers(): WorkerInfo[];
+  // Throws KvgateError('no_workers') when none can serve the model.
+  dispatch(req: RouteRequest): Dispatch;
+  // Adds the set's own metrics (router state) to the frontend's /metrics registry.
+  registerMetrics?(registry: Registry): void;
+  close(): Promise<void>;
+}
