@@ -26,7 +26,7 @@ const ACTIVE = [
 ];
 
 // Three engines that share one script (the options object), so that a case that takes one
-// out of routing for a while (an engine error does) leaves others for the next case.
+// out of routing for a while (a dropped connection does) leaves others for the next case.
 const options: FakeSglangOptions = { servedModelName: MODEL, contextLength: 4096 };
 let engines: FakeSglang[];
 let serve: Run;
@@ -54,7 +54,7 @@ function total(text: string, name: string): number {
   return sum;
 }
 
-// Some engine is routed to (an engine error takes one out of routing for 5 s).
+// Some engine is routed to (a dropped connection takes one out of routing for 5 s).
 async function workerUp(): Promise<void> {
   const end = Date.now() + 10_000;
   while (metric(await metricsText(), 'kvgate_router_workers', { state: 'up' }) === 0) {
@@ -142,14 +142,16 @@ const cases: Case[] = [
     name: 'engine connection drops mid-stream',
     engine: { reply: () => words(20), dropAfter: 3 },
     request: {},
-    expect: (o) => expect(o.body).toContain('"code":"engine_error"'),
+    expect: (o) => expect(o.body).toContain('"code":"engine_unavailable"'),
   },
   { name: 'engine aborts', engine: { reply: () => words(20), abortAfter: 3 }, request: {}, expect: (o) => expect(o.body).toContain('"error"') },
   {
     // A null where a token id belongs throws inside the serving path (not a KvgateError):
-    // the handler's unexpected-error exit, a 500 or an in-stream internal_error.
+    // the handler's unexpected-error exit, a 500 or an in-stream internal_error. The frames
+    // are spaced out: the engine client merges frames that arrive together into one chunk,
+    // and the stream must have started before the junk arrives.
     name: 'unexpected exception while serving',
-    engine: { reply: () => words(20), junkIdsAfter: 2, junkIds: [null], incremental: true },
+    engine: { reply: () => words(20), junkIdsAfter: 2, junkIds: [null], incremental: true, tokenDelayMs: 30 },
     request: {},
     expect: (o, stream) => {
       expect(o.status).toBe(stream ? 200 : 500);
