@@ -12,7 +12,6 @@ import { Packr } from 'msgpackr';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ModelCard } from '../../src/engine/model_card.js';
-import type { GenerateChunk } from '../../src/engine/client.js';
 import { KvgateError } from '../../src/errors.js';
 import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
 import { PROTOCOL_VERSION } from '../../src/transport/frames.js';

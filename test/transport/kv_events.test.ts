@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decode } from '@msgpack/msgpack';
 import { FrontendView } from './frontend_view.js';
-import { decodeFrame, PROTOCOL_VERSION, type Frame } from '../../src/transport/frames.js';
+import { PROTOCOL_VERSION, type Frame } from '../../src/transport/frames.js';
 import { KvRelay } from '../../src/transport/kv_relay.js';
 import { RequestPlaneClient } from '../../src/transport/request_plane_client.js';
 import { RequestPlaneServer, type RequestPlaneServerOptions } from '../../src/transport/request_plane_server.js';
