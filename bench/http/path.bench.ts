@@ -6,6 +6,7 @@
 // from /proc/<pid>/stat. The load client runs in this process and is not counted.
 //
 // Env: KVGATE, CONCURRENCY (16,64), DURATION (20 s), WARMUP (3 s), WORKERS (4), SPEEDUP (10),
+// ENGINE_PROTOCOL (serve --engine-protocol, unset: serve's default),
 // OSL (64), PROMPT_WORDS (496, about 512 prompt tokens), PROFILE_DIR (runs every process
 // under `node --cpu-prof` and writes the profiles there).
 
@@ -78,7 +79,8 @@ const sample = (r: Roles) => ({
 
 async function startServe(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-  const args = [...nodeFlags, kvgate, 'serve', '--port', '0', '--workers', String(workers), '--engine', 'mocker', '--log-level', 'warn'];
+  const protocol = process.env['ENGINE_PROTOCOL'] ? ['--engine-protocol', process.env['ENGINE_PROTOCOL']] : [];
+  const args = [...nodeFlags, kvgate, 'serve', '--port', '0', '--workers', String(workers), '--engine', 'mocker', ...protocol, '--log-level', 'warn'];
   const mockerArgs = ['--', '--page-size', '16', '--max-total-tokens', '262144', '--speedup-ratio', String(env('SPEEDUP', 10))];
   const proc = spawn(process.execPath, [...args, ...mockerArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((ok, fail) => {
