@@ -1,5 +1,6 @@
 // The directory-level import graph of src/: directory A depends on directory B when a file
-// under src/A imports a file under src/B (files directly in src/ form the directory '.').
+// under src/A imports a file under src/B. Files directly in src/ (errors.ts, config.ts, ...)
+// are nodes of their own: shared leaves, not one directory.
 // Type-only imports count too: they tie the directories' meanings together just the same.
 
 import { readdirSync, readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ function tsFiles(dir: string): string[] {
 
 const topDir = (root: string, file: string) => {
   const rel = relative(root, file).split(sep);
-  return rel.length > 1 ? rel[0]! : '.';
+  return rel.length > 1 ? rel[0]! : rel[0]!.replace(/\.[jt]s$/, '');
 };
 
 // For each directory edge, one import that makes it (file -> imported path), for messages.
