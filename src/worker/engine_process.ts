@@ -63,6 +63,10 @@ export class EngineProcess {
       if (this.groupAlive()) this.signalGroup('SIGKILL');
     }
     const exit = await this.exited;
+    // What SIGKILL hit is gone a moment later (under load, a moment can be long): stop()
+    // returns once the group is, so nothing of the engine outlives its worker.
+    const until = Date.now() + 2000;
+    while (this.groupAlive() && Date.now() < until) await sleep(20);
     process.removeListener('exit', this.killOnExit);
     return exit;
   }
