@@ -23,7 +23,8 @@ export interface Results {
   outputTokens: number;
   cachedTokenShare: number | null; // cached / prompt tokens over requests that reported both
   ttftMs: Distribution | null;
-  itlMs: Distribution | null;
+  itlMs: Distribution | null; // gaps between output chunks, pooled (SGLang's ITL)
+  tpotMs: Distribution | null; // per request (e2e - TTFT) / (output tokens - 1) (aiperf's ITL, SGLang's TPOT)
   e2eMs: Distribution | null;
 }
 
@@ -86,6 +87,7 @@ export function summarize(samples: readonly Sample[], durationS: number, config:
     cachedTokenShare: cachedOf > 0 ? cached / cachedOf : null,
     ttftMs: distribution(ok.map((s) => s.outcome.ttftMs!)),
     itlMs: distribution(itl),
+    tpotMs: distribution(ok.filter((s) => s.outcome.outputTokens > 1).map(({ outcome: o }) => (o.e2eMs - o.ttftMs!) / (o.outputTokens - 1))),
     e2eMs: distribution(ok.map((s) => s.outcome.e2eMs)),
   };
 }
@@ -108,7 +110,8 @@ export function markdown(r: Results): string {
   ];
   for (const [name, d] of [
     ['TTFT', r.ttftMs],
-    ['inter-token', r.itlMs],
+    ['inter-token (chunk gaps)', r.itlMs],
+    ['time per output token', r.tpotMs],
     ['end-to-end', r.e2eMs],
   ] as const) {
     lines.push(d ? `| ${name} | ${f(d.mean)} | ${f(d.p50)} | ${f(d.p90)} | ${f(d.p99)} | ${f(d.max)} |` : `| ${name} | - | - | - | - | - |`);

@@ -1,0 +1,127 @@
+// `npm run bench:aiperf-check`: kvgate bench beside NVIDIA's aiperf on one load point, in one
+// run, against one `kvgate serve` (2 mocker workers): OpenAI chat, streaming, random prompts of
+// --isl tokens (nothing shared), --osl output tokens with ignore_eos, fixed concurrency. The two
+// clients alternate for --rounds rounds; the table shows each one's median over the rounds and
+// the ratio kvgate bench / aiperf. aiperf 0.13.0 comes from the venv that `npm run bench:gateway`
+// installs ($KVGATE_BENCH_CACHE, default ~/.cache/kvgate-bench).
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { defaultModelDir } from '../../src/preprocess/model_files.js';
+
+const { values: a } = parseArgs({
+  options: {
+    concurrency: { type: 'string', default: '8' },
+    requests: { type: 'string', default: '200' },
+    isl: { type: 'string', default: '512' },
+    osl: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+const c = Number(a.concurrency);
+const n = Number(a.requests);
+const isl = Number(a.isl);
+const osl = Number(a.osl);
+const warmup = Math.max(1, c);
+
+const cache = process.env['KVGATE_BENCH_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'kvgate-bench');
+const aiperf = join(cache, 'aiperf-0.13.0', 'bin', 'aiperf');
+if (!existsSync(aiperf)) {
+  console.error(`no aiperf at ${aiperf}: run \`npm run bench:gateway\` once (it installs aiperf 0.13.0 there)`);
+  process.exit(1);
+}
+const cli = fileURLToPath(new URL('../../test/e2e/kvgate_cli.ts', import.meta.url));
+const kvgate = [process.execPath, '--import', 'tsx', cli];
+const out = join(tmpdir(), `kvgate-aiperf-check-${process.pid}`);
+mkdirSync(out, { recursive: true });
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let log = '';
+    p.stdout.on('data', (d) => (log += d));
+    p.stderr.on('data', (d) => (log += d));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve(log) : reject(new Error(`${cmd} ${args.slice(0, 4).join(' ')} exited ${code}:\n${log.slice(-2000)}`))));
+  });
+}
+
+interface Point {
+  rps: number;
+  tokps: number;
+  ttft50: number;
+  ttft99: number;
+  tpot50: number;
+  e2e50: number;
+  e2e99: number;
+}
+
+async function kvgateBench(url: string, dir: string): Promise<Point> {
+  // shared-prefix with no system prompt and one prompt per group: distinct random prompts.
+  await run(kvgate[0]!, [...kvgate.slice(1), 'bench', '--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup), '--progress', 'none', '--output', dir]);
+  const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+  if (r.requests.failed) throw new Error(`kvgate bench: ${r.requests.failed} failed: ${JSON.stringify(r.errors)}`);
+  return { rps: r.requestsPerS, tokps: r.outputTokensPerS, ttft50: r.ttftMs.p50, ttft99: r.ttftMs.p99, tpot50: r.tpotMs.p50, e2e50: r.e2eMs.p50, e2e99: r.e2eMs.p99 };
+}
+
+async function aiperfRun(url: string, dir: string): Promise<Point> {
+  const env = { ...process.env };
+  delete env['HF_HUB_OFFLINE']; // aiperf reads a local tokenizer folder only without it
+  // The packaged tokenizer's chat template adds the same tokens to both clients' prompts.
+  await run(aiperf, ['profile', '-m', 'Qwen/Qwen3-0.6B', '--url', url, '--endpoint-type', 'chat', '--streaming', '--concurrency', String(c), '--request-count', String(n), '--warmup-request-count', String(warmup), '--tokenizer', defaultModelDir(), '--ui-type', 'none', '--no-server-metrics', '--no-gpu-telemetry', '--random-seed', '1', '--prompt-input-tokens-mean', String(isl), '--prompt-input-tokens-stddev', '0', '--prompt-output-tokens-mean', String(osl), '--prompt-output-tokens-stddev', '0', '--use-server-token-count', '--extra-inputs', 'ignore_eos:true', '--output-artifact-dir', dir], env);
+  const d = JSON.parse(readFileSync(join(dir, 'profile_export_aiperf.json'), 'utf8'));
+  return {
+    rps: d.request_throughput.avg,
+    tokps: d.output_token_throughput.avg,
+    ttft50: d.time_to_first_token.p50,
+    ttft99: d.time_to_first_token.p99,
+    tpot50: d.inter_token_latency.p50,
+    e2e50: d.request_latency.p50,
+    e2e99: d.request_latency.p99,
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
+
+const serve = spawn(kvgate[0]!, [...kvgate.slice(1), 'serve', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+try {
+  const url = await new Promise<string>((resolve, reject) => {
+    let s = '';
+    serve.stdout.on('data', (d) => {
+      s += d;
+      const m = /listening on (http:\/\/[0-9.:]+)/.exec(s);
+      if (m) resolve(m[1]!);
+    });
+    serve.on('exit', (code) => reject(new Error(`kvgate serve exited ${code}`)));
+  });
+  const ours: Point[] = [];
+  const theirs: Point[] = [];
+  for (let r = 0; r < Number(a.rounds); r++) {
+    ours.push(await kvgateBench(url, join(out, `kvgate-${r}`)));
+    theirs.push(await aiperfRun(url, join(out, `aiperf-${r}`)));
+    console.error(`round ${r + 1}: kvgate bench ${ours[r]!.rps.toFixed(1)} req/s, aiperf ${theirs[r]!.rps.toFixed(1)} req/s`);
+  }
+  const rows: Array<[string, keyof Point]> = [
+    ['requests/s', 'rps'],
+    ['output tokens/s', 'tokps'],
+    ['TTFT p50 ms', 'ttft50'],
+    ['TTFT p99 ms', 'ttft99'],
+    ['time per output token p50 ms', 'tpot50'],
+    ['end-to-end p50 ms', 'e2e50'],
+    ['end-to-end p99 ms', 'e2e99'],
+  ];
+  console.log(`kvgate serve (2 mocker workers), chat, ISL ${isl}, OSL ${osl}, concurrency ${c}, ${n} requests after ${warmup} warm-up; medians of ${a.rounds} alternating rounds\n`);
+  console.log('| metric | kvgate bench | aiperf 0.13.0 | ratio |\n|---|---:|---:|---:|');
+  for (const [name, k] of rows) {
+    const x = median(ours.map((p) => p[k]));
+    const y = median(theirs.map((p) => p[k]));
+    console.log(`| ${name} | ${x.toFixed(1)} | ${y.toFixed(1)} | ${(x / y).toFixed(2)} |`);
+  }
+  console.log(`\nresults: ${out}`);
+} finally {
+  serve.kill('SIGTERM');
+}
