@@ -5,13 +5,12 @@
 // the ratio kvgate bench / aiperf. aiperf 0.13.0 comes from the venv that `npm run bench:gateway`
 // installs ($KVGATE_BENCH_CACHE, default ~/.cache/kvgate-bench).
 
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { defaultModelDir } from '../../src/preprocess/model_files.js';
+import { kvgateBench, median, run, startServe } from './procs.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -34,24 +33,12 @@ if (!existsSync(aiperf)) {
   console.error(`no aiperf at ${aiperf}: run \`npm run bench:gateway\` once (it installs aiperf 0.13.0 there)`);
   process.exit(1);
 }
-const cli = fileURLToPath(new URL('../../test/e2e/kvgate_cli.ts', import.meta.url));
-const kvgate = [process.execPath, '--import', 'tsx', cli];
 const out = join(tmpdir(), `kvgate-aiperf-check-${process.pid}`);
 mkdirSync(out, { recursive: true });
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let log = '';
-    p.stdout.on('data', (d) => (log += d));
-    p.stderr.on('data', (d) => (log += d));
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve(log) : reject(new Error(`${cmd} ${args.slice(0, 4).join(' ')} exited ${code}:\n${log.slice(-2000)}`))));
-  });
-}
-
 interface Point {
   rps: number;
+  cachedPct: number; // prompt tokens the engines found cached, %
   tokps: number;
   ttft50: number;
   ttft99: number;
@@ -60,12 +47,11 @@ interface Point {
   e2e99: number;
 }
 
-async function kvgateBench(url: string, dir: string): Promise<Point> {
+async function ourRun(url: string, dir: string): Promise<Point> {
   // shared-prefix with no system prompt and one prompt per group: distinct random prompts.
-  await run(kvgate[0]!, [...kvgate.slice(1), 'bench', '--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup), '--progress', 'none', '--output', dir]);
-  const r = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+  const r = await kvgateBench(['--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup)], dir);
   if (r.requests.failed) throw new Error(`kvgate bench: ${r.requests.failed} failed: ${JSON.stringify(r.errors)}`);
-  return { rps: r.requestsPerS, tokps: r.outputTokensPerS, ttft50: r.ttftMs.p50, ttft99: r.ttftMs.p99, tpot50: r.tpotMs.p50, e2e50: r.e2eMs.p50, e2e99: r.e2eMs.p99 };
+  return { rps: r.requestsPerS, cachedPct: 100 * (r.cachedTokenShare ?? NaN), tokps: r.outputTokensPerS, ttft50: r.ttftMs!.p50, ttft99: r.ttftMs!.p99, tpot50: r.tpotMs!.p50, e2e50: r.e2eMs!.p50, e2e99: r.e2eMs!.p99 };
 }
 
 async function aiperfRun(url: string, dir: string): Promise<Point> {
@@ -76,6 +62,7 @@ async function aiperfRun(url: string, dir: string): Promise<Point> {
   const d = JSON.parse(readFileSync(join(dir, 'profile_export_aiperf.json'), 'utf8'));
   return {
     rps: d.request_throughput.avg,
+    cachedPct: (100 * (d.usage_prompt_cache_read_tokens?.avg ?? NaN)) / d.input_sequence_length.avg,
     tokps: d.output_token_throughput.avg,
     ttft50: d.time_to_first_token.p50,
     ttft99: d.time_to_first_token.p99,
@@ -85,23 +72,13 @@ async function aiperfRun(url: string, dir: string): Promise<Point> {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
-
-const serve = spawn(kvgate[0]!, [...kvgate.slice(1), 'serve', '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const serve = await startServe([]);
+const url = serve.url;
 try {
-  const url = await new Promise<string>((resolve, reject) => {
-    let s = '';
-    serve.stdout.on('data', (d) => {
-      s += d;
-      const m = /listening on (http:\/\/[0-9.:]+)/.exec(s);
-      if (m) resolve(m[1]!);
-    });
-    serve.on('exit', (code) => reject(new Error(`kvgate serve exited ${code}`)));
-  });
   const ours: Point[] = [];
   const theirs: Point[] = [];
   for (let r = 0; r < Number(a.rounds); r++) {
-    ours.push(await kvgateBench(url, join(out, `kvgate-${r}`)));
+    ours.push(await ourRun(url, join(out, `kvgate-${r}`)));
     theirs.push(await aiperfRun(url, join(out, `aiperf-${r}`)));
     console.error(`round ${r + 1}: kvgate bench ${ours[r]!.rps.toFixed(1)} req/s, aiperf ${theirs[r]!.rps.toFixed(1)} req/s`);
   }
@@ -113,6 +90,7 @@ try {
     ['time per output token p50 ms', 'tpot50'],
     ['end-to-end p50 ms', 'e2e50'],
     ['end-to-end p99 ms', 'e2e99'],
+    ['cached prompt tokens %', 'cachedPct'],
   ];
   console.log(`kvgate serve (2 mocker workers), chat, ISL ${isl}, OSL ${osl}, concurrency ${c}, ${n} requests after ${warmup} warm-up; medians of ${a.rounds} alternating rounds\n`);
   console.log('| metric | kvgate bench | aiperf 0.13.0 | ratio |\n|---|---:|---:|---:|');
@@ -123,5 +101,5 @@ try {
   }
   console.log(`\nresults: ${out}`);
 } finally {
-  serve.kill('SIGTERM');
+  await serve.stop();
 }
