@@ -47,18 +47,18 @@ interface Point {
   e2e99: number;
 }
 
-async function ourRun(url: string, dir: string): Promise<Point> {
+async function ourRun(url: string, dir: string, seed: number): Promise<Point> {
   // shared-prefix with no system prompt and one prompt per group: distinct random prompts.
-  const r = await kvgateBench(['--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup)], dir);
+  const r = await kvgateBench(['--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup), '--seed', String(seed)], dir);
   if (r.requests.failed) throw new Error(`kvgate bench: ${r.requests.failed} failed: ${JSON.stringify(r.errors)}`);
   return { rps: r.requestsPerS, cachedPct: 100 * (r.cachedTokenShare ?? NaN), tokps: r.outputTokensPerS, ttft50: r.ttftMs!.p50, ttft99: r.ttftMs!.p99, tpot50: r.tpotMs!.p50, e2e50: r.e2eMs!.p50, e2e99: r.e2eMs!.p99 };
 }
 
-async function aiperfRun(url: string, dir: string): Promise<Point> {
+async function aiperfRun(url: string, dir: string, seed: number): Promise<Point> {
   const env = { ...process.env };
   delete env['HF_HUB_OFFLINE']; // aiperf reads a local tokenizer folder only without it
   // The packaged tokenizer's chat template adds the same tokens to both clients' prompts.
-  await run(aiperf, ['profile', '-m', 'Qwen/Qwen3-0.6B', '--url', url, '--endpoint-type', 'chat', '--streaming', '--concurrency', String(c), '--request-count', String(n), '--warmup-request-count', String(warmup), '--tokenizer', defaultModelDir(), '--ui-type', 'none', '--no-server-metrics', '--no-gpu-telemetry', '--random-seed', '1', '--prompt-input-tokens-mean', String(isl), '--prompt-input-tokens-stddev', '0', '--prompt-output-tokens-mean', String(osl), '--prompt-output-tokens-stddev', '0', '--use-server-token-count', '--extra-inputs', 'ignore_eos:true', '--output-artifact-dir', dir], env);
+  await run(aiperf, ['profile', '-m', 'Qwen/Qwen3-0.6B', '--url', url, '--endpoint-type', 'chat', '--streaming', '--concurrency', String(c), '--request-count', String(n), '--warmup-request-count', String(warmup), '--tokenizer', defaultModelDir(), '--ui-type', 'none', '--no-server-metrics', '--no-gpu-telemetry', '--random-seed', String(seed), '--prompt-input-tokens-mean', String(isl), '--prompt-input-tokens-stddev', '0', '--prompt-output-tokens-mean', String(osl), '--prompt-output-tokens-stddev', '0', '--use-server-token-count', '--extra-inputs', 'ignore_eos:true', '--output-artifact-dir', dir], env);
   const d = JSON.parse(readFileSync(join(dir, 'profile_export_aiperf.json'), 'utf8'));
   return {
     rps: d.request_throughput.avg,
@@ -78,8 +78,9 @@ try {
   const ours: Point[] = [];
   const theirs: Point[] = [];
   for (let r = 0; r < Number(a.rounds); r++) {
-    ours.push(await ourRun(url, join(out, `kvgate-${r}`)));
-    theirs.push(await aiperfRun(url, join(out, `aiperf-${r}`)));
+    // A new seed per round and client: no prompt of an earlier run is in the engines' caches.
+    ours.push(await ourRun(url, join(out, `kvgate-${r}`), 2 * r + 1));
+    theirs.push(await aiperfRun(url, join(out, `aiperf-${r}`), 2 * r + 2));
     console.error(`round ${r + 1}: kvgate bench ${ours[r]!.rps.toFixed(1)} req/s, aiperf ${theirs[r]!.rps.toFixed(1)} req/s`);
   }
   const rows: Array<[string, keyof Point]> = [
