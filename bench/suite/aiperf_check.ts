@@ -1,16 +1,17 @@
 // `npm run bench:aiperf-check`: kvgate bench beside NVIDIA's aiperf on one load point, in one
-// run, against one `kvgate serve` (2 mocker workers): OpenAI chat, streaming, random prompts of
-// --isl tokens (nothing shared), --osl output tokens with ignore_eos, fixed concurrency. The two
-// clients alternate for --rounds rounds; the table shows each one's median over the rounds and
-// the ratio kvgate bench / aiperf. aiperf 0.13.0 comes from the venv that `npm run bench:gateway`
-// installs ($KVGATE_BENCH_CACHE, default ~/.cache/kvgate-bench).
+// run: OpenAI chat, streaming, random prompts of --isl tokens (nothing shared), --osl output
+// tokens with ignore_eos, fixed concurrency, against `kvgate serve` (2 mocker workers) started
+// afresh for each client and round (no prompt cached from an earlier run). The two clients
+// alternate for --rounds rounds; the table shows each one's median and the ratio kvgate bench /
+// aiperf. aiperf 0.13.0 is installed and run as `npm run bench:gateway` does (bench/gateway).
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultModelDir } from '../../src/preprocess/model_files.js';
-import { kvgateBench, median, run, startServe } from './procs.js';
+import { runAiperf } from '../gateway/aiperf.js';
+import { defaultCacheDir, ensurePeers } from '../gateway/peers.js';
+import { kvgateBench, median, startServe } from './procs.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -26,20 +27,12 @@ const n = Number(a.requests);
 const isl = Number(a.isl);
 const osl = Number(a.osl);
 const warmup = Math.max(1, c);
-
-const cache = process.env['KVGATE_BENCH_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'kvgate-bench');
-const aiperf = join(cache, 'aiperf-0.13.0', 'bin', 'aiperf');
-if (!existsSync(aiperf)) {
-  console.error(`no aiperf at ${aiperf}: run \`npm run bench:gateway\` once (it installs aiperf 0.13.0 there)`);
-  process.exit(1);
-}
+const peers = await ensurePeers({ cache: defaultCacheDir(), python: 'python3', dynamo: false, say: (s) => console.error(s) });
 const out = join(tmpdir(), `kvgate-aiperf-check-${process.pid}`);
 mkdirSync(out, { recursive: true });
 
 interface Point {
   rps: number;
-  cachedPct: number; // prompt tokens the engines found cached, %
-  tokps: number;
   ttft50: number;
   ttft99: number;
   tpot50: number;
@@ -51,56 +44,45 @@ async function ourRun(url: string, dir: string, seed: number): Promise<Point> {
   // shared-prefix with no system prompt and one prompt per group: distinct random prompts.
   const r = await kvgateBench(['--url', url, '--api', 'openai-chat', '--workload', 'shared-prefix', '--gsp-num-groups', String(n + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(osl), '--concurrency', String(c), '--warmup', String(warmup), '--seed', String(seed)], dir);
   if (r.requests.failed) throw new Error(`kvgate bench: ${r.requests.failed} failed: ${JSON.stringify(r.errors)}`);
-  return { rps: r.requestsPerS, cachedPct: 100 * (r.cachedTokenShare ?? NaN), tokps: r.outputTokensPerS, ttft50: r.ttftMs!.p50, ttft99: r.ttftMs!.p99, tpot50: r.tpotMs!.p50, e2e50: r.e2eMs!.p50, e2e99: r.e2eMs!.p99 };
+  return { rps: r.requestsPerS, ttft50: r.ttftMs!.p50, ttft99: r.ttftMs!.p99, tpot50: r.tpotMs!.p50, e2e50: r.e2eMs!.p50, e2e99: r.e2eMs!.p99 };
 }
 
-async function aiperfRun(url: string, dir: string, seed: number): Promise<Point> {
-  const env = { ...process.env };
-  delete env['HF_HUB_OFFLINE']; // aiperf reads a local tokenizer folder only without it
-  // The packaged tokenizer's chat template adds the same tokens to both clients' prompts.
-  await run(aiperf, ['profile', '-m', 'Qwen/Qwen3-0.6B', '--url', url, '--endpoint-type', 'chat', '--streaming', '--concurrency', String(c), '--request-count', String(n), '--warmup-request-count', String(warmup), '--tokenizer', defaultModelDir(), '--ui-type', 'none', '--no-server-metrics', '--no-gpu-telemetry', '--random-seed', String(seed), '--prompt-input-tokens-mean', String(isl), '--prompt-input-tokens-stddev', '0', '--prompt-output-tokens-mean', String(osl), '--prompt-output-tokens-stddev', '0', '--use-server-token-count', '--extra-inputs', 'ignore_eos:true', '--output-artifact-dir', dir], env);
-  const d = JSON.parse(readFileSync(join(dir, 'profile_export_aiperf.json'), 'utf8'));
-  return {
-    rps: d.request_throughput.avg,
-    cachedPct: (100 * (d.usage_prompt_cache_read_tokens?.avg ?? NaN)) / d.input_sequence_length.avg,
-    tokps: d.output_token_throughput.avg,
-    ttft50: d.time_to_first_token.p50,
-    ttft99: d.time_to_first_token.p99,
-    tpot50: d.inter_token_latency.p50,
-    e2e50: d.request_latency.p50,
-    e2e99: d.request_latency.p99,
-  };
+async function aiperfRun(url: string, dir: string): Promise<Point> {
+  const r = await runAiperf({ aiperf: peers.aiperf, modelDir: peers.modelDir, url, concurrency: c, requests: n, warmup, workload: { isl, osl }, outDir: dir, timeoutMs: 600_000 });
+  if (r.errors) throw new Error(`aiperf: ${r.errors} errors: ${r.errorSummary.join('; ')}`);
+  return { rps: r.requestsPerSecond, ttft50: r.ttft.p50, ttft99: r.ttft.p99, tpot50: r.itl.p50, e2e50: r.e2e.p50, e2e99: r.e2e.p99 };
 }
 
-const serve = await startServe([]);
-const url = serve.url;
-try {
-  const ours: Point[] = [];
-  const theirs: Point[] = [];
-  for (let r = 0; r < Number(a.rounds); r++) {
-    // A new seed per round and client: no prompt of an earlier run is in the engines' caches.
-    ours.push(await ourRun(url, join(out, `kvgate-${r}`), 2 * r + 1));
-    theirs.push(await aiperfRun(url, join(out, `aiperf-${r}`), 2 * r + 2));
-    console.error(`round ${r + 1}: kvgate bench ${ours[r]!.rps.toFixed(1)} req/s, aiperf ${theirs[r]!.rps.toFixed(1)} req/s`);
+// One client's run on a fresh `kvgate serve`.
+async function onFreshServe(f: (url: string) => Promise<Point>): Promise<Point> {
+  const serve = await startServe([]);
+  try {
+    return await f(serve.url);
+  } finally {
+    await serve.stop();
   }
-  const rows: Array<[string, keyof Point]> = [
-    ['requests/s', 'rps'],
-    ['output tokens/s', 'tokps'],
-    ['TTFT p50 ms', 'ttft50'],
-    ['TTFT p99 ms', 'ttft99'],
-    ['time per output token p50 ms', 'tpot50'],
-    ['end-to-end p50 ms', 'e2e50'],
-    ['end-to-end p99 ms', 'e2e99'],
-    ['cached prompt tokens %', 'cachedPct'],
-  ];
-  console.log(`kvgate serve (2 mocker workers), chat, ISL ${isl}, OSL ${osl}, concurrency ${c}, ${n} requests after ${warmup} warm-up; medians of ${a.rounds} alternating rounds\n`);
-  console.log('| metric | kvgate bench | aiperf 0.13.0 | ratio |\n|---|---:|---:|---:|');
-  for (const [name, k] of rows) {
-    const x = median(ours.map((p) => p[k]));
-    const y = median(theirs.map((p) => p[k]));
-    console.log(`| ${name} | ${x.toFixed(1)} | ${y.toFixed(1)} | ${(x / y).toFixed(2)} |`);
-  }
-  console.log(`\nresults: ${out}`);
-} finally {
-  await serve.stop();
 }
+
+const ours: Point[] = [];
+const theirs: Point[] = [];
+for (let r = 0; r < Number(a.rounds); r++) {
+  ours.push(await onFreshServe((url) => ourRun(url, join(out, `kvgate-${r}`), r + 1)));
+  theirs.push(await onFreshServe((url) => aiperfRun(url, join(out, `aiperf-${r}`))));
+  console.error(`round ${r + 1}: kvgate bench ${ours[r]!.rps.toFixed(1)} req/s, aiperf ${theirs[r]!.rps.toFixed(1)} req/s`);
+}
+const rows: Array<[string, keyof Point]> = [
+  ['requests/s', 'rps'],
+  ['TTFT p50 ms', 'ttft50'],
+  ['TTFT p99 ms', 'ttft99'],
+  ['time per output token p50 ms', 'tpot50'],
+  ['end-to-end p50 ms', 'e2e50'],
+  ['end-to-end p99 ms', 'e2e99'],
+];
+console.log(`kvgate serve (2 mocker workers), chat, ISL ${isl}, OSL ${osl}, concurrency ${c}, ${n} requests after ${warmup} warm-up; medians of ${a.rounds} alternating rounds\n`);
+console.log('| metric | kvgate bench | aiperf 0.13.0 | ratio |\n|---|---:|---:|---:|');
+for (const [name, k] of rows) {
+  const x = median(ours.map((p) => p[k]));
+  const y = median(theirs.map((p) => p[k]));
+  console.log(`| ${name} | ${x.toFixed(1)} | ${y.toFixed(1)} | ${(x / y).toFixed(2)} |`);
+}
+console.log(`\nresults: ${out}`);
