@@ -11,7 +11,7 @@ import { progress, type ProgressStyle } from '../../bench/progress.js';
 import { markdown, summarize } from '../../bench/stats.js';
 import { mooncake, MOONCAKE_PATH, multiTurn, sharedPrefix, type Workload } from '../../bench/workloads.js';
 import { KvgateError } from '../../errors.js';
-import { parseCommandLine, type OptionsOf } from '../config.js';
+import { parseCommandLine, type OptionsOf } from '../../config.js';
 
 type Options = OptionsOf<'bench'>;
 
