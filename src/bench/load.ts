@@ -77,7 +77,9 @@ export async function runLoad(target: Target, workload: Workload, o: LoadOptions
     let peekAt = 0;
     const stopped = () => issued >= count || now() >= durationMs;
 
-    // The next request when it is due; null when there is nothing more to send.
+    // The next request when it is due, counted as issued and in flight in the same turn as the
+    // checks (concurrent loops cannot overshoot the count, nor quit while a sibling's request
+    // that may have a follow-up is about to go out); null when there is nothing more to send.
     const take = async (): Promise<Item | null> => {
       for (;;) {
         if (stopped()) return null;
@@ -87,10 +89,16 @@ export async function runLoad(target: Target, workload: Workload, o: LoadOptions
           else exhausted = true;
         }
         const t = now();
-        if (followUps.length && followUps[0]!.at <= t) return followUps.shift()!;
+        if (followUps.length && followUps[0]!.at <= t) {
+          issued++;
+          inFlight++;
+          return followUps.shift()!;
+        }
         if (peek && peekAt <= t) {
           const it = peek;
           peek = null;
+          issued++;
+          inFlight++;
           return it;
         }
         const due = Math.min(followUps[0]?.at ?? Infinity, peek ? peekAt : Infinity);
@@ -108,8 +116,8 @@ export async function runLoad(target: Target, workload: Workload, o: LoadOptions
       }
     };
 
+    // `it` came from take(), which counted it in flight.
     const send = async (it: Item): Promise<void> => {
-      inFlight++;
       const out = await target.send(prompt(it), it.outputLen);
       inFlight--;
       done++;
@@ -122,17 +130,13 @@ export async function runLoad(target: Target, workload: Workload, o: LoadOptions
 
     if (o.mode.kind === 'concurrency') {
       const loop = async () => {
-        for (let it = await take(); it; it = await take()) {
-          issued++;
-          await send(it);
-        }
+        for (let it = await take(); it; it = await take()) await send(it);
         notify(); // another loop may be waiting on this one's follow-up
       };
       await Promise.all(Array.from({ length: o.mode.n }, loop));
     } else {
       const pending = new Set<Promise<void>>();
       for (let it = await take(); it; it = await take()) {
-        issued++;
         const p = send(it).finally(() => pending.delete(p));
         pending.add(p);
       }

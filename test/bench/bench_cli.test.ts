@@ -152,6 +152,9 @@ describe('kvgate bench', () => {
     expect(mt.code, mt.stderr).toBe(0);
     expect(mt.json.requests).toEqual({ sent: 9, completed: 9, failed: 0 });
     expect(mt.json.config.model).toBeNull();
+    // A count below the concurrency: loops starting together must not overshoot it.
+    const some = await bench(['--url', mockerUrl, '--api', 'sglang-generate', '--workload', 'multi-turn', ...turns, '--concurrency', '4', '--requests', '2', '--progress', 'none']);
+    expect(some.json.requests).toEqual({ sent: 2, completed: 2, failed: 0 });
   }, 60_000);
 
   it('counts errors by kind: HTTP status, garbled stream, wrong output length, cut stream, refused connection', async () => {
