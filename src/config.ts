@@ -186,6 +186,55 @@ export const COMMANDS = {
       loadInterval: { kind: 'float', default: 0.5, min: 0.01, help: 'seconds between reads of the engine load (/v1/loads, /get_load or /metrics)' },
     },
   },
+  // ---- bench (load generator; issue 14) ----
+  bench: {
+    summary: 'load generator: streams a workload at an OpenAI-compatible endpoint or SGLang /generate, writes JSON and markdown results',
+    usage:
+      'kvgate bench --url URL --workload shared-prefix|multi-turn|trace [--concurrency N | --rate R] [--requests N] --output DIR\n\n' +
+      'Load: --concurrency N keeps N requests in flight; --rate R sends Poisson arrivals at R/s; a trace\n' +
+      'without either is replayed at its timestamps (divided by --trace-speedup).\n' +
+      'Examples:\n' +
+      '  kvgate bench --url http://127.0.0.1:8000 --workload shared-prefix --concurrency 32 --output out/\n' +
+      '  kvgate bench --url http://127.0.0.1:30000 --api sglang-generate --workload trace --trace-speedup 4 --requests 500 --output out/',
+    options: {
+      url: { kind: 'string', help: 'base URL of the target (http://host:port); required' },
+      api: { kind: 'string', default: 'openai-completions', choices: ['openai-completions', 'openai-chat', 'sglang-generate'], help: 'request format: POST /v1/completions, /v1/chat/completions (streaming, usage in the last chunk), or SGLang\'s POST /generate' },
+      model: { kind: 'string', help: 'model field of OpenAI requests (default: the first of GET /v1/models)' },
+      apiKey: { kind: 'string', help: 'sent as Authorization: Bearer <key>' },
+      workload: { kind: 'string', choices: ['shared-prefix', 'multi-turn', 'trace'], help: 'what to send; required' },
+      promptFormat: { kind: 'string', default: 'auto', choices: ['auto', 'tokens', 'text'], help: 'prompts as token ids (completions prompt array, /generate input_ids) or as text of one word per token; auto: text for openai-chat, tokens otherwise' },
+      concurrency: { kind: 'int', min: 1, max: 100000, help: 'requests kept in flight (closed loop; not with --rate)' },
+      rate: { kind: 'float', min: 0.000001, help: 'requests per second, Poisson arrivals (open loop; not with --concurrency)' },
+      requests: { kind: 'int', min: 1, help: 'measured requests (default: the whole workload; a trace: all its lines)' },
+      duration: { kind: 'float', min: 0.001, help: 'seconds to keep sending (in-flight requests then finish); with --requests, whichever ends first' },
+      warmup: { kind: 'int', default: 0, min: 0, help: 'requests sent and awaited before measuring (taken from the workload, not counted)' },
+      seed: { kind: 'int', default: 1, help: 'seed of prompts, order and arrival gaps (the same seed sends the same workload)' },
+      output: { kind: 'string', help: 'directory for results.json and results.md; required' },
+      maxConnections: { kind: 'int', min: 1, max: 100000, help: 'HTTP connection pool size (default: --concurrency, or 256 with --rate or a trace)' },
+      requestTimeout: { kind: 'float', default: 600, min: 0.001, help: 'seconds a request may take before it counts as a timeout error' },
+      checkOutputLength: { kind: 'bool', default: true, help: 'send ignore_eos and count a response whose output length differs from the requested one as an error (output_length)' },
+      progress: { kind: 'string', default: 'auto', choices: ['auto', 'bar', 'lines', 'none'], help: 'progress on stderr: a bar on a terminal, else a line every 10%' },
+      // shared-prefix: SGLang bench_serving --dataset-name generated-shared-prefix
+      gspNumGroups: { kind: 'int', default: 64, min: 1, help: 'shared-prefix: groups (one system prompt each)' },
+      gspPromptsPerGroup: { kind: 'int', default: 16, min: 1, help: 'shared-prefix: prompts per group' },
+      gspSystemPromptLen: { kind: 'int', default: 2048, min: 0, help: 'shared-prefix: system prompt tokens' },
+      gspQuestionLen: { kind: 'int', default: 128, min: 1, help: 'shared-prefix: question tokens' },
+      gspOutputLen: { kind: 'int', default: 256, min: 1, help: 'shared-prefix: output tokens per request' },
+      // multi-turn
+      mtSessions: { kind: 'int', default: 64, min: 1, help: 'multi-turn: conversations' },
+      mtTurns: { kind: 'int', default: 6, min: 1, help: 'multi-turn: turns per conversation' },
+      mtSystemPromptLen: { kind: 'int', default: 1000, min: 0, help: 'multi-turn: system prompt tokens shared by all conversations' },
+      mtHistoryLen: { kind: 'int', default: 2000, min: 0, help: 'multi-turn: each conversation\'s own context tokens before its first question' },
+      mtQuestionLen: { kind: 'int', default: 64, min: 1, help: 'multi-turn: tokens of each new question' },
+      mtOutputLen: { kind: 'int', default: 100, min: 1, help: 'multi-turn: output tokens per turn' },
+      mtThinkTime: { kind: 'float', default: 0, min: 0, help: 'multi-turn: mean seconds between an answer and the next question (exponential; 0: at once)' },
+      // trace: Mooncake FAST'25 format
+      traceFile: { kind: 'string', help: 'trace: Mooncake JSONL (timestamp ms, input_length, output_length, hash_ids of 512-token blocks); default: the shared conversation_trace.jsonl' },
+      traceSpeedup: { kind: 'float', default: 1, min: 0.000001, help: 'trace: timestamps are divided by this (2: twice as fast)' },
+      traceMaxInput: { kind: 'int', min: 1, help: 'trace: skip requests with a longer input (fit a small context)' },
+      traceMaxOutput: { kind: 'int', min: 1, help: 'trace: cap output lengths at this' },
+    },
+  },
 } as const satisfies Record<string, CommandSpec>;
 
 export type CommandName = keyof typeof COMMANDS;

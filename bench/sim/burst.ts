@@ -2,7 +2,7 @@
 // (each with its own 128-token question). With events only after prefill, an exact-event
 // router has seen nothing of the prefix when the burst is routed.
 
-import { sharedPrefix, GSP_DEFAULTS, type Workload } from './workloads.js';
+import { sharedPrefix, GSP_DEFAULTS, type Workload } from '../../src/bench/workloads.js';
 
 export function burstWorkload(seed: number): Workload {
   return sharedPrefix({ ...GSP_DEFAULTS, groups: 1, promptsPerGroup: 16, ratePerSec: Infinity, seed });

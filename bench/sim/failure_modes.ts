@@ -9,7 +9,7 @@
 
 import type { PolicySpec } from './policies.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
-import { multiTurn, MULTI_TURN_DEFAULTS, singleTurn } from './workloads.js';
+import { multiTurn, MULTI_TURN_DEFAULTS, singleTurn } from '../../src/bench/workloads.js';
 
 export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'oracle' },

@@ -6,7 +6,7 @@
 // with one request in flight per worker, as a frontend keeps them.
 
 import { addon } from '../../src/native/addon.js';
-import { rng, tokenAt } from './workloads.js';
+import { rng, tokenAt } from '../../src/bench/workloads.js';
 
 const BS = 16;
 const SYSTEMS = 64;

@@ -8,7 +8,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { ENGINE_DEFAULTS, simulate, type EngineSpec } from './simulate.js';
-import { GSP_DEFAULTS, mooncake, MOONCAKE_PATH, multiTurn, MULTI_TURN_DEFAULTS, sharedPrefix, type Workload } from './workloads.js';
+import { GSP_DEFAULTS, mooncake, MOONCAKE_PATH, multiTurn, MULTI_TURN_DEFAULTS, sharedPrefix, type Workload } from '../../src/bench/workloads.js';
 
 export interface Scenario {
   workload: string;

@@ -8,7 +8,7 @@ import { EngineRequest, type SamplingRules } from '../../src/mocker/request.js';
 import { polynomialTiming } from '../../src/mocker/timing.js';
 import { VirtualClock } from './clock.js';
 import { makePolicy, policyLabel, type FleetView, type PolicySpec, type SimRequest } from './policies.js';
-import type { Arrival, Workload } from './workloads.js';
+import type { Arrival, Workload } from '../../src/bench/workloads.js';
 
 export interface EngineSpec {
   pageSize: number;

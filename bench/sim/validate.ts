@@ -11,7 +11,7 @@ import type OpenAI from 'openai';
 import { MODEL, serve, startCluster } from '../../test/e2e/stack.js';
 import type { RouterPolicy } from '../../src/native/addon.js';
 import { ENGINE_DEFAULTS, simulate, type EngineSpec } from './simulate.js';
-import { GSP_DEFAULTS, sharedPrefix, tokenAt, type Arrival, type Workload } from './workloads.js';
+import { GSP_DEFAULTS, sharedPrefix, tokenAt, type Arrival, type Workload } from '../../src/bench/workloads.js';
 
 const WORKERS = 4;
 const KV_TOKENS = 6144;

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { POLICY_KINDS } from '../../bench/sim/policies.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from '../../bench/sim/simulate.js';
-import { multiTurn, MULTI_TURN_DEFAULTS, sharedPrefix, GSP_DEFAULTS } from '../../bench/sim/workloads.js';
+import { multiTurn, MULTI_TURN_DEFAULTS, sharedPrefix, GSP_DEFAULTS } from '../../src/bench/workloads.js';
 
 const engine = { ...ENGINE_DEFAULTS, maxTotalTokens: 4096 };
 const workload = (seed = 1) => sharedPrefix({ ...GSP_DEFAULTS, groups: 8, promptsPerGroup: 6, systemPromptLen: 512, questionLen: 32, outputLen: 16, ratePerSec: 40, seed });

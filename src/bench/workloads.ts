@@ -157,10 +157,12 @@ export function multiTurn(o: MultiTurnOptions): Workload {
 }
 
 export interface MooncakeOptions {
-  path: string;
-  limit: number; // the first `limit` requests of the trace
+  path: string | URL;
+  limit: number; // the first `limit` requests of the trace (after the filters below)
   speed: number; // timestamps are divided by this
   seed: number;
+  maxInput?: number; // skip requests with a longer input
+  maxOutput?: number; // cap output lengths
 }
 
 export const MOONCAKE_PATH = new URL('../../../shared/data/mooncake/conversation_trace.jsonl', import.meta.url);
@@ -174,18 +176,25 @@ interface TraceLine {
 }
 
 export function mooncake(o: MooncakeOptions): Workload {
-  const lines = readFileSync(o.path, 'utf8').split('\n', o.limit);
+  const lines = readFileSync(o.path, 'utf8').split('\n');
   let i = 0;
+  let sent = 0;
   return {
     name: 'mooncake',
     next() {
-      while (i < lines.length && lines[i]!.trim() === '') i++;
-      if (i >= lines.length) return null;
-      const r = JSON.parse(lines[i++]!) as TraceLine;
-      // Each hash id is a fixed 512-token block; the last block is trimmed to input_length.
-      const tokens = new Array<number>(r.input_length);
-      for (let p = 0; p < r.input_length; p++) tokens[p] = tokenAt(o.seed, r.hash_ids[Math.floor(p / MOONCAKE_BLOCK)] ?? -1 - i, p % MOONCAKE_BLOCK);
-      return { at: r.timestamp / o.speed, tokens, outputLen: Math.max(1, r.output_length) };
+      while (sent < o.limit && i < lines.length) {
+        const line = lines[i++]!;
+        if (line.trim() === '') continue;
+        const r = JSON.parse(line) as TraceLine;
+        if (o.maxInput !== undefined && r.input_length > o.maxInput) continue;
+        sent++;
+        // Each hash id is a fixed 512-token block; the last block is trimmed to input_length.
+        const tokens = new Array<number>(r.input_length);
+        for (let p = 0; p < r.input_length; p++) tokens[p] = tokenAt(o.seed, r.hash_ids[Math.floor(p / MOONCAKE_BLOCK)] ?? -1 - i, p % MOONCAKE_BLOCK);
+        const outputLen = Math.max(1, Math.min(r.output_length, o.maxOutput ?? Infinity));
+        return { at: r.timestamp / o.speed, tokens, outputLen };
+      }
+      return null;
     },
   };
 }
