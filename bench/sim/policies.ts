@@ -45,6 +45,8 @@ export interface PolicySpec {
   overlapWeight?: number; // default: the router's (1)
   temperature?: number; // default: the router's (0)
   eventDelayMs?: number; // exact KV routing: engine emit -> index, virtual ms (default 0)
+  pendingWeight?: number; // kv-pending: the router's pendingWeight (default PENDING_DEFAULTS)
+  pendingTimeoutMs?: number;
   seed?: number;
 }
 
@@ -52,6 +54,8 @@ export function policyLabel(s: PolicySpec): string {
   const knobs: string[] = [];
   if (s.overlapWeight !== undefined) knobs.push(`w=${s.overlapWeight}`);
   if (s.temperature !== undefined) knobs.push(`T=${s.temperature}`);
+  if (s.pendingWeight !== undefined) knobs.push(`pw=${s.pendingWeight}`);
+  if (s.pendingTimeoutMs !== undefined) knobs.push(`pt=${s.pendingTimeoutMs}`);
   return knobs.length ? `${s.kind} (${knobs.join(', ')})` : s.kind;
 }
 
@@ -91,9 +95,12 @@ export function applyKvEvents(router: KvRouter, worker: number, events: readonly
   }
 }
 
-// Pending blocks as holds under engine hashes no engine uses: a unit holds a block under several
-// engine hashes, so these holds sit beside the exact ones and leave with applyRemoved without
-// touching what the engine's own events stored.
+// The kv-pending policy's settings when a spec names none (the product defaults, src/config.ts).
+export const PENDING_DEFAULTS = { weight: 8, timeoutMs: 10_000 };
+
+// The oracle's queued prompts, as holds under engine hashes no engine uses: a unit holds a
+// block under several engine hashes, so these holds sit beside the exact ones and leave with
+// applyRemoved without touching what the engine's own events stored.
 const PENDING_BASE = 1n << 61n;
 function pendingHold(router: KvRouter, blockSize: number, req: SimRequest, worker: number): BigInt64Array {
   const blocks = Math.floor(req.u32.length / blockSize);
@@ -111,9 +118,7 @@ class NativePolicy implements Policy {
   private readonly router: KvRouter;
   private readonly out = new Uint32Array(3);
   private readonly exact: boolean;
-  private readonly pending: boolean;
   private readonly delay: number;
-  private readonly holds = new Map<number, BigInt64Array>();
 
   constructor(
     private readonly spec: PolicySpec,
@@ -122,7 +127,6 @@ class NativePolicy implements Policy {
     this.name = policyLabel(spec);
     const kv = spec.kind === 'kv' || spec.kind === 'kv-approx' || spec.kind === 'kv-pending';
     this.exact = spec.kind === 'kv' || spec.kind === 'kv-pending';
-    this.pending = spec.kind === 'kv-pending';
     this.delay = spec.eventDelayMs ?? 0;
     this.router = new addon.KvRouter({
       blockSize: fleet.blockSize,
@@ -131,35 +135,23 @@ class NativePolicy implements Policy {
       seed: spec.seed ?? 1,
       ...(spec.overlapWeight !== undefined ? { overlapWeight: spec.overlapWeight } : {}),
       ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
+      // kv-pending: the native pending prefixes (kv_router.h); kv keeps them off.
+      ...(spec.kind === 'kv-pending' ? { pendingWeight: spec.pendingWeight ?? PENDING_DEFAULTS.weight, pendingTimeoutMs: spec.pendingTimeoutMs ?? PENDING_DEFAULTS.timeoutMs } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
   }
 
   route(req: SimRequest): number {
     if (!this.router.route(req.u32, req.id, this.out, undefined, undefined, this.fleet.clock.now())) throw new Error('no candidate');
-    const w = this.out[0]!;
-    // Prototype of the issue's pending prefixes, TS side only: the routed prompt counts as
-    // cached on its worker (weight 1, like exact blocks) until its own events have landed.
-    if (this.pending) this.holds.set(req.id, pendingHold(this.router, this.fleet.blockSize, req, w));
-    return w;
+    return this.out[0]!;
   }
 
   firstToken(req: SimRequest): void {
     this.router.markPrefillDone(req.id);
-    // The prompt's BlockStored events were emitted with this step; they land after the delay.
-    if (this.pending) this.fleet.clock.at(this.fleet.clock.now() + this.delay + 1e-3, () => this.dropHold(req));
   }
 
   finished(req: SimRequest): void {
     this.router.free(req.id);
-    if (this.pending) this.dropHold(req);
-  }
-
-  private dropHold(req: SimRequest): void {
-    const h = this.holds.get(req.id);
-    if (!h) return;
-    this.holds.delete(req.id);
-    this.router.applyRemoved(req.worker, 0, h);
   }
 
   kvEvents(worker: number, events: readonly KvEvent[]): void {

@@ -116,6 +116,16 @@ export interface KvRouterOptions {
   approxMaxBlocks?: number;
   /** Default 0.8 (Dynamo's --router-prune-target-ratio). In (0, 1]. */
   approxPruneRatio?: number;
+  /** Pending prefixes, >= 0; default 0 (off). When > 0, each request routed to an exact unit
+   *  has its full blocks recorded as pending there until the unit's KV events store its last
+   *  full block (confirmed), it is freed, its unit is removed, or pendingTimeoutMs passed.
+   *  Later requests see them (route's cost): a burst sharing a new prefix stays together
+   *  before any event arrives. The value is what one pending block beyond the cached overlap
+   *  takes off the cost, in blocks. */
+  pendingWeight?: number;
+  /** Default 10000. How long a routed request's blocks stay pending at most, in route's
+   *  nowMs clock. > 0. */
+  pendingTimeoutMs?: number;
 }
 
 /** Outcome of applyStored. 'unknown-parent': the parent hash is not held by the unit, so
@@ -144,6 +154,10 @@ export interface KvRouterStats {
   eventErrors: number;
   /** Blocks recorded by approximate mode and still within their TTL. */
   approxBlocks: number;
+  /** Pending prefixes: requests whose blocks are pending, and their (block, unit) holds
+   *  (a block pending for two requests on one unit counts twice). */
+  pendingRequests: number;
+  pendingBlocks: number;
   /** Memory of the whole router (index, active requests, tables), approximately, in bytes. */
   bytes: number;
 }
@@ -241,6 +255,10 @@ export class KvRouter {
    *    prefill = (unit prefill tokens + max(0, isl - overlap*bs)) / bs
    *    decode  = unit active blocks + ceil(isl/bs) - blocks of this prompt already active on the unit
    *    cost    = overlapWeight * prefill + decode
+   *  With pendingWeight > 0, extra = blocks of the prompt pending on the unit beyond its
+   *  cached overlap: min(unit prefill tokens, extra*bs) leaves the unit prefill (computed
+   *  once, by the request that made them pending), and cost -= pendingWeight * extra. The
+   *  request's own prefill load then counts its pending blocks as cached.
    *  temperature 0: the minimum cost, ties to the unit with the fewest cached blocks, then
    *  at random; temperature > 0: a sample of softmax(-(cost / (max - min)) / temperature).
    *

@@ -178,7 +178,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     Napi::Object o = info[0].As<Napi::Object>();
     static const char* kKnown[] = {"blockSize", "policy",      "overlapWeight",   "temperature",     "seed",
-                                   "approx",    "approxTtlMs", "approxMaxBlocks", "approxPruneRatio"};
+                                   "approx",    "approxTtlMs", "approxMaxBlocks", "approxPruneRatio", "pendingWeight",
+                                   "pendingTimeoutMs"};
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); i++) {
       const std::string k = keys.Get(i).ToString().Utf8Value();
@@ -205,6 +206,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     if (!option_number(o, "overlapWeight", &c.overlap_weight, 0, false)) return;
     if (!option_number(o, "temperature", &c.temperature, 0, false)) return;
+    if (!option_number(o, "pendingWeight", &c.pending_weight, 0, false)) return;
+    if (!option_number(o, "pendingTimeoutMs", &c.pending_timeout_ms, 0, true)) return;
     Napi::Value seed = o.Get("seed");
     if (seed.IsUndefined()) {
       std::random_device rd;
@@ -560,6 +563,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     num("eventsApplied", s.events_applied);
     num("eventErrors", s.event_errors);
     num("approxBlocks", s.approx_blocks);
+    num("pendingRequests", s.pending_requests);
+    num("pendingBlocks", s.pending_blocks);
     num("bytes", s.bytes);
     return o;
   }

@@ -62,6 +62,8 @@ class KvIndex {
   // Per unit, the number of leading blocks of the query (sequence hashes) it holds.
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { table_.match(seq, n, out); }
   void prefetch(uint64_t seq) const { table_.prefetch(seq); }
+  // Whether the unit holds the block with sequence hash `seq`.
+  bool holds(uint32_t unit, uint64_t seq) const { return table_.held_by(seq, unit); }
 
   // Holds of one unit (Dynamo's tree size, a tie-breaker in scheduling).
   size_t unit_blocks(uint32_t unit) const { return unit < lookups_.size() ? lookups_[unit].size() : 0; }

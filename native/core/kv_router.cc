@@ -20,6 +20,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     slots_.emplace_back();
     overlap_of_.push_back(0);
     active_of_.push_back(0);
+    pending_depth_.push_back(0);
   }
   slots_[s] = Slot{worker, rank, true, false, false};
   slot_of_.put(unit_key(worker, rank), s);
@@ -29,6 +30,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
 void KvRouter::release_slot(uint32_t s) {
   clear_slot(s);
   active_.remove_unit(s);
+  pending_drop_slot(s);
   const bool was_candidate = slots_[s].candidate;
   slot_of_.erase(unit_key(slots_[s].worker, slots_[s].rank));
   slots_[s] = Slot{};
@@ -99,6 +101,7 @@ KvIndex::Status KvRouter::apply_stored(uint32_t worker, uint32_t rank, const int
   const KvIndex::Status st =
       s == kNoSlot ? KvIndex::Status::kLimit : index_.apply_stored(s, parent, tokens, n_tokens, engine, n_engine);
   if (st == KvIndex::Status::kOk) {
+    if (s < pending_by_slot_.size() && !pending_by_slot_[s].empty()) pending_confirm(s);
     events_applied_++;
   } else {
     event_errors_++;
@@ -183,8 +186,10 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
 void KvRouter::gather(size_t n_full) {
   index_.match(seq_.data(), n_full, &matches_);
   active_.match(seq_.data(), n_full, &active_matches_);
+  pending_.match(seq_.data(), n_full, &pending_matches_);
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
+  for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = m.depth;
   cand_.resize(candidates_.size());
   for (size_t i = 0; i < candidates_.size(); i++) {
     const uint32_t s = candidates_[i];
@@ -195,9 +200,11 @@ void KvRouter::gather(size_t n_full) {
     c.active_blocks = load.active_blocks;
     c.prefill_tokens = load.prefill_tokens;
     c.tree_size = index_.unit_blocks(s);
+    c.pending_overlap = pending_depth_[s];
   }
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = 0;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = 0;
+  for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = 0;
 }
 
 RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
@@ -205,7 +212,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const size_t count = candidates_.size();
   if (count == 0) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
-  if (approx_head_ != kNoEntry) expire(now_ms);
+  if (approx_head_ != kNoEntry || pending_head_ != kNoEntry) expire(now_ms);
   const uint32_t bs = config_.block_size;
   const uint32_t isl = static_cast<uint32_t>(n);
   hash_prompt(tokens, n);
@@ -218,7 +225,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
     case Policy::kKv:
       trees_.resize(count);
       for (size_t i = 0; i < count; i++) {
-        values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight);
+        values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight);
         trees_[i] = cand_[i].tree_size;
       }
       pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
@@ -235,12 +242,19 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
 
   const uint32_t s = candidates_[pick];
   const uint32_t overlap = cand_[pick].overlap;
-  const uint64_t cached = uint64_t{overlap} * bs;
+  // What the unit will compute: blocks pending there are computed once, by their request.
+  const bool pending = config_.pending_weight > 0;
+  const uint32_t computed = pending ? std::max(overlap, cand_[pick].pending_overlap) : overlap;
+  const uint64_t cached = uint64_t{computed} * bs;
   const uint64_t prefill = n > cached ? n - cached : 0;
   if (active_.add(request_id, s, seq_.data(), n_full, n % bs != 0, prefill) != ActiveSequences::AddStatus::kOk) {
     return RouteStatus::kUnitFull;
   }
-  if (slots_[s].approx) approx_record(s, n_full, now_ms);
+  if (slots_[s].approx) {
+    approx_record(s, n_full, now_ms);
+  } else if (pending && n_full > 0 && config_.pending_timeout_ms > 0) {
+    pending_record(s, request_id, n_full, now_ms);
+  }
   *out = RouteResult{slots_[s].worker, slots_[s].rank, overlap};
   return RouteStatus::kOk;
 }
@@ -252,7 +266,8 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
     out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
-                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight)});
+                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight,
+                                                      config_.pending_weight)});
   }
 }
 
@@ -330,6 +345,91 @@ void KvRouter::approx_drop_front() {
 
 void KvRouter::expire(double now_ms) {
   while (approx_head_ != kNoEntry && approx_pool_[approx_head_].expiry <= now_ms) approx_drop_front();
+  pending_expire(now_ms);
+}
+
+void KvRouter::pending_record(uint32_t s, uint64_t request_id, size_t n_full, double now_ms) {
+  uint32_t e;
+  if (pending_free_ != kNoEntry) {
+    e = pending_free_;
+    pending_free_ = pending_pool_[e].next;
+  } else {
+    if (pending_pool_.size() >= kNoEntry - 1) return;  // 2^32 requests pending: record no more
+    e = static_cast<uint32_t>(pending_pool_.size());
+    pending_pool_.emplace_back();
+  }
+  if (s >= pending_by_slot_.size()) pending_by_slot_.resize(s + 1);
+  PendingEntry& x = pending_pool_[e];
+  x.id = request_id;
+  x.expiry = now_ms + config_.pending_timeout_ms;
+  x.last_seq = seq_[n_full - 1];
+  x.slot = s;
+  x.pos = static_cast<uint32_t>(pending_by_slot_[s].size());
+  x.nodes.clear();
+  for (size_t i = 0; i < n_full; i++) {
+    uint32_t count;
+    // Fails only at 65535 requests pending one block on one unit: that hold is not taken.
+    const uint32_t node = pending_.add(seq_[i], s, &count);
+    if (node != PrefixTable::kNoNode) x.nodes.push_back(node);
+  }
+  pending_by_slot_[s].push_back(e);
+  pending_of_.put(request_id, e);
+  // Append to the expiry list (now_ms never decreases, so it stays sorted).
+  x.prev = pending_tail_;
+  x.next = kNoEntry;
+  if (pending_tail_ != kNoEntry) {
+    pending_pool_[pending_tail_].next = e;
+  } else {
+    pending_head_ = e;
+  }
+  pending_tail_ = e;
+}
+
+void KvRouter::pending_release(uint32_t e) {
+  PendingEntry& x = pending_pool_[e];
+  for (uint32_t node : x.nodes) pending_.remove(node, x.slot);
+  x.nodes.clear();
+  pending_of_.erase(x.id);
+  std::vector<uint32_t>& list = pending_by_slot_[x.slot];
+  const uint32_t moved = list.back();
+  list[x.pos] = moved;
+  pending_pool_[moved].pos = x.pos;
+  list.pop_back();
+  if (x.prev != kNoEntry) {
+    pending_pool_[x.prev].next = x.next;
+  } else {
+    pending_head_ = x.next;
+  }
+  if (x.next != kNoEntry) {
+    pending_pool_[x.next].prev = x.prev;
+  } else {
+    pending_tail_ = x.prev;
+  }
+  x.next = pending_free_;
+  pending_free_ = e;
+}
+
+void KvRouter::pending_drop(uint64_t request_id) {
+  const uint32_t e = pending_of_.find(request_id);
+  if (e != U64Map::kNone) pending_release(e);
+}
+
+void KvRouter::pending_expire(double now_ms) {
+  while (pending_head_ != kNoEntry && pending_pool_[pending_head_].expiry <= now_ms) pending_release(pending_head_);
+}
+
+void KvRouter::pending_confirm(uint32_t s) {
+  std::vector<uint32_t>& list = pending_by_slot_[s];
+  // Backwards: a release moves the last entry into the released one's place.
+  for (size_t i = list.size(); i-- > 0;) {
+    const uint32_t e = list[i];
+    if (index_.holds(s, pending_pool_[e].last_seq)) pending_release(e);
+  }
+}
+
+void KvRouter::pending_drop_slot(uint32_t s) {
+  if (s >= pending_by_slot_.size()) return;
+  while (!pending_by_slot_[s].empty()) pending_release(pending_by_slot_[s].back());
 }
 
 RouterStats KvRouter::stats() const {
@@ -341,9 +441,15 @@ RouterStats KvRouter::stats() const {
   s.events_applied = events_applied_;
   s.event_errors = event_errors_;
   s.approx_blocks = approx_blocks_;
+  s.pending_requests = pending_of_.size();
+  s.pending_blocks = pending_.holds();
   s.bytes = s.index.bytes + active_.bytes() + slot_of_.bytes() + slots_.capacity() * sizeof(Slot) +
             approx_pool_.capacity() * sizeof(ApproxEntry) + approx_of_.capacity() * sizeof(U64Map);
   for (const U64Map& m : approx_of_) s.bytes += m.bytes();
+  s.bytes += pending_.bytes() + pending_of_.bytes() + pending_pool_.capacity() * sizeof(PendingEntry) +
+             pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
+  for (const PendingEntry& x : pending_pool_) s.bytes += x.nodes.capacity() * sizeof(uint32_t);
+  for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   return s;
 }
 

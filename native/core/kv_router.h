@@ -11,6 +11,14 @@
 // (least recently routed dropped first). Memory follows the recorded blocks (at most the
 // cap plus one prompt), never the request rate. Units with KV events are kept exact by
 // them alone.
+//
+// Pending prefixes (pending_weight > 0): a request routed to an exact unit has its full
+// blocks recorded as pending there, in a table beside the index, so that requests routed
+// before the engine's KV events arrive (a burst sharing a new prefix) see where it is being
+// computed (scheduler.h: kv_logit). A request's pending blocks go when the unit's KV events
+// store its last full block (confirmed: the index has them now), when it is freed, when
+// its unit is removed, or pending_timeout_ms after it was routed. Memory follows the
+// requests in flight, like the active requests.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +42,8 @@ struct RouterConfig {
   double approx_ttl_ms = 120000;
   uint64_t approx_max_blocks = 1u << 20;
   double approx_prune_ratio = 0.8;  // a prune drops down to max * ratio
+  double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
+  double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
 };
 
 struct UnitMatch {
@@ -75,6 +85,8 @@ struct RouterStats {
   uint64_t events_applied = 0;
   uint64_t event_errors = 0;
   uint64_t approx_blocks = 0;  // holds recorded by approximate mode
+  uint64_t pending_requests = 0;  // requests with pending blocks
+  uint64_t pending_blocks = 0;    // their (block, unit) holds, a block counted once per request
   uint64_t bytes = 0;          // index + active sequences + router tables, approximately
 };
 
@@ -123,8 +135,12 @@ class KvRouter {
   void score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out);
 
   bool mark_prefill_done(uint64_t request_id) { return active_.mark_prefill_done(request_id); }
-  bool free(uint64_t request_id) { return active_.free(request_id); }
-  // Approximate mode: drops recorded blocks whose TTL ended by now_ms.
+  bool free(uint64_t request_id) {
+    pending_drop(request_id);
+    return active_.free(request_id);
+  }
+  // Approximate mode: drops recorded blocks whose TTL ended by now_ms; and pending blocks
+  // whose timeout ended.
   void expire(double now_ms);
   void seed(uint64_t s) { rng_.seed(s); }
 
@@ -161,6 +177,12 @@ class KvRouter {
   void approx_link_back(uint32_t e);
   void approx_unlink(uint32_t e);
   void approx_drop_front();
+  void pending_record(uint32_t slot, uint64_t request_id, size_t n_full, double now_ms);
+  void pending_release(uint32_t e);
+  void pending_drop(uint64_t request_id);
+  void pending_expire(double now_ms);
+  void pending_confirm(uint32_t slot);
+  void pending_drop_slot(uint32_t slot);
 
   RouterConfig config_;
   KvIndex index_;
@@ -184,10 +206,29 @@ class KvRouter {
   std::vector<U64Map> approx_of_;  // by slot: seq → entry
   uint64_t approx_blocks_ = 0;
 
+  // Pending prefixes: the blocks (a hold per request), the requests' entries (a pool with a
+  // free list through `next`) on one list in routing order (so in expiry order), and per
+  // slot its entries (each entry knows its position there).
+  struct PendingEntry {
+    uint64_t id;
+    double expiry;
+    uint64_t last_seq;  // the request's last full block: stored on the unit = confirmed
+    uint32_t slot;
+    uint32_t pos;  // in pending_by_slot_[slot]
+    uint32_t prev, next;
+    std::vector<uint32_t> nodes;  // pending_ nodes held (ids stay valid while held)
+  };
+  PrefixTable pending_{50};
+  std::vector<PendingEntry> pending_pool_;
+  uint32_t pending_free_ = kNoEntry;
+  uint32_t pending_head_ = kNoEntry, pending_tail_ = kNoEntry;
+  U64Map pending_of_;  // request id → entry
+  std::vector<std::vector<uint32_t>> pending_by_slot_;
+
   // Per-call scratch.
   std::vector<uint64_t> local_, seq_;
-  std::vector<UnitDepth> matches_, active_matches_;
-  std::vector<uint32_t> overlap_of_, active_of_;  // by slot, zero between calls
+  std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
+  std::vector<uint32_t> overlap_of_, active_of_, pending_depth_;  // by slot, zero between calls
   std::vector<Candidate> cand_;
   std::vector<double> values_;
   std::vector<uint64_t> trees_;

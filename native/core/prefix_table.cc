@@ -33,6 +33,16 @@ uint32_t PrefixTable::find(uint64_t seq) const {
   }
 }
 
+bool PrefixTable::held_by(uint64_t seq, uint32_t unit) const {
+  const uint32_t node = find(seq);
+  if (node == kNoNode || unit >= kMaxUnits) return false;
+  const Node& nd = at(node);
+  const Holder* h = holders(nd);
+  const uint16_t u = static_cast<uint16_t>(unit);
+  const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
+  return pos != h + nd.n && pos->unit == u;
+}
+
 void PrefixTable::rehash(size_t new_cap) {
   std::unique_ptr<Slot[]> old = std::move(slots_);
   const size_t old_cap = cap_;

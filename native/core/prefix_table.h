@@ -60,6 +60,8 @@ class PrefixTable {
   uint32_t remove(uint32_t node, uint32_t unit);
 
   uint64_t seq_of(uint32_t node) const { return at(node).seq; }
+  // Whether `unit` holds block `seq`.
+  bool held_by(uint64_t seq, uint32_t unit) const;
   // Starts loading the table slot of block `seq` (for a match() soon after).
   void prefetch(uint64_t seq) const {
     if (cap_) __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq))]);

@@ -37,13 +37,23 @@ struct Candidate {
   uint64_t active_blocks = 0;   // the unit's active blocks (ActiveSequences)
   uint64_t prefill_tokens = 0;  // the unit's prompt tokens still to prefill
   uint64_t tree_size = 0;       // blocks the unit holds in the index
+  uint32_t pending_overlap = 0; // leading request blocks pending on the unit (routed there, not yet stored)
 };
 
 // Dynamo 2026-04 cost, lower is better:
 //   prefill_blocks = (prefill_tokens + max(0, isl - overlap*bs)) / bs
 //   decode_blocks  = active_blocks + ceil(isl/bs) - active_overlap
 //   logit          = overlap_weight * prefill_blocks + decode_blocks
-double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight);
+// With pending prefixes (pending_weight > 0), the blocks pending on the unit beyond its
+// cached overlap, extra = max(0, pending_overlap - overlap), will be computed there once by
+// the request that made them pending: that much of the unit's prefill load is left out
+// (shared = min(prefill_tokens, extra*bs)), and each such block lowers the cost by
+// pending_weight:
+//   prefill_blocks = (prefill_tokens - shared + max(0, isl - overlap*bs)) / bs
+//   logit          = overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra
+// pending_weight 0 is Dynamo's cost exactly.
+double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight,
+                double pending_weight = 0);
 
 // A unit's current load in blocks, for the load-balancing policies:
 // active_blocks + prefill_tokens / bs.
