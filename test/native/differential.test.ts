@@ -40,14 +40,19 @@ class Gen {
 
 interface CaseOptions {
   mutation?: IndexMutation;
+  pendingMutation?: 'no-shared-exclusion';
   steps?: number;
   // Documents of 200-259 blocks at block size 1 or 2: walks cross the native matcher's
   // 64-block batches (units drop out in a later batch, or survive past it).
   deep?: boolean;
 }
 
+/** How often pending blocks were confirmed by a stored event and dropped by their timeout
+ *  (the suite checks both paths ran). */
+const pendingCoverage = { confirmed: 0, expired: 0 };
+
 /** One random sequence; throws (naming the seed) on the first disagreement. */
-function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptions = {}): void {
+function runCase(seed: number, { mutation, pendingMutation, steps = 40, deep = false }: CaseOptions = {}): void {
   const g = new Gen(seed);
   const bs = deep ? g.pick([1, 2]) : g.pick([1, 2, 3, 4, 8]);
   const docLength = () => (deep ? 200 + g.int(60) : 10);
@@ -55,7 +60,10 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
   const temperature = g.chance(0.75) ? 0 : g.pick([0.1, 0.5, 1, 3]);
   const overlapWeight = g.pick([0, 0.5, 1, 1, 2]);
   const approx = g.chance(0.2);
+  const pendingWeight = pendingMutation ? 4 : g.pick([0, 0, 1, 4, 8]);
   const opts = {
+    pendingWeight,
+    pendingTimeoutMs: 1000,
     blockSize: bs,
     policy,
     temperature,
@@ -67,7 +75,7 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
     approxPruneRatio: 0.5,
   };
   const native = new addon.KvRouter(opts);
-  const ref = new ReferenceRouter({ ...opts, mutation });
+  const ref = new ReferenceRouter({ ...opts, mutation, pendingMutation });
 
   // Prompts are prefixes of a few random documents (sequences of block contents), some
   // diverging at the end, so deep shared prefixes are common; a block's tokens depend only
@@ -98,6 +106,8 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
   let now = 0;
   let nextId = 1;
   const active: number[] = [];
+  // Routed requests' paths and units: a stored event for one confirms its pending blocks.
+  const routedPaths = new Map<number, { path: number[]; worker: number; rank: number }>();
   const out3 = new Uint32Array(3);
   const cap = 64;
   const ow = new Uint32Array(cap);
@@ -130,11 +140,17 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
     return ['BlockRemoved', hashes, g.chance(0.1) ? 'CPU_PINNED' : 'GPU'];
   };
 
+  // The engine storing a routed request's prompt on its unit (what confirms pending blocks).
+  const promptStored = (path: number[]): unknown[] => {
+    const hashes = path.map((_, b) => engineHash(path, b, 0));
+    return ['BlockStored', hashes, null, path.flatMap(blockTokens), bs, null, 'GPU'];
+  };
+
   const key = (w: number, r: number) => `${w}:${r}`;
   const check = (what: string) => {
     const s = native.stats();
-    const { blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks } = s;
-    expect({ blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks }, `${what}: stats`).toEqual(
+    const { blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks, pendingRequests, pendingBlocks } = s;
+    expect({ blocks, pairs, indexUnits, candidates, units, activeRequests, eventsApplied, eventErrors, approxBlocks, pendingRequests, pendingBlocks }, `${what}: stats`).toEqual(
       ref.stats(),
     );
     expect(native.units(), `${what}: units`).toEqual(ref.unitInfo());
@@ -144,13 +160,16 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
   try {
     for (; step < steps; step++) {
       const op = g.int(100);
+      const pendingBefore = native.stats().pendingRequests;
       if (op < 10) {
         const { worker, rank } = units();
         native.addWorker(worker, rank);
         ref.addWorker(worker, rank);
       } else if (op < 35) {
-        const { worker, rank } = units();
-        const ev = storedEvent();
+        const ids = [...routedPaths.keys()];
+        const mine = ids.length > 0 && g.chance(0.3) ? routedPaths.get(g.pick(ids))! : null;
+        const { worker, rank } = mine ?? units();
+        const ev = mine ? promptStored(mine.path) : storedEvent();
         if (ev[6] !== 'CPU_PINNED' && g.chance(0.5)) {
           const tokens = Uint32Array.from(ev[3] as number[]);
           const hashes = BigInt64Array.from(ev[1] as bigint[]);
@@ -186,11 +205,12 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
         for (let i = 0; i < n; i++) got.set(key(ow[i]!, or[i]!), od[i]!);
         expect(got, 'findMatches').toEqual(ref.findMatches(prompt));
       } else if (op < 90) {
-        const prompt = promptOf(randomPath(), g.int(2 * bs));
+        const path = randomPath();
+        const prompt = promptOf(path, g.int(2 * bs));
         const w = g.chance(0.2) ? g.pick([0, 1.5]) : undefined;
         const t = g.chance(0.1) ? g.pick([0, 0.7]) : undefined;
+        now += g.int(400);
         if (approx) {
-          now += g.int(400);
           native.expire(now);
           ref.expire(now);
         }
@@ -220,6 +240,7 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
           } else {
             expect([out3[0], out3[1], out3[2]], 'route decision').toEqual([decision.worker, decision.rank, decision.overlap]);
             active.push(id);
+            routedPaths.set(id, { path, worker: decision.worker, rank: decision.rank });
           }
         }
       } else if (op < 95) {
@@ -228,12 +249,16 @@ function runCase(seed: number, { mutation, steps = 40, deep = false }: CaseOptio
       } else {
         const id = active.length && g.chance(0.9) ? active.splice(g.int(active.length), 1)[0]! : nextId + 100;
         expect(native.free(id), 'free').toBe(ref.free(id));
+        routedPaths.delete(id);
       }
       check(`op ${op}`);
+      const pendingAfter = native.stats().pendingRequests;
+      if (pendingAfter < pendingBefore && op >= 10 && op < 35) pendingCoverage.confirmed++;
+      if (pendingAfter < pendingBefore && op >= 65 && op < 90) pendingCoverage.expired++;
     }
   } catch (err) {
     throw new Error(
-      `native and reference disagree: seed ${seed}${deep ? ' (deep)' : ''}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, approx })})\n` +
+      `native and reference disagree: seed ${seed}${deep ? ' (deep)' : ''}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, pendingWeight, approx })})\n` +
         `replay: KVGATE_DIFF_SEED=${seed} npx vitest run test/native/differential.test.ts\n${(err as Error).message}`,
       { cause: err },
     );
@@ -251,6 +276,10 @@ function seeds(): number[] {
 describe('native router vs the TypeScript reference', () => {
   it(`agrees on ${seeds().length} random event/query/route sequences`, () => {
     for (const seed of seeds()) runCase(seed);
+    if (!process.env.KVGATE_DIFF_SEED) {
+      expect(pendingCoverage.confirmed, 'pending blocks confirmed by a stored event').toBeGreaterThan(0);
+      expect(pendingCoverage.expired, 'pending blocks timed out').toBeGreaterThan(0);
+    }
   });
 
   it('agrees on long sequences (index churn, many active requests)', () => {
@@ -279,4 +308,18 @@ describe('native router vs the TypeScript reference', () => {
       expect(caught?.message).toMatch(/findMatches|score|route/);
     });
   }
+
+  // And a planted pending-prefix bug: the shared in-flight prefill charged again.
+  it('catches a planted pending-prefix bug (no-shared-exclusion)', () => {
+    let caught: Error | undefined;
+    for (let seed = 1; seed <= 500 && !caught; seed++) {
+      try {
+        runCase(seed, { pendingMutation: 'no-shared-exclusion' });
+      } catch (err) {
+        caught = err as Error;
+      }
+    }
+    expect(caught?.message).toMatch(/native and reference disagree: seed \d+/);
+    expect(caught?.message).toMatch(/cost|score|route/);
+  });
 });

@@ -100,6 +100,11 @@ export class ReferenceKvIndex {
     return this.match(sequenceHashes(localHashes(tokens, this.blockSize)));
   }
 
+  /** Whether the unit holds block `seq`. */
+  holds(unit: string, seq: bigint): boolean {
+    return this.holders.get(seq)?.has(unit) ?? false;
+  }
+
   unitBlocks(unit: string): number {
     return this.lookup.get(unit)?.size ?? 0;
   }

@@ -24,7 +24,11 @@ export interface ReferenceRouterOptions {
   approxTtlMs?: number;
   approxMaxBlocks?: number;
   approxPruneRatio?: number;
+  pendingWeight?: number;
+  pendingTimeoutMs?: number;
   mutation?: IndexMutation;
+  /** A deliberate defect in pending prefixes, for the mutation check. */
+  pendingMutation?: 'no-shared-exclusion';
 }
 
 /** One candidate as the scheduler sees it for one request. */
@@ -36,6 +40,7 @@ export interface CandidateView {
   activeBlocks: number;
   prefillTokens: number;
   treeSize: number;
+  pendingOverlap: number;
   cost: number;
 }
 
@@ -53,6 +58,13 @@ interface Unit {
   worker: number;
   rank: number;
   candidate: boolean;
+}
+
+/** A routed request's blocks pending on its unit (until stored there, freed or timed out). */
+interface Pending {
+  unit: string;
+  seq: bigint[];
+  expiry: number;
 }
 
 interface Active {
@@ -77,6 +89,11 @@ export class ReferenceRouter {
   private readonly ttl: number;
   private readonly maxBlocks: number;
   private readonly pruneRatio: number;
+  private readonly pendingWeight: number;
+  private readonly pendingTimeoutMs: number;
+  private readonly pendingMutation: ReferenceRouterOptions['pendingMutation'];
+  /** request id → its pending blocks, in routing order. */
+  private readonly pending = new Map<number, Pending>();
   private rng: SplitMix64;
   private roundRobin = 0;
   private readonly index: ReferenceKvIndex;
@@ -98,6 +115,9 @@ export class ReferenceRouter {
     this.ttl = o.approxTtlMs ?? 120_000;
     this.maxBlocks = o.approxMaxBlocks ?? 1 << 20;
     this.pruneRatio = o.approxPruneRatio ?? 0.8;
+    this.pendingWeight = o.pendingWeight ?? 0;
+    this.pendingTimeoutMs = o.pendingTimeoutMs ?? 10_000;
+    this.pendingMutation = o.pendingMutation;
     this.index = new ReferenceKvIndex(o.blockSize, o.mutation);
   }
 
@@ -116,6 +136,7 @@ export class ReferenceRouter {
       if (u.worker !== worker || (rank !== undefined && u.rank !== rank)) continue;
       this.clearUnit(k);
       for (const [id, a] of [...this.active]) if (a.unit === k) this.active.delete(id);
+      for (const [id, p] of [...this.pending]) if (p.unit === k) this.pending.delete(id);
       this.units.delete(k);
     }
   }
@@ -129,7 +150,12 @@ export class ReferenceRouter {
   // ---- KV events ----
 
   applyStored(worker: number, rank: number, parent: bigint | null, tokens: Uint32Array, engine: bigint[]): StoreStatus {
-    const status = this.index.applyStored(this.unitKey(worker, rank), parent, tokens, engine);
+    const k = this.unitKey(worker, rank);
+    const status = this.index.applyStored(k, parent, tokens, engine);
+    // Confirmed: the unit now holds a pending request's last full block.
+    if (status === 'ok') {
+      for (const [id, p] of [...this.pending]) if (p.unit === k && this.index.holds(k, p.seq.at(-1)!)) this.pending.delete(id);
+    }
     if (status === 'ok') this.eventsApplied++;
     else this.eventErrors++;
     return status;
@@ -200,11 +226,17 @@ export class ReferenceRouter {
       const activeBlocks = activeSeq.size + mine.filter((a) => a.partial).length;
       const prefillTokens = mine.filter((a) => !a.prefillDone).reduce((s, a) => s + a.prefillTokens, 0);
       const overlap = cached.get(k) ?? 0;
+      const pendingSeq = new Set([...this.pending.values()].filter((p) => p.unit === k).flatMap((p) => p.seq));
+      let pendingOverlap = 0;
+      while (pendingOverlap < seq.length && pendingSeq.has(seq[pendingOverlap]!)) pendingOverlap++;
+      // Pending blocks beyond the cached overlap: computed once there, by their own request.
+      const extra = this.pendingWeight > 0 ? Math.max(0, pendingOverlap - overlap) : 0;
+      const shared = this.pendingMutation === 'no-shared-exclusion' ? 0 : Math.min(prefillTokens, extra * bs);
       // Dynamo 2026-04: prefill blocks still to compute, weighted, plus decode blocks.
       const newPrefill = Math.max(0, isl - overlap * bs);
-      const prefillBlocks = (prefillTokens + newPrefill) / bs;
+      const prefillBlocks = (prefillTokens - shared + newPrefill) / bs;
       const newBlocks = Math.max(0, Math.ceil(isl / bs) - activeOverlap);
-      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks);
+      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks) - this.pendingWeight * extra;
       return {
         worker: u.worker,
         rank: u.rank,
@@ -213,6 +245,7 @@ export class ReferenceRouter {
         activeBlocks,
         prefillTokens,
         treeSize: this.index.unitBlocks(k),
+        pendingOverlap,
         cost,
       };
     });
@@ -230,6 +263,7 @@ export class ReferenceRouter {
     if (cands.length === 0) return null;
     if (this.active.has(requestId)) throw new Error(`request ${requestId} is already active`);
     if (this.approx) this.expire(nowMs);
+    this.expirePending(nowMs);
     const views = this.score(tokens, overlapWeight);
     const n = views.length;
     const load = (c: CandidateView) => c.activeBlocks + c.prefillTokens / this.blockSize;
@@ -289,14 +323,18 @@ export class ReferenceRouter {
     const chosen = views[pick]!;
     const k = key(chosen.worker, chosen.rank);
     const seq = sequenceHashes(localHashes(tokens, this.blockSize));
+    const pending = this.pendingWeight > 0;
+    // What the unit computes: blocks pending there are computed once, by their request.
+    const computed = pending ? Math.max(chosen.overlap, chosen.pendingOverlap) : chosen.overlap;
     this.active.set(requestId, {
       unit: k,
       seq,
       partial: tokens.length % this.blockSize !== 0,
-      prefillTokens: Math.max(0, tokens.length - chosen.overlap * this.blockSize),
+      prefillTokens: Math.max(0, tokens.length - computed * this.blockSize),
       prefillDone: false,
     });
     if (this.approx) this.record(k, seq, nowMs);
+    else if (pending && seq.length > 0) this.pending.set(requestId, { unit: k, seq, expiry: nowMs + this.pendingTimeoutMs });
     return { worker: chosen.worker, rank: chosen.rank, overlap: chosen.overlap, candidates: views, softmax };
   }
 
@@ -308,11 +346,18 @@ export class ReferenceRouter {
   }
 
   free(requestId: number): boolean {
+    this.pending.delete(requestId);
     return this.active.delete(requestId);
   }
 
-  /** Approximate mode: drops recordings whose TTL ended by nowMs. */
+  /** Drops pending blocks whose timeout ended by nowMs. */
+  expirePending(nowMs: number): void {
+    for (const [id, p] of [...this.pending]) if (p.expiry <= nowMs) this.pending.delete(id);
+  }
+
+  /** Approximate mode: drops recordings whose TTL ended by nowMs; and pending blocks. */
   expire(nowMs: number): void {
+    this.expirePending(nowMs);
     for (const [k, m] of this.recorded) {
       for (const [seq, [expiry]] of [...m]) {
         if (expiry <= nowMs) this.forget(k, seq);
@@ -333,6 +378,8 @@ export class ReferenceRouter {
       eventsApplied: this.eventsApplied,
       eventErrors: this.eventErrors,
       approxBlocks,
+      pendingRequests: this.pending.size,
+      pendingBlocks: [...this.pending.values()].reduce((s, p) => s + p.seq.length, 0),
     };
   }
 
