@@ -74,6 +74,13 @@ const MUTANTS = [
     from: '      approx_pool_[e].expiry = expiry;\n',
     to: '',
   },
+  {
+    name: 'pending-not-confirmed',
+    why: "a unit's KV events storing a pending prompt leave it pending",
+    file: 'kv_router.cc',
+    from: '    if (s < pending_by_slot_.size() && !pending_by_slot_[s].empty()) pending_confirm(s);\n',
+    to: '',
+  },
 ];
 
 const args = process.argv.slice(2);

@@ -4,6 +4,7 @@
 
 import { KvgateError } from './errors.js';
 import { DEFAULT_SEGMENT_CACHE_BYTES } from './preprocess/segmented_encoder.js';
+import { ROUTING_DEFAULTS } from './router/routing_defaults.js';
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'json' | 'list';
 
@@ -52,8 +53,10 @@ export const COMMANDS = {
       workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
       engineUrls: { kind: 'list', help: 'plain SGLang servers to route to without agents (comma-separated http://host:port, or grpc://host:port for --grpc-mode servers)' },
       routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },
-      kvOverlapScoreWeight: { kind: 'float', default: 1, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost' },
-      routerTemperature: { kind: 'float', default: 0, min: 0, help: 'softmax temperature of the kv choice (0: always the lowest cost)' },
+      kvOverlapScoreWeight: { kind: 'float', default: ROUTING_DEFAULTS.overlapWeight, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost (Dynamo\'s default is 1; this one comes from the fleet simulator\'s sweep)' },
+      routerTemperature: { kind: 'float', default: ROUTING_DEFAULTS.temperature, min: 0, help: 'softmax temperature of the kv choice (0: always the lowest cost)' },
+      routerPendingWeight: { kind: 'float', default: ROUTING_DEFAULTS.pendingWeight, min: 0, help: 'pending prefixes: a prompt routed to a worker counts there until its KV events store it; each such block beyond the cached ones takes this much off the kv cost, so a burst sharing a new prefix stays on one worker (0: off)' },
+      routerPendingTimeout: { kind: 'float', default: ROUTING_DEFAULTS.pendingTimeoutMs / 1000, min: 0.001, help: 'seconds a routed prompt stays pending at most when its worker\'s KV events do not store it' },
       kvEvents: { kind: 'bool', default: true, help: 'route on the engines\' KV events; --no-kv-events: approximate mode, the router predicts caches from its own decisions' },
       routerTtlSecs: { kind: 'float', default: 120, min: 0.001, help: 'approximate mode: seconds a routed prompt counts as cached on its worker' },
       workerStartupTimeout: { kind: 'float', default: 600, min: 0.1, help: 'seconds spawned workers may take to start their engines (model loading)' },

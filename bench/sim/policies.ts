@@ -5,6 +5,7 @@
 // engine emitted them. The oracle routes on the engines' true state instead.
 
 import { addon, type KvRouter, type RouterPolicy } from '../../src/native/addon.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import type { KvEvent } from '../../src/mocker/radix_cache.js';
 import type { RankScheduler } from '../../src/mocker/scheduler.js';
 import type { TimingModel } from '../../src/mocker/timing.js';
@@ -45,7 +46,7 @@ export interface PolicySpec {
   overlapWeight?: number; // default: the router's (1)
   temperature?: number; // default: the router's (0)
   eventDelayMs?: number; // exact KV routing: engine emit -> index, virtual ms (default 0)
-  pendingWeight?: number; // kv-pending: the router's pendingWeight (default PENDING_DEFAULTS)
+  pendingWeight?: number; // kv-pending: the router's pendingWeight (default ROUTING_DEFAULTS')
   pendingTimeoutMs?: number;
   seed?: number;
 }
@@ -95,9 +96,6 @@ export function applyKvEvents(router: KvRouter, worker: number, events: readonly
   }
 }
 
-// The kv-pending policy's settings when a spec names none (the product defaults, src/config.ts).
-export const PENDING_DEFAULTS = { weight: 8, timeoutMs: 10_000 };
-
 // The oracle's queued prompts, as holds under engine hashes no engine uses: a unit holds a
 // block under several engine hashes, so these holds sit beside the exact ones and leave with
 // applyRemoved without touching what the engine's own events stored.
@@ -136,7 +134,7 @@ class NativePolicy implements Policy {
       ...(spec.overlapWeight !== undefined ? { overlapWeight: spec.overlapWeight } : {}),
       ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
       // kv-pending: the native pending prefixes (kv_router.h); kv keeps them off.
-      ...(spec.kind === 'kv-pending' ? { pendingWeight: spec.pendingWeight ?? PENDING_DEFAULTS.weight, pendingTimeoutMs: spec.pendingTimeoutMs ?? PENDING_DEFAULTS.timeoutMs } : {}),
+      ...(spec.kind === 'kv-pending' ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
   }

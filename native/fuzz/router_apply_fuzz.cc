@@ -3,7 +3,7 @@
 // tagged-map events (raw input bytes go to both), so they must stay identical throughout.
 // Operations: apply a batch (raw bytes or built), register / remove / clear units and
 // workers, route a token sequence, mark prefill done and free requests, match a query,
-// expire (approximate mode). Checked after every operation (any failure aborts):
+// expire (approximate mode, pending prefixes). Checked after every operation (any failure aborts):
 //  - both routers agree: stats, route results, matches;
 //  - a batch that does not parse changes nothing; one that does accounts for every event;
 //  - counters agree with each other: index pairs = sum of units' cached blocks, blocks <=
@@ -17,7 +17,7 @@
 //
 // Input layout, one byte per choice (the seeds in corpus/router_apply_fuzz are written so):
 //   header   block_size - 1 (mod 4), policy (mod 5), mode (bit 0: temperature 0.7; bits 1-2
-//            zero: approximate mode)
+//            zero: approximate mode; bit 3: pending prefixes, weight 4, timeout 50)
 //   op       opcode (mod 12), worker (mod 6), rank (mod 3), then by opcode:
 //     0      raw batch: length, bytes
 //     1-3    built batch: ts, event count (mod 7), events, dp (mod 4; 0 = nil, else rank dp-1)
@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -61,14 +62,19 @@ using kvgate::test::MsgpackWriter;
 constexpr uint32_t kWorkers = 6;
 constexpr uint32_t kRanks = 3;
 
-void check(bool ok) {
-  if (!ok) std::abort();
+// Aborts naming the failed check's line.
+void check_at(bool ok, int line) {
+  if (ok) return;
+  std::fprintf(stderr, "router_apply_fuzz.cc:%d: check failed\n", line);
+  std::abort();
 }
+#define check(ok) check_at((ok), __LINE__)
 
 bool same_stats(const RouterStats& a, const RouterStats& b) {
   return a.index.blocks == b.index.blocks && a.index.pairs == b.index.pairs && a.index.units == b.index.units &&
          a.candidates == b.candidates && a.units == b.units && a.active_requests == b.active_requests &&
-         a.events_applied == b.events_applied && a.event_errors == b.event_errors && a.approx_blocks == b.approx_blocks;
+         a.events_applied == b.events_applied && a.event_errors == b.event_errors && a.approx_blocks == b.approx_blocks &&
+         a.pending_requests == b.pending_requests && a.pending_blocks == b.pending_blocks;
 }
 
 // The program, read front to back one byte per choice (zeros once it runs out), so that a
@@ -254,8 +260,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RouterConfig c;
   c.block_size = 1 + in.upto(3);
   c.policy = static_cast<Policy>(in.upto(4));
-  const uint8_t mode = in.byte();  // bit 0: temperature 0.7; bits 1-2 zero: approximate mode
+  // bit 0: temperature 0.7; bits 1-2 zero: approximate mode; bit 3: pending prefixes
+  const uint8_t mode = in.byte();
   c.temperature = mode & 1 ? 0.7 : 0.0;
+  c.pending_weight = mode & 8 ? 4.0 : 0.0;
+  c.pending_timeout_ms = 50;
   c.seed = 1;
   c.approx = (mode & 6) == 0;
   c.approx_ttl_ms = 50;
@@ -367,6 +376,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(same_stats(r0.stats(), r1.stats()));
     check_consistent(r0, live.size());
     if (c.approx) check(r0.stats().approx_blocks <= c.approx_max_blocks);
+    // Pending blocks belong to live requests only, at most a prompt's full blocks each.
+    const RouterStats st = r0.stats();
+    check(st.pending_requests <= st.active_requests && st.pending_blocks <= st.pending_requests * (24 / c.block_size));
+    if (c.pending_weight == 0) check(st.pending_requests == 0);
   }
 
   for (const Live& l : live) check(r0.free(l.id) && r1.free(l.id));
@@ -376,8 +389,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const RouterStats end = r0.stats();
   check(end.index.blocks == 0 && end.index.pairs == 0 && end.active_requests == 0 && end.approx_blocks == 0);
+  check(end.pending_requests == 0 && end.pending_blocks == 0);
   check(end.units == 0 && end.candidates == 0);
-  // What may remain: the index's and the active table's retained node chunks.
-  check(end.bytes < empty_bytes + (1u << 20));
+  // What may remain: the index's, the active and the pending tables' retained node chunks
+  // (384 KB each).
+  check(end.bytes < empty_bytes + (3u << 19));
   return 0;
 }

@@ -361,6 +361,84 @@ TEST(KvRouter, LoadSpreadsIdenticalRequests) {
   for (uint32_t w = 0; w < 4; w++) EXPECT_EQ(seen[w], 2) << w;
 }
 
+// A burst of one new prefix: 16 prompts of 128 shared blocks plus 8 of their own, routed
+// before any KV event. Without pending prefixes they spread; with them they stay together.
+std::vector<uint32_t> burst_prompt(uint32_t i) {
+  std::vector<uint32_t> t = prompt(7, 128 * kBs);
+  const auto own = prompt(100 + i, 8 * kBs);
+  t.insert(t.end(), own.begin(), own.end());
+  return t;
+}
+
+uint32_t busiest_of_burst(double pending_weight) {
+  RouterConfig c = config();
+  c.overlap_weight = 4;
+  c.pending_weight = pending_weight;
+  KvRouter r(c);
+  for (uint32_t w = 0; w < 8; w++) r.add_unit(w, 0);
+  uint32_t seen[8] = {};
+  for (uint32_t i = 0; i < 16; i++) {
+    const auto p = burst_prompt(i);
+    RouteResult res;
+    EXPECT_EQ(r.route(p.data(), p.size(), i, 4.0, 0.0, 0, &res), RouteStatus::kOk);
+    seen[res.worker]++;
+  }
+  return *std::max_element(seen, seen + 8);
+}
+
+TEST(KvRouter, PendingPrefixesKeepABurstTogether) {
+  EXPECT_LE(busiest_of_burst(0), 2u);
+  EXPECT_EQ(busiest_of_burst(8), 16u);
+}
+
+TEST(KvRouter, PendingBlocksGoWhenStoredFreedTimedOutOrTheirUnitGoes) {
+  RouterConfig c = config();
+  c.pending_weight = 8;
+  c.pending_timeout_ms = 1000;
+  KvRouter r(c);
+  r.add_unit(1, 0);
+  r.add_unit(2, 0);
+  const auto p = prompt(3, 40);  // 10 blocks
+  RouteResult a, b;
+  ASSERT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &a), RouteStatus::kOk);
+  EXPECT_EQ(r.stats().pending_requests, 1u);
+  EXPECT_EQ(r.stats().pending_blocks, 10u);
+  // The same prompt again goes where it is pending, and its prefill counts it as computed.
+  ASSERT_EQ(r.route(p.data(), p.size(), 2, 1.0, 0.0, 10, &b), RouteStatus::kOk);
+  EXPECT_EQ(b.worker, a.worker);
+  EXPECT_EQ(b.overlap, 0u);  // overlap reports cached blocks only
+  std::vector<UnitInfo> units;
+  r.units(&units);
+  EXPECT_EQ(units[a.worker == 1 ? 0 : 1].load.prefill_tokens, 40u);
+  EXPECT_EQ(r.stats().pending_blocks, 20u);
+  // Stored on another unit: nothing confirmed. Part of it on its own unit: not yet.
+  store(r, a.worker == 1 ? 2 : 1, 0, p, 10);
+  EXPECT_EQ(r.stats().pending_requests, 2u);
+  store(r, a.worker, 0, p, 9);
+  EXPECT_EQ(r.stats().pending_requests, 2u);
+  // Its last full block stored there: both confirmed.
+  store(r, a.worker, 0, p, 10);
+  EXPECT_EQ(r.stats().pending_requests, 0u);
+  EXPECT_EQ(r.stats().pending_blocks, 0u);
+  r.free(1);
+  r.free(2);
+  // Freed, timed out, unit removed.
+  const auto q = prompt(4, 40);
+  ASSERT_EQ(r.route(q.data(), q.size(), 3, 1.0, 0.0, 100, &a), RouteStatus::kOk);
+  EXPECT_TRUE(r.free(3));
+  EXPECT_EQ(r.stats().pending_requests, 0u);
+  ASSERT_EQ(r.route(q.data(), q.size(), 4, 1.0, 0.0, 200, &a), RouteStatus::kOk);
+  r.expire(1199);
+  EXPECT_EQ(r.stats().pending_requests, 1u);
+  r.expire(1200);
+  EXPECT_EQ(r.stats().pending_requests, 0u);
+  EXPECT_EQ(r.stats().active_requests, 1u);  // still active: only its pending blocks went
+  ASSERT_EQ(r.route(q.data(), q.size(), 5, 1.0, 0.0, 1300, &b), RouteStatus::kOk);
+  r.remove_unit(b.worker, 0);
+  EXPECT_EQ(r.stats().pending_requests, 0u);
+  EXPECT_EQ(r.stats().pending_blocks, 0u);
+}
+
 TEST(KvRouter, ApproximateModeRecordsRoutedBlocksWithATtl) {
   RouterConfig c = config();
   c.approx = true;

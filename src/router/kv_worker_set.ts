@@ -24,6 +24,9 @@
 //   prefill tokens of what it routed, released on first token and finish), as Dynamo does;
 //   the native router takes no external load. The engines' own load reports are kept for
 //   /metrics only.
+// - Pending prefixes: a prompt routed to an exact worker counts as being computed there
+//   until its KV events store it (or it finishes, or a timeout), so requests routed before
+//   those events, a burst sharing a new prefix, follow it (kv_router.h).
 // - Approximate mode is per worker (kvEvents false, or a worker without KV events such as a
 //   plain SGLang HTTP server): the router records each prompt routed to it as cached there
 //   for a TTL, and its KV events are ignored. The other workers of the model stay exact.
@@ -40,14 +43,19 @@ import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
 import { RoutedRequest, type Route, type RoutingPort } from './routed_request.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
+import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
 
 export const ROUTER_MODES: readonly RouterPolicy[] = ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
 
 export interface KvWorkerSetOptions {
   mode?: RouterPolicy; // default 'kv'
-  overlapWeight?: number; // default 1 (Dynamo's kv_overlap_score_weight)
-  temperature?: number; // default 0 (argmin)
+  // The kv cost's settings; defaults: ROUTING_DEFAULTS.
+  overlapWeight?: number;
+  temperature?: number;
+  // Pending prefixes (native/binding/index.d.ts): 0 turns them off.
+  pendingWeight?: number;
+  pendingTimeoutMs?: number;
   // false: approximate mode, the workers' KV events are ignored.
   kvEvents?: boolean;
   approxTtlMs?: number; // default 120 s
@@ -368,8 +376,10 @@ export class KvWorkerSet implements WorkerSet {
     const router = new addon.KvRouter({
       blockSize: card.pageSize,
       policy: this.mode,
-      overlapWeight: this.opts.overlapWeight ?? 1,
-      temperature: this.opts.temperature ?? 0,
+      overlapWeight: this.opts.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight,
+      temperature: this.opts.temperature ?? ROUTING_DEFAULTS.temperature,
+      pendingWeight: this.opts.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight,
+      pendingTimeoutMs: this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs,
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });

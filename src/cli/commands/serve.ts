@@ -58,6 +58,8 @@ export async function run(argv: string[]): Promise<void> {
     mode: o.routerMode as RouterPolicy,
     overlapWeight: o.kvOverlapScoreWeight,
     temperature: o.routerTemperature,
+    pendingWeight: o.routerPendingWeight,
+    pendingTimeoutMs: o.routerPendingTimeout * 1000,
     kvEvents: o.kvEvents,
     approxTtlMs: o.routerTtlSecs * 1000,
     servedModelName: o.servedModelName,

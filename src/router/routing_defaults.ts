@@ -1,0 +1,14 @@
+// The KV router's cost settings by default, chosen by the fleet simulator's sweep across
+// workloads and fleet sizes (`npm run sim -- sweep`, bench/README.md): the flags' defaults
+// (src/config.ts) and KvWorkerSet's.
+
+export const ROUTING_DEFAULTS = {
+  // Weight of prefill blocks against decode blocks in the kv cost (Dynamo's default is 1).
+  overlapWeight: 4,
+  // Softmax temperature of the kv choice; 0 takes the lowest cost.
+  temperature: 0,
+  // What a block pending on a worker (routed there, not yet stored) takes off the cost; 0: off.
+  pendingWeight: 8,
+  // How long a routed prompt's blocks stay pending at most without the engine storing them.
+  pendingTimeoutMs: 10_000,
+} as const;
