@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { runWorkload, sharedPrefixWorkload } from '../../bench/http/shared_prefix.js';
 import type { KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
-import { MODEL, serve, startCluster } from './stack.js';
+import { metricByWorker, MODEL, serve, startCluster } from './stack.js';
 
 const requests = sharedPrefixWorkload({ groups: 8, perGroup: 6, systemWords: 1100, seed: 1 });
 
@@ -40,5 +40,48 @@ describe('shared-prefix workload on four workers', () => {
     expect(approx.cached).toBeGreaterThanOrEqual(2 * rr.cached);
     // The index was fed by the engines' events (approximate mode predicts instead).
     expect(kv.index).toBeGreaterThan(8 * 60);
+  });
+});
+
+// The burst case of issue 15: 16 requests sharing one new system prompt, all sent at once, so
+// every one is routed before any worker's KV events can tell the router the prefix exists.
+// Pending prefixes (on by default) keep them on one worker; without them they spread.
+describe('a burst of one new prefix on four workers with KV events', () => {
+  async function busiestShare(stack: Awaited<ReturnType<typeof serve>>, seed: number): Promise<number> {
+    const burst = sharedPrefixWorkload({ groups: 1, perGroup: 16, systemWords: 1100, seed });
+    const before = await metricByWorker(stack.url, 'kvgate_router_decisions_total');
+    await Promise.all(burst.map((r) => stack.client.chat.completions.create({ model: MODEL, messages: r.messages, max_tokens: 4 })));
+    const after = await metricByWorker(stack.url, 'kvgate_router_decisions_total');
+    const counts = [...after].map(([w, n]) => n - (before.get(w) ?? 0));
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(16);
+    return Math.max(...counts);
+  }
+
+  it('keeps at least 15 of 16 on one worker with pending prefixes, and spreads them without', { timeout: 120_000 }, async () => {
+    const cluster = await startCluster(4, ['--speedup-ratio', '50']);
+    try {
+      const off = await serve(cluster.workers.map((w) => w.url), { mode: 'kv', pendingWeight: 0 });
+      let without: number;
+      try {
+        without = await busiestShare(off, 11);
+      } finally {
+        await off.close();
+      }
+      const on = await serve(cluster.workers.map((w) => w.url), { mode: 'kv' });
+      try {
+        const withPending = await busiestShare(on, 12);
+        console.log(`burst of 16: busiest worker took ${withPending} with pending prefixes, ${without} without`);
+        expect(withPending).toBeGreaterThanOrEqual(15);
+        expect(without).toBeLessThan(15);
+        // Every request finished: nothing stays pending or active.
+        const stats = on.set.routerStats(MODEL)!;
+        expect(stats.activeRequests).toBe(0);
+        expect(stats.pendingRequests).toBe(0);
+      } finally {
+        await on.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
   });
 });
