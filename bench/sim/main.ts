@@ -3,6 +3,7 @@
 //   report (default)  every workload at each fleet size under every policy, then the router's cost
 //   cost              the native router's findMatches/route latency and decisions/s at scale
 //   sweep             overlap weight x temperature of the kv policy across workloads and fleets
+//   sweep-pending     overlap weight x pending weight, then the pending timeout (pending prefixes)
 //   burst             16 concurrent requests of one new prefix: how many stay on one engine
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
 //
@@ -18,6 +19,7 @@ import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
 import { simulate, ENGINE_DEFAULTS, type SimResult } from './simulate.js';
 import { burstWorkload } from './burst.js';
 import { runSweep } from './sweep.js';
+import { runPendingSweep } from './sweep_pending.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -113,6 +115,9 @@ switch (cmd) {
   case 'sweep':
     json.sweep = runSweep(seed, eventDelayMs);
     break;
+  case 'sweep-pending':
+    json.sweepPending = runPendingSweep(seed, eventDelayMs);
+    break;
   case 'burst':
     burst();
     break;
@@ -120,7 +125,7 @@ switch (cmd) {
     failures();
     break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, sweep, burst, failures)`);
+    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

@@ -11,7 +11,7 @@ import { simulate } from './simulate.js';
 
 export const WEIGHTS = [0.5, 1, 2, 4, 8];
 export const TEMPERATURES = [0, 0.1, 0.5];
-const SCENARIOS: [WorkloadName, number][] = [
+export const SCENARIOS: [WorkloadName, number][] = [
   ['shared-prefix', 8],
   ['shared-prefix', 64],
   ['shared-prefix', 1000],
