@@ -15,8 +15,8 @@ export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'oracle' },
   { kind: 'kv' },
   { kind: 'kv', overlapWeight: 4 },
+  { kind: 'kv-pending', overlapWeight: 8 }, // the product defaults (pending weight 16)
   { kind: 'kv-pending', overlapWeight: 4 },
-  { kind: 'kv-pending', overlapWeight: 4, pendingWeight: 16 },
   { kind: 'kv', temperature: 0.5 },
   { kind: 'kv-approx' },
   { kind: 'least-loaded' },

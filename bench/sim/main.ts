@@ -74,7 +74,7 @@ function burst(): void {
   const rows = [];
   const specs: PolicySpec[] = [{ kind: 'oracle' }, { kind: 'kv-approx' }];
   for (const kind of ['kv', 'kv-pending'] as PolicyKind[]) {
-    for (const overlapWeight of [1, 2, 4]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
+    for (const overlapWeight of [1, 4, 8]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
   }
   for (const spec of specs) {
     const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });

@@ -4,11 +4,11 @@
 
 export const ROUTING_DEFAULTS = {
   // Weight of prefill blocks against decode blocks in the kv cost (Dynamo's default is 1).
-  overlapWeight: 4,
+  overlapWeight: 8,
   // Softmax temperature of the kv choice; 0 takes the lowest cost.
   temperature: 0,
   // What a block pending on a worker (routed there, not yet stored) takes off the cost; 0: off.
-  pendingWeight: 8,
+  pendingWeight: 16,
   // How long a routed prompt's blocks stay pending at most without the engine storing them.
   pendingTimeoutMs: 10_000,
 } as const;
