@@ -27,11 +27,17 @@ describe('fleet simulator', () => {
     }
   });
 
-  it('the oracle caches at least as much as every policy', () => {
+  it('the oracle caches at least as much as every policy that does not see queued prompts, and none beats the best possible', () => {
     const oracle = results.get('oracle')!.hitRate;
-    for (const [k, r] of results) expect(r.hitRate, k).toBeLessThanOrEqual(oracle);
     // Best possible: every request but its group's first finds the 512-token system prompt.
-    expect(oracle).toBeLessThanOrEqual((5 / 6) * (512 / 544));
+    const best = (5 / 6) * (512 / 544);
+    for (const [k, r] of results) {
+      expect(r.hitRate, k).toBeLessThanOrEqual(best);
+      // kv-pending sees queued prompts too (pending prefixes) and, unlike the oracle's TTFT
+      // estimate, weighs a hit above a shorter queue: it may cache more than this heuristic ceiling.
+      if (k !== 'kv-pending') expect(r.hitRate, k).toBeLessThanOrEqual(oracle);
+    }
+    expect(results.get('kv-pending')!.hitRate).toBeGreaterThanOrEqual(results.get('kv')!.hitRate);
   });
 
   it('kv routing beats round-robin on shared prefix: more cache hits, lower TTFT', () => {
