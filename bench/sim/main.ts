@@ -19,6 +19,7 @@ import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
 import { simulate, ENGINE_DEFAULTS, type SimResult } from './simulate.js';
 import { burstWorkload } from './burst.js';
 import { runSweep } from './sweep.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { runPendingSweep } from './sweep_pending.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
@@ -57,12 +58,13 @@ function report(): void {
 function cost(): void {
   const fleets = list('SIM_COST_FLEETS', '1000,10000').map(Number);
   const rows: RouterCost[] = [];
-  for (const n of fleets) rows.push(routerCost(n));
+  // Pending prefixes off (Dynamo's cost) and at the product's default weight, side by side.
+  for (const n of fleets) for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) rows.push(routerCost(n, 20_000, pw));
   console.log('\n### Router cost on one core\n');
-  console.log('| workers | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('| workers | pending weight | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.workers} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+    console.log(`| ${r.workers} | ${r.pendingWeight} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
   }
   json.cost = rows;
 }

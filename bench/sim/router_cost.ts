@@ -17,6 +17,7 @@ const SYSTEM_SHARE = 32; // each system prompt is held by workers / SYSTEM_SHARE
 
 export interface RouterCost {
   workers: number;
+  pendingWeight: number;
   indexPairs: number;
   buildSeconds: number;
   findP50Us: number;
@@ -36,8 +37,10 @@ function pct(xs: Float64Array, p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 }
 
-export function routerCost(workers: number, decisions = 20_000): RouterCost {
-  const router = new addon.KvRouter({ blockSize: BS, seed: 1 });
+// pendingWeight > 0: each routed prompt's blocks are also recorded as pending (and dropped at
+// its free), the product's default (src/router/routing_defaults.ts).
+export function routerCost(workers: number, decisions = 20_000, pendingWeight = 0): RouterCost {
+  const router = new addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight });
   for (let w = 0; w < workers; w++) router.addWorker(w, 0);
   const block = (id: number) => Uint32Array.from({ length: BS }, (_, j) => tokenAt(7, id, j));
   const systems = Array.from({ length: SYSTEMS }, (_, s) => {
@@ -105,6 +108,7 @@ export function routerCost(workers: number, decisions = 20_000): RouterCost {
   router.close();
   return {
     workers,
+    pendingWeight,
     indexPairs: pairs,
     buildSeconds,
     findP50Us: pct(find, 0.5),
