@@ -6,7 +6,9 @@ import { KvgateError } from './errors.js';
 import { DEFAULT_SEGMENT_CACHE_BYTES } from './preprocess/segmented_encoder.js';
 import { ROUTING_DEFAULTS } from './router/routing_defaults.js';
 
-type Kind = 'string' | 'int' | 'float' | 'bool' | 'json' | 'list';
+// 'args': argparse's nargs; each occurrence takes the values up to the next --flag, and a
+// repeated flag adds another group (`--prefill URL 8998 --prefill URL2`).
+type Kind = 'string' | 'int' | 'float' | 'bool' | 'json' | 'list' | 'args';
 
 interface OptionSpec {
   readonly kind: Kind;
@@ -167,6 +169,72 @@ export const COMMANDS = {
       baseGpuId: { kind: 'int', help: 'ignored (sglang compatibility)' },
     },
   },
+  // ---- router (drop-in for SGLang's router: sglang_router.launch_router / smg launch; issue 13) ----
+  // Defaults are sglang-router 0.3.2's (`--help`), except --host (kvgate binds loopback unless told).
+  router: {
+    summary: 'a drop-in for SGLang\'s router (sglang_router.launch_router, smg launch): plain SGLang servers by URL',
+    usage:
+      'kvgate router --worker-urls URL [URL...] [options]\n' +
+      '       kvgate router --pd-disaggregation --prefill URL [BOOTSTRAP_PORT|none] ... --decode URL ... [options]\n' +
+      'Flags that are accepted but have no effect are listed in the README (kvgate router).',
+    options: {
+      logLevel: { kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'warning', 'error'], help: 'log verbosity' },
+      logFormat: common.logFormat,
+      host: { kind: 'string', default: '127.0.0.1', help: 'address to listen on (SGLang\'s router defaults to 0.0.0.0; kvgate to loopback)' },
+      port: { kind: 'int', default: 30000, min: 0, max: 65535, help: 'HTTP port (0: any free port, printed when ready)' },
+      workerUrls: { kind: 'args', help: 'SGLang servers (http://host:port), space- or comma-separated' },
+      policy: { kind: 'string', default: 'cache_aware', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware', 'kv'], help: 'how a worker is picked; kv: exact prefix routing on the engines\' KV events (cache_aware for workers without events)' },
+      prefillPolicy: { kind: 'string', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware'], help: 'PD: policy of the prefill leg (default: --policy)' },
+      decodePolicy: { kind: 'string', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware'], help: 'PD: policy of the decode leg (default: --policy)' },
+      cacheThreshold: { kind: 'float', default: 0.3, min: 0, max: 1, help: 'cache_aware: share of the request text a worker\'s tree must match to get it' },
+      balanceAbsThreshold: { kind: 'int', default: 64, min: 0, help: 'cache_aware: balance by load when max-min in-flight requests exceeds this...' },
+      balanceRelThreshold: { kind: 'float', default: 1.5, min: 0, help: '...and max exceeds min times this' },
+      evictionIntervalSecs: { kind: 'float', default: 60, min: 0.001, help: 'cache_aware: seconds between evictions of the trees' },
+      maxTreeSize: { kind: 'int', default: 67108864, min: 1, help: 'cache_aware: characters each worker\'s tree keeps (least recently used evicted first)' },
+      dpAware: { kind: 'bool', default: false, help: 'one routing target per data-parallel rank (from /server_info dp_size); sends data_parallel_rank' },
+      pdDisaggregation: { kind: 'bool', default: false, help: 'prefill/decode disaggregation: --prefill and --decode workers' },
+      prefill: { kind: 'args', help: 'PD: a prefill server and its bootstrap port (omitted or none: the engine\'s default); repeatable' },
+      decode: { kind: 'args', help: 'PD: a decode server; repeatable' },
+      maxConcurrentRequests: { kind: 'int', default: -1, min: -1, help: 'requests served at once (-1: no limit); more wait in a FIFO queue' },
+      queueSize: { kind: 'int', default: 100, min: 0, help: 'requests that may wait for a slot (429 when full)' },
+      queueTimeoutSecs: { kind: 'float', default: 60, min: 0, help: 'seconds a request may wait for a slot (408 after)' },
+      requestTimeoutSecs: { kind: 'float', default: 1800, min: 0.001, help: 'seconds a worker may take to answer a request (504 after)' },
+      retryMaxRetries: { kind: 'int', default: 5, min: 0, help: 'attempts of a request on status 408/429/500/502/503/504 or a failed connection, each on a newly picked worker' },
+      retryInitialBackoffMs: { kind: 'int', default: 50, min: 0, help: 'delay before the first retry' },
+      retryMaxBackoffMs: { kind: 'int', default: 30000, min: 0, help: 'longest delay between retries' },
+      retryBackoffMultiplier: { kind: 'float', default: 1.5, min: 1, help: 'delay growth per retry' },
+      retryJitterFactor: { kind: 'float', default: 0.2, min: 0, max: 1, help: 'random share added to or taken from each delay' },
+      disableRetries: { kind: 'bool', default: false, help: 'one attempt per request' },
+      cbFailureThreshold: { kind: 'int', default: 10, min: 1, help: 'consecutive failures that open a worker\'s circuit (no requests)' },
+      cbSuccessThreshold: { kind: 'int', default: 3, min: 1, help: 'successes in half-open state that close it again' },
+      cbTimeoutDurationSecs: { kind: 'float', default: 60, min: 0, help: 'seconds an open circuit waits before half-open' },
+      cbWindowDurationSecs: { kind: 'float', default: 120, min: 0, help: 'accepted, no effect: kvgate counts consecutive failures (README)' },
+      disableCircuitBreaker: { kind: 'bool', default: false, help: 'never open a circuit' },
+      healthFailureThreshold: { kind: 'int', default: 3, min: 1, help: 'failed health checks in a row that mark a worker unhealthy' },
+      healthSuccessThreshold: { kind: 'int', default: 2, min: 1, help: 'passed health checks in a row that mark it healthy again' },
+      healthCheckTimeoutSecs: { kind: 'float', default: 5, min: 0.001, help: 'seconds a health check may take' },
+      healthCheckIntervalSecs: { kind: 'float', default: 60, min: 0.001, help: 'seconds between health checks of each worker' },
+      healthCheckEndpoint: { kind: 'string', default: '/health', help: 'path of the health check' },
+      disableHealthCheck: { kind: 'bool', default: false, help: 'no health checks: every worker counts as healthy' },
+      workerStartupTimeoutSecs: { kind: 'float', default: 1800, min: 0, help: 'seconds to wait at start-up (and on add_worker) for a worker to pass its health check' },
+      workerStartupCheckInterval: { kind: 'float', default: 30, min: 0.001, help: 'accepted; kvgate polls a starting worker every 0.5 s at most, sooner when this is smaller' },
+      requestIdHeaders: { kind: 'args', help: 'headers a request id is read from (default: x-request-id x-correlation-id x-trace-id request-id); echoed as x-request-id' },
+      prometheusHost: { kind: 'string', default: '127.0.0.1', help: 'address of the Prometheus /metrics listener (SGLang\'s default: 0.0.0.0)' },
+      prometheusPort: { kind: 'int', default: 29000, min: 0, max: 65535, help: 'port of the Prometheus /metrics listener (also served on --port)' },
+      apiKey: { kind: 'string', help: 'API key sent to the workers as Authorization: Bearer (as SGLang\'s router does); clients are not checked' },
+      maxPayloadSize: { kind: 'int', default: 536870912, min: 1, help: 'largest request body (413 above)' },
+      shutdownGracePeriodSecs: { kind: 'float', default: 180, min: 0, help: 'seconds in-flight requests may take to finish on SIGTERM' },
+      modelPath: { kind: 'string', help: 'kv policy: tokenizer folder for text prompts (default: the workers\' tokenizer_path when local, else the packaged Qwen3 tokenizer)' },
+      tokenizerPath: { kind: 'string', help: 'kv policy: tokenizer folder or tokenizer.json (overrides --model-path)' },
+      // Accepted so SGLang's command lines run unchanged; no effect (README lists why).
+      rateLimitTokensPerSecond: { kind: 'float', help: 'accepted, no effect: the limit is on concurrency, not a refill rate (README)' },
+      prometheusDurationBuckets: { kind: 'args', help: 'accepted, no effect (README)' },
+      logDir: { kind: 'string', help: 'accepted, no effect: logs go to stderr (README)' },
+      corsAllowedOrigins: { kind: 'args', help: 'accepted, no effect (README)' },
+      bucketAdjustIntervalSecs: { kind: 'float', help: 'accepted, no effect: no bucket policy (README)' },
+      chatTemplate: { kind: 'string', help: 'accepted, no effect: workers render their own chat templates over HTTP (README)' },
+    },
+  },
   // ---- worker (agent beside one engine; issue 5) ----
   worker: {
     summary: 'start and supervise one engine process and serve it to frontends',
@@ -257,6 +325,8 @@ type ValueOf<S extends OptionSpec> = S['kind'] extends 'int' | 'float'
     ? boolean
     : S['kind'] extends 'list'
       ? string[]
+      : S['kind'] extends 'args'
+        ? string[][]
       : S['kind'] extends 'json'
         ? unknown
         : string;
@@ -303,10 +373,32 @@ function convert(flag: string, spec: OptionSpec, raw: string): unknown {
       }
     case 'list':
       return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'args':
+      return [raw];
     case 'string':
       if (spec.choices && !spec.choices.includes(raw)) bad(`--${flag} must be one of ${spec.choices.join(', ')}, got '${raw}'`);
       return raw;
   }
+}
+
+// The closest known flag, for the unknown-flag error: "did you mean --x?".
+function nearest(flag: string, known: string[]): string {
+  const distance = (a: string, b: string): number => {
+    let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const row = [i];
+      for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = row;
+    }
+    return prev[b.length]!;
+  };
+  let best = '';
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = distance(flag, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return bestD <= Math.max(2, flag.length / 4) ? `; did you mean --${best}?` : '';
 }
 
 // Own keys only: `--constructor` or `--to-string` must not find Object.prototype's members.
@@ -334,7 +426,13 @@ export function parseCommandLine<C extends CommandName>(command: C, argv: readon
       spec = optionSpec(specs, key);
       raw = 'false';
     }
-    if (!spec) bad(`unknown option --${flag} for 'kvgate ${command}' (see kvgate ${command} --help)`);
+    if (!spec) bad(`unknown option --${flag} for 'kvgate ${command}'${nearest(flag, Object.keys(specs).map(kebab))} (see kvgate ${command} --help)`);
+    if (spec.kind === 'args') {
+      const group = raw === undefined ? [] : [raw];
+      while (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) group.push(argv[++i]!);
+      values[key] = [...((values[key] as string[][] | undefined) ?? []), group];
+      continue;
+    }
     if (raw === undefined) {
       if (spec.kind === 'bool') raw = 'true';
       else if (i + 1 < argv.length && argv[i + 1] !== '--') raw = argv[++i]!;

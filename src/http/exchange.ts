@@ -13,6 +13,7 @@ import { errorJson } from './errors.js';
 import type { HttpRequest, HttpResponse } from './uws.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const DEFAULT_ID_HEADERS = ['x-request-id'];
 
 // uWS gives a request body 10 s, renewed each time 160 KB more arrived (16 KB/s), and then
 // closes the connection without a word; a body deadline renewed at the same pace and
@@ -46,6 +47,8 @@ export interface SlowClientPolicy {
 export class Exchange {
   readonly method: string;
   readonly url: string;
+  // The query string without '?' ('' when none).
+  readonly query: string;
   readonly requestId: string;
   readonly headers: { authorization: string; contentType: string; contentLength: string };
   // Aborted when the client disconnects, or when a shutdown gives up on the request.
@@ -76,17 +79,21 @@ export class Exchange {
     newRequestId: () => string,
     private readonly hooks: { done(): void; error(err: KvgateError): void },
     private readonly slow: SlowClientPolicy,
+    // Headers a client's request id is taken from, first present wins.
+    idHeaders: readonly string[] = DEFAULT_ID_HEADERS,
   ) {
     this.signal = this.controller.signal;
     this.method = req.getMethod();
     this.url = req.getUrl();
+    this.query = req.getQuery() ?? '';
     for (let i = 0; i < paramCount; i++) this.params.push(decodeParam(req.getParameter(i)));
     this.headers = {
       authorization: req.getHeader('authorization'),
       contentType: req.getHeader('content-type'),
       contentLength: req.getHeader('content-length'),
     };
-    const given = req.getHeader('x-request-id');
+    let given = '';
+    for (const h of idHeaders) if ((given = req.getHeader(h)) !== '') break;
     this.requestId = REQUEST_ID.test(given) ? given : newRequestId();
     res.onAborted(() => {
       const wasOpen = !this.closed;

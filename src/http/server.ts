@@ -24,6 +24,8 @@ export interface HttpServerOptions {
   apiKeys: readonly string[];
   logger: Logger;
   onError?: (err: KvgateError) => void;
+  // Headers a request id is read from (default: x-request-id).
+  requestIdHeaders?: readonly string[];
   // Limits and counters for clients that stop reading their stream.
   slowClients: Omit<SlowClientPolicy, 'closed'> & { closed?: SlowClientPolicy['closed'] };
 }
@@ -77,7 +79,8 @@ export class HttpServer {
   }
 
   // A GET route answers HEAD too (same status and headers, no body).
-  route(method: 'get' | 'post', pattern: string, handler: Handler, opts: RouteOptions = {}): this {
+  // DELETE carries no body here (the handler gets an empty one).
+  route(method: 'get' | 'post' | 'delete', pattern: string, handler: Handler, opts: RouteOptions = {}): this {
     const params = (pattern.match(/\/:/g) ?? []).length;
     let methods = this.methodsByPath.get(pattern);
     if (!methods) this.methodsByPath.set(pattern, (methods = new Set()));
@@ -94,7 +97,7 @@ export class HttpServer {
       if (opts.auth && this.keys.length > 0 && !this.authorized(ex)) {
         return ex.error(new KvgateError('invalid_api_key', 'missing or invalid API key: send Authorization: Bearer <key>'), { close });
       }
-      if (method === 'get') return void this.run(ex, handler, Buffer.alloc(0));
+      if (method !== 'post') return void this.run(ex, handler, Buffer.alloc(0));
       const ct = ex.headers.contentType.toLowerCase();
       if (ct !== '' && !ct.includes('json')) {
         return ex.error(new KvgateError('unsupported_media_type', `Content-Type must be application/json, got '${ex.headers.contentType}'`), { close: true });
@@ -110,7 +113,7 @@ export class HttpServer {
         if (body !== null) return this.run(ex, handler, body);
       });
     };
-    this.app[method](pattern, onRequest);
+    this.app[method === 'delete' ? 'del' : method](pattern, onRequest);
     if (method === 'get') {
       methods.add('HEAD');
       this.app.head(pattern, onRequest);
@@ -125,7 +128,7 @@ export class HttpServer {
         if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
       },
       error: (err) => this.options.onError?.(err),
-    }, this.slowClients);
+    }, this.slowClients, this.options.requestIdHeaders);
     this.inflight.add(ex);
     return ex;
   }

@@ -1,0 +1,590 @@
+// `kvgate router`: SGLang's router over plain SGLang servers by URL (reference/sglang.md §4).
+// Inference requests are forwarded as the client sent them to a worker the policy picks,
+// with retries on another worker and per-worker circuit breakers; PD mode adds the bootstrap
+// triple and sends both legs. Control routes: health, model info, workers (the legacy
+// add/remove/list API and the /workers API), flush_cache fan-out, Prometheus /metrics.
+
+import { KvgateError } from '../errors.js';
+import { HttpServer } from '../http/server.js';
+import type { Exchange } from '../http/exchange.js';
+import { isJsonObject, type JsonObject } from '../json.js';
+import type { Logger } from '../observability/log.js';
+import { Admission } from './admission.js';
+import { RouterMetrics } from './metrics.js';
+import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
+import { appendFields, batchSize, bootstrapFields, isStream, parseBody, routingText, type InferenceRoute } from './request_body.js';
+import { probe, waitHealthy, Worker, WorkerPool, type BreakerConfig, type HealthConfig, type WorkerType } from './workers.js';
+
+export interface RouterConfig {
+  host: string;
+  port: number;
+  workerUrls: string[];
+  policy: PolicyName;
+  prefillPolicy?: PolicyName;
+  decodePolicy?: PolicyName;
+  cacheThreshold: number;
+  balanceAbsThreshold: number;
+  balanceRelThreshold: number;
+  evictionIntervalSecs: number;
+  maxTreeSize: number;
+  dpAware: boolean;
+  pd: { prefill: { url: string; bootstrapPort: number | null }[]; decode: string[] } | null;
+  maxConcurrentRequests: number;
+  queueSize: number;
+  queueTimeoutSecs: number;
+  requestTimeoutSecs: number;
+  retry: { maxRetries: number; initialBackoffMs: number; maxBackoffMs: number; multiplier: number; jitter: number };
+  breaker: BreakerConfig;
+  health: HealthConfig;
+  workerStartupTimeoutSecs: number;
+  workerStartupCheckInterval: number;
+  requestIdHeaders: string[];
+  apiKey?: string;
+  maxPayloadSize: number;
+}
+
+export interface RouterHandle {
+  readonly url: string;
+  readonly port: number;
+  readonly pool: WorkerPool;
+  readonly metrics: RouterMetrics;
+  close(graceMs: number): Promise<void>;
+}
+
+const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
+
+export function normalizeUrl(url: string): string {
+  const u = url.trim().replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+$/.test(u)) throw new KvgateError('invalid_request', `worker URL must be http://host:port, got '${url}'`, 'url');
+  return u;
+}
+
+// Bodies of upstream answers the router did not relay (a retried attempt, the prefill leg).
+async function drain(res: Response): Promise<void> {
+  try {
+    await res.arrayBuffer();
+  } catch {
+    /* the connection went away: nothing left to read */
+  }
+}
+
+export async function startRouter(config: RouterConfig, log: Logger): Promise<RouterHandle> {
+  const workerHeaders: Record<string, string> = config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {};
+  const policies: Policy[] = [];
+  const pool: WorkerPool = new WorkerPool(config.health, workerHeaders, log, (w) => {
+    for (const p of policies) p.removed(w);
+  });
+  const cacheConfig = {
+    cacheThreshold: config.cacheThreshold,
+    balanceAbsThreshold: config.balanceAbsThreshold,
+    balanceRelThreshold: config.balanceRelThreshold,
+    evictionIntervalMs: config.evictionIntervalSecs * 1000,
+    maxTreeSize: config.maxTreeSize,
+  };
+  const treeSize = (): number => {
+    let n = 0;
+    for (const p of policies) if (p instanceof CacheAwarePolicy) for (const w of pool.all()) n += p.tree.tenantSize(w.id);
+    return n;
+  };
+  const metrics = new RouterMetrics(pool, treeSize);
+  const newPolicy = (name: PolicyName): Policy => {
+    const p = makePolicy(name, cacheConfig, metrics.policyEvents);
+    policies.push(p);
+    return p;
+  };
+  const regularPolicy = newPolicy(config.policy);
+  const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? config.policy) : regularPolicy;
+  const decodePolicy = config.pd ? newPolicy(config.decodePolicy ?? config.policy) : regularPolicy;
+  const admission = new Admission(config.maxConcurrentRequests, config.queueSize, config.queueTimeoutSecs * 1000);
+  const onBreaker = (w: Worker, from: string, to: string): void => {
+    metrics.cbTransitions.inc({ worker: w.id, from_state: from, to_state: to });
+    log.warn('circuit breaker', { worker: w.id, from, to });
+  };
+
+  // Registers a server once it passes its health check: one target, or one per DP rank.
+  const register = async (rawUrl: string, type: WorkerType, bootstrapPort: number | null): Promise<Worker[]> => {
+    const url = normalizeUrl(rawUrl);
+    if (pool.hasUrl(url)) return pool.all().filter((w) => w.baseUrl === url);
+    const pollMs = Math.min(500, config.workerStartupCheckInterval * 1000);
+    if (!(await waitHealthy(url, config.health, config.workerStartupTimeoutSecs * 1000, workerHeaders, pollMs))) {
+      throw new KvgateError('engine_unavailable', `worker ${url} did not pass its health check (${config.health.endpoint}) within ${config.workerStartupTimeoutSecs} s`);
+    }
+    let ranks: (number | null)[] = [null];
+    if (config.dpAware) {
+      const info = await getJson(url, '/server_info');
+      const dp = isJsonObject(info.body) && typeof info.body['dp_size'] === 'number' ? info.body['dp_size'] : 1;
+      ranks = Array.from({ length: dp }, (_, r) => r);
+    }
+    const added = ranks.map((r) => new Worker(r === null ? url : `${url}@${r}`, url, type, r, bootstrapPort, config.breaker, onBreaker));
+    for (const w of added) pool.add(w);
+    log.info('worker added', { url, type, ranks: ranks.length });
+    return added;
+  };
+
+  const getJson = async (url: string, path: string): Promise<{ status: number; body: unknown; text: string; contentType: string }> => {
+    const res = await fetch(url + path, { headers: workerHeaders, signal: AbortSignal.timeout(config.health.timeoutMs) });
+    const text = await res.text();
+    let body: unknown = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      /* not JSON: relayed as text */
+    }
+    return { status: res.status, body, text, contentType: res.headers.get('content-type') ?? 'application/json' };
+  };
+
+  // ---- inference ----
+
+  const upstreamHeaders = (ex: Exchange): Record<string, string> => {
+    const h: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': ex.requestId, ...workerHeaders };
+    if (!config.apiKey && ex.headers.authorization) h['authorization'] = ex.headers.authorization;
+    return h;
+  };
+
+  const send = (w: Worker, path: string, body: string, ex: Exchange, signal: AbortSignal): Promise<Response> => {
+    metrics.sent(w.id);
+    return fetch(w.baseUrl + path, { method: 'POST', headers: upstreamHeaders(ex), body, signal });
+  };
+
+  // Relays an upstream answer to the client: SSE chunk by chunk (with backpressure), anything else whole.
+  const relay = async (ex: Exchange, res: Response): Promise<void> => {
+    relayed.set(ex, res.status);
+    const type = res.headers.get('content-type') ?? 'application/json';
+    if (!(res.ok && type.includes('text/event-stream') && res.body)) {
+      const text = await res.text();
+      ex.text(res.status, text, type);
+      return;
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let started = false;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const text = decoder.decode(value, { stream: true });
+        if (text === '') continue;
+        const ok = started ? ex.write(text) : ex.startStream(text);
+        started = true;
+        if (!ok && !(await ex.writable())) return;
+      }
+      const rest = decoder.decode();
+      if (started) ex.endStream(rest);
+      else ex.text(res.status, rest, type);
+    } finally {
+      reader.cancel().catch(() => undefined);
+    }
+  };
+
+  const backoff = (attempt: number): Promise<void> => {
+    const r = config.retry;
+    const base = Math.min(r.maxBackoffMs, r.initialBackoffMs * r.multiplier ** attempt);
+    const ms = base * (1 + r.jitter * (2 * Math.random() - 1));
+    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+  };
+
+  // One signal per attempt: the client's disconnect, or the request timeout.
+  const attemptSignal = (ex: Exchange): AbortSignal => AbortSignal.any([ex.signal, AbortSignal.timeout(config.requestTimeoutSecs * 1000)]);
+
+  const failure = (err: unknown, ex: Exchange): KvgateError => {
+    if (ex.signal.aborted) return new KvgateError('client_closed_request', 'the client went away');
+    if ((err as Error)?.name === 'TimeoutError') return new KvgateError('engine_timeout', `the worker did not answer within ${config.requestTimeoutSecs} s`);
+    return new KvgateError('engine_error', `the worker could not be reached: ${(err as Error)?.message ?? String(err)}`);
+  };
+
+  const pickOrThrow = (policy: Policy, type: WorkerType, text: string): Worker => {
+    const available = pool.available(type);
+    if (available.length === 0) throw new KvgateError('no_workers', pool.all(type).length === 0 ? `no ${type === 'regular' ? '' : type + ' '}workers registered` : `no healthy ${type === 'regular' ? '' : type + ' '}workers`);
+    return policy.select(available, text);
+  };
+
+  // Runs attempts until one is relayed; `attempt(last)` returns false when its answer was
+  // retryable and it was not the last attempt (then nothing reached the client).
+  const withRetries = async (attempt: (last: boolean) => Promise<boolean>): Promise<void> => {
+    const attempts = Math.max(1, config.retry.maxRetries);
+    for (let i = 0; ; i++) {
+      const last = i + 1 >= attempts;
+      if (await attempt(last)) return;
+      metrics.retried();
+      await backoff(i);
+    }
+  };
+
+  const regular = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
+    const text = routingText(route, body);
+    const rawText = raw.toString('utf8');
+    await withRetries(async (last) => {
+      const w = pickOrThrow(regularPolicy, 'regular', text);
+      const payload = w.dpRank === null ? rawText : appendFields(rawText, [['data_parallel_rank', String(w.dpRank)]]);
+      w.load++;
+      try {
+        let res: Response;
+        try {
+          res = await send(w, route, payload, ex, attemptSignal(ex));
+        } catch (err) {
+          const e = failure(err, ex);
+          if (e.code !== 'client_closed_request') w.breaker.record(false);
+          if (e.code === 'client_closed_request' || last) {
+            if (last) metrics.exhausted();
+            throw e;
+          }
+          return false;
+        }
+        w.breaker.record(res.status < 500);
+        if (RETRYABLE.has(res.status) && !last) {
+          await drain(res);
+          return false;
+        }
+        if (RETRYABLE.has(res.status)) metrics.exhausted();
+        await relay(ex, res);
+        return true;
+      } finally {
+        w.load--;
+      }
+    });
+  };
+
+  // PD: the same body, with one bootstrap triple and room(s), to a prefill and a decode
+  // worker at once; the client gets decode's answer. A prefill that fails first ends the
+  // request with prefill's error (decode would only wait out its bootstrap timeout).
+  const disaggregated = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
+    const text = routingText(route, body);
+    const rawText = raw.toString('utf8');
+    const mergeLogprobs = body['return_logprob'] === true && !isStream(body);
+    await withRetries(async (last) => {
+      const p = pickOrThrow(prefillPolicy, 'prefill', text);
+      const d = pickOrThrow(decodePolicy, 'decode', text);
+      const payload = appendFields(rawText, bootstrapFields(new URL(p.baseUrl).hostname, p.bootstrapPort, batchSize(route, body)));
+      const signal = attemptSignal(ex);
+      const decodeAbort = new AbortController();
+      p.load++;
+      d.load++;
+      metrics.pd('prefill');
+      metrics.pd('decode');
+      const prefillDone = send(p, route, payload, ex, signal).then(
+        async (res) => {
+          p.breaker.record(res.status < 500);
+          if (res.ok && !mergeLogprobs) {
+            await drain(res);
+            return { res, json: null as unknown };
+          }
+          const text = await res.text().catch(() => '');
+          let json: unknown = null;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            /* relayed as text */
+          }
+          if (!res.ok) decodeAbort.abort();
+          return { res, json, text };
+        },
+        (err: unknown) => {
+          p.breaker.record(false);
+          decodeAbort.abort();
+          return { res: null, json: null, err };
+        },
+      );
+      try {
+        let res: Response;
+        try {
+          res = await send(d, route, payload, ex, AbortSignal.any([signal, decodeAbort.signal]));
+        } catch (err) {
+          const pre = await prefillDone;
+          if (decodeAbort.signal.aborted && !ex.signal.aborted) {
+            metrics.pdFailed();
+            if (pre.res) {
+              if (RETRYABLE.has(pre.res.status) && !last) return false;
+              relayed.set(ex, pre.res.status);
+              ex.text(pre.res.status, 'text' in pre ? (pre.text ?? '') : '', pre.res.headers.get('content-type') ?? 'application/json');
+              return true;
+            }
+            if (!last) return false;
+            throw failure('err' in pre ? pre.err : err, ex);
+          }
+          d.breaker.record(false);
+          metrics.pdFailed();
+          const e = failure(err, ex);
+          if (e.code === 'client_closed_request' || last) throw e;
+          return false;
+        }
+        d.breaker.record(res.status < 500);
+        if (!res.ok) metrics.pdFailed();
+        if (RETRYABLE.has(res.status) && !last) {
+          await drain(res);
+          return false;
+        }
+        if (mergeLogprobs && res.ok) {
+          const [pre, decoded] = await Promise.all([prefillDone, res.text()]);
+          relayed.set(ex, res.status);
+          ex.text(res.status, mergeInputLogprobs(pre.json, decoded), 'application/json');
+          return true;
+        }
+        await relay(ex, res);
+        return true;
+      } finally {
+        await prefillDone;
+        p.load--;
+        d.load--;
+      }
+    });
+  };
+
+  // ---- HTTP ----
+
+  const server = new HttpServer({
+    maxBodyBytes: config.maxPayloadSize,
+    bodyTimeoutMs: 5000,
+    apiKeys: [],
+    logger: log,
+    requestIdHeaders: config.requestIdHeaders,
+    slowClients: { stallTimeoutMs: 30_000, maxBufferedBytes: 1 << 20, buffered: () => undefined, waiting: () => undefined },
+  });
+
+  // The status of each upstream answer relayed to a client, for the metrics.
+  const relayed = new WeakMap<Exchange, number>();
+  // Every route is counted under its path, and timed to the end of its answer.
+  const counted = (path: string, handler: (ex: Exchange, body: Buffer) => Promise<void> | void) => async (ex: Exchange, body: Buffer) => {
+    const t0 = performance.now();
+    metrics.received(path);
+    let status = 200;
+    try {
+      await handler(ex, body);
+    } catch (err) {
+      status = err instanceof KvgateError ? err.status : 500;
+      throw err;
+    } finally {
+      metrics.answered(path, relayed.get(ex) ?? status, (performance.now() - t0) / 1000);
+    }
+  };
+
+  for (const route of ['/generate', '/v1/chat/completions', '/v1/completions'] as const) {
+    server.route(
+      'post',
+      route,
+      counted(route, async (ex, raw) => {
+        const body = parseBody(raw);
+        const release = await admission.acquire(ex.signal);
+        try {
+          await (config.pd ? disaggregated : regular)(ex, route, raw, body);
+        } finally {
+          release();
+        }
+      }),
+    );
+  }
+
+  const firstWorkerUrl = (): string => {
+    const w = pool.all().find((x) => x.healthy && x.type !== 'prefill') ?? pool.all()[0];
+    if (!w) throw new KvgateError('no_workers', 'no workers registered');
+    return w.baseUrl;
+  };
+  // Info routes answer with the first worker's answer (SGLang's routers do the same).
+  const fromFirstWorker = (path: string, upstream: string) =>
+    server.route(
+      'get',
+      path,
+      counted(path, async (ex) => {
+        let r;
+        try {
+          r = await getJson(firstWorkerUrl(), upstream);
+        } catch (err) {
+          throw err instanceof KvgateError ? err : failure(err, ex);
+        }
+        ex.text(r.status, r.text, r.contentType);
+      }),
+    );
+  fromFirstWorker('/v1/models', '/v1/models');
+  fromFirstWorker('/get_model_info', '/get_model_info');
+  fromFirstWorker('/get_server_info', '/get_server_info');
+  fromFirstWorker('/server_info', '/server_info');
+  fromFirstWorker('/model_info', '/model_info');
+
+  server.route('get', '/health', counted('/health', (ex) => ex.text(200, 'OK', 'text/plain; charset=utf-8')));
+  server.route('get', '/liveness', counted('/liveness', (ex) => ex.text(200, 'OK', 'text/plain; charset=utf-8')));
+  server.route(
+    'get',
+    '/readiness',
+    counted('/readiness', (ex) => {
+      const healthy = pool.all().filter((w) => w.healthy).length;
+      const ready = config.pd ? pool.available('prefill').length > 0 && pool.available('decode').length > 0 : healthy > 0;
+      ex.json(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', healthy_workers: healthy, total_workers: pool.all().length });
+    }),
+  );
+  // /health_generate: each server's own /health_generate; 200 when one answers 200.
+  server.route(
+    'get',
+    '/health_generate',
+    counted('/health_generate', async (ex) => {
+      const urls = pool.urls();
+      const results = await Promise.all(urls.map((u) => probe(u, '/health_generate', config.requestTimeoutSecs * 1000, workerHeaders)));
+      const ok = results.filter(Boolean).length;
+      if (ok > 0) ex.text(200, `${ok} of ${urls.length} workers healthy`, 'text/plain; charset=utf-8');
+      else throw new KvgateError('no_workers', urls.length === 0 ? 'no workers registered' : 'no worker passed /health_generate');
+    }),
+  );
+
+  const flush = counted('/flush_cache', async (ex) => {
+    const urls = pool.urls();
+    const results = await Promise.all(
+      urls.map(async (u) => {
+        try {
+          const res = await fetch(`${u}/flush_cache`, { method: 'POST', headers: workerHeaders, signal: AbortSignal.timeout(config.health.timeoutMs) });
+          await drain(res);
+          return res.ok;
+        } catch {
+          return false;
+        }
+      }),
+    );
+    const failed = urls.filter((_, i) => !results[i]);
+    const flushed = urls.length - failed.length;
+    ex.json(failed.length === 0 ? 200 : 500, {
+      status: failed.length === 0 ? 'success' : 'partial_success',
+      message: failed.length === 0 ? `Successfully flushed cache on all ${urls.length} HTTP workers` : `Flushed cache on ${flushed} of ${urls.length} HTTP workers`,
+      workers_flushed: flushed,
+      total_http_workers: urls.length,
+      total_workers: urls.length,
+      failed_workers: failed,
+    });
+  });
+  server.route('post', '/flush_cache', flush);
+
+  // The legacy worker API (sgl-router): ?url= in the query.
+  const queryUrl = (ex: Exchange): string => {
+    const url = new URLSearchParams(ex.query).get('url');
+    if (!url) throw new KvgateError('missing_field', 'the url query parameter is required, e.g. /add_worker?url=http://host:port', 'url');
+    return normalizeUrl(url);
+  };
+  server.route(
+    'post',
+    '/add_worker',
+    counted('/add_worker', async (ex) => {
+      const url = queryUrl(ex);
+      if (config.pd) throw new KvgateError('invalid_request', 'PD mode: add workers with POST /workers {"url":..,"worker_type":"prefill"|"decode"}');
+      await register(url, 'regular', null);
+      ex.text(200, `Successfully added worker: ${url}`, 'text/plain; charset=utf-8');
+    }),
+  );
+  server.route(
+    'post',
+    '/remove_worker',
+    counted('/remove_worker', (ex) => {
+      const url = queryUrl(ex);
+      if (pool.removeUrl(url) === 0) throw new KvgateError('not_found', `no worker ${url}`, 'url');
+      ex.text(200, `Successfully removed worker: ${url}`, 'text/plain; charset=utf-8');
+    }),
+  );
+  server.route('get', '/list_workers', counted('/list_workers', (ex) => ex.json(200, { urls: pool.urls() })));
+
+  // The /workers API (sgl-model-gateway, SMG).
+  const workerJson = (w: Worker) => ({
+    id: w.id,
+    url: w.baseUrl,
+    worker_type: w.type,
+    is_healthy: w.healthy,
+    load: w.load,
+    connection_mode: 'HTTP',
+    ...(w.dpRank !== null ? { dp_rank: w.dpRank } : {}),
+    ...(w.bootstrapPort !== null ? { bootstrap_port: w.bootstrapPort } : {}),
+    circuit_breaker: w.breaker.state,
+  });
+  server.route(
+    'get',
+    '/workers',
+    counted('/workers', (ex) => {
+      const all = pool.all();
+      ex.json(200, {
+        workers: all.map(workerJson),
+        total: all.length,
+        stats: {
+          prefill_count: all.filter((w) => w.type === 'prefill').length,
+          decode_count: all.filter((w) => w.type === 'decode').length,
+          regular_count: all.filter((w) => w.type === 'regular').length,
+        },
+      });
+    }),
+  );
+  // Added in the background, as SGLang's router does: 202 at once, the worker routes once healthy.
+  server.route(
+    'post',
+    '/workers',
+    counted('/workers', (ex, raw) => {
+      const body = parseBody(raw);
+      if (typeof body['url'] !== 'string') throw new KvgateError('missing_field', 'url is required', 'url');
+      const url = normalizeUrl(body['url']);
+      const type = body['worker_type'] ?? (config.pd ? undefined : 'regular');
+      if (type !== 'regular' && type !== 'prefill' && type !== 'decode') throw new KvgateError('invalid_request', 'worker_type must be regular, prefill or decode', 'worker_type');
+      if (config.pd ? type === 'regular' : type !== 'regular') throw new KvgateError('invalid_request', `worker_type ${type} does not fit a router ${config.pd ? 'in' : 'not in'} PD mode`, 'worker_type');
+      const port = body['bootstrap_port'];
+      const bootstrapPort = typeof port === 'number' && Number.isInteger(port) ? port : null;
+      register(url, type, bootstrapPort).catch((err: unknown) => log.warn('worker not added', { url, error: (err as Error).message }));
+      ex.json(202, { status: 'accepted', worker_id: url, url, location: `/workers/${encodeURIComponent(url)}`, message: 'Worker addition queued for background processing' }, { headers: { location: `/workers/${encodeURIComponent(url)}` } });
+    }),
+  );
+  const byIdParam = (ex: Exchange): Worker[] => {
+    const id = ex.params[0]!;
+    const found = pool.all().filter((w) => w.id === id || w.baseUrl === id);
+    if (found.length === 0) throw new KvgateError('not_found', `no worker ${id}`);
+    return found;
+  };
+  server.route('get', '/workers/:id', counted('/workers/:id', (ex) => ex.json(200, workerJson(byIdParam(ex)[0]!))));
+  server.route(
+    'delete',
+    '/workers/:id',
+    counted('/workers/:id', (ex) => {
+      const url = byIdParam(ex)[0]!.baseUrl;
+      pool.removeUrl(url);
+      ex.json(200, { status: 'success', url, message: `Worker ${url} removed` });
+    }),
+  );
+
+  const metricsRoute = async (ex: Exchange): Promise<void> => ex.text(200, await metrics.registry.metrics(), metrics.registry.contentType);
+  server.route('get', '/metrics', counted('/metrics', metricsRoute));
+
+  // Start-up: every configured server must pass its health check (as SGLang's router waits).
+  const startups: Promise<unknown>[] = config.workerUrls.map((u) => register(u, 'regular', null));
+  if (config.pd) {
+    for (const p of config.pd.prefill) startups.push(register(p.url, 'prefill', p.bootstrapPort));
+    for (const d of config.pd.decode) startups.push(register(d, 'decode', null));
+  }
+  try {
+    await Promise.all(startups);
+  } catch (err) {
+    for (const p of policies) p.close();
+    throw err;
+  }
+  pool.startHealthChecks();
+  const port = await server.listen(config.host, config.port);
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    pool,
+    metrics,
+    close: async (graceMs: number) => {
+      pool.stop();
+      for (const p of policies) p.close();
+      await server.close(graceMs);
+    },
+  };
+}
+
+// PD with return_logprob: decode's answer with prefill's meta_info.input_token_logprobs put
+// in front of its own (per item for a batch), as SGLang's PD router does.
+export function mergeInputLogprobs(prefill: unknown, decodeText: string): string {
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(decodeText);
+  } catch {
+    return decodeText;
+  }
+  const merge = (p: unknown, d: unknown): void => {
+    if (!isJsonObject(p) || !isJsonObject(d) || !isJsonObject(p['meta_info']) || !isJsonObject(d['meta_info'])) return;
+    const pre = p['meta_info']['input_token_logprobs'];
+    const own = d['meta_info']['input_token_logprobs'];
+    if (Array.isArray(pre)) d['meta_info']['input_token_logprobs'] = [...pre, ...(Array.isArray(own) ? own : [])];
+  };
+  if (Array.isArray(decoded) && Array.isArray(prefill)) decoded.forEach((d, i) => merge(prefill[i], d));
+  else merge(prefill, decoded);
+  return JSON.stringify(decoded);
+}
