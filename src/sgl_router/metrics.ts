@@ -11,6 +11,7 @@ const durationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 export class RouterMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<'route'>[];
+  private readonly httpRequests: Counter<'method' | 'path'>;
   private readonly httpResponses: Counter<'status'>;
   private readonly kvgateRequests: Counter<'route' | 'status'>;
   private readonly duration: Histogram<'route'>[];
@@ -30,6 +31,7 @@ export class RouterMetrics {
     const registers = [this.registry];
     const both = <T>(make: (name: string) => T, sgl: string, smg: string): T[] => [make(sgl), make(smg)];
     this.requests = both((name) => new Counter({ name, help: 'Requests received, by route', labelNames: ['route'], registers }), 'sgl_router_requests_total', 'smg_router_requests_total');
+    this.httpRequests = new Counter({ name: 'smg_http_requests_total', help: 'HTTP requests received, by method and path', labelNames: ['method', 'path'], registers });
     this.httpResponses = new Counter({ name: 'smg_http_responses_total', help: 'Responses sent, by status', labelNames: ['status'], registers });
     this.kvgateRequests = new Counter({ name: 'kvgate_router_requests_total', help: 'Requests by route and status', labelNames: ['route', 'status'], registers });
     this.duration = both(
@@ -65,7 +67,8 @@ export class RouterMetrics {
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
   }
 
-  received(route: string): void {
+  received(method: string, route: string): void {
+    this.httpRequests.inc({ method: method.toUpperCase(), path: route });
     for (const c of this.requests) c.inc({ route });
   }
 

@@ -345,7 +345,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   // Every route is counted under its path, and timed to the end of its answer.
   const counted = (path: string, handler: (ex: Exchange, body: Buffer) => Promise<void> | void) => async (ex: Exchange, body: Buffer) => {
     const t0 = performance.now();
-    metrics.received(path);
+    metrics.received(ex.method, path);
     let status = 200;
     try {
       await handler(ex, body);
