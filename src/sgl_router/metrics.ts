@@ -23,6 +23,8 @@ export class RouterMetrics {
   private readonly cacheMisses: Counter;
   private readonly balancing: Counter;
   readonly cbTransitions: Counter<'worker' | 'from_state' | 'to_state'>;
+  private readonly kvRouted: Counter<'by'>;
+  private readonly kvOverlap: Counter;
   private readonly pdPrefill: Counter;
   private readonly pdDecode: Counter;
   private readonly pdErrors: Counter;
@@ -47,6 +49,8 @@ export class RouterMetrics {
     this.cacheMisses = new Counter({ name: 'sgl_router_cache_misses_total', help: 'cache_aware: requests sent to the worker with the smallest tree', registers });
     this.balancing = new Counter({ name: 'sgl_router_load_balancing_events_total', help: 'cache_aware: requests sent to the least loaded worker because loads were out of balance', registers });
     this.cbTransitions = new Counter({ name: 'smg_worker_cb_transitions_total', help: 'Circuit breaker state changes', labelNames: ['worker', 'from_state', 'to_state'], registers });
+    this.kvRouted = new Counter({ name: 'kvgate_router_kv_decisions_total', help: 'kv policy: requests routed on KV events (by="kv_events") or by the cache_aware fallback', labelNames: ['by'], registers });
+    this.kvOverlap = new Counter({ name: 'kvgate_router_kv_overlap_blocks_total', help: 'kv policy: prompt blocks the chosen worker held, per the KV events', registers });
     this.pdPrefill = new Counter({ name: 'sgl_router_pd_prefill_requests_total', help: 'PD: prefill legs sent', registers });
     this.pdDecode = new Counter({ name: 'sgl_router_pd_decode_requests_total', help: 'PD: decode legs sent', registers });
     this.pdErrors = new Counter({ name: 'sgl_router_pd_errors_total', help: 'PD: requests whose decode or prefill leg failed', registers });
@@ -96,6 +100,11 @@ export class RouterMetrics {
     cacheMiss: () => this.cacheMisses.inc(),
     balanced: () => this.balancing.inc(),
   };
+
+  kvDecision(overlapBlocks: number | null): void {
+    this.kvRouted.inc({ by: overlapBlocks === null ? 'cache_aware' : 'kv_events' });
+    if (overlapBlocks !== null) this.kvOverlap.inc(overlapBlocks);
+  }
 
   pd(leg: 'prefill' | 'decode'): void {
     (leg === 'prefill' ? this.pdPrefill : this.pdDecode).inc();

@@ -11,6 +11,9 @@ import { isJsonObject, type JsonObject } from '../json.js';
 import type { Logger } from '../observability/log.js';
 import { Admission } from './admission.js';
 import { RouterMetrics } from './metrics.js';
+import { readModelFiles } from '../preprocess/model_files.js';
+import { Tokenizer } from '../preprocess/tokenizer.js';
+import { KvPolicy } from './kv_policy.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
 import { appendFields, batchSize, bootstrapFields, isStream, parseBody, routingText, type InferenceRoute } from './request_body.js';
 import { probe, waitHealthy, Worker, WorkerPool, type BreakerConfig, type HealthConfig, type WorkerType } from './workers.js';
@@ -19,7 +22,9 @@ export interface RouterConfig {
   host: string;
   port: number;
   workerUrls: string[];
-  policy: PolicyName;
+  policy: PolicyName | 'kv';
+  // kv policy: the tokenizer for text prompts (default: the packaged Qwen3 one).
+  tokenizerPath?: string;
   prefillPolicy?: PolicyName;
   decodePolicy?: PolicyName;
   cacheThreshold: number;
@@ -71,8 +76,10 @@ async function drain(res: Response): Promise<void> {
 export async function startRouter(config: RouterConfig, log: Logger): Promise<RouterHandle> {
   const workerHeaders: Record<string, string> = config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {};
   const policies: Policy[] = [];
+  let kvPolicy: KvPolicy | null = null;
   const pool: WorkerPool = new WorkerPool(config.health, workerHeaders, log, (w) => {
     for (const p of policies) p.removed(w);
+    kvPolicy?.removed(w);
   });
   const cacheConfig = {
     cacheThreshold: config.cacheThreshold,
@@ -92,9 +99,15 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     policies.push(p);
     return p;
   };
-  const regularPolicy = newPolicy(config.policy);
-  const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? config.policy) : regularPolicy;
-  const decodePolicy = config.pd ? newPolicy(config.decodePolicy ?? config.policy) : regularPolicy;
+  const regularPolicy = newPolicy(config.policy === 'kv' ? 'cache_aware' : config.policy);
+  if (config.policy === 'kv') {
+    let tokenizer: Tokenizer | null = null;
+    const loadTokenizer = (): Tokenizer => (tokenizer ??= new Tokenizer(readModelFiles(config.tokenizerPath)));
+    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log);
+  }
+  const pdDefault: PolicyName = config.policy === 'kv' ? 'cache_aware' : config.policy;
+  const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? pdDefault) : regularPolicy;
+  const decodePolicy = config.pd ? newPolicy(config.decodePolicy ?? pdDefault) : regularPolicy;
   const admission = new Admission(config.maxConcurrentRequests, config.queueSize, config.queueTimeoutSecs * 1000);
   const onBreaker = (w: Worker, from: string, to: string): void => {
     metrics.cbTransitions.inc({ worker: w.id, from_state: from, to_state: to });
@@ -110,13 +123,16 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       throw new KvgateError('engine_unavailable', `worker ${url} did not pass its health check (${config.health.endpoint}) within ${config.workerStartupTimeoutSecs} s`);
     }
     let ranks: (number | null)[] = [null];
+    const info = config.dpAware || kvPolicy ? (await getJson(url, '/server_info')).body : null;
     if (config.dpAware) {
-      const info = await getJson(url, '/server_info');
-      const dp = isJsonObject(info.body) && typeof info.body['dp_size'] === 'number' ? info.body['dp_size'] : 1;
+      const dp = isJsonObject(info) && typeof info['dp_size'] === 'number' ? info['dp_size'] : 1;
       ranks = Array.from({ length: dp }, (_, r) => r);
     }
     const added = ranks.map((r) => new Worker(r === null ? url : `${url}@${r}`, url, type, r, bootstrapPort, config.breaker, onBreaker));
-    for (const w of added) pool.add(w);
+    for (const w of added) {
+      if (kvPolicy && !(await kvPolicy.attach(w, info))) log.info('kv policy: no KV events from this worker; routed by cache_aware', { worker: w.id });
+      pool.add(w);
+    }
     log.info('worker added', { url, type, ranks: ranks.length });
     return added;
   };
@@ -213,8 +229,19 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   const regular = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
     const text = routingText(route, body);
     const rawText = raw.toString('utf8');
+    const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('regular')) : null;
     await withRetries(async (last) => {
-      const w = pickOrThrow(regularPolicy, 'regular', text);
+      let release = (): void => undefined;
+      let w: Worker;
+      if (kvPolicy) {
+        const available = pool.available('regular');
+        if (available.length === 0) pickOrThrow(regularPolicy, 'regular', text); // throws no_workers
+        const picked = kvPolicy.pick(available, text, tokens);
+        ({ worker: w, release } = picked);
+        metrics.kvDecision(picked.overlapBlocks);
+      } else {
+        w = pickOrThrow(regularPolicy, 'regular', text);
+      }
       const payload = w.dpRank === null ? rawText : appendFields(rawText, [['data_parallel_rank', String(w.dpRank)]]);
       w.load++;
       try {
@@ -240,6 +267,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         return true;
       } finally {
         w.load--;
+        release();
       }
     });
   };
@@ -551,6 +579,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     await Promise.all(startups);
   } catch (err) {
     for (const p of policies) p.close();
+    kvPolicy?.close();
     throw err;
   }
   pool.startHealthChecks();
@@ -564,6 +593,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     close: async (graceMs: number) => {
       pool.stop();
       for (const p of policies) p.close();
+      kvPolicy?.close();
       await server.close(graceMs);
     },
   };

@@ -276,3 +276,50 @@ describe('kvgate router: PD disaggregation', () => {
     expect(workers.stats).toEqual({ prefill_count: 1, decode_count: 1, regular_count: 0 });
   });
 });
+
+describe('kvgate router: kv policy', () => {
+  const events = { publisher: 'zmq' as const, endpoint: 'tcp://127.0.0.1:0', replay_endpoint: 'tcp://127.0.0.1:0', bind: true, topic: 'kv' };
+
+  it('routes on the engines\' KV events: a cached prefix goes where the engine holds it', async () => {
+    const [a, b] = [await mocker({ pageSize: 16, kvEventsConfig: events }), await mocker({ pageSize: 16, kvEventsConfig: events })];
+    const r = await startKvgateRouter(['--worker-urls', a.url, b.url, '--policy', 'kv']);
+    // Two long distinct prompts, one per worker (the second is routed away from the first's load).
+    const prompts = [prompt(120, 'alpha'), prompt(120, 'beta')];
+    for (const p of prompts) expect((await post(`${r.url}/generate`, { text: p, sampling_params: { max_new_tokens: 1 } })).status).toBe(200);
+    const first = await perWorker(r.url, [a.url, b.url]);
+    expect(first).toEqual([1, 1]);
+    // Give the KV events time to arrive, then each prompt's follow-ups find their own cache.
+    await new Promise((res) => setTimeout(res, 300));
+    let cached = 0;
+    let total = 0;
+    for (let i = 0; i < 6; i++) {
+      const p = prompts[i % 2]!;
+      const res = await post(`${r.url}/generate`, { text: `${p} more ${i}`, sampling_params: { max_new_tokens: 1 } });
+      cached += res.json().meta_info.cached_tokens;
+      total += res.json().meta_info.prompt_tokens;
+    }
+    expect(cached / total).toBeGreaterThan(0.9);
+    // input_ids are routed on as given.
+    const ids = Array.from({ length: 64 }, (_, i) => 1000 + i);
+    await post(`${r.url}/generate`, { input_ids: ids, sampling_params: { max_new_tokens: 1 } });
+    await new Promise((res) => setTimeout(res, 300));
+    const again = await post(`${r.url}/generate`, { input_ids: [...ids, 5], sampling_params: { max_new_tokens: 1 } });
+    expect(again.json().meta_info.cached_tokens).toBe(64);
+    const text = await metrics(r.url);
+    expect(metricValue(text, 'kvgate_router_kv_decisions_total', 'by="kv_events"')).toBe(10);
+    expect(metricValue(text, 'kvgate_router_kv_overlap_blocks_total')).toBeGreaterThan(40);
+    expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
+  });
+
+  it('falls back to cache_aware when a worker publishes no events', async () => {
+    const [a, b] = [await mocker({ pageSize: 16, kvEventsConfig: events }), await mocker({ pageSize: 16 })];
+    const r = await startKvgateRouter(['--worker-urls', a.url, b.url, '--policy', 'kv']);
+    const shared = prompt(150, 'gamma');
+    let cached = 0;
+    for (let i = 0; i < 5; i++) cached += (await post(`${r.url}/generate`, { text: `${shared} q${i}`, sampling_params: { max_new_tokens: 1 } })).json().meta_info.cached_tokens;
+    // cache_aware keeps the shared prefix on one worker: four of five requests hit it.
+    expect(cached).toBeGreaterThan(0);
+    expect((await perWorker(r.url, [a.url, b.url])).sort()).toEqual([0, 5]);
+    expect(metricValue(await metrics(r.url), 'kvgate_router_kv_decisions_total', 'by="cache_aware"')).toBe(5);
+  });
+});

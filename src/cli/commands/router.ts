@@ -16,7 +16,7 @@ const DEFAULT_ID_HEADERS = ['x-request-id', 'x-correlation-id', 'x-trace-id', 'r
 const urls = (groups: string[][] | undefined): string[] => (groups ?? []).flat().flatMap((u) => u.split(',')).map((u) => u.trim()).filter(Boolean);
 
 export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
-  if (o.policy === 'kv') throw new KvgateError('invalid_config', '--policy kv is not implemented yet in kvgate router; use cache_aware (README, kvgate router)');
+  if (o.policy === 'kv' && o.pdDisaggregation && (!o.prefillPolicy || !o.decodePolicy)) throw new KvgateError('invalid_config', '--policy kv is not available in PD mode yet: give --prefill-policy and --decode-policy');
   let pd: RouterConfig['pd'] = null;
   if (o.pdDisaggregation) {
     const prefill = (o.prefill ?? []).map((g) => {
@@ -37,7 +37,8 @@ export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
     host: o.host,
     port: o.port,
     workerUrls: urls(o.workerUrls),
-    policy: o.policy as PolicyName,
+    policy: o.policy as PolicyName | 'kv',
+    tokenizerPath: o.tokenizerPath ?? o.modelPath,
     prefillPolicy: o.prefillPolicy as PolicyName | undefined,
     decodePolicy: o.decodePolicy as PolicyName | undefined,
     cacheThreshold: o.cacheThreshold,
