@@ -190,7 +190,7 @@ export const COMMANDS = {
       balanceAbsThreshold: { kind: 'int', default: 64, min: 0, help: 'cache_aware: balance by load when max-min in-flight requests exceeds this...' },
       balanceRelThreshold: { kind: 'float', default: 1.5, min: 0, help: '...and max exceeds min times this' },
       evictionIntervalSecs: { kind: 'float', default: 60, min: 0.001, help: 'cache_aware: seconds between evictions of the trees' },
-      maxTreeSize: { kind: 'int', default: 67108864, min: 1, help: 'cache_aware: characters each worker\'s tree keeps (least recently used evicted first)' },
+      maxTreeSize: { kind: 'int', default: 67108864, min: 1, help: 'cache_aware: bytes of text each worker\'s tree keeps (least recently used evicted first)' },
       dpAware: { kind: 'bool', default: false, help: 'one routing target per data-parallel rank (from /server_info dp_size); sends data_parallel_rank' },
       pdDisaggregation: { kind: 'bool', default: false, help: 'prefill/decode disaggregation: --prefill and --decode workers' },
       prefill: { kind: 'args', help: 'PD: a prefill server and its bootstrap port (omitted or none: the engine\'s default); repeatable' },

@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass, "setErrorClass"));
   kvgate::InitHashing(env, exports);
   kvgate::InitRouter(env, exports);
+  kvgate::InitTextTree(env, exports);
   return exports;
 }
 

@@ -309,3 +309,29 @@ export class KvRouter {
   /** Frees the native memory now. Later calls throw ERR_CLOSED. */
   close(): void;
 }
+
+// ---- cache_aware tree (native/binding/text_tree_binding.cc over native/core/text_tree.h) ----
+
+/** SGLang's cache_aware approximate tree: a radix tree over request text (UTF-8 bytes) whose
+ *  nodes record which tenants (uint32 ids) were sent that prefix and when (one logical tick
+ *  per insert). Sizes are bytes per tenant. src/sgl_router/text_tree.ts wraps it (string
+ *  tenants) and holds the TypeScript twin it is tested against. Bad arguments throw
+ *  ERR_INVALID_ARG. Freed by the garbage collector. */
+export class TextTree {
+  constructor();
+  /** Records `text` under `tenant`, refreshing its last use along the path. O(bytes). */
+  insert(text: string, tenant: number): void;
+  /** The longest prefix of `text` some tenant holds: writes [matched bytes, tenant that used
+   *  it last or -1, text bytes] into `out` (length >= 3) and returns the matched bytes. O(bytes). */
+  prefixMatch(text: string, out: Float64Array): number;
+  /** Bytes the tenant holds (0 if unknown). O(1). */
+  tenantSize(tenant: number): number;
+  /** Forgets the tenant. O(its nodes). */
+  removeTenant(tenant: number): void;
+  /** Trims each tenant over maxSize bytes, least recently used leaves first, until it fits. */
+  evict(maxSize: number): void;
+  /** Every prefix the tenant holds with its last use (tests only; O(size^2) bytes). */
+  dump(tenant: number): [string, number][];
+  /** Nodes in the tree. */
+  readonly nodeCount: number;
+}

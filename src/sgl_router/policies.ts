@@ -1,7 +1,7 @@
 // SGLang's router policies over the available workers of one kind (reference/sglang.md §4.3).
 // Load is the router's own count of requests in flight per worker.
 
-import { RadixTextTree, type TextTree } from './text_tree.js';
+import { NativeTextTree, type TextTree } from './text_tree.js';
 import type { Worker } from './workers.js';
 
 export type PolicyName = 'random' | 'round_robin' | 'power_of_two' | 'cache_aware';
@@ -80,7 +80,7 @@ export class CacheAwarePolicy implements Policy {
   constructor(
     private readonly config: CacheAwareConfig,
     private readonly events: PolicyEvents,
-    readonly tree: TextTree = new RadixTextTree(),
+    readonly tree: TextTree = new NativeTextTree(),
   ) {
     this.timer = setInterval(() => this.tree.evict(config.maxTreeSize), config.evictionIntervalMs);
     this.timer.unref();
@@ -104,7 +104,7 @@ export class CacheAwarePolicy implements Policy {
       return leastLoaded(workers);
     }
     const m = this.tree.prefixMatch(text);
-    if (text.length > 0 && m.matched / text.length > this.config.cacheThreshold) {
+    if (m.length > 0 && m.matched / m.length > this.config.cacheThreshold) {
       const hit = workers.find((w) => w.id === m.tenant);
       if (hit) {
         this.events.cacheHit();

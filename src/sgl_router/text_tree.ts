@@ -2,11 +2,17 @@
 // whose nodes record which workers ("tenants") were sent that prefix and when. It predicts
 // each engine's prefix cache from the router's own decisions; no engine is asked.
 // Sizes count UTF-16 code units of text, per tenant (SGLang counts characters).
+// NativeTextTree (below) is the same tree in the addon (native/core/text_tree.h), over UTF-8
+// bytes; the policy uses the native one.
 // Time is a logical clock (one tick per insert) so that the LRU order is exact and testable.
 
+import { addon } from '../native/addon.js';
+
 export interface PrefixMatch {
-  // Length of the longest prefix of the query some tenant holds.
+  // Length of the longest prefix of the query some tenant holds, and of the query, in the
+  // tree's unit (UTF-16 code units here, bytes in the native tree).
   matched: number;
+  length: number;
   // The tenant holding it that used it last (null when nothing matched).
   tenant: string | null;
 }
@@ -26,6 +32,64 @@ export interface TextTree {
   evict(maxSize: number): void;
   // Every (prefix length, last use) a tenant holds, for tests: a map from each held prefix to its time.
   dump(tenant: string): Map<string, number>;
+}
+
+// The addon's tree behind the same interface: tenants (worker ids) are numbered here.
+export class NativeTextTree implements TextTree {
+  private readonly tree = new addon.TextTree();
+  private readonly ids = new Map<string, number>();
+  private readonly names: string[] = [];
+  private readonly out = new Float64Array(3);
+
+  private id(tenant: string): number {
+    let id = this.ids.get(tenant);
+    if (id === undefined) {
+      id = this.names.length;
+      this.ids.set(tenant, id);
+      this.names.push(tenant);
+    }
+    return id;
+  }
+
+  insert(text: string, tenant: string): void {
+    this.tree.insert(text, this.id(tenant));
+  }
+
+  prefixMatch(text: string): PrefixMatch {
+    this.tree.prefixMatch(text, this.out);
+    const t = this.out[1]!;
+    return { matched: this.out[0]!, length: this.out[2]!, tenant: t < 0 ? null : this.names[t]! };
+  }
+
+  smallestTenant(among: readonly string[]): string | null {
+    let best: string | null = null;
+    let size = Infinity;
+    for (const t of among) {
+      const s = this.tenantSize(t);
+      if (s < size) [best, size] = [t, s];
+    }
+    return best;
+  }
+
+  tenantSize(tenant: string): number {
+    const id = this.ids.get(tenant);
+    return id === undefined ? 0 : this.tree.tenantSize(id);
+  }
+
+  // The id stays reserved (ids are never reused, so a late answer cannot name another worker).
+  removeTenant(tenant: string): void {
+    const id = this.ids.get(tenant);
+    if (id !== undefined) this.tree.removeTenant(id);
+  }
+
+  evict(maxSize: number): void {
+    this.tree.evict(maxSize);
+  }
+
+  dump(tenant: string): Map<string, number> {
+    const id = this.ids.get(tenant);
+    return new Map(id === undefined ? [] : this.tree.dump(id));
+  }
 }
 
 class Node {
@@ -98,13 +162,13 @@ export class RadixTextTree implements TextTree {
       if (common < child.text.length) break;
       node = child;
     }
-    if (last === null) return { matched: 0, tenant: null };
+    if (last === null) return { matched: 0, length: text.length, tenant: null };
     let tenant: string | null = null;
     let time = -1;
     for (const [t, at] of last.tenants) {
       if (at > time || (at === time && tenant !== null && t < tenant)) [tenant, time] = [t, at];
     }
-    return { matched: pos, tenant };
+    return { matched: pos, length: text.length, tenant };
   }
 
   smallestTenant(among: readonly string[]): string | null {

@@ -3,7 +3,8 @@
 // alphabet (so prefixes collide and nodes split), compared after every step.
 
 import { describe, expect, it } from 'vitest';
-import { RadixTextTree, type TextTree } from '../../src/sgl_router/text_tree.js';
+import { addon } from '../../src/native/addon.js';
+import { NativeTextTree, RadixTextTree, type TextTree } from '../../src/sgl_router/text_tree.js';
 
 class NaiveTree {
   readonly held = new Map<string, Map<string, number>>();
@@ -46,16 +47,21 @@ function check(tree: TextTree, naive: NaiveTree, tenants: string[], rnd: () => n
     expect(new Map([...tree.dump(t)].sort())).toEqual(new Map([...(naive.held.get(t) ?? new Map())].sort()));
   }
   const query = word(rnd, 12);
-  expect(tree.prefixMatch(query)).toEqual(naive.prefixMatch(query));
+  expect(tree.prefixMatch(query)).toEqual({ ...naive.prefixMatch(query), length: query.length });
 }
 
 const word = (rnd: () => number, max: number): string => Array.from({ length: 1 + Math.floor(rnd() * max) }, () => 'abc'[Math.floor(rnd() * 3)]).join('');
 
-describe('RadixTextTree against a naive model', () => {
+const IMPLEMENTATIONS: [string, () => TextTree][] = [
+  ['TypeScript', () => new RadixTextTree()],
+  ['native', () => new NativeTextTree()],
+];
+
+describe.each(IMPLEMENTATIONS)('%s cache_aware tree against a naive model', (_, make) => {
   it('inserts, matches, sizes and removes tenants exactly as the model', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const rnd = seeded(seed);
-      const tree = new RadixTextTree();
+      const tree = make();
       const naive = new NaiveTree();
       const tenants = ['w0', 'w1', 'w2'];
       for (let step = 0; step < 200; step++) {
@@ -78,7 +84,7 @@ describe('RadixTextTree against a naive model', () => {
   it('evicts least recently used leaves until each tenant fits', () => {
     for (let seed = 1; seed <= 20; seed++) {
       const rnd = seeded(100 + seed);
-      const tree = new RadixTextTree();
+      const tree = make();
       const tenants = ['w0', 'w1'];
       for (let step = 0; step < 120; step++) tree.insert(word(rnd, 16), tenants[step % 2]!);
       const before = new Map(tenants.map((t) => [t, tree.dump(t)]));
@@ -105,5 +111,23 @@ describe('RadixTextTree against a naive model', () => {
       const [p] = [...tree.dump('w0')].sort((x, y) => y[0].length - x[0].length)[0] ?? [''];
       if (p) expect(tree.prefixMatch(p).matched).toBe(p.length);
     }
+  });
+});
+
+describe('native cache_aware tree', () => {
+  it('counts UTF-8 bytes, matches across a split multi-byte character, and refuses bad arguments', () => {
+    const tree = new NativeTextTree();
+    tree.insert('héllo wörld', 'a');
+    tree.insert('hé', 'b');
+    expect(tree.tenantSize('a')).toBe(Buffer.byteLength('héllo wörld'));
+    expect(tree.prefixMatch('héllo there')).toEqual({ matched: Buffer.byteLength('héllo '), length: Buffer.byteLength('héllo there'), tenant: 'a' });
+    // 'ö' and 'ó' share their first UTF-8 byte: the byte tree matches it.
+    expect(tree.prefixMatch('héllo wó').matched).toBe(Buffer.byteLength('héllo w') + 1);
+    expect(tree.prefixMatch('hé').tenant).toBe('b');
+    const raw = new addon.TextTree();
+    expect(() => raw.insert(5 as unknown as string, 0)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }));
+    expect(() => raw.insert('x', -1)).toThrow(/tenant must be an integer/);
+    expect(() => raw.prefixMatch('x', new Float64Array(2))).toThrow(/Float64Array of length >= 3/);
+    expect(() => raw.evict(-1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }));
   });
 });
