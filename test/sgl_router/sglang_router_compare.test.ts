@@ -4,33 +4,13 @@
 // The router is installed in a venv under build/ on first use (about 20 s); a failed install
 // fails this test.
 
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MockerHandle } from '../../src/mocker/index.js';
 import { closeAll, mocker } from '../mocker/helpers.js';
 import { startKvgateRouter, stopAllProcesses, stopProcess, type RouterProcess } from './helpers.js';
-
-const VERSION = '0.3.2';
-
-function sglangRouterPython(): string {
-  const venv = resolve('build', `sglang-router-venv-${VERSION}`);
-  const exe = join(venv, 'bin', 'python');
-  const works = () => {
-    try {
-      return execFileSync(exe, ['-c', 'import importlib.metadata as m; print(m.version("sglang-router"))'], { encoding: 'utf8' }).trim() === VERSION;
-    } catch {
-      return false;
-    }
-  };
-  if (existsSync(exe) && works()) return exe;
-  execFileSync('python3', ['-m', 'venv', venv], { stdio: 'ignore', timeout: 120_000 });
-  execFileSync(exe, ['-m', 'pip', 'install', '--quiet', `sglang-router==${VERSION}`], { stdio: 'ignore', timeout: 300_000 });
-  if (!works()) throw new Error(`${exe} has no sglang-router ${VERSION} after pip install`);
-  return exe;
-}
+import { SGLANG_ROUTER_VERSION as VERSION, sglangRouterPython } from './sglang_router_peer.js';
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
