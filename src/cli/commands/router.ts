@@ -7,7 +7,7 @@ import { HttpServer } from '../../http/server.js';
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import { startRouter, type RouterConfig } from '../../sgl_router/router.js';
 import type { PolicyName } from '../../sgl_router/policies.js';
-import { parseCommandLine, type OptionsOf } from '../config.js';
+import { parseCommandLine, type OptionsOf } from '../../config.js';
 import { stopOnSignals } from '../stop.js';
 
 const DEFAULT_ID_HEADERS = ['x-request-id', 'x-correlation-id', 'x-trace-id', 'request-id'];
