@@ -44,6 +44,7 @@ export class KvPolicy {
     readonly fallback: CacheAwarePolicy,
     private readonly tokenizer: () => Tokenizer,
     private readonly log: Logger,
+    private readonly overlapWeight = 1,
   ) {}
 
   // Subscribes to a registered worker's events when its /server_info describes them.
@@ -53,7 +54,7 @@ export class KvPolicy {
     const blockSize = typeof d['block_size'] === 'number' ? d['block_size'] : null;
     const base = typeof d['endpoint_port_base'] === 'number' ? d['endpoint_port_base'] : null;
     if (d['publisher'] !== 'zmq' || blockSize === null || base === null) return false;
-    if (this.router === null) this.router = new addon.KvRouter({ blockSize, policy: 'kv' });
+    if (this.router === null) this.router = new addon.KvRouter({ blockSize, policy: 'kv', overlapWeight: this.overlapWeight });
     if (this.router.blockSize !== blockSize) {
       this.log.warn('kv policy: worker page size differs from the first worker\'s; routed by cache_aware', { worker: w.id, blockSize, routerBlockSize: this.router.blockSize });
       return false;

@@ -25,6 +25,7 @@ export interface RouterConfig {
   policy: PolicyName | 'kv';
   // kv policy: the tokenizer for text prompts (default: the packaged Qwen3 one).
   tokenizerPath?: string;
+  kvOverlapScoreWeight: number;
   prefillPolicy?: PolicyName;
   decodePolicy?: PolicyName;
   cacheThreshold: number;
@@ -103,7 +104,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   if (config.policy === 'kv') {
     let tokenizer: Tokenizer | null = null;
     const loadTokenizer = (): Tokenizer => (tokenizer ??= new Tokenizer(readModelFiles(config.tokenizerPath)));
-    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log);
+    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log, config.kvOverlapScoreWeight);
   }
   const pdDefault: PolicyName = config.policy === 'kv' ? 'cache_aware' : config.policy;
   const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? pdDefault) : regularPolicy;
