@@ -224,7 +224,6 @@ export const COMMANDS = {
       apiKey: { kind: 'string', help: 'API key sent to the workers as Authorization: Bearer (as SGLang\'s router does); clients are not checked' },
       maxPayloadSize: { kind: 'int', default: 536870912, min: 1, help: 'largest request body (413 above)' },
       shutdownGracePeriodSecs: { kind: 'float', default: 180, min: 0, help: 'seconds in-flight requests may take to finish on SIGTERM' },
-      kvOverlapScoreWeight: { kind: 'float', default: 1, min: 0, help: 'kv policy: weight of prefill blocks (uncached prompt) against decode blocks in the cost (as kvgate serve\'s)' },
       modelPath: { kind: 'string', help: 'kv policy: tokenizer folder for text prompts (default: the workers\' tokenizer_path when local, else the packaged Qwen3 tokenizer)' },
       tokenizerPath: { kind: 'string', help: 'kv policy: tokenizer folder or tokenizer.json (overrides --model-path)' },
       // Accepted so SGLang's command lines run unchanged; no effect (README lists why).

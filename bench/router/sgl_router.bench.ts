@@ -7,8 +7,7 @@
 // the router's CPU seconds and its RSS at the end. The mockers' caches are flushed between systems.
 //
 //   npm run bench:sgl-router -- [--concurrency 16] [--groups 16] [--per-group 20] [--system-words 150]
-//                               [--workers 4] [--max-total-tokens 8192] [--only kvgate:cache_aware,kvgate:kv@3,...]
-// (`kvgate:kv@W`: the kv policy with --kv-overlap-score-weight W)
+//                               [--workers 4] [--max-total-tokens 8192] [--only kvgate:cache_aware,...]
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -72,14 +71,12 @@ async function startMockers(n: number): Promise<{ urls: string[]; procs: Started
 }
 
 async function startRouter(system: string, workers: string[]): Promise<{ url: string; proc: Started }> {
-  // kvgate:kv@3: the kv policy with --kv-overlap-score-weight 3.
-  const [kind, spec] = system.split(':') as [string, string];
-  const [policy, weight] = spec.split('@') as [string, string | undefined];
+  const [kind, policy] = system.split(':') as [string, string];
   const [port, prom] = [await freePort(), await freePort()];
   const common = ['--host', '127.0.0.1', '--port', String(port), '--worker-urls', ...workers, '--policy', policy, '--prometheus-host', '127.0.0.1', '--prometheus-port', String(prom), '--log-level', 'warn'];
   const proc =
     kind === 'kvgate'
-      ? start(system, KVGATE[0]!, [KVGATE[1]!, 'router', ...common, ...(weight ? ['--kv-overlap-score-weight', weight] : [])], { logPath: join(runDir, `${system}.log`) })
+      ? start(system, KVGATE[0]!, [KVGATE[1]!, 'router', ...common], { logPath: join(runDir, `${system}.log`) })
       : start(system, sglangRouterPython(), ['-m', 'sglang_router.launch_router', ...common], { logPath: join(runDir, `${system}.log`) });
   const url = `http://127.0.0.1:${port}`;
   // Ready when every worker is registered and healthy (sglang-router registers in the background).

@@ -1,8 +1,12 @@
 // `--policy kv`: exact prefix routing on the engines' own KV events. Each worker's
 // /server_info `kv_events` descriptor names its ZMQ publishers (one per DP rank); the router
 // subscribes to each (src/transport's EngineKvSubscriber, gap-free with replay) and applies
-// the batches to the native KvRouter, which scores candidates on cached overlap and active
-// load (Dynamo's cost). Prompts are routed on token ids: input_ids as given; text tokenized
+// the batches to the native KvRouter's index. The decision is SGLang's cache_aware with the
+// engines' truth in place of the guess (as SMG's event-driven mode): out of balance, the least
+// loaded worker; else the worker whose engine holds the longest cached prefix, when that is
+// over --cache-threshold of the prompt (ties: the less loaded); else cache_aware's own tree,
+// which knows the prompts routed in the last moments, before their events arrive.
+// Prompts are routed on token ids: input_ids as given; text tokenized
 // the way the engine does (the model's tokenizer; byte ids for a kvgate mocker, which says
 // so in /server_info).
 // Workers without events (or with another page size than the first one's) are routed by
@@ -27,8 +31,7 @@ interface Evented {
 
 export interface KvPick {
   worker: Worker;
-  release(): void;
-  // Cached prompt blocks the router expected on the worker (null: cache_aware decided).
+  // Cached prompt blocks the engine's events showed on the worker (null: cache_aware decided).
   overlapBlocks: number | null;
 }
 
@@ -37,14 +40,13 @@ export class KvPolicy {
   private readonly evented = new Map<string, Evented>(); // by worker id
   private readonly byNum = new Map<number, string>();
   private nextNum = 1;
-  private nextRequest = 1;
-  private readonly out = new Uint32Array(3);
+  private units = 0;
+  private scratch = { workers: new Uint32Array(0), ranks: new Uint32Array(0), overlap: new Uint32Array(0), costs: new Float64Array(0) };
 
   constructor(
     readonly fallback: CacheAwarePolicy,
     private readonly tokenizer: () => Tokenizer,
     private readonly log: Logger,
-    private readonly overlapWeight = 1,
   ) {}
 
   // Subscribes to a registered worker's events when its /server_info describes them.
@@ -54,7 +56,7 @@ export class KvPolicy {
     const blockSize = typeof d['block_size'] === 'number' ? d['block_size'] : null;
     const base = typeof d['endpoint_port_base'] === 'number' ? d['endpoint_port_base'] : null;
     if (d['publisher'] !== 'zmq' || blockSize === null || base === null) return false;
-    if (this.router === null) this.router = new addon.KvRouter({ blockSize, policy: 'kv', overlapWeight: this.overlapWeight });
+    if (this.router === null) this.router = new addon.KvRouter({ blockSize, policy: 'kv' });
     if (this.router.blockSize !== blockSize) {
       this.log.warn('kv policy: worker page size differs from the first worker\'s; routed by cache_aware', { worker: w.id, blockSize, routerBlockSize: this.router.blockSize });
       return false;
@@ -92,6 +94,7 @@ export class KvPolicy {
       s.start();
     }
     for (const rank of ranks) router.addWorker(num, rank);
+    this.units += ranks.length;
     const mocker = isJsonObject(serverInfo['mocker']) && serverInfo['mocker']['text_tokenization'] === 'utf8-bytes';
     this.evented.set(w.id, { num, subscribers, byteTokens: mocker });
     this.byNum.set(num, w.id);
@@ -105,6 +108,7 @@ export class KvPolicy {
     if (!e) return;
     for (const s of e.subscribers) s.close();
     this.router?.removeWorker(e.num);
+    this.units -= e.subscribers.length;
     this.evented.delete(w.id);
     this.byNum.delete(e.num);
   }
@@ -128,23 +132,30 @@ export class KvPolicy {
   pick(workers: readonly Worker[], text: string, tokens: Uint32Array | null): KvPick {
     const router = this.router;
     const allEvented = workers.every((w) => this.evented.has(w.id));
-    if (router === null || tokens === null || tokens.length === 0 || !allEvented) return this.byCacheAware(workers, text);
-    const id = this.nextRequest++;
-    if (!router.route(tokens, id, this.out)) return this.byCacheAware(workers, text);
-    const wid = this.byNum.get(this.out[0]!);
-    const worker = workers.find((w) => w.id === wid);
-    if (!worker) {
-      // The router's choice is out of rotation (unhealthy, circuit open): cache_aware instead.
-      router.free(id);
-      return this.byCacheAware(workers, text);
+    if (router === null || tokens === null || tokens.length === 0 || !allEvented || this.fallback.imbalanced(workers)) return this.byCacheAware(workers, text);
+    if (this.scratch.workers.length < this.units) {
+      const n = this.units;
+      this.scratch = { workers: new Uint32Array(n), ranks: new Uint32Array(n), overlap: new Uint32Array(n), costs: new Float64Array(n) };
     }
-    // cache_aware's tree still learns the text, so a later fallback starts informed.
-    if (text !== '') this.fallback.tree.insert(text, worker.id);
-    return { worker, overlapBlocks: this.out[2]!, release: () => void router.free(id) };
+    const { workers: ws, overlap } = this.scratch;
+    const n = router.score(tokens, ws, this.scratch.ranks, overlap, this.scratch.costs);
+    let best: Worker | null = null;
+    let bestOverlap = 0;
+    for (let i = 0; i < n; i++) {
+      const id = this.byNum.get(ws[i]!);
+      const w = id === undefined ? undefined : workers.find((x) => x.id === id);
+      if (!w) continue; // out of rotation
+      const o = overlap[i]!;
+      if (o > bestOverlap || (o === bestOverlap && best !== null && w.load < best.load)) [best, bestOverlap] = [w, o];
+    }
+    if (best === null || (bestOverlap * router.blockSize) / tokens.length <= this.fallback.cacheThreshold) return this.byCacheAware(workers, text);
+    // cache_aware's tree learns the text too: the next requests of this prefix find it before its events arrive.
+    if (text !== '') this.fallback.tree.insert(text, best.id);
+    return { worker: best, overlapBlocks: bestOverlap };
   }
 
   private byCacheAware(workers: readonly Worker[], text: string): KvPick {
-    return { worker: this.fallback.select(workers, text), overlapBlocks: null, release: () => undefined };
+    return { worker: this.fallback.select(workers, text), overlapBlocks: null };
   }
 
   close(): void {

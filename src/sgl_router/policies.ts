@@ -92,14 +92,24 @@ export class CacheAwarePolicy implements Policy {
     return chosen;
   }
 
-  private choose(workers: readonly Worker[], text: string): Worker {
+  // The loads are out of balance: max - min over the absolute threshold and max over min
+  // times the relative one.
+  imbalanced(workers: readonly Worker[]): boolean {
     let max = -Infinity;
     let min = Infinity;
     for (const w of workers) {
       max = Math.max(max, w.load);
       min = Math.min(min, w.load);
     }
-    if (max - min > this.config.balanceAbsThreshold && max > min * this.config.balanceRelThreshold) {
+    return max - min > this.config.balanceAbsThreshold && max > min * this.config.balanceRelThreshold;
+  }
+
+  get cacheThreshold(): number {
+    return this.config.cacheThreshold;
+  }
+
+  private choose(workers: readonly Worker[], text: string): Worker {
+    if (this.imbalanced(workers)) {
       this.events.balanced();
       return leastLoaded(workers);
     }

@@ -25,7 +25,6 @@ export interface RouterConfig {
   policy: PolicyName | 'kv';
   // kv policy: the tokenizer for text prompts (default: the packaged Qwen3 one).
   tokenizerPath?: string;
-  kvOverlapScoreWeight: number;
   prefillPolicy?: PolicyName;
   decodePolicy?: PolicyName;
   cacheThreshold: number;
@@ -104,7 +103,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   if (config.policy === 'kv') {
     let tokenizer: Tokenizer | null = null;
     const loadTokenizer = (): Tokenizer => (tokenizer ??= new Tokenizer(readModelFiles(config.tokenizerPath)));
-    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log, config.kvOverlapScoreWeight);
+    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log);
   }
   const pdDefault: PolicyName = config.policy === 'kv' ? 'cache_aware' : config.policy;
   const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? pdDefault) : regularPolicy;
@@ -232,13 +231,12 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     const rawText = raw.toString('utf8');
     const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('regular')) : null;
     await withRetries(async (last) => {
-      let release = (): void => undefined;
       let w: Worker;
       if (kvPolicy) {
         const available = pool.available('regular');
         if (available.length === 0) pickOrThrow(regularPolicy, 'regular', text); // throws no_workers
         const picked = kvPolicy.pick(available, text, tokens);
-        ({ worker: w, release } = picked);
+        w = picked.worker;
         metrics.kvDecision(picked.overlapBlocks);
       } else {
         w = pickOrThrow(regularPolicy, 'regular', text);
@@ -268,7 +266,6 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         return true;
       } finally {
         w.load--;
-        release();
       }
     });
   };

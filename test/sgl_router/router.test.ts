@@ -306,9 +306,32 @@ describe('kvgate router: kv policy', () => {
     const again = await post(`${r.url}/generate`, { input_ids: [...ids, 5], sampling_params: { max_new_tokens: 1 } });
     expect(again.json().meta_info.cached_tokens).toBe(64);
     const text = await metrics(r.url);
-    expect(metricValue(text, 'kvgate_router_kv_decisions_total', 'by="kv_events"')).toBe(10);
+    // The first sight of each prompt is cache_aware's (no engine holds it); the rest are the events'.
+    expect(metricValue(text, 'kvgate_router_kv_decisions_total', 'by="kv_events"')).toBe(7);
+    expect(metricValue(text, 'kvgate_router_kv_decisions_total', 'by="cache_aware"')).toBe(3);
     expect(metricValue(text, 'kvgate_router_kv_overlap_blocks_total')).toBeGreaterThan(40);
     expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
+  });
+
+  it('finds a prefix an engine cached without this router (another replica, a warm-up): cache_aware cannot', async () => {
+    const [a, b] = [await mocker({ pageSize: 16, kvEventsConfig: events }), await mocker({ pageSize: 16, kvEventsConfig: events })];
+    const warm = prompt(100, 'warm');
+    const run = async (policy: string) => {
+      await post(`${a.url}/flush_cache`, '');
+      await post(`${b.url}/flush_cache`, '');
+      const r = await startKvgateRouter(['--worker-urls', a.url, b.url, '--policy', policy]);
+      // One prompt through the router: its tree now holds text for a, none for b.
+      await post(`${r.url}/generate`, { text: prompt(20, 'other'), sampling_params: { max_new_tokens: 1 } });
+      // The warm prompt straight to a's engine, as another router replica would send it.
+      await post(`${a.url}/generate`, { text: warm, sampling_params: { max_new_tokens: 1 } });
+      await new Promise((res) => setTimeout(res, 300));
+      const res = await post(`${r.url}/generate`, { text: `${warm} and more`, sampling_params: { max_new_tokens: 1 } });
+      await r.stop();
+      return res.json().meta_info.cached_tokens as number;
+    };
+    // kv sees a's cache in its events; cache_aware sends the prompt to b, whose tree is smaller.
+    expect(await run('kv')).toBeGreaterThan(500);
+    expect(await run('cache_aware')).toBe(0);
   });
 
   it('falls back to cache_aware when a worker publishes no events', async () => {

@@ -39,7 +39,6 @@ export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
     workerUrls: urls(o.workerUrls),
     policy: o.policy as PolicyName | 'kv',
     tokenizerPath: o.tokenizerPath ?? o.modelPath,
-    kvOverlapScoreWeight: o.kvOverlapScoreWeight,
     prefillPolicy: o.prefillPolicy as PolicyName | undefined,
     decodePolicy: o.decodePolicy as PolicyName | undefined,
     cacheThreshold: o.cacheThreshold,
