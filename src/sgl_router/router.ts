@@ -14,6 +14,7 @@ import { RouterMetrics } from './metrics.js';
 import { readModelFiles } from '../preprocess/model_files.js';
 import { Tokenizer } from '../preprocess/tokenizer.js';
 import { KvPolicy } from './kv_policy.js';
+import { Upstream, type UpstreamResponse } from './upstream.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
 import { appendFields, batchSize, bootstrapFields, isStream, parseBody, routingText, type InferenceRoute } from './request_body.js';
 import { probe, waitHealthy, Worker, WorkerPool, type BreakerConfig, type HealthConfig, type WorkerType } from './workers.js';
@@ -64,7 +65,6 @@ export function normalizeUrl(url: string): string {
   return u;
 }
 
-// Bodies of upstream answers the router did not relay (a retried attempt, the prefill leg).
 async function drain(res: Response): Promise<void> {
   try {
     await res.arrayBuffer();
@@ -157,38 +157,38 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     return h;
   };
 
-  const send = (w: Worker, path: string, body: string, ex: Exchange, signal: AbortSignal): Promise<Response> => {
+  const upstream = new Upstream();
+  const send = (w: Worker, path: string, body: string, ex: Exchange, signal: AbortSignal): Promise<UpstreamResponse> => {
     metrics.sent(w.id);
-    return fetch(w.baseUrl + path, { method: 'POST', headers: upstreamHeaders(ex), body, signal });
+    return upstream.post(w.baseUrl + path, body, upstreamHeaders(ex), signal);
   };
 
   // Relays an upstream answer to the client: SSE chunk by chunk (with backpressure), anything else whole.
-  const relay = async (ex: Exchange, res: Response): Promise<void> => {
+  const relay = async (ex: Exchange, res: UpstreamResponse): Promise<void> => {
     relayed.set(ex, res.status);
-    const type = res.headers.get('content-type') ?? 'application/json';
-    if (!(res.ok && type.includes('text/event-stream') && res.body)) {
+    const type = res.contentType;
+    if (!(res.ok && type.includes('text/event-stream'))) {
       const text = await res.text();
       ex.text(res.status, text, type);
       return;
     }
-    const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let started = false;
+    let complete = false;
     try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        const text = decoder.decode(value, { stream: true });
+      for await (const chunk of res.chunks()) {
+        const text = decoder.decode(chunk, { stream: true });
         if (text === '') continue;
         const ok = started ? ex.write(text) : ex.startStream(text);
         started = true;
         if (!ok && !(await ex.writable())) return;
       }
+      complete = true;
       const rest = decoder.decode();
       if (started) ex.endStream(rest);
       else ex.text(res.status, rest, type);
     } finally {
-      reader.cancel().catch(() => undefined);
+      if (!complete) res.cancel();
     }
   };
 
@@ -244,7 +244,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       const payload = w.dpRank === null ? rawText : appendFields(rawText, [['data_parallel_rank', String(w.dpRank)]]);
       w.load++;
       try {
-        let res: Response;
+        let res: UpstreamResponse;
         try {
           res = await send(w, route, payload, ex, attemptSignal(ex));
         } catch (err) {
@@ -258,7 +258,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         }
         w.breaker.record(res.status < 500);
         if (RETRYABLE.has(res.status) && !last) {
-          await drain(res);
+          await res.drain();
           return false;
         }
         if (RETRYABLE.has(res.status)) metrics.exhausted();
@@ -291,7 +291,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         async (res) => {
           p.breaker.record(res.status < 500);
           if (res.ok && !mergeLogprobs) {
-            await drain(res);
+            await res.drain();
             return { res, json: null as unknown };
           }
           const text = await res.text().catch(() => '');
@@ -311,7 +311,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         },
       );
       try {
-        let res: Response;
+        let res: UpstreamResponse;
         try {
           res = await send(d, route, payload, ex, AbortSignal.any([signal, decodeAbort.signal]));
         } catch (err) {
@@ -321,7 +321,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
             if (pre.res) {
               if (RETRYABLE.has(pre.res.status) && !last) return false;
               relayed.set(ex, pre.res.status);
-              ex.text(pre.res.status, 'text' in pre ? (pre.text ?? '') : '', pre.res.headers.get('content-type') ?? 'application/json');
+              ex.text(pre.res.status, 'text' in pre ? (pre.text ?? '') : '', pre.res.contentType);
               return true;
             }
             if (!last) return false;
@@ -336,7 +336,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         d.breaker.record(res.status < 500);
         if (!res.ok) metrics.pdFailed();
         if (RETRYABLE.has(res.status) && !last) {
-          await drain(res);
+          await res.drain();
           return false;
         }
         if (mergeLogprobs && res.ok) {
@@ -592,6 +592,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       pool.stop();
       for (const p of policies) p.close();
       kvPolicy?.close();
+      await upstream.close().catch(() => undefined);
       await server.close(graceMs);
     },
   };

@@ -233,6 +233,30 @@ describe('kvgate router: policies and failures', () => {
     expect(failed.json().error.code).toBe('engine_error');
   });
 
+  it('--request-timeout-secs answers 504; a client that leaves mid-stream releases its worker', async () => {
+    const a = await mocker({ speedupRatio: 1 });
+    const r = await startKvgateRouter(['--worker-urls', a.url, '--request-timeout-secs', '0.3', '--disable-retries']);
+    const slow = { input_ids: [1, 2], sampling_params: { max_new_tokens: 400, ignore_eos: true } };
+    const late = await post(`${r.url}/generate`, slow);
+    expect(late.status).toBe(504);
+    expect(late.json().error.code).toBe('engine_timeout');
+    const r2 = await startKvgateRouter(['--worker-urls', a.url]);
+    const ctl = new AbortController();
+    const res = await fetch(`${r2.url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...slow, stream: true }), signal: ctl.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    ctl.abort();
+    let inflight = NaN;
+    for (let i = 0; i < 40 && inflight !== 0; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      inflight = metricValue(await metrics(r2.url), 'kvgate_router_inflight_requests');
+    }
+    expect(inflight).toBe(0);
+    // The engine saw the disconnect too: nothing left running there.
+    for (let i = 0; i < 40 && (await get(`${a.url}/get_load`)).json()[0]?.num_reqs > 0; i++) await new Promise((res) => setTimeout(res, 50));
+    expect((await get(`${a.url}/get_load`)).json()[0].num_reqs).toBe(0);
+  });
+
   it('--max-concurrent-requests queues, then refuses with 429', async () => {
     const a = await mocker({ speedupRatio: 1 });
     const r = await startKvgateRouter(['--worker-urls', a.url, '--max-concurrent-requests', '1', '--queue-size', '1']);
