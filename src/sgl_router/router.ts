@@ -280,14 +280,19 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     await withRetries(async (last) => {
       const p = pickOrThrow(prefillPolicy, 'prefill', text);
       const d = pickOrThrow(decodePolicy, 'decode', text);
-      const payload = appendFields(rawText, bootstrapFields(new URL(p.baseUrl).hostname, p.bootstrapPort, batchSize(route, body)));
+      // One bootstrap triple (one room) for both legs; DP-aware legs name their ranks, and the
+      // decode leg the prefill rank it reads the KV from (SGLang's PD router fields).
+      const bootstrap = bootstrapFields(new URL(p.baseUrl).hostname, p.bootstrapPort, batchSize(route, body));
+      const rank = (k: string, r: number | null): [string, string][] => (r === null ? [] : [[k, String(r)]]);
+      const prefillPayload = appendFields(rawText, [...bootstrap, ...rank('routed_dp_rank', p.dpRank)]);
+      const decodePayload = appendFields(rawText, [...bootstrap, ...rank('routed_dp_rank', d.dpRank), ...rank('disagg_prefill_dp_rank', p.dpRank)]);
       const signal = attemptSignal(ex);
       const decodeAbort = new AbortController();
       p.load++;
       d.load++;
       metrics.pd('prefill');
       metrics.pd('decode');
-      const prefillDone = send(p, route, payload, ex, signal).then(
+      const prefillDone = send(p, route, prefillPayload, ex, signal).then(
         async (res) => {
           p.breaker.record(res.status < 500);
           if (res.ok && !mergeLogprobs) {
@@ -313,7 +318,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       try {
         let res: UpstreamResponse;
         try {
-          res = await send(d, route, payload, ex, AbortSignal.any([signal, decodeAbort.signal]));
+          res = await send(d, route, decodePayload, ex, AbortSignal.any([signal, decodeAbort.signal]));
         } catch (err) {
           const pre = await prefillDone;
           if (decodeAbort.signal.aborted && !ex.signal.aborted) {

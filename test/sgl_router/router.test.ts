@@ -299,6 +299,22 @@ describe('kvgate router: PD disaggregation', () => {
     const workers = (await get(`${r.url}/workers`)).json();
     expect(workers.stats).toEqual({ prefill_count: 1, decode_count: 1, regular_count: 0 });
   });
+
+  // The legs carry routed_dp_rank (and decode disagg_prefill_dp_rank); the mocker's decode side
+  // would also find the prefill rank by asking the bootstrap server, so this checks that DP-aware
+  // PD serves across rank pairs, not that the fields are read.
+  it('--dp-aware PD: one target per rank on each side, requests served across rank pairs', async () => {
+    const prefill = await mocker({ disaggregationMode: 'prefill', disaggregationBootstrapPort: 0, dpSize: 2 });
+    const decode = await mocker({ disaggregationMode: 'decode', dpSize: 2 });
+    const r = await startKvgateRouter(['--pd-disaggregation', '--prefill', prefill.url, String(prefill.bootstrapPort), '--decode', decode.url, '--dp-aware', '--policy', 'round_robin', '--decode-policy', 'random']);
+    expect((await get(`${r.url}/workers`)).json().stats).toEqual({ prefill_count: 2, decode_count: 2, regular_count: 0 });
+    for (let i = 0; i < 6; i++) {
+      const res = await post(`${r.url}/generate`, { input_ids: [40 + i, 41, 42, 43], sampling_params: { max_new_tokens: 2, ignore_eos: true } });
+      expect(res.status).toBe(200);
+      expect(res.json().meta_info.completion_tokens).toBe(2);
+    }
+    expect(await perWorker(r.url, [`${prefill.url}@0`, `${prefill.url}@1`])).toEqual([3, 3]);
+  });
 });
 
 describe('kvgate router: kv policy', () => {
