@@ -75,6 +75,7 @@ export const COMMANDS = {
       clientStallTimeout: { kind: 'float', default: 30, min: 0.001, help: 'seconds a streaming client may stop reading before it is disconnected and its engine request aborted' },
       clientMaxBufferedBytes: { kind: 'int', default: 1048576, min: 1, help: 'response bytes held for a slow streaming client before it is disconnected' },
       healthCheckInterval: { kind: 'float', default: 5, min: 0, help: 'seconds between health probes of --engine-urls servers (0: never)' },
+      migrationLimit: { kind: 'int', min: 0, max: 4294967295, help: 'times a request whose stream breaks mid-generation may move to another worker (default: what each worker registered with kvgate worker --migration-limit; 0: never)' },
       engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for the first --worker-urls/--engine-urls worker to answer' },
     },
   },

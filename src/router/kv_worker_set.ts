@@ -63,6 +63,9 @@ export interface KvWorkerSetOptions {
   servedModelName?: string;
   // How long a failed worker stays out of routing before it is tried again.
   penaltyMs?: number;
+  // How many times a request may move to another worker after its stream broke mid-way;
+  // unset: what the first worker's registration (its model card) says.
+  migrationLimit?: number;
   // Health probes of plain HTTP engines (0: none).
   healthIntervalMs?: number;
   seed?: number;
@@ -396,6 +399,11 @@ export class KvWorkerSet implements WorkerSet {
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model });
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
+      },
+      migrationLimit: (m) => this.opts.migrationLimit ?? m.card?.migrationLimit ?? 0,
+      migrated: (from, to, cause, generated, err) => {
+        this.metrics.migrations.inc({ model, cause });
+        this.log.warn(`request migrated from ${from.name} to ${to.name} after ${generated} token(s) (${cause}): ${(err as Error).message}`);
       },
     };
     this.groups.set(model, g);

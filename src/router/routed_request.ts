@@ -1,11 +1,17 @@
 // One request's routing decision, as the serving core sees it (a Dispatch): the engine it
-// streams from is the chosen worker's client with the chosen dp rank set. If that worker
-// fails before the request produced any token (it died, disconnected or is draining), the
-// request is routed once more among the other workers and streams from there, so a dying
-// worker costs a retry and no request. A failure after tokens were produced ends the
-// request with the error (moving a request mid-stream is migration, a later step).
+// streams from is the chosen worker's client with the chosen dp rank set. When that stream
+// fails in a way that says the worker cannot finish it (unreachable, connection lost,
+// engine gone, or an engine abort that is not the request's fault), the request moves:
+// - before any token (a retry): routed once more among the other workers;
+// - after tokens went out (a migration, reference/dynamo.md §1.12), while it has
+//   migrations left: routed KV-aware again with the prompt plus the tokens generated so
+//   far, max_new_tokens reduced by those. The caller's iterator just continues, so its
+//   detokenizer and stop matcher never notice; the final usage counts the request once
+//   (the original prompt, every generated token, the first leg's cached tokens).
+// Each leg's router bookkeeping is freed as soon as the leg ends.
 
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import { KvgateError } from '../errors.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // The chosen worker rank of one routing decision (rid: the router's request id).
@@ -17,6 +23,9 @@ export interface Route<M> {
   client: EngineClient;
 }
 
+// Why a stream moved to another worker (a metric label).
+export type MoveCause = 'unreachable' | 'disconnected' | 'timeout' | 'engine_abort';
+
 // What a RoutedRequest needs from the worker set.
 export interface RoutingPort<M> {
   // Routes the prompt; null when no worker can take it.
@@ -26,13 +35,29 @@ export interface RoutingPort<M> {
   // The stream on `member` failed: takes the worker out if the failure says it cannot
   // serve (true: another worker may succeed).
   failed(member: M, err: unknown): boolean;
+  // How many times a request first routed to `member` may migrate.
+  migrationLimit(member: M): number;
   retried(from: Route<M>, to: Route<M>, err: unknown): void;
+  migrated(from: Route<M>, to: Route<M>, cause: MoveCause, generated: number, err: unknown): void;
+}
+
+// An engine abort that is the engine's trouble, not the request's (no 4xx status): the
+// request may finish elsewhere. The worker itself stays routable.
+class EngineAbort extends KvgateError {}
+
+function causeOf(err: unknown): MoveCause {
+  if (err instanceof EngineAbort) return 'engine_abort';
+  if (err instanceof KvgateError && err.code === 'engine_timeout') return 'timeout';
+  return /unreachable/.test((err as Error).message) ? 'unreachable' : 'disconnected';
 }
 
 export class RoutedRequest<M> implements Dispatch {
   readonly engine: EngineClient;
   private current: Route<M>;
   private done = false;
+  // Whether current.rid is still held in the router (finish() frees it).
+  private held = true;
+  private migrationsLeft: number;
 
   constructor(
     private readonly port: RoutingPort<M>,
@@ -40,6 +65,7 @@ export class RoutedRequest<M> implements Dispatch {
     first: Route<M>,
   ) {
     this.current = first;
+    this.migrationsLeft = port.migrationLimit(first.member);
     this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
@@ -54,29 +80,82 @@ export class RoutedRequest<M> implements Dispatch {
   finish(_outcome: DispatchOutcome): void {
     if (this.done) return;
     this.done = true;
-    this.port.free(this.current.rid);
+    if (this.held) this.port.free(this.current.rid);
   }
 
   private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
-    for (let attempt = 0; ; attempt++) {
+    const generated: number[] = [];
+    let retried = false;
+    let cached: number | undefined;
+    for (;;) {
       const route = this.current;
-      let produced = false;
+      const resumed = generated.length; // tokens generated before this leg
+      const leg = resumed === 0 ? req : this.resume(req, generated);
+      let legTokens = 0;
       try {
-        for await (const chunk of route.client.generate({ ...req, dpRank: route.rank }, signal)) {
-          if (chunk.tokenIds.length > 0 || chunk.finishReason) produced = true;
-          yield chunk;
+        for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, signal)) {
+          const n = chunk.tokenIds.length;
+          // The serving core reports the first leg's first token; later legs' are ours.
+          if (n > 0 && legTokens === 0 && resumed > 0) this.port.markPrefillDone(route.rid);
+          legTokens += n;
+          for (let i = 0; i < n; i++) generated.push(chunk.tokenIds[i]!);
+          const reason = chunk.finishReason;
+          if (reason?.type === 'abort' && !signal?.aborted && this.migrationsLeft > 0 && !((reason.statusCode ?? 0) >= 400 && (reason.statusCode ?? 0) < 500)) {
+            if (n > 0) yield { tokenIds: chunk.tokenIds };
+            throw new EngineAbort('engine_error', `the engine aborted the request${reason.message ? `: ${reason.message}` : ''}`);
+          }
+          if (resumed === 0) {
+            if (chunk.cachedTokens !== undefined) cached = chunk.cachedTokens;
+            yield chunk;
+            continue;
+          }
+          // A resumed leg: its prompt holds the tokens generated before, and its cache
+          // counts are not this request's.
+          const out: GenerateChunk = { tokenIds: chunk.tokenIds };
+          if (reason) {
+            out.finishReason = reason;
+            out.usage = { promptTokens: req.tokenIds.length, completionTokens: resumed + (chunk.usage?.completionTokens ?? legTokens), cachedTokens: cached ?? 0 };
+          }
+          yield out;
         }
         return;
       } catch (err) {
-        if (signal?.aborted) throw err;
-        const retriable = this.port.failed(route.member, err);
-        if (!retriable || produced || attempt > 0 || this.done) throw err;
+        if (signal?.aborted || this.done) throw err;
+        const gone = this.port.failed(route.member, err);
+        if (!gone && !(err instanceof EngineAbort)) throw err;
+        const migrating = generated.length > 0;
+        if (migrating ? this.migrationsLeft <= 0 : retried) throw err;
+        const left = req.sampling.maxNewTokens - generated.length;
+        if (left <= 0) throw err;
         this.port.free(route.rid);
-        const next = this.port.route(this.tokens);
+        this.held = false;
+        const tokens = migrating ? Uint32Array.from([...this.tokens, ...generated]) : this.tokens;
+        const next = this.port.route(tokens);
         if (next === null) throw err;
         this.current = next;
-        this.port.retried(route, next, err);
+        this.held = true;
+        if (migrating) {
+          this.migrationsLeft--;
+          this.port.migrated(route, next, causeOf(err), generated.length, err);
+        } else {
+          retried = true;
+          this.port.retried(route, next, err);
+        }
       }
     }
+  }
+
+  // The request that continues on another worker after `generated` tokens.
+  private resume(req: GenerateRequest, generated: readonly number[]): GenerateRequest {
+    const s = req.sampling;
+    return {
+      ...req,
+      tokenIds: [...req.tokenIds, ...generated],
+      sampling: {
+        ...s,
+        maxNewTokens: s.maxNewTokens - generated.length,
+        ...(s.minNewTokens !== undefined ? { minNewTokens: Math.max(0, s.minNewTokens - generated.length) } : {}),
+      },
+    };
   }
 }

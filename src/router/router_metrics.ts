@@ -44,6 +44,7 @@ type Labels = Record<string, string | number>;
 export class RouterMetrics {
   readonly decisions: Counter<'model' | 'worker'>;
   readonly retries: Counter<'model'>;
+  readonly migrations: Counter<'model' | 'cause'>;
   readonly overlapBlocks: Histogram<'model'>;
   readonly hitRate: Histogram<'model'>;
   readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
@@ -55,6 +56,12 @@ export class RouterMetrics {
     const none: Registry[] = [];
     this.decisions = new Counter({ name: `${PREFIX}decisions_total`, help: 'Routing decisions per worker (a retry on another worker counts again)', labelNames: ['model', 'worker'], registers: none });
     this.retries = new Counter({ name: `${PREFIX}retries_total`, help: 'Requests moved to another worker because theirs failed before the first token', labelNames: ['model'], registers: none });
+    this.migrations = new Counter({
+      name: `${PREFIX}migrations_total`,
+      help: 'Requests moved to another worker after their stream broke mid-generation (prompt plus the tokens generated so far), by cause',
+      labelNames: ['model', 'cause'],
+      registers: none,
+    });
     this.overlapBlocks = new Histogram({
       name: `${PREFIX}overlap_blocks`,
       help: 'Prompt blocks the chosen worker already held, per routing decision',
@@ -136,7 +143,7 @@ export class RouterMetrics {
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
   }
 
   register(registry: Registry): void {

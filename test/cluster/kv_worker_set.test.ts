@@ -363,6 +363,66 @@ describe('KvWorkerSet', () => {
     expect(set.unitRows().map((u) => [u.worker, u.activeRequests])).toEqual([[b.url, 0]]);
   });
 
+  it('migrates a stream broken mid-way when the card allows: prompt plus generated tokens, fewer max tokens, usage once', async () => {
+    // Each engine continues the sequence from the end of what it is given.
+    const reply = (b: { input_ids: number[] }) => Array.from({ length: 10 }, (_, i) => 1000 + b.input_ids.length - 64 + i);
+    const a = await agent({ migrationLimit: 1 }, { reply, dropAfter: 3, cachedTokens: 32 });
+    const b = await agent({ migrationLimit: 1 }, { reply, cachedTokens: 7 });
+    const { set, registry } = workerSet();
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(1);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+    const d = set.dispatch({ model: 'test-model', requestId: 'mig', tokenIds: p });
+    expect(d.worker).toBe(a.url);
+    const chunks = [];
+    for await (const c of d.engine.generate({ requestId: 'mig', tokenIds: p, sampling: { maxNewTokens: 8, minNewTokens: 5 } })) {
+      if (chunks.length === 0) d.firstToken();
+      chunks.push(c);
+    }
+    d.finish('ok');
+    expect(chunks.flatMap((c) => c.tokenIds)).toEqual([1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007]);
+    // B got A's prompt and A's 3 tokens, with 5 tokens left to make.
+    expect(b.engine.received).toHaveLength(1);
+    expect(b.engine.received[0]!.input_ids).toEqual([...p, 1000, 1001, 1002]);
+    expect(b.engine.received[0]!.sampling_params).toMatchObject({ max_new_tokens: 5, min_new_tokens: 2 });
+    expect(chunks.at(-1)).toMatchObject({ finishReason: { type: 'length' }, usage: { promptTokens: 64, completionTokens: 8, cachedTokens: 32 } });
+    expect(d.worker).toBe(b.url);
+    expect((await metric(registry, 'kvgate_router_migrations_total')).map((v) => [v.labels.cause, v.value])).toEqual([['disconnected', 1]]);
+    expect(set.unitRows().map((u) => [u.activeRequests, u.activeBlocks, u.prefillTokens])).toEqual([[0, 0, 0]]);
+  });
+
+  it('migrates on an engine abort that is not the request\'s fault, keeping that worker; a spent limit ends with the error', async () => {
+    const reply = (b: { input_ids: number[] }) => Array.from({ length: 10 }, (_, i) => 2000 + b.input_ids.length - 64 + i);
+    const a = await agent({ migrationLimit: 0 }, { reply, abortAfter: 2 });
+    const b = await agent({ migrationLimit: 0 }, { reply, abortAfter: 2 });
+    // The frontend's override wins over the cards: one migration.
+    const { set, registry } = workerSet({ migrationLimit: 1 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(1);
+    const d = set.dispatch({ model: 'test-model', requestId: 'ab', tokenIds: p });
+    const tokens: number[] = [];
+    const it = (async () => {
+      for await (const c of d.engine.generate({ requestId: 'ab', tokenIds: p, sampling: { maxNewTokens: 8 } })) {
+        if (tokens.length === 0) d.firstToken();
+        tokens.push(...c.tokenIds);
+        if (c.finishReason) return c.finishReason;
+      }
+      return null;
+    })();
+    // The second leg aborts too, with no migration left: the abort reaches the caller.
+    expect(await it).toMatchObject({ type: 'abort' });
+    d.finish('error');
+    expect(tokens).toEqual([2000, 2001, 2002, 2003]);
+    expect(set.readyCount('test-model')).toBe(2);
+    expect((await metric(registry, 'kvgate_router_migrations_total')).map((v) => [v.labels.cause, v.value])).toEqual([['engine_abort', 1]]);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+  });
+
   it('approximate mode ignores KV events and predicts caches from its own decisions', async () => {
     const a = await agent();
     const b = await agent();

@@ -64,6 +64,7 @@ export async function run(argv: string[]): Promise<void> {
     approxTtlMs: o.routerTtlSecs * 1000,
     servedModelName: o.servedModelName,
     healthIntervalMs: o.healthCheckInterval * 1000,
+    migrationLimit: o.migrationLimit,
     log: logger,
   });
   let cluster: LocalCluster | null = null;
