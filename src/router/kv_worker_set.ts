@@ -41,7 +41,7 @@ import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
-import { RoutedRequest, type Route, type RoutingPort } from './routed_request.js';
+import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
@@ -66,6 +66,8 @@ export interface KvWorkerSetOptions {
   // How many times a request may move to another worker after its stream broke mid-way;
   // unset: what the first worker's registration (its model card) says.
   migrationLimit?: number;
+  // Retries of requests that failed before their first token (default DEFAULT_RETRY).
+  retry?: Partial<RetryPolicy>;
   // Health probes of plain HTTP engines (0: none).
   healthIntervalMs?: number;
   seed?: number;
@@ -400,6 +402,7 @@ export class KvWorkerSet implements WorkerSet {
         this.metrics.retries.inc({ model });
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
       },
+      retry: { ...DEFAULT_RETRY, ...this.opts.retry },
       migrationLimit: (m) => this.opts.migrationLimit ?? m.card?.migrationLimit ?? 0,
       migrated: (from, to, cause, generated, err) => {
         this.metrics.migrations.inc({ model, cause });

@@ -2,14 +2,17 @@
 // streams from is the chosen worker's client with the chosen dp rank set. When that stream
 // fails in a way that says the worker cannot finish it (unreachable, connection lost,
 // engine gone, or an engine abort that is not the request's fault), the request moves:
-// - before any token (a retry): routed once more among the other workers;
+// - before any token (a retry): routed again among the other workers after a backoff
+//   (exponential with jitter), while the retry budget lasts;
 // - after tokens went out (a migration, reference/dynamo.md §1.12), while it has
 //   migrations left: routed KV-aware again with the prompt plus the tokens generated so
 //   far, max_new_tokens reduced by those. The caller's iterator just continues, so its
 //   detokenizer and stop matcher never notice; the final usage counts the request once
 //   (the original prompt, every generated token, the first leg's cached tokens).
-// Each leg's router bookkeeping is freed as soon as the leg ends.
+// When no worker can take it at that moment, the request waits a backoff and tries again,
+// spending the same retry budget. Each leg's router bookkeeping is freed as soon as the leg ends.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
@@ -26,6 +29,16 @@ export interface Route<M> {
 // Why a stream moved to another worker (a metric label).
 export type MoveCause = 'unreachable' | 'disconnected' | 'timeout' | 'engine_abort';
 
+// Retries of requests that never started (SGLang's gateway's defaults, reference/sglang.md §4.7).
+export interface RetryPolicy {
+  maxRetries: number; // 5
+  initialBackoffMs: number; // 50
+  maxBackoffMs: number; // 30000
+}
+export const DEFAULT_RETRY: RetryPolicy = { maxRetries: 5, initialBackoffMs: 50, maxBackoffMs: 30_000 };
+const BACKOFF_MULTIPLIER = 1.5;
+const JITTER = 0.2; // the delay is scaled by a random factor in [1 - JITTER, 1 + JITTER]
+
 // What a RoutedRequest needs from the worker set.
 export interface RoutingPort<M> {
   // Routes the prompt; null when no worker can take it.
@@ -37,6 +50,7 @@ export interface RoutingPort<M> {
   failed(member: M, err: unknown): boolean;
   // How many times a request first routed to `member` may migrate.
   migrationLimit(member: M): number;
+  readonly retry: RetryPolicy;
   retried(from: Route<M>, to: Route<M>, err: unknown): void;
   migrated(from: Route<M>, to: Route<M>, cause: MoveCause, generated: number, err: unknown): void;
 }
@@ -58,6 +72,7 @@ export class RoutedRequest<M> implements Dispatch {
   // Whether current.rid is still held in the router (finish() frees it).
   private held = true;
   private migrationsLeft: number;
+  private retries = 0;
 
   constructor(
     private readonly port: RoutingPort<M>,
@@ -85,7 +100,6 @@ export class RoutedRequest<M> implements Dispatch {
 
   private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
     const generated: number[] = [];
-    let retried = false;
     let cached: number | undefined;
     for (;;) {
       const route = this.current;
@@ -124,24 +138,44 @@ export class RoutedRequest<M> implements Dispatch {
         const gone = this.port.failed(route.member, err);
         if (!gone && !(err instanceof EngineAbort)) throw err;
         const migrating = generated.length > 0;
-        if (migrating ? this.migrationsLeft <= 0 : retried) throw err;
-        const left = req.sampling.maxNewTokens - generated.length;
-        if (left <= 0) throw err;
+        if (migrating && this.migrationsLeft <= 0) throw err;
+        if (req.sampling.maxNewTokens - generated.length <= 0) throw err;
         this.port.free(route.rid);
         this.held = false;
-        const tokens = migrating ? Uint32Array.from([...this.tokens, ...generated]) : this.tokens;
-        const next = this.port.route(tokens);
-        if (next === null) throw err;
+        if (!migrating) await this.backoff(err, signal);
+        const next = await this.reroute(migrating ? Uint32Array.from([...this.tokens, ...generated]) : this.tokens, err, signal);
         this.current = next;
         this.held = true;
         if (migrating) {
           this.migrationsLeft--;
           this.port.migrated(route, next, causeOf(err), generated.length, err);
         } else {
-          retried = true;
           this.port.retried(route, next, err);
         }
       }
+    }
+  }
+
+  // Spends one retry on a wait; throws `err` when the budget is spent or the client left.
+  private async backoff(err: unknown, signal?: AbortSignal): Promise<void> {
+    const p = this.port.retry;
+    if (this.retries >= p.maxRetries) throw err;
+    const base = Math.min(p.maxBackoffMs, p.initialBackoffMs * BACKOFF_MULTIPLIER ** this.retries++);
+    const delay = base * (1 - JITTER + 2 * JITTER * Math.random());
+    try {
+      await sleep(delay, undefined, { signal });
+    } catch {
+      throw err;
+    }
+    if (this.done) throw err;
+  }
+
+  // A worker for `tokens`, waiting (and spending retries) while none can take it.
+  private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal): Promise<Route<M>> {
+    for (;;) {
+      const next = this.port.route(tokens);
+      if (next !== null) return next;
+      await this.backoff(err, signal);
     }
   }
 

@@ -325,6 +325,34 @@ describe('KvWorkerSet', () => {
     expect(() => set.dispatch({ model: 'test-model', requestId: 'x', tokenIds: p })).toThrow(KvgateError);
   });
 
+  it('retries a request that never started on other workers, with backoff, within the budget', async () => {
+    const busy = { failStatus: 503 };
+    const a = await agent({}, busy);
+    const b = await agent({}, busy);
+    const c = await agent();
+    const { set, registry } = workerSet({ penaltyMs: 60_000, retry: { maxRetries: 2, initialBackoffMs: 100 } });
+    for (const x of [a, b, c]) set.addAgent(x.url);
+    await set.waitForWorkers(3, 5000);
+    // A and B hold the prefix, so the router tries them first.
+    const p = prompt(3);
+    a.store(p);
+    b.store(p);
+    await waitFor(() => cached(set, a.url) === 4 && cached(set, b.url) === 4, 'A and B hold the prefix');
+    const t0 = Date.now();
+    expect(await run(set, p)).toEqual({ worker: c.url, tokens: [3, 4, 5, 6] });
+    // Two waits: 100 ms and 150 ms, each +-20 %.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(2);
+    // C busy too, and the budget spent on the way: the last failure is the request's error.
+    const { set: set2 } = workerSet({ penaltyMs: 60_000, retry: { maxRetries: 1, initialBackoffMs: 1 } });
+    set2.addAgent(a.url);
+    set2.addAgent(b.url);
+    await set2.waitForWorkers(2, 5000);
+    await expect(run(set2, p)).rejects.toMatchObject({ code: 'engine_unavailable' });
+    expect(a.engine.received.length + b.engine.received.length).toBe(4);
+    expect(set2.unitRows().map((u) => u.activeRequests)).toEqual([]);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();

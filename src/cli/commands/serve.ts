@@ -65,6 +65,7 @@ export async function run(argv: string[]): Promise<void> {
     servedModelName: o.servedModelName,
     healthIntervalMs: o.healthCheckInterval * 1000,
     migrationLimit: o.migrationLimit,
+    retry: { maxRetries: o.retryMaxRetries, initialBackoffMs: o.retryInitialBackoffMs, maxBackoffMs: o.retryMaxBackoffMs },
     log: logger,
   });
   let cluster: LocalCluster | null = null;
