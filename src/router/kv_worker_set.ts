@@ -41,6 +41,7 @@ import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
+import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions } from './circuit_breaker.js';
 import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
@@ -66,6 +67,11 @@ export interface KvWorkerSetOptions {
   // How many times a request may move to another worker after its stream broke mid-way;
   // unset: what the first worker's registration (its model card) says.
   migrationLimit?: number;
+  // How long a worker may take to send a request's first token before the request moves
+  // on and the worker is set aside (0 or unset: no limit).
+  firstTokenTimeoutMs?: number;
+  // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
+  breaker?: Partial<BreakerOptions>;
   // Retries of requests that failed before their first token (default DEFAULT_RETRY).
   retry?: Partial<RetryPolicy>;
   // Health probes of plain HTTP engines (0: none).
@@ -106,6 +112,7 @@ interface Member {
   reason: string;
   timer: NodeJS.Timeout | null;
   load: LoadReport | null;
+  breaker: CircuitBreaker;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -121,14 +128,16 @@ export class KvWorkerSet implements WorkerSet {
   private closed = false;
   private readonly log: Logger;
   private readonly mode: RouterPolicy;
+  private readonly breakerOptions: BreakerOptions;
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
     this.mode = opts.mode ?? 'kv';
+    this.breakerOptions = { ...DEFAULT_BREAKER, ...opts.breaker };
     if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
     this.metrics = new RouterMetrics({
       units: () => this.unitRows(),
-      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state })),
+      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state, breaker: BREAKER_STATE_VALUE[m.breaker.state] })),
       indexBlocks: () => [...this.groups.values()].map((g) => ({ model: g.model, blocks: g.router.stats().blocks })),
       loads: () =>
         [...this.members.values()].flatMap((m) =>
@@ -267,6 +276,7 @@ export class KvWorkerSet implements WorkerSet {
       reason: '',
       timer: null,
       load: null,
+      breaker: new CircuitBreaker(this.breakerOptions),
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -323,6 +333,8 @@ export class KvWorkerSet implements WorkerSet {
 
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
+    // Back after its breaker's open period (or with a restarted engine): on probation.
+    m.breaker.halfOpen();
     if (m.agent) {
       try {
         this.useEngine(m, card.engineUrl);
@@ -398,6 +410,8 @@ export class KvWorkerSet implements WorkerSet {
         if (!this.closed) router.free(rid);
       },
       failed: (m, err) => this.failed(m, err),
+      succeeded: (m) => m.breaker.success(),
+      firstTokenTimeoutMs: this.opts.firstTokenTimeoutMs ?? 0,
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model });
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
@@ -438,18 +452,20 @@ export class KvWorkerSet implements WorkerSet {
   private failed(m: Member, err: unknown): boolean {
     if (!(err instanceof KvgateError)) return false;
     const c = err.code;
-    // An engine that reported an error itself is up: only failures to reach it count.
+    // An engine that reported an error itself is up: only failures to reach it take it out
+    // now; every server-side failure counts towards its circuit breaker.
     const gone = c === 'engine_unavailable' || c === 'engine_timeout';
-    if (!gone) return false;
-    if (m.state === 'up' && !this.closed) {
+    const opened = (gone || c === 'engine_error') && m.breaker.failure();
+    if (!gone && !opened) return false;
+    if ((m.state === 'up' || (opened && m.state === 'down')) && !this.closed) {
       this.unregister(m);
       m.state = 'down';
-      m.reason = err.message;
-      const penalty = this.opts.penaltyMs ?? 5000;
-      this.log.warn(`worker ${m.name} failed (${err.message}): out of routing for ${penalty / 1000} s`);
+      m.reason = opened ? `circuit breaker open (${this.breakerOptions.failureThreshold} failures in a row; last: ${err.message})` : err.message;
+      const penalty = opened ? this.breakerOptions.openMs : (this.opts.penaltyMs ?? 5000);
+      this.log.warn(`worker ${m.name} failed (${m.reason}): out of routing for ${penalty / 1000} s`);
       this.scheduleReadmit(m, penalty);
     }
-    return true;
+    return gone;
   }
 
   private scheduleReadmit(m: Member, delayMs: number): void {

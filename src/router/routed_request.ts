@@ -48,6 +48,10 @@ export interface RoutingPort<M> {
   // The stream on `member` failed: takes the worker out if the failure says it cannot
   // serve (true: another worker may succeed).
   failed(member: M, err: unknown): boolean;
+  // The stream on `member` finished (its circuit breaker counts it).
+  succeeded(member: M): void;
+  // A worker that sends no first token within this is failed with engine_timeout (0: off).
+  readonly firstTokenTimeoutMs: number;
   // How many times a request first routed to `member` may migrate.
   migrationLimit(member: M): number;
   readonly retry: RetryPolicy;
@@ -106,8 +110,14 @@ export class RoutedRequest<M> implements Dispatch {
       const resumed = generated.length; // tokens generated before this leg
       const leg = resumed === 0 ? req : this.resume(req, generated);
       let legTokens = 0;
+      const limit = this.firstTokenTimeoutMs();
+      const timeout = limit > 0 ? new AbortController() : null;
+      const timer = timeout && setTimeout(() => timeout.abort(), limit);
+      const legSignal = timeout ? (signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal) : signal;
+      const timedOut = () => new KvgateError('engine_timeout', `worker ${route.name} sent no first token within ${limit / 1000} s`);
       try {
-        for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, signal)) {
+        for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, legSignal)) {
+          if (timer) clearTimeout(timer);
           const n = chunk.tokenIds.length;
           // The serving core reports the first leg's first token; later legs' are ours.
           if (n > 0 && legTokens === 0 && resumed > 0) this.port.markPrefillDone(route.rid);
@@ -132,8 +142,11 @@ export class RoutedRequest<M> implements Dispatch {
           }
           yield out;
         }
+        if (timeout?.signal.aborted && !signal?.aborted) throw timedOut();
+        this.port.succeeded(route.member);
         return;
-      } catch (err) {
+      } catch (thrown) {
+        const err = timeout?.signal.aborted && !signal?.aborted ? timedOut() : thrown;
         if (signal?.aborted || this.done) throw err;
         const gone = this.port.failed(route.member, err);
         if (!gone && !(err instanceof EngineAbort)) throw err;
@@ -142,6 +155,7 @@ export class RoutedRequest<M> implements Dispatch {
         if (req.sampling.maxNewTokens - generated.length <= 0) throw err;
         this.port.free(route.rid);
         this.held = false;
+        if (timer) clearTimeout(timer);
         if (!migrating) await this.backoff(err, signal);
         const next = await this.reroute(migrating ? Uint32Array.from([...this.tokens, ...generated]) : this.tokens, err, signal);
         this.current = next;
@@ -152,6 +166,8 @@ export class RoutedRequest<M> implements Dispatch {
         } else {
           this.port.retried(route, next, err);
         }
+      } finally {
+        if (timer) clearTimeout(timer);
       }
     }
   }
@@ -177,6 +193,10 @@ export class RoutedRequest<M> implements Dispatch {
       if (next !== null) return next;
       await this.backoff(err, signal);
     }
+  }
+
+  private firstTokenTimeoutMs(): number {
+    return this.port.firstTokenTimeoutMs;
   }
 
   // The request that continues on another worker after `generated` tokens.

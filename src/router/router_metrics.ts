@@ -21,6 +21,7 @@ export interface WorkerRow {
   model: string;
   worker: string;
   state: string;
+  breaker: number; // 0 closed, 1 open, 2 half-open
 }
 
 export interface LoadRow {
@@ -137,6 +138,16 @@ export class RouterMetrics {
             counts.set(key, c);
           }
           for (const { n, ...labels } of counts.values()) this.set(labels, n);
+        },
+      }),
+      new Gauge({
+        name: `${PREFIX}worker_circuit_state`,
+        help: 'Circuit breaker of the worker: 0 closed, 1 open (no requests), 2 half-open (on probation)',
+        labelNames: ['model', 'worker'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const m of state.members()) this.set({ model: m.model, worker: m.worker }, m.breaker);
         },
       }),
       loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),

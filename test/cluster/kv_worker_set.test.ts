@@ -353,6 +353,44 @@ describe('KvWorkerSet', () => {
     expect(set2.unitRows().map((u) => u.activeRequests)).toEqual([]);
   });
 
+  it('moves a request on when its worker sends no first token in time, and sets that worker aside', async () => {
+    const a = await agent({}, { tokenDelayMs: 5000 });
+    const b = await agent();
+    const { set, registry } = workerSet({ firstTokenTimeoutMs: 300, penaltyMs: 60_000 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(5);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+    const t0 = Date.now();
+    expect(await run(set, p)).toEqual({ worker: b.url, tokens: [5, 6, 7, 8] });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(set.workers().find((w) => w.name === a.url)).toMatchObject({ healthy: false, reason: expect.stringMatching(/no first token within 0.3 s/) });
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(1);
+    // The engine was told: its stream was dropped.
+    await waitFor(() => a.engine.running.size === 0, 'the slow request aborted on A');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0]);
+  });
+
+  it('opens a worker\'s circuit breaker after failures in a row, then readmits it on probation', async () => {
+    const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
+    const { set, registry } = workerSet({ breaker: { failureThreshold: 3, openMs: 400 } });
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    const state = async () => (await metric(registry, 'kvgate_router_worker_circuit_state'))[0]!.value;
+    for (let i = 0; i < 2; i++) await expect(run(set, prompt(9))).rejects.toMatchObject({ code: 'engine_error' });
+    expect(set.readyCount('test-model')).toBe(1);
+    await expect(run(set, prompt(9))).rejects.toMatchObject({ code: 'engine_error' });
+    expect(set.readyCount('test-model')).toBe(0);
+    expect(set.workers()[0]!.reason).toMatch(/circuit breaker open/);
+    expect(await state()).toBe(1);
+    await waitFor(() => set.readyCount('test-model') === 1, 'A back after the open period');
+    expect(await state()).toBe(2);
+    for (let i = 0; i < 3; i++) expect((await run(set, prompt(10))).tokens).toEqual([10, 11, 12, 13]);
+    expect(await state()).toBe(0);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();

@@ -65,6 +65,9 @@ export async function run(argv: string[]): Promise<void> {
     servedModelName: o.servedModelName,
     healthIntervalMs: o.healthCheckInterval * 1000,
     migrationLimit: o.migrationLimit,
+    penaltyMs: o.workerCooldown * 1000,
+    breaker: { failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: o.cbWindowDurationSecs * 1000 },
+    firstTokenTimeoutMs: o.firstTokenTimeout * 1000,
     retry: { maxRetries: o.retryMaxRetries, initialBackoffMs: o.retryInitialBackoffMs, maxBackoffMs: o.retryMaxBackoffMs },
     log: logger,
   });
