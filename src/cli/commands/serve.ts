@@ -161,6 +161,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       clientStallTimeoutMs: o.clientStallTimeout * 1000,
       clientMaxBufferedBytes: o.clientMaxBufferedBytes,
+      admission: { maxConcurrent: o.maxConcurrentRequests, queueSize: o.queueSize, queueTimeoutMs: o.queueTimeoutSecs * 1000 },
       logger,
     },
     routed,
