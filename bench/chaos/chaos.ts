@@ -44,8 +44,19 @@ export interface ChaosSummary {
   ttftP99: number;
   e2eP50: number;
   e2eP99: number;
+  // Started deployments only (their request log says which requests migrated): p99 of the
+  // requests that migrated at least once against those that did not.
+  split: { migrated: Latency; unmigrated: Latency } | null;
+  // Mean tokens a migration made the new worker prefill beyond its cached prefix.
+  recomputedPerMigration: number;
   gaugesAfter: Record<string, number>;
   seconds: number;
+}
+
+export interface Latency {
+  n: number;
+  ttftP99: number;
+  e2eP99: number;
 }
 
 const KVGATE_SRC = fileURLToPath(new URL('../../test/e2e/kvgate_cli.ts', import.meta.url));
@@ -56,15 +67,20 @@ class Deployment {
   url = '';
   model = '';
   private readonly enginePids = new Map<number, number>();
+  // Request id -> migrations, from the frontend's request log lines.
+  readonly migrationsById = new Map<string, number>();
   private proc!: ChildProcess;
 
   async start(o: ChaosOptions): Promise<void> {
     const args = ['--import', 'tsx', KVGATE_SRC, 'serve', '--port', '0', '--workers', String(o.workers), '--migration-limit', String(o.migrationLimit), '--log-format', 'json', '--', '--speedup-ratio', String(o.speedupRatio)];
     this.proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let err = '';
+    let partial = '';
     this.proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
       err = (err + s).slice(-4000);
-      for (const line of s.split('\n')) this.onLog(line);
+      const lines = (partial + s).split('\n');
+      partial = lines.pop()!;
+      for (const line of lines) this.onLog(line);
     });
     let out = '';
     await new Promise<void>((resolve, reject) => {
@@ -82,6 +98,7 @@ class Deployment {
 
   private onLog(line: string): void {
     const r = parseLogRecord(line);
+    if (r?.['msg'] === 'request' && typeof r['id'] === 'string') this.migrationsById.set(r['id'], Number(r['migrations'] ?? 0));
     if (!r || typeof r['worker'] !== 'number') return;
     const m = /engine_pid=(\d+)/.exec(String(r['msg'])) ?? /^engine ready \(pid (\d+),/.exec(String(r['msg']));
     if (m) this.enginePids.set(r['worker'], Number(m[1]));
@@ -125,6 +142,13 @@ async function retriesTotal(url: string): Promise<number> {
   return (await metricSums(url, ['kvgate_router_retries_total'])).kvgate_router_retries_total!;
 }
 
+async function recomputed(url: string): Promise<{ sum: number; count: number }> {
+  const m = await metricSums(url, ['kvgate_router_migration_recomputed_tokens_sum', 'kvgate_router_migration_recomputed_tokens_count']);
+  return { sum: m.kvgate_router_migration_recomputed_tokens_sum!, count: m.kvgate_router_migration_recomputed_tokens_count! };
+}
+
+const latency = (rs: StreamResult[]): Latency => ({ n: rs.length, ttftP99: pct(rs.map((r) => r.ttftMs!), 99), e2eP99: pct(rs.map((r) => r.e2eMs), 99) });
+
 export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const log = o.log ?? (() => undefined);
   const dep = o.url ? null : new Deployment();
@@ -137,6 +161,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const model = o.model ?? dep?.model ?? ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
     const migrationsBefore = await migrationsByCause(url);
     const retriesBefore = await retriesTotal(url);
+    const recomputedBefore = await recomputed(url);
     const t0 = performance.now();
     let kills = 0;
     const killer = o.killEveryMs > 0 && (dep || o.killCommand)
@@ -170,6 +195,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const migrations: Record<string, number> = {};
     for (const [k, v] of Object.entries(migrationsAfter)) if (v - (migrationsBefore[k] ?? 0) > 0) migrations[k] = v - (migrationsBefore[k] ?? 0);
     const ok = results.filter((r) => r.ok);
+    const recomputedAfter = await recomputed(url);
+    let split: ChaosSummary['split'] = null;
+    if (dep) {
+      // The last request log lines may still be on their way.
+      await new Promise((r) => setTimeout(r, 500));
+      const migrated = (r: StreamResult) => (dep.migrationsById.get(r.id!.replace(/^(chat)?cmpl-/, '')) ?? 0) > 0;
+      split = { migrated: latency(ok.filter(migrated)), unmigrated: latency(ok.filter((r) => !migrated(r))) };
+    }
     const failed = results.filter((r) => !r.ok);
     return {
       requests: results.length,
@@ -184,6 +217,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       ttftP99: pct(ok.map((r) => r.ttftMs!), 99),
       e2eP50: pct(ok.map((r) => r.e2eMs), 50),
       e2eP99: pct(ok.map((r) => r.e2eMs), 99),
+      split,
+      recomputedPerMigration: (recomputedAfter.sum - recomputedBefore.sum) / Math.max(1, recomputedAfter.count - recomputedBefore.count),
       gaugesAfter,
       seconds,
     };
@@ -202,6 +237,10 @@ export function summaryTable(s: ChaosSummary): string {
     ['retries before first token', String(s.retries)],
     ['TTFT p50 / p99 (ms)', `${s.ttftP50.toFixed(0)} / ${s.ttftP99.toFixed(0)}`],
     ['E2E p50 / p99 (ms)', `${s.e2eP50.toFixed(0)} / ${s.e2eP99.toFixed(0)}`],
+    ...(s.split
+      ? (['migrated', 'unmigrated'] as const).map((k): [string, string] => [`${k}: n, TTFT p99 / E2E p99 (ms)`, `${s.split![k].n}, ${s.split![k].ttftP99.toFixed(0)} / ${s.split![k].e2eP99.toFixed(0)}`])
+      : []),
+    ['tokens recomputed per migration', s.recomputedPerMigration.toFixed(1)],
     ...Object.entries(s.gaugesAfter).map(([k, v]): [string, string] => [`after: ${k}`, String(v)]),
     ['seconds', s.seconds.toFixed(1)],
   ];

@@ -5,6 +5,8 @@
 
 export interface StreamResult {
   ok: boolean;
+  // The response id (chatcmpl-/cmpl-<request id>), once a chunk arrived.
+  id: string | null;
   // A failure: the OpenAI error the stream carried, or what was malformed.
   error?: string;
   // Whether the failure was a well-formed OpenAI error (in the stream or as the response).
@@ -28,7 +30,8 @@ export interface StreamSpec {
 export async function streamOnce(s: StreamSpec): Promise<StreamResult> {
   const t0 = performance.now();
   let ttftMs: number | null = null;
-  const fail = (error: string, cleanError = false): StreamResult => ({ ok: false, error, cleanError, ttftMs, e2eMs: performance.now() - t0, completionTokens: null });
+  let id: string | null = null;
+  const fail = (error: string, cleanError = false): StreamResult => ({ ok: false, id, error, cleanError, ttftMs, e2eMs: performance.now() - t0, completionTokens: null });
   let res: Response;
   try {
     res = await fetch(`${s.url}/v1/completions`, {
@@ -64,7 +67,8 @@ export async function streamOnce(s: StreamSpec): Promise<StreamResult> {
           done = true;
           continue;
         }
-        const chunk = JSON.parse(data) as { error?: { message?: string }; choices?: { text?: string; finish_reason?: string | null }[]; usage?: typeof usage };
+        const chunk = JSON.parse(data) as { id?: string; error?: { message?: string }; choices?: { text?: string; finish_reason?: string | null }[]; usage?: typeof usage };
+        id ??= chunk.id ?? null;
         if (chunk.error) return fail(`error in stream: ${chunk.error.message}`, typeof chunk.error.message === 'string');
         if (chunk.usage) {
           if (usage) return fail('usage sent twice');
@@ -88,7 +92,7 @@ export async function streamOnce(s: StreamSpec): Promise<StreamResult> {
   if (!usage || usage.completion_tokens !== s.maxTokens) return fail(`usage.completion_tokens ${usage?.completion_tokens}, expected ${s.maxTokens}`);
   const counted = s.countTokens?.(text);
   if (counted !== undefined && counted !== s.maxTokens) return fail(`the text holds ${counted} tokens, expected ${s.maxTokens}`);
-  return { ok: true, ttftMs, e2eMs: performance.now() - t0, completionTokens: usage.completion_tokens };
+  return { ok: true, id, ttftMs, e2eMs: performance.now() - t0, completionTokens: usage.completion_tokens };
 }
 
 // The mocker's output is words with a leading space, one token each.

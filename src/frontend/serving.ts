@@ -200,6 +200,8 @@ export class ServingCore {
       if (signal.aborted) return;
       throw err;
     } finally {
+      p.trace.worker = dispatch.worker;
+      p.trace.migrations = dispatch.migrations ?? 0;
       dispatch.finish(outcome, failure);
     }
   }

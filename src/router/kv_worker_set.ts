@@ -418,8 +418,9 @@ export class KvWorkerSet implements WorkerSet {
       },
       retry: { ...DEFAULT_RETRY, ...this.opts.retry },
       migrationLimit: (m) => this.opts.migrationLimit ?? m.card?.migrationLimit ?? 0,
-      migrated: (from, to, cause, generated, err) => {
+      migrated: (from, to, cause, generated, recomputed, err) => {
         this.metrics.migrations.inc({ model, cause });
+        this.metrics.migrationRecomputed.observe({ model }, recomputed);
         this.log.warn(`request migrated from ${from.name} to ${to.name} after ${generated} token(s) (${cause}): ${(err as Error).message}`);
       },
     };
@@ -444,7 +445,7 @@ export class KvWorkerSet implements WorkerSet {
     this.metrics.decisions.inc({ model: g.model, worker: m.name });
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
     if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
-    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine! };
+    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
   }
 
   // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this

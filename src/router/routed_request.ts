@@ -24,6 +24,8 @@ export interface Route<M> {
   rank: number;
   rid: number;
   client: EngineClient;
+  // Prompt tokens the chosen worker holds in its cache, as the router sees it.
+  cachedTokens: number;
 }
 
 // Why a stream moved to another worker (a metric label).
@@ -56,7 +58,9 @@ export interface RoutingPort<M> {
   migrationLimit(member: M): number;
   readonly retry: RetryPolicy;
   retried(from: Route<M>, to: Route<M>, err: unknown): void;
-  migrated(from: Route<M>, to: Route<M>, cause: MoveCause, generated: number, err: unknown): void;
+  // `recomputed`: the tokens the new worker prefills that it did not hold in its cache
+  // (prompt plus generated tokens, less its cached prefix): the price of the migration.
+  migrated(from: Route<M>, to: Route<M>, cause: MoveCause, generated: number, recomputed: number, err: unknown): void;
 }
 
 // An engine abort that is the engine's trouble, not the request's (no 4xx status): the
@@ -77,6 +81,7 @@ export class RoutedRequest<M> implements Dispatch {
   private held = true;
   private migrationsLeft: number;
   private retries = 0;
+  migrations = 0;
 
   constructor(
     private readonly port: RoutingPort<M>,
@@ -162,7 +167,8 @@ export class RoutedRequest<M> implements Dispatch {
         this.held = true;
         if (migrating) {
           this.migrationsLeft--;
-          this.port.migrated(route, next, causeOf(err), generated.length, err);
+          this.migrations++;
+          this.port.migrated(route, next, causeOf(err), generated.length, this.tokens.length + generated.length - next.cachedTokens, err);
         } else {
           this.port.retried(route, next, err);
         }

@@ -46,6 +46,7 @@ export class RouterMetrics {
   readonly decisions: Counter<'model' | 'worker'>;
   readonly retries: Counter<'model'>;
   readonly migrations: Counter<'model' | 'cause'>;
+  readonly migrationRecomputed: Histogram<'model'>;
   readonly overlapBlocks: Histogram<'model'>;
   readonly hitRate: Histogram<'model'>;
   readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
@@ -61,6 +62,13 @@ export class RouterMetrics {
       name: `${PREFIX}migrations_total`,
       help: 'Requests moved to another worker after their stream broke mid-generation (prompt plus the tokens generated so far), by cause',
       labelNames: ['model', 'cause'],
+      registers: none,
+    });
+    this.migrationRecomputed = new Histogram({
+      name: `${PREFIX}migration_recomputed_tokens`,
+      help: 'Per migration, the tokens the new worker prefills beyond its cached prefix (the prompt plus the tokens generated before the break)',
+      labelNames: ['model'],
+      buckets: [0, 16, 64, 256, 1024, 4096, 16384, 65536],
       registers: none,
     });
     this.overlapBlocks = new Histogram({
@@ -154,7 +162,7 @@ export class RouterMetrics {
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.migrations, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
   }
 
   register(registry: Registry): void {

@@ -456,7 +456,10 @@ describe('KvWorkerSet', () => {
     expect(b.engine.received[0]!.sampling_params).toMatchObject({ max_new_tokens: 5, min_new_tokens: 2 });
     expect(chunks.at(-1)).toMatchObject({ finishReason: { type: 'length' }, usage: { promptTokens: 64, completionTokens: 8, cachedTokens: 32 } });
     expect(d.worker).toBe(b.url);
+    expect(d.migrations).toBe(1);
     expect((await metric(registry, 'kvgate_router_migrations_total')).map((v) => [v.labels.cause, v.value])).toEqual([['disconnected', 1]]);
+    // B held none of it: it prefilled the 64 prompt tokens and the 3 generated ones.
+    expect((await metric(registry, 'kvgate_router_migration_recomputed_tokens')).find((v) => v.metricName?.endsWith('_sum'))?.value).toBe(67);
     expect(set.unitRows().map((u) => [u.activeRequests, u.activeBlocks, u.prefillTokens])).toEqual([[0, 0, 0]]);
   });
 
