@@ -75,6 +75,7 @@ export const COMMANDS = {
       clientStallTimeout: { kind: 'float', default: 30, min: 0.001, help: 'seconds a streaming client may stop reading before it is disconnected and its engine request aborted' },
       clientMaxBufferedBytes: { kind: 'int', default: 1048576, min: 1, help: 'response bytes held for a slow streaming client before it is disconnected' },
       healthCheckInterval: { kind: 'float', default: 5, min: 0, help: 'seconds between health probes of --engine-urls servers (0: never)' },
+      streamIdleTimeout: { kind: 'float', default: 0, min: 0, help: 'seconds a worker may go silent mid-stream (the gateway waiting on it, not on the client); after it the worker is set aside and the request migrates if it has migrations left, else ends with an error (0: no limit)' },
       maxConcurrentRequests: { kind: 'int', default: 0, min: 0, help: 'generation requests served at once; more wait in a FIFO queue (0: no limit)' },
       queueSize: { kind: 'int', default: 100, min: 0, help: 'requests that may wait for a slot under --max-concurrent-requests; more are refused with 429 and Retry-After' },
       queueTimeoutSecs: { kind: 'float', default: 60, min: 0.001, help: 'seconds a request may wait in the queue before it is refused with 503 and Retry-After' },

@@ -70,6 +70,8 @@ export interface KvWorkerSetOptions {
   // How long a worker may take to send a request's first token before the request moves
   // on and the worker is set aside (0 or unset: no limit).
   firstTokenTimeoutMs?: number;
+  // The same for a stream that goes silent after its first token (it migrates if it can).
+  streamIdleTimeoutMs?: number;
   // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
   breaker?: Partial<BreakerOptions>;
   // Retries of requests that failed before their first token (default DEFAULT_RETRY).
@@ -412,6 +414,7 @@ export class KvWorkerSet implements WorkerSet {
       failed: (m, err) => this.failed(m, err),
       succeeded: (m) => m.breaker.success(),
       firstTokenTimeoutMs: this.opts.firstTokenTimeoutMs ?? 0,
+      streamIdleTimeoutMs: this.opts.streamIdleTimeoutMs ?? 0,
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model });
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);

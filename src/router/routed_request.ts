@@ -52,8 +52,10 @@ export interface RoutingPort<M> {
   failed(member: M, err: unknown): boolean;
   // The stream on `member` finished (its circuit breaker counts it).
   succeeded(member: M): void;
-  // A worker that sends no first token within this is failed with engine_timeout (0: off).
+  // A worker that sends no first token within this, or nothing for streamIdleTimeoutMs
+  // mid-stream, is failed with engine_timeout (0: off).
   readonly firstTokenTimeoutMs: number;
+  readonly streamIdleTimeoutMs: number;
   // How many times a request first routed to `member` may migrate.
   migrationLimit(member: M): number;
   readonly retry: RetryPolicy;
@@ -115,11 +117,18 @@ export class RoutedRequest<M> implements Dispatch {
       const resumed = generated.length; // tokens generated before this leg
       const leg = resumed === 0 ? req : this.resume(req, generated);
       let legTokens = 0;
-      const limit = this.firstTokenTimeoutMs();
-      const timeout = limit > 0 ? new AbortController() : null;
-      const timer = timeout && setTimeout(() => timeout.abort(), limit);
+      // The engine's silences are timed: before the first token, and between chunks while
+      // this request waits on the engine (not while the caller holds a chunk).
+      const { firstTokenTimeoutMs: first, streamIdleTimeoutMs: idle } = this.port;
+      const timeout = first > 0 || idle > 0 ? new AbortController() : null;
+      let timer: NodeJS.Timeout | null = null;
+      const arm = (ms: number) => {
+        if (timeout && ms > 0) timer = setTimeout(() => timeout.abort(), ms);
+      };
       const legSignal = timeout ? (signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal) : signal;
-      const timedOut = () => new KvgateError('engine_timeout', `worker ${route.name} sent no first token within ${limit / 1000} s`);
+      const timedOut = () =>
+        new KvgateError('engine_timeout', legTokens === 0 ? `worker ${route.name} sent no first token within ${first / 1000} s` : `worker ${route.name} sent nothing for ${idle / 1000} s mid-stream`);
+      arm(first);
       try {
         for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, legSignal)) {
           if (timer) clearTimeout(timer);
@@ -133,19 +142,20 @@ export class RoutedRequest<M> implements Dispatch {
             if (n > 0) yield { tokenIds: chunk.tokenIds };
             throw new EngineAbort('engine_error', `the engine aborted the request${reason.message ? `: ${reason.message}` : ''}`);
           }
+          let out = chunk;
           if (resumed === 0) {
             if (chunk.cachedTokens !== undefined) cached = chunk.cachedTokens;
-            yield chunk;
-            continue;
-          }
-          // A resumed leg: its prompt holds the tokens generated before, and its cache
-          // counts are not this request's.
-          const out: GenerateChunk = { tokenIds: chunk.tokenIds };
-          if (reason) {
-            out.finishReason = reason;
-            out.usage = { promptTokens: req.tokenIds.length, completionTokens: resumed + (chunk.usage?.completionTokens ?? legTokens), cachedTokens: cached ?? 0 };
+          } else {
+            // A resumed leg: its prompt holds the tokens generated before, and its cache
+            // counts are not this request's.
+            out = { tokenIds: chunk.tokenIds };
+            if (reason) {
+              out.finishReason = reason;
+              out.usage = { promptTokens: req.tokenIds.length, completionTokens: resumed + (chunk.usage?.completionTokens ?? legTokens), cachedTokens: cached ?? 0 };
+            }
           }
           yield out;
+          arm(legTokens === 0 ? first : idle);
         }
         if (timeout?.signal.aborted && !signal?.aborted) throw timedOut();
         this.port.succeeded(route.member);
@@ -199,10 +209,6 @@ export class RoutedRequest<M> implements Dispatch {
       if (next !== null) return next;
       await this.backoff(err, signal);
     }
-  }
-
-  private firstTokenTimeoutMs(): number {
-    return this.port.firstTokenTimeoutMs;
   }
 
   // The request that continues on another worker after `generated` tokens.

@@ -5,6 +5,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { ACTIVE_GAUGES, metricSums, migrationsByCause, mockerTokens, streamOnce } from '../../bench/chaos/load.js';
+import type { KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
 import { MODEL, serve, startCluster, waitFor, type Cluster, type Serving } from './stack.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -12,11 +13,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function system(migrationLimit: number): Promise<{ cluster: Cluster; stack: Serving }> {
+async function system(migrationLimit: number, options: KvWorkerSetOptions = {}): Promise<{ cluster: Cluster; stack: Serving }> {
   // Slow decoding, so that a stream is still running when its engine is killed.
   const cluster = await startCluster(2, ['--speedup-ratio', '1']);
   cleanups.push(() => cluster.stop());
-  const stack = await serve(cluster.workers.map((w) => w.url), { migrationLimit });
+  const stack = await serve(cluster.workers.map((w) => w.url), { migrationLimit, ...options });
   cleanups.push(() => stack.close());
   return { cluster, stack };
 }
@@ -31,13 +32,15 @@ export function currentEnginePid(cluster: Cluster, index: number): number {
   throw new Error(`no engine pid in worker ${index}'s log`);
 }
 
-// Kills the engine of the worker that holds the one active request, once it streams.
-async function killServingEngine(cluster: Cluster, stack: Serving): Promise<void> {
+// Signals the engine of the worker that holds the one active request, once it streams.
+async function killServingEngine(cluster: Cluster, stack: Serving, sig: NodeJS.Signals = 'SIGKILL'): Promise<{ worker: string; pid: number }> {
   await waitFor(() => stack.set.unitRows().some((u) => u.activeRequests > 0 && u.prefillTokens === 0), 'the request to stream');
   await new Promise((r) => setTimeout(r, 300));
   const serving = stack.set.unitRows().find((u) => u.activeRequests > 0)!.worker;
   const w = cluster.workers.find((x) => x.url === serving)!;
-  process.kill(-currentEnginePid(cluster, w.index), 'SIGKILL');
+  const pid = currentEnginePid(cluster, w.index);
+  process.kill(-pid, sig);
+  return { worker: serving, pid };
 }
 
 async function expectIdle(stack: Serving): Promise<void> {
@@ -58,6 +61,23 @@ describe('migration', () => {
     const r = await running;
     expect(r).toMatchObject({ ok: true, completionTokens: 400 });
     expect(await migrationsByCause(stack.url)).toEqual({ disconnected: 1 });
+    await expectIdle(stack);
+  });
+
+  it('a stream whose engine freezes mid-generation migrates after the idle timeout; the worker is set aside, then readmitted', { timeout: 90_000 }, async () => {
+    const { cluster, stack } = await system(3, { streamIdleTimeoutMs: 1000, firstTokenTimeoutMs: 5000, penaltyMs: 500 });
+    const running = streamOnce({ url: stack.url, model: MODEL, prompt, maxTokens: 400, deadlineMs: 60_000, countTokens: mockerTokens });
+    const frozen = await killServingEngine(cluster, stack, 'SIGSTOP');
+    try {
+      expect(await running).toMatchObject({ ok: true, completionTokens: 400 });
+      expect(await migrationsByCause(stack.url)).toEqual({ timeout: 1 });
+      const w = stack.set.workers().find((x) => x.name === frozen.worker)!;
+      expect(w.healthy).toBe(false);
+      expect(w.reason).toMatch(/sent nothing for 1 s mid-stream|failed its health check|unreachable/);
+    } finally {
+      process.kill(-frozen.pid, 'SIGCONT');
+    }
+    await waitFor(() => stack.set.readyCount(MODEL) === 2, 'the thawed worker readmitted', 30_000);
     await expectIdle(stack);
   });
 

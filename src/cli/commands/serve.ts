@@ -68,6 +68,7 @@ export async function run(argv: string[]): Promise<void> {
     penaltyMs: o.workerCooldown * 1000,
     breaker: { failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: o.cbWindowDurationSecs * 1000 },
     firstTokenTimeoutMs: o.firstTokenTimeout * 1000,
+    streamIdleTimeoutMs: o.streamIdleTimeout * 1000,
     retry: { maxRetries: o.retryMaxRetries, initialBackoffMs: o.retryInitialBackoffMs, maxBackoffMs: o.retryMaxBackoffMs },
     log: logger,
   });
