@@ -76,8 +76,11 @@ export interface KvWorkerSetOptions {
   breaker?: Partial<BreakerOptions>;
   // Retries of requests that failed before their first token (default DEFAULT_RETRY).
   retry?: Partial<RetryPolicy>;
-  // Health probes of plain HTTP engines (0: none).
+  // Health probes of plain HTTP engines (0: none), every this often.
   healthIntervalMs?: number;
+  // A worker nothing was routed to for this long gets a generation health check
+  // (/health_generate or gRPC HealthCheck) at the next probe; failing it sets it aside (0: never).
+  idleHealthCheckMs?: number;
   seed?: number;
   client?: Omit<RequestPlaneClientOptions, 'url' | 'reconnect' | 'log'>;
   log?: Logger;
@@ -115,6 +118,8 @@ interface Member {
   timer: NodeJS.Timeout | null;
   load: LoadReport | null;
   breaker: CircuitBreaker;
+  // Date.now() of the last request routed to it or finished on it.
+  lastActive: number;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -128,6 +133,7 @@ export class KvWorkerSet implements WorkerSet {
   private readonly metrics: RouterMetrics;
   private readonly probeTimer: NodeJS.Timeout | null;
   private closed = false;
+  private probing = false;
   private readonly log: Logger;
   private readonly mode: RouterPolicy;
   private readonly breakerOptions: BreakerOptions;
@@ -147,7 +153,7 @@ export class KvWorkerSet implements WorkerSet {
         ),
     });
     const every = opts.healthIntervalMs ?? 5000;
-    this.probeTimer = every > 0 ? setInterval(() => void this.probeHttp(), every) : null;
+    this.probeTimer = every > 0 ? setInterval(() => void this.probe(), every) : null;
     this.probeTimer?.unref();
   }
 
@@ -279,6 +285,7 @@ export class KvWorkerSet implements WorkerSet {
       timer: null,
       load: null,
       breaker: new CircuitBreaker(this.breakerOptions),
+      lastActive: Date.now(),
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -412,7 +419,10 @@ export class KvWorkerSet implements WorkerSet {
         if (!this.closed) router.free(rid);
       },
       failed: (m, err) => this.failed(m, err),
-      succeeded: (m) => m.breaker.success(),
+      succeeded: (m) => {
+        m.breaker.success();
+        m.lastActive = Date.now();
+      },
       firstTokenTimeoutMs: this.opts.firstTokenTimeoutMs ?? 0,
       streamIdleTimeoutMs: this.opts.streamIdleTimeoutMs ?? 0,
       retried: (from, to, err) => {
@@ -444,6 +454,7 @@ export class KvWorkerSet implements WorkerSet {
       g.router.free(rid);
       throw new KvgateError('internal_error', `the router chose worker #${this.out[0]}, which is not routable`);
     }
+    m.lastActive = Date.now();
     const overlap = this.out[2]!;
     this.metrics.decisions.inc({ model: g.model, worker: m.name });
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
@@ -483,7 +494,8 @@ export class KvWorkerSet implements WorkerSet {
     if (this.closed || m.state !== 'down' || !m.card) return;
     // An agent that dropped its connection meanwhile comes back through its Hello.
     if (m.agent && !m.agent.connected) return;
-    if (await m.engine!.healthy()) {
+    // The generation check: an engine that answers /health but cannot generate stays out.
+    if (await m.engine!.healthy(true)) {
       if (m.state === 'down' && !this.closed && (!m.agent || m.agent.connected)) this.admit(m, m.card, m.agent !== null);
     } else {
       this.scheduleReadmit(m, this.opts.penaltyMs ?? 5000);
@@ -536,13 +548,27 @@ export class KvWorkerSet implements WorkerSet {
     }
   }
 
-  private async probeHttp(): Promise<void> {
-    await Promise.all(
-      [...this.members.values()]
-        .filter((m) => !m.agent && m.state === 'up')
-        .map(async (m) => {
-          if (!(await m.engine!.healthy())) this.failed(m, new KvgateError('engine_unavailable', `engine ${m.name} failed its health check`));
-        }),
-    );
+  // Plain engines get a liveness check every round; any worker idle for idleHealthCheckMs a
+  // generation check, which catches an engine that answers /health but cannot generate.
+  private async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    const idleMs = this.opts.idleHealthCheckMs ?? 0;
+    const now = Date.now();
+    try {
+      await Promise.all(
+        [...this.members.values()]
+          .filter((m) => m.state === 'up' && m.engine)
+          .map(async (m) => {
+            const generate = idleMs > 0 && now - m.lastActive >= idleMs;
+            if (!generate && m.agent) return;
+            if (generate) m.lastActive = now;
+            if (await m.engine!.healthy(generate)) return;
+            this.failed(m, new KvgateError('engine_unavailable', `engine ${m.name} failed its ${generate ? 'generation ' : ''}health check`));
+          }),
+      );
+    } finally {
+      this.probing = false;
+    }
   }
 }

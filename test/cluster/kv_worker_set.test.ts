@@ -391,6 +391,23 @@ describe('KvWorkerSet', () => {
     expect(await state()).toBe(0);
   });
 
+  it('gives an idle worker a generation health check and sets it aside when its engine cannot generate', async () => {
+    const hung = await agent({}, { healthGenerateStatus: 503 });
+    const fine = await agent();
+    const { set } = workerSet({ healthIntervalMs: 100, idleHealthCheckMs: 300, penaltyMs: 60_000 });
+    set.addAgent(hung.url);
+    set.addAgent(fine.url);
+    await set.waitForWorkers(2, 5000);
+    // Busy workers are not probed: both still up after a few probe rounds of traffic.
+    const until = Date.now() + 250;
+    while (Date.now() < until) await run(set, prompt(1));
+    expect(set.readyCount('test-model')).toBe(2);
+    await waitFor(() => set.readyCount('test-model') === 1, 'the hung worker set aside');
+    expect(set.workers().find((w) => w.name === hung.url)).toMatchObject({ healthy: false, reason: expect.stringMatching(/failed its generation health check/) });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(set.workers().find((w) => w.name === fine.url)!.healthy).toBe(true);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();

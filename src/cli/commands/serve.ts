@@ -64,6 +64,7 @@ export async function run(argv: string[]): Promise<void> {
     approxTtlMs: o.routerTtlSecs * 1000,
     servedModelName: o.servedModelName,
     healthIntervalMs: o.healthCheckInterval * 1000,
+    idleHealthCheckMs: o.idleHealthCheck * 1000,
     migrationLimit: o.migrationLimit,
     penaltyMs: o.workerCooldown * 1000,
     breaker: { failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: o.cbWindowDurationSecs * 1000 },
