@@ -11,6 +11,7 @@
 //          --migration-limit 3 --deadline 60 (seconds per request) --model M --speedup-ratio 2
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseLogRecord } from '../../src/observability/log.js';
@@ -50,6 +51,8 @@ export interface ChaosSummary {
   // Mean tokens a migration made the new worker prefill beyond its cached prefix.
   recomputedPerMigration: number;
   gaugesAfter: Record<string, number>;
+  // Started deployments: the frontend process's resident memory before and after the load (MiB).
+  rssMiB: { before: number; after: number } | null;
   seconds: number;
 }
 
@@ -102,6 +105,12 @@ class Deployment {
     if (!r || typeof r['worker'] !== 'number') return;
     const m = /engine_pid=(\d+)/.exec(String(r['msg'])) ?? /^engine ready \(pid (\d+),/.exec(String(r['msg']));
     if (m) this.enginePids.set(r['worker'], Number(m[1]));
+  }
+
+  // The frontend process's resident set, in MiB.
+  rssMiB(): number {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.proc.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
   }
 
   // SIGKILLs a random worker's engine (its process group); its agent starts a new one.
@@ -162,6 +171,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const migrationsBefore = await migrationsByCause(url);
     const retriesBefore = await retriesTotal(url);
     const recomputedBefore = await recomputed(url);
+    const rssBefore = dep?.rssMiB() ?? NaN;
     const t0 = performance.now();
     let kills = 0;
     const killer = o.killEveryMs > 0 && (dep || o.killCommand)
@@ -220,6 +230,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       split,
       recomputedPerMigration: (recomputedAfter.sum - recomputedBefore.sum) / Math.max(1, recomputedAfter.count - recomputedBefore.count),
       gaugesAfter,
+      rssMiB: dep ? { before: rssBefore, after: dep.rssMiB() } : null,
       seconds,
     };
   } finally {
@@ -242,6 +253,7 @@ export function summaryTable(s: ChaosSummary): string {
       : []),
     ['tokens recomputed per migration', s.recomputedPerMigration.toFixed(1)],
     ...Object.entries(s.gaugesAfter).map(([k, v]): [string, string] => [`after: ${k}`, String(v)]),
+    ...(s.rssMiB ? [['frontend RSS before / after (MiB)', `${s.rssMiB.before.toFixed(0)} / ${s.rssMiB.after.toFixed(0)}`] as [string, string]] : []),
     ['seconds', s.seconds.toFixed(1)],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));

@@ -86,7 +86,7 @@ export class FrontendMetrics {
       registers,
     });
     this.errors = new Counter({ name: `${PREFIX}errors_total`, help: 'Error responses by error code', labelNames: ['code'], registers });
-    this.workerRequests = new Counter({ name: `${PREFIX}worker_requests_total`, help: 'Requests routed to each worker', labelNames: ['model', 'worker'], registers });
+    this.workerRequests = new Counter({ name: `${PREFIX}worker_requests_total`, help: 'Requests by the worker they ended on (none: no worker came up in time)', labelNames: ['model', 'worker'], registers });
     this.disconnects = new Counter({ name: `${PREFIX}disconnected_clients_total`, help: 'Clients that went away before their response ended', labelNames: ['model'], registers });
     this.clientBufferedBytes = new Gauge({
       name: `${PREFIX}client_buffered_bytes`,

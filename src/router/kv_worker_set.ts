@@ -74,6 +74,9 @@ export interface KvWorkerSetOptions {
   streamIdleTimeoutMs?: number;
   // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
   breaker?: Partial<BreakerOptions>;
+  // How long a request waits for a worker when none of its model's can take it (workers
+  // being restarted or set aside); 0: it fails with no_workers at once.
+  workerWaitMs?: number;
   // Retries of requests that failed before their first token (default DEFAULT_RETRY).
   retry?: Partial<RetryPolicy>;
   // Health probes of plain HTTP engines (0: none), every this often.
@@ -249,8 +252,10 @@ export class KvWorkerSet implements WorkerSet {
     const group = this.groups.get(req.model);
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
-    if (!group || !first) throw new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
-    return new RoutedRequest(group.port, tokens, first);
+    const none = new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
+    // With a wait allowed, the request waits for a worker in its stream (holding nothing).
+    if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none;
+    return new RoutedRequest(group.port, tokens, first, none);
   }
 
   registerMetrics(registry: Registry): void {
@@ -430,6 +435,7 @@ export class KvWorkerSet implements WorkerSet {
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
       },
       retry: { ...DEFAULT_RETRY, ...this.opts.retry },
+      workerWaitMs: this.opts.workerWaitMs ?? 0,
       migrationLimit: (m) => this.opts.migrationLimit ?? m.card?.migrationLimit ?? 0,
       migrated: (from, to, cause, generated, recomputed, err) => {
         this.metrics.migrations.inc({ model, cause });

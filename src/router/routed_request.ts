@@ -9,8 +9,8 @@
 //   far, max_new_tokens reduced by those. The caller's iterator just continues, so its
 //   detokenizer and stop matcher never notice; the final usage counts the request once
 //   (the original prompt, every generated token, the first leg's cached tokens).
-// When no worker can take it at that moment, the request waits a backoff and tries again,
-// spending the same retry budget. Each leg's router bookkeeping is freed as soon as the leg ends.
+// When no worker can take it at that moment (at dispatch too), the request waits for one, up
+// to the port's workerWaitMs, polling with backoff and holding nothing meanwhile. Each leg's router bookkeeping is freed as soon as the leg ends.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
@@ -40,6 +40,8 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { maxRetries: 5, initialBackoffMs: 50, maxBackoffMs: 30_000 };
 const BACKOFF_MULTIPLIER = 1.5;
 const JITTER = 0.2; // the delay is scaled by a random factor in [1 - JITTER, 1 + JITTER]
+// Waiting for a worker polls at least this often.
+const MAX_POLL_MS = 1000;
 
 // What a RoutedRequest needs from the worker set.
 export interface RoutingPort<M> {
@@ -59,6 +61,8 @@ export interface RoutingPort<M> {
   // How many times a request first routed to `member` may migrate.
   migrationLimit(member: M): number;
   readonly retry: RetryPolicy;
+  // How long a request may wait for a worker when none can take it.
+  readonly workerWaitMs: number;
   retried(from: Route<M>, to: Route<M>, err: unknown): void;
   // `recomputed`: the tokens the new worker prefills that it did not hold in its cache
   // (prompt plus generated tokens, less its cached prefix): the price of the migration.
@@ -77,7 +81,7 @@ function causeOf(err: unknown): MoveCause {
 
 export class RoutedRequest<M> implements Dispatch {
   readonly engine: EngineClient;
-  private current: Route<M>;
+  private current: Route<M> | null;
   private done = false;
   // Whether current.rid is still held in the router (finish() frees it).
   private held = true;
@@ -85,33 +89,42 @@ export class RoutedRequest<M> implements Dispatch {
   private retries = 0;
   migrations = 0;
 
+  // `first` null: no worker could take it at dispatch; generate() waits for one, or fails
+  // with `noWorker`.
   constructor(
     private readonly port: RoutingPort<M>,
     private readonly tokens: Uint32Array,
-    first: Route<M>,
+    first: Route<M> | null,
+    private readonly noWorker: unknown,
   ) {
     this.current = first;
-    this.migrationsLeft = port.migrationLimit(first.member);
+    this.held = first !== null;
+    this.migrationsLeft = first ? port.migrationLimit(first.member) : 0;
     this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
   get worker(): string {
-    return this.current.name;
+    return this.current?.name ?? 'none';
   }
 
   firstToken(): void {
-    this.port.markPrefillDone(this.current.rid);
+    if (this.current) this.port.markPrefillDone(this.current.rid);
   }
 
   finish(_outcome: DispatchOutcome): void {
     if (this.done) return;
     this.done = true;
-    if (this.held) this.port.free(this.current.rid);
+    if (this.held && this.current) this.port.free(this.current.rid);
   }
 
   private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
     const generated: number[] = [];
     let cached: number | undefined;
+    if (!this.current) {
+      this.current = await this.reroute(this.tokens, this.noWorker, signal);
+      this.held = true;
+      this.migrationsLeft = this.port.migrationLimit(this.current.member);
+    }
     for (;;) {
       const route = this.current;
       const resumed = generated.length; // tokens generated before this leg
@@ -202,12 +215,20 @@ export class RoutedRequest<M> implements Dispatch {
     if (this.done) throw err;
   }
 
-  // A worker for `tokens`, waiting (and spending retries) while none can take it.
+  // A worker for `tokens`, waiting up to workerWaitMs while none can take it; throws `err`
+  // after that, or when the client left.
   private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal): Promise<Route<M>> {
-    for (;;) {
-      const next = this.port.route(tokens);
+    const deadline = performance.now() + this.port.workerWaitMs;
+    for (let delay = Math.max(1, this.port.retry.initialBackoffMs); ; delay = Math.min(delay * BACKOFF_MULTIPLIER, MAX_POLL_MS)) {
+      const next = this.done ? null : this.port.route(tokens);
       if (next !== null) return next;
-      await this.backoff(err, signal);
+      const left = deadline - performance.now();
+      if (left <= 0 || this.done) throw err;
+      try {
+        await sleep(Math.min(left, delay * (1 - JITTER + 2 * JITTER * Math.random())), undefined, { signal });
+      } catch {
+        throw err;
+      }
     }
   }
 
