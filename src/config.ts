@@ -86,6 +86,7 @@ export const COMMANDS = {
       cbTimeoutDurationSecs: { kind: 'float', default: 60, min: 0, help: 'circuit breaker: seconds an opened worker takes no requests' },
       cbWindowDurationSecs: { kind: 'float', default: 120, min: 0, help: 'circuit breaker: seconds within which the failures in a row must fall' },
       firstTokenTimeout: { kind: 'float', default: 0, min: 0, help: 'seconds a worker may take to send a request\'s first token (per worker it is sent to); after it the worker is set aside and the request moves on (0: no limit)' },
+      activeDecodeBlocksThreshold: { kind: 'float', default: 1, min: 0, max: 1, help: 'a worker is busy when its engine reports more KV blocks in use than this fraction of its capacity (every dp rank); while all are, requests get 503 workers_busy with Retry-After (1: never)' },
       workerWaitTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds a request waits for a worker when none can take it (all being restarted or set aside), before 503 no_workers (0: fail at once)' },
       retryMaxRetries: { kind: 'int', default: 5, min: 0, max: 1000, help: 'times a request that failed before its first token (worker unreachable, 503 busy, draining) or found no worker is tried again, on another worker when one is up (0: never)' },
       retryInitialBackoffMs: { kind: 'float', default: 50, min: 0, help: 'milliseconds before the first retry; each next one waits 1.5x longer, +-20 % jitter' },

@@ -22,6 +22,8 @@ export const ERRORS = {
   // Admission control: the queue is full (429), or a queued request waited too long (503).
   too_many_requests: { status: 429, type: 'rate_limit_exceeded' },
   queue_timeout: { status: 503, type: 'service_unavailable' },
+  // Every worker's KV cache is past --active-decode-blocks-threshold.
+  workers_busy: { status: 503, type: 'service_unavailable' },
   // Server side.
   no_workers: { status: 503, type: 'service_unavailable' },
   shutting_down: { status: 503, type: 'service_unavailable' },

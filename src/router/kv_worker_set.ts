@@ -74,6 +74,9 @@ export interface KvWorkerSetOptions {
   streamIdleTimeoutMs?: number;
   // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
   breaker?: Partial<BreakerOptions>;
+  // Requests are refused (503 workers_busy) while every worker's engines report more KV
+  // blocks in use than this fraction of their capacity (unset or >= 1: never).
+  busyThreshold?: number;
   // How long a request waits for a worker when none of its model's can take it (workers
   // being restarted or set aside); 0: it fails with no_workers at once.
   workerWaitMs?: number;
@@ -250,12 +253,31 @@ export class KvWorkerSet implements WorkerSet {
 
   dispatch(req: RouteRequest): Dispatch {
     const group = this.groups.get(req.model);
+    if (group && this.allBusy(group)) {
+      throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
+    }
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
     const none = new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
     // With a wait allowed, the request waits for a worker in its stream (holding nothing).
     if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none;
     return new RoutedRequest(group.port, tokens, first, none);
+  }
+
+  // Dynamo's busy detection (reference/dynamo.md §2.9), from the engines' load reports: a
+  // rank is busy when its KV blocks in use exceed busyThreshold x its capacity, a worker when
+  // all its ranks are; a worker without a report is not busy.
+  private allBusy(g: Group): boolean {
+    const t = this.opts.busyThreshold;
+    if (t === undefined || t >= 1) return false;
+    let up = 0;
+    for (const m of this.members.values()) {
+      if (m.group !== g || m.state !== 'up') continue;
+      up++;
+      const ranks = m.load?.ranks ?? [];
+      if (ranks.length === 0 || !ranks.every((r) => r.kvTotalBlocks > 0 && r.kvUsedBlocks > t * r.kvTotalBlocks)) return false;
+    }
+    return up > 0;
   }
 
   registerMetrics(registry: Registry): void {

@@ -408,6 +408,37 @@ describe('KvWorkerSet', () => {
     expect(set.workers().find((w) => w.name === fine.url)!.healthy).toBe(true);
   });
 
+  it('refuses requests with 503 and Retry-After while every worker\'s KV cache is past the busy threshold', async () => {
+    const a = await agent();
+    const b = await agent();
+    const { set } = workerSet({ busyThreshold: 0.9 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const load = (x: FakeAgent, used: number) =>
+      x.server.broadcast({ type: 'load', report: { instanceId: x.instanceId, timestampMs: Date.now(), ranks: [{ dpRank: 0, running: 1, queued: 0, kvUsedTokens: used * 16, kvTotalTokens: 1600, kvUsedBlocks: used, kvTotalBlocks: 100, tokenUsage: used / 100 }] } });
+    load(a, 95);
+    load(b, 50);
+    await new Promise((r) => setTimeout(r, 200));
+    // One worker with room: requests are served.
+    expect((await run(set, prompt(1))).tokens).toHaveLength(4);
+    load(b, 91);
+    let refused: unknown = null;
+    await waitFor(() => {
+      try {
+        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
+        return false;
+      } catch (err) {
+        refused = err;
+        return true;
+      }
+    }, 'both busy');
+    expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1 });
+    load(a, 10);
+    await waitFor(() => set.unitRows().length === 2 && (() => { try { set.dispatch({ model: 'test-model', requestId: 'ok', tokenIds: prompt(1) }).finish('cancelled'); return true; } catch { return false; } })(), 'A free again');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();

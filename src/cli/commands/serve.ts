@@ -68,6 +68,7 @@ export async function run(argv: string[]): Promise<void> {
     migrationLimit: o.migrationLimit,
     penaltyMs: o.workerCooldown * 1000,
     workerWaitMs: o.workerWaitTimeout * 1000,
+    busyThreshold: o.activeDecodeBlocksThreshold,
     breaker: { failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: o.cbWindowDurationSecs * 1000 },
     firstTokenTimeoutMs: o.firstTokenTimeout * 1000,
     streamIdleTimeoutMs: o.streamIdleTimeout * 1000,
