@@ -65,15 +65,18 @@ describe('migration', () => {
   });
 
   it('a stream whose engine freezes mid-generation migrates after the idle timeout; the worker is set aside, then readmitted', { timeout: 90_000 }, async () => {
-    const { cluster, stack } = await system(3, { streamIdleTimeoutMs: 1000, firstTokenTimeoutMs: 5000, penaltyMs: 500 });
+    const { cluster, stack } = await system(3, { streamIdleTimeoutMs: 3000, firstTokenTimeoutMs: 10_000, penaltyMs: 500 });
     const running = streamOnce({ url: stack.url, model: MODEL, prompt, maxTokens: 400, deadlineMs: 60_000, countTokens: mockerTokens });
     const frozen = await killServingEngine(cluster, stack, 'SIGSTOP');
     try {
       expect(await running).toMatchObject({ ok: true, completionTokens: 400 });
-      expect(await migrationsByCause(stack.url)).toEqual({ timeout: 1 });
+      // On a starved machine the other worker's leg may pause too: only timeouts, at least one.
+      const moved = await migrationsByCause(stack.url);
+      expect(Object.keys(moved)).toEqual(['timeout']);
+      expect(moved.timeout).toBeGreaterThanOrEqual(1);
       const w = stack.set.workers().find((x) => x.name === frozen.worker)!;
       expect(w.healthy).toBe(false);
-      expect(w.reason).toMatch(/sent nothing for 1 s mid-stream|failed its health check|unreachable/);
+      expect(w.reason).toMatch(/sent nothing for 3 s mid-stream|failed its (generation )?health check|unreachable/);
     } finally {
       process.kill(-frozen.pid, 'SIGCONT');
     }
