@@ -21,6 +21,11 @@ export const ERRORS = {
   invalid_api_key: { status: 401, type: 'authentication_error' },
   // The client left before its request was served (nginx's 499; the client never sees it).
   client_closed_request: { status: 499, type: 'invalid_request_error' },
+  // Admission control: the queue is full (429), or a queued request waited too long (503).
+  too_many_requests: { status: 429, type: 'rate_limit_exceeded' },
+  queue_timeout: { status: 503, type: 'service_unavailable' },
+  // Every worker's KV cache is past --active-decode-blocks-threshold.
+  workers_busy: { status: 503, type: 'service_unavailable' },
   // Server side.
   no_workers: { status: 503, type: 'service_unavailable' },
   shutting_down: { status: 503, type: 'service_unavailable' },
@@ -47,11 +52,14 @@ export type ErrorCode = keyof typeof ERRORS;
 export class KvgateError extends Error {
   readonly code: ErrorCode;
   readonly param: string | null;
-  constructor(code: ErrorCode, message: string, param: string | null = null) {
+  // Sent as Retry-After (seconds) when the error crosses the HTTP boundary.
+  readonly retryAfter: number | null;
+  constructor(code: ErrorCode, message: string, param: string | null = null, retryAfter: number | null = null) {
     super(message);
     this.name = 'KvgateError';
     this.code = code;
     this.param = param;
+    this.retryAfter = retryAfter;
   }
   get status(): number {
     return ERRORS[this.code].status;

@@ -69,7 +69,9 @@ export interface EngineClient {
 // its gRPC API (sglang_grpc.ts). Health and the model card besides generation.
 export interface DirectEngine extends EngineClient {
   readonly url: string;
-  healthy(): Promise<boolean>;
+  // `generate`: a one-token generation through the engine (SGLang's /health_generate, or
+  // the gRPC HealthCheck), which a hung scheduler fails; otherwise the cheap liveness check.
+  healthy(generate?: boolean): Promise<boolean>;
   // GET of one of SGLang's HTTP info paths (/server_info, /model_info, /v1/loads, ...).
   getJson(path: string): Promise<{ status: number; body: unknown }>;
   modelCard(): Promise<ModelCard>;

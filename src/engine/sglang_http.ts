@@ -404,10 +404,10 @@ export class SglangHttpEngine implements DirectEngine {
     }
   }
 
-  // GET /health: 200 means the engine accepts requests.
-  async healthy(): Promise<boolean> {
+  // GET /health (or /health_generate): 200 means the engine accepts requests.
+  async healthy(generate = false): Promise<boolean> {
     try {
-      return (await this.getJson('/health')).status === 200;
+      return (await this.getJson(generate ? '/health_generate' : '/health')).status === 200;
     } catch {
       return false;
     }

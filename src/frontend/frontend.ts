@@ -2,6 +2,7 @@
 // and by tests in-process. The caller owns the WorkerSet (and closes it after the
 // frontend); the frontend owns the HTTP server and the metrics registry.
 
+import { Admission, type AdmissionOptions } from './admission.js';
 import { registerOpenAIRoutes } from './openai_routes.js';
 import { HttpServer } from '../http/server.js';
 import { silentLogger, type Logger } from '../observability/log.js';
@@ -27,6 +28,8 @@ export interface FrontendOptions {
   // aborted) after this long without taking data, or when this much is held for it.
   clientStallTimeoutMs?: number;
   clientMaxBufferedBytes?: number;
+  // Concurrency limit with a bounded FIFO queue (unset: no limit).
+  admission?: AdmissionOptions;
   logger?: Logger;
 }
 
@@ -77,7 +80,8 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
     },
   });
   const core = new ServingCore(new Map(options.models.map((m) => [m.name, m])), workers, metrics);
-  registerOpenAIRoutes(server, { core, models: options.models, workers, metrics, log: logger });
+  const admission = options.admission && options.admission.maxConcurrent > 0 ? new Admission(options.admission, (d) => metrics.queued.inc(d)) : null;
+  registerOpenAIRoutes(server, { core, models: options.models, workers, metrics, admission, log: logger });
   const host = options.host ?? '127.0.0.1';
   const port = await server.listen(host, options.port ?? 8000);
   let closing: Promise<void> | null = null;

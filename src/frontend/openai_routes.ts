@@ -2,6 +2,7 @@
 // /v1/completions (SSE or JSON), /v1/models, and /health, /live, /metrics.
 
 import { KvgateError } from '../errors.js';
+import type { Admission } from './admission.js';
 import type { GenerationEvent, Prepared, ServedModel, ServingCore } from './serving.js';
 import type { WorkerSet } from '../router/worker_set.js';
 import type { Logger } from '../observability/log.js';
@@ -29,6 +30,7 @@ export interface RouteDeps {
   models: readonly ServedModel[];
   workers: WorkerSet;
   metrics: FrontendMetrics;
+  admission?: Admission | null;
   log?: Logger;
 }
 
@@ -123,12 +125,15 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
     let status: RequestStatus = 'error';
     let model = 'unknown';
     let counted = false;
+    let release: (() => void) | null = null;
     try {
       const raw = parseJson(body);
       request = kind === 'chat' ? validateChatRequest(raw) : validateCompletionRequest(raw);
       model = deps.core.model(request.model).name;
       deps.metrics.forModel(model).inflight.inc();
       counted = true;
+      // Waits here (before tokenizing) when the server is at its concurrency limit.
+      if (deps.admission) release = await deps.admission.acquire(ex.signal);
       const p = (prepared = await deps.core.prepare(request, receivedAt, ex.signal));
       if (!ex.isOpen) {
         status = 'cancelled';
@@ -142,6 +147,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       failure = err;
       throw err;
     } finally {
+      release?.();
       if (status === 'cancelled' || (ex.signal.aborted && status === 'error')) {
         status = 'cancelled';
         deps.metrics.disconnects.inc({ model });

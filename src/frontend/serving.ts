@@ -126,8 +126,6 @@ export class ServingCore {
     const name = p.model.name;
     const m = this.metrics.forModel(name);
     const dispatch = this.workers.dispatch({ model: name, requestId: p.requestId, tokenIds: p.tokenIds });
-    this.metrics.workerRequests.inc({ model: name, worker: dispatch.worker });
-    p.trace.worker = dispatch.worker;
     const detok = new IncrementalDetokenizer(p.model.preprocessor.tokenizer, p.request.skipSpecialTokens);
     const stops = new StopMatcher(p.request.stop);
     let completionTokens = 0;
@@ -200,6 +198,10 @@ export class ServingCore {
       if (signal.aborted) return;
       throw err;
     } finally {
+      // Where it ended (it may have waited for a worker, been retried or migrated).
+      p.trace.worker = dispatch.worker;
+      p.trace.migrations = dispatch.migrations ?? 0;
+      this.metrics.workerRequests.inc({ model: name, worker: dispatch.worker });
       dispatch.finish(outcome, failure);
     }
   }

@@ -178,7 +178,7 @@ export class Exchange {
   error(err: KvgateError, opts: { close?: boolean } = {}): void {
     if (this.closed) return;
     this.hooks.error(err);
-    this.json(err.status, errorJson(err), opts);
+    this.json(err.status, errorJson(err), err.retryAfter === null ? opts : { ...opts, headers: { 'retry-after': String(err.retryAfter) } });
   }
 
   private end(status: number, body: string, contentType: string, opts: { close?: boolean; headers?: Record<string, string> }): void {

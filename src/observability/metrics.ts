@@ -29,6 +29,7 @@ export class FrontendMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'model' | 'endpoint' | 'request_type' | 'status'>;
   readonly inflight: Gauge<'model'>;
+  readonly queued: Gauge;
   readonly duration: Histogram<'model'>;
   readonly ttft: Histogram<'model'>;
   readonly itl: Histogram<'model'>;
@@ -52,6 +53,7 @@ export class FrontendMetrics {
       registers,
     });
     this.inflight = new Gauge({ name: `${PREFIX}inflight_requests`, help: 'Requests being served', labelNames: ['model'], registers });
+    this.queued = new Gauge({ name: `${PREFIX}queued_requests`, help: 'Requests waiting for a slot under --max-concurrent-requests', registers });
     this.duration = new Histogram({
       name: `${PREFIX}request_duration_seconds`,
       help: 'Time from request received to last byte sent',
@@ -84,7 +86,7 @@ export class FrontendMetrics {
       registers,
     });
     this.errors = new Counter({ name: `${PREFIX}errors_total`, help: 'Error responses by error code', labelNames: ['code'], registers });
-    this.workerRequests = new Counter({ name: `${PREFIX}worker_requests_total`, help: 'Requests routed to each worker', labelNames: ['model', 'worker'], registers });
+    this.workerRequests = new Counter({ name: `${PREFIX}worker_requests_total`, help: 'Requests by the worker they ended on (none: no worker came up in time)', labelNames: ['model', 'worker'], registers });
     this.disconnects = new Counter({ name: `${PREFIX}disconnected_clients_total`, help: 'Clients that went away before their response ended', labelNames: ['model'], registers });
     this.clientBufferedBytes = new Gauge({
       name: `${PREFIX}client_buffered_bytes`,

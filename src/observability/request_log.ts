@@ -9,9 +9,11 @@ export interface RequestTrace {
   // performance.now() of the first generated token.
   firstTokenAt: number | null;
   completionTokens: number;
+  // Times the request moved to another worker mid-stream.
+  migrations: number;
 }
 
-export const newTrace = (): RequestTrace => ({ worker: null, firstTokenAt: null, completionTokens: 0 });
+export const newTrace = (): RequestTrace => ({ worker: null, firstTokenAt: null, completionTokens: 0, migrations: 0 });
 
 export interface RequestLogFields {
   id: string | null;
@@ -38,6 +40,7 @@ export function logRequest(log: Logger, f: RequestLogFields): void {
     worker: t?.worker ?? null,
     promptTokens: f.promptTokens,
     completionTokens: t?.completionTokens ?? 0,
+    migrations: t?.migrations ?? 0,
     ttftMs: t?.firstTokenAt != null ? ms(t.firstTokenAt - f.receivedAt) : null,
     durationMs: ms(performance.now() - f.receivedAt),
     ...(f.error !== undefined ? { error: (f.error as { code?: string })?.code ?? (f.error as Error)?.message ?? String(f.error) } : {}),

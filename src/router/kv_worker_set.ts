@@ -41,7 +41,8 @@ import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
-import { RoutedRequest, type Route, type RoutingPort } from './routed_request.js';
+import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions } from './circuit_breaker.js';
+import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
@@ -63,8 +64,29 @@ export interface KvWorkerSetOptions {
   servedModelName?: string;
   // How long a failed worker stays out of routing before it is tried again.
   penaltyMs?: number;
-  // Health probes of plain HTTP engines (0: none).
+  // How many times a request may move to another worker after its stream broke mid-way;
+  // unset: what the first worker's registration (its model card) says.
+  migrationLimit?: number;
+  // How long a worker may take to send a request's first token before the request moves
+  // on and the worker is set aside (0 or unset: no limit).
+  firstTokenTimeoutMs?: number;
+  // The same for a stream that goes silent after its first token (it migrates if it can).
+  streamIdleTimeoutMs?: number;
+  // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
+  breaker?: Partial<BreakerOptions>;
+  // Requests are refused (503 workers_busy) while every worker's engines report more KV
+  // blocks in use than this fraction of their capacity (unset or >= 1: never).
+  busyThreshold?: number;
+  // How long a request waits for a worker when none of its model's can take it (workers
+  // being restarted or set aside); 0: it fails with no_workers at once.
+  workerWaitMs?: number;
+  // Retries of requests that failed before their first token (default DEFAULT_RETRY).
+  retry?: Partial<RetryPolicy>;
+  // Health probes of plain HTTP engines (0: none), every this often.
   healthIntervalMs?: number;
+  // A worker nothing was routed to for this long gets a generation health check
+  // (/health_generate or gRPC HealthCheck) at the next probe; failing it sets it aside (0: never).
+  idleHealthCheckMs?: number;
   seed?: number;
   client?: Omit<RequestPlaneClientOptions, 'url' | 'reconnect' | 'log'>;
   log?: Logger;
@@ -101,6 +123,9 @@ interface Member {
   reason: string;
   timer: NodeJS.Timeout | null;
   load: LoadReport | null;
+  breaker: CircuitBreaker;
+  // Date.now() of the last request routed to it or finished on it.
+  lastActive: number;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -114,16 +139,19 @@ export class KvWorkerSet implements WorkerSet {
   private readonly metrics: RouterMetrics;
   private readonly probeTimer: NodeJS.Timeout | null;
   private closed = false;
+  private probing = false;
   private readonly log: Logger;
   private readonly mode: RouterPolicy;
+  private readonly breakerOptions: BreakerOptions;
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
     this.mode = opts.mode ?? 'kv';
+    this.breakerOptions = { ...DEFAULT_BREAKER, ...opts.breaker };
     if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
     this.metrics = new RouterMetrics({
       units: () => this.unitRows(),
-      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state })),
+      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state, breaker: BREAKER_STATE_VALUE[m.breaker.state] })),
       indexBlocks: () => [...this.groups.values()].map((g) => ({ model: g.model, blocks: g.router.stats().blocks })),
       loads: () =>
         [...this.members.values()].flatMap((m) =>
@@ -131,7 +159,7 @@ export class KvWorkerSet implements WorkerSet {
         ),
     });
     const every = opts.healthIntervalMs ?? 5000;
-    this.probeTimer = every > 0 ? setInterval(() => void this.probeHttp(), every) : null;
+    this.probeTimer = every > 0 ? setInterval(() => void this.probe(), every) : null;
     this.probeTimer?.unref();
   }
 
@@ -225,10 +253,31 @@ export class KvWorkerSet implements WorkerSet {
 
   dispatch(req: RouteRequest): Dispatch {
     const group = this.groups.get(req.model);
+    if (group && this.allBusy(group)) {
+      throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
+    }
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
-    if (!group || !first) throw new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
-    return new RoutedRequest(group.port, tokens, first);
+    const none = new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
+    // With a wait allowed, the request waits for a worker in its stream (holding nothing).
+    if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none;
+    return new RoutedRequest(group.port, tokens, first, none);
+  }
+
+  // Dynamo's busy detection (reference/dynamo.md §2.9), from the engines' load reports: a
+  // rank is busy when its KV blocks in use exceed busyThreshold x its capacity, a worker when
+  // all its ranks are; a worker without a report is not busy.
+  private allBusy(g: Group): boolean {
+    const t = this.opts.busyThreshold;
+    if (t === undefined || t >= 1) return false;
+    let up = 0;
+    for (const m of this.members.values()) {
+      if (m.group !== g || m.state !== 'up') continue;
+      up++;
+      const ranks = m.load?.ranks ?? [];
+      if (ranks.length === 0 || !ranks.every((r) => r.kvTotalBlocks > 0 && r.kvUsedBlocks > t * r.kvTotalBlocks)) return false;
+    }
+    return up > 0;
   }
 
   registerMetrics(registry: Registry): void {
@@ -262,6 +311,8 @@ export class KvWorkerSet implements WorkerSet {
       reason: '',
       timer: null,
       load: null,
+      breaker: new CircuitBreaker(this.breakerOptions),
+      lastActive: Date.now(),
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -318,6 +369,8 @@ export class KvWorkerSet implements WorkerSet {
 
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
+    // Back after its breaker's open period (or with a restarted engine): on probation.
+    m.breaker.halfOpen();
     if (m.agent) {
       try {
         this.useEngine(m, card.engineUrl);
@@ -393,9 +446,23 @@ export class KvWorkerSet implements WorkerSet {
         if (!this.closed) router.free(rid);
       },
       failed: (m, err) => this.failed(m, err),
+      succeeded: (m) => {
+        m.breaker.success();
+        m.lastActive = Date.now();
+      },
+      firstTokenTimeoutMs: this.opts.firstTokenTimeoutMs ?? 0,
+      streamIdleTimeoutMs: this.opts.streamIdleTimeoutMs ?? 0,
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model });
         this.log.warn(`request moved from ${from.name} to ${to.name} before its first token: ${(err as Error).message}`);
+      },
+      retry: { ...DEFAULT_RETRY, ...this.opts.retry },
+      workerWaitMs: this.opts.workerWaitMs ?? 0,
+      migrationLimit: (m) => this.opts.migrationLimit ?? m.card?.migrationLimit ?? 0,
+      migrated: (from, to, cause, generated, recomputed, err) => {
+        this.metrics.migrations.inc({ model, cause });
+        this.metrics.migrationRecomputed.observe({ model }, recomputed);
+        this.log.warn(`request migrated from ${from.name} to ${to.name} after ${generated} token(s) (${cause}): ${(err as Error).message}`);
       },
     };
     this.groups.set(model, g);
@@ -415,11 +482,12 @@ export class KvWorkerSet implements WorkerSet {
       g.router.free(rid);
       throw new KvgateError('internal_error', `the router chose worker #${this.out[0]}, which is not routable`);
     }
+    m.lastActive = Date.now();
     const overlap = this.out[2]!;
     this.metrics.decisions.inc({ model: g.model, worker: m.name });
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
     if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
-    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine! };
+    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
   }
 
   // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this
@@ -427,18 +495,20 @@ export class KvWorkerSet implements WorkerSet {
   private failed(m: Member, err: unknown): boolean {
     if (!(err instanceof KvgateError)) return false;
     const c = err.code;
-    // An engine that reported an error itself is up: only failures to reach it count.
+    // An engine that reported an error itself is up: only failures to reach it take it out
+    // now; every server-side failure counts towards its circuit breaker.
     const gone = c === 'engine_unavailable' || c === 'engine_timeout';
-    if (!gone) return false;
-    if (m.state === 'up' && !this.closed) {
+    const opened = (gone || c === 'engine_error') && m.breaker.failure();
+    if (!gone && !opened) return false;
+    if ((m.state === 'up' || (opened && m.state === 'down')) && !this.closed) {
       this.unregister(m);
       m.state = 'down';
-      m.reason = err.message;
-      const penalty = this.opts.penaltyMs ?? 5000;
-      this.log.warn(`worker ${m.name} failed (${err.message}): out of routing for ${penalty / 1000} s`);
+      m.reason = opened ? `circuit breaker open (${this.breakerOptions.failureThreshold} failures in a row; last: ${err.message})` : err.message;
+      const penalty = opened ? this.breakerOptions.openMs : (this.opts.penaltyMs ?? 5000);
+      this.log.warn(`worker ${m.name} failed (${m.reason}): out of routing for ${penalty / 1000} s`);
       this.scheduleReadmit(m, penalty);
     }
-    return true;
+    return gone;
   }
 
   private scheduleReadmit(m: Member, delayMs: number): void {
@@ -452,7 +522,8 @@ export class KvWorkerSet implements WorkerSet {
     if (this.closed || m.state !== 'down' || !m.card) return;
     // An agent that dropped its connection meanwhile comes back through its Hello.
     if (m.agent && !m.agent.connected) return;
-    if (await m.engine!.healthy()) {
+    // The generation check: an engine that answers /health but cannot generate stays out.
+    if (await m.engine!.healthy(true)) {
       if (m.state === 'down' && !this.closed && (!m.agent || m.agent.connected)) this.admit(m, m.card, m.agent !== null);
     } else {
       this.scheduleReadmit(m, this.opts.penaltyMs ?? 5000);
@@ -505,13 +576,27 @@ export class KvWorkerSet implements WorkerSet {
     }
   }
 
-  private async probeHttp(): Promise<void> {
-    await Promise.all(
-      [...this.members.values()]
-        .filter((m) => !m.agent && m.state === 'up')
-        .map(async (m) => {
-          if (!(await m.engine!.healthy())) this.failed(m, new KvgateError('engine_unavailable', `engine ${m.name} failed its health check`));
-        }),
-    );
+  // Plain engines get a liveness check every round; any worker idle for idleHealthCheckMs a
+  // generation check, which catches an engine that answers /health but cannot generate.
+  private async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    const idleMs = this.opts.idleHealthCheckMs ?? 0;
+    const now = Date.now();
+    try {
+      await Promise.all(
+        [...this.members.values()]
+          .filter((m) => m.state === 'up' && m.engine)
+          .map(async (m) => {
+            const generate = idleMs > 0 && now - m.lastActive >= idleMs;
+            if (!generate && m.agent) return;
+            if (generate) m.lastActive = now;
+            if (await m.engine!.healthy(generate)) return;
+            this.failed(m, new KvgateError('engine_unavailable', `engine ${m.name} failed its ${generate ? 'generation ' : ''}health check`));
+          }),
+      );
+    } finally {
+      this.probing = false;
+    }
   }
 }

@@ -1,11 +1,20 @@
 // One request's routing decision, as the serving core sees it (a Dispatch): the engine it
-// streams from is the chosen worker's client with the chosen dp rank set. If that worker
-// fails before the request produced any token (it died, disconnected or is draining), the
-// request is routed once more among the other workers and streams from there, so a dying
-// worker costs a retry and no request. A failure after tokens were produced ends the
-// request with the error (moving a request mid-stream is migration, a later step).
+// streams from is the chosen worker's client with the chosen dp rank set. When that stream
+// fails in a way that says the worker cannot finish it (unreachable, connection lost,
+// engine gone, or an engine abort that is not the request's fault), the request moves:
+// - before any token (a retry): routed again among the other workers after a backoff
+//   (exponential with jitter), while the retry budget lasts;
+// - after tokens went out (a migration, reference/dynamo.md §1.12), while it has
+//   migrations left: routed KV-aware again with the prompt plus the tokens generated so
+//   far, max_new_tokens reduced by those. The caller's iterator just continues, so its
+//   detokenizer and stop matcher never notice; the final usage counts the request once
+//   (the original prompt, every generated token, the first leg's cached tokens).
+// When no worker can take it at that moment (at dispatch too), the request waits for one, up
+// to the port's workerWaitMs, polling with backoff and holding nothing meanwhile. Each leg's router bookkeeping is freed as soon as the leg ends.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import { KvgateError } from '../errors.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // The chosen worker rank of one routing decision (rid: the router's request id).
@@ -15,7 +24,24 @@ export interface Route<M> {
   rank: number;
   rid: number;
   client: EngineClient;
+  // Prompt tokens the chosen worker holds in its cache, as the router sees it.
+  cachedTokens: number;
 }
+
+// Why a stream moved to another worker (a metric label).
+export type MoveCause = 'unreachable' | 'disconnected' | 'timeout' | 'engine_abort';
+
+// Retries of requests that never started (SGLang's gateway's defaults, reference/sglang.md §4.7).
+export interface RetryPolicy {
+  maxRetries: number; // 5
+  initialBackoffMs: number; // 50
+  maxBackoffMs: number; // 30000
+}
+export const DEFAULT_RETRY: RetryPolicy = { maxRetries: 5, initialBackoffMs: 50, maxBackoffMs: 30_000 };
+const BACKOFF_MULTIPLIER = 1.5;
+const JITTER = 0.2; // the delay is scaled by a random factor in [1 - JITTER, 1 + JITTER]
+// Waiting for a worker polls at least this often.
+const MAX_POLL_MS = 1000;
 
 // What a RoutedRequest needs from the worker set.
 export interface RoutingPort<M> {
@@ -26,57 +52,197 @@ export interface RoutingPort<M> {
   // The stream on `member` failed: takes the worker out if the failure says it cannot
   // serve (true: another worker may succeed).
   failed(member: M, err: unknown): boolean;
+  // The stream on `member` finished (its circuit breaker counts it).
+  succeeded(member: M): void;
+  // A worker that sends no first token within this, or nothing for streamIdleTimeoutMs
+  // mid-stream, is failed with engine_timeout (0: off).
+  readonly firstTokenTimeoutMs: number;
+  readonly streamIdleTimeoutMs: number;
+  // How many times a request first routed to `member` may migrate.
+  migrationLimit(member: M): number;
+  readonly retry: RetryPolicy;
+  // How long a request may wait for a worker when none can take it.
+  readonly workerWaitMs: number;
   retried(from: Route<M>, to: Route<M>, err: unknown): void;
+  // `recomputed`: the tokens the new worker prefills that it did not hold in its cache
+  // (prompt plus generated tokens, less its cached prefix): the price of the migration.
+  migrated(from: Route<M>, to: Route<M>, cause: MoveCause, generated: number, recomputed: number, err: unknown): void;
+}
+
+// An engine abort that is the engine's trouble, not the request's (no 4xx status): the
+// request may finish elsewhere. The worker itself stays routable.
+class EngineAbort extends KvgateError {}
+
+function causeOf(err: unknown): MoveCause {
+  if (err instanceof EngineAbort) return 'engine_abort';
+  if (err instanceof KvgateError && err.code === 'engine_timeout') return 'timeout';
+  return /unreachable/.test((err as Error).message) ? 'unreachable' : 'disconnected';
 }
 
 export class RoutedRequest<M> implements Dispatch {
   readonly engine: EngineClient;
-  private current: Route<M>;
+  private current: Route<M> | null;
   private done = false;
+  // Whether current.rid is still held in the router (finish() frees it).
+  private held = true;
+  private migrationsLeft: number;
+  private retries = 0;
+  migrations = 0;
 
+  // `first` null: no worker could take it at dispatch; generate() waits for one, or fails
+  // with `noWorker`.
   constructor(
     private readonly port: RoutingPort<M>,
     private readonly tokens: Uint32Array,
-    first: Route<M>,
+    first: Route<M> | null,
+    private readonly noWorker: unknown,
   ) {
     this.current = first;
+    this.held = first !== null;
+    this.migrationsLeft = first ? port.migrationLimit(first.member) : 0;
     this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
   get worker(): string {
-    return this.current.name;
+    return this.current?.name ?? 'none';
   }
 
   firstToken(): void {
-    this.port.markPrefillDone(this.current.rid);
+    if (this.current) this.port.markPrefillDone(this.current.rid);
   }
 
   finish(_outcome: DispatchOutcome): void {
     if (this.done) return;
     this.done = true;
-    this.port.free(this.current.rid);
+    if (this.held && this.current) this.port.free(this.current.rid);
   }
 
   private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
-    for (let attempt = 0; ; attempt++) {
+    const generated: number[] = [];
+    let cached: number | undefined;
+    if (!this.current) {
+      this.current = await this.reroute(this.tokens, this.noWorker, signal);
+      this.held = true;
+      this.migrationsLeft = this.port.migrationLimit(this.current.member);
+    }
+    for (;;) {
       const route = this.current;
-      let produced = false;
+      const resumed = generated.length; // tokens generated before this leg
+      const leg = resumed === 0 ? req : this.resume(req, generated);
+      let legTokens = 0;
+      // The engine's silences are timed: before the first token, and between chunks while
+      // this request waits on the engine (not while the caller holds a chunk).
+      const { firstTokenTimeoutMs: first, streamIdleTimeoutMs: idle } = this.port;
+      const timeout = first > 0 || idle > 0 ? new AbortController() : null;
+      let timer: NodeJS.Timeout | null = null;
+      const arm = (ms: number) => {
+        if (timeout && ms > 0) timer = setTimeout(() => timeout.abort(), ms);
+      };
+      const legSignal = timeout ? (signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal) : signal;
+      const timedOut = () =>
+        new KvgateError('engine_timeout', legTokens === 0 ? `worker ${route.name} sent no first token within ${first / 1000} s` : `worker ${route.name} sent nothing for ${idle / 1000} s mid-stream`);
+      arm(first);
       try {
-        for await (const chunk of route.client.generate({ ...req, dpRank: route.rank }, signal)) {
-          if (chunk.tokenIds.length > 0 || chunk.finishReason) produced = true;
-          yield chunk;
+        for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, legSignal)) {
+          if (timer) clearTimeout(timer);
+          const n = chunk.tokenIds.length;
+          // The serving core reports the first leg's first token; later legs' are ours.
+          if (n > 0 && legTokens === 0 && resumed > 0) this.port.markPrefillDone(route.rid);
+          legTokens += n;
+          for (let i = 0; i < n; i++) generated.push(chunk.tokenIds[i]!);
+          const reason = chunk.finishReason;
+          if (reason?.type === 'abort' && !signal?.aborted && this.migrationsLeft > 0 && !((reason.statusCode ?? 0) >= 400 && (reason.statusCode ?? 0) < 500)) {
+            if (n > 0) yield { tokenIds: chunk.tokenIds };
+            throw new EngineAbort('engine_error', `the engine aborted the request${reason.message ? `: ${reason.message}` : ''}`);
+          }
+          let out = chunk;
+          if (resumed === 0) {
+            if (chunk.cachedTokens !== undefined) cached = chunk.cachedTokens;
+          } else {
+            // A resumed leg: its prompt holds the tokens generated before, and its cache
+            // counts are not this request's.
+            out = { tokenIds: chunk.tokenIds };
+            if (reason) {
+              out.finishReason = reason;
+              out.usage = { promptTokens: req.tokenIds.length, completionTokens: resumed + (chunk.usage?.completionTokens ?? legTokens), cachedTokens: cached ?? 0 };
+            }
+          }
+          yield out;
+          arm(legTokens === 0 ? first : idle);
         }
+        if (timeout?.signal.aborted && !signal?.aborted) throw timedOut();
+        this.port.succeeded(route.member);
         return;
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        const retriable = this.port.failed(route.member, err);
-        if (!retriable || produced || attempt > 0 || this.done) throw err;
+      } catch (thrown) {
+        const err = timeout?.signal.aborted && !signal?.aborted ? timedOut() : thrown;
+        if (signal?.aborted || this.done) throw err;
+        const gone = this.port.failed(route.member, err);
+        if (!gone && !(err instanceof EngineAbort)) throw err;
+        const migrating = generated.length > 0;
+        if (migrating && this.migrationsLeft <= 0) throw err;
+        if (req.sampling.maxNewTokens - generated.length <= 0) throw err;
         this.port.free(route.rid);
-        const next = this.port.route(this.tokens);
-        if (next === null) throw err;
+        this.held = false;
+        if (timer) clearTimeout(timer);
+        if (!migrating) await this.backoff(err, signal);
+        const next = await this.reroute(migrating ? Uint32Array.from([...this.tokens, ...generated]) : this.tokens, err, signal);
         this.current = next;
-        this.port.retried(route, next, err);
+        this.held = true;
+        if (migrating) {
+          this.migrationsLeft--;
+          this.migrations++;
+          this.port.migrated(route, next, causeOf(err), generated.length, this.tokens.length + generated.length - next.cachedTokens, err);
+        } else {
+          this.port.retried(route, next, err);
+        }
+      } finally {
+        if (timer) clearTimeout(timer);
       }
     }
+  }
+
+  // Spends one retry on a wait; throws `err` when the budget is spent or the client left.
+  private async backoff(err: unknown, signal?: AbortSignal): Promise<void> {
+    const p = this.port.retry;
+    if (this.retries >= p.maxRetries) throw err;
+    const base = Math.min(p.maxBackoffMs, p.initialBackoffMs * BACKOFF_MULTIPLIER ** this.retries++);
+    const delay = base * (1 - JITTER + 2 * JITTER * Math.random());
+    try {
+      await sleep(delay, undefined, { signal });
+    } catch {
+      throw err;
+    }
+    if (this.done) throw err;
+  }
+
+  // A worker for `tokens`, waiting up to workerWaitMs while none can take it; throws `err`
+  // after that, or when the client left.
+  private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal): Promise<Route<M>> {
+    const deadline = performance.now() + this.port.workerWaitMs;
+    for (let delay = Math.max(1, this.port.retry.initialBackoffMs); ; delay = Math.min(delay * BACKOFF_MULTIPLIER, MAX_POLL_MS)) {
+      const next = this.done ? null : this.port.route(tokens);
+      if (next !== null) return next;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.done) throw err;
+      try {
+        await sleep(Math.min(left, delay * (1 - JITTER + 2 * JITTER * Math.random())), undefined, { signal });
+      } catch {
+        throw err;
+      }
+    }
+  }
+
+  // The request that continues on another worker after `generated` tokens.
+  private resume(req: GenerateRequest, generated: readonly number[]): GenerateRequest {
+    const s = req.sampling;
+    return {
+      ...req,
+      tokenIds: [...req.tokenIds, ...generated],
+      sampling: {
+        ...s,
+        maxNewTokens: s.maxNewTokens - generated.length,
+        ...(s.minNewTokens !== undefined ? { minNewTokens: Math.max(0, s.minNewTokens - generated.length) } : {}),
+      },
+    };
   }
 }

@@ -21,6 +21,7 @@ export interface WorkerRow {
   model: string;
   worker: string;
   state: string;
+  breaker: number; // 0 closed, 1 open, 2 half-open
 }
 
 export interface LoadRow {
@@ -44,6 +45,8 @@ type Labels = Record<string, string | number>;
 export class RouterMetrics {
   readonly decisions: Counter<'model' | 'worker'>;
   readonly retries: Counter<'model'>;
+  readonly migrations: Counter<'model' | 'cause'>;
+  readonly migrationRecomputed: Histogram<'model'>;
   readonly overlapBlocks: Histogram<'model'>;
   readonly hitRate: Histogram<'model'>;
   readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
@@ -55,6 +58,19 @@ export class RouterMetrics {
     const none: Registry[] = [];
     this.decisions = new Counter({ name: `${PREFIX}decisions_total`, help: 'Routing decisions per worker (a retry on another worker counts again)', labelNames: ['model', 'worker'], registers: none });
     this.retries = new Counter({ name: `${PREFIX}retries_total`, help: 'Requests moved to another worker because theirs failed before the first token', labelNames: ['model'], registers: none });
+    this.migrations = new Counter({
+      name: `${PREFIX}migrations_total`,
+      help: 'Requests moved to another worker after their stream broke mid-generation (prompt plus the tokens generated so far), by cause',
+      labelNames: ['model', 'cause'],
+      registers: none,
+    });
+    this.migrationRecomputed = new Histogram({
+      name: `${PREFIX}migration_recomputed_tokens`,
+      help: 'Per migration, the tokens the new worker prefills beyond its cached prefix (the prompt plus the tokens generated before the break)',
+      labelNames: ['model'],
+      buckets: [0, 16, 64, 256, 1024, 4096, 16384, 65536],
+      registers: none,
+    });
     this.overlapBlocks = new Histogram({
       name: `${PREFIX}overlap_blocks`,
       help: 'Prompt blocks the chosen worker already held, per routing decision',
@@ -132,11 +148,21 @@ export class RouterMetrics {
           for (const { n, ...labels } of counts.values()) this.set(labels, n);
         },
       }),
+      new Gauge({
+        name: `${PREFIX}worker_circuit_state`,
+        help: 'Circuit breaker of the worker: 0 closed, 1 open (no requests), 2 half-open (on probation)',
+        labelNames: ['model', 'worker'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const m of state.members()) this.set({ model: m.model, worker: m.worker }, m.breaker);
+        },
+      }),
       loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
   }
 
   register(registry: Registry): void {

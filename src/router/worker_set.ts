@@ -20,6 +20,8 @@ export type DispatchOutcome = 'ok' | 'cancelled' | 'error';
 export interface Dispatch {
   readonly worker: string; // a stable label for metrics and logs
   readonly engine: EngineClient;
+  // Times the request moved to another worker mid-stream so far.
+  readonly migrations?: number;
   firstToken(): void;
   finish(outcome: DispatchOutcome, error?: unknown): void;
 }

@@ -325,6 +325,120 @@ describe('KvWorkerSet', () => {
     expect(() => set.dispatch({ model: 'test-model', requestId: 'x', tokenIds: p })).toThrow(KvgateError);
   });
 
+  it('retries a request that never started on other workers, with backoff, within the budget', async () => {
+    const busy = { failStatus: 503 };
+    const a = await agent({}, busy);
+    const b = await agent({}, busy);
+    const c = await agent();
+    const { set, registry } = workerSet({ penaltyMs: 60_000, retry: { maxRetries: 2, initialBackoffMs: 100 } });
+    for (const x of [a, b, c]) set.addAgent(x.url);
+    await set.waitForWorkers(3, 5000);
+    // A and B hold the prefix, so the router tries them first.
+    const p = prompt(3);
+    a.store(p);
+    b.store(p);
+    await waitFor(() => cached(set, a.url) === 4 && cached(set, b.url) === 4, 'A and B hold the prefix');
+    const t0 = Date.now();
+    expect(await run(set, p)).toEqual({ worker: c.url, tokens: [3, 4, 5, 6] });
+    // Two waits: 100 ms and 150 ms, each +-20 %.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(2);
+    // C busy too, and the budget spent on the way: the last failure is the request's error.
+    const { set: set2 } = workerSet({ penaltyMs: 60_000, retry: { maxRetries: 1, initialBackoffMs: 1 } });
+    set2.addAgent(a.url);
+    set2.addAgent(b.url);
+    await set2.waitForWorkers(2, 5000);
+    await expect(run(set2, p)).rejects.toMatchObject({ code: 'engine_unavailable' });
+    expect(a.engine.received.length + b.engine.received.length).toBe(4);
+    expect(set2.unitRows().map((u) => u.activeRequests)).toEqual([]);
+  });
+
+  it('moves a request on when its worker sends no first token in time, and sets that worker aside', async () => {
+    const a = await agent({}, { tokenDelayMs: 5000 });
+    const b = await agent();
+    const { set, registry } = workerSet({ firstTokenTimeoutMs: 300, penaltyMs: 60_000 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(5);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+    const t0 = Date.now();
+    expect(await run(set, p)).toEqual({ worker: b.url, tokens: [5, 6, 7, 8] });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(set.workers().find((w) => w.name === a.url)).toMatchObject({ healthy: false, reason: expect.stringMatching(/no first token within 0.3 s/) });
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(1);
+    // The engine was told: its stream was dropped.
+    await waitFor(() => a.engine.running.size === 0, 'the slow request aborted on A');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0]);
+  });
+
+  it('opens a worker\'s circuit breaker after failures in a row, then readmits it on probation', async () => {
+    const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
+    const { set, registry } = workerSet({ breaker: { failureThreshold: 3, openMs: 400 } });
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    const state = async () => (await metric(registry, 'kvgate_router_worker_circuit_state'))[0]!.value;
+    for (let i = 0; i < 2; i++) await expect(run(set, prompt(9))).rejects.toMatchObject({ code: 'engine_error' });
+    expect(set.readyCount('test-model')).toBe(1);
+    await expect(run(set, prompt(9))).rejects.toMatchObject({ code: 'engine_error' });
+    expect(set.readyCount('test-model')).toBe(0);
+    expect(set.workers()[0]!.reason).toMatch(/circuit breaker open/);
+    expect(await state()).toBe(1);
+    await waitFor(() => set.readyCount('test-model') === 1, 'A back after the open period');
+    expect(await state()).toBe(2);
+    for (let i = 0; i < 3; i++) expect((await run(set, prompt(10))).tokens).toEqual([10, 11, 12, 13]);
+    expect(await state()).toBe(0);
+  });
+
+  it('gives an idle worker a generation health check and sets it aside when its engine cannot generate', async () => {
+    const hung = await agent({}, { healthGenerateStatus: 503 });
+    const fine = await agent();
+    const { set } = workerSet({ healthIntervalMs: 100, idleHealthCheckMs: 300, penaltyMs: 60_000 });
+    set.addAgent(hung.url);
+    set.addAgent(fine.url);
+    await set.waitForWorkers(2, 5000);
+    // Busy workers are not probed: both still up after a few probe rounds of traffic.
+    const until = Date.now() + 250;
+    while (Date.now() < until) await run(set, prompt(1));
+    expect(set.readyCount('test-model')).toBe(2);
+    await waitFor(() => set.readyCount('test-model') === 1, 'the hung worker set aside');
+    expect(set.workers().find((w) => w.name === hung.url)).toMatchObject({ healthy: false, reason: expect.stringMatching(/failed its generation health check/) });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(set.workers().find((w) => w.name === fine.url)!.healthy).toBe(true);
+  });
+
+  it('refuses requests with 503 and Retry-After while every worker\'s KV cache is past the busy threshold', async () => {
+    const a = await agent();
+    const b = await agent();
+    const { set } = workerSet({ busyThreshold: 0.9 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const load = (x: FakeAgent, used: number) =>
+      x.server.broadcast({ type: 'load', report: { instanceId: x.instanceId, timestampMs: Date.now(), ranks: [{ dpRank: 0, running: 1, queued: 0, kvUsedTokens: used * 16, kvTotalTokens: 1600, kvUsedBlocks: used, kvTotalBlocks: 100, tokenUsage: used / 100 }] } });
+    load(a, 95);
+    load(b, 50);
+    await new Promise((r) => setTimeout(r, 200));
+    // One worker with room: requests are served.
+    expect((await run(set, prompt(1))).tokens).toHaveLength(4);
+    load(b, 91);
+    let refused: unknown = null;
+    await waitFor(() => {
+      try {
+        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
+        return false;
+      } catch (err) {
+        refused = err;
+        return true;
+      }
+    }, 'both busy');
+    expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1 });
+    load(a, 10);
+    await waitFor(() => set.unitRows().length === 2 && (() => { try { set.dispatch({ model: 'test-model', requestId: 'ok', tokenIds: prompt(1) }).finish('cancelled'); return true; } catch { return false; } })(), 'A free again');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();
@@ -361,6 +475,69 @@ describe('KvWorkerSet', () => {
     // Tokens already went out: the request is not replayed elsewhere (that is migration).
     expect(bEngine.received).toHaveLength(0);
     expect(set.unitRows().map((u) => [u.worker, u.activeRequests])).toEqual([[b.url, 0]]);
+  });
+
+  it('migrates a stream broken mid-way when the card allows: prompt plus generated tokens, fewer max tokens, usage once', async () => {
+    // Each engine continues the sequence from the end of what it is given.
+    const reply = (b: { input_ids: number[] }) => Array.from({ length: 10 }, (_, i) => 1000 + b.input_ids.length - 64 + i);
+    const a = await agent({ migrationLimit: 1 }, { reply, dropAfter: 3, cachedTokens: 32 });
+    const b = await agent({ migrationLimit: 1 }, { reply, cachedTokens: 7 });
+    const { set, registry } = workerSet();
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(1);
+    a.store(p);
+    await waitFor(() => cached(set, a.url) === 4, 'A holds the prefix');
+    const d = set.dispatch({ model: 'test-model', requestId: 'mig', tokenIds: p });
+    expect(d.worker).toBe(a.url);
+    const chunks = [];
+    for await (const c of d.engine.generate({ requestId: 'mig', tokenIds: p, sampling: { maxNewTokens: 8, minNewTokens: 5 } })) {
+      if (chunks.length === 0) d.firstToken();
+      chunks.push(c);
+    }
+    d.finish('ok');
+    expect(chunks.flatMap((c) => c.tokenIds)).toEqual([1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007]);
+    // B got A's prompt and A's 3 tokens, with 5 tokens left to make.
+    expect(b.engine.received).toHaveLength(1);
+    expect(b.engine.received[0]!.input_ids).toEqual([...p, 1000, 1001, 1002]);
+    expect(b.engine.received[0]!.sampling_params).toMatchObject({ max_new_tokens: 5, min_new_tokens: 2 });
+    expect(chunks.at(-1)).toMatchObject({ finishReason: { type: 'length' }, usage: { promptTokens: 64, completionTokens: 8, cachedTokens: 32 } });
+    expect(d.worker).toBe(b.url);
+    expect(d.migrations).toBe(1);
+    expect((await metric(registry, 'kvgate_router_migrations_total')).map((v) => [v.labels.cause, v.value])).toEqual([['disconnected', 1]]);
+    // B held none of it: it prefilled the 64 prompt tokens and the 3 generated ones.
+    expect((await metric(registry, 'kvgate_router_migration_recomputed_tokens')).find((v) => v.metricName?.endsWith('_sum'))?.value).toBe(67);
+    expect(set.unitRows().map((u) => [u.activeRequests, u.activeBlocks, u.prefillTokens])).toEqual([[0, 0, 0]]);
+  });
+
+  it('migrates on an engine abort that is not the request\'s fault, keeping that worker; a spent limit ends with the error', async () => {
+    const reply = (b: { input_ids: number[] }) => Array.from({ length: 10 }, (_, i) => 2000 + b.input_ids.length - 64 + i);
+    const a = await agent({ migrationLimit: 0 }, { reply, abortAfter: 2 });
+    const b = await agent({ migrationLimit: 0 }, { reply, abortAfter: 2 });
+    // The frontend's override wins over the cards: one migration.
+    const { set, registry } = workerSet({ migrationLimit: 1 });
+    set.addAgent(a.url);
+    set.addAgent(b.url);
+    await set.waitForWorkers(2, 5000);
+    const p = prompt(1);
+    const d = set.dispatch({ model: 'test-model', requestId: 'ab', tokenIds: p });
+    const tokens: number[] = [];
+    const it = (async () => {
+      for await (const c of d.engine.generate({ requestId: 'ab', tokenIds: p, sampling: { maxNewTokens: 8 } })) {
+        if (tokens.length === 0) d.firstToken();
+        tokens.push(...c.tokenIds);
+        if (c.finishReason) return c.finishReason;
+      }
+      return null;
+    })();
+    // The second leg aborts too, with no migration left: the abort reaches the caller.
+    expect(await it).toMatchObject({ type: 'abort' });
+    d.finish('error');
+    expect(tokens).toEqual([2000, 2001, 2002, 2003]);
+    expect(set.readyCount('test-model')).toBe(2);
+    expect((await metric(registry, 'kvgate_router_migrations_total')).map((v) => [v.labels.cause, v.value])).toEqual([['engine_abort', 1]]);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
   });
 
   it('approximate mode ignores KV events and predicts caches from its own decisions', async () => {

@@ -64,6 +64,15 @@ export async function run(argv: string[]): Promise<void> {
     approxTtlMs: o.routerTtlSecs * 1000,
     servedModelName: o.servedModelName,
     healthIntervalMs: o.healthCheckInterval * 1000,
+    idleHealthCheckMs: o.idleHealthCheck * 1000,
+    migrationLimit: o.migrationLimit,
+    penaltyMs: o.workerCooldown * 1000,
+    workerWaitMs: o.workerWaitTimeout * 1000,
+    busyThreshold: o.activeDecodeBlocksThreshold,
+    breaker: { failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: o.cbWindowDurationSecs * 1000 },
+    firstTokenTimeoutMs: o.firstTokenTimeout * 1000,
+    streamIdleTimeoutMs: o.streamIdleTimeout * 1000,
+    retry: { maxRetries: o.retryMaxRetries, initialBackoffMs: o.retryInitialBackoffMs, maxBackoffMs: o.retryMaxBackoffMs },
     log: logger,
   });
   let cluster: LocalCluster | null = null;
@@ -156,6 +165,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       clientStallTimeoutMs: o.clientStallTimeout * 1000,
       clientMaxBufferedBytes: o.clientMaxBufferedBytes,
+      admission: { maxConcurrent: o.maxConcurrentRequests, queueSize: o.queueSize, queueTimeoutMs: o.queueTimeoutSecs * 1000 },
       logger,
     },
     routed,
