@@ -2,7 +2,8 @@
 // its request-plane address and model card; and how a worker announces itself.
 // Implementations: EmbeddedDiscovery (in-process registry: the frontend spawned its
 // workers, or they live in the same process), StaticDiscovery (a fixed list of worker
-// URLs, cards learnt from each worker's Hello). etcd comes later behind the same interface.
+// URLs, cards learnt from each worker's Hello), and etcd (etcd.ts: workers register under a
+// lease, frontends watch the prefix).
 
 import type { ModelCard } from '../engine/model_card.js';
 
@@ -24,10 +25,11 @@ export interface Discovery {
   close(): Promise<void>;
 }
 
-// The worker side: announce, update (the engine restarted with a new card), withdraw.
+// The worker side: announce, update (the engine restarted with a new card), withdraw
+// (resolves once withdrawn, or once it is no use waiting longer).
 export interface Registration {
   update(record: WorkerRecord): void;
-  unregister(): void;
+  unregister(): void | Promise<void>;
 }
 
 export interface Registry {

@@ -32,12 +32,26 @@ export interface WorkerInfo {
   reason?: string;
 }
 
+// A remote discovery backend's state (src/discovery/etcd.ts), for /health.
+export interface DiscoveryHealth {
+  backend: string;
+  endpoints: string;
+  connected: boolean;
+  // Workers known from it (the last known set while it is away).
+  workers: number;
+  // While disconnected: for how long, and why.
+  downSeconds?: number;
+  error?: string;
+}
+
 export interface WorkerSet {
   // Workers that can take requests for `model` now (for /health).
   readyCount(model: string): number;
   workers(): WorkerInfo[];
   // Throws KvgateError('no_workers') when none can serve the model.
   dispatch(req: RouteRequest): Dispatch;
+  // A remote discovery backend's state (etcd), shown in /health; none when embedded.
+  discovery?(): DiscoveryHealth;
   // Adds the set's own metrics (router state) to the frontend's /metrics registry.
   registerMetrics?(registry: Registry): void;
   close(): Promise<void>;

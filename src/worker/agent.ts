@@ -312,7 +312,8 @@ export class WorkerAgent {
 
   private async stop(drainTimeoutMs: number): Promise<void> {
     this.log.info('shutting down: unregistering and draining in-flight requests');
-    this.registration?.unregister();
+    // Withdrawn before the control plane closes, so frontends stop routing here first.
+    await this.registration?.unregister();
     await this.server.close();
     this.relay.close();
     if (this.engine && !(await this.engineIdle(this.engine, drainTimeoutMs))) {

@@ -4,6 +4,7 @@
 // requests and stop the engine (a second signal stops at once). Started by `kvgate serve`
 // (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
+import { EtcdRegistry } from '../../discovery/etcd.js';
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
@@ -27,6 +28,8 @@ export async function run(argv: string[]): Promise<void> {
       { host: o.host, unauthenticated: true },
     );
   }
+  // Registers once the engine is up; withdraws (revokes its lease) on shutdown.
+  const registry = o.discovery === undefined ? undefined : new EtcdRegistry({ url: o.discovery, log });
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
     engineProtocol: o.engineProtocol as EngineProtocol,
@@ -46,6 +49,7 @@ export async function run(argv: string[]): Promise<void> {
     drainTimeoutMs: s(o.drainTimeout),
     stopGraceMs: s(o.stopGrace),
     loadIntervalMs: s(o.loadInterval),
+    registry,
     log,
     onFatal: () => void agent.shutdown().finally(() => process.exit(1)),
   });
@@ -53,7 +57,7 @@ export async function run(argv: string[]): Promise<void> {
   stopOnSignals(log, (_reason, parentGone) => {
     log.info('draining in-flight requests, then stopping the engine');
     // Without a parent the frontends that sent requests went with it: a short drain is enough.
-    return agent.shutdown(parentGone ? Math.min(s(o.drainTimeout), 2000) : undefined);
+    return agent.shutdown(parentGone ? Math.min(s(o.drainTimeout), 2000) : undefined).finally(() => registry?.close());
   });
 
   await agent.start();
