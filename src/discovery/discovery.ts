@@ -1,9 +1,8 @@
 // The discovery seam: how a frontend learns that workers appear and disappear, each with
-// its request-plane address and model card; and how a worker announces itself.
-// Implementations: EmbeddedDiscovery (in-process registry: the frontend spawned its
-// workers, or they live in the same process), StaticDiscovery (a fixed list of worker
-// URLs, cards learnt from each worker's Hello), and etcd (etcd.ts: workers register under a
-// lease, frontends watch the prefix).
+// its request-plane address and model card; and how a worker announces itself. The
+// implementation is etcd (etcd.ts: workers register under a lease, frontends list then watch
+// the prefix). Without --discovery, kvgate serve knows its workers without one: it spawned
+// them (cluster/local_cluster.ts) or was given their URLs (--worker-urls).
 
 import type { ModelCard } from '../engine/model_card.js';
 
