@@ -163,6 +163,14 @@ export class KvWorkerSet implements WorkerSet {
     await Promise.all([m.agent.close(), m.engine?.close()]);
   }
 
+  // A worker's event-plane frame that came over NATS (transport/nats_event_plane.ts), by
+  // the worker's instance id; dropped if no connected agent has that id.
+  eventFrame(instanceIdHex: string, bytes: Uint8Array): void {
+    for (const m of this.members.values()) {
+      if (m.agent && m.instanceId !== null && m.instanceId.toString(16).padStart(16, '0') === instanceIdHex) return m.agent.receiveEventFrame(bytes);
+    }
+  }
+
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed
   // approximately).
   addEngine(url: string): void {

@@ -5,84 +5,23 @@
 // serving the last known set and /health and /metrics show the outage; after etcd restarts
 // they reconnect and a worker started meanwhile is found.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KVGATE, metricByWorker, MODEL, waitFor } from '../e2e/stack.js';
+import { metricByWorker, MODEL, waitFor } from '../e2e/stack.js';
+import { chat, health, killAll, metric, names, startFrontend, startWorker } from './processes.js';
 import { EtcdServer } from './etcd_server.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const started: ChildProcess[] = [];
 let etcd: EtcdServer | null = null;
-
 afterAll(async () => {
-  for (const p of started.splice(0)) {
-    if (p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGKILL');
-      await exited;
-    }
-  }
+  await killAll();
   await etcd?.destroy();
 });
 
-interface Proc {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-}
-
-function kvgate(args: string[]): Proc {
-  const proc = spawn(KVGATE[0]!, [...KVGATE.slice(1), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err = (err + d).slice(-50_000)));
-  return { proc, stdout: () => out, stderr: () => err };
-}
-
-async function ready(p: Proc, re: RegExp, what: string): Promise<string> {
-  await waitFor(() => re.test(p.stdout()) || p.proc.exitCode !== null, what, 60_000);
-  const m = re.exec(p.stdout());
-  if (!m) throw new Error(`${what} did not start:\n${p.stderr().slice(-3000)}`);
-  return m[1]!;
-}
-
-const startWorker = async (url: string) => {
-  const p = kvgate(['worker', '--engine', 'mocker', '--discovery', url, '--load-interval', '0.2', '--', '--model-path', MODEL, '--page-size', '16', '--speedup-ratio', '10']);
-  return { ...p, url: await ready(p, /kvgate worker ready: (ws:\/\/\S+)/, 'a worker') };
-};
-
-const startFrontend = async (url: string) => {
-  const p = kvgate(['serve', '--discovery', url, '--port', '0']);
-  return { ...p, url: await ready(p, /listening on (http:\/\/\S+)/, 'a frontend') };
-};
-
-interface Health {
-  status: string;
-  workers: { name: string; healthy: boolean }[];
-  discovery: { backend: string; connected: boolean; workers: number; error?: string };
-}
-
-const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as Health;
-const names = async (url: string) => (await health(url)).workers.map((w) => w.name).sort();
-const metric = async (url: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
-
-// A prompt long enough to fill several 16-token blocks.
-const messages = [
-  { role: 'system' as const, content: 'You answer in one short sentence about distributed caches. '.repeat(12) },
-  { role: 'user' as const, content: 'Which worker holds my prefix?' },
-];
-const chat = (url: string) =>
-  new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 }).chat.completions.create({ model: MODEL, messages, max_tokens: 8 });
 
 describe('discovery on etcd: two frontends, workers registered under leases', () => {
   it('find the same workers, route on the same view, drop a dead worker, ride out an etcd restart', { timeout: 180_000 }, async () => {
     etcd = await EtcdServer.start();
-    const [w1, w2] = await Promise.all([startWorker(etcd.url), startWorker(etcd.url)]);
-    const [a, b] = await Promise.all([startFrontend(etcd.url), startFrontend(etcd.url)]);
+    const [w1, w2] = await Promise.all([startWorker(['--discovery', etcd.url]), startWorker(['--discovery', etcd.url])]);
+    const [a, b] = await Promise.all([startFrontend(['--discovery', etcd.url]), startFrontend(['--discovery', etcd.url])]);
     const both = [w1.url, w2.url].sort();
 
     // Both frontends find both workers through etcd (no --worker-urls anywhere).
@@ -133,7 +72,7 @@ describe('discovery on etcd: two frontends, workers registered under leases', ()
     // and a worker started now is found by both.
     await etcd.start();
     for (const f of [a, b]) await waitFor(async () => (await health(f.url)).discovery.connected, `${f.url} to reconnect to etcd`, 30_000);
-    const w3 = await startWorker(etcd.url);
+    const w3 = await startWorker(['--discovery', etcd.url]);
     const now = [alive.url, w3.url].sort();
     for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify(now), `${f.url} to find the new worker`, 30_000);
     for (const f of [a, b]) {

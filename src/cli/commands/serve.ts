@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { clusterWorkerSet } from '../../cluster/cluster_workers.js';
 import { discoveredWorkerSet } from '../../discovery/discovered_workers.js';
 import { EtcdDiscovery, etcdEndpoints } from '../../discovery/etcd.js';
+import { NatsEventSubscriber, natsServers } from '../../transport/nats_event_plane.js';
 import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
@@ -53,6 +54,10 @@ export async function run(argv: string[]): Promise<void> {
     if (workerUrls.length > 0 || engineUrls.length > 0) throw new KvgateError('invalid_config', '--discovery finds the workers: give it without --worker-urls/--engine-urls');
   }
   const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0 && discoveryUrl === undefined;
+  if (o.eventPlane !== undefined) {
+    natsServers(o.eventPlane);
+    if (spawnWorkers || engineUrls.length > 0) throw new KvgateError('invalid_config', '--event-plane takes the events of workers started with the same --event-plane: give it with --worker-urls or --discovery');
+  }
   if (spawnWorkers && o.workers === 0) {
     throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] / grpc://host:port[,...] (SGLang servers)');
   }
@@ -77,15 +82,18 @@ export async function run(argv: string[]): Promise<void> {
   // What the frontend routes over: the worker set, with the cluster's respawns when it has one.
   let routed: WorkerSet = workers;
   let frontend: FrontendHandle | null = null;
+  let events: NatsEventSubscriber | null = null;
 
   const stop = stopOnSignals(logger, async () => {
     logger.info('shutting down: draining in-flight requests', { inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
     await frontend?.close();
     await routed.close();
+    await events?.close();
     await cluster?.stop();
   });
 
   try {
+    if (o.eventPlane !== undefined) events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), logger);
     if (spawnWorkers) {
       logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
       cluster = new LocalCluster({
@@ -114,6 +122,7 @@ export async function run(argv: string[]): Promise<void> {
   } catch (err) {
     if (stop.stopping) return;
     await routed.close();
+    await events?.close();
     await cluster?.stop(10_000);
     throw err;
   }

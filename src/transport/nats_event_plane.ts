@@ -1,0 +1,99 @@
+// The event plane on NATS (`--event-plane nats://host:port[,host:port]`): a worker publishes
+// its KV-event frames (kv_reset, and kv_batch: the engine's raw SGLang msgpack batch with
+// instance id, dp rank and sequence) and its load reports once, on one subject per worker,
+// and every frontend replica subscribes to all of them, so all route on the same view.
+//
+// Subjects: kvgate.events.<instance id, 16 hex digits>; the payload is the request plane's
+// own flatbuffers frame (frames.ts), so a frontend feeds it to that worker's request-plane
+// client, whose per-rank sequence check finds gaps. On a gap (a frontend that joined late,
+// NATS dropped or was away) the frontend asks for a resync over the request plane, and the
+// worker's relay rebuilds that rank on the subject (reset, then replay or snapshot) for all
+// frontends: the others reset and rebuild too, which costs a burst of events, not state.
+//
+// The worker's relay treats the subject as one more peer (KvRelay numbers batches per peer),
+// and never drops: while NATS is away the client buffers what is published, and a frontend
+// that still misses something sees the gap.
+
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { KvgateError } from '../errors.js';
+import { silentLogger, type Logger } from '../observability/log.js';
+import { encodeFrame, type Frame } from './frames.js';
+
+export const EVENTS_SUBJECT_PREFIX = 'kvgate.events.';
+
+// `nats://h1:p1,h2:p2` -> ['h1:p1', 'h2:p2'].
+export function natsServers(url: string): string[] {
+  const m = /^nats:\/\/(.+)$/.exec(url);
+  const hosts = m ? m[1]!.split(',').map((h) => h.trim()) : [];
+  if (hosts.length === 0 || hosts.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(h))) {
+    throw new KvgateError('invalid_config', `--event-plane: '${url}' is not nats://host:port[,host:port...]`);
+  }
+  return hosts;
+}
+
+async function open(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  // Keeps trying the first connection too, and reconnects forever after.
+  const nc = await connect({ servers: natsServers(url), name, waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') log.warn(`nats: disconnected from ${url}; reconnecting`);
+      else if (s.type === 'reconnect') log.info(`nats: reconnected to ${url}`);
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+const hex = (id: bigint) => id.toString(16).padStart(16, '0');
+
+// The worker's side: a relay peer that publishes each frame on its worker's subject.
+export class NatsEventPublisher {
+  readonly id = -1;
+  readonly closed = false;
+  private constructor(private readonly nc: NatsConnection) {}
+
+  static async connect(url: string, log: Logger = silentLogger): Promise<NatsEventPublisher> {
+    return new NatsEventPublisher(await open(url, 'kvgate-worker', log));
+  }
+
+  send(frame: Frame): void {
+    const id = frame.type === 'kv_batch' || frame.type === 'kv_reset' ? frame.instanceId : frame.type === 'load' ? frame.report.instanceId : null;
+    if (id === null) throw new KvgateError('internal_error', `a ${frame.type} frame is not an event-plane frame`);
+    this.nc.publish(EVENTS_SUBJECT_PREFIX + hex(id), encodeFrame(frame));
+  }
+
+  trySend(frame: Frame): boolean {
+    this.send(frame);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => undefined);
+  }
+}
+
+// The frontend's side: every worker's events, with the worker's instance id (hex).
+export class NatsEventSubscriber {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly sub: Subscription,
+  ) {}
+
+  static async connect(url: string, onFrame: (instanceIdHex: string, bytes: Uint8Array) => void, log: Logger = silentLogger): Promise<NatsEventSubscriber> {
+    const nc = await open(url, 'kvgate-frontend', log);
+    const sub = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
+      callback: (err, msg) => {
+        if (err) log.warn(`nats: subscription error: ${err.message}`);
+        else onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), msg.data);
+      },
+    });
+    return new NatsEventSubscriber(nc, sub);
+  }
+
+  get connected(): boolean {
+    return !this.nc.isClosed() && !this.sub.isClosed();
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => undefined);
+  }
+}

@@ -1,0 +1,69 @@
+// The event plane on NATS, with real processes: a real nats-server and etcd (Debian), two
+// mocker workers and two frontends, all with --event-plane nats://... and --discovery
+// etcd://.... KV events reach both frontends over NATS only (not over the worker
+// connections), so both index the same blocks; with NATS stopped nothing new arrives and
+// routing goes on; after it restarts the frontends catch up (gap -> resync -> rebuild).
+
+import { afterAll, describe, expect, it } from 'vitest';
+import { metricByWorker, waitFor } from '../e2e/stack.js';
+import { EtcdServer } from './etcd_server.js';
+import { NatsServer } from './nats_server.js';
+import { chat, killAll, names, startFrontend, startWorker } from './processes.js';
+
+let etcd: EtcdServer | null = null;
+let nats: NatsServer | null = null;
+afterAll(async () => {
+  await killAll();
+  await nats?.stop();
+  await etcd?.destroy();
+});
+
+const cached = async (url: string) => [...(await metricByWorker(url, 'kvgate_router_worker_cached_blocks')).entries()].filter(([, n]) => n > 0).sort();
+const total = (rows: [string, number][]) => rows.reduce((a, [, n]) => a + n, 0);
+const same = async (a: string, b: string) => JSON.stringify(await cached(a)) === JSON.stringify(await cached(b));
+
+describe('event plane on NATS: two frontends, two workers', () => {
+  it('both frontends index the same blocks from NATS, ride out a NATS restart and catch up', { timeout: 180_000 }, async () => {
+    etcd = await EtcdServer.start();
+    nats = await NatsServer.start();
+    const flags = ['--discovery', etcd.url, '--event-plane', nats.url];
+    const [w1, w2] = await Promise.all([startWorker(flags), startWorker(flags)]);
+    const [a, b] = await Promise.all([startFrontend(flags), startFrontend(flags)]);
+    const both = [w1.url, w2.url].sort();
+    for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify(both), `${f.url} to see both workers`);
+
+    // A's request warms one worker; both frontends learn it from the NATS subject.
+    await chat(a.url);
+    await waitFor(async () => (await cached(a.url)).length === 1 && (await same(a.url, b.url)), 'both frontends to index the same blocks');
+    const [[hot, blocks]] = (await cached(b.url)) as [[string, number]];
+    const second = await chat(b.url);
+    expect(second.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);
+    expect((await metricByWorker(b.url, 'kvgate_router_decisions_total')).get(hot)).toBe(1);
+
+    // NATS away: requests are still served, and no KV event reaches either frontend (the
+    // worker connections carry none).
+    await nats.stop();
+    const before = [await cached(a.url), await cached(b.url)];
+    const third = await chat(a.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
+    expect(third.usage!.completion_tokens).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect([await cached(a.url), await cached(b.url)]).toEqual(before);
+    expect(total(before[0]!)).toBe(blocks);
+
+    // NATS back: what was published meanwhile arrives from the worker's buffer, or its loss is
+    // seen as a gap at the next batch, and the rank is rebuilt. Either way both frontends end
+    // up with every block of both prompts, and the same view.
+    await nats.start();
+    await waitFor(
+      async () => {
+        await chat(b.url, `A probe ${Date.now()} that stores blocks and so sends events. `, 8);
+        return total(await cached(a.url)) > blocks && (await same(a.url, b.url));
+      },
+      'both frontends to catch up after the NATS restart',
+      60_000,
+    );
+    const fourth = await chat(b.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
+    expect(fourth.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);
+    for (const p of [w1, w2, a, b]) expect(p.proc.exitCode).toBeNull();
+  });
+});
