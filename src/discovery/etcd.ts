@@ -17,11 +17,11 @@
 // for /health and as metrics.
 
 import { Etcd3, type IKeyValue, type Lease, type Watcher } from 'etcd3';
-import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { KvgateError } from '../errors.js';
 import { isJsonObject } from '../json.js';
 import { silentLogger, type Logger } from '../observability/log.js';
-import type { DiscoveryHealth } from '../router/worker_set.js';
+import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
 import { RecordSet, type Discovery, type DiscoveryEvent, type Registration, type Registry, type WorkerRecord } from './discovery.js';
 
 export const ETCD_WORKERS_PREFIX = 'kvgate/v1/workers/';
@@ -211,22 +211,16 @@ export class EtcdDiscovery implements Discovery {
   private watcher: Watcher | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  private connected = false;
-  private lastError: string | null = null;
-  private downSince: number | null = Date.now();
-  private readonly url: string;
-  private readonly gConnected = new Gauge({ name: 'kvgate_discovery_connected', help: 'Whether the frontend is connected to its discovery backend (etcd): 1 yes, 0 no', registers: [] });
-  private readonly cOutages = new Counter({ name: 'kvgate_discovery_outages_total', help: 'Times the connection to the discovery backend (etcd) was lost', registers: [] });
+  private readonly state: RemoteState;
   private readonly gWorkers = new Gauge({ name: 'kvgate_discovery_workers', help: 'Workers known from discovery (the last known set while etcd is away)', registers: [] });
   private firstSync: { promise: Promise<void>; resolve: () => void };
 
   constructor(opts: EtcdOptions) {
-    this.url = opts.url;
     this.client = new Etcd3({ hosts: etcdEndpoints(opts.url) });
     this.log = opts.log ?? silentLogger;
+    this.state = new RemoteState('etcd', opts.url, 'kvgate_discovery', 'the discovery backend (etcd)', this.log);
     let resolve!: () => void;
     this.firstSync = { promise: new Promise<void>((r) => (resolve = r)), resolve };
-    this.gConnected.set(0);
     this.gWorkers.set(0);
     void this.sync();
   }
@@ -244,18 +238,13 @@ export class EtcdDiscovery implements Discovery {
     return this.set.list();
   }
 
-  health(): DiscoveryHealth {
-    return {
-      backend: 'etcd',
-      endpoints: this.url,
-      connected: this.connected,
-      workers: this.set.list().length,
-      ...(this.connected ? {} : { downSeconds: this.downSince === null ? 0 : Math.round((Date.now() - this.downSince) / 100) / 10, error: this.lastError ?? 'connecting' }),
-    };
+  health(): RemoteHealth & { workers: number } {
+    return { ...this.state.health(), workers: this.set.list().length };
   }
 
   registerMetrics(registry: MetricsRegistry): void {
-    for (const m of [this.gConnected, this.cOutages, this.gWorkers]) registry.registerMetric(m);
+    this.state.registerMetrics(registry);
+    registry.registerMetric(this.gWorkers);
   }
 
   async close(): Promise<void> {
@@ -269,23 +258,12 @@ export class EtcdDiscovery implements Discovery {
   }
 
   private up(): void {
-    if (this.connected) return;
-    if (this.downSince !== null && this.lastError !== null) this.log.info(`etcd: connected again after ${((Date.now() - this.downSince) / 1000).toFixed(1)} s`);
-    this.connected = true;
-    this.downSince = null;
-    this.lastError = null;
-    this.gConnected.set(1);
+    this.state.up();
     this.backoff.reset();
   }
 
   private down(err: unknown): void {
-    this.lastError = errorText(err);
-    if (!this.connected) return;
-    this.connected = false;
-    this.downSince = Date.now();
-    this.gConnected.set(0);
-    this.cOutages.inc();
-    this.log.warn(`etcd: connection lost (${this.lastError}); serving the last known ${this.set.list().length} worker(s), reconnecting`);
+    this.state.down(err, `serving the last known ${this.set.list().length} worker(s), reconnecting`);
   }
 
   // List the prefix, reconcile, then watch from the next revision.
@@ -346,8 +324,7 @@ export class EtcdDiscovery implements Discovery {
 
   private retry(err: unknown): void {
     if (this.closed) return;
-    if (this.connected) this.down(err);
-    else this.lastError = errorText(err);
+    this.down(err);
     const wait = this.backoff.take();
     this.log.debug(`etcd: ${errorText(err)}; listing again in ${wait} ms`);
     this.timer = setTimeout(() => void this.sync(), wait);

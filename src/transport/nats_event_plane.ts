@@ -17,6 +17,8 @@
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { KvgateError } from '../errors.js';
 import { silentLogger, type Logger } from '../observability/log.js';
+import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
+import type { Registry } from 'prom-client';
 import { encodeFrame, type Frame } from './frames.js';
 
 export const EVENTS_SUBJECT_PREFIX = 'kvgate.events.';
@@ -31,13 +33,14 @@ export function natsServers(url: string): string[] {
   return hosts;
 }
 
-async function open(url: string, name: string, log: Logger): Promise<NatsConnection> {
-  // Keeps trying the first connection too, and reconnects forever after.
+// Keeps trying the first connection too, and reconnects forever after; `state` follows.
+async function open(url: string, name: string, state: RemoteState): Promise<NatsConnection> {
   const nc = await connect({ servers: natsServers(url), name, waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  state.up();
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect') log.warn(`nats: disconnected from ${url}; reconnecting`);
-      else if (s.type === 'reconnect') log.info(`nats: reconnected to ${url}`);
+      if (s.type === 'disconnect') state.down(new Error(`disconnected from ${String(s.server ?? url)}`), 'reconnecting');
+      else if (s.type === 'reconnect') state.up();
     }
   })().catch(() => undefined);
   return nc;
@@ -52,7 +55,7 @@ export class NatsEventPublisher {
   private constructor(private readonly nc: NatsConnection) {}
 
   static async connect(url: string, log: Logger = silentLogger): Promise<NatsEventPublisher> {
-    return new NatsEventPublisher(await open(url, 'kvgate-worker', log));
+    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log)));
   }
 
   send(frame: Frame): void {
@@ -72,25 +75,33 @@ export class NatsEventPublisher {
 }
 
 // The frontend's side: every worker's events, with the worker's instance id (hex).
+// While NATS is away the index keeps what it had (health() and the kvgate_event_plane_*
+// metrics say so); the first batch after the outage shows any gap, which is then rebuilt.
 export class NatsEventSubscriber {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly sub: Subscription,
+    private readonly state: RemoteState,
   ) {}
 
   static async connect(url: string, onFrame: (instanceIdHex: string, bytes: Uint8Array) => void, log: Logger = silentLogger): Promise<NatsEventSubscriber> {
-    const nc = await open(url, 'kvgate-frontend', log);
+    const state = new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log);
+    const nc = await open(url, 'kvgate-frontend', state);
     const sub = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
       callback: (err, msg) => {
         if (err) log.warn(`nats: subscription error: ${err.message}`);
         else onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), msg.data);
       },
     });
-    return new NatsEventSubscriber(nc, sub);
+    return new NatsEventSubscriber(nc, sub, state);
   }
 
-  get connected(): boolean {
-    return !this.nc.isClosed() && !this.sub.isClosed();
+  health(): RemoteHealth {
+    return this.state.health();
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.state.registerMetrics(registry);
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { metricByWorker, waitFor } from '../e2e/stack.js';
 import { EtcdServer } from './etcd_server.js';
 import { NatsServer } from './nats_server.js';
-import { chat, killAll, names, startFrontend, startWorker } from './processes.js';
+import { chat, health, killAll, metric, names, startFrontend, startWorker } from './processes.js';
 
 let etcd: EtcdServer | null = null;
 let nats: NatsServer | null = null;
@@ -40,9 +40,19 @@ describe('event plane on NATS: two frontends, two workers', () => {
     expect(second.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);
     expect((await metricByWorker(b.url, 'kvgate_router_decisions_total')).get(hot)).toBe(1);
 
-    // NATS away: requests are still served, and no KV event reaches either frontend (the
-    // worker connections carry none).
+    expect((await health(a.url)).eventPlane).toMatchObject({ backend: 'nats', connected: true });
+
+    // NATS away: requests are still served, /health and /metrics show the outage, and no KV
+    // event reaches either frontend (the worker connections carry none).
     await nats.stop();
+    for (const f of [a, b]) await waitFor(async () => (await health(f.url)).eventPlane?.connected === false, `${f.url} to notice NATS is gone`);
+    for (const f of [a, b]) {
+      const h = await health(f.url);
+      expect(h.status).toBe('degraded');
+      expect(h.discovery.connected).toBe(true);
+      expect(await metric(f.url, 'kvgate_event_plane_connected')).toBe(0);
+      expect(await metric(f.url, 'kvgate_event_plane_outages_total')).toBe(1);
+    }
     const before = [await cached(a.url), await cached(b.url)];
     const third = await chat(a.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
     expect(third.usage!.completion_tokens).toBeGreaterThan(0);
@@ -62,6 +72,10 @@ describe('event plane on NATS: two frontends, two workers', () => {
       'both frontends to catch up after the NATS restart',
       60_000,
     );
+    for (const f of [a, b]) {
+      expect((await health(f.url)).status).toBe('healthy');
+      expect(await metric(f.url, 'kvgate_event_plane_connected')).toBe(1);
+    }
     const fourth = await chat(b.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
     expect(fourth.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);
     for (const p of [w1, w2, a, b]) expect(p.proc.exitCode).toBeNull();

@@ -51,6 +51,7 @@ export interface Health {
   status: string;
   workers: { name: string; model: string; healthy: boolean }[];
   discovery: { backend: string; connected: boolean; workers: number; error?: string };
+  eventPlane?: { backend: string; connected: boolean; error?: string };
 }
 
 export const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as Health;

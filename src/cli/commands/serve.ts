@@ -14,7 +14,7 @@ import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js'
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
-import type { WorkerSet } from '../../router/worker_set.js';
+import { withRemote, type WorkerSet } from '../../router/worker_set.js';
 import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
@@ -88,7 +88,6 @@ export async function run(argv: string[]): Promise<void> {
     logger.info('shutting down: draining in-flight requests', { inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
     await frontend?.close();
     await routed.close();
-    await events?.close();
     await cluster?.stop();
   });
 
@@ -117,6 +116,7 @@ export async function run(argv: string[]): Promise<void> {
       for (const u of engineUrls) workers.addEngine(u);
       await waitForFirst(workers, o, logger);
     }
+    if (events) routed = withRemote(routed, 'eventPlane', events);
     if (stop.stopping) return;
     frontend = await serveModel(o, workers, routed, logger);
   } catch (err) {
