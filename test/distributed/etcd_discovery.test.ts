@@ -2,8 +2,9 @@
 // --engine mocker --discovery etcd://...` and two `kvgate serve --discovery etcd://...`
 // frontends. Both frontends find both workers and route on the same view of their caches; a
 // killed worker's lease lapses and it leaves both; with etcd stopped the frontends keep
-// serving the last known set and /health and /metrics show the outage; after etcd restarts
-// they reconnect and a worker started meanwhile is found.
+// serving the last known set (requests in flight finish) and /health and /metrics show the
+// outage; after etcd restarts they reconnect and a worker started meanwhile is found; a worker
+// that stops cleanly leaves at once (revoked lease); a killed frontend leaves the other serving.
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { metricByWorker, MODEL, waitFor } from '../e2e/stack.js';
@@ -56,7 +57,10 @@ describe('discovery on etcd: two frontends, workers registered under leases', ()
 
     // etcd stops: the frontends keep serving the last known worker; /health says degraded
     // with the discovery outage, /metrics counts it; nothing exits.
+    // Requests in flight while etcd goes all finish.
+    const during = [a, b, a, b, a, b].map((f) => chat(f.url));
     await etcd.stop();
+    for (const r of await Promise.all(during)) expect(r.choices[0]!.finish_reason).toBeTruthy();
     for (const f of [a, b]) await waitFor(async () => (await health(f.url)).discovery.connected === false, `${f.url} to notice etcd is gone`);
     for (const f of [a, b]) {
       const hh = await health(f.url);
@@ -87,5 +91,10 @@ describe('discovery on etcd: two frontends, workers registered under leases', ()
     await exited;
     // (Bounded below the 10 s TTL: only the revocation can do it in time.)
     for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify([alive.url]), `${f.url} to drop the stopped worker`, 8_000);
+
+    // A frontend killed: the other serves on.
+    a.proc.kill('SIGKILL');
+    expect((await chat(b.url)).usage!.completion_tokens).toBeGreaterThan(0);
+    expect((await health(b.url)).status).toBe('healthy');
   });
 });
