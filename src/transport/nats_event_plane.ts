@@ -52,18 +52,29 @@ const hex = (id: bigint) => id.toString(16).padStart(16, '0');
 export class NatsEventPublisher {
   readonly id = -1;
   readonly closed = false;
-  private constructor(private readonly nc: NatsConnection) {}
+  private dropped = 0;
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {}
 
   static async connect(url: string, log: Logger = silentLogger): Promise<NatsEventPublisher> {
-    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log)));
+    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log)), log);
   }
 
+  // A frame the client cannot take (its reconnect buffer is full, or it is closed) is
+  // dropped: frontends see the gap and ask for a rebuild. Never throws into the relay.
   send(frame: Frame): void {
     const id = frame.type === 'kv_batch' || frame.type === 'kv_reset' ? frame.instanceId : frame.type === 'load' ? frame.report.instanceId : null;
     if (id === null) throw new KvgateError('internal_error', `a ${frame.type} frame is not an event-plane frame`);
-    this.nc.publish(EVENTS_SUBJECT_PREFIX + hex(id), encodeFrame(frame));
+    try {
+      this.nc.publish(EVENTS_SUBJECT_PREFIX + hex(id), encodeFrame(frame));
+    } catch (err) {
+      if (this.dropped++ % 1000 === 0) this.log.warn(`nats: event frame dropped (${(err as Error).message}); ${this.dropped} so far`);
+    }
   }
 
+  // Always true: the relay must not park the subject as congested (it has no drain signal).
   trySend(frame: Frame): boolean {
     this.send(frame);
     return true;
