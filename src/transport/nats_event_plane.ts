@@ -20,6 +20,7 @@ import { silentLogger, type Logger } from '../observability/log.js';
 import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
 import type { Registry } from 'prom-client';
 import { encodeFrame, type Frame } from './frames.js';
+import { decodeRoutingEvent, encodeRoutingEvent, ROUTING_SUBJECT, type RoutingEvent } from './router_sync.js';
 
 export const EVENTS_SUBJECT_PREFIX = 'kvgate.events.';
 
@@ -91,20 +92,46 @@ export class NatsEventPublisher {
 export class NatsEventSubscriber {
   private constructor(
     private readonly nc: NatsConnection,
-    private readonly sub: Subscription,
+    private readonly subs: Subscription[],
     private readonly state: RemoteState,
   ) {}
 
-  static async connect(url: string, onFrame: (instanceIdHex: string, bytes: Uint8Array) => void, log: Logger = silentLogger): Promise<NatsEventSubscriber> {
+  // onFrame: a worker's event frame; onRouting: another frontend's routing event (router
+  // replica sync, router_sync.ts; this frontend's own come back too and are the caller's to skip).
+  static async connect(
+    url: string,
+    onFrame: (instanceIdHex: string, bytes: Uint8Array) => void,
+    onRouting: (ev: RoutingEvent) => void,
+    log: Logger = silentLogger,
+  ): Promise<NatsEventSubscriber> {
     const state = new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log);
     const nc = await open(url, 'kvgate-frontend', state);
-    const sub = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
+    const events = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
       callback: (err, msg) => {
         if (err) log.warn(`nats: subscription error: ${err.message}`);
         else onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), msg.data);
       },
     });
-    return new NatsEventSubscriber(nc, sub, state);
+    const routing = nc.subscribe(ROUTING_SUBJECT, {
+      callback: (err, msg) => {
+        if (err) return log.warn(`nats: subscription error: ${err.message}`);
+        try {
+          onRouting(decodeRoutingEvent(msg.data));
+        } catch (e) {
+          log.warn(`nats: routing event ignored: ${(e as Error).message}`);
+        }
+      },
+    });
+    return new NatsEventSubscriber(nc, [events, routing], state);
+  }
+
+  // Publishes this frontend's routing events (dropped while NATS cannot take them).
+  publishRouting(ev: RoutingEvent): void {
+    try {
+      this.nc.publish(ROUTING_SUBJECT, encodeRoutingEvent(ev));
+    } catch {
+      // Lost: the other frontends under-count this request's load until it would have ended.
+    }
   }
 
   health(): RemoteHealth {

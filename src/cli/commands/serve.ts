@@ -92,7 +92,11 @@ export async function run(argv: string[]): Promise<void> {
   });
 
   try {
-    if (o.eventPlane !== undefined) events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), logger);
+    if (o.eventPlane !== undefined) {
+      events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), (ev) => workers.applyRouting(ev), logger);
+      const sink = events;
+      workers.syncWith({ publish: (ev) => sink.publishRouting(ev) });
+    }
     if (spawnWorkers) {
       logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
       cluster = new LocalCluster({
