@@ -40,6 +40,7 @@ export const COMMANDS = {
       'Workers, one of:\n' +
       '  (default)              spawn --workers worker agents (kvgate worker --engine ...), engine args after --\n' +
       '  --worker-urls ws://..  worker agents started elsewhere (kvgate worker); KV events over the request plane\n' +
+      '  --discovery etcd://..  worker agents found in etcd (kvgate worker --discovery etcd://..), joining and leaving as they come\n' +
       '  --engine-urls http://.. plain SGLang servers, no agent: no KV events, so kv routing is approximate;\n' +
       '                         grpc://host:port for servers started with --grpc-mode\n' +
       'Examples:\n' +
@@ -53,6 +54,8 @@ export const COMMANDS = {
       engine: { kind: 'string', default: 'mocker', choices: ['mocker', 'sglang'], help: 'engine of the spawned workers; the mocker gets --model-path Qwen/Qwen3-0.6B --page-size 16 --speedup-ratio 10 unless given after --; sglang needs --model-path after -- and gets CUDA_VISIBLE_DEVICES=<worker index> unless set' },
       engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how spawned workers talk to their engines: SGLang\'s HTTP API, or its gRPC API (--grpc-mode); see kvgate worker --engine-protocol' },
       workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
+      discovery: { kind: 'string', help: 'find worker agents in etcd (etcd://host:port[,host:port]) instead of spawning them: they register with kvgate worker --discovery; key layout in the README' },
+      eventPlane: { kind: 'string', help: 'receive the workers\' KV events and load over NATS (nats://host:port[,host:port]), as every frontend replica does, instead of over each worker connection; the workers need the same --event-plane (with --worker-urls or --discovery)' },
       engineUrls: { kind: 'list', help: 'plain SGLang servers to route to without agents (comma-separated http://host:port, or grpc://host:port for --grpc-mode servers)' },
       routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },
       kvOverlapScoreWeight: { kind: 'float', default: ROUTING_DEFAULTS.overlapWeight, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost (Dynamo\'s default is 1; this one comes from the fleet simulator\'s sweep)' },
@@ -264,6 +267,8 @@ export const COMMANDS = {
       migrationLimit: { kind: 'int', default: 0, min: 0, max: 4294967295, help: 'times a frontend may move a request that fails on this worker to another (in the model card)' },
       host: { kind: 'string', default: '127.0.0.1', help: 'address the request plane and the engine listen on (frontends stream from the engine directly); neither has authentication, so anything beyond loopback is logged as a warning' },
       port: { kind: 'int', default: 0, min: 0, max: 65535, help: 'request-plane (WebSocket) port; 0 = any free port (printed when ready)' },
+      discovery: { kind: 'string', help: 'register in etcd (etcd://host:port[,host:port]) under a 10 s lease, kept alive, so frontends started with the same --discovery find this worker' },
+      eventPlane: { kind: 'string', help: 'publish KV events and load reports on NATS (nats://host:port[,host:port]) once, for every frontend, instead of over each frontend connection; frontends need the same --event-plane' },
       advertiseHost: { kind: 'string', help: 'host frontends and decode engines use to reach this worker and its engine (default: --host)' },
       python: { kind: 'string', default: 'python3', help: 'Python interpreter with SGLang installed (--engine sglang)' },
       startupTimeout: { kind: 'float', default: 600, min: 0.1, help: 'seconds to wait for the engine to answer GET /health with 200' },

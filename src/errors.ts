@@ -14,14 +14,13 @@ export const ERRORS = {
   not_found: { status: 404, type: 'invalid_request_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   request_timeout: { status: 408, type: 'invalid_request_error' },
-  // kvgate router: the --max-concurrent-requests queue is full.
-  too_many_requests: { status: 429, type: 'rate_limit_error' },
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   // The client left before its request was served (nginx's 499; the client never sees it).
   client_closed_request: { status: 499, type: 'invalid_request_error' },
-  // Admission control: the queue is full (429), or a queued request waited too long (503).
+  // Admission control (serve and router): the queue is full (429), or a queued request waited
+  // too long (503).
   too_many_requests: { status: 429, type: 'rate_limit_exceeded' },
   queue_timeout: { status: 503, type: 'service_unavailable' },
   // Every worker's KV cache is past --active-decode-blocks-threshold.

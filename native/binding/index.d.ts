@@ -290,6 +290,13 @@ export class KvRouter {
     overlapWeight?: number,
   ): number;
 
+  /** Records a request another router (a frontend replica) routed to (worker, rank): its
+   *  prompt's blocks and `prefillTokens` (its uncached prompt tokens) count as that unit's
+   *  load, as if route had picked it, until free(requestId); markPrefillDone applies too.
+   *  The index is not touched. Returns false (nothing recorded) when (worker, rank) is not a
+   *  candidate. requestId as in route. O(tokens). Throws ERR_LIMIT at 65535 active requests
+   *  on the unit. */
+  addRouted(tokens: Uint32Array, requestId: number, worker: number, rank: number, prefillTokens: number): boolean;
   /** The request's first output token arrived: its prefill tokens leave its unit's load.
    *  Returns false if the request is not active or was already marked. O(1). */
   markPrefillDone(requestId: number): boolean;

@@ -159,6 +159,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                            InstanceMethod<&RouterWrap::FindMatches>("findMatches"),
                            InstanceMethod<&RouterWrap::Route>("route"),
                            InstanceMethod<&RouterWrap::Score>("score"),
+                           InstanceMethod<&RouterWrap::AddRouted>("addRouted"),
                            InstanceMethod<&RouterWrap::MarkPrefillDone>("markPrefillDone"),
                            InstanceMethod<&RouterWrap::Free>("free"),
                            InstanceMethod<&RouterWrap::Expire>("expire"),
@@ -508,6 +509,32 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       costs[i] = scores_[i].logit;
     }
     return Napi::Number::New(env, static_cast<double>(scores_.size()));
+  }
+
+  Napi::Value AddRouted(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* fn = "addRouted";
+    KvRouter* r = open(info, fn);
+    const uint32_t* tokens;
+    size_t n;
+    uint64_t id;
+    uint32_t worker, rank, prefill;
+    if (!r || !tokens_arg(info, 0, fn, &tokens, &n) ||
+        !request_id(info.Length() > 1 ? info[1] : env.Undefined(), fn, &id) ||
+        !u32(info.Length() > 2 ? info[2] : env.Undefined(), fn, "worker", &worker) ||
+        !u32(info.Length() > 3 ? info[3] : env.Undefined(), fn, "rank", &rank) ||
+        !u32(info.Length() > 4 ? info[4] : env.Undefined(), fn, "prefillTokens", &prefill)) {
+      return env.Undefined();
+    }
+    switch (r->add_routed(tokens, n, id, worker, rank, prefill)) {
+      case RouteStatus::kOk: return Napi::Boolean::New(env, true);
+      case RouteStatus::kNoWorkers: return Napi::Boolean::New(env, false);
+      case RouteStatus::kDuplicateRequest:
+        return Throw(env, kInvalidArg, "addRouted: request " + std::to_string(id) + " is already active");
+      case RouteStatus::kUnitFull:
+        return Throw(env, kLimit, "addRouted: the unit already has 65535 active requests");
+    }
+    return env.Undefined();
   }
 
   Napi::Value MarkPrefillDone(const Napi::CallbackInfo& info) {

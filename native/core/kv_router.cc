@@ -259,6 +259,19 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   return RouteStatus::kOk;
 }
 
+RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t request_id, uint32_t worker,
+                                 uint32_t rank, uint64_t prefill) {
+  const uint32_t s = find_slot(worker, rank);
+  if (s == U64Map::kNone || !slots_[s].candidate) return RouteStatus::kNoWorkers;
+  if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
+  hash_prompt(tokens, n);
+  if (active_.add(request_id, s, seq_.data(), seq_.size(), n % config_.block_size != 0, prefill) !=
+      ActiveSequences::AddStatus::kOk) {
+    return RouteStatus::kUnitFull;
+  }
+  return RouteStatus::kOk;
+}
+
 void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out) {
   hash_prompt(tokens, n);
   gather(seq_.size());

@@ -134,6 +134,12 @@ class KvRouter {
   // candidate order (sorted by worker, then rank).
   void score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out);
 
+  // Records a request another router (a frontend replica) routed to (worker, rank): its
+  // blocks and `prefill` uncached prompt tokens count as that unit's load until
+  // free(request_id), as if routed here; the index is not touched. kNoWorkers when the unit
+  // is not a candidate here.
+  RouteStatus add_routed(const uint32_t* tokens, size_t n, uint64_t request_id, uint32_t worker, uint32_t rank,
+                         uint64_t prefill);
   bool mark_prefill_done(uint64_t request_id) { return active_.mark_prefill_done(request_id); }
   bool free(uint64_t request_id) {
     pending_drop(request_id);

@@ -1,8 +1,8 @@
 // The discovery seam: how a frontend learns that workers appear and disappear, each with
-// its request-plane address and model card; and how a worker announces itself.
-// Implementations: EmbeddedDiscovery (in-process registry: the frontend spawned its
-// workers, or they live in the same process), StaticDiscovery (a fixed list of worker
-// URLs, cards learnt from each worker's Hello). etcd comes later behind the same interface.
+// its request-plane address and model card; and how a worker announces itself. The
+// implementation is etcd (etcd.ts: workers register under a lease, frontends list then watch
+// the prefix). Without --discovery, kvgate serve knows its workers without one: it spawned
+// them (cluster/local_cluster.ts) or was given their URLs (--worker-urls).
 
 import type { ModelCard } from '../engine/model_card.js';
 
@@ -24,10 +24,11 @@ export interface Discovery {
   close(): Promise<void>;
 }
 
-// The worker side: announce, update (the engine restarted with a new card), withdraw.
+// The worker side: announce, update (the engine restarted with a new card), withdraw
+// (resolves once withdrawn, or once it is no use waiting longer).
 export interface Registration {
   update(record: WorkerRecord): void;
-  unregister(): void;
+  unregister(): void | Promise<void>;
 }
 
 export interface Registry {

@@ -184,13 +184,16 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
       { auth: true },
     )
     // Ready when every served model has at least one worker that can take requests;
-    // degraded (still 200) while some worker cannot (being restarted, disconnected, refused).
+    // degraded (still 200) while some worker cannot (being restarted, disconnected, refused)
+    // or a backend beyond them is away (etcd: the last known workers are served; NATS: the
+    // index stays as it was).
     .route('get', '/health', (ex) => {
       const models = Object.fromEntries(deps.models.map((m) => [m.name, deps.workers.readyCount(m.name)]));
       const ready = Object.values(models).every((n) => n > 0);
       const workers = deps.workers.workers();
-      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) ? 'healthy' : 'degraded';
-      ex.json(ready ? 200 : 503, { status, models, workers });
+      const remotes = deps.workers.remotes?.() ?? {};
+      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) && Object.values(remotes).every((r) => r.connected) ? 'healthy' : 'degraded';
+      ex.json(ready ? 200 : 503, { status, models, workers, ...remotes });
     })
     .route('get', '/live', (ex) => ex.json(200, { status: 'live' }))
     .route('get', '/metrics', async (ex) => {

@@ -46,6 +46,17 @@ import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type Routin
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
+import { randomBytes } from 'node:crypto';
+import type { RoutingEvent } from '../transport/router_sync.js';
+
+// Requests another frontend routed are forgotten after this long if their end never came
+// (that frontend died, or the message was lost).
+const REMOTE_REQUEST_TTL_MS = 10 * 60_000;
+
+// Where this set's routing decisions go for the other frontend replicas (router replica sync).
+export interface RoutingSink {
+  publish(ev: RoutingEvent): void;
+}
 
 export const ROUTER_MODES: readonly RouterPolicy[] = ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
 
@@ -143,6 +154,10 @@ export class KvWorkerSet implements WorkerSet {
   private readonly log: Logger;
   private readonly mode: RouterPolicy;
   private readonly breakerOptions: BreakerOptions;
+  private sync: RoutingSink | null = null;
+  private readonly frontendId = randomBytes(8).readBigUInt64LE();
+  // Requests other frontends routed, recorded in our routers: key `${frontend}:${rid}`.
+  private readonly remote = new Map<string, { group: Group; rid: number; at: number }>();
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
@@ -189,6 +204,47 @@ export class KvWorkerSet implements WorkerSet {
     this.unregister(m);
     m.state = 'down';
     await Promise.all([m.agent.close(), m.engine?.close()]);
+  }
+
+  // A worker's event-plane frame that came over NATS (transport/nats_event_plane.ts), by
+  // the worker's instance id; dropped if no connected agent has that id.
+  eventFrame(instanceIdHex: string, bytes: Uint8Array): void {
+    for (const m of this.members.values()) {
+      if (m.agent && m.instanceId !== null && m.instanceId.toString(16).padStart(16, '0') === instanceIdHex) return m.agent.receiveEventFrame(bytes);
+    }
+  }
+
+  // Router replica sync: this set's decisions, first tokens and ends go to `sink`.
+  syncWith(sink: RoutingSink): void {
+    this.sync = sink;
+  }
+
+  // Another frontend's routing event: its requests count as load on the worker they went to
+  // (matched by instance id) until they end.
+  applyRouting(ev: RoutingEvent): void {
+    if (ev.frontend === this.frontendId || this.closed) return;
+    const now = Date.now();
+    for (const [key, r] of this.remote) {
+      if (now - r.at < REMOTE_REQUEST_TTL_MS) break;
+      r.group.router.free(r.rid);
+      this.remote.delete(key);
+    }
+    const key = `${ev.frontend}:${ev.rid}`;
+    if (ev.kind === 'routed') {
+      const g = this.groups.get(ev.model);
+      const m = [...this.members.values()].find((w) => w.instanceId === ev.instanceId && w.state === 'up' && w.group === g);
+      if (!g || !m || this.remote.has(key)) return;
+      const rid = this.nextRid++;
+      if (g.router.addRouted(ev.tokens, rid, m.id, ev.rank, ev.prefillTokens)) this.remote.set(key, { group: g, rid, at: now });
+      return;
+    }
+    const r = this.remote.get(key);
+    if (!r) return;
+    if (ev.kind === 'prefill_done') r.group.router.markPrefillDone(r.rid);
+    else {
+      r.group.router.free(r.rid);
+      this.remote.delete(key);
+    }
   }
 
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed
@@ -440,10 +496,14 @@ export class KvWorkerSet implements WorkerSet {
     g.port = {
       route: (tokens) => this.route(g, tokens),
       markPrefillDone: (rid) => {
-        if (!this.closed) router.markPrefillDone(rid);
+        if (this.closed) return;
+        router.markPrefillDone(rid);
+        this.sync?.publish({ kind: 'prefill_done', frontend: this.frontendId, rid });
       },
       free: (rid) => {
-        if (!this.closed) router.free(rid);
+        if (this.closed) return;
+        router.free(rid);
+        this.sync?.publish({ kind: 'finished', frontend: this.frontendId, rid });
       },
       failed: (m, err) => this.failed(m, err),
       succeeded: (m) => {
@@ -487,7 +547,12 @@ export class KvWorkerSet implements WorkerSet {
     this.metrics.decisions.inc({ model: g.model, worker: m.name });
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
     if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
-    return { member: m, name: m.name, rank: this.out[1]!, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
+    const rank = this.out[1]!;
+    if (this.sync && m.instanceId !== null) {
+      const prefillTokens = Math.max(0, tokens.length - overlap * g.blockSize);
+      this.sync.publish({ kind: 'routed', frontend: this.frontendId, rid, model: g.model, instanceId: m.instanceId, rank, prefillTokens, tokens });
+    }
+    return { member: m, name: m.name, rank, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
   }
 
   // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this

@@ -6,6 +6,7 @@
 
 import type { Registry } from 'prom-client';
 import type { EngineClient } from '../engine/client.js';
+import type { RemoteHealth } from '../observability/remote_state.js';
 
 export interface RouteRequest {
   model: string;
@@ -40,7 +41,34 @@ export interface WorkerSet {
   workers(): WorkerInfo[];
   // Throws KvgateError('no_workers') when none can serve the model.
   dispatch(req: RouteRequest): Dispatch;
+  // Backends beyond the workers (discovery: etcd; eventPlane: NATS) by name, for /health.
+  remotes?(): Record<string, RemoteHealth>;
   // Adds the set's own metrics (router state) to the frontend's /metrics registry.
   registerMetrics?(registry: Registry): void;
   close(): Promise<void>;
+}
+
+export interface Remote {
+  health(): RemoteHealth;
+  registerMetrics(registry: Registry): void;
+  close(): Promise<void>;
+}
+
+// `set` with a backend beyond its workers: its state in remotes() (so in /health), its
+// metrics, and closed before the set.
+export function withRemote(set: WorkerSet, name: string, remote: Remote): WorkerSet {
+  return {
+    readyCount: (model) => set.readyCount(model),
+    workers: () => set.workers(),
+    dispatch: (req) => set.dispatch(req),
+    remotes: () => ({ ...set.remotes?.(), [name]: remote.health() }),
+    registerMetrics: (registry) => {
+      set.registerMetrics?.(registry);
+      remote.registerMetrics(registry);
+    },
+    close: async () => {
+      await remote.close();
+      await set.close();
+    },
+  };
 }

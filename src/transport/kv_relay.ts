@@ -57,7 +57,7 @@ export interface KvRelayOptions {
 }
 
 // Outbound frames, narrowed to what a relay needs from a connection.
-type RelayPeer = Pick<Peer, 'send' | 'trySend' | 'closed' | 'id'>;
+export type RelayPeer = Pick<Peer, 'send' | 'trySend' | 'closed' | 'id'>;
 
 export class KvRelay {
   private ranks = new Map<number, Rank>();

@@ -193,6 +193,34 @@ export class RequestPlaneClient {
         this.log.error(`worker ${this.opts.url}: ${frame.code}: ${frame.message}`);
         return;
       case 'kv_reset':
+      case 'kv_batch':
+      case 'load':
+        this.onEvent(frame);
+        return;
+      default:
+        this.log.error(`worker ${this.opts.url} sent an unexpected ${frame.type} frame; closing`);
+        this.ws?.terminate();
+    }
+  }
+
+  // An event-plane frame of this worker that came another way (NATS: nats_event_plane.ts),
+  // checked in sequence like the request plane's own. Ignored until the worker's Hello.
+  receiveEventFrame(bytes: Uint8Array): void {
+    if (!this.hello) return;
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.log.warn(`worker ${this.opts.url}: malformed event-plane frame ignored (${(err as Error).message})`);
+      return;
+    }
+    if (frame.type === 'kv_reset' || frame.type === 'kv_batch' || frame.type === 'load') this.onEvent(frame);
+    else this.log.warn(`worker ${this.opts.url}: unexpected ${frame.type} frame on the event plane ignored`);
+  }
+
+  private onEvent(frame: Frame & { type: 'kv_reset' | 'kv_batch' | 'load' }): void {
+    switch (frame.type) {
+      case 'kv_reset':
         this.kvExpect.set(frame.dpRank, 0n);
         this.emitKv({ kind: 'reset', instanceId: frame.instanceId, dpRank: frame.dpRank, reason: frame.reason });
         return;
@@ -212,9 +240,6 @@ export class RequestPlaneClient {
       case 'load':
         for (const l of this.loadListeners) l(frame.report);
         return;
-      default:
-        this.log.error(`worker ${this.opts.url} sent an unexpected ${frame.type} frame; closing`);
-        this.ws?.terminate();
     }
   }
 

@@ -26,7 +26,7 @@ import { directEngine } from '../engine/direct_engine.js';
 import type { EngineKind, ModelCard, WorkerRole } from '../engine/model_card.js';
 import { instanceIdHex, type Registration, type Registry, type WorkerRecord } from '../discovery/discovery.js';
 import { PROTOCOL_VERSION, type Frame, type RankLoad } from '../transport/frames.js';
-import { KvRelay, type KvSource } from '../transport/kv_relay.js';
+import { KvRelay, type KvSource, type RelayPeer } from '../transport/kv_relay.js';
 import { RequestPlaneServer } from '../transport/request_plane_server.js';
 import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EnginePorts, type EngineProtocol, type UserArgs } from './engine_args.js';
 import { describeExit, EngineProcess } from './engine_process.js';
@@ -67,6 +67,9 @@ export interface WorkerAgentOptions {
   stopGraceMs: number;
   loadIntervalMs: number;
   registry?: Registry;
+  // The event plane beyond the request plane (NATS: transport/nats_event_plane.ts): KV events
+  // and load go there once, for every frontend, instead of over each frontend's connection.
+  events?: RelayPeer;
   env?: NodeJS.ProcessEnv;
   log: Logger;
   // The engine could not be kept running (restarts exhausted).
@@ -97,6 +100,7 @@ export class WorkerAgent {
 
   constructor(private readonly opts: WorkerAgentOptions) {
     this.log = opts.log;
+    const events = opts.events;
     this.relay = new KvRelay({ instanceId: this.instanceId, log: this.log });
     this.server = new RequestPlaneServer({
       host: opts.host,
@@ -104,13 +108,17 @@ export class WorkerAgent {
       log: this.log,
       hello: () => this.hello(),
       onConnect: (peer) => {
-        this.relay.addPeer(peer);
+        // With a separate event plane a new frontend gets every rank rebuilt there (the others
+        // rebuild with it); its connection carries no events.
+        if (events) for (const r of this.relay.tableSizes().keys()) this.relay.resync(events, r);
+        else this.relay.addPeer(peer);
         if (this.lastLoad) peer.send(this.lastLoad);
       },
       onDisconnect: (peer) => this.relay.removePeer(peer),
-      onResync: (peer, dpRank) => this.relay.resync(peer, dpRank),
+      onResync: (peer, dpRank) => this.relay.resync(events ?? peer, dpRank),
       onDrain: (peer) => this.relay.drained(peer),
     });
+    if (events) this.relay.addPeer(events);
   }
 
   get url(): string {
@@ -252,7 +260,8 @@ export class WorkerAgent {
 
   private publishLoad(ranks: RankLoad[]): void {
     this.lastLoad = { type: 'load', report: { instanceId: this.instanceId, timestampMs: Date.now(), ranks } };
-    this.server.broadcast(this.lastLoad);
+    if (this.opts.events) this.opts.events.send(this.lastLoad);
+    else this.server.broadcast(this.lastLoad);
   }
 
   private onEngineExit(proc: EngineProcess, how: string): void {
@@ -312,7 +321,8 @@ export class WorkerAgent {
 
   private async stop(drainTimeoutMs: number): Promise<void> {
     this.log.info('shutting down: unregistering and draining in-flight requests');
-    this.registration?.unregister();
+    // Withdrawn before the control plane closes, so frontends stop routing here first.
+    await this.registration?.unregister();
     await this.server.close();
     this.relay.close();
     if (this.engine && !(await this.engineIdle(this.engine, drainTimeoutMs))) {

@@ -1,17 +1,20 @@
 // `kvgate serve`: the OpenAI-compatible frontend and its router over a set of workers:
 // spawned worker agents (default: two mockers), agents started elsewhere (--worker-urls), or
-// plain SGLang servers (--engine-urls). Waits for the workers, loads the tokenizer and chat
+// plain SGLang servers (--engine-urls), or agents registered in etcd (--discovery). Waits for the workers, loads the tokenizer and chat
 // template once, prints where it serves, and on SIGINT/SIGTERM drains in-flight streams,
 // then stops the workers it spawned and exits 0.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterWorkerSet } from '../../cluster/cluster_workers.js';
+import { discoveredWorkerSet } from '../../discovery/discovered_workers.js';
+import { EtcdDiscovery, etcdEndpoints } from '../../discovery/etcd.js';
+import { NatsEventSubscriber, natsServers } from '../../transport/nats_event_plane.js';
 import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
 import { loadServedModel, startFrontend, type FrontendHandle } from '../../frontend/frontend.js';
-import type { WorkerSet } from '../../router/worker_set.js';
+import { withRemote, type WorkerSet } from '../../router/worker_set.js';
 import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
@@ -45,12 +48,21 @@ export async function run(argv: string[]): Promise<void> {
   const engineUrls = o.engineUrls ?? [];
   checkUrls('--worker-urls', workerUrls, /^wss?:\/\/[^/]+/, 'a ws://host:port URL');
   checkUrls('--engine-urls', engineUrls, ENGINE_URL, 'an http(s):// or grpc:// URL');
-  const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0;
+  const discoveryUrl = o.discovery;
+  if (discoveryUrl !== undefined) {
+    etcdEndpoints(discoveryUrl);
+    if (workerUrls.length > 0 || engineUrls.length > 0) throw new KvgateError('invalid_config', '--discovery finds the workers: give it without --worker-urls/--engine-urls');
+  }
+  const spawnWorkers = workerUrls.length === 0 && engineUrls.length === 0 && discoveryUrl === undefined;
+  if (o.eventPlane !== undefined) {
+    natsServers(o.eventPlane);
+    if (spawnWorkers || engineUrls.length > 0) throw new KvgateError('invalid_config', '--event-plane takes the events of workers started with the same --event-plane: give it with --worker-urls or --discovery');
+  }
   if (spawnWorkers && o.workers === 0) {
     throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] / grpc://host:port[,...] (SGLang servers)');
   }
   if (!spawnWorkers && passthrough.length > 0) {
-    throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls pass them to those workers instead');
+    throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls/--discovery pass them to those workers instead');
   }
   const engineArgs = spawnWorkers ? clusterEngineArgs(o.engine as EngineKind, passthrough) : [];
 
@@ -79,15 +91,21 @@ export async function run(argv: string[]): Promise<void> {
   // What the frontend routes over: the worker set, with the cluster's respawns when it has one.
   let routed: WorkerSet = workers;
   let frontend: FrontendHandle | null = null;
+  let events: NatsEventSubscriber | null = null;
 
   const stop = stopOnSignals(logger, async () => {
     logger.info('shutting down: draining in-flight requests', { inflight: frontend?.inflight() ?? 0, deadlineSeconds: o.shutdownTimeout });
     await frontend?.close();
-    await workers.close();
+    await routed.close();
     await cluster?.stop();
   });
 
   try {
+    if (o.eventPlane !== undefined) {
+      events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), (ev) => workers.applyRouting(ev), logger);
+      const sink = events;
+      workers.syncWith({ publish: (ev) => sink.publishRouting(ev) });
+    }
     if (spawnWorkers) {
       logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
       cluster = new LocalCluster({
@@ -102,16 +120,22 @@ export async function run(argv: string[]): Promise<void> {
       routed = clusterWorkerSet(workers, cluster);
       for (const w of await cluster.ready()) workers.addAgent(w.url);
       await workers.waitForWorkers(o.workers, 30_000);
+    } else if (discoveryUrl !== undefined) {
+      const discovery = new EtcdDiscovery({ url: discoveryUrl, log: logger });
+      routed = discoveredWorkerSet(workers, discovery);
+      await waitForFirst(workers, o, logger);
     } else {
       for (const u of workerUrls) workers.addAgent(u);
       for (const u of engineUrls) workers.addEngine(u);
       await waitForFirst(workers, o, logger);
     }
+    if (events) routed = withRemote(routed, 'eventPlane', events);
     if (stop.stopping) return;
     frontend = await serveModel(o, workers, routed, logger);
   } catch (err) {
     if (stop.stopping) return;
-    await workers.close();
+    await routed.close();
+    await events?.close();
     await cluster?.stop(10_000);
     throw err;
   }
@@ -121,7 +145,9 @@ export async function run(argv: string[]): Promise<void> {
   }
   const what = spawnWorkers
     ? `${o.workers} x ${o.engine} (pids ${cluster!.workers.map((w) => w.pid).join(', ')}), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
-    : `${[...workerUrls, ...engineUrls].join(', ')}, router ${o.routerMode}${o.kvEvents && engineUrls.length === 0 ? '' : ' (approximate)'}`;
+    : discoveryUrl !== undefined
+      ? `found in ${discoveryUrl} (${workers.workers().length} now), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
+      : `${[...workerUrls, ...engineUrls].join(', ')}, router ${o.routerMode}${o.kvEvents && engineUrls.length === 0 ? '' : ' (approximate)'}`;
   // Stdout is for this banner only: scripts and tests wait for its first line.
   process.stdout.write(banner(frontend.url, o.servedModelName ?? workers.cards()[0]?.servedModelName ?? '', what, o.apiKey ?? []));
 }

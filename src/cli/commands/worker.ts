@@ -4,6 +4,8 @@
 // requests and stop the engine (a second signal stops at once). Started by `kvgate serve`
 // (KVGATE_PARENT_PID set), it does the same when serve is gone, even killed hard.
 
+import { EtcdRegistry } from '../../discovery/etcd.js';
+import { NatsEventPublisher, natsServers } from '../../transport/nats_event_plane.js';
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
@@ -27,6 +29,12 @@ export async function run(argv: string[]): Promise<void> {
       { host: o.host, unauthenticated: true },
     );
   }
+  // Registers once the engine is up; withdraws (revokes its lease) on shutdown.
+  const registry = o.discovery === undefined ? undefined : new EtcdRegistry({ url: o.discovery, log });
+  if (o.eventPlane !== undefined) natsServers(o.eventPlane);
+  // Waits for NATS (a worker whose events cannot go anywhere would route blind).
+  if (o.eventPlane !== undefined) log.info(`connecting to the event plane ${o.eventPlane} (waiting until it answers)`);
+  const events = o.eventPlane === undefined ? undefined : await NatsEventPublisher.connect(o.eventPlane, log);
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
     engineProtocol: o.engineProtocol as EngineProtocol,
@@ -46,6 +54,8 @@ export async function run(argv: string[]): Promise<void> {
     drainTimeoutMs: s(o.drainTimeout),
     stopGraceMs: s(o.stopGrace),
     loadIntervalMs: s(o.loadInterval),
+    registry,
+    events,
     log,
     onFatal: () => void agent.shutdown().finally(() => process.exit(1)),
   });
@@ -53,7 +63,7 @@ export async function run(argv: string[]): Promise<void> {
   stopOnSignals(log, (_reason, parentGone) => {
     log.info('draining in-flight requests, then stopping the engine');
     // Without a parent the frontends that sent requests went with it: a short drain is enough.
-    return agent.shutdown(parentGone ? Math.min(s(o.drainTimeout), 2000) : undefined);
+    return agent.shutdown(parentGone ? Math.min(s(o.drainTimeout), 2000) : undefined).finally(() => Promise.all([registry?.close(), events?.close()]));
   });
 
   await agent.start();

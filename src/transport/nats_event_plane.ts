@@ -1,0 +1,148 @@
+// The event plane on NATS (`--event-plane nats://host:port[,host:port]`): a worker publishes
+// its KV-event frames (kv_reset, and kv_batch: the engine's raw SGLang msgpack batch with
+// instance id, dp rank and sequence) and its load reports once, on one subject per worker,
+// and every frontend replica subscribes to all of them, so all route on the same view.
+//
+// Subjects: kvgate.events.<instance id, 16 hex digits>; the payload is the request plane's
+// own flatbuffers frame (frames.ts), so a frontend feeds it to that worker's request-plane
+// client, whose per-rank sequence check finds gaps. On a gap (a frontend that joined late,
+// NATS dropped or was away) the frontend asks for a resync over the request plane, and the
+// worker's relay rebuilds that rank on the subject (reset, then replay or snapshot) for all
+// frontends: the others reset and rebuild too, which costs a burst of events, not state.
+//
+// The worker's relay treats the subject as one more peer (KvRelay numbers batches per peer),
+// and never drops: while NATS is away the client buffers what is published, and a frontend
+// that still misses something sees the gap.
+
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { KvgateError } from '../errors.js';
+import { silentLogger, type Logger } from '../observability/log.js';
+import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
+import type { Registry } from 'prom-client';
+import { encodeFrame, type Frame } from './frames.js';
+import { decodeRoutingEvent, encodeRoutingEvent, ROUTING_SUBJECT, type RoutingEvent } from './router_sync.js';
+
+export const EVENTS_SUBJECT_PREFIX = 'kvgate.events.';
+
+// `nats://h1:p1,h2:p2` -> ['h1:p1', 'h2:p2'].
+export function natsServers(url: string): string[] {
+  const m = /^nats:\/\/(.+)$/.exec(url);
+  const hosts = m ? m[1]!.split(',').map((h) => h.trim()) : [];
+  if (hosts.length === 0 || hosts.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(h))) {
+    throw new KvgateError('invalid_config', `--event-plane: '${url}' is not nats://host:port[,host:port...]`);
+  }
+  return hosts;
+}
+
+// Keeps trying the first connection too, and reconnects forever after; `state` follows.
+async function open(url: string, name: string, state: RemoteState): Promise<NatsConnection> {
+  const nc = await connect({ servers: natsServers(url), name, waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  state.up();
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') state.down(new Error(`disconnected from ${String(s.server ?? url)}`), 'reconnecting');
+      else if (s.type === 'reconnect') state.up();
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+const hex = (id: bigint) => id.toString(16).padStart(16, '0');
+
+// The worker's side: a relay peer that publishes each frame on its worker's subject.
+export class NatsEventPublisher {
+  readonly id = -1;
+  readonly closed = false;
+  private dropped = 0;
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {}
+
+  static async connect(url: string, log: Logger = silentLogger): Promise<NatsEventPublisher> {
+    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log)), log);
+  }
+
+  // A frame the client cannot take (its reconnect buffer is full, or it is closed) is
+  // dropped: frontends see the gap and ask for a rebuild. Never throws into the relay.
+  send(frame: Frame): void {
+    const id = frame.type === 'kv_batch' || frame.type === 'kv_reset' ? frame.instanceId : frame.type === 'load' ? frame.report.instanceId : null;
+    if (id === null) throw new KvgateError('internal_error', `a ${frame.type} frame is not an event-plane frame`);
+    try {
+      this.nc.publish(EVENTS_SUBJECT_PREFIX + hex(id), encodeFrame(frame));
+    } catch (err) {
+      if (this.dropped++ % 1000 === 0) this.log.warn(`nats: event frame dropped (${(err as Error).message}); ${this.dropped} so far`);
+    }
+  }
+
+  // Always true: the relay must not park the subject as congested (it has no drain signal).
+  trySend(frame: Frame): boolean {
+    this.send(frame);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => undefined);
+  }
+}
+
+// The frontend's side: every worker's events, with the worker's instance id (hex).
+// While NATS is away the index keeps what it had (health() and the kvgate_event_plane_*
+// metrics say so); the first batch after the outage shows any gap, which is then rebuilt.
+export class NatsEventSubscriber {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly subs: Subscription[],
+    private readonly state: RemoteState,
+  ) {}
+
+  // onFrame: a worker's event frame; onRouting: another frontend's routing event (router
+  // replica sync, router_sync.ts; this frontend's own come back too and are the caller's to skip).
+  static async connect(
+    url: string,
+    onFrame: (instanceIdHex: string, bytes: Uint8Array) => void,
+    onRouting: (ev: RoutingEvent) => void,
+    log: Logger = silentLogger,
+  ): Promise<NatsEventSubscriber> {
+    const state = new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log);
+    const nc = await open(url, 'kvgate-frontend', state);
+    const events = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
+      callback: (err, msg) => {
+        if (err) log.warn(`nats: subscription error: ${err.message}`);
+        else onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), msg.data);
+      },
+    });
+    const routing = nc.subscribe(ROUTING_SUBJECT, {
+      callback: (err, msg) => {
+        if (err) return log.warn(`nats: subscription error: ${err.message}`);
+        try {
+          onRouting(decodeRoutingEvent(msg.data));
+        } catch (e) {
+          log.warn(`nats: routing event ignored: ${(e as Error).message}`);
+        }
+      },
+    });
+    return new NatsEventSubscriber(nc, [events, routing], state);
+  }
+
+  // Publishes this frontend's routing events (dropped while NATS cannot take them).
+  publishRouting(ev: RoutingEvent): void {
+    try {
+      this.nc.publish(ROUTING_SUBJECT, encodeRoutingEvent(ev));
+    } catch {
+      // Lost: the other frontends under-count this request's load until it would have ended.
+    }
+  }
+
+  health(): RemoteHealth {
+    return this.state.health();
+  }
+
+  registerMetrics(registry: Registry): void {
+    this.state.registerMetrics(registry);
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain().catch(() => undefined);
+  }
+}
