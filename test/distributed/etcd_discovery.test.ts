@@ -79,10 +79,9 @@ describe('discovery on etcd: two frontends, workers registered under leases', ()
     const w3 = await startWorker(['--discovery', etcd.url]);
     const now = [alive.url, w3.url].sort();
     for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify(now), `${f.url} to find the new worker`, 30_000);
-    for (const f of [a, b]) {
-      expect((await health(f.url)).status).toBe('healthy');
-      expect(await metric(f.url, 'kvgate_discovery_connected')).toBe(1);
-    }
+    // A worker just found is healthy once its agent connection is up.
+    for (const f of [a, b]) await waitFor(async () => (await health(f.url)).status === 'healthy', `${f.url} to be healthy`, 30_000);
+    for (const f of [a, b]) expect(await metric(f.url, 'kvgate_discovery_connected')).toBe(1);
     for (const p of [w1, w2, w3, a, b]) expect(p.proc.exitCode === null || p === dead).toBe(true);
 
     // A worker that stops cleanly revokes its lease: gone from both frontends without waiting out the TTL.
