@@ -97,6 +97,7 @@ export const COMMANDS = {
       retryInitialBackoffMs: { kind: 'float', default: 50, min: 0, help: 'milliseconds before the first retry; each next one waits 1.5x longer, +-20 % jitter' },
       retryMaxBackoffMs: { kind: 'float', default: 30000, min: 0, help: 'longest wait between two retries, in milliseconds' },
       migrationLimit: { kind: 'int', min: 0, max: 4294967295, help: 'times a request whose stream breaks mid-generation may move to another worker (default: what each worker registered with kvgate worker --migration-limit; 0: never)' },
+      httpServer: { kind: 'string', default: 'node', choices: ['node', 'uws'], help: 'HTTP server for the API: node (node:http), or uws (uWebSockets.js: no HTTP/1.0, so behind nginx set proxy_http_version 1.1, and no pipelined POSTs; README, "Node versions and the HTTP server")' },
       engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for the first --worker-urls/--engine-urls worker to answer' },
     },
   },

@@ -16,6 +16,8 @@ export const ERRORS = {
   request_timeout: { status: 408, type: 'invalid_request_error' },
   payload_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  header_fields_too_large: { status: 431, type: 'invalid_request_error' },
+  unknown_method: { status: 501, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'authentication_error' },
   // The client left before its request was served (nginx's 499; the client never sees it).
   client_closed_request: { status: 499, type: 'invalid_request_error' },

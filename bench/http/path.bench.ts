@@ -6,7 +6,8 @@
 // from /proc/<pid>/stat. The load client runs in this process and is not counted.
 //
 // Env: KVGATE, CONCURRENCY (16,64), DURATION (20 s), WARMUP (3 s), WORKERS (4), SPEEDUP (10),
-// ENGINE_PROTOCOL (serve --engine-protocol, unset: serve's default),
+// ENGINE_PROTOCOL (serve --engine-protocol, unset: serve's default), HTTP_SERVERS (uws,node:
+// each point once per serve --http-server, alternating; unset: serve's default), ROUNDS (1),
 // OSL (64), PROMPT_WORDS (496, about 512 prompt tokens), PROFILE_DIR (runs every process
 // under `node --cpu-prof` and writes the profiles there).
 
@@ -25,6 +26,8 @@ const workers = env('WORKERS', 4);
 const osl = env('OSL', 64);
 const promptWords = env('PROMPT_WORDS', 496);
 const profileDir = process.env['PROFILE_DIR'];
+const httpServers = process.env['HTTP_SERVERS']?.split(',') ?? [null];
+const rounds = env('ROUNDS', 1);
 const TICK_MS = 1000 / 100; // USER_HZ
 
 const WORDS = 'time person year way day thing man world life hand part child eye woman place work week case point government company number group problem fact'.split(' ');
@@ -77,10 +80,11 @@ const sample = (r: Roles) => ({
   engines: r.engines.reduce((s, p) => s + cpuTicks(p), 0),
 });
 
-async function startServe(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+async function startServe(httpServer: string | null): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const protocol = process.env['ENGINE_PROTOCOL'] ? ['--engine-protocol', process.env['ENGINE_PROTOCOL']] : [];
-  const args = [...nodeFlags, kvgate, 'serve', '--port', '0', '--workers', String(workers), '--engine', 'mocker', ...protocol, '--log-level', 'warn'];
+  const server = httpServer ? ['--http-server', httpServer] : [];
+  const args = [...nodeFlags, kvgate, 'serve', '--port', '0', '--workers', String(workers), '--engine', 'mocker', ...protocol, ...server, '--log-level', 'warn'];
   const mockerArgs = ['--', '--page-size', '16', '--max-total-tokens', '262144', '--speedup-ratio', String(env('SPEEDUP', 10))];
   const proc = spawn(process.execPath, [...args, ...mockerArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((ok, fail) => {
@@ -172,10 +176,10 @@ async function load(url: URL, concurrency: number, seconds: number, result: Resu
 const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 console.log(`kvgate ${kvgate}: ${workers} mocker workers, ~512-token chat prompts, ${osl} output tokens, ${duration} s per point\n`);
-console.log('| concurrency | requests/s | TTFT p50 | CPU ms/request: frontend | agents | engines | whole stack | errors |');
-console.log('|---|---|---|---|---|---|---|---|');
-for (const c of concurrencies) {
-  const serve = await startServe();
+console.log('| concurrency | http server | requests/s | TTFT p50 | CPU ms/request: frontend | agents | engines | whole stack | errors |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const c of concurrencies) for (let round = 0; round < rounds; round++) for (const httpServer of httpServers) {
+  const serve = await startServe(httpServer);
   try {
     const url = new URL(serve.url);
     await load(url, c, warmup, null);
@@ -190,7 +194,7 @@ for (const c of concurrencies) {
     const total = per('frontend') + per('agents') + per('engines');
     const bad = result.errors + result.wrongLength;
     console.log(
-      `| ${c} | ${(result.ok / wall).toFixed(0)} | ${p50(result.ttft).toFixed(1)} ms | ${per('frontend').toFixed(2)} | ${per('agents').toFixed(2)} | ${per('engines').toFixed(2)} | ${total.toFixed(2)} | ${bad ? `${result.errors} errors, ${result.wrongLength} wrong length` : '0'} |`,
+      `| ${c} | ${httpServer ?? 'default'} | ${(result.ok / wall).toFixed(0)} | ${p50(result.ttft).toFixed(1)} ms | ${per('frontend').toFixed(2)} | ${per('agents').toFixed(2)} | ${per('engines').toFixed(2)} | ${total.toFixed(2)} | ${bad ? `${result.errors} errors, ${result.wrongLength} wrong length` : '0'} |`,
     );
     if (c === concurrencies[0]) console.error(`(mean prompt tokens ${(result.promptTokens / Math.max(1, result.ok)).toFixed(0)})`);
   } finally {

@@ -5,6 +5,7 @@
 import { Admission, type AdmissionOptions } from './admission.js';
 import { registerOpenAIRoutes } from './openai_routes.js';
 import { HttpServer } from '../http/server.js';
+import type { HttpServerKind } from '../http/wire.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { FrontendMetrics } from '../observability/metrics.js';
 import { Preprocessor, type PreprocessorOptions } from '../preprocess/preprocessor.js';
@@ -30,6 +31,8 @@ export interface FrontendOptions {
   clientMaxBufferedBytes?: number;
   // Concurrency limit with a bounded FIFO queue (unset: no limit).
   admission?: AdmissionOptions;
+  // serve's --http-server (default node).
+  httpServer?: HttpServerKind;
   logger?: Logger;
 }
 
@@ -69,6 +72,7 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
     maxBodyBytes: options.maxBodyBytes,
     bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
     apiKeys: options.apiKeys ?? [],
+    backend: options.httpServer,
     logger,
     onError: (err) => metrics.errors.inc({ code: err.code }),
     slowClients: {

@@ -1,16 +1,14 @@
-// One HTTP request/response on uWS, made safe to use across awaits. uWS rules
-// (reference/deps.md §3): the request object is only valid inside the handler, so
-// everything needed from it is read up front; onAborted is attached before anything
-// async; onData buffers are copied (uWS neuters them after the callback); every write
-// after the handler returned is corked; nothing is written after the client went away.
-// Slow clients: uWS buffers whatever the socket does not take, so a stream that keeps
-// writing to a client that stopped reading grows without bound. write() reports that
-// and the streaming loop awaits writable() before pulling the next event.
+// One HTTP request/response, made safe to use across awaits, over either HTTP server
+// (wire.ts: uWS or node:http). The request head is read up front (uWS's request object is
+// only valid inside the handler); nothing is written after the client went away.
+// Slow clients: both servers buffer whatever the socket does not take, so a stream that
+// keeps writing to a client that stopped reading grows without bound. write() reports
+// that and the streaming loop awaits writable() before pulling the next event.
 
 import { STATUS_CODES } from 'node:http';
 import { KvgateError } from '../errors.js';
 import { errorJson } from './errors.js';
-import type { HttpRequest, HttpResponse } from './uws.js';
+import type { Wire } from './wire.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 const DEFAULT_ID_HEADERS = ['x-request-id'];
@@ -59,23 +57,14 @@ export class Exchange {
   // Set while readBody() waits for the body.
   private bodyPending: ((body: Buffer | null) => void) | null = null;
   readonly params: string[] = [];
-  // Bytes handed to uWS since a write last left its buffer empty: an upper bound on what
-  // it holds for this client (uWS's own getWriteOffset does not count chunked writes).
+  // Bytes handed to the server since a write last left its buffer empty: an upper bound
+  // on what it holds for this client (uWS's own getWriteOffset does not count chunked writes).
   private buffered = 0;
-  // The corked write's argument and result live in fields so that the cork callback is
-  // one function per exchange, not a closure per write.
-  private pending = '';
-  private wrote = true;
-  private readonly corkedWrite = (): void => {
-    this.wrote = this.res.write(this.pending);
-  };
 
   // `hooks.done` runs once, when the response ended or the client went away;
   // `hooks.error` for every error response sent.
   constructor(
-    private readonly res: HttpResponse,
-    req: HttpRequest,
-    paramCount: number,
+    private readonly res: Wire,
     newRequestId: () => string,
     private readonly hooks: { done(): void; error(err: KvgateError): void },
     private readonly slow: SlowClientPolicy,
@@ -83,17 +72,17 @@ export class Exchange {
     idHeaders: readonly string[] = DEFAULT_ID_HEADERS,
   ) {
     this.signal = this.controller.signal;
-    this.method = req.getMethod();
-    this.url = req.getUrl();
-    this.query = req.getQuery() ?? '';
-    for (let i = 0; i < paramCount; i++) this.params.push(decodeParam(req.getParameter(i)));
+    this.method = res.method;
+    this.url = res.url;
+    this.query = res.query;
+    for (const p of res.params) this.params.push(decodeParam(p));
     this.headers = {
-      authorization: req.getHeader('authorization'),
-      contentType: req.getHeader('content-type'),
-      contentLength: req.getHeader('content-length'),
+      authorization: res.header('authorization'),
+      contentType: res.header('content-type'),
+      contentLength: res.header('content-length'),
     };
     let given = '';
-    for (const h of idHeaders) if ((given = req.getHeader(h)) !== '') break;
+    for (const h of idHeaders) if ((given = res.header(h)) !== '') break;
     this.requestId = REQUEST_ID.test(given) ? given : newRequestId();
     res.onAborted(() => {
       const wasOpen = !this.closed;
@@ -142,7 +131,7 @@ export class Exchange {
           settle(null);
           return;
         }
-        parts.push(Buffer.from(chunk.slice(0)));
+        parts.push(chunk);
         if (isLast) return settle(Buffer.concat(parts, size));
         sinceProgress += chunk.byteLength;
         if (sinceProgress >= BODY_PROGRESS_BYTES) {
@@ -184,16 +173,8 @@ export class Exchange {
   private end(status: number, body: string, contentType: string, opts: { close?: boolean; headers?: Record<string, string> }): void {
     if (this.closed) return;
     this.closed = true;
-    this.res.cork(() => {
-      this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId);
-      for (const [k, v] of Object.entries(opts.headers ?? {})) this.res.writeHeader(k, v);
-      // HEAD: the headers GET would send, Content-Length included, and no body. Only the
-      // argument-less endWithoutBody() ends a response in this uWS (with a length or a
-      // close flag it waits for body bytes), so the length is a plain header and the
-      // connection stays open.
-      if (this.method === 'head') this.res.writeHeader('content-length', String(Buffer.byteLength(body))).endWithoutBody();
-      else this.res.end(body, opts.close ?? false);
-    });
+    // HEAD: the headers GET would send, Content-Length included, and no body.
+    this.res.send(status, contentType, this.requestId, opts.headers, body, this.method === 'head', opts.close ?? false);
     this.finished();
   }
 
@@ -211,26 +192,15 @@ export class Exchange {
   startStream(first: string): boolean {
     if (this.closed) return false;
     this.streaming = true;
-    this.res.cork(() => {
-      this.res
-        .writeStatus('200 OK')
-        .writeHeader('content-type', 'text/event-stream')
-        .writeHeader('cache-control', 'no-cache')
-        .writeHeader('x-request-id', this.requestId);
-      this.wrote = this.res.write(first);
-    });
-    return this.wrote || this.heldBack(first);
+    return this.res.startStream(this.requestId, first) || this.heldBack(first);
   }
 
-  // False when the data did not all reach the socket (uWS buffered the rest: the client
+  // False when the data did not all reach the socket (the server buffered the rest: the client
   // reads slower than we write) or the response is closed: await writable() before
   // writing again.
   write(data: string): boolean {
     if (this.closed) return false;
-    this.pending = data;
-    this.res.cork(this.corkedWrite);
-    this.pending = '';
-    if (!this.wrote) return this.heldBack(data);
+    if (!this.res.write(data)) return this.heldBack(data);
     if (this.buffered > 0) this.setBuffered(0);
     return true;
   }
@@ -240,9 +210,9 @@ export class Exchange {
     return false;
   }
 
-  // After write() returned false: resolves true when uWS reports the socket writable
+  // After write() returned false: resolves true when the server reports the socket writable
   // again, false when the response is closed. A client that stays stalled past the
-  // deadline, or for which uWS holds more than the cap, is disconnected here, which
+  // deadline, or for which the server holds more than the cap, is disconnected here, which
   // aborts the upstream request through `signal`.
   //
   // A writable event does not mean uWS's buffer is empty, and uWS does not drain it by
@@ -271,10 +241,7 @@ export class Exchange {
       }, this.slow.stallTimeoutMs);
       this.slow.waiting(1);
       this.signal.addEventListener('abort', onAbort, { once: true });
-      this.res.onWritable(() => {
-        settle(true);
-        return true;
-      });
+      this.res.onWritable(() => settle(true));
     });
   }
 
@@ -287,9 +254,7 @@ export class Exchange {
   endStream(last: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.res.cork(() => {
-      this.res.end(last);
-    });
+    this.res.endStream(last);
     this.finished();
   }
 

@@ -1,4 +1,4 @@
-// The uWS app: routing, API keys, body limits, request ids, and a graceful shutdown that
+// The HTTP server over either backend (wire.ts): routing, API keys, body limits, request ids, and a graceful shutdown that
 // stops accepting, lets in-flight responses finish, and cuts what is left at a deadline.
 
 import { randomUUID, timingSafeEqual } from 'node:crypto';
@@ -7,7 +7,9 @@ import type { Logger } from '../observability/log.js';
 import { SSE_DONE } from '../openai/responses.js';
 import { asKvgateError } from './errors.js';
 import { Exchange, type SlowClientPolicy } from './exchange.js';
-import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
+import { NodeBackend } from './node_backend.js';
+import { UwsBackend } from './uws_backend.js';
+import type { HttpBackend, HttpServerKind, Wire } from './wire.js';
 
 export type Handler = (ex: Exchange, body: Buffer) => void | Promise<void>;
 
@@ -28,14 +30,8 @@ export interface HttpServerOptions {
   requestIdHeaders?: readonly string[];
   // Limits and counters for clients that stop reading their stream.
   slowClients: Omit<SlowClientPolicy, 'closed'> & { closed?: SlowClientPolicy['closed'] };
-}
-
-function hasRepeatedContentLength(req: HttpRequest): boolean {
-  let n = 0;
-  req.forEach((key) => {
-    if (key === 'content-length') n++;
-  });
-  return n > 1;
+  // The HTTP/1.1 server underneath (default node).
+  backend?: HttpServerKind;
 }
 
 function keyMatches(given: string, keys: readonly Buffer[]): boolean {
@@ -46,11 +42,10 @@ function keyMatches(given: string, keys: readonly Buffer[]): boolean {
 }
 
 export class HttpServer {
-  private readonly app: TemplatedApp;
+  private readonly app: HttpBackend;
   private readonly keys: Buffer[];
   private readonly inflight = new Set<Exchange>();
   private readonly idle: (() => void)[] = [];
-  private listenSocket: us_listen_socket | null = null;
   private draining = false;
   private readonly methodsByPath = new Map<string, Set<string>>();
   private readonly slowClients: SlowClientPolicy;
@@ -62,7 +57,7 @@ export class HttpServer {
   port = 0;
 
   constructor(private readonly options: HttpServerOptions) {
-    this.app = uws.App();
+    this.app = options.backend === 'uws' ? new UwsBackend() : new NodeBackend();
     this.keys = options.apiKeys.map((k) => Buffer.from(k));
     const slow = options.slowClients;
     this.slowClients = {
@@ -81,15 +76,14 @@ export class HttpServer {
   // A GET route answers HEAD too (same status and headers, no body).
   // DELETE carries no body here (the handler gets an empty one).
   route(method: 'get' | 'post' | 'delete', pattern: string, handler: Handler, opts: RouteOptions = {}): this {
-    const params = (pattern.match(/\/:/g) ?? []).length;
     let methods = this.methodsByPath.get(pattern);
     if (!methods) this.methodsByPath.set(pattern, (methods = new Set()));
     methods.add(method.toUpperCase());
-    const onRequest = (res: HttpResponse, req: HttpRequest): void => {
+    const onRequest = (wire: Wire): void => {
       // Two Content-Length headers: which one frames the body is ambiguous (request
       // smuggling through a proxy that picks the other); uWS reads the first.
-      const duplicateLength = method === 'post' && hasRepeatedContentLength(req);
-      const ex = this.begin(res, req, params);
+      const duplicateLength = method === 'post' && wire.repeatedContentLength();
+      const ex = this.begin(wire);
       if (this.draining) return ex.error(new KvgateError('shutting_down', 'the server is shutting down'), { close: true });
       if (duplicateLength) return ex.error(new KvgateError('invalid_request', 'the request has more than one Content-Length header'), { close: true });
       // Errors sent before a POST body is read close the connection (the body is not read).
@@ -113,16 +107,16 @@ export class HttpServer {
         if (body !== null) return this.run(ex, handler, body);
       });
     };
-    this.app[method === 'delete' ? 'del' : method](pattern, onRequest);
+    this.app.route(method, pattern, onRequest);
     if (method === 'get') {
       methods.add('HEAD');
-      this.app.head(pattern, onRequest);
+      this.app.route('head', pattern, onRequest);
     }
     return this;
   }
 
-  private begin(res: HttpResponse, req: HttpRequest, params: number): Exchange {
-    const ex = new Exchange(res, req, params, () => randomUUID(), {
+  private begin(wire: Wire): Exchange {
+    const ex = new Exchange(wire, () => randomUUID(), {
       done: () => {
         this.inflight.delete(ex);
         if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
@@ -152,13 +146,13 @@ export class HttpServer {
   // Unknown paths get 404, known paths with another method 405; call after route().
   private fallbacks(): void {
     for (const [pattern, methods] of this.methodsByPath) {
-      this.app.any(pattern, (res, req) => {
-        const ex = this.begin(res, req, 0);
+      this.app.any(pattern, (wire) => {
+        const ex = this.begin(wire);
         ex.error(new KvgateError('method_not_allowed', `${ex.method.toUpperCase()} is not allowed on ${ex.url}; use ${[...methods].join(', ')}`), { close: true });
       });
     }
-    this.app.any('/*', (res, req) => {
-      const ex = this.begin(res, req, 0);
+    this.app.any('/*', (wire) => {
+      const ex = this.begin(wire);
       ex.error(new KvgateError('not_found', `no route for ${ex.method.toUpperCase()} ${ex.url}`), { close: true });
     });
   }
@@ -178,14 +172,7 @@ export class HttpServer {
     // a quarter of the timeout after the deadline.
     this.sweeper = setInterval(() => this.expireBodies(), Math.min(250, Math.max(5, this.options.bodyTimeoutMs / 4)));
     this.sweeper.unref();
-    return new Promise((resolve, reject) => {
-      this.app.listen(host, port, (socket) => {
-        if (!socket) return reject(new KvgateError('invalid_config', `cannot listen on ${host}:${port}`));
-        this.listenSocket = socket;
-        this.port = uws.us_socket_local_port(socket as never);
-        resolve(this.port);
-      });
-    });
+    return this.app.listen(host, port).then((p) => (this.port = p));
   }
 
   // Stops accepting connections, waits for in-flight responses up to `deadlineMs`, then
@@ -194,10 +181,7 @@ export class HttpServer {
     this.draining = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
-    if (this.listenSocket) {
-      uws.us_listen_socket_close(this.listenSocket);
-      this.listenSocket = null;
-    }
+    this.app.stopListening();
     if (this.inflight.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

@@ -1,4 +1,5 @@
-// The frontend runs on uWebSockets.js's native build, never on its silent JS fallback.
+// The frontend (--http-server uws) runs on uWebSockets.js's native build, never on its
+// silent JS fallback.
 
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ describe('uWebSockets.js', () => {
     expect(cache.some((k) => /uws_linux_x64_\d+\.node$/.test(k))).toBe(true);
     // Only the native server writes this header.
     const engine = await startFakeSglang({});
-    const stack = await startStack([engine]);
+    const stack = await startStack([engine], { httpServer: 'uws' });
     try {
       const r = await fetch(`${stack.url}/live`);
       expect(r.headers.get('uwebsockets')).toBe('20');

@@ -4,6 +4,7 @@
 // template once, prints where it serves, and on SIGINT/SIGTERM drains in-flight streams,
 // then stops the workers it spawned and exits 0.
 
+import type { HttpServerKind } from '../../http/wire.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterWorkerSet } from '../../cluster/cluster_workers.js';
@@ -192,6 +193,7 @@ async function serveModel(o: ServeOptions, workers: KvWorkerSet, routed: WorkerS
       clientStallTimeoutMs: o.clientStallTimeout * 1000,
       clientMaxBufferedBytes: o.clientMaxBufferedBytes,
       admission: { maxConcurrent: o.maxConcurrentRequests, queueSize: o.queueSize, queueTimeoutMs: o.queueTimeoutSecs * 1000 },
+      httpServer: o.httpServer as HttpServerKind,
       logger,
     },
     routed,
