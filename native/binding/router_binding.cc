@@ -178,9 +178,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       return;
     }
     Napi::Object o = info[0].As<Napi::Object>();
-    static const char* kKnown[] = {"blockSize", "policy",      "overlapWeight",   "temperature",     "seed",
-                                   "approx",    "approxTtlMs", "approxMaxBlocks", "approxPruneRatio", "pendingWeight",
-                                   "pendingTimeoutMs"};
+    static const char* kKnown[] = {
+        "blockSize",       "policy",           "overlapWeight", "temperature",     "seed", "approx", "approxTtlMs",
+        "approxMaxBlocks", "approxPruneRatio", "pendingWeight", "pendingTimeoutMs"};
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); i++) {
       const std::string k = keys.Get(i).ToString().Utf8Value();
@@ -531,8 +531,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       case RouteStatus::kNoWorkers: return Napi::Boolean::New(env, false);
       case RouteStatus::kDuplicateRequest:
         return Throw(env, kInvalidArg, "addRouted: request " + std::to_string(id) + " is already active");
-      case RouteStatus::kUnitFull:
-        return Throw(env, kLimit, "addRouted: the unit already has 65535 active requests");
+      case RouteStatus::kUnitFull: return Throw(env, kLimit, "addRouted: the unit already has 65535 active requests");
     }
     return env.Undefined();
   }

@@ -61,7 +61,8 @@ class TextTreeWrap : public Napi::ObjectWrap<TextTreeWrap> {
     Napi::Env env = info.Env();
     std::string text;
     if (!text_arg(info, 0, "prefixMatch", &text)) return env.Undefined();
-    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+    if (info.Length() < 2 || !info[1].IsTypedArray() ||
+        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
         info[1].As<Napi::Float64Array>().ElementLength() < 3) {
       return Throw(env, kInvalidArg, "TextTree.prefixMatch: out must be a Float64Array of length >= 3");
     }
@@ -88,7 +89,8 @@ class TextTreeWrap : public Napi::ObjectWrap<TextTreeWrap> {
 
   Napi::Value Evict(const Napi::CallbackInfo& info) {
     const double d = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0 && d <= 9007199254740991.0 && d == std::floor(d))) return Throw(info.Env(), kInvalidArg, "TextTree.evict: maxSize must be an integer in [0, 2^53)");
+    if (!(d >= 0 && d <= 9007199254740991.0 && d == std::floor(d)))
+      return Throw(info.Env(), kInvalidArg, "TextTree.evict: maxSize must be an integer in [0, 2^53)");
     tree_.evict(static_cast<size_t>(d));
     return info.Env().Undefined();
   }
@@ -109,7 +111,9 @@ class TextTreeWrap : public Napi::ObjectWrap<TextTreeWrap> {
     return out;
   }
 
-  Napi::Value NodeCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(tree_.node_count())); }
+  Napi::Value NodeCount(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(tree_.node_count()));
+  }
 
   TextTree tree_;
 };

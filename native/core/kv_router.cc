@@ -259,8 +259,8 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   return RouteStatus::kOk;
 }
 
-RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t request_id, uint32_t worker,
-                                 uint32_t rank, uint64_t prefill) {
+RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t request_id, uint32_t worker, uint32_t rank,
+                                 uint64_t prefill) {
   const uint32_t s = find_slot(worker, rank);
   if (s == U64Map::kNone || !slots_[s].candidate) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
@@ -278,9 +278,9 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
   out->clear();
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
-    out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
-                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight,
-                                                      config_.pending_weight)});
+    out->push_back(UnitScore{
+        sl.worker, sl.rank, cand_[i],
+        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight)});
   }
 }
 

@@ -41,7 +41,7 @@ struct RouterConfig {
   bool approx = false;  // the mode of units registered without one
   double approx_ttl_ms = 120000;
   uint64_t approx_max_blocks = 1u << 20;
-  double approx_prune_ratio = 0.8;  // a prune drops down to max * ratio
+  double approx_prune_ratio = 0.8;    // a prune drops down to max * ratio
   double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
   double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
 };
@@ -84,10 +84,10 @@ struct RouterStats {
   uint64_t active_requests = 0;
   uint64_t events_applied = 0;
   uint64_t event_errors = 0;
-  uint64_t approx_blocks = 0;  // holds recorded by approximate mode
+  uint64_t approx_blocks = 0;     // holds recorded by approximate mode
   uint64_t pending_requests = 0;  // requests with pending blocks
   uint64_t pending_blocks = 0;    // their (block, unit) holds, a block counted once per request
-  uint64_t bytes = 0;          // index + active sequences + router tables, approximately
+  uint64_t bytes = 0;             // index + active sequences + router tables, approximately
 };
 
 class KvRouter {

@@ -32,12 +32,12 @@ enum class Policy : uint8_t { kKv, kRoundRobin, kRandom, kPowerOfTwo, kLeastLoad
 
 // What the scheduler knows about one candidate unit for one request.
 struct Candidate {
-  uint32_t overlap = 0;         // leading request blocks cached on the unit (KV index)
-  uint32_t active_overlap = 0;  // leading request blocks already active on the unit
-  uint64_t active_blocks = 0;   // the unit's active blocks (ActiveSequences)
-  uint64_t prefill_tokens = 0;  // the unit's prompt tokens still to prefill
-  uint64_t tree_size = 0;       // blocks the unit holds in the index
-  uint32_t pending_overlap = 0; // leading request blocks pending on the unit (routed there, not yet stored)
+  uint32_t overlap = 0;          // leading request blocks cached on the unit (KV index)
+  uint32_t active_overlap = 0;   // leading request blocks already active on the unit
+  uint64_t active_blocks = 0;    // the unit's active blocks (ActiveSequences)
+  uint64_t prefill_tokens = 0;   // the unit's prompt tokens still to prefill
+  uint64_t tree_size = 0;        // blocks the unit holds in the index
+  uint32_t pending_overlap = 0;  // leading request blocks pending on the unit (routed there, not yet stored)
 };
 
 // Dynamo 2026-04 cost, lower is better:

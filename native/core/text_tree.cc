@@ -36,8 +36,10 @@ void TextTree::insert(std::string_view text, uint32_t tenant) {
       if (common < child->text.size()) child = split(child, common);
     }
     auto [t, added] = child->tenants.try_emplace(tenant, now);
-    if (added) sizes_[tenant] += child->text.size();
-    else t->second = now;
+    if (added)
+      sizes_[tenant] += child->text.size();
+    else
+      t->second = now;
     pos += child->text.size();
     node = child;
   }
@@ -142,8 +144,10 @@ void TextTree::evict(size_t max_size) {
       for (auto& [_, child] : node->children) {
         auto t = child->tenants.find(tenant);
         if (t == child->tenants.end()) continue;
-        if (is_leaf_of(child.get(), tenant)) heap.emplace(t->second, seq++, child.get());
-        else stack.push_back(child.get());
+        if (is_leaf_of(child.get(), tenant))
+          heap.emplace(t->second, seq++, child.get());
+        else
+          stack.push_back(child.get());
       }
     }
     while (sizes_[tenant] > max_size && !heap.empty()) {

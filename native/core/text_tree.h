@@ -18,7 +18,7 @@ namespace kvgate {
 class TextTree {
  public:
   struct Match {
-    size_t matched = 0;  // bytes of the longest prefix some tenant holds
+    size_t matched = 0;   // bytes of the longest prefix some tenant holds
     int64_t tenant = -1;  // the tenant that used it last (-1: none)
   };
 

@@ -73,8 +73,9 @@ void check_at(bool ok, int line) {
 bool same_stats(const RouterStats& a, const RouterStats& b) {
   return a.index.blocks == b.index.blocks && a.index.pairs == b.index.pairs && a.index.units == b.index.units &&
          a.candidates == b.candidates && a.units == b.units && a.active_requests == b.active_requests &&
-         a.events_applied == b.events_applied && a.event_errors == b.event_errors && a.approx_blocks == b.approx_blocks &&
-         a.pending_requests == b.pending_requests && a.pending_blocks == b.pending_blocks;
+         a.events_applied == b.events_applied && a.event_errors == b.event_errors &&
+         a.approx_blocks == b.approx_blocks && a.pending_requests == b.pending_requests &&
+         a.pending_blocks == b.pending_blocks;
 }
 
 // The program, read front to back one byte per choice (zeros once it runs out), so that a
