@@ -5,6 +5,7 @@
 // request but the group's first into a prefix-cache hit.
 
 import type OpenAI from 'openai';
+import { rng } from '../../src/bench/workloads.js';
 
 export interface SharedPrefixOptions {
   groups: number;
@@ -26,17 +27,6 @@ const VOCAB = (
   'system user assistant message format rule example detail summary report table value number metric ' +
   'review check test deploy release version change issue fix build run start stop wait retry error'
 ).split(' ');
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function sharedPrefixWorkload(o: SharedPrefixOptions): WorkloadRequest[] {
   const rand = rng(o.seed);
