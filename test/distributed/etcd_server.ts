@@ -1,20 +1,20 @@
 // A real etcd (Debian etcd-server 3.4) for tests: one member on 127.0.0.1, free ports, a
 // temporary data directory. stop() and start() again keep the data (an etcd restart).
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/worker/ports.js';
+import { ServerProcess } from './server_process.js';
 
-export class EtcdServer {
-  private proc: ChildProcess | null = null;
-  private log = '';
+export class EtcdServer extends ServerProcess {
   private constructor(
     readonly dataDir: string,
     readonly clientPort: number,
     readonly peerPort: number,
-  ) {}
+  ) {
+    super();
+  }
 
   static async start(): Promise<EtcdServer> {
     const client = await freePort();
@@ -29,35 +29,21 @@ export class EtcdServer {
     return `etcd://127.0.0.1:${this.clientPort}`;
   }
 
-  async start(): Promise<void> {
+  protected command(): [string, string[]] {
     const client = `http://127.0.0.1:${this.clientPort}`;
     const peer = `http://127.0.0.1:${this.peerPort}`;
     const args = ['--name', 'kvgate-test', '--data-dir', this.dataDir, '--listen-client-urls', client, '--advertise-client-urls', client];
     args.push('--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `kvgate-test=${peer}`);
-    const proc = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc = proc;
-    proc.stderr!.on('data', (d) => (this.log = (this.log + d).slice(-20_000)));
-    const end = Date.now() + 20_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`etcd exited (${proc.exitCode}):\n${this.log.slice(-3000)}`);
-      try {
-        const r = await fetch(`${client}/health`);
-        if (r.ok && ((await r.json()) as { health?: string }).health === 'true') return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > end) throw new Error(`etcd did not become healthy:\n${this.log.slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    return ['etcd', args];
   }
 
-  async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
+  protected async ready(): Promise<boolean> {
+    try {
+      const r = await fetch(`http://127.0.0.1:${this.clientPort}/health`);
+      return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    } catch {
+      return false; // not listening yet
+    }
   }
 
   async destroy(): Promise<void> {
