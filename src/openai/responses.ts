@@ -92,14 +92,16 @@ export function sseEvent(body: unknown): string {
 export const SSE_DONE = 'data: [DONE]\n\n';
 
 // The SSE event of a text delta, for every delta of one response: the event is built once
-// with a placeholder text and split around it, so each delta costs one JSON string escape
-// and a concatenation instead of building and serializing the whole chunk. The placeholder
-// is found from the end: the text field comes after the id and the model name.
+// around a marker text and split there, so each delta costs one JSON string escape and a
+// concatenation instead of building and serializing the whole chunk. The marker is found
+// from the end: the text field comes after the id and the model name.
+const TEXT_MARKER = '\u0000kvgate-text\u0000';
+
 export function textEventFormat(kind: 'chat' | 'completion', m: ResponseMeta, includeUsage: boolean): (text: string) => string {
-  const placeholder = JSON.stringify('\u0000kvgate-text\u0000');
-  const event = sseEvent(kind === 'chat' ? chatChunk(m, { content: '\u0000kvgate-text\u0000' }, null, includeUsage) : completionChunk(m, '\u0000kvgate-text\u0000', null, includeUsage));
-  const at = event.lastIndexOf(placeholder);
+  const event = sseEvent(kind === 'chat' ? chatChunk(m, { content: TEXT_MARKER }, null, includeUsage) : completionChunk(m, TEXT_MARKER, null, includeUsage));
+  const quoted = JSON.stringify(TEXT_MARKER);
+  const at = event.lastIndexOf(quoted);
   const prefix = event.slice(0, at);
-  const suffix = event.slice(at + placeholder.length);
+  const suffix = event.slice(at + quoted.length);
   return (text) => prefix + JSON.stringify(text) + suffix;
 }
