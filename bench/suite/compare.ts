@@ -1,19 +1,27 @@
 // `npm run bench:compare`: the same workload (same seed, so the same prompts in the same order)
-// against `kvgate serve` in each router mode, one mode at a time, alternating for --rounds
-// rounds; one table of medians and of ratios to the baseline mode.
+// against `kvgate serve` in each router mode and, with --peers dynamo, NVIDIA Dynamo 1.6.1 (its
+// KV-routing frontend and its mockers, installed into the bench cache as bench:gateway does), one
+// system at a time, alternating for --rounds rounds; one table of medians and of ratios to the
+// baseline.
 //
 //   npm run bench:compare -- [--modes kv,round-robin] [--baseline round-robin] [--workers 4]
-//     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [-- <kvgate bench flags>]
+//     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [--peers dynamo]
+//     [--kv-tokens 65536] [--speedup 10] [-- <kvgate bench flags>]
 //
 // Without bench flags: shared-prefix, 16 groups x 8 prompts, 2,048-token system prompts,
-// 128-token questions, 64 output tokens, concurrency 16.
+// 128-token questions, 64 output tokens, concurrency 16; with --peers, chat requests
+// (--api openai-chat) for every system. With --peers both sides run the same simulated
+// engine settings (page 16, --kv-tokens per engine, 256 running, --speedup) and serve the same
+// model folder, so --engine-args is not taken.
 
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Results } from '../../src/bench/stats.js';
-import { kvgateBench, median, startServe } from './procs.js';
+import { defaultCacheDir, ensurePeers, MODEL_NAME } from '../gateway/peers.js';
+import { startSystem, type EngineSettings } from '../gateway/systems.js';
+import { kvgateBench, median, startServe, type Serving } from './procs.js';
 
 const dashdash = process.argv.indexOf('--', 2);
 const own = dashdash >= 0 ? process.argv.slice(2, dashdash) : process.argv.slice(2);
@@ -25,22 +33,45 @@ const { values: a } = parseArgs({
     workers: { type: 'string', default: '4' },
     'engine-args': { type: 'string', default: '' },
     rounds: { type: 'string', default: '1' },
+    peers: { type: 'string', default: '' },
+    'kv-tokens': { type: 'string', default: '65536' },
+    speedup: { type: 'string', default: '10' },
+    python: { type: 'string', default: 'python3' },
   },
 });
+const peerNames = a.peers.split(',').filter(Boolean);
+for (const p of peerNames) if (p !== 'dynamo') throw new Error(`--peers: '${p}' is not a peer this bench runs (dynamo; SGLang's router is in npm run bench:sgl-router)`);
 const modes = a.modes.split(',').filter(Boolean);
-if (!modes.includes(a.baseline)) throw new Error(`--baseline ${a.baseline} is not among --modes ${a.modes}`);
+const systems = [...modes, ...peerNames];
+if (!systems.includes(a.baseline)) throw new Error(`--baseline ${a.baseline} is not among --modes ${a.modes} or --peers ${a.peers}`);
+let engineArgs = a['engine-args'].split(/\s+/).filter(Boolean);
+if (peerNames.length > 0 && engineArgs.length > 0) throw new Error('--peers sets the engine settings of every system (--kv-tokens, --speedup): leave out --engine-args');
+const engine: EngineSettings = { workers: Number(a.workers), pageSize: 16, kvTokens: Number(a['kv-tokens']), maxRunning: 256, speedup: Number(a.speedup) };
+const peers = peerNames.length > 0 ? await ensurePeers({ cache: defaultCacheDir(), python: a.python, dynamo: true, say: (s) => console.error(s) }) : null;
+const servedModel = peers ? ['--model-path', peers.modelDir, '--served-model-name', MODEL_NAME] : [];
+if (peers) engineArgs = ['--page-size', '16', '--max-total-tokens', a['kv-tokens'], '--max-running-requests', '256', '--speedup-ratio', a.speedup];
 const benchArgs =
   dashdash >= 0
     ? process.argv.slice(dashdash + 1)
-    : ['--workload', 'shared-prefix', '--gsp-num-groups', '16', '--gsp-prompts-per-group', '8', '--gsp-system-prompt-len', '2048', '--gsp-question-len', '128', '--gsp-output-len', '64', '--concurrency', '16'];
-const engineArgs = a['engine-args'].split(/\s+/).filter(Boolean);
+    : [...(peers ? ['--api', 'openai-chat'] : []), '--workload', 'shared-prefix', '--gsp-num-groups', '16', '--gsp-prompts-per-group', '8', '--gsp-system-prompt-len', '2048', '--gsp-question-len', '128', '--gsp-output-len', '64', '--concurrency', '16'];
 const out = join(tmpdir(), `kvgate-compare-${process.pid}`);
 mkdirSync(out, { recursive: true });
 
-const results = new Map<string, Results[]>(modes.map((m) => [m, []]));
+// kvgate in a router mode, or a peer on the same engine settings.
+async function startTarget(name: string, round: number): Promise<Serving> {
+  if (!modes.includes(name)) {
+    const dir = join(out, `${name}-${round}-procs`);
+    mkdirSync(dir, { recursive: true });
+    const sys = await startSystem(name as 'dynamo', peers!, engine, dir, (s) => console.error(s));
+    return { url: sys.url, stop: () => sys.stop() };
+  }
+  return startServe(['--workers', a.workers, '--router-mode', name, ...servedModel, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
+}
+
+const results = new Map<string, Results[]>(systems.map((m) => [m, []]));
 for (let r = 0; r < Number(a.rounds); r++) {
-  for (const mode of modes) {
-    const serve = await startServe(['--workers', a.workers, '--router-mode', mode, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
+  for (const mode of systems) {
+    const serve = await startTarget(mode, r);
     try {
       const res = await kvgateBench(['--url', serve.url, ...benchArgs], join(out, `${mode}-${r}`));
       if (res.requests.failed) console.error(`${mode}: ${res.requests.failed} failed: ${JSON.stringify(res.errors)}`);
@@ -62,11 +93,11 @@ const cols: Array<[string, Metric]> = [
   ['cached %', (r) => 100 * (r.cachedTokenShare ?? NaN)],
 ];
 const med = (mode: string, f: Metric) => median(results.get(mode)!.map(f));
-const first = results.get(modes[0]!)![0]!;
-console.log(`kvgate serve --workers ${a.workers}${engineArgs.length ? ' -- ' + engineArgs.join(' ') : ''}; kvgate bench ${benchArgs.join(' ')}; medians of ${a.rounds} round(s); ratio = mode / ${a.baseline}; ${String(first.config['machine'])}\n`);
+const first = results.get(systems[0]!)![0]!;
+console.log(`kvgate serve --workers ${a.workers}${engineArgs.length ? ' -- ' + engineArgs.join(' ') : ''}${peers ? `; ${peerNames.join(', ')} on the same engine settings` : ''}; kvgate bench ${benchArgs.join(' ')}; medians of ${a.rounds} round(s); ratio = mode / ${a.baseline}; ${String(first.config['machine'])}\n`);
 console.log(`| mode | ${cols.map(([n]) => n).join(' | ')} | ${cols.map(([n]) => n + ' ratio').join(' | ')} |`);
 console.log(`|---|${cols.map(() => '---:').join('|')}|${cols.map(() => '---:').join('|')}|`);
-for (const mode of modes) {
+for (const mode of systems) {
   const vals = cols.map(([, f]) => med(mode, f));
   const ratios = cols.map(([, f], i) => vals[i]! / med(a.baseline, f));
   console.log(`| ${mode} | ${vals.map((v) => v.toFixed(1)).join(' | ')} | ${ratios.map((v) => (Number.isFinite(v) ? v.toFixed(2) : '-')).join(' | ')} |`);
