@@ -10,6 +10,10 @@
 //                           alone, from a `npm run bench:gateway` run (the newest in the bench
 //                           cache, or --gateway-run DIR; `--gateway` runs one first)
 //
+// and the routing-quality points on real processes, per router mode: the shared-prefix workload
+// at 70% of the fleet's capacity (Poisson arrivals) and the Mooncake trace closed-loop at a
+// concurrency that saturates round-robin.
+//
 // It then rewrites the summary between the `bench:report` markers in bench/README.md and the
 // headline plot link in README.md.
 //
@@ -60,18 +64,24 @@ const workload = ['--workload', 'shared-prefix', '--gsp-num-groups', String(grou
 
 interface ServePoint {
   mode: string;
-  concurrency: number;
+  concurrency: number | null; // closed loop; null: open loop at `rate`
+  rate: number | null;
   kvTokens: number | null;
   loadAverage: number;
   result: Results;
 }
 
-async function servePoint(mode: string, concurrency: number, kvTokens: number | null, tag: string): Promise<ServePoint> {
+type Load = { concurrency: number } | { rate: number };
+
+// One point: a fresh `kvgate serve` (router mode, optional KV capacity per engine) and one
+// `kvgate bench` run against it.
+async function servePoint(mode: string, load: Load, kvTokens: number | null, tag: string, args: string[] = workload): Promise<ServePoint> {
   const engine = kvTokens === null ? [] : ['--', '--max-total-tokens', String(kvTokens)];
   const serve = await startServe(['--workers', String(WORKERS), '--router-mode', mode, ...engine]);
   try {
-    const result = await kvgateBench(['--url', serve.url, ...workload, '--concurrency', String(concurrency)], join(scratch, tag));
-    const p: ServePoint = { mode, concurrency, kvTokens, loadAverage: loadavg()[0]!, result };
+    const drive = 'concurrency' in load ? ['--concurrency', String(load.concurrency)] : ['--rate', load.rate.toFixed(2)];
+    const result = await kvgateBench(['--url', serve.url, ...args, ...drive], join(scratch, tag));
+    const p: ServePoint = { mode, concurrency: 'concurrency' in load ? load.concurrency : null, rate: 'rate' in load ? load.rate : null, kvTokens, loadAverage: loadavg()[0]!, result };
     log(`${tag}: ${result.requestsPerS.toFixed(1)} req/s, TTFT p50 ${result.ttftMs?.p50.toFixed(1)} ms, cached ${(100 * (result.cachedTokenShare ?? NaN)).toFixed(1)}%, failed ${result.requests.failed}`);
     return p;
   } finally {
@@ -86,11 +96,21 @@ const MODES = ['kv', 'round-robin', 'random'];
 const CONCURRENCY = a.quick ? [4, 16] : [4, 16, 64];
 const CAPACITIES = a.quick ? [16_384, 65_536] : [8_192, 16_384, 32_768, 65_536, 131_072];
 const FLEETS = a.quick ? [16, 256] : [16, 64, 256, 1_000, 4_000];
+// The Mooncake conversation trace, closed loop at a concurrency that saturates round-robin;
+// prompts over the mocker's 40,960-token context are skipped, outputs capped to keep a point short.
+const TRACE = ['--workload', 'trace', '--requests', a.quick ? '150' : '400', '--trace-max-input', '32768', '--trace-max-output', '128'];
+const TRACE_CONCURRENCY = 32;
 
 const load: ServePoint[] = [];
-for (const c of CONCURRENCY) for (const m of MODES) load.push(await servePoint(m, c, null, `load-${m}-c${c}`));
+for (const c of CONCURRENCY) for (const m of MODES) load.push(await servePoint(m, { concurrency: c }, null, `load-${m}-c${c}`));
 const pressure: ServePoint[] = [];
-for (const kv of CAPACITIES) for (const m of ['kv', 'round-robin']) pressure.push(await servePoint(m, 16, kv, `pressure-${m}-${kv}`));
+for (const kv of CAPACITIES) for (const m of ['kv', 'round-robin']) pressure.push(await servePoint(m, { concurrency: 16 }, kv, `pressure-${m}-${kv}`));
+// Shared prefix at about 70% of the fleet's capacity (round-robin's requests/s at concurrency 64).
+const capacity = (await servePoint('round-robin', { concurrency: 64 }, null, 'capacity')).result.requestsPerS;
+const rated: ServePoint[] = [];
+for (const m of MODES) rated.push(await servePoint(m, { rate: 0.7 * capacity }, null, `rate70-${m}`));
+const trace: ServePoint[] = [];
+for (const m of MODES) trace.push(await servePoint(m, { concurrency: TRACE_CONCURRENCY }, null, `trace-${m}`, TRACE));
 const routing = FLEETS.map((w) => {
   const r = routerCost(w, a.quick ? 2_000 : 10_000);
   log(`router at ${w} workers: route p50 ${r.routeP50Us.toFixed(1)} µs, p99 ${r.routeP99Us.toFixed(1)} µs`);
@@ -135,7 +155,7 @@ const plots: Array<[file: string, svg: string]> = [
   ['ttft_vs_load.svg', lineChart({
     title: 'TTFT p50 vs load, per router mode',
     xLabel: 'concurrent streams', yLabel: 'TTFT p50 (ms)', logX: true,
-    series: MODES.map((m) => ({ name: m, points: load.filter((p) => p.mode === m && clean(p)).map((p) => [p.concurrency, p.result.ttftMs?.p50 ?? NaN]) })),
+    series: MODES.map((m) => ({ name: m, points: load.filter((p) => p.mode === m && clean(p)).map((p) => [p.concurrency!, p.result.ttftMs?.p50 ?? NaN]) })),
   })],
   ['hit_rate_vs_pressure.svg', lineChart({
     title: 'Cached prompt tokens vs KV capacity per engine',
@@ -191,6 +211,11 @@ const summary: string[] = [
     const rr = at(pressure, 'round-robin', (p) => p.kvTokens === kvTokens);
     return `| cached prompt tokens at ${kvTokens} KV tokens per engine: kv / round-robin | ${pct(kv?.result.cachedTokenShare ?? null)} / ${pct(rr?.result.cachedTokenShare ?? null)} | \`npm run bench:report\` |`;
   }),
+  ...[['shared prefix at 70% of capacity', rated], [`Mooncake trace, concurrency ${TRACE_CONCURRENCY}`, trace]].map(([what, ps]) => {
+    const kv = at(ps as ServePoint[], 'kv', () => true);
+    const rr = at(ps as ServePoint[], 'round-robin', () => true);
+    return `| ${String(what)}: TTFT p50 and cached prompt tokens, kv / round-robin | ${f1(kv?.result.ttftMs?.p50)} / ${f1(rr?.result.ttftMs?.p50)} ms (**${ratio(kv?.result.ttftMs?.p50, rr?.result.ttftMs?.p50)}**); ${pct(kv?.result.cachedTokenShare ?? null)} / ${pct(rr?.result.cachedTokenShare ?? null)} | \`npm run bench:report\` |`;
+  }),
   ...routing.map((r) => `| routing decision, ${r.workers} workers (in process) | p50 ${f1(r.routeP50Us)} µs, p99 ${f1(r.routeP99Us)} µs | \`npm run bench:report\` |`),
 ];
 if (gateway) {
@@ -229,6 +254,14 @@ const report = [
   '',
   ...serveTable(pressure, (p) => `${p.mode}, ${p.kvTokens} KV tokens`),
   '',
+  `## Routing quality: shared prefix at 70% of capacity (${(0.7 * capacity).toFixed(1)} req/s, Poisson; capacity = round-robin at concurrency 64, ${capacity.toFixed(1)} req/s)`,
+  '',
+  ...serveTable(rated, (p) => p.mode),
+  '',
+  `## Routing quality: the Mooncake conversation trace, concurrency ${TRACE_CONCURRENCY} (\`kvgate bench ${TRACE.join(' ')}\`)`,
+  '',
+  ...serveTable(trace, (p) => p.mode),
+  '',
   '## Routing latency vs workers (the native router, one core, in process)',
   '',
   '![routing](routing_latency.svg)',
@@ -253,7 +286,7 @@ const report = [
     : []),
 ].join('\n');
 writeFileSync(join(outDir, 'report.md'), report);
-writeFileSync(join(outDir, 'results.json'), JSON.stringify({ date, machine, commit, workload, load, pressure, routing, gateway }, null, 1));
+writeFileSync(join(outDir, 'results.json'), JSON.stringify({ date, machine, commit, workload, load, pressure, capacity, rated, trace, routing, gateway }, null, 1));
 
 // --- the READMEs --------------------------------------------------------------------------------
 
