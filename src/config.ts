@@ -89,7 +89,7 @@ export const COMMANDS = {
       cbFailureThreshold: { kind: 'int', default: 10, min: 0, help: 'circuit breaker: failures in a row (5xx, unreachable, timeouts) within --cb-window-duration-secs that take a worker out (0: no breaker)' },
       cbSuccessThreshold: { kind: 'int', default: 3, min: 1, help: 'circuit breaker: successes that end a worker\'s probation after its open period (one failure on probation opens it again)' },
       cbTimeoutDurationSecs: { kind: 'float', default: 60, min: 0, help: 'circuit breaker: seconds an opened worker takes no requests' },
-      cbWindowDurationSecs: { kind: 'float', default: 120, min: 0, help: 'circuit breaker: seconds within which the failures in a row must fall' },
+      cbWindowDurationSecs: { kind: 'float', default: 120, min: 0, help: 'circuit breaker: seconds within which the failures in a row must fall (0: no window)' },
       firstTokenTimeout: { kind: 'float', default: 0, min: 0, help: 'seconds a worker may take to send a request\'s first token (per worker it is sent to); after it the worker is set aside and the request moves on (0: no limit)' },
       activeDecodeBlocksThreshold: { kind: 'float', default: 1, min: 0, max: 1, help: 'a worker is busy when its engine reports more KV blocks in use than this fraction of its capacity (every dp rank); while all are, requests get 503 workers_busy with Retry-After (1: never)' },
       workerWaitTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds a request waits for a worker when none can take it (all being restarted or set aside), before 503 no_workers (0: fail at once)' },

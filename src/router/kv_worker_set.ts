@@ -41,7 +41,7 @@ import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
-import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions } from './circuit_breaker.js';
+import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type BreakerState } from './circuit_breaker.js';
 import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
@@ -367,12 +367,17 @@ export class KvWorkerSet implements WorkerSet {
       reason: '',
       timer: null,
       load: null,
-      breaker: new CircuitBreaker(this.breakerOptions),
+      breaker: new CircuitBreaker(this.breakerOptions, (from, to) => this.breakerMoved(name, from, to)),
       lastActive: Date.now(),
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
     return m;
+  }
+
+  private breakerMoved(name: string, from: BreakerState, to: BreakerState): void {
+    const m = this.members.get(name);
+    this.metrics.breakerTransitions.inc({ model: m ? this.modelOf(m) : '', worker: name, from_state: from, to_state: to });
   }
 
   private modelOf(m: Member): string {

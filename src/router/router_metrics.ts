@@ -52,6 +52,7 @@ export class RouterMetrics {
   readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
   readonly kvResets: Counter<'model' | 'worker' | 'reason'>;
   readonly kvMalformed: Counter<'model' | 'worker'>;
+  readonly breakerTransitions: Counter<'model' | 'worker' | 'from_state' | 'to_state'>;
   private readonly all: (Counter<string> | Gauge<string> | Histogram<string>)[];
 
   constructor(state: RouterState) {
@@ -93,6 +94,13 @@ export class RouterMetrics {
     });
     this.kvResets = new Counter({ name: `${PREFIX}kv_resets_total`, help: 'Resets of a worker rank\'s KV state in the index, by reason', labelNames: ['model', 'worker', 'reason'], registers: none });
     this.kvMalformed = new Counter({ name: `${PREFIX}kv_malformed_batches_total`, help: 'KV-event batches that did not parse (nothing applied)', labelNames: ['model', 'worker'], registers: none });
+
+    this.breakerTransitions = new Counter({
+      name: `${PREFIX}worker_circuit_transitions_total`,
+      help: 'Circuit breaker state changes per worker (closed, open, half_open: SGLang gateway\'s spellings)',
+      labelNames: ['model', 'worker', 'from_state', 'to_state'],
+      registers: none,
+    });
 
     const unitGauge = (name: string, help: string, value: (u: UnitRow) => number) =>
       new Gauge({
@@ -162,7 +170,7 @@ export class RouterMetrics {
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.breakerTransitions, ...gauges];
   }
 
   register(registry: Registry): void {

@@ -4,7 +4,8 @@
 // router port and of --prometheus-host/--prometheus-port.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { BREAKER_STATE_CODE, type WorkerPool } from './workers.js';
+import { BREAKER_STATE_VALUE } from '../router/circuit_breaker.js';
+import type { WorkerPool } from './workers.js';
 
 const durationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 45, 60, 90, 120, 180, 240];
 
@@ -63,7 +64,7 @@ export class RouterMetrics {
     }
     new Gauge({ name: 'sgl_router_worker_health', help: '1 when a worker passes its health checks', labelNames: ['worker'], registers, collect() { this.reset(); for (const w of pool.all()) this.set({ worker: w.id }, w.healthy ? 1 : 0); } });
     for (const name of ['sgl_router_cb_state', 'smg_worker_cb_state']) {
-      new Gauge({ name, help: 'Circuit breaker state: 0 closed, 1 open, 2 half-open', labelNames: ['worker'], registers, collect() { this.reset(); for (const w of pool.all()) this.set({ worker: w.id }, BREAKER_STATE_CODE[w.breaker.state]); } });
+      new Gauge({ name, help: 'Circuit breaker state: 0 closed, 1 open, 2 half-open', labelNames: ['worker'], registers, collect() { this.reset(); for (const w of pool.all()) this.set({ worker: w.id }, BREAKER_STATE_VALUE[w.breaker.state]); } });
     }
     new Gauge({ name: 'sgl_router_tree_size', help: 'cache_aware: characters in the approximate trees, summed over workers', registers, collect() { this.set(treeSize()); } });
     new Gauge({ name: 'kvgate_router_inflight_requests', help: 'Requests in flight, all workers', registers, collect() { this.set(pool.all().reduce((n, w) => n + w.load, 0)); } });

@@ -17,7 +17,8 @@ import { KvPolicy } from './kv_policy.js';
 import { Upstream, type UpstreamResponse } from './upstream.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
 import { appendFields, batchSize, bootstrapFields, isStream, parseBody, routingText, type InferenceRoute } from './request_body.js';
-import { probe, waitHealthy, Worker, WorkerPool, type BreakerConfig, type HealthConfig, type WorkerType } from './workers.js';
+import type { BreakerOptions } from '../router/circuit_breaker.js';
+import { probe, waitHealthy, Worker, WorkerPool, type HealthConfig, type WorkerType } from './workers.js';
 
 export interface RouterConfig {
   host: string;
@@ -40,7 +41,7 @@ export interface RouterConfig {
   queueTimeoutSecs: number;
   requestTimeoutSecs: number;
   retry: { maxRetries: number; initialBackoffMs: number; maxBackoffMs: number; multiplier: number; jitter: number };
-  breaker: BreakerConfig;
+  breaker: BreakerOptions;
   health: HealthConfig;
   workerStartupTimeoutSecs: number;
   workerStartupCheckInterval: number;
@@ -249,14 +250,14 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
           res = await send(w, route, payload, ex, attemptSignal(ex));
         } catch (err) {
           const e = failure(err, ex);
-          if (e.code !== 'client_closed_request') w.breaker.record(false);
+          if (e.code !== 'client_closed_request') w.outcome(false);
           if (e.code === 'client_closed_request' || last) {
             if (last) metrics.exhausted();
             throw e;
           }
           return false;
         }
-        w.breaker.record(res.status < 500);
+        w.outcome(res.status < 500);
         if (RETRYABLE.has(res.status) && !last) {
           await res.drain();
           return false;
@@ -294,7 +295,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       metrics.pd('decode');
       const prefillDone = send(p, route, prefillPayload, ex, signal).then(
         async (res) => {
-          p.breaker.record(res.status < 500);
+          p.outcome(res.status < 500);
           if (res.ok && !mergeLogprobs) {
             await res.drain();
             return { res, json: null as unknown };
@@ -310,7 +311,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
           return { res, json, text };
         },
         (err: unknown) => {
-          p.breaker.record(false);
+          p.outcome(false);
           decodeAbort.abort();
           return { res: null, json: null, err };
         },
@@ -332,13 +333,13 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
             if (!last) return false;
             throw failure('err' in pre ? pre.err : err, ex);
           }
-          d.breaker.record(false);
+          d.outcome(false);
           metrics.pdFailed();
           const e = failure(err, ex);
           if (e.code === 'client_closed_request' || last) throw e;
           return false;
         }
-        d.breaker.record(res.status < 500);
+        d.outcome(res.status < 500);
         if (!res.ok) metrics.pdFailed();
         if (RETRYABLE.has(res.status) && !last) {
           await res.drain();

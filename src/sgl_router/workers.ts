@@ -3,63 +3,9 @@
 // router's own count of requests in flight on each (the load the policies read).
 
 import type { Logger } from '../observability/log.js';
+import { CircuitBreaker, type BreakerOptions, type BreakerState } from '../router/circuit_breaker.js';
 
 export type WorkerType = 'regular' | 'prefill' | 'decode';
-
-export interface BreakerConfig {
-  enabled: boolean;
-  failureThreshold: number;
-  successThreshold: number;
-  timeoutMs: number;
-}
-
-export type BreakerState = 'closed' | 'open' | 'half_open';
-export const BREAKER_STATE_CODE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
-
-// Per worker: opens after failureThreshold failures in a row, lets probes through
-// (half-open) after timeoutMs, closes after successThreshold successes in a row there.
-export class CircuitBreaker {
-  state: BreakerState = 'closed';
-  private failures = 0;
-  private successes = 0;
-  private openedAt = 0;
-  constructor(
-    private readonly config: BreakerConfig,
-    private readonly onTransition: (from: BreakerState, to: BreakerState) => void = () => undefined,
-  ) {}
-
-  allows(now = Date.now()): boolean {
-    if (!this.config.enabled || this.state === 'closed') return true;
-    if (this.state === 'open' && now - this.openedAt >= this.config.timeoutMs) this.move('half_open');
-    return this.state === 'half_open';
-  }
-
-  record(success: boolean, now = Date.now()): void {
-    if (!this.config.enabled) return;
-    if (success) {
-      this.failures = 0;
-      if (this.state === 'half_open' && ++this.successes >= this.config.successThreshold) this.move('closed');
-      return;
-    }
-    this.successes = 0;
-    if (this.state === 'half_open' || ++this.failures >= this.config.failureThreshold) {
-      this.openedAt = now;
-      this.move('open');
-    }
-  }
-
-  get consecutiveFailures(): number {
-    return this.failures;
-  }
-
-  private move(to: BreakerState): void {
-    const from = this.state;
-    this.state = to;
-    this.failures = 0;
-    this.successes = 0;
-    this.onTransition(from, to);
-  }
-}
 
 export class Worker {
   // In-flight requests the router sent here.
@@ -75,7 +21,7 @@ export class Worker {
     readonly dpRank: number | null,
     // Prefill workers: the bootstrap port to send (null: the engine's default).
     readonly bootstrapPort: number | null,
-    breaker: BreakerConfig,
+    breaker: BreakerOptions,
     onBreaker: (w: Worker, from: BreakerState, to: BreakerState) => void,
   ) {
     this.breaker = new CircuitBreaker(breaker, (from, to) => onBreaker(this, from, to));
@@ -83,6 +29,12 @@ export class Worker {
 
   get available(): boolean {
     return this.healthy && this.breaker.allows();
+  }
+
+  // A request's outcome, for the breaker: 5xx and failed connections count against it.
+  outcome(ok: boolean): void {
+    if (ok) this.breaker.success();
+    else this.breaker.failure();
   }
 
   // Applies one health probe's result with the thresholds; true when `healthy` changed.

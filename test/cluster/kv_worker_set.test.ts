@@ -389,6 +389,8 @@ describe('KvWorkerSet', () => {
     expect(await state()).toBe(2);
     for (let i = 0; i < 3; i++) expect((await run(set, prompt(10))).tokens).toEqual([10, 11, 12, 13]);
     expect(await state()).toBe(0);
+    const moves = (await metric(registry, 'kvgate_router_worker_circuit_transitions_total')).map((r) => `${r.labels['from_state']}>${r.labels['to_state']}=${r.value}`);
+    expect(moves.sort()).toEqual(['closed>open=1', 'half_open>closed=1', 'open>half_open=1']);
   });
 
   it('gives an idle worker a generation health check and sets it aside when its engine cannot generate', async () => {

@@ -224,6 +224,7 @@ describe('kvgate router: policies and failures', () => {
     }
     const text = await metrics(r.url);
     expect(metricValue(text, 'smg_worker_cb_state', `worker="${a.url}"`)).toBe(1);
+    expect(metricValue(text, 'smg_worker_cb_transitions_total', `worker="${a.url}",from_state="closed",to_state="open"`)).toBe(1);
     expect(metricValue(text, 'sgl_router_retries_total')).toBe(2);
     expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
     // With retries off, a request on the dead worker fails with 502.

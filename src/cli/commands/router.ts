@@ -59,7 +59,8 @@ export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
       multiplier: o.retryBackoffMultiplier,
       jitter: o.retryJitterFactor,
     },
-    breaker: { enabled: !o.disableCircuitBreaker, failureThreshold: o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, timeoutMs: o.cbTimeoutDurationSecs * 1000 },
+    // SGLang's gateway counts failures in a row however far apart (--cb-window-duration-secs is inert).
+    breaker: { failureThreshold: o.disableCircuitBreaker ? 0 : o.cbFailureThreshold, successThreshold: o.cbSuccessThreshold, openMs: o.cbTimeoutDurationSecs * 1000, windowMs: 0 },
     health: {
       enabled: !o.disableHealthCheck,
       endpoint: o.healthCheckEndpoint,
