@@ -81,6 +81,13 @@ const MUTANTS = [
     from: '    if (s < pending_by_slot_.size() && !pending_by_slot_[s].empty()) pending_confirm(s);\n',
     to: '',
   },
+  {
+    name: 'busy-not-passed-over',
+    why: 'route() picks among every candidate although some are free and others busy',
+    file: 'kv_router.cc',
+    from: 'const std::vector<uint32_t>& pool = not_busy_.empty() ? candidates_ : not_busy_;',
+    to: 'const std::vector<uint32_t>& pool = candidates_;',
+  },
 ];
 
 const args = process.argv.slice(2);

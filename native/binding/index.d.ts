@@ -145,6 +145,8 @@ export interface KvRouterStats {
   indexBytes: number;
   /** Units registered with addWorker. */
   candidates: number;
+  /** Candidates marked busy with setBusy (routed to only while every candidate is). */
+  busy: number;
   /** Units in use: candidates plus units only named by KV events. */
   units: number;
   activeRequests: number;
@@ -207,6 +209,12 @@ export class KvRouter {
   /** Drops the cached blocks of the unit, or of every rank of the worker; it stays a
    *  candidate. O(its blocks). */
   clearWorker(worker: number, rank?: number): void;
+  /** Marks every rank of the worker busy (its engine is saturated) or free again. route()
+   *  picks among the candidates not busy while there is one, and among all of them when
+   *  every one is busy; a busy unit keeps its cache, its load and its candidacy (addRouted,
+   *  score). Removing the unit clears the mark. O(units). Throws ERR_INVALID_ARG on a bad
+   *  worker or a busy that is not a boolean. */
+  setBusy(worker: number, busy: boolean): void;
 
   /** Applies one stored event for (worker, rank): block i is tokens[i*bs, (i+1)*bs) under
    *  blockHashes[i], chained under the unit's block parentHash (null = under the root).

@@ -153,6 +153,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
                            InstanceMethod<&RouterWrap::AddWorker>("addWorker"),
                            InstanceMethod<&RouterWrap::RemoveWorker>("removeWorker"),
                            InstanceMethod<&RouterWrap::ClearWorker>("clearWorker"),
+                           InstanceMethod<&RouterWrap::SetBusy>("setBusy"),
                            InstanceMethod<&RouterWrap::ApplyStored>("applyStored"),
                            InstanceMethod<&RouterWrap::ApplyRemoved>("applyRemoved"),
                            InstanceMethod<&RouterWrap::ApplyEvents>("applyEvents"),
@@ -346,6 +347,18 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     } else {
       r->clear_unit(worker, rank);
     }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetBusy(const Napi::CallbackInfo& info) {
+    KvRouter* r = open(info, "setBusy");
+    uint32_t worker;
+    if (!r || !u32(info.Length() > 0 ? info[0] : info.Env().Undefined(), "setBusy", "worker", &worker)) {
+      return info.Env().Undefined();
+    }
+    if (info.Length() < 2 || !info[1].IsBoolean())
+      return Throw(info.Env(), kInvalidArg, "setBusy: busy must be a boolean");
+    r->set_busy(worker, info[1].As<Napi::Boolean>().Value());
     return info.Env().Undefined();
   }
 
@@ -584,6 +597,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     num("indexUnits", s.index.units);
     num("indexBytes", s.index.bytes);
     num("candidates", s.candidates);
+    num("busy", s.busy);
     num("units", s.units);
     num("activeRequests", s.active_requests);
     num("eventsApplied", s.events_applied);

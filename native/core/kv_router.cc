@@ -22,7 +22,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     active_of_.push_back(0);
     pending_depth_.push_back(0);
   }
-  slots_[s] = Slot{worker, rank, true, false, false};
+  slots_[s] = Slot{worker, rank, true, false, false, false};
   slot_of_.put(unit_key(worker, rank), s);
   return s;
 }
@@ -59,6 +59,20 @@ void KvRouter::rebuild_candidates() {
   std::sort(candidates_.begin(), candidates_.end(), [&](uint32_t a, uint32_t b) {
     return unit_key(slots_[a].worker, slots_[a].rank) < unit_key(slots_[b].worker, slots_[b].rank);
   });
+  not_busy_.clear();
+  for (const uint32_t s : candidates_) {
+    if (!slots_[s].busy) not_busy_.push_back(s);
+  }
+}
+
+void KvRouter::set_busy(uint32_t worker, bool busy) {
+  bool changed = false;
+  for (Slot& sl : slots_) {
+    if (!sl.used || sl.worker != worker || sl.busy == busy) continue;
+    sl.busy = busy;
+    changed = true;
+  }
+  if (changed) rebuild_candidates();
 }
 
 bool KvRouter::add_unit(uint32_t worker, uint32_t rank, bool approx) {
@@ -183,16 +197,16 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
   }
 }
 
-void KvRouter::gather(size_t n_full) {
+void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
   index_.match(seq_.data(), n_full, &matches_);
   active_.match(seq_.data(), n_full, &active_matches_);
   pending_.match(seq_.data(), n_full, &pending_matches_);
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
   for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = m.depth;
-  cand_.resize(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); i++) {
-    const uint32_t s = candidates_[i];
+  cand_.resize(units.size());
+  for (size_t i = 0; i < units.size(); i++) {
+    const uint32_t s = units[i];
     const UnitLoad& load = active_.load(s);
     Candidate& c = cand_[i];
     c.overlap = overlap_of_[s];
@@ -209,7 +223,9 @@ void KvRouter::gather(size_t n_full) {
 
 RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
                             double temperature, double now_ms, RouteResult* out) {
-  const size_t count = candidates_.size();
+  // Busy units are passed over while another candidate is free.
+  const std::vector<uint32_t>& pool = not_busy_.empty() ? candidates_ : not_busy_;
+  const size_t count = pool.size();
   if (count == 0) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
   if (approx_head_ != kNoEntry || pending_head_ != kNoEntry) expire(now_ms);
@@ -217,7 +233,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const uint32_t isl = static_cast<uint32_t>(n);
   hash_prompt(tokens, n);
   const size_t n_full = seq_.size();
-  gather(n_full);
+  gather(n_full, pool);
 
   size_t pick = 0;
   values_.resize(count);
@@ -240,7 +256,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
       break;
   }
 
-  const uint32_t s = candidates_[pick];
+  const uint32_t s = pool[pick];
   const uint32_t overlap = cand_[pick].overlap;
   // What the unit will compute: blocks pending there are computed once, by their request.
   const bool pending = config_.pending_weight > 0;
@@ -274,7 +290,7 @@ RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t requ
 
 void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, std::vector<UnitScore>* out) {
   hash_prompt(tokens, n);
-  gather(seq_.size());
+  gather(seq_.size(), candidates_);
   out->clear();
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
@@ -449,6 +465,7 @@ RouterStats KvRouter::stats() const {
   RouterStats s;
   s.index = index_.stats();
   s.candidates = candidate_count();
+  s.busy = candidates_.size() - not_busy_.size();
   s.units = unit_count();
   s.active_requests = active_.requests();
   s.events_applied = events_applied_;

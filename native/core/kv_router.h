@@ -80,6 +80,7 @@ struct BatchResult {
 struct RouterStats {
   IndexStats index;
   uint64_t candidates = 0;
+  uint64_t busy = 0;   // candidates set busy (routed to only while every candidate is)
   uint64_t units = 0;  // slots in use (candidates and units only named by events)
   uint64_t active_requests = 0;
   uint64_t events_applied = 0;
@@ -112,6 +113,11 @@ class KvRouter {
   // Drops the unit's (or every rank's) cached blocks; it stays a candidate.
   void clear_unit(uint32_t worker, uint32_t rank);
   void clear_worker(uint32_t worker);
+  // Marks every rank of the worker busy (its engine is saturated) or free again. route picks
+  // among the free candidates while there is one, and among all when every one is busy; the
+  // unit keeps its cache, its load and its candidacy (add_routed, score). The mark lasts
+  // until cleared or the unit is removed.
+  void set_busy(uint32_t worker, bool busy);
 
   // KV events for one unit (see KvIndex). kLimit also when no unit slot is left.
   KvIndex::Status apply_stored(uint32_t worker, uint32_t rank, const int64_t* parent, const uint32_t* tokens,
@@ -159,7 +165,7 @@ class KvRouter {
  private:
   struct Slot {
     uint32_t worker = 0, rank = 0;
-    bool used = false, candidate = false, approx = false;
+    bool used = false, candidate = false, approx = false, busy = false;
   };
   // One recorded (unit, block), on a list in the order last routed (so in expiry order:
   // the TTL is constant); a free entry's `next` links the free list.
@@ -178,7 +184,7 @@ class KvRouter {
   void clear_slot(uint32_t slot);
   void rebuild_candidates();
   void hash_prompt(const uint32_t* tokens, size_t n);
-  void gather(size_t n_full);  // fills cand_ from seq_[0..n_full)
+  void gather(size_t n_full, const std::vector<uint32_t>& units);  // fills cand_ from seq_[0..n_full)
   void approx_record(uint32_t slot, size_t n_full, double now_ms);
   void approx_link_back(uint32_t e);
   void approx_unlink(uint32_t e);
@@ -200,6 +206,7 @@ class KvRouter {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   std::vector<uint32_t> candidates_;  // slots, sorted by (worker, rank)
+  std::vector<uint32_t> not_busy_;    // the candidates not busy, in the same order
 
   uint64_t events_applied_ = 0, event_errors_ = 0;
   KvEventBatch batch_;

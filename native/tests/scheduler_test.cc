@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "core/active_sequences.h"
@@ -307,6 +308,52 @@ TEST(KvRouter, RemoveAndClearWorkerCoverAllRanks) {
   r.remove_worker(4);
   EXPECT_EQ(r.stats().candidates, 1u);
   EXPECT_EQ(r.stats().units, 1u);
+}
+
+TEST(KvRouter, BusyWorkersArePassedOverWhileAnotherIsFree) {
+  for (Policy policy : {Policy::kKv, Policy::kRoundRobin, Policy::kRandom, Policy::kLeastLoaded}) {
+    KvRouter r(config(policy));
+    r.add_unit(1, 0);
+    r.add_unit(2, 0);
+    r.add_unit(2, 1);
+    const auto p = prompt(3, 40);
+    store(r, 2, 1, p, 10);  // worker 2 holds the whole prompt: kv would pick it
+    r.set_busy(2, true);
+    EXPECT_EQ(r.stats().busy, 2u);  // both its ranks
+    uint64_t id = 0;
+    for (; id < 8; id++) {
+      RouteResult res;
+      ASSERT_EQ(r.route(p.data(), p.size(), id, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+      EXPECT_EQ(res.worker, 1u);
+    }
+    // Still a candidate: another frontend's requests are recorded, and it is scored.
+    EXPECT_EQ(r.add_routed(p.data(), p.size(), id++, 2, 0, 0), RouteStatus::kOk);
+    std::vector<UnitScore> scores;
+    r.score(p.data(), p.size(), 1.0, &scores);
+    EXPECT_EQ(scores.size(), 3u);
+    // Every candidate busy: routed among all of them again.
+    r.set_busy(1, true);
+    EXPECT_EQ(r.stats().busy, 3u);
+    std::set<uint32_t> seen;
+    for (uint64_t k = 0; k < 16; k++, id++) {
+      RouteResult res;
+      ASSERT_EQ(r.route(p.data(), p.size(), id, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+      seen.insert(res.worker);
+      r.free(id);
+    }
+    if (policy == Policy::kKv) {
+      EXPECT_EQ(seen, (std::set<uint32_t>{2}));  // its cache wins again
+    } else {
+      EXPECT_EQ(seen.count(2), 1u);
+    }
+    // Free again; removing a worker drops its mark.
+    r.set_busy(1, false);
+    r.remove_worker(2);
+    r.add_unit(2, 0);
+    EXPECT_EQ(r.stats().busy, 0u);
+    r.set_busy(7, true);  // unknown: nothing
+    EXPECT_EQ(r.stats().busy, 0u);
+  }
 }
 
 TEST(KvRouter, RoundRobinRandomAndLoadPolicies) {

@@ -85,8 +85,9 @@ export interface KvWorkerSetOptions {
   streamIdleTimeoutMs?: number;
   // Per-worker circuit breaker (default DEFAULT_BREAKER; failureThreshold 0: off).
   breaker?: Partial<BreakerOptions>;
-  // Requests are refused (503 workers_busy) while every worker's engines report more KV
-  // blocks in use than this fraction of their capacity (unset or >= 1: never).
+  // A worker is busy while its engine reports more KV blocks in use than this fraction of
+  // its capacity on every dp rank (unset or >= 1: never). Busy workers take no new requests
+  // while another is free; when every one is, requests are refused (503 workers_busy).
   busyThreshold?: number;
   // How long a request waits for a worker when none of its model's can take it (workers
   // being restarted or set aside); 0: it fails with no_workers at once.
@@ -134,6 +135,8 @@ interface Member {
   reason: string;
   timer: NodeJS.Timeout | null;
   load: LoadReport | null;
+  // Over the busy threshold on its last load report (passed over by routing).
+  busy: boolean;
   breaker: CircuitBreaker;
   // Date.now() of the last request routed to it or finished on it.
   lastActive: number;
@@ -166,7 +169,7 @@ export class KvWorkerSet implements WorkerSet {
     if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
     this.metrics = new RouterMetrics({
       units: () => this.unitRows(),
-      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state, breaker: BREAKER_STATE_VALUE[m.breaker.state] })),
+      members: () => [...this.members.values()].map((m) => ({ model: this.modelOf(m), worker: m.name, state: m.state, breaker: BREAKER_STATE_VALUE[m.breaker.state], busy: m.busy })),
       indexBlocks: () => [...this.groups.values()].map((g) => ({ model: g.model, blocks: g.router.stats().blocks })),
       loads: () =>
         [...this.members.values()].flatMap((m) =>
@@ -188,7 +191,7 @@ export class KvWorkerSet implements WorkerSet {
     client.onHello((h) => this.onHello(m, h));
     client.onDisconnect((err) => this.onDisconnect(m, err));
     client.onKvEvent((ev) => this.onKv(m, ev));
-    client.onLoad((report) => (m.load = report));
+    client.onLoad((report) => this.onLoad(m, report));
     // A worker that is not up yet is retried by the client's reconnect loop.
     client.connect().catch((err: Error) => this.log.debug(`worker ${url}: ${err.message}`));
   }
@@ -320,20 +323,29 @@ export class KvWorkerSet implements WorkerSet {
     return new RoutedRequest(group.port, tokens, first, none);
   }
 
-  // Dynamo's busy detection (reference/dynamo.md §2.9), from the engines' load reports: a
-  // rank is busy when its KV blocks in use exceed busyThreshold x its capacity, a worker when
-  // all its ranks are; a worker without a report is not busy.
   private allBusy(g: Group): boolean {
-    const t = this.opts.busyThreshold;
-    if (t === undefined || t >= 1) return false;
     let up = 0;
     for (const m of this.members.values()) {
       if (m.group !== g || m.state !== 'up') continue;
+      if (!m.busy) return false;
       up++;
-      const ranks = m.load?.ranks ?? [];
-      if (ranks.length === 0 || !ranks.every((r) => r.kvTotalBlocks > 0 && r.kvUsedBlocks > t * r.kvTotalBlocks)) return false;
     }
     return up > 0;
+  }
+
+  // Dynamo's busy detection (reference/dynamo.md §2.9), from the engines' load reports: a
+  // rank is busy when its KV blocks in use exceed busyThreshold x its capacity, a worker when
+  // all its ranks are; a worker without a report is not busy. The router passes a busy
+  // worker over while another is free (requests already routed there, retries and
+  // migrations when every worker is busy, still go to it).
+  private onLoad(m: Member, report: LoadReport): void {
+    m.load = report;
+    const t = this.opts.busyThreshold;
+    const busy = t !== undefined && t < 1 && report.ranks.length > 0 && report.ranks.every((r) => r.kvTotalBlocks > 0 && r.kvUsedBlocks > t * r.kvTotalBlocks);
+    if (busy === m.busy) return;
+    m.busy = busy;
+    if (m.group && m.ranks > 0 && !this.closed) m.group.router.setBusy(m.id, busy);
+    this.log.info(`worker ${m.name} ${busy ? 'busy' : 'free again'}: KV blocks in use ${busy ? 'above' : 'at or below'} ${t} of capacity`);
   }
 
   registerMetrics(registry: Registry): void {
@@ -367,6 +379,7 @@ export class KvWorkerSet implements WorkerSet {
       reason: '',
       timer: null,
       load: null,
+      busy: false,
       breaker: new CircuitBreaker(this.breakerOptions, (from, to) => this.breakerMoved(name, from, to)),
       lastActive: Date.now(),
     };
@@ -411,6 +424,7 @@ export class KvWorkerSet implements WorkerSet {
   private onDisconnect(m: Member, err: Error): void {
     m.fresh = true;
     m.load = null;
+    m.busy = false;
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
     if (this.closed) return;
@@ -458,6 +472,7 @@ export class KvWorkerSet implements WorkerSet {
       g.router.removeWorker(m.id);
       return this.refuse(m, (err as Error).message);
     }
+    if (m.busy) g.router.setBusy(m.id, true);
     m.group = g;
     m.ranks = card.dpSize;
     m.approx = approx;

@@ -22,6 +22,7 @@ export interface WorkerRow {
   worker: string;
   state: string;
   breaker: number; // 0 closed, 1 open, 2 half-open
+  busy: boolean;
 }
 
 export interface LoadRow {
@@ -164,6 +165,16 @@ export class RouterMetrics {
         collect() {
           this.reset();
           for (const m of state.members()) this.set({ model: m.model, worker: m.worker }, m.breaker);
+        },
+      }),
+      new Gauge({
+        name: `${PREFIX}worker_busy`,
+        help: 'Whether the worker is over its busy threshold (--active-decode-blocks-threshold): 1 passed over by routing while another is free',
+        labelNames: ['model', 'worker'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const m of state.members()) this.set({ model: m.model, worker: m.worker }, m.busy ? 1 : 0);
         },
       }),
       loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),

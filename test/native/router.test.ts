@@ -306,6 +306,31 @@ describe('KvRouter: per-unit modes and ranks', () => {
     router.close();
   });
 
+  it('passes busy workers over while another is free, and routes among all when every one is busy', () => {
+    const router = new addon.KvRouter({ blockSize: BS, seed: 3 });
+    router.addWorker(1, 0);
+    router.addWorker(2, 0);
+    const t = prompt(5, 4 * BS);
+    router.applyEvents(2, 0, sglangStoredBatch(t));
+    const out = new Uint32Array(3);
+    router.setBusy(2, true);
+    expect(router.stats().busy).toBe(1);
+    for (let id = 0; id < 4; id++) {
+      expect(router.route(t, id, out)).toBe(true);
+      expect(out[0]).toBe(1);
+    }
+    router.setBusy(1, true);
+    expect(router.route(t, 10, out)).toBe(true);
+    expect([out[0], out[2]]).toEqual([2, 4]); // all busy: its cache wins again
+    router.setBusy(1, false);
+    router.setBusy(2, false);
+    expect(router.stats().busy).toBe(0);
+    expect(codeOf(() => router.setBusy(1, 1 as unknown as boolean))).toBe('ERR_INVALID_ARG');
+    expect(codeOf(() => router.setBusy(-1, true))).toBe('ERR_INVALID_ARG');
+    router.close();
+    expect(codeOf(() => router.setBusy(1, true))).toBe('ERR_CLOSED');
+  });
+
   it("reports the rank a batch went to (its own dp_rank wins over the caller's)", () => {
     const router = new addon.KvRouter({ blockSize: BS, seed: 2 });
     router.addWorker(4, 0);
