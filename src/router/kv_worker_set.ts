@@ -611,7 +611,9 @@ export class KvWorkerSet implements WorkerSet {
     if (await m.engine!.healthy(true)) {
       if (m.state === 'down' && !this.closed && (!m.agent || m.agent.connected)) this.admit(m, m.card, m.agent !== null);
     } else {
-      this.scheduleReadmit(m, this.opts.penaltyMs ?? 5000);
+      const again = this.opts.penaltyMs ?? 5000;
+      this.log.info(`worker ${m.name} failed its generation check: out of routing for another ${again / 1000} s`);
+      this.scheduleReadmit(m, again);
     }
   }
 
