@@ -1,14 +1,21 @@
-// The chaos runner (`npm run chaos`): streaming requests while engines are killed, then a
-// summary table. Every request must end within its deadline: complete and well formed with
-// exactly max_tokens tokens, or (when it cannot be saved) a clean OpenAI error. After the
-// load, every active gauge on /metrics must be back to zero.
+// The chaos runner (`npm run chaos`): streaming requests while engines fail, then a summary
+// table. Every request must end within its deadline: complete and well formed with exactly
+// max_tokens tokens, or (when it cannot be saved) a clean OpenAI error. After the load, every
+// active gauge on /metrics must be back to zero, and (started deployments) the frontend's
+// resident memory back within --rss-growth MiB of where it was after a warm-up.
 //
 //   npm run chaos                         starts `kvgate serve --workers 4 --migration-limit 3`
 //                                         and SIGKILLs a random worker's engine every 3 s
+//   npm run chaos -- --fault stall        instead SIGSTOPs one for --stall seconds (it accepts
+//                                         connections and reads nothing), then SIGCONTs it
+//   npm run chaos -- --fault slow         instead slows one for --stall seconds: stopped 2.5 s,
+//                                         running 0.2 s, in turn (a slow first token, slow tokens)
 //   npm run chaos -- --url http://h:8000  your deployment; faults are yours to inject, or
 //                                         --kill-command 'cmd' runs every --kill-every seconds
 // Options: --requests 1000 --concurrency 32 --max-tokens 64 --kill-every 3 --workers 4
 //          --migration-limit 3 --deadline 60 (seconds per request) --model M --speedup-ratio 2
+//          --stall 4 --timeout 1.5 (the started frontend's --first-token-timeout and
+//          --stream-idle-timeout under stall and slow) --rss-growth 128
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -23,8 +30,12 @@ export interface ChaosOptions {
   requests: number;
   concurrency: number;
   maxTokens: number;
-  killEveryMs: number; // 0: no kills
+  killEveryMs: number; // 0: no faults
   killCommand?: string;
+  // What happens to a started deployment's engine every killEveryMs (default kill).
+  fault?: Fault;
+  stallMs?: number; // stall and slow: how long (default 4 s)
+  timeoutMs?: number; // stall and slow: the frontend's first-token and stream-idle timeouts (default 1.5 s)
   workers: number;
   migrationLimit: number;
   speedupRatio: number;
@@ -32,12 +43,16 @@ export interface ChaosOptions {
   log?: (line: string) => void;
 }
 
+export const FAULTS = ['kill', 'stall', 'slow'] as const;
+export type Fault = (typeof FAULTS)[number];
+
 export interface ChaosSummary {
   requests: number;
   ok: number;
   failed: number;
   cleanErrors: number;
   failures: string[]; // distinct messages, at most 10
+  fault: Fault;
   kills: number;
   migrations: Record<string, number>;
   retries: number;
@@ -51,7 +66,8 @@ export interface ChaosSummary {
   // Mean tokens a migration made the new worker prefill beyond its cached prefix.
   recomputedPerMigration: number;
   gaugesAfter: Record<string, number>;
-  // Started deployments: the frontend process's resident memory before and after the load (MiB).
+  // Started deployments: the frontend process's resident memory after a warm-up (before the
+  // faults) and after the load, in MiB.
   rssMiB: { before: number; after: number } | null;
   seconds: number;
 }
@@ -75,7 +91,8 @@ class Deployment {
   private proc!: ChildProcess;
 
   async start(o: ChaosOptions): Promise<void> {
-    const args = ['--import', 'tsx', KVGATE_SRC, 'serve', '--port', '0', '--workers', String(o.workers), '--migration-limit', String(o.migrationLimit), '--log-format', 'json', '--', '--speedup-ratio', String(o.speedupRatio)];
+    const timeouts = (o.fault ?? 'kill') === 'kill' ? [] : ['--first-token-timeout', String((o.timeoutMs ?? 1500) / 1000), '--stream-idle-timeout', String((o.timeoutMs ?? 1500) / 1000)];
+    const args = ['--import', 'tsx', KVGATE_SRC, 'serve', '--port', '0', '--workers', String(o.workers), '--migration-limit', String(o.migrationLimit), ...timeouts, '--log-format', 'json', '--', '--speedup-ratio', String(o.speedupRatio)];
     this.proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let err = '';
     let partial = '';
@@ -113,17 +130,58 @@ class Deployment {
     return m ? Number(m[1]) / 1024 : NaN;
   }
 
-  // SIGKILLs a random worker's engine (its process group); its agent starts a new one.
-  killRandomEngine(): boolean {
-    const pids = [...this.enginePids.values()];
+  // Engines stopped or slowed now (a second fault picks another).
+  private readonly impaired = new Set<number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  // One fault on a random worker's engine (its process group). kill: SIGKILL, its agent
+  // starts a new one. stall: SIGSTOP for stallMs, then SIGCONT. slow: stopped 2.5 s and
+  // running 0.2 s in turn for stallMs.
+  fault(kind: Fault, stallMs: number): boolean {
+    const pids = [...this.enginePids.values()].filter((p) => !this.impaired.has(p));
     if (pids.length === 0) return false;
     const pid = pids[Math.floor(Math.random() * pids.length)]!;
-    try {
-      process.kill(-pid, 'SIGKILL');
-      return true;
-    } catch {
-      return false;
+    const signal = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-pid, sig);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (kind === 'kill') return signal('SIGKILL');
+    if (!signal('SIGSTOP')) return false;
+    this.impaired.add(pid);
+    const end = Date.now() + stallMs;
+    const resume = () => {
+      signal('SIGCONT');
+      if (kind === 'slow' && Date.now() < end) return this.later(() => (signal('SIGSTOP'), this.later(resume, 2500)), 200);
+      this.impaired.delete(pid);
+    };
+    this.later(resume, kind === 'slow' ? 2500 : stallMs);
+    return true;
+  }
+
+  private later(fn: () => void, ms: number): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  // Every stopped engine runs again.
+  resumeAll(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const pid of this.impaired) {
+      try {
+        process.kill(-pid, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
     }
+    this.impaired.clear();
   }
 
   async stop(): Promise<void> {
@@ -168,6 +226,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     }
     const url = o.url ?? dep!.url;
     const model = o.model ?? dep?.model ?? ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
+    const prompts = Array.from({ length: 16 }, (_, i) => `Chaos prompt ${i}: ${'about caches, routers and engines. '.repeat(8 + i)}`);
+    // A warm-up (not counted) before the memory baseline: first-use allocations are not growth.
+    if (dep) await Promise.all(prompts.map((prompt) => streamOnce({ url, model, prompt, maxTokens: o.maxTokens, deadlineMs: o.deadlineMs })));
     const migrationsBefore = await migrationsByCause(url);
     const retriesBefore = await retriesTotal(url);
     const recomputedBefore = await recomputed(url);
@@ -176,12 +237,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     let kills = 0;
     const killer = o.killEveryMs > 0 && (dep || o.killCommand)
       ? setInterval(() => {
-          if (dep ? dep.killRandomEngine() : spawnSync('sh', ['-c', o.killCommand!], { stdio: 'inherit' }).status === 0) kills++;
+          if (dep ? dep.fault(o.fault ?? 'kill', o.stallMs ?? 4000) : spawnSync('sh', ['-c', o.killCommand!], { stdio: 'inherit' }).status === 0) kills++;
         }, o.killEveryMs)
       : null;
     const results: StreamResult[] = [];
     let next = 0;
-    const prompts = Array.from({ length: 16 }, (_, i) => `Chaos prompt ${i}: ${'about caches, routers and engines. '.repeat(8 + i)}`);
     const worker = async () => {
       while (next < o.requests) {
         const i = next++;
@@ -193,6 +253,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       await Promise.all(Array.from({ length: o.concurrency }, worker));
     } finally {
       if (killer) clearInterval(killer);
+      dep?.resumeAll();
     }
     const seconds = (performance.now() - t0) / 1000;
     // The gauges settle once the last streams' ends are processed.
@@ -220,6 +281,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       failed: failed.length,
       cleanErrors: failed.filter((r) => r.cleanError).length,
       failures: [...new Set(failed.map((r) => r.error!))].slice(0, 10),
+      fault: o.fault ?? 'kill',
       kills,
       migrations,
       retries: (await retriesTotal(url)) - retriesBefore,
@@ -243,7 +305,7 @@ export function summaryTable(s: ChaosSummary): string {
     ['requests', String(s.requests)],
     ['ok', String(s.ok)],
     ['failed', `${s.failed} (${s.cleanErrors} clean OpenAI errors)`],
-    ['engines killed', String(s.kills)],
+    [`engines ${s.fault === 'kill' ? 'killed' : s.fault === 'stall' ? 'stalled' : 'slowed'}`, String(s.kills)],
     ['migrations', Object.keys(s.migrations).length ? Object.entries(s.migrations).map(([k, v]) => `${k} ${v}`).join(', ') : '0'],
     ['retries before first token', String(s.retries)],
     ['TTFT p50 / p99 (ms)', `${s.ttftP50.toFixed(0)} / ${s.ttftP99.toFixed(0)}`],
@@ -274,8 +336,13 @@ async function main(): Promise<void> {
       'migration-limit': { type: 'string', default: '3' },
       'speedup-ratio': { type: 'string', default: '2' },
       deadline: { type: 'string', default: '60' },
+      fault: { type: 'string', default: 'kill' },
+      stall: { type: 'string', default: '4' },
+      timeout: { type: 'string', default: '1.5' },
+      'rss-growth': { type: 'string', default: '128' },
     },
   });
+  if (!FAULTS.includes(v.fault as Fault)) throw new Error(`--fault ${v.fault}: one of ${FAULTS.join(', ')}`);
   const s = await runChaos({
     url: v.url,
     model: v.model,
@@ -288,11 +355,16 @@ async function main(): Promise<void> {
     migrationLimit: Number(v['migration-limit']),
     speedupRatio: Number(v['speedup-ratio']),
     deadlineMs: Number(v.deadline) * 1000,
+    fault: v.fault as Fault,
+    stallMs: Number(v.stall) * 1000,
+    timeoutMs: Number(v.timeout) * 1000,
     log: (l) => console.error(l),
   });
   console.log(summaryTable(s));
   const idle = Object.values(s.gaugesAfter).every((x) => x === 0);
-  process.exitCode = s.failed - s.cleanErrors > 0 || !idle ? 1 : 0;
+  const grew = s.rssMiB !== null && s.rssMiB.after - s.rssMiB.before > Number(v['rss-growth']);
+  if (grew) console.error(`chaos: the frontend's memory grew by more than ${v['rss-growth']} MiB`);
+  process.exitCode = s.failed - s.cleanErrors > 0 || !idle || grew ? 1 : 0;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
