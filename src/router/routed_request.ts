@@ -223,13 +223,20 @@ export class RoutedRequest<M> implements Dispatch {
       const next = this.done ? null : this.port.route(tokens);
       if (next !== null) return next;
       const left = deadline - performance.now();
-      if (left <= 0 || this.done) throw err;
+      if (left <= 0 || this.done) throw this.unplaced(err);
       try {
         await sleep(Math.min(left, delay * (1 - JITTER + 2 * JITTER * Math.random())), undefined, { signal });
       } catch {
         throw err;
       }
     }
+  }
+
+  // A request that failed on its worker and found no other: the error says both.
+  private unplaced(err: unknown): unknown {
+    if (err === this.noWorker || this.done || !(err instanceof KvgateError)) return err;
+    const waited = this.port.workerWaitMs > 0 ? ` within ${this.port.workerWaitMs / 1000} s` : '';
+    return new KvgateError(err.code, `${err.message}; no other worker could take the request${waited}`, err.param, err.retryAfter);
   }
 
   // The request that continues on another worker after `generated` tokens.

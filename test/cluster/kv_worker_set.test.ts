@@ -353,6 +353,18 @@ describe('KvWorkerSet', () => {
     expect(set2.unitRows().map((u) => u.activeRequests)).toEqual([]);
   });
 
+  it('says so when a request timed out on its worker and no other could take it', async () => {
+    const a = await agent({}, { tokenDelayMs: 5000 });
+    const { set } = workerSet({ firstTokenTimeoutMs: 200, penaltyMs: 60_000, workerWaitMs: 300 });
+    set.addAgent(a.url);
+    await set.waitForWorkers(1, 5000);
+    await expect(run(set, prompt(5))).rejects.toMatchObject({
+      code: 'engine_timeout',
+      message: expect.stringMatching(/sent no first token within 0.2 s; no other worker could take the request within 0.3 s$/),
+    });
+    expect(set.unitRows()).toEqual([]);
+  });
+
   it('moves a request on when its worker sends no first token in time, and sets that worker aside', async () => {
     const a = await agent({}, { tokenDelayMs: 5000 });
     const b = await agent();
