@@ -2,51 +2,17 @@
 // two mocker workers, KV routing) and the launch scripts, as processes; the official openai
 // client against them; SIGTERM; and no worker or engine process left behind.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/worker/ports.js';
-import { alive, KVGATE, MODEL, waitFor, workerEnginePids } from './stack.js';
+import { KVGATE, listening, Processes } from '../fixtures/processes.js';
+import { alive, MODEL, waitFor, workerEnginePids } from './stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const started: ChildProcess[] = [];
-const strays: number[] = [];
-afterEach(async () => {
-  for (const p of started.splice(0)) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGKILL');
-      await new Promise((r) => p.once('exit', r));
-    }
-  }
-  for (const pid of strays.splice(0)) if (alive(pid)) process.kill(pid, 'SIGKILL');
-});
-
-interface Proc {
-  proc: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const proc = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
-}
-
-async function listening(p: Proc): Promise<string> {
-  await waitFor(() => /listening on http:\/\/\S+/.test(p.stdout()) || p.proc.exitCode !== null, 'the frontend', 60_000);
-  const m = /listening on (http:\/\/\S+)/.exec(p.stdout());
-  if (!m) throw new Error(`kvgate serve did not start:\n${p.stderr().slice(-3000)}`);
-  return m[1]!;
-}
+const procs = new Processes();
+afterEach(() => procs.reap());
 
 // Every process below `pid` (children, grandchildren, ...), from /proc.
 function descendants(pid: number): number[] {
@@ -86,7 +52,7 @@ async function chat(url: string): Promise<OpenAI.Chat.Completions.ChatCompletion
 
 describe('kvgate serve, defaults', () => {
   it('spawns two mocker workers, serves with KV routing, and stops them all on SIGTERM', { timeout: 90_000 }, async () => {
-    const serve = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0']);
+    const serve = procs.kvgate(['serve', '--port', '0']);
     const url = await listening(serve);
     const banner = serve.stdout();
     expect(banner).toContain(`model:   ${MODEL}`);
@@ -95,7 +61,7 @@ describe('kvgate serve, defaults', () => {
     const agents = [.../pids (\d+), (\d+)\)/.exec(banner)!.slice(1)].map(Number);
     const engines = workerEnginePids(serve.stderr());
     expect(engines).toHaveLength(2);
-    strays.push(...agents, ...engines);
+    procs.stray(...agents, ...engines);
     expect([...agents, ...engines].every(alive)).toBe(true);
 
     const health = (await (await fetch(`${url}/health`)).json()) as { status: string; models: Record<string, number> };
@@ -110,16 +76,16 @@ describe('kvgate serve, defaults', () => {
   });
 
   it('refuses what it cannot run, with the reason', async () => {
-    const sglang = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0', '--engine', 'sglang']);
+    const sglang = procs.kvgate(['serve', '--port', '0', '--engine', 'sglang']);
     expect(await sglang.exited).toBe(1);
     expect(sglang.stderr()).toMatch(/--engine sglang needs a model: kvgate serve --engine sglang -- --model-path/);
-    const badUrl = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--worker-urls', 'http://127.0.0.1:1']);
+    const badUrl = procs.kvgate(['serve', '--worker-urls', 'http://127.0.0.1:1']);
     expect(await badUrl.exited).toBe(1);
     expect(badUrl.stderr()).toMatch(/--worker-urls: 'http:\/\/127.0.0.1:1' is not a ws:\/\/host:port URL/);
-    const badMode = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--router-mode', 'fastest']);
+    const badMode = procs.kvgate(['serve', '--router-mode', 'fastest']);
     expect(await badMode.exited).toBe(1);
     expect(badMode.stderr()).toMatch(/--router-mode must be one of kv, round-robin, random, power-of-two, least-loaded/);
-    const stray = run(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--worker-urls', 'ws://127.0.0.1:1', '--', '--page-size', '16']);
+    const stray = procs.kvgate(['serve', '--worker-urls', 'ws://127.0.0.1:1', '--', '--page-size', '16']);
     expect(await stray.exited).toBe(1);
     expect(stray.stderr()).toMatch(/engine arguments after -- are for the workers serve spawns/);
   });
@@ -131,14 +97,14 @@ describe('launch scripts', () => {
       const httpPort = await freePort();
       const ports = [await freePort(), await freePort()];
       const env = { KVGATE: KVGATE.join(' '), HTTP_PORT: String(httpPort), WORKER_PORT: String(ports[0]), WORKER_PORTS: ports.join(' ') };
-      const sh = run('bash', [`launch/${script}`], env);
+      const sh = procs.spawn('bash', [`launch/${script}`], { cwd: root, env });
       const url = await listening(sh);
       expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --port \d+ -- --model-path Qwen\/Qwen3-0.6B/m);
       expect(sh.stderr()).toMatch(/^\+ .* serve --port \d+ .*--worker-urls ws:\/\/127.0.0.1:\d+/m);
       await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { models: Record<string, number> }).models[MODEL] === workers, `${workers} worker(s) up`, 30_000);
       await chat(url);
       const tree = descendants(sh.proc.pid!);
-      strays.push(...tree);
+      procs.stray(...tree);
       expect(tree.length).toBeGreaterThanOrEqual(2 * workers + 1);
 
       sh.proc.kill('SIGTERM');

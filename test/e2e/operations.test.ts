@@ -4,33 +4,14 @@
 // one request line per request; /metrics uses the standard process metric names and no
 // gauge ends in `_total`. And a worker bound beyond loopback says loudly that anyone can use it.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import { alive, KVGATE, MODEL, waitFor } from './stack.js';
+import { Processes } from '../fixtures/processes.js';
+import { alive, MODEL, waitFor } from './stack.js';
 
-const started: ChildProcess[] = [];
-const strays: number[] = [];
-afterEach(async () => {
-  for (const p of started.splice(0)) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGKILL');
-      await new Promise((r) => p.once('exit', r));
-    }
-  }
-  for (const pid of strays.splice(0)) if (alive(pid)) process.kill(pid, 'SIGKILL');
-});
-
-function kvgate(args: string[]) {
-  const proc = spawn(KVGATE[0]!, [...KVGATE.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, stdout: () => out, stderr: () => err, exited };
-}
+const procs = new Processes();
+afterEach(() => procs.reap());
+const kvgate = (args: string[]) => procs.kvgate(args);
 
 type Rec = Record<string, unknown>;
 const records = (text: string): Rec[] =>
@@ -59,7 +40,7 @@ describe('kvgate serve, operations', () => {
     const url = /listening on (http:\/\/\S+)/.exec(serve.stdout())?.[1];
     if (!url) throw new Error(`kvgate serve did not start:\n${serve.stderr().slice(-3000)}`);
     const agents = [.../pids (\d+), (\d+)\)/.exec(serve.stdout())!.slice(1)].map(Number);
-    strays.push(...agents);
+    procs.stray(...agents);
     const before = await health(url);
     expect(before.status).toBe('healthy');
     const oldUrls = before.workers.map((w) => w.name);

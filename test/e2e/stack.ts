@@ -5,7 +5,6 @@
 // router's own state next to what clients see.
 
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { defaultMaxBodyBytes } from '../../src/config.js';
 import { clusterEngineArgs, LocalCluster, type SpawnedWorker } from '../../src/cluster/local_cluster.js';
@@ -13,9 +12,11 @@ import { loadServedModel, startFrontend, type FrontendHandle } from '../../src/f
 import type { ServedModel } from '../../src/frontend/serving.js';
 import { createLogger, parseLogRecord } from '../../src/observability/log.js';
 import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
+import { KVGATE } from '../fixtures/processes.js';
+
+export { KVGATE };
 
 export const MODEL = 'Qwen/Qwen3-0.6B';
-export const KVGATE = [process.execPath, '--import', 'tsx', fileURLToPath(new URL('./kvgate_cli.ts', import.meta.url))];
 
 let qwen3: ServedModel | null = null;
 function servedModel(): ServedModel {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_SERVERS } from '../../src/http/wire.js';
 import { startFakeSglang, type FakeSglang, type FakeSglangOptions } from './fixtures/fake_sglang.js';
-import { kvgate, listening, stop, type Run } from './fixtures/serve_process.js';
+import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
 import { metric } from './fixtures/stack.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -31,17 +31,17 @@ const ACTIVE = [
 const options: FakeSglangOptions = { servedModelName: MODEL, contextLength: 4096 };
 describe.each(HTTP_SERVERS)('over --http-server %s', (httpServer) => {
   let engines: FakeSglang[];
-  let serve: Run;
+  let serve: Proc;
   let url: string;
 
   beforeAll(async () => {
     engines = await Promise.all([0, 1, 2].map(() => startFakeSglang(options)));
-    serve = kvgate(['serve', '--engine-urls', engines.map((e) => e.url).join(','), '--port', '0', '--health-check-interval', '0.1', '--log-level', 'error', '--http-server', httpServer]);
+    serve = new Processes().kvgate(['serve', '--engine-urls', engines.map((e) => e.url).join(','), '--port', '0', '--health-check-interval', '0.1', '--log-level', 'error', '--http-server', httpServer]);
     url = await listening(serve);
   }, 60_000);
 
   afterAll(async () => {
-    stop(serve);
+    await kill(serve.proc);
     await Promise.all(engines.map((e) => e.close()));
   });
 

@@ -13,7 +13,7 @@ import { TokenizeLimiter, tokenizeLimiter } from '../../src/preprocess/tokenize_
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
 import { qwen3, startStack, waitFor, type Stack } from './fixtures/stack.js';
 
-const cli = fileURLToPath(new URL('./fixtures/kvgate_cli.ts', import.meta.url));
+const cli = fileURLToPath(new URL('../e2e/kvgate_cli.ts', import.meta.url));
 
 // Prose-like ASCII, ~4-5 bytes per token.
 function prose(bytes: number, seed = 1): string {

@@ -4,21 +4,17 @@
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeSglang, type FakeSglang } from './fixtures/fake_sglang.js';
-import { kvgate as spawnKvgate, listening, stop, type Run } from './fixtures/serve_process.js';
+import { listening, Processes } from '../fixtures/processes.js';
 
-const procs: Run[] = [];
+const procs = new Processes();
 const engines: FakeSglang[] = [];
 
 afterEach(async () => {
-  for (const p of procs.splice(0)) stop(p);
+  await procs.reap();
   await Promise.all(engines.splice(0).map((e) => e.close()));
 });
 
-function kvgate(args: string[]): Run {
-  const run = spawnKvgate(args);
-  procs.push(run);
-  return run;
-}
+const kvgate = (args: string[]) => procs.kvgate(args);
 
 describe('kvgate serve', () => {
   it('refuses bad flags and a missing engine list with a clear message', async () => {

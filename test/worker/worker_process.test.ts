@@ -18,7 +18,7 @@ import type { LoadReport } from '../../src/transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent } from '../../src/transport/request_plane_client.js';
 import { FrontendView } from '../transport/frontend_view.js';
 
-const cli = fileURLToPath(new URL('./kvgate_cli.ts', import.meta.url));
+const cli = fileURLToPath(new URL('../e2e/kvgate_cli.ts', import.meta.url));
 const fakePythonDir = fileURLToPath(new URL('../fixtures/fake-python', import.meta.url));
 const kvgateCli = `${process.execPath} --import tsx ${cli}`;
 

@@ -1,8 +1,0 @@
-// `kvgate` run from the TypeScript sources (node --import tsx test/worker/kvgate_cli.ts ...),
-// the way bin/kvgate.js runs the build.
-import { main } from '../../src/cli/main.js';
-
-main(process.argv.slice(2)).catch((err: Error) => {
-  console.error(`kvgate: ${err?.message ?? err}`);
-  process.exit(1);
-});
