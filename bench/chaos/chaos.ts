@@ -219,6 +219,12 @@ const latency = (rs: StreamResult[]): Latency => ({ n: rs.length, ttftP99: pct(r
 export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const log = o.log ?? (() => undefined);
   const dep = o.url ? null : new Deployment();
+  // Interrupted: no engine is left stopped, and the deployment goes with the runner.
+  const interrupted = () => {
+    dep?.resumeAll();
+    void dep?.stop().finally(() => process.exit(130));
+  };
+  if (dep) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, interrupted);
   try {
     if (dep) {
       await dep.start(o);
@@ -296,6 +302,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       seconds,
     };
   } finally {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.off(sig, interrupted);
+    dep?.resumeAll();
     await dep?.stop();
   }
 }
