@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvgate::InitHashing(env, exports);
   kvgate::InitRouter(env, exports);
   kvgate::InitTextTree(env, exports);
+  kvgate::InitTransferCoordinator(env, exports);
   return exports;
 }
 

@@ -4,8 +4,9 @@
 
 namespace kvgate {
 
-void InitHashing(Napi::Env env, Napi::Object exports);   // hash_binding.cc
-void InitRouter(Napi::Env env, Napi::Object exports);    // router_binding.cc
-void InitTextTree(Napi::Env env, Napi::Object exports);  // text_tree_binding.cc
+void InitHashing(Napi::Env env, Napi::Object exports);              // hash_binding.cc
+void InitRouter(Napi::Env env, Napi::Object exports);               // router_binding.cc
+void InitTextTree(Napi::Env env, Napi::Object exports);             // text_tree_binding.cc
+void InitTransferCoordinator(Napi::Env env, Napi::Object exports);  // transfer_coordinator_binding.cc
 
 }  // namespace kvgate

@@ -350,3 +350,104 @@ export class TextTree {
   /** Nodes in the tree. */
   readonly nodeCount: number;
 }
+
+// ---- Transfer coordinator (native/binding/transfer_coordinator_binding.cc over native/core/transfer_coordinator.h) ----
+
+/** The state of a prefill/decode room. Finished and Failed rooms are freed at once (state()
+ *  then says -1); TimedOut is only reported by poll(). */
+export type RoomState = 0 | 1 | 2 | 3 | 4 | 5;
+export declare const RoomState: {
+  readonly Dispatched: 0;
+  readonly PrefillDone: 1;
+  readonly FirstDecodeToken: 2;
+  readonly Finished: 3;
+  readonly Failed: 4;
+  readonly TimedOut: 5;
+};
+/** What happened to a room's legs (advance's `ev`). */
+export type RoomEvent = 0 | 1 | 2 | 3;
+export declare const RoomEvent: {
+  /** The prefill leg finished (its KV is ready to transfer). */
+  readonly PrefillDone: 0;
+  /** The decode leg produced its first token (the transfer completed). */
+  readonly FirstDecodeToken: 1;
+  readonly Finished: 2;
+  readonly Failed: 3;
+};
+
+export interface TransferCoordinatorOptions {
+  /** Max time in Dispatched (waiting for the prefill leg to finish), ms; 0 = no deadline. Number in [0, 2^40]. */
+  dispatchedTimeoutMs: number;
+  /** Max time in PrefillDone (KV transfer, waiting for the decode leg's first token); 0 = none. */
+  prefillDoneTimeoutMs: number;
+  /** Max time in FirstDecodeToken until Finished; 0 = none. */
+  decodeTimeoutMs: number;
+  /** Rooms are drawn uniformly in [1, 2^roomBits); integer in [8, 63], default 63 (SGLang's
+   *  bootstrap_room); 31 for SGLang's gRPC, whose room is an int32. */
+  roomBits?: number;
+  /** Timer-wheel granularity in ms, in [1, 60000], default 10. Only the cost of poll depends on it,
+   *  never which rooms expire. */
+  tickMs?: number;
+  /** Seed of the room draws (SplitMix64; the top roomBits bits of each draw, redrawn when 0 or
+   *  in flight), an integer in [0, 2^53). Default: random. */
+  seed?: number;
+}
+
+export interface TransferPairStats {
+  /** Handoffs where PrefillDone came before FirstDecodeToken. */
+  handoffs: number;
+  /** Mean and EWMA (alpha 0.2, seeded by the first gap) of the PrefillDone -> FirstDecodeToken gap, ms
+   *  (a clock that stepped back counts 0). */
+  gapMsMean: number;
+  gapMsEwma: number;
+  /** EWMA (alpha 0.2) of promptTokens / max(gap, 1 ms): the transfer rate the gap implies. */
+  tokensPerMs: number;
+}
+
+/**
+ * The bookkeeping of prefill/decode handoffs: allocates each disaggregated request's
+ * bootstrap room, runs its state machine, and times each state out.
+ *
+ * Transitions (advance; anything else returns -2 and changes nothing):
+ *   Dispatched       --PrefillDone-->      PrefillDone
+ *   Dispatched       --FirstDecodeToken--> FirstDecodeToken  (the prefill's answer comes late)
+ *   PrefillDone      --FirstDecodeToken--> FirstDecodeToken  (a handoff: pair stats updated)
+ *   FirstDecodeToken --PrefillDone-->      FirstDecodeToken  (that late answer: 0, no change)
+ *   any state        --Finished / Failed--> freed
+ * Entering a state sets the room's deadline to nowMs + that state's timeout (none when 0);
+ * poll(nowMs) frees every room whose deadline is <= nowMs. A room is freed exactly once (by
+ * Finished, Failed or poll); afterwards it is unknown (-1) and may be drawn again.
+ *
+ * Clock: every nowMs is the caller's clock in ms (e.g. performance.now()), a number in
+ * [0, 2^53), fractions allowed; pass one clock, normally non-decreasing.
+ * Thread and cost: synchronous on the calling thread, nothing in the background, no timers.
+ * open, advance, state: O(1) (open redraws on a collision: expected in-flight / 2^roomBits
+ * extra draws). poll: O(expired + ticks since the last poll, at most one wheel revolution),
+ * allocating only for expired rooms. Memory: about 80 bytes per room in flight at the high-water
+ * mark (records are reused, bench/README.md), a wheel of 4 bytes per slot (enough slots for
+ * the longest timeout, 64 to 65536), and the pair stats. Freed by the garbage collector.
+ * Bad arguments throw ERR_INVALID_ARG (a non-bigint room, a negative or non-integer worker
+ * id, roomBits outside [8, 63], an unknown option).
+ */
+export class TransferCoordinator {
+  constructor(options: TransferCoordinatorOptions);
+  /** Opens a room no room in flight holds, in Dispatched. prefill, decode: worker ids (uint32);
+   *  promptTokens: uint32. Throws ERR_LIMIT when all 2^roomBits - 1 rooms are in flight. */
+  open(prefill: number, decode: number, promptTokens: number, nowMs: number): bigint;
+  /** 0 on success; -1 unknown room (never opened, or already freed); -2 the event is not
+   *  allowed in the room's state. `ev` is a RoomEvent (else ERR_INVALID_ARG). */
+  advance(room: bigint, ev: RoomEvent, nowMs: number): 0 | -1 | -2;
+  /** Frees the rooms whose current state's deadline is <= nowMs and returns them as
+   *  [room, the state it timed out in] pairs, in no particular order ([] when none). */
+  poll(nowMs: number): [bigint, RoomState][];
+  /** The room's RoomState, or -1 if it is not in flight. */
+  state(room: bigint): RoomState | -1;
+  /** Rooms in flight. */
+  readonly inFlight: number;
+  /** The pair's handoff statistics, or null before its first handoff (or after forgetWorker). */
+  pairStats(prefill: number, decode: number): TransferPairStats | null;
+  /** Drops the stats of every pair naming the worker (its rooms in flight stay until they end). O(pairs). */
+  forgetWorker(id: number): void;
+  /** Bytes held by the coordinator, approximately (records, room index, wheel, pair stats). */
+  memoryBytes(): number;
+}

@@ -21,6 +21,9 @@ export type {
   KvRouterStats,
   RouterPolicy,
   StoreStatus,
+  TransferCoordinator,
+  TransferCoordinatorOptions,
+  TransferPairStats,
   UnitInfo,
 } from '../../native/binding/index.js';
 
@@ -52,3 +55,10 @@ function load(): KvgateAddon {
 }
 
 export const addon: KvgateAddon = load();
+
+// The room state machine's numbers as values (the addon's frozen objects) and as types, so
+// callers write RoomState.PrefillDone, not 1.
+export const RoomState: typeof Addon.RoomState = addon.RoomState;
+export type RoomState = Addon.RoomState;
+export const RoomEvent: typeof Addon.RoomEvent = addon.RoomEvent;
+export type RoomEvent = Addon.RoomEvent;
