@@ -89,8 +89,10 @@ void TransferCoordinator::poll(double now_ms, std::vector<ExpiredRoom>* out) {
   // One revolution visits every slot: a longer pause costs no more than that.
   const uint64_t last = std::min(to, cursor_ + wheel_.size() - 1);
   const uint64_t mask = wheel_.size() - 1;
+  work_.slots += last - cursor_ + 1;
   for (uint64_t t = cursor_; t <= last; t++) {
     for (uint32_t i = wheel_[t & mask]; i != kNil;) {
+      work_.records++;
       const Room& r = rooms_[i];
       const uint32_t next = r.next;
       // A slot also holds later revolutions' rooms, and the current tick's not yet due.

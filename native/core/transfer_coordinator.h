@@ -41,6 +41,12 @@ struct PairStats {
   double tokens_per_ms_ewma = 0;  // EWMA of prompt tokens / max(gap, 1 ms)
 };
 
+// What poll() has visited since the coordinator was made: the measure of its cost.
+struct PollWork {
+  uint64_t slots = 0;    // wheel slots visited
+  uint64_t records = 0;  // rooms looked at in them (expired or not yet due)
+};
+
 struct ExpiredRoom {
   uint64_t room;
   RoomState state;  // the state it timed out in
@@ -71,6 +77,7 @@ class TransferCoordinator {
   void forget_worker(uint32_t id);
   size_t memory_bytes() const;
   size_t wheel_slots() const { return wheel_.size(); }
+  const PollWork& poll_work() const { return work_; }
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
@@ -102,6 +109,7 @@ class TransferCoordinator {
   std::vector<uint32_t> wheel_;  // slot -> first record, kNil when empty
   uint64_t cursor_ = 0;          // the oldest tick not yet fully expired
   bool started_ = false;         // cursor_ set from the first clock reading
+  PollWork work_;
 
   struct Pair {
     uint64_t key;  // prefill << 32 | decode

@@ -45,12 +45,14 @@ export class ReferenceCoordinator {
   private readonly pairs = new Map<string, ReferencePairStats & { gapSum: number }>();
   private readonly rng: SplitMix64;
   private readonly shift: bigint;
+  private readonly capacity: number;
   private readonly timeouts: readonly number[];
   private readonly mutation: CoordinatorMutation | undefined;
 
   constructor(opts: ReferenceCoordinatorOptions) {
     this.rng = new SplitMix64(BigInt(opts.seed));
     this.shift = BigInt(64 - (opts.roomBits ?? 63));
+    this.capacity = 2 ** (opts.roomBits ?? 63) - 1;
     this.timeouts = [opts.dispatchedTimeoutMs, opts.prefillDoneTimeoutMs, opts.decodeTimeoutMs];
     this.mutation = opts.mutation;
   }
@@ -59,7 +61,9 @@ export class ReferenceCoordinator {
     return this.rooms.size;
   }
 
+  /** Throws (code ERR_LIMIT) when every room is in flight. */
   open(prefill: number, decode: number, promptTokens: number, nowMs: number): bigint {
+    if (this.rooms.size >= this.capacity) throw Object.assign(new Error('every room is in flight'), { code: 'ERR_LIMIT' });
     for (;;) {
       const room = this.rng.next() >> this.shift;
       if (room === 0n || this.rooms.has(room)) continue;
