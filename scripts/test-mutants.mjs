@@ -1,6 +1,8 @@
 // `npm run test:mutants`: plants known bugs in native/core one at a time and checks that the
 // C++ tests catch each one. A mutant that survives (every test still passes) means the
-// suite cannot see that class of bug; the script then fails.
+// suite cannot see that class of bug; the script then fails. A mutant naming a `vitest` file
+// must also fail that suite run against an addon built with the bug (KVGATE_ADDON), so a
+// differential test is held to the same standard.
 //
 // Nothing in the real tree is touched (others build it concurrently): native/core,
 // native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
@@ -10,7 +12,7 @@
 //
 //   node scripts/test-mutants.mjs [--keep] [name...]   (--keep leaves the directory)
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,6 +77,22 @@ const MUTANTS = [
     to: '',
   },
   {
+    name: 'free-on-prefill-done',
+    why: "a room is freed when its prefill finishes, before the decode leg's first token",
+    file: 'transfer_coordinator.cc',
+    from: '        enter(i, RoomState::kPrefillDone, now_ms);\n',
+    to: '        release(i);\n',
+    vitest: 'test/native/transfer_coordinator.diff.test.ts',
+  },
+  {
+    name: 'deadline-off-by-one',
+    why: 'a room whose deadline equals the poll time is not expired yet',
+    file: 'transfer_coordinator.cc',
+    from: '      if (r.deadline <= now_ms) {\n',
+    to: '      if (r.deadline < now_ms) {\n',
+    vitest: 'test/native/transfer_coordinator.diff.test.ts',
+  },
+  {
     name: 'pending-not-confirmed',
     why: "a unit's KV events storing a pending prompt leave it pending",
     file: 'kv_router.cc',
@@ -113,6 +131,22 @@ function buildAndTest() {
   return { built: true, ok: t.ok, timedOut: t.timedOut, out: t.out };
 }
 
+// The addon of the temporary tree (for the mutants' vitest suites), rebuilt after each change.
+const addonBuild = join(dir, 'addon');
+const addonPath = join(addonBuild, 'Release', 'kvgate.node');
+function buildAddonAndRun(file) {
+  const b = sh('cmake', ['--build', addonBuild, '-j2']);
+  if (!b.ok) return { built: false, ok: false, out: b.out };
+  const r = spawnSync('npx', ['vitest', 'run', file], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 600_000,
+    maxBuffer: 64 << 20,
+    env: { ...process.env, KVGATE_ADDON: addonPath },
+  });
+  return { built: true, ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
 let failed = 0;
 const started = Date.now();
 try {
@@ -124,6 +158,19 @@ try {
   const base = buildAndTest();
   if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out}`);
   console.log(`baseline: the C++ tests pass (${dir})`);
+  const suites = [...new Set(mutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
+  if (suites.length) {
+    // The addon needs the binding and node-addon-api / cmake-js (the repository's node_modules).
+    cpSync(join(root, 'native', 'binding'), join(dir, 'native', 'binding'), { recursive: true });
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+    const c = sh('npx', ['cmake-js', 'compile', '-d', dir, '-O', addonBuild, '--CDKVGATE_WERROR=OFF'], 900_000);
+    if (!c.ok) throw new Error(`the addon did not build:\n${c.out.slice(-4000)}`);
+    for (const file of suites) {
+      const r = buildAddonAndRun(file);
+      if (!r.ok) throw new Error(`${file} does not pass on the unmutated addon:\n${r.out.slice(-4000)}`);
+    }
+    console.log(`baseline: ${suites.join(', ')} pass on the unmutated addon`);
+  }
 
   for (const m of mutants) {
     const path = join(core, m.file);
@@ -136,15 +183,20 @@ try {
     }
     writeFileSync(path, original.replace(m.from, m.to));
     const r = buildAndTest();
+    const v = m.vitest && r.built ? buildAddonAndRun(m.vitest) : undefined;
     writeFileSync(path, original);
-    if (!r.built) {
-      console.log(`  ${m.name}: does not compile (fix the mutant)\n${r.out.slice(-2000)}`);
+    if (!r.built || (v && !v.built)) {
+      console.log(`  ${m.name}: does not compile (fix the mutant)\n${(v?.out ?? r.out).slice(-2000)}`);
       failed++;
     } else if (r.ok) {
       console.log(`  ${m.name}: SURVIVED (${m.why}): no test failed`);
       failed++;
+    } else if (v?.ok) {
+      console.log(`  ${m.name}: SURVIVED ${m.vitest} (${m.why}): the C++ tests caught it, the vitest suite did not`);
+      failed++;
     } else {
       const which = [...r.out.matchAll(/\d+ - (\w+) \((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception)/g)].map((x) => `${x[1]} ${x[2].toLowerCase()}`);
+      if (v) which.push(m.vitest.split('/').pop());
       console.log(`  ${m.name}: caught (${which.join(', ') || (r.timedOut ? 'timed out' : 'failed')})`);
     }
   }
