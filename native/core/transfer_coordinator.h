@@ -82,7 +82,8 @@ class TransferCoordinator {
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
   // A record at the head of its wheel slot has prev = kHead | slot (the slot it must update
-  // on unlink), so a record needs no separate slot field.
+  // on unlink), so a record needs no separate slot field. Record indices stay below 2^31
+  // (that many records would take 100 GB).
   static constexpr uint32_t kHead = 1u << 31;
 
   struct Room {
