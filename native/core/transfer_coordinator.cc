@@ -27,10 +27,7 @@ TransferCoordinator::TransferCoordinator(const CoordinatorConfig& config)
 uint64_t TransferCoordinator::open(uint32_t prefill, uint32_t decode, uint32_t prompt_tokens, double now_ms) {
   const uint64_t rooms = (uint64_t{1} << config_.room_bits) - 1;
   if (index_.size() >= rooms) return 0;
-  if (!started_) {
-    cursor_ = tick_of(now_ms);
-    started_ = true;
-  }
+  start(now_ms);
   // The top room_bits of a draw: uniform in [0, 2^room_bits); 0 and rooms in flight are
   // redrawn (expected draws: rooms / (rooms - in flight)).
   uint64_t room;
@@ -81,10 +78,7 @@ int TransferCoordinator::advance(uint64_t room, RoomEvent ev, double now_ms) {
 }
 
 void TransferCoordinator::poll(double now_ms, std::vector<ExpiredRoom>* out) {
-  if (!started_) {
-    cursor_ = tick_of(now_ms);
-    started_ = true;
-  }
+  start(now_ms);
   const uint64_t to = std::max(cursor_, tick_of(now_ms));
   // One revolution visits every slot: a longer pause costs no more than that.
   const uint64_t last = std::min(to, cursor_ + wheel_.size() - 1);
@@ -137,6 +131,14 @@ void TransferCoordinator::forget_worker(uint32_t id) {
 size_t TransferCoordinator::memory_bytes() const {
   return sizeof(*this) + index_.bytes() + rooms_.capacity() * sizeof(Room) + wheel_.capacity() * sizeof(uint32_t) +
          pair_index_.bytes() + pairs_.capacity() * sizeof(Pair);
+}
+
+// The wheel's cursor starts at the first clock reading, so the first poll does not walk
+// from tick 0 to an epoch clock's present.
+void TransferCoordinator::start(double now_ms) {
+  if (started_) return;
+  cursor_ = tick_of(now_ms);
+  started_ = true;
 }
 
 // Moves the room into state `s` with that state's deadline.

@@ -96,6 +96,7 @@ class TransferCoordinator {
   };
 
   uint64_t tick_of(double ms) const { return static_cast<uint64_t>(ms / config_.tick_ms); }
+  void start(double now_ms);
   void enter(uint32_t i, RoomState s, double now_ms);
   void link(uint32_t i);
   void unlink(uint32_t i);
