@@ -22,6 +22,7 @@ export function clusterWorkerSet(workers: KvWorkerSet, cluster: LocalCluster): W
     readyCount: (model) => workers.readyCount(model),
     workers: () => [...workers.workers(), ...away()],
     dispatch: (req) => workers.dispatch(req),
+    pools: () => workers.pools(),
     registerMetrics: (registry) => workers.registerMetrics(registry),
     close: () => workers.close(),
   };

@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { KvgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
-import type { EngineKind } from '../engine/model_card.js';
+import type { EngineKind, WorkerRole } from '../engine/model_card.js';
 import { PARENT_PID_ENV } from '../worker/parent_watch.js';
 
 // What the mocker runs with when the user gives no engine arguments of their own: the
@@ -52,6 +52,9 @@ export const DEFAULT_RESPAWN: RespawnPolicy = { backoffMs: 1000, maxMs: 30_000, 
 
 export interface LocalClusterOptions {
   workers: number;
+  // Role of each worker index (kvgate worker --role); default agg. Disaggregated fleets
+  // give prefill and decode roles.
+  roles?: readonly WorkerRole[];
   engine: EngineKind;
   // Complete engine arguments (see clusterEngineArgs).
   engineArgs: string[];
@@ -260,7 +263,8 @@ async function stopChildren(children: Child[], graceMs: number): Promise<void> {
 function spawnWorker(index: number, opts: LocalClusterOptions): Child {
   const [command, ...pre] = opts.kvgate;
   // JSON logs whatever the frontend's format: they are parsed and re-emitted in it.
-  const args = [...pre, 'worker', '--engine', opts.engine, '--port', '0', ...(opts.workerArgs ?? []), '--log-format', 'json', '--', ...opts.engineArgs];
+  const role = opts.roles?.[index] ?? 'agg';
+  const args = [...pre, 'worker', '--engine', opts.engine, '--role', role, '--port', '0', ...(opts.workerArgs ?? []), '--log-format', 'json', '--', ...opts.engineArgs];
   // The worker shuts down when this process is gone, even SIGKILLed (src/worker/parent_watch.ts).
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env, [PARENT_PID_ENV]: String(process.pid) };
   // One GPU per SGLang engine unless the user chose the devices.

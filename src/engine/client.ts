@@ -23,6 +23,9 @@ export interface BootstrapInfo {
   host: string;
   port: number;
   room: bigint;
+  // Decode leg: the prefill DP rank that holds the room's KV (SGLang's
+  // `disagg_prefill_dp_rank`; without it decode assumes room % prefill dp_size).
+  prefillDpRank?: number;
 }
 
 export interface GenerateRequest {

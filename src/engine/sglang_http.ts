@@ -47,6 +47,7 @@ export function generateBody(req: GenerateRequest): string {
   if (!req.bootstrap) return JSON.stringify(body);
   body['bootstrap_host'] = req.bootstrap.host;
   body['bootstrap_port'] = req.bootstrap.port;
+  if (req.bootstrap.prefillDpRank !== undefined) body['disagg_prefill_dp_rank'] = req.bootstrap.prefillDpRank;
   const json = JSON.stringify(body);
   return `${json.slice(0, -1)},"bootstrap_room":${req.bootstrap.room.toString()}}`;
 }

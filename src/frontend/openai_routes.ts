@@ -165,7 +165,10 @@ const MODELS_PREFIX = '/v1/models/';
 export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void {
   const listJson = (): ModelListJson => ({
     object: 'list',
-    data: deps.models.map((m) => ({ id: m.name, object: 'model', created: m.created, owned_by: 'kvgate', max_model_len: m.contextLength })),
+    data: deps.models.map((m) => {
+      const pools = deps.workers.pools?.()[m.name];
+      return { id: m.name, object: 'model', created: m.created, owned_by: 'kvgate', max_model_len: m.contextLength, ...(pools ? { pools } : {}) };
+    }),
   });
   server
     .route('post', '/v1/chat/completions', generationHandler(deps, 'chat'), { auth: true })
@@ -193,7 +196,8 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
       const workers = deps.workers.workers();
       const remotes = deps.workers.remotes?.() ?? {};
       const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) && Object.values(remotes).every((r) => r.connected) ? 'healthy' : 'degraded';
-      ex.json(ready ? 200 : 503, { status, models, workers, ...remotes });
+      const pools = deps.workers.pools?.();
+      ex.json(ready ? 200 : 503, { status, models, ...(pools ? { pools } : {}), workers, ...remotes });
     })
     .route('get', '/live', (ex) => ex.json(200, { status: 'live' }))
     .route('get', '/metrics', async (ex) => {

@@ -90,7 +90,7 @@ export interface CompletionJson {
 
 export interface ModelListJson {
   object: 'list';
-  data: { id: string; object: 'model'; created: number; owned_by: string; max_model_len: number }[];
+  data: { id: string; object: 'model'; created: number; owned_by: string; max_model_len: number; pools?: { mode: string; agg: number; prefill: number; decode: number } }[];
 }
 
 export interface ErrorJson {

@@ -13,8 +13,17 @@
 //   named by their own dp_rank (the batches that follow rebuild them). When the connection drops the worker leaves the router (removeWorker: its
 //   blocks leave the index, its active requests are forgotten) and the client reconnects
 //   with backoff; the new connection's join reset rebuilds it.
-// - A worker whose page size differs from the model's block size, or whose role is prefill or
-//   decode (disaggregation is not routed here yet), is refused (logged, shown in /health).
+// - A worker whose page size differs from the model's block size is refused (logged, shown in
+//   /health).
+// - Disaggregation (pd_request.ts): prefill and decode workers form two more pools of their
+//   model, each with its own native router: prefill is chosen KV-aware on the prefill pool's
+//   KV events; decode by load alone (overlap weight 0, no pending prefixes: Dynamo's decode
+//   override). A model is served disaggregated while both pools have a worker up, and by its
+//   aggregated workers otherwise. A prefill/decode worker must be compatible with every
+//   worker of the other pool (same model, same page size, same TP size unless the model uses
+//   MLA; pd_pairs.ts), or it is refused with the reason. Per request, conditional
+//   disaggregation may send the request to the decode worker alone (short uncached prompt,
+//   or a long prefill queue).
 // - A worker that fails a request because it cannot serve (engine unreachable or failing,
 //   draining) leaves the router at once and comes back after `penaltyMs` (Dynamo's 5 s
 //   reconcile) once its engine answers its health check, or when the agent says hello
@@ -35,8 +44,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
 import type { DirectEngine } from '../engine/client.js';
 import { directEngine } from '../engine/direct_engine.js';
-import type { ModelCard } from '../engine/model_card.js';
-import type { Dispatch, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
+import type { ModelCard, WorkerRole } from '../engine/model_card.js';
+import { pdIncompatibility, readPdShape, type PdShape } from './pd_pairs.js';
+import { PdRequest, type PdLeg, type PdPort, type PrefillLeg } from './pd_request.js';
+import { RoomWatch, type RoomDeadlines } from './pd_rooms.js';
+import type { Dispatch, PoolInfo, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
 import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
@@ -100,14 +112,28 @@ export interface KvWorkerSetOptions {
   // (/health_generate or gRPC HealthCheck) at the next probe; failing it sets it aside (0: never).
   idleHealthCheckMs?: number;
   seed?: number;
+  // Disaggregated serving (prefill and decode pools).
+  pd?: Partial<PdOptions>;
   client?: Omit<RequestPlaneClientOptions, 'url' | 'reconnect' | 'log'>;
   log?: Logger;
 }
+
+export interface PdOptions extends RoomDeadlines {
+  // Conditional disaggregation: the decode worker prefills the prompt itself when the
+  // prefill pool's cache leaves at most this many prompt tokens to compute (0: never)...
+  localPrefillTokens: number;
+  // ...or when the prefill pool's engines report at least this many queued requests per
+  // worker on average (0: never).
+  localPrefillQueue: number;
+}
+
+export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 3_600_000, localPrefillTokens: 0, localPrefillQueue: 0 };
 
 type MemberState = 'connecting' | 'up' | 'down' | 'refused';
 
 interface Group {
   model: string;
+  role: WorkerRole;
   router: KvRouter;
   blockSize: number;
   port: RoutingPort<Member>;
@@ -140,6 +166,8 @@ interface Member {
   breaker: CircuitBreaker;
   // Date.now() of the last request routed to it or finished on it.
   lastActive: number;
+  // Prefill/decode workers: the engine's parallel layout (pd_pairs.ts), read once.
+  shape: PdShape | null;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -161,11 +189,15 @@ export class KvWorkerSet implements WorkerSet {
   private readonly frontendId = randomBytes(8).readBigUInt64LE();
   // Requests other frontends routed, recorded in our routers: key `${frontend}:${rid}`.
   private readonly remote = new Map<string, { group: Group; rid: number; at: number }>();
+  private readonly pd: PdOptions;
+  readonly rooms: RoomWatch;
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
     this.mode = opts.mode ?? 'kv';
     this.breakerOptions = { ...DEFAULT_BREAKER, ...opts.breaker };
+    this.pd = { ...DEFAULT_PD, ...opts.pd };
+    this.rooms = new RoomWatch(this.pd, 50, opts.seed);
     if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
     this.metrics = new RouterMetrics({
       units: () => this.unitRows(),
@@ -175,6 +207,9 @@ export class KvWorkerSet implements WorkerSet {
         [...this.members.values()].flatMap((m) =>
           (m.load?.ranks ?? []).map((r) => ({ worker: m.name, rank: r.dpRank, running: r.running, queued: r.queued, kvUsage: r.tokenUsage })),
         ),
+      roomsInFlight: () => this.rooms.inFlight,
+      roomsFailed: () => this.rooms.counters.failed,
+      pairs: () => this.pairRows(),
     });
     const every = opts.healthIntervalMs ?? 5000;
     this.probeTimer = every > 0 ? setInterval(() => void this.probe(), every) : null;
@@ -205,6 +240,7 @@ export class KvWorkerSet implements WorkerSet {
     this.byId.delete(m.id);
     if (m.timer) clearTimeout(m.timer);
     this.unregister(m);
+    this.rooms.forgetWorker(m.id);
     m.state = 'down';
     await Promise.all([m.agent.close(), m.engine?.close()]);
   }
@@ -289,28 +325,43 @@ export class KvWorkerSet implements WorkerSet {
     return rows;
   }
 
-  routerStats(model: string): KvRouterStats | null {
-    return this.groups.get(model)?.router.stats() ?? null;
+  routerStats(model: string, role: WorkerRole = 'agg'): KvRouterStats | null {
+    return this.groups.get(groupKey(model, role))?.router.stats() ?? null;
   }
 
   // ---- the WorkerSet seam ----
 
+  // Workers that serve `model` now: its aggregated ones, and its prefill and decode ones
+  // while both pools have one up.
   readyCount(model: string): number {
-    let n = 0;
-    for (const m of this.members.values()) if (m.state === 'up' && m.group?.model === model) n++;
-    return n;
+    const p = this.poolCounts(model);
+    return p.agg + (p.prefill > 0 && p.decode > 0 ? p.prefill + p.decode : 0);
+  }
+
+  pools(): Record<string, PoolInfo> {
+    const models = new Set([...this.groups.values()].map((g) => g.model));
+    return Object.fromEntries([...models].map((model) => [model, this.poolCounts(model)]));
+  }
+
+  private poolCounts(model: string): PoolInfo {
+    const p: PoolInfo = { mode: 'none', agg: 0, prefill: 0, decode: 0 };
+    for (const m of this.members.values()) if (m.state === 'up' && m.group?.model === model) p[m.group.role]++;
+    p.mode = p.prefill > 0 && p.decode > 0 ? 'disaggregated' : p.agg > 0 ? 'aggregated' : 'none';
+    return p;
   }
 
   workers(): WorkerInfo[] {
     return [...this.members.values()].map((m) => ({
       name: m.name,
       model: this.modelOf(m),
+      ...(m.card ? { role: m.card.role } : {}),
       healthy: m.state === 'up',
       ...(m.state === 'up' ? {} : { reason: m.reason || m.state }),
     }));
   }
 
   dispatch(req: RouteRequest): Dispatch {
+    if (this.poolCounts(req.model).mode === 'disaggregated') return this.dispatchPd(req);
     const group = this.groups.get(req.model);
     if (group && this.allBusy(group)) {
       throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
@@ -355,6 +406,7 @@ export class KvWorkerSet implements WorkerSet {
   async close(): Promise<void> {
     this.closed = true;
     if (this.probeTimer) clearInterval(this.probeTimer);
+    this.rooms.close();
     for (const m of this.members.values()) if (m.timer) clearTimeout(m.timer);
     await Promise.all([...this.members.values()].flatMap((m) => [m.agent?.close(), m.engine?.close()]));
     for (const g of this.groups.values()) g.router.close();
@@ -382,6 +434,7 @@ export class KvWorkerSet implements WorkerSet {
       busy: false,
       breaker: new CircuitBreaker(this.breakerOptions, (from, to) => this.breakerMoved(name, from, to)),
       lastActive: Date.now(),
+      shape: null,
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -406,6 +459,7 @@ export class KvWorkerSet implements WorkerSet {
   private onHello(m: Member, h: WorkerHello): void {
     if (this.closed) return;
     const newConnection = m.fresh || m.instanceId !== h.instanceId;
+    if (newConnection) m.shape = null;
     m.fresh = false;
     m.instanceId = h.instanceId;
     const g = m.group;
@@ -453,9 +507,21 @@ export class KvWorkerSet implements WorkerSet {
         return this.refuse(m, (err as Error).message);
       }
     }
-    if (card.role !== 'agg') return this.refuse(m, `its role is ${card.role}; this frontend routes aggregated workers only (prefill/decode pairing comes with disaggregation)`);
     const model = this.opts.servedModelName ?? card.servedModelName;
-    let g = this.groups.get(model);
+    if (card.role !== 'agg') {
+      // Pairing needs the engine's parallel layout: read it first, then admit again.
+      if (!m.shape) return void this.readShape(m, card, resync);
+      const other = card.role === 'prefill' ? 'decode' : 'prefill';
+      for (const o of this.members.values()) {
+        if (o === m || o.state !== 'up' || o.group?.model !== model || o.group.role !== other || !o.shape) continue;
+        const why = pdIncompatibility(m.shape, o.shape);
+        if (why) return this.refuse(m, `cannot pair with ${other} worker ${o.name}: ${why}`);
+      }
+      if (card.role === 'prefill' && (card.bootstrapHost === null || card.bootstrapPort === null)) {
+        return this.refuse(m, 'a prefill worker without a bootstrap host and port (its engine reports no disaggregation_bootstrap_port)');
+      }
+    }
+    let g = this.groups.get(groupKey(model, card.role));
     if (!g) {
       if (!Number.isInteger(card.pageSize) || card.pageSize < 1 || card.pageSize > 1024) {
         return this.refuse(m, `page size ${card.pageSize} is outside the router's block sizes 1..1024`);
@@ -463,7 +529,7 @@ export class KvWorkerSet implements WorkerSet {
       g = this.newGroup(model, card);
     }
     if (card.pageSize !== g.blockSize) {
-      return this.refuse(m, `page size ${card.pageSize} differs from ${g.blockSize}, the page size of the other workers of ${model}`);
+      return this.refuse(m, `page size ${card.pageSize} differs from ${g.blockSize}, the page size of the other ${card.role === 'agg' ? '' : `${card.role} `}workers of ${model}`);
     }
     const approx = this.approxFor(m, card);
     try {
@@ -502,17 +568,19 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   private newGroup(model: string, card: ModelCard): Group {
+    // Decode workers are chosen by load alone: no prefix credit (Dynamo's decode override).
+    const decode = card.role === 'decode';
     const router = new addon.KvRouter({
       blockSize: card.pageSize,
       policy: this.mode,
-      overlapWeight: this.opts.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight,
+      overlapWeight: decode ? 0 : (this.opts.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight),
       temperature: this.opts.temperature ?? ROUTING_DEFAULTS.temperature,
-      pendingWeight: this.opts.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight,
+      pendingWeight: decode ? 0 : (this.opts.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight),
       pendingTimeoutMs: this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs,
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });
-    const g: Group = { model, router, blockSize: card.pageSize, port: null! };
+    const g: Group = { model, role: card.role, router, blockSize: card.pageSize, port: null! };
     g.port = {
       route: (tokens) => this.route(g, tokens),
       markPrefillDone: (rid) => {
@@ -545,8 +613,8 @@ export class KvWorkerSet implements WorkerSet {
         this.log.warn(`request migrated from ${from.name} to ${to.name} after ${generated} token(s) (${cause}): ${(err as Error).message}`);
       },
     };
-    this.groups.set(model, g);
-    this.log.info(`routing ${model}: ${this.mode}, block size ${card.pageSize}`);
+    this.groups.set(groupKey(model, card.role), g);
+    this.log.info(`routing ${model}${card.role === 'agg' ? '' : ` (${card.role} pool)`}: ${this.mode}${decode ? ' by load (no prefix credit)' : ''}, block size ${card.pageSize}`);
     return g;
   }
 
@@ -568,11 +636,80 @@ export class KvWorkerSet implements WorkerSet {
     this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
     if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
     const rank = this.out[1]!;
-    if (this.sync && m.instanceId !== null) {
+    if (this.sync && m.instanceId !== null && g.role === 'agg') {
       const prefillTokens = Math.max(0, tokens.length - overlap * g.blockSize);
       this.sync.publish({ kind: 'routed', frontend: this.frontendId, rid, model: g.model, instanceId: m.instanceId, rank, prefillTokens, tokens });
     }
     return { member: m, name: m.name, rank, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
+  }
+
+  // ---- disaggregation ----
+
+  // A prefill worker by KV cost on the prefill pool, a decode worker by load; or the decode
+  // worker alone when conditional disaggregation says the prompt is cheap to prefill there.
+  private dispatchPd(req: RouteRequest): PdRequest<Member> {
+    const pg = this.groups.get(groupKey(req.model, 'prefill'))!;
+    const dg = this.groups.get(groupKey(req.model, 'decode'))!;
+    const none = () => new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
+    const tokens = Uint32Array.from(req.tokenIds);
+    const p = this.route(pg, tokens);
+    if (!p) throw none();
+    const uncached = tokens.length - p.cachedTokens;
+    const queued = this.meanQueued(pg);
+    const local =
+      this.pd.localPrefillTokens > 0 && uncached <= this.pd.localPrefillTokens
+        ? 'local_short_prompt'
+        : this.pd.localPrefillQueue > 0 && queued >= this.pd.localPrefillQueue
+          ? 'local_prefill_queue'
+          : null;
+    if (local) pg.router.free(p.rid);
+    const d = this.route(dg, tokens);
+    if (!d) {
+      if (!local) pg.router.free(p.rid);
+      throw none();
+    }
+    this.metrics.pdDecisions.inc({ model: req.model, decision: local ?? 'disaggregated' });
+    const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
+    const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };
+    const port: PdPort<Member> = { prefill: pg.port, decode: dg.port, rooms: this.rooms, roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }) };
+    return new PdRequest(port, prefill, leg(d));
+  }
+
+  // Requests the prefill pool's engines report waiting, per worker up (their load reports).
+  private meanQueued(g: Group): number {
+    let up = 0;
+    let queued = 0;
+    for (const m of this.members.values()) {
+      if (m.group !== g || m.state !== 'up') continue;
+      up++;
+      for (const r of m.load?.ranks ?? []) queued += r.queued;
+    }
+    return up > 0 ? queued / up : 0;
+  }
+
+  private async readShape(m: Member, card: ModelCard, resync: boolean): Promise<void> {
+    m.state = 'connecting';
+    m.reason = 'reading the engine\'s parallel layout for prefill/decode pairing';
+    try {
+      const shape = await readPdShape(m.engine!, card);
+      if (this.closed || m.card !== card || m.state !== 'connecting') return;
+      m.shape = shape;
+      this.admit(m, card, resync);
+    } catch (err) {
+      if (!this.closed && m.card === card) this.refuse(m, `its /server_info did not give the parallel layout pairing needs: ${(err as Error).message}`);
+    }
+  }
+
+  private pairRows(): { model: string; prefill: string; decode: string; stats: NonNullable<ReturnType<RoomWatch['pairStats']>> }[] {
+    const rows = [];
+    const up = (role: WorkerRole) => [...this.members.values()].filter((m) => m.state === 'up' && m.group?.role === role);
+    for (const p of up('prefill')) {
+      for (const d of up('decode')) {
+        const stats = p.group!.model === d.group!.model ? this.rooms.pairStats(p.id, d.id) : null;
+        if (stats) rows.push({ model: p.group!.model, prefill: p.name, decode: d.name, stats });
+      }
+    }
+    return rows;
   }
 
   // A stream on `m` failed. Failures that mean the worker cannot serve (rather than this
@@ -686,4 +823,10 @@ export class KvWorkerSet implements WorkerSet {
       this.probing = false;
     }
   }
+}
+
+// Groups by model and role: the aggregated workers of a model under its name (router replica
+// sync names them so), its prefill and decode pools beside them.
+function groupKey(model: string, role: WorkerRole): string {
+  return role === 'agg' ? model : `${model}\0${role}`;
 }

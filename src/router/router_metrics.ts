@@ -33,12 +33,24 @@ export interface LoadRow {
   kvUsage: number;
 }
 
+export interface PairRow {
+  model: string;
+  prefill: string;
+  decode: string;
+  stats: { handoffs: number; gapMsMean: number; gapMsEwma: number; tokensPerMs: number };
+}
+
 // What the gauges read at scrape time.
 export interface RouterState {
   units(): UnitRow[];
   members(): WorkerRow[];
   indexBlocks(): { model: string; blocks: number }[];
   loads(): LoadRow[];
+  // Disaggregation: rooms of the transfer coordinator in flight, failed so far, and the
+  // coordinator's statistics of each prefill/decode pair that handed over KV.
+  roomsInFlight(): number;
+  roomsFailed(): number;
+  pairs(): PairRow[];
 }
 
 type Labels = Record<string, string | number>;
@@ -54,6 +66,8 @@ export class RouterMetrics {
   readonly kvResets: Counter<'model' | 'worker' | 'reason'>;
   readonly kvMalformed: Counter<'model' | 'worker'>;
   readonly breakerTransitions: Counter<'model' | 'worker' | 'from_state' | 'to_state'>;
+  readonly pdDecisions: Counter<'model' | 'decision'>;
+  readonly pdRoomsTimedOut: Counter<'model' | 'state'>;
   private readonly all: (Counter<string> | Gauge<string> | Histogram<string>)[];
 
   constructor(state: RouterState) {
@@ -103,6 +117,29 @@ export class RouterMetrics {
       registers: none,
     });
 
+    this.pdDecisions = new Counter({
+      name: `${PREFIX}pd_decisions_total`,
+      help: 'Requests of a disaggregated model by how they were served: disaggregated (prefill and decode worker), local_short_prompt / local_prefill_queue (conditional disaggregation: the decode worker prefilled it)',
+      labelNames: ['model', 'decision'],
+      registers: none,
+    });
+    this.pdRoomsTimedOut = new Counter({
+      name: `${PREFIX}pd_rooms_timed_out_total`,
+      help: 'Disaggregated requests whose room outlived its state\'s deadline (--pd-prefill-timeout, --pd-transfer-timeout, --pd-decode-timeout), by that state; both legs were aborted',
+      labelNames: ['model', 'state'],
+      registers: none,
+    });
+    const pairGauge = (name: string, help: string, value: (p: PairRow['stats']) => number) =>
+      new Gauge({
+        name: `${PREFIX}pd_${name}`,
+        help,
+        labelNames: ['model', 'prefill', 'decode'],
+        registers: none,
+        collect() {
+          this.reset();
+          for (const p of state.pairs()) this.set({ model: p.model, prefill: p.prefill, decode: p.decode }, value(p.stats));
+        },
+      });
     const unitGauge = (name: string, help: string, value: (u: UnitRow) => number) =>
       new Gauge({
         name: `${PREFIX}${name}`,
@@ -177,11 +214,32 @@ export class RouterMetrics {
           for (const m of state.members()) this.set({ model: m.model, worker: m.worker }, m.busy ? 1 : 0);
         },
       }),
+      new Gauge({
+        name: `${PREFIX}pd_rooms_in_flight`,
+        help: 'Disaggregated requests holding a bootstrap room in the transfer coordinator',
+        registers: none,
+        collect() {
+          this.set(state.roomsInFlight());
+        },
+      }),
+      new Counter({
+        name: `${PREFIX}pd_rooms_failed_total`,
+        help: 'Disaggregated requests whose room ended failed (a leg failed, the client left, or the caller got an error); timeouts are counted apart',
+        registers: none,
+        collect() {
+          this.reset();
+          this.inc(state.roomsFailed());
+        },
+      }),
+      pairGauge('handoffs', 'KV handoffs (prefill done, then a first decode token) between the prefill and the decode worker', (p) => p.handoffs),
+      pairGauge('handoff_gap_ms', 'Mean milliseconds from the prefill leg\'s answer to the decode leg\'s first token, per pair', (p) => p.gapMsMean),
+      pairGauge('handoff_gap_ewma_ms', 'The same gap, exponentially weighted towards recent handoffs', (p) => p.gapMsEwma),
+      pairGauge('transfer_tokens_per_ms', 'Prompt tokens per millisecond of handoff gap, per pair (the transfer rate the gap implies)', (p) => p.tokensPerMs),
       loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.breakerTransitions, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.breakerTransitions, this.pdDecisions, this.pdRoomsTimedOut, ...gauges];
   }
 
   register(registry: Registry): void {

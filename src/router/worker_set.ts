@@ -30,9 +30,19 @@ export interface Dispatch {
 export interface WorkerInfo {
   name: string;
   model: string;
+  role?: 'agg' | 'prefill' | 'decode';
   healthy: boolean;
   // Why it cannot take requests, when it cannot (e.g. disconnected, page size mismatch).
   reason?: string;
+}
+
+// Per model, the workers up in each pool and how requests are served now: disaggregated
+// while a prefill and a decode worker are up, else by the aggregated workers.
+export interface PoolInfo {
+  mode: 'disaggregated' | 'aggregated' | 'none';
+  agg: number;
+  prefill: number;
+  decode: number;
 }
 
 export interface WorkerSet {
@@ -41,6 +51,8 @@ export interface WorkerSet {
   workers(): WorkerInfo[];
   // Throws KvgateError('no_workers') when none can serve the model.
   dispatch(req: RouteRequest): Dispatch;
+  // Per model, its pools (for /health and /v1/models).
+  pools?(): Record<string, PoolInfo>;
   // Backends beyond the workers (discovery: etcd; eventPlane: NATS) by name, for /health.
   remotes?(): Record<string, RemoteHealth>;
   // Adds the set's own metrics (router state) to the frontend's /metrics registry.
@@ -61,6 +73,7 @@ export function withRemote(set: WorkerSet, name: string, remote: Remote): Worker
     readyCount: (model) => set.readyCount(model),
     workers: () => set.workers(),
     dispatch: (req) => set.dispatch(req),
+    pools: () => set.pools?.() ?? {},
     remotes: () => ({ ...set.remotes?.(), [name]: remote.health() }),
     registerMetrics: (registry) => {
       set.registerMetrics?.(registry);

@@ -19,7 +19,7 @@ import { withRemote, type WorkerSet } from '../../router/worker_set.js';
 import type { RouterPolicy } from '../../native/addon.js';
 import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../observability/log.js';
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
-import type { EngineKind } from '../../engine/model_card.js';
+import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { defaultMaxBodyBytes, parseCommandLine, type OptionsOf } from '../../config.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
@@ -59,7 +59,14 @@ export async function run(argv: string[]): Promise<void> {
     natsServers(o.eventPlane);
     if (spawnWorkers || engineUrls.length > 0) throw new KvgateError('invalid_config', '--event-plane takes the events of workers started with the same --event-plane: give it with --worker-urls or --discovery');
   }
-  if (spawnWorkers && o.workers === 0) {
+  // A disaggregated fleet replaces the aggregated one.
+  const pd = o.prefillWorkers > 0 || o.decodeWorkers > 0;
+  if (pd && (o.prefillWorkers === 0 || o.decodeWorkers === 0)) {
+    throw new KvgateError('invalid_config', 'disaggregated serving needs both: --prefill-workers N --decode-workers M');
+  }
+  if (pd && !spawnWorkers) throw new KvgateError('invalid_config', '--prefill-workers/--decode-workers spawn the fleet: give them without --worker-urls/--engine-urls/--discovery (those take workers of any role)');
+  const roles: WorkerRole[] = pd ? [...Array<WorkerRole>(o.prefillWorkers).fill('prefill'), ...Array<WorkerRole>(o.decodeWorkers).fill('decode')] : Array<WorkerRole>(o.workers).fill('agg');
+  if (spawnWorkers && roles.length === 0) {
     throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] / grpc://host:port[,...] (SGLang servers)');
   }
   if (!spawnWorkers && passthrough.length > 0) {
@@ -86,6 +93,13 @@ export async function run(argv: string[]): Promise<void> {
     firstTokenTimeoutMs: o.firstTokenTimeout * 1000,
     streamIdleTimeoutMs: o.streamIdleTimeout * 1000,
     retry: { maxRetries: o.retryMaxRetries, initialBackoffMs: o.retryInitialBackoffMs, maxBackoffMs: o.retryMaxBackoffMs },
+    pd: {
+      prefillMs: o.pdPrefillTimeout * 1000,
+      transferMs: o.pdTransferTimeout * 1000,
+      decodeMs: o.pdDecodeTimeout * 1000,
+      localPrefillTokens: o.pdLocalPrefillTokens,
+      localPrefillQueue: o.pdLocalPrefillQueue,
+    },
     log: logger,
   });
   let cluster: LocalCluster | null = null;
@@ -108,9 +122,10 @@ export async function run(argv: string[]): Promise<void> {
       workers.syncWith({ publish: (ev) => sink.publishRouting(ev) });
     }
     if (spawnWorkers) {
-      logger.info(`starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
+      logger.info(pd ? `starting ${o.prefillWorkers} prefill and ${o.decodeWorkers} decode ${o.engine} worker(s)` : `starting ${o.workers} ${o.engine} worker(s)`, { engineArgs });
       cluster = new LocalCluster({
-        workers: o.workers,
+        workers: roles.length,
+        roles,
         engine: o.engine as EngineKind,
         engineArgs,
         workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout), '--engine-protocol', o.engineProtocol],
@@ -120,7 +135,7 @@ export async function run(argv: string[]): Promise<void> {
       });
       routed = clusterWorkerSet(workers, cluster);
       for (const w of await cluster.ready()) workers.addAgent(w.url);
-      await workers.waitForWorkers(o.workers, 30_000);
+      await workers.waitForWorkers(roles.length, 30_000);
     } else if (discoveryUrl !== undefined) {
       const discovery = new EtcdDiscovery({ url: discoveryUrl, log: logger });
       routed = discoveredWorkerSet(workers, discovery);
@@ -145,7 +160,7 @@ export async function run(argv: string[]): Promise<void> {
     return;
   }
   const what = spawnWorkers
-    ? `${o.workers} x ${o.engine} (pids ${cluster!.workers.map((w) => w.pid).join(', ')}), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
+    ? `${pd ? `${o.prefillWorkers} prefill + ${o.decodeWorkers} decode` : o.workers} x ${o.engine} (pids ${cluster!.workers.map((w) => w.pid).join(', ')}), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
     : discoveryUrl !== undefined
       ? `found in ${discoveryUrl} (${workers.workers().length} now), router ${o.routerMode}${o.kvEvents ? '' : ' (approximate)'}`
       : `${[...workerUrls, ...engineUrls].join(', ')}, router ${o.routerMode}${o.kvEvents && engineUrls.length === 0 ? '' : ' (approximate)'}`;
