@@ -69,6 +69,7 @@ export interface ResolvedOptions {
   disaggregationTransferBackend: string;
   bootstrapTimeoutMs: number;
   waitingTimeoutMs: number;
+  decodeLocalPrefill: boolean;
   kvTransferBandwidth: number;
   kvBytesPerToken: number;
   enableMetrics: boolean;
@@ -196,6 +197,7 @@ export function resolveOptions(partial: Partial<MockerOptions> = {}): ResolvedOp
     disaggregationTransferBackend: o.disaggregationTransferBackend,
     bootstrapTimeoutMs: posFloat('disaggregationBootstrapTimeout', o.disaggregationBootstrapTimeout, 1e-3) * 1000,
     waitingTimeoutMs: posFloat('disaggregationWaitingTimeout', o.disaggregationWaitingTimeout, 1e-3) * 1000,
+    decodeLocalPrefill: o.disaggregationDecodeLocalPrefill,
     kvTransferBandwidth: posFloat('kvTransferBandwidth', o.kvTransferBandwidth),
     kvBytesPerToken: intIn('kvBytesPerToken', o.kvBytesPerToken, 0),
     enableMetrics: o.enableMetrics,

@@ -138,7 +138,9 @@ export class RankScheduler {
       this.counters.requests++;
       this.counters.promptTokens += req.isl;
     }
-    if (this.cfg.mode === 'decode') {
+    // Decode requests wait for their KV from prefill; one without a room
+    // (--disaggregation-decode-local-prefill) is prefilled here, as in aggregated mode.
+    if (this.cfg.mode === 'decode' && req.bootstrap) {
       req.state = 'prealloc';
       this.prealloc.push(req);
     } else if (this.cfg.mode === 'prefill' && this.hooks.bootstrap && req.bootstrap && req.bootstrap.host !== FAKE_BOOTSTRAP_HOST) {

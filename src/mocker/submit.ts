@@ -33,7 +33,8 @@ export function submitGenerate(engine: MockEngine, body: GenerateBody, adm: Admi
     req.sink.output(req, true);
     return null;
   };
-  if (pd && body.bootstrapRoom === null && !fakeBackend) {
+  const localPrefill = o.disaggregationMode === 'decode' && o.decodeLocalPrefill;
+  if (pd && body.bootstrapRoom === null && !fakeBackend && !localPrefill) {
     return reject(`Invalid request: Disaggregated request received without bootstrap room id. req.rid='${req.rid}'`, null);
   }
   const limit = maxReqInputLen(o);

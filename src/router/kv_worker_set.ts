@@ -127,7 +127,7 @@ export interface PdOptions extends RoomDeadlines {
   localPrefillQueue: number;
 }
 
-export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 3_600_000, localPrefillTokens: 0, localPrefillQueue: 0 };
+export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 0, localPrefillTokens: 0, localPrefillQueue: 0 };
 
 type MemberState = 'connecting' | 'up' | 'down' | 'refused';
 

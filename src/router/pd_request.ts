@@ -19,7 +19,7 @@
 
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
-import { ROOM_EVENT, type Room, type RoomWatch } from './pd_rooms.js';
+import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
 import type { Route, RoutingPort } from './routed_request.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
@@ -106,7 +106,7 @@ export class PdRequest<M> implements Dispatch {
     let room: Room | null = null;
     const fail = (err: unknown) => {
       failure ??= err;
-      room?.advance(ROOM_EVENT.failed);
+      room?.advance(RoomEvent.Failed);
       if (!prefillEnded) prefillCtl.abort();
       decodeCtl.abort();
     };
@@ -139,7 +139,7 @@ export class PdRequest<M> implements Dispatch {
         if (prefillCtl.signal.aborted) return;
         if (!finished) throw new KvgateError('engine_error', `the prefill engine (${p.name}) ended its stream for ${req.requestId} without a finish reason`);
         prefillEnded = true;
-        room.advance(ROOM_EVENT.prefillDone);
+        room.advance(RoomEvent.PrefillDone);
         this.port.prefill.succeeded(p.member);
       } catch (err) {
         if (prefillCtl.signal.aborted) return;
@@ -164,7 +164,7 @@ export class PdRequest<M> implements Dispatch {
           // The decode engine gives up when its prefill failed: say why, if we know.
           throw failure ?? abortError('decode', d.name, reason);
         }
-        if (tokens === 0 && chunk.tokenIds.length > 0) room.advance(ROOM_EVENT.firstDecodeToken);
+        if (tokens === 0 && chunk.tokenIds.length > 0) room.advance(RoomEvent.FirstDecodeToken);
         tokens += chunk.tokenIds.length;
         // The prompt was computed (and looked up in the cache) by the prefill engine.
         let out = chunk;
@@ -188,9 +188,9 @@ export class PdRequest<M> implements Dispatch {
       // Returned early without an error after tokens: the caller stopped reading (a stop string).
       if (outcome === 'failed' && failure === null && tokens > 0 && !signal?.aborted && !decodeCtl.signal.aborted) outcome = 'ok';
       if (outcome === 'ok') {
-        room.advance(ROOM_EVENT.finished);
+        room.advance(RoomEvent.Finished);
       } else {
-        room.advance(ROOM_EVENT.failed);
+        room.advance(RoomEvent.Failed);
         if (!prefillEnded) prefillCtl.abort();
       }
       // The prefill leg is drained in the background (it ends right after the handoff).

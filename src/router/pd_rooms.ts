@@ -6,15 +6,19 @@
 // poll timer that drives the coordinator's timer wheel: an unref'd interval that exists only
 // while rooms are in flight.
 
-import { addon } from '../native/addon.js';
+import { addon, RoomEvent, RoomState, type TransferCoordinator, type TransferPairStats } from '../native/addon.js';
 
-export const ROOM_EVENT = { prefillDone: 0, firstDecodeToken: 1, finished: 2, failed: 3 } as const;
-export type RoomEvent = (typeof ROOM_EVENT)[keyof typeof ROOM_EVENT];
+export { RoomEvent };
+export type PairStats = TransferPairStats;
 
-// The coordinator's room states, by number (for messages and metric labels).
-export const ROOM_STATES = ['dispatched', 'prefill_done', 'first_decode_token', 'finished', 'failed', 'timed_out'] as const;
-export const roomStateName = (s: number): string => ROOM_STATES[s] ?? `state ${s}`;
+const STATE_NAMES: Record<number, string> = {
+  [RoomState.Dispatched]: 'dispatched',
+  [RoomState.PrefillDone]: 'prefill_done',
+  [RoomState.FirstDecodeToken]: 'first_decode_token',
+};
+export const roomStateName = (s: number): string => STATE_NAMES[s] ?? `state ${s}`;
 
+// Each state's deadline, in ms (0: none).
 export interface RoomDeadlines {
   // Dispatched -> prefill done: the prefill leg's answer (queueing, bootstrap, prefill, transfer).
   prefillMs: number;
@@ -22,36 +26,6 @@ export interface RoomDeadlines {
   transferMs: number;
   // First decode token -> finished.
   decodeMs: number;
-}
-
-export interface PairStats {
-  handoffs: number;
-  gapMsMean: number;
-  gapMsEwma: number;
-  tokensPerMs: number;
-}
-
-interface Coordinator {
-  open(prefill: number, decode: number, promptTokens: number, nowMs: number): bigint;
-  advance(room: bigint, ev: number, nowMs: number): number;
-  poll(nowMs: number): unknown;
-  state(room: bigint): number;
-  readonly inFlight: number;
-  pairStats(prefill: number, decode: number): PairStats | null;
-  forgetWorker(id: number): void;
-  memoryBytes(): number;
-}
-
-// The poll() answer as (room, state) pairs, whichever of the shapes the binding documents.
-function expired(result: unknown): { room: bigint; state: number }[] {
-  if (Array.isArray(result)) {
-    return result.map((r) => (typeof r === 'bigint' ? { room: r, state: -1 } : { room: BigInt((r as { room: bigint }).room), state: Number((r as { state: number }).state) }));
-  }
-  if (result && typeof result === 'object' && 'rooms' in result) {
-    const { rooms, states } = result as { rooms: ArrayLike<bigint>; states?: ArrayLike<number> };
-    return Array.from({ length: rooms.length }, (_, i) => ({ room: BigInt(rooms[i]!), state: states ? Number(states[i]) : -1 }));
-  }
-  return [];
 }
 
 export interface RoomCounters {
@@ -62,7 +36,7 @@ export interface RoomCounters {
 
 export class RoomWatch {
   // One coordinator per room width: gRPC engines carry the room as an int32.
-  private readonly coordinators = new Map<number, Coordinator>();
+  private readonly coordinators = new Map<number, TransferCoordinator>();
   // What to do when a room times out: its request fails both legs.
   private readonly onTimeout = new Map<bigint, (state: string) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -74,12 +48,10 @@ export class RoomWatch {
     private readonly seed?: number,
   ) {}
 
-  private coordinator(bits: number): Coordinator {
+  private coordinator(bits: number): TransferCoordinator {
     let c = this.coordinators.get(bits);
     if (!c) {
-      // Typed loosely until native/binding/index.d.ts declares the class.
-      const Ctor = (addon as unknown as { TransferCoordinator: new (o: object) => Coordinator }).TransferCoordinator;
-      c = new Ctor({
+      c = new addon.TransferCoordinator({
         dispatchedTimeoutMs: this.deadlines.prefillMs,
         prefillDoneTimeoutMs: this.deadlines.transferMs,
         decodeTimeoutMs: this.deadlines.decodeMs,
@@ -102,17 +74,17 @@ export class RoomWatch {
   // if the room outlives its state's deadline, after the coordinator freed it.
   open(bits: 31 | 63, prefill: number, decode: number, promptTokens: number, timedOut: (state: string) => void): Room {
     const c = this.coordinator(bits);
-    const room = c.open(prefill, decode, promptTokens, Date.now());
+    const room = c.open(prefill, decode, promptTokens, performance.now());
     this.counters.opened++;
     const key = this.key(bits, room);
     this.onTimeout.set(key, timedOut);
     this.startPolling();
     return new Room(room, (ev) => {
-      if (ev === ROOM_EVENT.finished || ev === ROOM_EVENT.failed) {
+      if (ev === RoomEvent.Finished || ev === RoomEvent.Failed) {
         if (!this.onTimeout.delete(key)) return; // already ended (or timed out)
-        if (ev === ROOM_EVENT.failed) this.counters.failed++;
+        if (ev === RoomEvent.Failed) this.counters.failed++;
       } else if (!this.onTimeout.has(key)) return;
-      c.advance(room, ev, Date.now());
+      c.advance(room, ev, performance.now());
       this.stopPollingIfIdle();
     });
   }
@@ -137,9 +109,9 @@ export class RoomWatch {
   }
 
   // Expires rooms past their deadline (the interval calls it; tests may too).
-  poll(now = Date.now()): void {
+  poll(now = performance.now()): void {
     for (const [bits, c] of this.coordinators) {
-      for (const { room, state } of expired(c.poll(now))) {
+      for (const [room, state] of c.poll(now)) {
         const key = this.key(bits, room);
         const cb = this.onTimeout.get(key);
         this.onTimeout.delete(key);

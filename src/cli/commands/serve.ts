@@ -73,6 +73,11 @@ export async function run(argv: string[]): Promise<void> {
     throw new KvgateError('invalid_config', 'engine arguments after -- are for the workers serve spawns; with --worker-urls/--engine-urls/--discovery pass them to those workers instead');
   }
   const engineArgs = spawnWorkers ? clusterEngineArgs(o.engine as EngineKind, passthrough) : [];
+  // Conditional disaggregation sends requests to decode engines without a room: spawned
+  // decode mockers take them (SGLang's refuse them; README, "Disaggregated serving").
+  if (pd && o.engine === 'mocker' && (o.pdLocalPrefillTokens > 0 || o.pdLocalPrefillQueue > 0) && !engineArgs.includes('--disaggregation-decode-local-prefill')) {
+    engineArgs.push('--disaggregation-decode-local-prefill');
+  }
 
   const workers = new KvWorkerSet({
     mode: o.routerMode as RouterPolicy,
