@@ -687,16 +687,24 @@ export class KvWorkerSet implements WorkerSet {
     return up > 0 ? queued / up : 0;
   }
 
+  // Tried again with backoff while the engine cannot be reached; an engine that answers
+  // without a TP size is refused.
   private async readShape(m: Member, card: ModelCard, resync: boolean): Promise<void> {
     m.state = 'connecting';
     m.reason = 'reading the engine\'s parallel layout for prefill/decode pairing';
-    try {
-      const shape = await readPdShape(m.engine!, card);
-      if (this.closed || m.card !== card || m.state !== 'connecting') return;
-      m.shape = shape;
-      this.admit(m, card, resync);
-    } catch (err) {
-      if (!this.closed && m.card === card) this.refuse(m, `its /server_info did not give the parallel layout pairing needs: ${(err as Error).message}`);
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+      try {
+        const shape = await readPdShape(m.engine!, card);
+        if (this.closed || m.card !== card || m.state !== 'connecting') return;
+        m.shape = shape;
+        return this.admit(m, card, resync);
+      } catch (err) {
+        if (this.closed || m.card !== card || m.state !== 'connecting') return;
+        const e = err as Error;
+        if (e instanceof KvgateError && e.code === 'invalid_config') return this.refuse(m, `cannot pair it: ${e.message}`);
+        m.reason = `reading the engine's parallel layout for prefill/decode pairing: ${e.message}`;
+      }
+      await sleep(delay, undefined, { ref: false });
     }
   }
 

@@ -29,8 +29,10 @@ export async function readPdShape(engine: DirectEngine, card: ModelCard): Promis
       break;
     }
   }
+  if (info === null) throw new KvgateError('engine_error', 'its /server_info did not answer 200');
   const tp = isJsonObject(info) ? finiteNumber(info, 'tp_size') : null;
-  if (tp === null) throw new KvgateError('engine_error', 'no tp_size');
+  // An answer without it will not change: the worker cannot be paired.
+  if (tp === null) throw new KvgateError('invalid_config', 'its /server_info reports no tp_size');
   return { modelPath: card.modelPath, pageSize: card.pageSize, tpSize: tp, mla: MLA_MODELS.test(card.modelPath) };
 }
 

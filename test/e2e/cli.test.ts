@@ -92,17 +92,24 @@ describe('kvgate serve, defaults', () => {
 });
 
 describe('launch scripts', () => {
-  for (const [script, workers] of [['agg.sh', 1], ['agg_router.sh', 2]] as const) {
+  for (const [script, workers] of [['agg.sh', 1], ['agg_router.sh', 2], ['disagg.sh', 2]] as const) {
     it(`launch/${script} serves with ${workers} worker(s) and stops everything it started`, { timeout: 90_000 }, async () => {
       const httpPort = await freePort();
       const ports = [await freePort(), await freePort()];
       const env = { KVGATE: KVGATE.join(' '), HTTP_PORT: String(httpPort), WORKER_PORT: String(ports[0]), WORKER_PORTS: ports.join(' ') };
       const sh = procs.spawn('bash', [`launch/${script}`], { cwd: root, env });
       const url = await listening(sh);
-      expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --port \d+ -- --model-path Qwen\/Qwen3-0.6B/m);
+      expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker (--role \w+ )?--port \d+ -- --model-path Qwen\/Qwen3-0.6B/m);
       expect(sh.stderr()).toMatch(/^\+ .* serve --port \d+ .*--worker-urls ws:\/\/127.0.0.1:\d+/m);
       await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { models: Record<string, number> }).models[MODEL] === workers, `${workers} worker(s) up`, 30_000);
+      if (script === 'disagg.sh') {
+        expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --role prefill --port/m);
+        expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --role decode --port/m);
+        const health = (await (await fetch(`${url}/health`)).json()) as { pools: Record<string, unknown> };
+        expect(health.pools[MODEL]).toEqual({ mode: 'disaggregated', agg: 0, prefill: 1, decode: 1 });
+      }
       await chat(url);
+      if (script === 'disagg.sh') expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^kvgate_router_pd_decisions_total\{[^}]*decision="disaggregated"\} 2$/m);
       const tree = descendants(sh.proc.pid!);
       procs.stray(...tree);
       expect(tree.length).toBeGreaterThanOrEqual(2 * workers + 1);
