@@ -22,6 +22,7 @@ type TransferReply = { status: 'ok'; first_token_id: number; cached_tokens: numb
 
 interface Room {
   room: bigint;
+  key: string;
   prefill: EngineRequest | null;
   decode: Exchange | null;
   decodeRid: string;
@@ -38,7 +39,9 @@ function roomLabel(req: EngineRequest): string {
 
 // ---- prefill side ----
 export class PrefillRendezvous {
-  private readonly rooms = new Map<bigint, Room>();
+  // By prefill DP rank and room: as in SGLang, where each rank has its own KV sender, a
+  // decode that looks for the room on another rank never meets its prefill.
+  private readonly rooms = new Map<string, Room>();
   lastTransferMs = 0;
 
   constructor(
@@ -48,11 +51,12 @@ export class PrefillRendezvous {
     private readonly abortPrefill: (req: EngineRequest, message: string) => void,
   ) {}
 
-  private room(room: bigint): Room {
-    let r = this.rooms.get(room);
+  private room(room: bigint, rank: number): Room {
+    const key = `${rank}:${room}`;
+    let r = this.rooms.get(key);
     if (!r) {
-      r = { room, prefill: null, decode: null, decodeRid: '', decodePromptTokens: 0, decodeLost: false, waiter: null, transferReject: null, timer: null };
-      this.rooms.set(room, r);
+      r = { room, key, prefill: null, decode: null, decodeRid: '', decodePromptTokens: 0, decodeLost: false, waiter: null, transferReject: null, timer: null };
+      this.rooms.set(key, r);
     }
     return r;
   }
@@ -60,7 +64,7 @@ export class PrefillRendezvous {
   private drop(r: Room): void {
     if (r.timer) clearTimeout(r.timer);
     r.timer = null;
-    if (this.rooms.get(r.room) === r) this.rooms.delete(r.room);
+    if (this.rooms.get(r.key) === r) this.rooms.delete(r.key);
   }
 
   private reply(r: Room, body: TransferReply): void {
@@ -70,7 +74,7 @@ export class PrefillRendezvous {
 
   // Scheduler hook: the prefill request waits in the bootstrap queue for its decode side.
   waitForDecode(req: EngineRequest): Promise<void> {
-    const r = this.room(req.bootstrap!.room);
+    const r = this.room(req.bootstrap!.room, req.rank);
     if (r.prefill && r.prefill !== req) {
       return Promise.reject(new Error(`Prefill bootstrap failed for request ${roomLabel(req)}: the room is already used by request ${r.prefill.rid}`));
     }
@@ -92,7 +96,7 @@ export class PrefillRendezvous {
 
   // Scheduler hook: the prompt is computed; hand the KV over.
   transfer(req: EngineRequest): Promise<void> {
-    const r = this.rooms.get(req.bootstrap!.room);
+    const r = this.rooms.get(`${req.rank}:${req.bootstrap!.room}`);
     const fail = (why: string) => new Error(`Prefill transfer failed for request ${roomLabel(req)}: ${why}`);
     if (!r || r.prefill !== req || r.decodeLost || !r.decode) return Promise.reject(fail('the decode side went away'));
     if (r.decodePromptTokens !== req.isl) {
@@ -116,7 +120,7 @@ export class PrefillRendezvous {
 
   // Scheduler hook: the prefill request ended (done, aborted or failed).
   ended(req: EngineRequest): void {
-    const r = this.rooms.get(req.bootstrap!.room);
+    const r = this.rooms.get(`${req.rank}:${req.bootstrap!.room}`);
     if (!r || r.prefill !== req) return;
     const reason = req.finishReason;
     if (r.decode) {
@@ -138,7 +142,7 @@ export class PrefillRendezvous {
       sendJson(ex, 400, { status: 'failed', message: `bad transfer request: ${(err as Error).message}` });
       return;
     }
-    const r = this.room(room);
+    const r = this.room(room, typeof body.prefill_dp_rank === 'number' ? body.prefill_dp_rank : 0);
     if (r.decode) {
       sendJson(ex, 409, { status: 'failed', message: `bootstrap_room ${room} already has a decode side (${r.decodeRid})` });
       return;

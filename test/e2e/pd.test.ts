@@ -311,3 +311,38 @@ describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {
     expect(await settled(url)).toEqual(ZERO);
   }, 30_000);
 });
+
+// Data-parallel engines: the router picks a (worker, dp rank) on each side. Over HTTP the
+// prefill leg names its rank and the decode leg is told it (disagg_prefill_dp_rank); over
+// gRPC, which cannot say it, the prefill's rank follows the room as SGLang's decode assumes.
+// A decode that looked for the KV on the wrong prefill rank would never get it.
+describe.each([['http'], ['grpc']])('dp size 2 on both sides, --engine-protocol %s', (protocol) => {
+  let serve: Run;
+  let url: string;
+
+  beforeAll(async () => {
+    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--engine-protocol', protocol, '--port', '0', '--pd-prefill-timeout', '10', '--log-level', 'error', '--', '--dp-size', '2']);
+    url = await listening(serve, 60_000);
+  }, 90_000);
+
+  afterAll(() => stop(serve));
+
+  it('serves requests spread over the prefill ranks, each handed to the right decode rank', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: ids(64, 5000 + i), max_tokens: 4, ignore_eos: true }) }).then(
+          async (r) => ({ status: r.status, body: await r.text() }),
+        ),
+      ),
+    );
+    for (const r of results) expect(r, r.body).toMatchObject({ status: 200 });
+    // The prefill engine's KV events of both ranks reached their ranks' indexes.
+    const health = (await (await fetch(`${url}/health`)).json()) as { workers: { name: string; role: string }[] };
+    const prefill = health.workers.find((w) => w.role === 'prefill')!.name;
+    await waitFor(async () => {
+      const m = await metricsText(url);
+      return [0, 1].every((rank) => metric(m, 'kvgate_router_worker_cached_blocks', { worker: prefill, dp_rank: String(rank) }) > 0);
+    }, 5000);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 30_000);
+});
