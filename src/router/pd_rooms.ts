@@ -64,6 +64,11 @@ export class RoomWatch {
     return c;
   }
 
+  // Whether the poll timer runs (only while rooms are in flight).
+  get polling(): boolean {
+    return this.timer !== null;
+  }
+
   get inFlight(): number {
     let n = 0;
     for (const c of this.coordinators.values()) n += c.inFlight;

@@ -346,3 +346,48 @@ describe.each([['http'], ['grpc']])('dp size 2 on both sides, --engine-protocol 
     expect(await settled(url)).toEqual(ZERO);
   }, 30_000);
 });
+
+// A model with aggregated workers and prefill/decode pools is served disaggregated while a
+// prefill and a decode worker are up, and by its aggregated workers otherwise.
+describe('aggregated workers beside the PD pools', () => {
+  let agg: MockerHandle;
+  let prefill: MockerHandle;
+  let decode: MockerHandle;
+  let serve: Run;
+  let url: string;
+
+  beforeAll(async () => {
+    const common = { modelPath: MODEL, pageSize: 16, speedupRatio: 10 };
+    [agg, prefill, decode] = await Promise.all([
+      startMocker({ ...common, port: 0 }),
+      startMocker({ ...common, port: 0, disaggregationMode: 'prefill', disaggregationBootstrapPort: 0 }),
+      startMocker({ ...common, port: 0, disaggregationMode: 'decode' }),
+    ]);
+    await Promise.all([agg.ready, prefill.ready, decode.ready]);
+    serve = kvgate(['serve', '--engine-urls', [agg.url, prefill.url, decode.url].join(','), '--port', '0', '--health-check-interval', '0.2', '--worker-wait-timeout', '0', '--log-level', 'error']);
+    url = await listening(serve, 60_000);
+    await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { mode: string }> }).pools[MODEL]?.mode === 'disaggregated', 10_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    stop(serve);
+    await Promise.all([agg, prefill, decode].map((m) => m?.close(0)));
+  });
+
+  it('serves disaggregated while both pools are up, then falls back to the aggregated worker', async () => {
+    const req = () =>
+      fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: ids(40), max_tokens: 4, ignore_eos: true }) }).then((r) => r.status);
+    const health = async () => (await (await fetch(`${url}/health`)).json()) as { models: Record<string, number>; pools: Record<string, unknown> };
+    expect((await health()).pools[MODEL]).toEqual({ mode: 'disaggregated', agg: 1, prefill: 1, decode: 1 });
+    expect((await health()).models[MODEL]).toBe(3);
+    expect(await req()).toBe(200);
+    await decode.close(0);
+    await waitFor(async () => ((await health()).pools[MODEL] as { mode: string }).mode === 'aggregated', 5000);
+    expect((await health()).models[MODEL]).toBe(1);
+    expect(await req()).toBe(200);
+    const m = await metricsText(url);
+    expect(metric(m, 'kvgate_router_pd_decisions_total', { decision: 'disaggregated' })).toBe(1);
+    expect(metric(m, 'kvgate_router_decisions_total', { worker: agg.url })).toBe(1);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 20_000);
+});
