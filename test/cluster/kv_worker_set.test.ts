@@ -181,7 +181,7 @@ const cached = (set: KvWorkerSet, url: string) => set.unitRows().filter((u) => u
 const metric = async (registry: Registry, name: string) => (await registry.getSingleMetric(name)!.get()).values;
 
 describe('KvWorkerSet', () => {
-  it('admits each agent by its card: every dp rank a candidate, a different page size refused', async () => {
+  it('admits each agent by its card: every dp rank a candidate, a different page size refused, a prefill worker that cannot be paired refused', async () => {
     const a = await agent();
     const b = await agent({ dpSize: 2 });
     const c = await agent({ pageSize: 32 });
@@ -193,8 +193,9 @@ describe('KvWorkerSet', () => {
     set.addAgent(c.url);
     set.addAgent(d.url);
     await set.waitForWorkers(2, 5000);
-    await waitFor(() => set.workers().filter((w) => w.reason !== undefined && /page size|role/.test(w.reason)).length === 2, 'C and D refused');
-    expect(set.workers().find((w) => w.name === d.url)!.reason).toMatch(/its role is prefill/);
+    await waitFor(() => set.workers().filter((w) => w.reason !== undefined && /page size|tp_size/.test(w.reason)).length === 2, 'C and D refused');
+    // D's engine (the fake) reports no TP size, which pairing with decode workers needs.
+    expect(set.workers().find((w) => w.name === d.url)!.reason).toMatch(/cannot pair it: its \/server_info reports no tp_size/);
 
     expect(set.readyCount('test-model')).toBe(2);
     expect(set.readyCount('other-model')).toBe(0);
