@@ -39,13 +39,15 @@ export const COMMANDS = {
       'kvgate serve [options] [-- engine args]\n\n' +
       'Workers, one of:\n' +
       '  (default)              spawn --workers worker agents (kvgate worker --engine ...), engine args after --\n' +
+      '  --prefill-workers N --decode-workers M   spawn a disaggregated fleet (kvgate worker --role prefill|decode)\n' +
       '  --worker-urls ws://..  worker agents started elsewhere (kvgate worker); KV events over the request plane\n' +
       '  --discovery etcd://..  worker agents found in etcd (kvgate worker --discovery etcd://..), joining and leaving as they come\n' +
       '  --engine-urls http://.. plain SGLang servers, no agent: no KV events, so kv routing is approximate;\n' +
       '                         grpc://host:port for servers started with --grpc-mode\n' +
       'Examples:\n' +
       '  kvgate serve                                   2 mocker workers, KV routing, http://127.0.0.1:8000\n' +
-      '  kvgate serve --workers 4 --engine sglang -- --model-path Qwen/Qwen3-0.6B --page-size 16',
+      '  kvgate serve --workers 4 --engine sglang -- --model-path Qwen/Qwen3-0.6B --page-size 16\n' +
+      '  kvgate serve --prefill-workers 1 --decode-workers 1         prefill/decode disaggregation on 2 mockers',
     options: {
       ...common,
       host: { kind: 'string', default: '127.0.0.1', help: 'address to listen on' },
