@@ -47,6 +47,7 @@ import { directEngine } from '../engine/direct_engine.js';
 import type { ModelCard, WorkerRole } from '../engine/model_card.js';
 import { pdIncompatibility, readPdShape, type PdShape } from './pd_pairs.js';
 import { PdRequest, type PdLeg, type PdPort, type PrefillLeg } from './pd_request.js';
+import { DeferredDispatch } from './deferred_dispatch.js';
 import { RoomWatch, type RoomDeadlines } from './pd_rooms.js';
 import type { Dispatch, PoolInfo, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
 import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
@@ -361,7 +362,14 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   dispatch(req: RouteRequest): Dispatch {
-    if (this.poolCounts(req.model).mode === 'disaggregated') return this.dispatchPd(req);
+    const pools = this.poolCounts(req.model);
+    if (pools.mode === 'disaggregated') return this.dispatchPd(req);
+    const waitMs = this.opts.workerWaitMs ?? 0;
+    // A model with prefill/decode pools and nothing up: wait for whichever way comes back.
+    if (pools.mode === 'none' && waitMs > 0 && !this.closed && (this.groups.has(groupKey(req.model, 'prefill')) || this.groups.has(groupKey(req.model, 'decode')))) {
+      const none = new KvgateError('no_workers', `no worker can serve model '${req.model}' now (waited ${waitMs / 1000} s)`);
+      return new DeferredDispatch(() => this.poolCounts(req.model).mode !== 'none', () => this.dispatch(req), waitMs, none);
+    }
     const group = this.groups.get(req.model);
     if (group && this.allBusy(group)) {
       throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);

@@ -163,7 +163,12 @@ describe('kvgate serve --prefill-workers 1 --decode-workers 1 (mocker)', () => {
     if (out.status === 200) expect(out.body).toMatch(/"error":\{"message":"[^"]+"/);
     else expect(JSON.parse(out.body)).toMatchObject({ error: { message: expect.any(String), type: expect.any(String) } });
     expect(await settled(url)).toEqual(ZERO);
-  }, 30_000);
+    // The agent restarts its engine; meanwhile a request waits for the pair to be back
+    // (--worker-wait-timeout) instead of failing.
+    const after = await client.completions.create({ model: MODEL, prompt: ids(30, 3001), max_tokens: 4, ignore_eos: true });
+    expect(after.usage).toMatchObject({ prompt_tokens: 30, completion_tokens: 4 });
+    expect(await settled(url)).toEqual(ZERO);
+  }, 60_000);
 });
 
 // An HTTP server that fronts a real decode mocker for its info routes, but takes /generate
