@@ -51,6 +51,8 @@ export class PdRequest<M> implements Dispatch {
   readonly engine: EngineClient;
   private done = false;
   private decodeHeld = true;
+  // The prefill route is held until its leg ends (or until finish, if it never started).
+  private prefillHeld: boolean;
 
   // `prefill` null: the decode worker prefills locally.
   constructor(
@@ -58,6 +60,7 @@ export class PdRequest<M> implements Dispatch {
     private readonly prefill: PrefillLeg<M> | null,
     private readonly decode: PdLeg<M>,
   ) {
+    this.prefillHeld = prefill !== null;
     this.engine = { generate: (req, signal) => (prefill ? this.disaggregated(prefill, req, signal) : this.local(req, signal)), close: async () => {} };
   }
 
@@ -74,6 +77,12 @@ export class PdRequest<M> implements Dispatch {
     this.done = true;
     this.decodeHeld = false;
     this.port.decode.free(this.decode.rid);
+    if (this.prefillHeld) this.releasePrefill();
+  }
+
+  private releasePrefill(): void {
+    this.prefillHeld = false;
+    this.port.prefill.free(this.prefill!.rid);
   }
 
   private async *local(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
@@ -93,6 +102,7 @@ export class PdRequest<M> implements Dispatch {
 
   private async *disaggregated(p: PrefillLeg<M>, req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
     const d = this.decode;
+    this.prefillHeld = false; // the prefill leg's own finally frees it from here on
     if (signal?.aborted) {
       this.port.prefill.free(p.rid);
       return;
