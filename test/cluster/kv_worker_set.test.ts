@@ -454,6 +454,37 @@ describe('KvWorkerSet', () => {
     expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
   });
 
+  it('pairs a prefill and a decode agent: both legs carry one room, the decode leg the prefill rank; a long prefill queue sends requests to decode alone', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const d = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set, registry } = workerSet({ pd: { localPrefillQueue: 4 } });
+    set.addAgent(p.url);
+    set.addAgent(d.url);
+    await set.waitForWorkers(2, 5000);
+    expect(set.pools()['test-model']).toEqual({ mode: 'disaggregated', agg: 0, prefill: 1, decode: 1 });
+    expect((await run(set, prompt(1))).worker).toBe(`${p.url} > ${d.url}`);
+    const [pre, dec] = [p.engine.received.at(-1) as unknown as Record<string, unknown>, d.engine.received.at(-1) as unknown as Record<string, unknown>];
+    expect(pre).toMatchObject({ bootstrap_host: '10.1.2.3', bootstrap_port: 8998, data_parallel_rank: 0 });
+    expect(dec).toMatchObject({ bootstrap_host: '10.1.2.3', bootstrap_port: 8998, data_parallel_rank: 0, disagg_prefill_dp_rank: 0 });
+    expect(pre['bootstrap_room']).toBe(dec['bootstrap_room']);
+    expect(pre['rid']).toBe(dec['rid']);
+
+    // The prefill engine reports a long queue: the decode worker prefills alone.
+    p.server.broadcast({ type: 'load', report: { instanceId: p.instanceId, timestampMs: Date.now(), ranks: [{ dpRank: 0, running: 8, queued: 6, kvUsedTokens: 0, kvTotalTokens: 1600, kvUsedBlocks: 0, kvTotalBlocks: 100, tokenUsage: 0 }] } });
+    await new Promise((r) => setTimeout(r, 200));
+    const before = p.engine.received.length;
+    expect((await run(set, prompt(100))).worker).toBe(d.url);
+    expect(p.engine.received.length).toBe(before);
+    expect(d.engine.received.at(-1)).not.toHaveProperty('bootstrap_room');
+    const decisions = await metric(registry, 'kvgate_router_pd_decisions_total');
+    expect(decisions.map((v) => [v.labels['decision'], v.value]).sort()).toEqual([
+      ['disaggregated', 1],
+      ['local_prefill_queue', 1],
+    ]);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+    expect(set.rooms.inFlight).toBe(0);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();
