@@ -628,7 +628,9 @@ export class KvWorkerSet implements WorkerSet {
 
   // ---- routing ----
 
-  private route(g: Group, tokens: Uint32Array): Route<Member> | null {
+  // `record`: count the decision in the metrics now (disaggregated requests count theirs
+  // once they know which legs they use).
+  private route(g: Group, tokens: Uint32Array, record = true): Route<Member> | null {
     if (this.closed) return null;
     const rid = this.nextRid++;
     if (!g.router.route(tokens, rid, this.out)) return null;
@@ -640,15 +642,22 @@ export class KvWorkerSet implements WorkerSet {
     }
     m.lastActive = Date.now();
     const overlap = this.out[2]!;
-    this.metrics.decisions.inc({ model: g.model, worker: m.name });
-    this.metrics.overlapBlocks.observe({ model: g.model }, overlap);
-    if (tokens.length > 0) this.metrics.hitRate.observe({ model: g.model }, Math.min(1, (overlap * g.blockSize) / tokens.length));
+    const cachedTokens = Math.min(tokens.length, overlap * g.blockSize);
+    if (record) this.recordDecision(g, m, tokens.length, cachedTokens, true);
     const rank = this.out[1]!;
     if (this.sync && m.instanceId !== null && g.role === 'agg') {
       const prefillTokens = Math.max(0, tokens.length - overlap * g.blockSize);
       this.sync.publish({ kind: 'routed', frontend: this.frontendId, rid, model: g.model, instanceId: m.instanceId, rank, prefillTokens, tokens });
     }
-    return { member: m, name: m.name, rank, rid, client: m.engine!, cachedTokens: Math.min(tokens.length, overlap * g.blockSize) };
+    return { member: m, name: m.name, rank, rid, client: m.engine!, cachedTokens };
+  }
+
+  // `cache`: the chosen worker's cache serves the prompt (not a decode leg's).
+  private recordDecision(g: Group, m: Member, promptTokens: number, cachedTokens: number, cache: boolean): void {
+    this.metrics.decisions.inc({ model: g.model, worker: m.name });
+    if (!cache) return;
+    this.metrics.overlapBlocks.observe({ model: g.model }, Math.floor(cachedTokens / g.blockSize));
+    if (promptTokens > 0) this.metrics.hitRate.observe({ model: g.model }, cachedTokens / promptTokens);
   }
 
   // ---- disaggregation ----
@@ -660,7 +669,7 @@ export class KvWorkerSet implements WorkerSet {
     const dg = this.groups.get(groupKey(req.model, 'decode'))!;
     const none = () => new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
     const tokens = Uint32Array.from(req.tokenIds);
-    const p = this.route(pg, tokens);
+    const p = this.route(pg, tokens, false);
     if (!p) throw none();
     const uncached = tokens.length - p.cachedTokens;
     const queued = this.meanQueued(pg);
@@ -671,11 +680,14 @@ export class KvWorkerSet implements WorkerSet {
           ? 'local_prefill_queue'
           : null;
     if (local) pg.router.free(p.rid);
-    const d = this.route(dg, tokens);
+    const d = this.route(dg, tokens, false);
     if (!d) {
       if (!local) pg.router.free(p.rid);
       throw none();
     }
+    if (!local) this.recordDecision(pg, p.member, tokens.length, p.cachedTokens, true);
+    // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
+    this.recordDecision(dg, d.member, tokens.length, 0, false);
     this.metrics.pdDecisions.inc({ model: req.model, decision: local ?? 'disaggregated' });
     const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
     const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };
