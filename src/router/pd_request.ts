@@ -17,11 +17,16 @@
 // A "local" request (conditional disaggregation chose it) is one plain request to the
 // decode worker: no room, no bootstrap; that engine prefills the prompt itself.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
 import type { Route, RoutingPort } from './routed_request.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
+
+// How long a decode leg that aborted waits for a still-running prefill leg to report its
+// own failure (a broken prefill connection does within milliseconds).
+const PREFILL_SETTLE_MS = 500;
 
 export interface PdLeg<M> extends Route<M> {
   id: number; // the worker id the coordinator keys pair statistics by
@@ -171,7 +176,10 @@ export class PdRequest<M> implements Dispatch {
       for await (const chunk of d.client.generate(decodeReq, decodeCtl.signal)) {
         const reason = chunk.finishReason;
         if (reason?.type === 'abort') {
-          // The decode engine gives up when its prefill failed: say why, if we know.
+          // The decode engine gives up when its prefill failed (a dead prefill engine fails
+          // the handoff at once): let the prefill leg report its own failure first, so that
+          // the worker that failed is the one set aside, and say why.
+          if (failure === null && !prefillEnded) await Promise.race([prefillLeg, sleep(PREFILL_SETTLE_MS, undefined, { ref: false })]);
           throw failure ?? abortError('decode', d.name, reason);
         }
         if (tokens === 0 && chunk.tokenIds.length > 0) room.advance(RoomEvent.FirstDecodeToken);

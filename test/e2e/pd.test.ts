@@ -58,7 +58,7 @@ describe('kvgate serve --prefill-workers 1 --decode-workers 1 (mocker)', () => {
   beforeAll(async () => {
     // A slow simulated link (10 MB/s, 10x sped up): a 2,000-token prompt's handoff takes
     // ~2 s, long enough to kill the prefill engine in the middle of it.
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
+    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--idle-health-check', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
     url = await listening(serve, 60_000);
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
   }, 90_000);
@@ -289,7 +289,7 @@ describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {
   let url: string;
 
   beforeAll(async () => {
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--pd-local-prefill-tokens', '32', '--log-level', 'error']);
+    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--pd-local-prefill-tokens', '32', '--idle-health-check', '0', '--log-level', 'error']);
     url = await listening(serve, 60_000);
   }, 90_000);
 
@@ -326,7 +326,7 @@ describe.each([['http'], ['grpc']])('dp size 2 on both sides, --engine-protocol 
   let url: string;
 
   beforeAll(async () => {
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--engine-protocol', protocol, '--port', '0', '--pd-prefill-timeout', '10', '--log-level', 'error', '--', '--dp-size', '2']);
+    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--engine-protocol', protocol, '--port', '0', '--pd-prefill-timeout', '10', '--idle-health-check', '0', '--log-level', 'error', '--', '--dp-size', '2']);
     url = await listening(serve, 60_000);
   }, 90_000);
 
