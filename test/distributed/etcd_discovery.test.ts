@@ -65,7 +65,7 @@ describe('discovery on etcd: two frontends, workers registered under leases', ()
     for (const f of [a, b]) {
       const hh = await health(f.url);
       expect(hh.status).toBe('degraded');
-      expect(hh.workers).toEqual([{ name: alive.url, model: MODEL, healthy: true }]);
+      expect(hh.workers).toEqual([{ name: alive.url, model: MODEL, role: 'agg', healthy: true }]);
       expect(hh.discovery.error).toBeTruthy();
       expect((await chat(f.url)).usage!.completion_tokens).toBeGreaterThan(0);
       expect(await metric(f.url, 'kvgate_discovery_connected')).toBe(0);
