@@ -16,10 +16,12 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMocker, type MockerHandle } from '../../src/mocker/index.js';
 import { parseLogRecord } from '../../src/observability/log.js';
-import { kvgate, listening, stop, type Run } from '../frontend/fixtures/serve_process.js';
+import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
 import { metric, waitFor } from '../frontend/fixtures/stack.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
+const procs = new Processes();
+afterAll(() => procs.reap());
 const THE = 279; // Qwen3 " the"
 const ids = (n: number, first = 1000) => Array.from({ length: n }, (_, i) => (i === 0 ? first : THE));
 
@@ -51,19 +53,19 @@ async function settled(url: string): Promise<Record<string, number>> {
 const ZERO = Object.fromEntries(ACTIVE.map((g) => [g, 0]));
 
 describe('kvgate serve --prefill-workers 1 --decode-workers 1 (mocker)', () => {
-  let serve: Run;
+  let serve: Proc;
   let url: string;
   let client: OpenAI;
 
   beforeAll(async () => {
     // A slow simulated link (10 MB/s, 10x sped up): a 2,000-token prompt's handoff takes
     // ~2 s, long enough to kill the prefill engine in the middle of it.
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--idle-health-check', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
+    serve = procs.kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--idle-health-check', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
     url = await listening(serve, 60_000);
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
   }, 90_000);
 
-  afterAll(() => stop(serve));
+  afterAll(() => kill(serve.proc));
 
   it('shows the pools in /health and /v1/models', async () => {
     const health = (await (await fetch(`${url}/health`)).json()) as { status: string; pools: Record<string, unknown>; workers: { role: string; healthy: boolean }[] };
@@ -214,7 +216,7 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
   let decode: Awaited<ReturnType<typeof hangingDecode>>;
   let odd: MockerHandle | null = null;
   let oddPort: number;
-  let serve: Run;
+  let serve: Proc;
   let url: string;
 
   beforeAll(async () => {
@@ -226,7 +228,7 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
     // A decode engine with another page size, started once serve runs (so the compatible
     // pair is up first): it must be refused, with the reason.
     oddPort = await freePort();
-    serve = kvgate([
+    serve = procs.kvgate([
       'serve',
       '--engine-urls',
       `${prefill.url},${decode.url},http://127.0.0.1:${oddPort}`,
@@ -246,7 +248,7 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
   }, 60_000);
 
   afterAll(async () => {
-    stop(serve);
+    await kill(serve.proc);
     decode?.server.close();
     await Promise.all([prefill, decodeBehind, odd].map((m) => m?.close(0)));
   });
@@ -285,15 +287,15 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
 });
 
 describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {
-  let serve: Run;
+  let serve: Proc;
   let url: string;
 
   beforeAll(async () => {
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--pd-local-prefill-tokens', '32', '--idle-health-check', '0', '--log-level', 'error']);
+    serve = procs.kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--port', '0', '--pd-local-prefill-tokens', '32', '--idle-health-check', '0', '--log-level', 'error']);
     url = await listening(serve, 60_000);
   }, 90_000);
 
-  afterAll(() => stop(serve));
+  afterAll(() => kill(serve.proc));
 
   it('sends a prompt the prefill pool holds to the decode worker alone, and counts each decision', async () => {
     const req = (prompt: number[]) =>
@@ -322,15 +324,15 @@ describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {
 // gRPC, which cannot say it, the prefill's rank follows the room as SGLang's decode assumes.
 // A decode that looked for the KV on the wrong prefill rank would never get it.
 describe.each([['http'], ['grpc']])('dp size 2 on both sides, --engine-protocol %s', (protocol) => {
-  let serve: Run;
+  let serve: Proc;
   let url: string;
 
   beforeAll(async () => {
-    serve = kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--engine-protocol', protocol, '--port', '0', '--pd-prefill-timeout', '10', '--idle-health-check', '0', '--log-level', 'error', '--', '--dp-size', '2']);
+    serve = procs.kvgate(['serve', '--prefill-workers', '1', '--decode-workers', '1', '--engine-protocol', protocol, '--port', '0', '--pd-prefill-timeout', '10', '--idle-health-check', '0', '--log-level', 'error', '--', '--dp-size', '2']);
     url = await listening(serve, 60_000);
   }, 90_000);
 
-  afterAll(() => stop(serve));
+  afterAll(() => kill(serve.proc));
 
   it('serves requests spread over the prefill ranks, each handed to the right decode rank', async () => {
     const results = await Promise.all(
@@ -358,7 +360,7 @@ describe('aggregated workers beside the PD pools', () => {
   let agg: MockerHandle;
   let prefill: MockerHandle;
   let decode: MockerHandle;
-  let serve: Run;
+  let serve: Proc;
   let url: string;
 
   beforeAll(async () => {
@@ -369,13 +371,13 @@ describe('aggregated workers beside the PD pools', () => {
       startMocker({ ...common, port: 0, disaggregationMode: 'decode' }),
     ]);
     await Promise.all([agg.ready, prefill.ready, decode.ready]);
-    serve = kvgate(['serve', '--engine-urls', [agg.url, prefill.url, decode.url].join(','), '--port', '0', '--health-check-interval', '0.2', '--worker-wait-timeout', '0', '--log-level', 'error']);
+    serve = procs.kvgate(['serve', '--engine-urls', [agg.url, prefill.url, decode.url].join(','), '--port', '0', '--health-check-interval', '0.2', '--worker-wait-timeout', '0', '--log-level', 'error']);
     url = await listening(serve, 60_000);
     await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { mode: string }> }).pools[MODEL]?.mode === 'disaggregated', 10_000);
   }, 60_000);
 
   afterAll(async () => {
-    stop(serve);
+    await kill(serve.proc);
     await Promise.all([agg, prefill, decode].map((m) => m?.close(0)));
   });
 
