@@ -31,9 +31,21 @@ export interface Stat {
 
 export interface AiperfResult {
   requestsPerSecond: number;
+  // aiperf's latencies run from when a request was sent.
   ttft: Stat;
   itl: Stat;
   e2e: Stat;
+  // aiperf's own client can fall behind: a request it may send (a credit issued, because one
+  // ended) waits in aiperf until a worker process of aiperf sends it, and that wait is in none
+  // of the latencies above. So a system under which aiperf falls behind runs at a lower real
+  // concurrency and shows lower latencies (coordinated omission). These say so:
+  // the requests in flight at the server on average (aiperf's effective_concurrency),
+  inFlight: number;
+  // the wait inside aiperf (credit_to_start_latency),
+  clientWait: Stat;
+  // and TTFT and E2E counted from when the request could have been sent (effective_latency).
+  ttftFromIssue: Stat;
+  e2eFromIssue: Stat;
   completed: number;
   errors: number;
   errorSummary: string[];
@@ -93,7 +105,7 @@ export async function runAiperf(spec: PointSpec): Promise<AiperfResult> {
     throw new Error(`aiperf did not finish within ${spec.timeoutMs / 1000} s (log ${proc.logPath})`);
   }
   if (outcome !== 'exit code 0') throw new Error(`aiperf failed (${outcome}); log ${proc.logPath}:\n${logTail(proc)}`);
-  return parseExport(proc, join(spec.outDir, 'profile_export_aiperf.json'));
+  return parseExport(proc, spec.outDir);
 }
 
 interface Metric {
@@ -104,7 +116,40 @@ interface Metric {
   max?: number;
 }
 
-function parseExport(proc: Started, path: string): AiperfResult {
+// Nearest-rank percentile.
+function percentile(sorted: number[], q: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+interface RecordLine {
+  metadata?: { benchmark_phase?: string; credit_issued_ns?: number; request_start_ns?: number };
+  metrics?: { time_to_first_token?: { value?: number } };
+}
+
+// TTFT from the credit's issue, per measured request (aiperf's per-request records): its wait
+// inside aiperf plus its TTFT.
+function ttftFromIssue(path: string): Stat {
+  const v: number[] = [];
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return { p50: NaN, p99: NaN };
+  }
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const r = JSON.parse(line) as RecordLine;
+    const m = r.metadata;
+    const ttft = r.metrics?.time_to_first_token?.value;
+    if (m?.benchmark_phase !== 'profiling' || ttft === undefined || m.credit_issued_ns === undefined || m.request_start_ns === undefined) continue;
+    v.push((m.request_start_ns - m.credit_issued_ns) / 1e6 + ttft);
+  }
+  v.sort((a, b) => a - b);
+  return { p50: percentile(v, 0.5), p99: percentile(v, 0.99) };
+}
+
+function parseExport(proc: Started, outDir: string): AiperfResult {
+  const path = join(outDir, 'profile_export_aiperf.json');
   let d: Record<string, unknown>;
   try {
     d = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -124,6 +169,10 @@ function parseExport(proc: Started, path: string): AiperfResult {
     ttft: stat('time_to_first_token'),
     itl: stat('inter_token_latency'),
     e2e: stat('request_latency'),
+    inFlight: m('effective_concurrency').avg ?? NaN,
+    clientWait: stat('credit_to_start_latency'),
+    ttftFromIssue: ttftFromIssue(join(outDir, 'profile_export.jsonl')),
+    e2eFromIssue: stat('effective_latency'),
     completed,
     errors: errorCount,
     errorSummary,

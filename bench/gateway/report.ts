@@ -1,5 +1,7 @@
 // Markdown tables of a bench:gateway run: every point as measured, then kvgate/Dynamo ratios
 // at each concurrency from valid points only, and kvgate's added TTFT over the engine alone.
+// Latency ratios are read "from issue" (aiperf.ts, AiperfResult): aiperf falls behind under
+// some systems, and its as-sent latencies then leave out the requests' wait inside aiperf.
 
 import type { AiperfResult } from './aiperf.js';
 import type { SystemName } from './systems.js';
@@ -32,19 +34,20 @@ const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b
 
 function pointsTable(points: Point[]): string[] {
   const rows = [
-    '| system | concurrency | requests | req/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | E2E p50 / p99 ms | errors | CPU ms/req: frontend | agents | engines | total | load avg | status |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| system | concurrency | requests | req/s | in flight | waited in aiperf p50 ms | TTFT p50 / p99 ms | TTFT from issue p50 / p99 ms | ITL p50 / p99 ms | E2E p50 / p99 ms | E2E from issue p50 / p99 ms | errors | CPU ms/req: frontend | agents | engines | total | load avg | status |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of points) {
     const r = p.result;
     const cpu = p.cpuMsPerRequest;
     const status = p.problems.length === 0 ? 'ok' : `**invalid**: ${p.problems.join('; ')}`;
     if (!r) {
-      rows.push(`| ${p.system} | ${p.concurrency} | ${p.requests} | - | - | - | - | - | - | - | - | - | - | ${status} |`);
+      rows.push(`| ${p.system} | ${p.concurrency} | ${p.requests} |${' - |'.repeat(14)} ${status} |`);
       continue;
     }
     rows.push(
-      `| ${p.system} | ${p.concurrency} | ${p.requests} | ${f(r.requestsPerSecond, 1)} | ${f(r.ttft.p50)} / ${f(r.ttft.p99)} | ${f(r.itl.p50, 3)} / ${f(r.itl.p99, 3)} | ${f(r.e2e.p50, 1)} / ${f(r.e2e.p99, 1)} | ${r.errors} | ` +
+      `| ${p.system} | ${p.concurrency} | ${p.requests} | ${f(r.requestsPerSecond, 1)} | ${f(r.inFlight, 1)} | ${f(r.clientWait.p50, 1)} | ${f(r.ttft.p50)} / ${f(r.ttft.p99)} | ${f(r.ttftFromIssue.p50)} / ${f(r.ttftFromIssue.p99)} | ` +
+        `${f(r.itl.p50, 3)} / ${f(r.itl.p99, 3)} | ${f(r.e2e.p50, 1)} / ${f(r.e2e.p99, 1)} | ${f(r.e2eFromIssue.p50, 1)} / ${f(r.e2eFromIssue.p99, 1)} | ${r.errors} | ` +
         `${ROLES.map((role) => (cpu?.[role] === undefined ? '-' : f(cpu[role]))).join(' | ')} | ${f(cpu ? cpuTotal(p) : undefined)} | ${f(p.loadAverage, 1)} | ${status} |`,
     );
   }
@@ -55,8 +58,8 @@ function ratioTable(points: Point[]): string[] {
   const at = (s: SystemName, c: number) => points.find((p) => p.system === s && p.concurrency === c);
   const cs = [...new Set(points.map((p) => p.concurrency))];
   const rows = [
-    '| concurrency | req/s | TTFT p50 | TTFT p99 | ITL p50 ms, kvgate / Dynamo | E2E p50 | E2E p99 | CPU ms/req whole stack, kvgate / Dynamo | CPU ms/req frontend, kvgate / Dynamo |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| concurrency | req/s | in flight, kvgate / Dynamo | TTFT p50 from issue | TTFT p50 as sent | ITL p50 ms, kvgate / Dynamo | E2E p50 from issue | E2E p99 from issue | CPU ms/req whole stack, kvgate / Dynamo | CPU ms/req frontend, kvgate / Dynamo |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of cs) {
     const k = at('kvgate', c);
@@ -64,13 +67,14 @@ function ratioTable(points: Point[]): string[] {
     if (!k || !d) continue;
     if (!valid(k) || !valid(d)) {
       const why = [k, d].filter((p) => !valid(p)).map((p) => `${p.system} invalid`).join(', ');
-      rows.push(`| ${c} | ${why} | | | | | | | |`);
+      rows.push(`| ${c} | ${why} | | | | | | | | |`);
       continue;
     }
     const a = k.result;
     const b = d.result;
     rows.push(
-      `| ${c} | **${ratio(a.requestsPerSecond, b.requestsPerSecond)}** | ${ratio(a.ttft.p50, b.ttft.p50)} | ${ratio(a.ttft.p99, b.ttft.p99)} | ${f(a.itl.p50, 3)} / ${f(b.itl.p50, 3)} | ${ratio(a.e2e.p50, b.e2e.p50)} | ${ratio(a.e2e.p99, b.e2e.p99)} | ` +
+      `| ${c} | **${ratio(a.requestsPerSecond, b.requestsPerSecond)}** | ${f(a.inFlight, 1)} / ${f(b.inFlight, 1)} | **${ratio(a.ttftFromIssue.p50, b.ttftFromIssue.p50)}** | ${ratio(a.ttft.p50, b.ttft.p50)} | ` +
+        `${f(a.itl.p50, 3)} / ${f(b.itl.p50, 3)} | ${ratio(a.e2eFromIssue.p50, b.e2eFromIssue.p50)} | ${ratio(a.e2eFromIssue.p99, b.e2eFromIssue.p99)} | ` +
         `${f(cpuTotal(k))} / ${f(cpuTotal(d))} = **${ratio(cpuTotal(k), cpuTotal(d))}** | ${f(k.cpuMsPerRequest?.['frontend'])} / ${f(d.cpuMsPerRequest?.['frontend'])} = ${ratio(k.cpuMsPerRequest?.['frontend'] ?? NaN, d.cpuMsPerRequest?.['frontend'] ?? NaN)} |`,
     );
   }
