@@ -51,6 +51,16 @@ function checkLength(model: ServedModel, request: OpenAIRequest, n: number, atLe
   }
 }
 
+// Every id an engine sends must be one of the model's: anything else (null, a string, a
+// negative or fractional number, an id past the vocabulary) would decode to nothing or
+// garbage, so it ends the request with engine_error instead.
+export function checkEngineTokenIds(ids: readonly unknown[], vocabSize: number): void {
+  for (const id of ids) {
+    if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize) continue;
+    throw new KvgateError('engine_error', `the engine sent token id ${JSON.stringify(id) ?? String(id)}, which is not in the model's vocabulary (ids 0 to ${vocabSize - 1})`);
+  }
+}
+
 export class ServingCore {
   constructor(
     private readonly models: ReadonlyMap<string, ServedModel>,
@@ -126,6 +136,7 @@ export class ServingCore {
     const name = p.model.name;
     const m = this.metrics.forModel(name);
     const dispatch = this.workers.dispatch({ model: name, requestId: p.requestId, tokenIds: p.tokenIds });
+    const vocabSize = p.model.preprocessor.tokenizer.vocabSize;
     const detok = new IncrementalDetokenizer(p.model.preprocessor.tokenizer, p.request.skipSpecialTokens);
     const stops = new StopMatcher(p.request.stop);
     let completionTokens = 0;
@@ -136,6 +147,7 @@ export class ServingCore {
     try {
       let end: { finishReason: OpenAIFinishReason; usage: Usage } | null = null;
       for await (const chunk of dispatch.engine.generate(this.engineRequest(p), signal)) {
+        checkEngineTokenIds(chunk.tokenIds, vocabSize);
         const n = chunk.tokenIds.length;
         if (n > 0) {
           const now = performance.now();

@@ -4,16 +4,20 @@
 // blocks and prefill tokens, the frontend's in-flight requests, stalled streams and bytes
 // held for slow clients). A leak on any one path shows as a gauge left above zero.
 
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_SERVERS } from '../../src/http/wire.js';
 import { startFakeSglang, type FakeSglang, type FakeSglangOptions } from './fixtures/fake_sglang.js';
 import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
+import { FAULT_TOKEN } from './fixtures/fault_token.js';
 import { metric } from './fixtures/stack.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const THE = 279; // Qwen3 " the"
 const HELLO = 9707; // Qwen3 "Hello"
 const EOS = 151645;
+const VOCAB = 151669; // Qwen3's ids are 0 to 151668, added tokens included
+const faultInjector = fileURLToPath(new URL('./fixtures/fault_token.ts', import.meta.url));
 const words = (n: number) => Array.from({ length: n }, () => THE);
 
 // Gauges of work in progress: all must read 0 when no request is open.
@@ -36,7 +40,7 @@ describe.each(HTTP_SERVERS)('over --http-server %s', (httpServer) => {
 
   beforeAll(async () => {
     engines = await Promise.all([0, 1, 2].map(() => startFakeSglang(options)));
-    serve = new Processes().kvgate(['serve', '--engine-urls', engines.map((e) => e.url).join(','), '--port', '0', '--health-check-interval', '0.1', '--log-level', 'error', '--http-server', httpServer]);
+    serve = new Processes().kvgate(['serve', '--engine-urls', engines.map((e) => e.url).join(','), '--port', '0', '--health-check-interval', '0.1', '--log-level', 'error', '--http-server', httpServer], { nodeArgs: ['--import', faultInjector] });
     url = await listening(serve);
   }, 60_000);
 
@@ -147,13 +151,24 @@ describe.each(HTTP_SERVERS)('over --http-server %s', (httpServer) => {
       expect: (o) => expect(o.body).toContain('"code":"engine_unavailable"'),
     },
     { name: 'engine aborts', engine: { reply: () => words(20), abortAfter: 3 }, request: {}, expect: (o) => expect(o.body).toContain('"error"') },
+    // Ids that are not the model's end the request with engine_error: 502, or an error event
+    // once the stream started. The frames are spaced out: the engine client merges frames that
+    // arrive together into one chunk, and the stream must have started before the junk arrives.
+    ...[null, -1, 2.5, '7', VOCAB].map((junk) => ({
+      name: `engine sends token id ${JSON.stringify(junk)}`,
+      engine: { reply: () => words(20), junkIdsAfter: 2, junkIds: [THE, junk], incremental: true, tokenDelayMs: 30 },
+      request: {},
+      expect: (o: Outcome, stream: boolean) => {
+        expect(o.status).toBe(stream ? 200 : 502);
+        expect(o.body).toContain('"code":"engine_error"');
+        expect(o.body).toContain(JSON.stringify(`token id ${JSON.stringify(junk)}, which is not`).slice(1, -1));
+      },
+    })),
     {
-      // A null where a token id belongs throws inside the serving path (not a KvgateError):
-      // the handler's unexpected-error exit, a 500 or an in-stream internal_error. The frames
-      // are spaced out: the engine client merges frames that arrive together into one chunk,
-      // and the stream must have started before the junk arrives.
+      // A bug stand-in (fixtures/fault_token.ts) throws a plain TypeError inside the serving
+      // path: the handler's unexpected-error exit, a 500 or an in-stream internal_error.
       name: 'unexpected exception while serving',
-      engine: { reply: () => words(20), junkIdsAfter: 2, junkIds: [null], incremental: true, tokenDelayMs: 30 },
+      engine: { reply: () => [...words(3), FAULT_TOKEN, ...words(10)], incremental: true, tokenDelayMs: 30 },
       request: {},
       expect: (o, stream) => {
         expect(o.status).toBe(stream ? 200 : 500);
