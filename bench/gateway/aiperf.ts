@@ -130,7 +130,7 @@ interface RecordLine {
 // inside aiperf plus its TTFT.
 function ttftFromIssue(path: string): Stat {
   const v: number[] = [];
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
