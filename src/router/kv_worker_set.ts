@@ -376,10 +376,11 @@ export class KvWorkerSet implements WorkerSet {
     }
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
-    const none = new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
+    // Made only when needed: an error costs a stack trace.
+    const none = () => new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
     // With a wait allowed, the request waits for a worker in its stream (holding nothing).
-    if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none;
-    return new RoutedRequest(group.port, tokens, first, none);
+    if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none();
+    return new RoutedRequest(group.port, tokens, first, first ? null : none());
   }
 
   private allBusy(g: Group): boolean {
