@@ -9,7 +9,9 @@
 // ENGINE_PROTOCOL (serve --engine-protocol, unset: serve's default), HTTP_SERVERS (uws,node:
 // each point once per serve --http-server, alternating; unset: serve's default), ROUNDS (1),
 // OSL (64), PROMPT_WORDS (496, about 512 prompt tokens), PROFILE_DIR (runs every process
-// under `node --cpu-prof` and writes the profiles there).
+// under `node --cpu-prof` and writes the profiles there), ENGINE_ARGS (more engine arguments
+// after serve's `--`; variants separated by '|' run in turn like HTTP_SERVERS, e.g.
+// '|--incremental-streaming-output': without, then with).
 
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -28,6 +30,7 @@ const promptWords = env('PROMPT_WORDS', 496);
 const profileDir = process.env['PROFILE_DIR'];
 const httpServers = process.env['HTTP_SERVERS']?.split(',') ?? [null];
 const rounds = env('ROUNDS', 1);
+const engineArgVariants = (process.env['ENGINE_ARGS'] ?? '').split('|').map((v) => v.split(' ').filter((a) => a !== ''));
 const TICK_MS = 1000 / 100; // USER_HZ
 
 const WORDS = 'time person year way day thing man world life hand part child eye woman place work week case point government company number group problem fact'.split(' ');
@@ -80,12 +83,12 @@ const sample = (r: Roles) => ({
   engines: r.engines.reduce((s, p) => s + cpuTicks(p), 0),
 });
 
-async function startServe(httpServer: string | null): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+async function startServe(httpServer: string | null, engineArgs: string[]): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const protocol = process.env['ENGINE_PROTOCOL'] ? ['--engine-protocol', process.env['ENGINE_PROTOCOL']] : [];
   const server = httpServer ? ['--http-server', httpServer] : [];
   const args = [...nodeFlags, kvgate, 'serve', '--port', '0', '--workers', String(workers), '--engine', 'mocker', ...protocol, ...server, '--log-level', 'warn'];
-  const mockerArgs = ['--', '--page-size', '16', '--max-total-tokens', '262144', '--speedup-ratio', String(env('SPEEDUP', 10))];
+  const mockerArgs = ['--', '--page-size', '16', '--max-total-tokens', '262144', '--speedup-ratio', String(env('SPEEDUP', 10)), ...engineArgs];
   const proc = spawn(process.execPath, [...args, ...mockerArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((ok, fail) => {
     proc.once('exit', (code) => fail(new Error(`serve exited with ${code}`)));
@@ -176,10 +179,10 @@ async function load(url: URL, concurrency: number, seconds: number, result: Resu
 const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 console.log(`kvgate ${kvgate}: ${workers} mocker workers, ~512-token chat prompts, ${osl} output tokens, ${duration} s per point\n`);
-console.log('| concurrency | http server | requests/s | TTFT p50 | CPU ms/request: frontend | agents | engines | whole stack | errors |');
-console.log('|---|---|---|---|---|---|---|---|---|');
-for (const c of concurrencies) for (let round = 0; round < rounds; round++) for (const httpServer of httpServers) {
-  const serve = await startServe(httpServer);
+console.log('| concurrency | http server | engine args | requests/s | TTFT p50 | CPU ms/request: frontend | agents | engines | whole stack | errors |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
+for (const c of concurrencies) for (let round = 0; round < rounds; round++) for (const httpServer of httpServers) for (const engineArgs of engineArgVariants) {
+  const serve = await startServe(httpServer, engineArgs);
   try {
     const url = new URL(serve.url);
     await load(url, c, warmup, null);
@@ -194,7 +197,7 @@ for (const c of concurrencies) for (let round = 0; round < rounds; round++) for 
     const total = per('frontend') + per('agents') + per('engines');
     const bad = result.errors + result.wrongLength;
     console.log(
-      `| ${c} | ${httpServer ?? 'default'} | ${(result.ok / wall).toFixed(0)} | ${p50(result.ttft).toFixed(1)} ms | ${per('frontend').toFixed(2)} | ${per('agents').toFixed(2)} | ${per('engines').toFixed(2)} | ${total.toFixed(2)} | ${bad ? `${result.errors} errors, ${result.wrongLength} wrong length` : '0'} |`,
+      `| ${c} | ${httpServer ?? 'default'} | ${engineArgs.join(' ') || '-'} | ${(result.ok / wall).toFixed(0)} | ${p50(result.ttft).toFixed(1)} ms | ${per('frontend').toFixed(2)} | ${per('agents').toFixed(2)} | ${per('engines').toFixed(2)} | ${total.toFixed(2)} | ${bad ? `${result.errors} errors, ${result.wrongLength} wrong length` : '0'} |`,
     );
     if (c === concurrencies[0]) console.error(`(mean prompt tokens ${(result.promptTokens / Math.max(1, result.ok)).toFixed(0)})`);
   } finally {
