@@ -15,6 +15,12 @@ import type { HttpBackend, Wire, WireHandler } from './wire.js';
 const MAX_HEADERS = 100;
 const MAX_HEADER_BYTES = 64 * 1024;
 const HEADERS_TIMEOUT_MS = 10_000;
+// How long an idle kept-alive connection stays open (nginx's default). Clients keep pooled
+// connections idle longer than node's default of 5 s (aiohttp 15 s, aiperf 300 s), so a client
+// could send its next request just as the server closed the connection, and get a write error:
+// 3 of 1,000 aiperf requests at concurrency 256 on a loaded machine (bench:gateway). The longer
+// the server waits, the rarer that race.
+const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -162,6 +168,7 @@ export class NodeBackend implements HttpBackend {
     // One more than allowed, to tell "too many" from "exactly the limit".
     this.server.maxHeadersCount = MAX_HEADERS + 1;
     this.server.headersTimeout = HEADERS_TIMEOUT_MS;
+    this.server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
     this.server.requestTimeout = 0; // the body deadline is HttpServer's (408 with error JSON)
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       const e = parseFailure(err);

@@ -161,6 +161,28 @@ describe.each(HTTP_SERVERS)('over --http-server %s', (httpServer) => {
         expect(sse.closed).toBe(true);
       });
 
+      it('keeps an idle kept-alive connection open past node\'s default 5 s, and says for how long', async () => {
+        const socket = net.connect(stack.frontend.port, '127.0.0.1');
+        let text = '';
+        let closed = false;
+        socket.on('data', (d) => (text += d.toString('latin1')));
+        socket.on('close', () => (closed = true));
+        socket.on('error', () => undefined);
+        const answers = async (n: number) => {
+          const end = Date.now() + 5000;
+          while ((text.match(/\{"status":"live"\}/g) ?? []).length < n && !closed && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+        };
+        socket.write('GET /live HTTP/1.1\r\nHost: x\r\n\r\n');
+        await answers(1);
+        expect(text).toMatch(/keep-alive: timeout=75/i);
+        await new Promise((r) => setTimeout(r, 5500));
+        expect(closed).toBe(false);
+        socket.write('GET /live HTTP/1.1\r\nHost: x\r\n\r\n');
+        await answers(2);
+        socket.destroy();
+        expect(text.match(/HTTP\/1.1 200 /g)).toHaveLength(2);
+      });
+
       it('answers pipelined requests in order: POST+POST, POST (stream)+GET', async () => {
         const two = await raw(post(chat, 'first', '1.1') + post(chat, 'second', '1.1'));
         const ids = [...two.text.matchAll(/x-request-id: (\w+)/gi)].map((m) => m[1]);
