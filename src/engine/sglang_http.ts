@@ -263,8 +263,23 @@ export class SglangHttpEngine implements DirectEngine {
     this.agent = new this.target.protocol.Agent({ keepAlive: true, scheduling: 'lifo' });
   }
 
-  // POSTs /generate; resolves with the response once its headers arrived.
-  private post(body: string, signal: AbortSignal): Promise<IncomingMessage> {
+  // POSTs /generate; resolves with the response once its headers arrived. An engine may close
+  // a kept-alive connection while it is idle in the pool (uWS after 10 s): a request written
+  // to it just then fails before any answer, on a reused socket, and never reached the engine.
+  // It goes again on another connection (node's documented remedy) rather than failing the
+  // worker; each try uses up a stale pooled connection, and a fresh one ends the retries.
+  private async post(body: string, signal: AbortSignal): Promise<IncomingMessage> {
+    for (;;) {
+      try {
+        return await this.postOnce(body, signal);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+        if (!e.reusedSocket || signal.aborted || (e.code !== 'ECONNRESET' && e.code !== 'EPIPE')) throw err;
+      }
+    }
+  }
+
+  private postOnce(body: string, signal: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const t = this.target;
       const req = t.protocol.request({
@@ -277,7 +292,7 @@ export class SglangHttpEngine implements DirectEngine {
         signal,
       });
       req.once('response', resolve);
-      req.once('error', reject);
+      req.once('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
       req.end(body);
     });
   }

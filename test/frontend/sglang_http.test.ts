@@ -119,6 +119,42 @@ describe('SglangHttpEngine.generate', () => {
     expect(chunks.at(-1)!.finishReason).toEqual({ type: 'abort', message: 'fake abort', statusCode: 500 });
   });
 
+  it('sends a request again on a new connection when the engine closed the kept-alive one under it', async () => {
+    // Each connection answers one request, then resets when the next arrives on it: the
+    // engine closing an idle pooled connection just as a request is written to it.
+    const frame = (o: object) => `data: ${JSON.stringify(o)}\n\n`;
+    const sse = frame({ output_ids: [5], meta_info: { prompt_tokens: 3, completion_tokens: 1, finish_reason: { type: 'length', length: 1 } } }) + 'data: [DONE]\n\n';
+    let connections = 0;
+    const server = createServer((socket) => {
+      connections++;
+      let seen = '';
+      let answered = false;
+      socket.on('error', () => undefined);
+      socket.on('data', (d) => {
+        if (answered) return socket.resetAndDestroy();
+        seen += d.toString('latin1');
+        const head = seen.indexOf('\r\n\r\n');
+        const length = Number(/content-length: (\d+)/i.exec(seen)?.[1] ?? 0);
+        if (head < 0 || seen.length < head + 4 + length) return;
+        answered = true;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: ${sse.length}\r\n\r\n${sse}`);
+      });
+    });
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    const engine = new SglangHttpEngine(`http://127.0.0.1:${port}`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const chunks = await collect(engine.generate(request()));
+        expect(chunks.flatMap((c) => c.tokenIds)).toEqual([5]);
+        await new Promise((r) => setTimeout(r, 50)); // the connection back in the pool
+      }
+      expect(connections).toBe(3);
+    } finally {
+      await engine.close();
+      server.close();
+    }
+  });
+
   it('turns engine failures into KvgateErrors', async () => {
     const codeOf = async (url: string, opts?: Parameters<typeof startFakeSglang>[0]) => {
       const target = opts ? (await fake(opts)).url : url;
