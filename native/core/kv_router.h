@@ -21,11 +21,11 @@
 // requests in flight, like the active requests.
 //
 // Pruned scan: a kv route at temperature 0 with the configured overlap weight scores only
-// the units the request shares blocks with and takes the rest from the candidates kept in
-// load order (load_order.h); it picks exactly what scoring every candidate would, with the
-// same random draws. Other routes (temperature > 0: the softmax weighs every candidate; a
-// per-request overlap weight: the load order is for the configured one) and score() scan
-// every candidate.
+// the units the request shares blocks with and takes the rest from the units it picks
+// among (the candidates not busy) kept in load order (load_order.h); it picks exactly what
+// scoring every candidate would, with the same random draws. Other routes (temperature > 0:
+// the softmax weighs every candidate; a per-request overlap weight: the load order is for
+// the configured one) and score() scan every candidate.
 #pragma once
 #include <cstddef>
 #include <cstdint>
