@@ -102,9 +102,30 @@ const MUTANTS = [
   {
     name: 'busy-not-passed-over',
     why: 'route() picks among every candidate although some are free and others busy',
+    file: 'kv_router.h',
+    from: 'return not_busy_.empty() ? candidates_ : not_busy_;',
+    to: 'return candidates_;',
+  },
+  {
+    name: 'load-order-stale-after-prefill',
+    why: "a finished prefill leaves the unit filed under its old load (the pruned scan's order)",
     file: 'kv_router.cc',
-    from: 'const std::vector<uint32_t>& pool = not_busy_.empty() ? candidates_ : not_busy_;',
-    to: 'const std::vector<uint32_t>& pool = candidates_;',
+    from: '  if (!active_.mark_prefill_done(request_id)) return false;\n  refile(s);\n',
+    to: '  if (!active_.mark_prefill_done(request_id)) return false;\n',
+  },
+  {
+    name: 'load-order-matched-bucket',
+    why: "the pruned scan takes a load's first bucket even when the request matched all its members",
+    file: 'load_order.cc',
+    from: '    while (same_load(b) && b->second.members.size() == b->second.excluded) ++b;\n',
+    to: '',
+  },
+  {
+    name: 'load-order-tree-ignored',
+    why: "the pruned scan's tie-break ignores the tree size of unmatched units",
+    file: 'load_order.cc',
+    from: '    if (t.logit == best) tree = std::min(tree, t.bucket->first.tree);\n',
+    to: '',
   },
 ];
 

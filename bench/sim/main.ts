@@ -6,10 +6,11 @@
 //   sweep-pending     overlap weight x pending weight, then the pending timeout (pending prefixes)
 //   burst             16 concurrent requests of one new prefix: how many stay on one engine
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
+//   load              throughput against random by offered load (shared prefix, 8 engines)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
-// SIM_COST_FLEETS (1000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
+// SIM_COST_FLEETS (64,1000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
 
 import { writeFileSync } from 'node:fs';
 import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
@@ -21,6 +22,7 @@ import { burstWorkload } from './burst.js';
 import { runSweep } from './sweep.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { runPendingSweep } from './sweep_pending.js';
+import { runLoadSweep } from './load_sweep.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -56,15 +58,24 @@ function report(): void {
 }
 
 function cost(): void {
-  const fleets = list('SIM_COST_FLEETS', '1000,10000').map(Number);
+  const fleets = list('SIM_COST_FLEETS', '64,1000,10000').map(Number);
   const rows: RouterCost[] = [];
-  // Pending prefixes off (Dynamo's cost) and at the product's default weight, side by side.
-  for (const n of fleets) for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) rows.push(routerCost(n, 20_000, pw));
+  // Pending prefixes off (Dynamo's cost) and at the product's default weight; each with the full
+  // scan of every candidate and the pruned scan, side by side.
+  for (const n of fleets) {
+    for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) for (const scan of ['full', 'pruned'] as const) rows.push(routerCost(n, 20_000, pw, scan));
+  }
   console.log('\n### Router cost on one core\n');
-  console.log('| workers | pending weight | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('| workers | pending weight | scan | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | route CPU p50 / p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.workers} | ${r.pendingWeight} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+    console.log(`| ${r.workers} | ${r.pendingWeight} | ${r.scan} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.routeCpuP50Us.toFixed(0)} / ${r.routeCpuP99Us.toFixed(0)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+  }
+  console.log('\n| workers | pending weight | route p50 full / pruned | route p99 full / pruned | route CPU p99 full / pruned | decisions per CPU second pruned / full |');
+  console.log('|---|---|---|---|---|---|');
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const [f, p] = [rows[i]!, rows[i + 1]!];
+    console.log(`| ${f.workers} | ${f.pendingWeight} | ${(f.routeP50Us / p.routeP50Us).toFixed(2)}x | ${(f.routeP99Us / p.routeP99Us).toFixed(2)}x | ${(f.routeCpuP99Us / p.routeCpuP99Us).toFixed(2)}x | ${(p.decisionsPerCpuSec / f.decisionsPerCpuSec).toFixed(2)}x |`);
   }
   json.cost = rows;
 }
@@ -126,8 +137,11 @@ switch (cmd) {
   case 'failures':
     failures();
     break;
+  case 'load':
+    json.load = runLoadSweep(seed, eventDelayMs);
+    break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures)`);
+    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures, load)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

@@ -3,10 +3,13 @@
 // 10,000 workers. The index looks like a fleet serving shared-prefix traffic: 64 system prompts
 // of 64 blocks, each held by 1/32 of the fleet, and one conversation of 256 blocks (a system
 // prompt and 192 own blocks) per worker. A decision is route + markPrefillDone + free,
-// with one request in flight per worker, as a frontend keeps them.
+// with one request in flight per worker, as a frontend keeps them. The router runs the product's
+// overlap weight, and either its pruned scan (the default: matched units plus the least loaded
+// of the rest) or, for comparison, a full scan of every candidate (`fullScan`).
 
 import { addon } from '../../src/native/addon.js';
 import { rng, tokenAt } from '../../src/bench/workloads.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 
 const BS = 16;
 const SYSTEMS = 64;
@@ -18,12 +21,17 @@ const SYSTEM_SHARE = 32; // each system prompt is held by workers / SYSTEM_SHARE
 export interface RouterCost {
   workers: number;
   pendingWeight: number;
+  scan: Scan;
   indexPairs: number;
   buildSeconds: number;
   findP50Us: number;
   findP99Us: number;
   routeP50Us: number;
   routeP99Us: number;
+  // The same in this process's CPU time (getrusage, µs resolution): what the route costs a core,
+  // without the time the shared machine's scheduler takes the thread away mid-route.
+  routeCpuP50Us: number;
+  routeCpuP99Us: number;
   freeP50Us: number;
   freeP99Us: number;
   // Per second of wall time, and per second of this process's CPU time (the machine is shared:
@@ -32,6 +40,8 @@ export interface RouterCost {
   decisionsPerCpuSec: number;
 }
 
+export type Scan = 'pruned' | 'full';
+
 function pct(xs: Float64Array, p: number): number {
   const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
@@ -39,8 +49,8 @@ function pct(xs: Float64Array, p: number): number {
 
 // pendingWeight > 0: each routed prompt's blocks are also recorded as pending (and dropped at
 // its free), the product's default (src/router/routing_defaults.ts).
-export function routerCost(workers: number, decisions = 20_000, pendingWeight = 0): RouterCost {
-  const router = new addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight });
+export function routerCost(workers: number, decisions = 20_000, pendingWeight = 0, scan: Scan = 'pruned'): RouterCost {
+  const router = new addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight, overlapWeight: ROUTING_DEFAULTS.overlapWeight, fullScan: scan === 'full' });
   for (let w = 0; w < workers; w++) router.addWorker(w, 0);
   const block = (id: number) => Uint32Array.from({ length: BS }, (_, j) => tokenAt(7, id, j));
   const systems = Array.from({ length: SYSTEMS }, (_, s) => {
@@ -88,14 +98,18 @@ export function routerCost(workers: number, decisions = 20_000, pendingWeight = 
   // Decisions: one request in flight per worker (freed `workers` decisions later).
   const inFlight = Math.min(workers, decisions / 2);
   const route = new Float64Array(decisions);
+  const routeCpu = new Float64Array(decisions);
   const free = new Float64Array(decisions);
   const start = performance.now();
   const cpu0 = process.cpuUsage();
   for (let id = 1; id <= decisions; id++) {
     tokens.set(prompts[Math.floor(pick() * prompts.length)]!);
+    const c0 = process.cpuUsage();
     const a = process.hrtime.bigint();
     router.route(tokens, id, out);
     route[id - 1] = Number(process.hrtime.bigint() - a) / 1000;
+    const c = process.cpuUsage(c0);
+    routeCpu[id - 1] = c.user + c.system;
     router.markPrefillDone(id);
     const b = process.hrtime.bigint();
     if (id > inFlight) router.free(id - inFlight);
@@ -109,12 +123,15 @@ export function routerCost(workers: number, decisions = 20_000, pendingWeight = 
   return {
     workers,
     pendingWeight,
+    scan,
     indexPairs: pairs,
     buildSeconds,
     findP50Us: pct(find, 0.5),
     findP99Us: pct(find, 0.99),
     routeP50Us: pct(route, 0.5),
     routeP99Us: pct(route, 0.99),
+    routeCpuP50Us: pct(routeCpu, 0.5),
+    routeCpuP99Us: pct(routeCpu, 0.99),
     freeP50Us: pct(free, 0.5),
     freeP99Us: pct(free, 0.99),
     decisionsPerSec: decisions / seconds,

@@ -126,6 +126,12 @@ export interface KvRouterOptions {
   /** Default 10000. How long a routed request's blocks stay pending at most, in route's
    *  nowMs clock. > 0. */
   pendingTimeoutMs?: number;
+  /** Default false. true: route() scores every candidate on every request. By default a kv
+   *  route at temperature 0 with the options' overlapWeight scores only the units the prompt
+   *  shares blocks with plus the least loaded of the rest (kept in load order) and picks
+   *  exactly what the full scan would, with the same random draws; this option is the
+   *  yardstick for that (tests, benchmarks). */
+  fullScan?: boolean;
 }
 
 /** Outcome of applyStored. 'unknown-parent': the parent hash is not held by the unit, so
@@ -275,7 +281,10 @@ export class KvRouter {
    *  override the options for this request. nowMs is approximate mode's clock in ms
    *  (default: a native monotonic clock); pass it always or never, and never decreasing.
    *  Cost: O(tokens + depth x holders + units), about 12 µs for 4,096 tokens among 64 units
-   *  against a 1 M-block index (bench/README.md); allocates no JS objects. Throws ERR_LIMIT if
+   *  against a 1 M-block index (bench/README.md); a kv route at temperature 0 with the
+   *  options' overlapWeight (unless fullScan) is O(tokens + depth x holders + matched units
+   *  + log units) instead, plus the size of a tie at the best cost that spans several loads.
+   *  Allocates no JS objects. Throws ERR_LIMIT if
    *  the chosen unit already has 65535 active requests. */
   route(
     tokens: Uint32Array,

@@ -180,8 +180,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     Napi::Object o = info[0].As<Napi::Object>();
     static const char* kKnown[] = {
-        "blockSize",       "policy",           "overlapWeight", "temperature",     "seed", "approx", "approxTtlMs",
-        "approxMaxBlocks", "approxPruneRatio", "pendingWeight", "pendingTimeoutMs"};
+        "blockSize",       "policy",           "overlapWeight", "temperature",      "seed",    "approx", "approxTtlMs",
+        "approxMaxBlocks", "approxPruneRatio", "pendingWeight", "pendingTimeoutMs", "fullScan"};
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); i++) {
       const std::string k = keys.Get(i).ToString().Utf8Value();
@@ -223,6 +223,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       return;
     }
     c.approx = approx.IsBoolean() && approx.As<Napi::Boolean>().Value();
+    Napi::Value full_scan = o.Get("fullScan");
+    if (!full_scan.IsUndefined() && !full_scan.IsBoolean()) {
+      Throw(env, kInvalidArg, "KvRouter: fullScan must be a boolean");
+      return;
+    }
+    c.full_scan = full_scan.IsBoolean() && full_scan.As<Napi::Boolean>().Value();
     if (!option_number(o, "approxTtlMs", &c.approx_ttl_ms, 0, true)) return;
     Napi::Value max_blocks = o.Get("approxMaxBlocks");
     if (!max_blocks.IsUndefined()) {

@@ -37,6 +37,11 @@ class ActiveSequences {
   AddStatus add(uint64_t id, uint32_t unit, const uint64_t* seq, size_t n_full, bool partial_block,
                 uint64_t prefill_tokens);
   bool contains(uint64_t id) const { return index_.find(id) != U64Map::kNone; }
+  // The unit request `id` is on, or U64Map::kNone if unknown.
+  uint32_t unit_of(uint64_t id) const {
+    const uint32_t slot = index_.find(id);
+    return slot == U64Map::kNone ? U64Map::kNone : requests_[slot].unit;
+  }
   // The request's prefill is done: its prefill tokens leave the unit's load. False if the
   // request is unknown or already marked.
   bool mark_prefill_done(uint64_t id);

@@ -1,12 +1,18 @@
 #include "core/kv_router.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/block_hash.h"
 
 namespace kvgate {
 
-KvRouter::KvRouter(const RouterConfig& config) : config_(config), index_(config.block_size), rng_(config.seed) {}
+KvRouter::KvRouter(const RouterConfig& config)
+    : config_(config),
+      index_(config.block_size),
+      rng_(config.seed),
+      prune_(config.policy == Policy::kKv && !config.full_scan && std::isfinite(config.overlap_weight) &&
+             config.overlap_weight >= 0) {}
 
 uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
   uint32_t s = find_slot(worker, rank);
@@ -21,6 +27,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     overlap_of_.push_back(0);
     active_of_.push_back(0);
     pending_depth_.push_back(0);
+    listed_.push_back(0);
   }
   slots_[s] = Slot{worker, rank, true, false, false, false};
   slot_of_.put(unit_key(worker, rank), s);
@@ -49,6 +56,7 @@ void KvRouter::clear_slot(uint32_t s) {
     approx_blocks_ -= approx_of_[s].size();
     approx_of_[s].reset();
   }
+  refile(s);
 }
 
 void KvRouter::rebuild_candidates() {
@@ -59,10 +67,7 @@ void KvRouter::rebuild_candidates() {
   std::sort(candidates_.begin(), candidates_.end(), [&](uint32_t a, uint32_t b) {
     return unit_key(slots_[a].worker, slots_[a].rank) < unit_key(slots_[b].worker, slots_[b].rank);
   });
-  not_busy_.clear();
-  for (const uint32_t s : candidates_) {
-    if (!slots_[s].busy) not_busy_.push_back(s);
-  }
+  index_candidates();
 }
 
 void KvRouter::set_busy(uint32_t worker, bool busy) {
@@ -75,6 +80,46 @@ void KvRouter::set_busy(uint32_t worker, bool busy) {
   if (changed) rebuild_candidates();
 }
 
+void KvRouter::index_candidates() {
+  not_busy_.clear();
+  for (const uint32_t s : candidates_) {
+    if (!slots_[s].busy) not_busy_.push_back(s);
+  }
+  const std::vector<uint32_t>& units = pool();
+  pos_of_.assign(slots_.size(), kNoSlot);
+  for (size_t i = 0; i < units.size(); i++) pos_of_[units[i]] = static_cast<uint32_t>(i);
+  load_order_stale_ = true;
+  load_order_.clear();
+}
+
+void KvRouter::refile(uint32_t s) {
+  if (load_order_stale_ || s >= pos_of_.size() || pos_of_[s] == kNoSlot) return;
+  const UnitLoad& load = active_.load(s);
+  load_order_.put(pos_of_[s], load.prefill_tokens, load.active_blocks, index_.unit_blocks(s));
+}
+
+void KvRouter::refile_all() {
+  const std::vector<uint32_t>& units = pool();
+  load_order_.reset(config_.overlap_weight, config_.block_size, units.size());
+  load_order_stale_ = false;
+  for (const uint32_t s : units) refile(s);
+}
+
+bool KvRouter::mark_prefill_done(uint64_t request_id) {
+  const uint32_t s = active_.unit_of(request_id);
+  if (!active_.mark_prefill_done(request_id)) return false;
+  refile(s);
+  return true;
+}
+
+bool KvRouter::free(uint64_t request_id) {
+  pending_drop(request_id);
+  const uint32_t s = active_.unit_of(request_id);
+  if (!active_.free(request_id)) return false;
+  refile(s);
+  return true;
+}
+
 bool KvRouter::add_unit(uint32_t worker, uint32_t rank, bool approx) {
   const uint32_t s = slot_for(worker, rank);
   if (s == kNoSlot) return false;
@@ -82,7 +127,13 @@ bool KvRouter::add_unit(uint32_t worker, uint32_t rank, bool approx) {
   slots_[s].approx = approx;
   if (!slots_[s].candidate) {
     slots_[s].candidate = true;
-    rebuild_candidates();
+    // In (worker, rank) order: adding a fleet one unit at a time stays O(units) per unit.
+    const uint64_t key = unit_key(worker, rank);
+    candidates_.insert(
+        std::lower_bound(candidates_.begin(), candidates_.end(), key,
+                         [&](uint32_t c, uint64_t k) { return unit_key(slots_[c].worker, slots_[c].rank) < k; }),
+        s);
+    index_candidates();
   }
   return true;
 }
@@ -114,6 +165,7 @@ KvIndex::Status KvRouter::apply_stored(uint32_t worker, uint32_t rank, const int
   const uint32_t s = slot_for(worker, rank);
   const KvIndex::Status st =
       s == kNoSlot ? KvIndex::Status::kLimit : index_.apply_stored(s, parent, tokens, n_tokens, engine, n_engine);
+  if (s != kNoSlot) refile(s);
   if (st == KvIndex::Status::kOk) {
     if (s < pending_by_slot_.size() && !pending_by_slot_[s].empty()) pending_confirm(s);
     events_applied_++;
@@ -126,6 +178,7 @@ KvIndex::Status KvRouter::apply_stored(uint32_t worker, uint32_t rank, const int
 size_t KvRouter::apply_removed(uint32_t worker, uint32_t rank, const int64_t* engine, size_t n) {
   const uint32_t s = find_slot(worker, rank);
   const size_t missing = s == U64Map::kNone ? n : index_.apply_removed(s, engine, n);
+  if (s != U64Map::kNone) refile(s);
   if (missing == 0) {
     events_applied_++;
   } else {
@@ -197,35 +250,75 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
   }
 }
 
-void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
+void KvRouter::mark_matches(size_t n_full) {
   index_.match(seq_.data(), n_full, &matches_);
   active_.match(seq_.data(), n_full, &active_matches_);
   pending_.match(seq_.data(), n_full, &pending_matches_);
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
   for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = m.depth;
-  cand_.resize(units.size());
-  for (size_t i = 0; i < units.size(); i++) {
-    const uint32_t s = units[i];
-    const UnitLoad& load = active_.load(s);
-    Candidate& c = cand_[i];
-    c.overlap = overlap_of_[s];
-    c.active_overlap = active_of_[s];
-    c.active_blocks = load.active_blocks;
-    c.prefill_tokens = load.prefill_tokens;
-    c.tree_size = index_.unit_blocks(s);
-    c.pending_overlap = pending_depth_[s];
-  }
+}
+
+void KvRouter::unmark_matches() {
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = 0;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = 0;
   for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = 0;
 }
 
+Candidate KvRouter::candidate_of(uint32_t s) const {
+  const UnitLoad& load = active_.load(s);
+  Candidate c;
+  c.overlap = overlap_of_[s];
+  c.active_overlap = active_of_[s];
+  c.active_blocks = load.active_blocks;
+  c.prefill_tokens = load.prefill_tokens;
+  c.tree_size = index_.unit_blocks(s);
+  c.pending_overlap = pending_depth_[s];
+  return c;
+}
+
+void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
+  mark_matches(n_full);
+  cand_.resize(units.size());
+  for (size_t i = 0; i < units.size(); i++) cand_[i] = candidate_of(units[i]);
+  unmark_matches();
+}
+
+size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
+  if (load_order_stale_) refile_all();
+  const double w = config_.overlap_weight, pw = config_.pending_weight;
+  mark_matches(n_full);
+  scored_.clear();
+  scored_cand_.clear();
+  for (const std::vector<UnitDepth>* ms : {&matches_, &active_matches_, &pending_matches_}) {
+    for (const UnitDepth& m : *ms) {
+      const uint32_t s = m.unit;
+      if (s >= pos_of_.size() || pos_of_[s] == kNoSlot || listed_[s]) continue;  // not in the pool
+      listed_[s] = 1;
+      const Candidate c = candidate_of(s);
+      scored_cand_.push_back(c);
+      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw), c.tree_size});
+    }
+  }
+  unmark_matches();
+  const std::vector<uint32_t>& units = pool();
+  for (const LoadOrder::Scored& sc : scored_) listed_[units[sc.pos]] = 0;
+  const uint32_t pos = load_order_.select(scored_, isl, pw, rng_);
+  for (size_t i = 0; i < scored_.size(); i++) {
+    if (scored_[i].pos == pos) {
+      *picked = scored_cand_[i];
+      return pos;
+    }
+  }
+  *picked = candidate_of(units[pos]);  // unmatched: no overlap of any kind
+  return pos;
+}
+
 RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_id, double overlap_weight,
                             double temperature, double now_ms, RouteResult* out) {
   // Busy units are passed over while another candidate is free.
-  const std::vector<uint32_t>& pool = not_busy_.empty() ? candidates_ : not_busy_;
-  const size_t count = pool.size();
+  const std::vector<uint32_t>& units = pool();
+  const size_t count = units.size();
   if (count == 0) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
   if (approx_head_ != kNoEntry || pending_head_ != kNoEntry) expire(now_ms);
@@ -233,39 +326,46 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const uint32_t isl = static_cast<uint32_t>(n);
   hash_prompt(tokens, n);
   const size_t n_full = seq_.size();
-  gather(n_full, pool);
 
   size_t pick = 0;
-  values_.resize(count);
-  switch (config_.policy) {
-    case Policy::kKv:
-      trees_.resize(count);
-      for (size_t i = 0; i < count; i++) {
-        values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight);
-        trees_[i] = cand_[i].tree_size;
-      }
-      pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
-      break;
-    case Policy::kRoundRobin: pick = static_cast<size_t>(round_robin_++ % count); break;
-    case Policy::kRandom: pick = rng_.below(static_cast<uint32_t>(count)); break;
-    case Policy::kPowerOfTwo:
-    case Policy::kLeastLoaded:
-      for (size_t i = 0; i < count; i++) values_[i] = load_blocks(cand_[i], bs);
-      pick = config_.policy == Policy::kPowerOfTwo ? select_power_of_two(values_.data(), count, rng_)
-                                                   : select_least_loaded(values_.data(), count, rng_);
-      break;
+  Candidate picked;
+  if (prune_ && temperature == 0 && overlap_weight == config_.overlap_weight) {
+    pick = select_pruned(n_full, isl, &picked);
+  } else {
+    gather(n_full, units);
+    values_.resize(count);
+    switch (config_.policy) {
+      case Policy::kKv:
+        trees_.resize(count);
+        for (size_t i = 0; i < count; i++) {
+          values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight);
+          trees_[i] = cand_[i].tree_size;
+        }
+        pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
+        break;
+      case Policy::kRoundRobin: pick = static_cast<size_t>(round_robin_++ % count); break;
+      case Policy::kRandom: pick = rng_.below(static_cast<uint32_t>(count)); break;
+      case Policy::kPowerOfTwo:
+      case Policy::kLeastLoaded:
+        for (size_t i = 0; i < count; i++) values_[i] = load_blocks(cand_[i], bs);
+        pick = config_.policy == Policy::kPowerOfTwo ? select_power_of_two(values_.data(), count, rng_)
+                                                     : select_least_loaded(values_.data(), count, rng_);
+        break;
+    }
+    picked = cand_[pick];
   }
 
-  const uint32_t s = pool[pick];
-  const uint32_t overlap = cand_[pick].overlap;
+  const uint32_t s = units[pick];
+  const uint32_t overlap = picked.overlap;
   // What the unit will compute: blocks pending there are computed once, by their request.
   const bool pending = config_.pending_weight > 0;
-  const uint32_t computed = pending ? std::max(overlap, cand_[pick].pending_overlap) : overlap;
+  const uint32_t computed = pending ? std::max(overlap, picked.pending_overlap) : overlap;
   const uint64_t cached = uint64_t{computed} * bs;
   const uint64_t prefill = n > cached ? n - cached : 0;
   if (active_.add(request_id, s, seq_.data(), n_full, n % bs != 0, prefill) != ActiveSequences::AddStatus::kOk) {
     return RouteStatus::kUnitFull;
   }
+  refile(s);
   if (slots_[s].approx) {
     approx_record(s, n_full, now_ms);
   } else if (pending && n_full > 0 && config_.pending_timeout_ms > 0) {
@@ -285,6 +385,7 @@ RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t requ
       ActiveSequences::AddStatus::kOk) {
     return RouteStatus::kUnitFull;
   }
+  refile(s);
   return RouteStatus::kOk;
 }
 
@@ -329,6 +430,7 @@ void KvRouter::approx_record(uint32_t s, size_t n_full, double now_ms) {
     of.put(seq, e);
     approx_blocks_++;
   }
+  refile(s);
   if (approx_blocks_ > config_.approx_max_blocks) {
     const double target = static_cast<double>(config_.approx_max_blocks) * config_.approx_prune_ratio;
     while (approx_head_ != kNoEntry && static_cast<double>(approx_blocks_) > target) approx_drop_front();
@@ -370,6 +472,7 @@ void KvRouter::approx_drop_front() {
   approx_of_[x.slot].erase(x.seq);
   approx_blocks_--;
   index_.release(x.slot, static_cast<int64_t>(x.seq));
+  refile(x.slot);
 }
 
 void KvRouter::expire(double now_ms) {
@@ -480,6 +583,8 @@ RouterStats KvRouter::stats() const {
              pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
   for (const PendingEntry& x : pending_pool_) s.bytes += x.nodes.capacity() * sizeof(uint32_t);
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
+  s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + listed_.capacity() +
+             scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);
   return s;
 }
 

@@ -19,6 +19,13 @@
 // store its last full block (confirmed: the index has them now), when it is freed, when
 // its unit is removed, or pending_timeout_ms after it was routed. Memory follows the
 // requests in flight, like the active requests.
+//
+// Pruned scan: a kv route at temperature 0 with the configured overlap weight scores only
+// the units the request shares blocks with and takes the rest from the units it picks
+// among (the candidates not busy) kept in load order (load_order.h); it picks exactly what
+// scoring every candidate would, with the same random draws. Other routes (temperature > 0:
+// the softmax weighs every candidate; a per-request overlap weight: the load order is for
+// the configured one) and score() scan every candidate.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +35,7 @@
 #include "core/flat_map.h"
 #include "core/kv_events.h"
 #include "core/kv_index.h"
+#include "core/load_order.h"
 #include "core/scheduler.h"
 
 namespace kvgate {
@@ -44,6 +52,7 @@ struct RouterConfig {
   double approx_prune_ratio = 0.8;    // a prune drops down to max * ratio
   double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
   double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
+  bool full_scan = false;             // score every candidate on every route (the pruned scan's yardstick)
 };
 
 struct UnitMatch {
@@ -146,11 +155,8 @@ class KvRouter {
   // is not a candidate here.
   RouteStatus add_routed(const uint32_t* tokens, size_t n, uint64_t request_id, uint32_t worker, uint32_t rank,
                          uint64_t prefill);
-  bool mark_prefill_done(uint64_t request_id) { return active_.mark_prefill_done(request_id); }
-  bool free(uint64_t request_id) {
-    pending_drop(request_id);
-    return active_.free(request_id);
-  }
+  bool mark_prefill_done(uint64_t request_id);
+  bool free(uint64_t request_id);
   // Approximate mode: drops recorded blocks whose TTL ended by now_ms; and pending blocks
   // whose timeout ended.
   void expire(double now_ms);
@@ -183,8 +189,17 @@ class KvRouter {
   void release_slot(uint32_t slot);
   void clear_slot(uint32_t slot);
   void rebuild_candidates();
+  void index_candidates();  // not_busy_ and pos_of_ from candidates_; the load order goes stale
   void hash_prompt(const uint32_t* tokens, size_t n);
+  void mark_matches(size_t n_full);  // overlap_of_, active_of_, pending_depth_ from seq_[0..n_full)
+  void unmark_matches();
+  Candidate candidate_of(uint32_t slot) const;                     // as marked
   void gather(size_t n_full, const std::vector<uint32_t>& units);  // fills cand_ from seq_[0..n_full)
+  // The pruned scan (kv, temperature 0, the configured overlap weight): the position in
+  // pool() select_kv over the pool would pick, and its candidate in *picked.
+  size_t select_pruned(size_t n_full, uint32_t isl, Candidate* picked);
+  void refile(uint32_t slot);  // the slot's load or tree size may have changed
+  void refile_all();
   void approx_record(uint32_t slot, size_t n_full, double now_ms);
   void approx_link_back(uint32_t e);
   void approx_unlink(uint32_t e);
@@ -207,6 +222,15 @@ class KvRouter {
   std::vector<uint32_t> free_slots_;
   std::vector<uint32_t> candidates_;  // slots, sorted by (worker, rank)
   std::vector<uint32_t> not_busy_;    // the candidates not busy, in the same order
+  // What route picks among: the candidates not busy, or all while every one is busy.
+  const std::vector<uint32_t>& pool() const { return not_busy_.empty() ? candidates_ : not_busy_; }
+  std::vector<uint32_t> pos_of_;  // by slot: position in pool(), or kNoSlot
+
+  // The pruned scan: the pool in load order, refiled on every load or tree change, and
+  // refiled whole at the next route after the pool changes (stale).
+  bool prune_ = false;
+  bool load_order_stale_ = true;
+  LoadOrder load_order_;
 
   uint64_t events_applied_ = 0, event_errors_ = 0;
   KvEventBatch batch_;
@@ -245,6 +269,9 @@ class KvRouter {
   std::vector<Candidate> cand_;
   std::vector<double> values_;
   std::vector<uint64_t> trees_;
+  std::vector<uint8_t> listed_;  // by slot, zero between calls
+  std::vector<LoadOrder::Scored> scored_;
+  std::vector<Candidate> scored_cand_;
 };
 
 }  // namespace kvgate

@@ -1,6 +1,7 @@
 // libFuzzer target: the input is a program of router operations. Two KvRouters run it side by
 // side; batches built from the input go to one as SGLang array events and to the other as
-// tagged-map events (raw input bytes go to both), so they must stay identical throughout.
+// tagged-map events (raw input bytes go to both), so they must stay identical throughout;
+// the second scores every candidate on every route (full_scan), the first prunes.
 // Operations: apply a batch (raw bytes or built), register / remove / clear units and
 // workers, route a token sequence, mark prefill done and free requests, match a query,
 // expire (approximate mode, pending prefixes). Checked after every operation (any failure aborts):
@@ -270,7 +271,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   c.approx = (mode & 6) == 0;
   c.approx_ttl_ms = 50;
   c.approx_max_blocks = 32;
-  KvRouter r0(c), r1(c);
+  // r1 scores every candidate on every route: r0's pruned scan must pick the same units.
+  RouterConfig full = c;
+  full.full_scan = true;
+  KvRouter r0(c), r1(full);
   const uint64_t empty_bytes = r0.stats().bytes;
 
   struct Live {

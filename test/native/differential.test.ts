@@ -273,7 +273,77 @@ function seeds(): number[] {
   return Array.from({ length: count }, (_, i) => i + 1);
 }
 
+/** A fleet of 60-300 units (fewer in quick runs): the pruned scan (the default), the full
+ *  scan (`fullScan`) and the reference must make the same decisions. Short prompts over a
+ *  few documents on idle-heavy fleets give many ties at the best cost, across loads too. */
+function runFleetCase(seed: number, steps: number): void {
+  const g = new Gen(seed);
+  const bs = g.pick([1, 2, 4, 16]);
+  const opts = {
+    blockSize: bs,
+    overlapWeight: g.pick([0, 1, 4, 8]),
+    pendingWeight: g.pick([0, 16]),
+    pendingTimeoutMs: 1000,
+    seed: BigInt(seed) * 104729n,
+  };
+  const pruned = new addon.KvRouter(opts);
+  const full = new addon.KvRouter({ ...opts, fullScan: true });
+  const ref = new ReferenceRouter(opts);
+  const units = 60 + g.int(240);
+  try {
+    for (let w = 0; w < units; w++) {
+      pruned.addWorker(w, 0);
+      full.addWorker(w, 0);
+      ref.addWorker(w, 0);
+    }
+    const docs = Array.from({ length: 4 }, () => Array.from({ length: 6 * bs }, () => g.int(3)));
+    const prompt = () => {
+      const d = g.pick(docs);
+      return Uint32Array.from(d.slice(0, 1 + g.int(d.length)));
+    };
+    const live: number[] = [];
+    const out = new Uint32Array(3);
+    let now = 0;
+    for (let step = 0, id = 1; step < steps; step++) {
+      const op = g.int(10);
+      if (op < 2) {
+        const w = g.int(units);
+        const tokens = prompt();
+        const n = Math.floor(tokens.length / bs);
+        const hashes = BigInt64Array.from({ length: n }, (_, i) => BigInt(w * 1000 + i));
+        for (const r of [pruned, full]) r.applyStored(w, 0, null, tokens, hashes);
+        ref.applyStored(w, 0, null, tokens, [...hashes]);
+      } else if (op < 7) {
+        const tokens = prompt();
+        now += g.int(20);
+        const got = [pruned, full].map((r) => (r.route(tokens, id, out, undefined, undefined, now), [...out]));
+        const want = ref.route(tokens, id, undefined, undefined, now)!;
+        expect(got[0], `step ${step}: pruned vs full scan`).toEqual(got[1]);
+        expect(got[0], `step ${step}: pruned vs reference`).toEqual([want.worker, want.rank, want.overlap]);
+        live.push(id++);
+      } else if (live.length > 0) {
+        const i = g.int(live.length);
+        if (op < 9) {
+          for (const r of [pruned, full, ref]) r.markPrefillDone(live[i]!);
+        } else {
+          for (const r of [pruned, full, ref]) r.free(live[i]!);
+          live.splice(i, 1);
+        }
+      }
+    }
+  } catch (err) {
+    throw new Error(`pruned scan disagrees: fleet seed ${seed} (${units} units, ${JSON.stringify({ ...opts, seed: undefined })})\n${(err as Error).message}`, { cause: err });
+  } finally {
+    pruned.close();
+    full.close();
+  }
+}
+
 describe('native router vs the TypeScript reference', () => {
+  it('picks the same unit with the pruned scan, the full scan and the reference on fleets of 60-300 units', () => {
+    for (let seed = 300_001; seed <= 300_012; seed++) runFleetCase(seed, 300);
+  });
+
   it(`agrees on ${seeds().length} random event/query/route sequences`, () => {
     for (const seed of seeds()) runCase(seed);
     if (!process.env.KVGATE_DIFF_SEED) {

@@ -1,0 +1,142 @@
+#include "core/load_order.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace kvgate {
+
+namespace {
+// Loads and costs are sums of non-negative terms below 2^53, each computed within a few
+// ulps (relative 1e-15); this slack is far above that, so a load it rules out provably
+// costs more than the best (see select).
+constexpr double kSlack = 1e-9;
+}  // namespace
+
+void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates) {
+  weight_ = weight;
+  block_size_ = block_size;
+  buckets_.clear();
+  at_.assign(candidates, buckets_.end());
+  filed_.assign(candidates, 0);
+  matched_.assign(candidates, 0);
+}
+
+size_t LoadOrder::bytes() const {
+  size_t b = sizeof(*this) + at_.capacity() * sizeof(Buckets::iterator) + filed_.capacity() + matched_.capacity() +
+             ties_.capacity() * sizeof(Tie) + drawn_.capacity() * sizeof(uint32_t);
+  for (const auto& node : buckets_) {
+    b += sizeof(Buckets::value_type) + 4 * sizeof(void*) + node.second.members.capacity() * sizeof(uint32_t);
+  }
+  return b;
+}
+
+void LoadOrder::unfile(uint32_t pos) {
+  const Buckets::iterator b = at_[pos];
+  std::vector<uint32_t>& m = b->second.members;
+  m.erase(std::lower_bound(m.begin(), m.end(), pos));
+  if (m.empty()) buckets_.erase(b);
+  filed_[pos] = 0;
+}
+
+void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree) {
+  if (filed_[pos]) {
+    const Key& k = at_[pos]->first;
+    if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree) return;
+    unfile(pos);
+  }
+  const double load =
+      weight_ * (static_cast<double>(prefill_tokens) / block_size_) + static_cast<double>(active_blocks);
+  const Buckets::iterator b = buckets_.try_emplace(Key{load, prefill_tokens, active_blocks, tree}).first;
+  std::vector<uint32_t>& m = b->second.members;
+  m.insert(std::lower_bound(m.begin(), m.end(), pos), pos);
+  at_[pos] = b;
+  filed_[pos] = 1;
+}
+
+uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng) {
+  double best = std::numeric_limits<double>::infinity();
+  for (const Scored& s : matched) {
+    best = std::min(best, s.logit);
+    matched_[s.pos] = 1;
+    at_[s.pos]->second.excluded++;
+  }
+  // Each load's cheapest bucket with an unmatched member, while a load can still reach the
+  // best cost. Unmatched units cost exactly load + idle (up to rounding): once
+  // (load + idle) minus the slack exceeds the best, this load and every later (larger) one
+  // cost more than the best, so none of them can win or tie.
+  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight);
+  ties_.clear();
+  for (Buckets::iterator it = buckets_.begin(); it != buckets_.end();) {
+    const Key k = it->first;
+    if ((k.load + idle) * (1 - kSlack) - kSlack > best) break;
+    auto same_load = [&](Buckets::iterator b) {
+      return b != buckets_.end() && b->first.prefill_tokens == k.prefill_tokens &&
+             b->first.active_blocks == k.active_blocks;
+    };
+    Buckets::iterator b = it;
+    while (same_load(b) && b->second.members.size() == b->second.excluded) ++b;
+    if (same_load(b)) {
+      Candidate c;
+      c.prefill_tokens = k.prefill_tokens;
+      c.active_blocks = k.active_blocks;
+      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight);
+      if (logit <= best) {
+        best = logit;
+        ties_.push_back(Tie{b, logit});
+      }
+    }
+    // Larger trees of this load lose the tie-break to b: skip to the next load.
+    it = buckets_.upper_bound(Key{k.load, k.prefill_tokens, k.active_blocks, UINT64_MAX});
+  }
+
+  // The tie at the best cost: smallest tree first, then one draw over its members.
+  uint64_t tree = UINT64_MAX;
+  for (const Scored& s : matched) {
+    if (s.logit == best) tree = std::min(tree, s.tree);
+  }
+  for (const Tie& t : ties_) {
+    if (t.logit == best) tree = std::min(tree, t.bucket->first.tree);
+  }
+  size_t count = 0, sources = 0;
+  const Bucket* whole = nullptr;  // the one source, when it is a bucket with no matched member
+  for (const Scored& s : matched) {
+    if (s.logit == best && s.tree == tree) {
+      count++;
+      sources++;
+    }
+  }
+  for (const Tie& t : ties_) {
+    if (t.logit != best || t.bucket->first.tree != tree) continue;
+    const Bucket& b = t.bucket->second;
+    count += b.members.size() - b.excluded;
+    sources++;
+    whole = b.excluded == 0 ? &b : nullptr;
+  }
+  const size_t k = count > 1 ? rng.below(static_cast<uint32_t>(count)) : 0;
+  uint32_t pick;
+  if (sources == 1 && whole != nullptr) {
+    pick = whole->members[k];
+  } else {
+    // Several sources (or matched members among the bucket's): the k-th in candidate order.
+    drawn_.clear();
+    for (const Scored& s : matched) {
+      if (s.logit == best && s.tree == tree) drawn_.push_back(s.pos);
+    }
+    for (const Tie& t : ties_) {
+      if (t.logit != best || t.bucket->first.tree != tree) continue;
+      for (uint32_t pos : t.bucket->second.members) {
+        if (!matched_[pos]) drawn_.push_back(pos);
+      }
+    }
+    std::nth_element(drawn_.begin(), drawn_.begin() + static_cast<ptrdiff_t>(k), drawn_.end());
+    pick = drawn_[k];
+  }
+
+  for (const Scored& s : matched) {
+    matched_[s.pos] = 0;
+    at_[s.pos]->second.excluded = 0;
+  }
+  return pick;
+}
+
+}  // namespace kvgate

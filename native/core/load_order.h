@@ -1,0 +1,88 @@
+// The KV router's candidates ordered by load, so that a route scores only the units the
+// request shares blocks with plus the least loaded of the rest, and still picks exactly
+// what scoring every candidate would.
+//
+// For a unit with no cached, active or pending overlap with the request, the KV cost
+// (scheduler.h: kv_logit) is
+//   w * (prefill_tokens + isl) / bs + active_blocks + ceil(isl / bs)
+//   = load + idle,  load = w * prefill_tokens / bs + active_blocks,
+// where idle (an idle unit's cost) depends on the request alone. Such units therefore
+// rank by load; ties go, as in select_kv, to the smallest tree size and then uniformly at
+// random in candidate order. Units are filed in buckets of equal (load, prefill tokens,
+// active blocks, tree size), in that order, each bucket's members (candidate positions)
+// sorted, so select() visits the cheapest bucket of each load until no later load can
+// reach the best cost, and draws the tie by index. O(matched + log candidates) per route,
+// plus the size of a tie that spans several buckets or holds matched units.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "core/scheduler.h"
+
+namespace kvgate {
+
+class LoadOrder {
+ public:
+  // A candidate the request shares blocks with, scored by the caller with kv_logit.
+  struct Scored {
+    uint32_t pos;  // candidate position
+    double logit;
+    uint64_t tree;
+  };
+
+  // Empties the order for `candidates` positions, costing with overlap weight `weight`
+  // (finite, >= 0) at `block_size`.
+  void reset(double weight, uint32_t block_size, size_t candidates);
+  // Empties the order and frees its buckets (until the next reset).
+  void clear() { reset(weight_, block_size_, 0); }
+  // Files candidate `pos` under its current load and tree size (moving it if filed under
+  // others). O(log buckets + bucket size) when it moves, O(1) otherwise.
+  void put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree);
+
+  // The candidate position select_kv at temperature 0 would return for the request over
+  // every candidate, the matched ones scored as given and every other one filed here at
+  // cost load + idle (same draws from rng). Every candidate must be filed; `matched`
+  // lists each matched position once. isl and pending_weight are the request's, as
+  // passed to kv_logit.
+  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng);
+
+  size_t buckets() const { return buckets_.size(); }
+  // Memory owned, approximately (a map node is counted as its value plus four pointers).
+  size_t bytes() const;
+
+ private:
+  struct Key {
+    double load;
+    uint64_t prefill_tokens, active_blocks, tree;
+    bool operator<(const Key& o) const {
+      if (load != o.load) return load < o.load;
+      if (prefill_tokens != o.prefill_tokens) return prefill_tokens < o.prefill_tokens;
+      if (active_blocks != o.active_blocks) return active_blocks < o.active_blocks;
+      return tree < o.tree;
+    }
+  };
+  struct Bucket {
+    std::vector<uint32_t> members;  // candidate positions, ascending
+    uint32_t excluded = 0;          // select() scratch: members the request matched
+  };
+  using Buckets = std::map<Key, Bucket>;
+  struct Tie {
+    Buckets::iterator bucket;
+    double logit;
+  };
+
+  void unfile(uint32_t pos);
+
+  double weight_ = 0;
+  uint32_t block_size_ = 1;
+  Buckets buckets_;
+  std::vector<Buckets::iterator> at_;  // by position: its bucket (valid when filed_)
+  std::vector<uint8_t> filed_;
+  std::vector<uint8_t> matched_;  // select() scratch, by position
+  std::vector<Tie> ties_;
+  std::vector<uint32_t> drawn_;
+};
+
+}  // namespace kvgate
