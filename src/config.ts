@@ -31,6 +31,24 @@ const common = {
   logFormat: { kind: 'string', default: 'json', choices: ['json', 'text'], help: 'log lines on stderr: one JSON object each (json), or readable text (text)' },
 } as const satisfies Record<string, OptionSpec>;
 
+// Cluster security of serve and worker (src/security/secrets.ts). Secrets are read from a
+// file or an environment variable, never from a flag value (command lines are world-readable).
+const cluster = {
+  clusterTokenFile: { kind: 'string', help: 'file holding the cluster token (or set KVGATE_CLUSTER_TOKEN): frontends and workers prove it to each other on every request-plane connection without sending it (HMAC; a worker answers 401, a frontend drops a worker that cannot prove it); all of a cluster need the same one' },
+  engineApiKeyFile: { kind: 'string', help: 'file holding the engine API key (or set KVGATE_ENGINE_API_KEY): a worker starts its engine with --api-key, and workers and frontends send it as Authorization: Bearer on every engine request' },
+  etcdUsername: { kind: 'string', help: 'etcd user (with --discovery; its password in KVGATE_ETCD_PASSWORD or --etcd-password-file)' },
+  etcdPasswordFile: { kind: 'string', help: 'file holding the etcd password (or set KVGATE_ETCD_PASSWORD)' },
+  etcdCaFile: { kind: 'string', help: 'CA certificate (PEM) that signed etcd\'s server certificate: connect to etcd over TLS' },
+  etcdCertFile: { kind: 'string', help: 'client certificate (PEM) for etcd (with --etcd-key-file)' },
+  etcdKeyFile: { kind: 'string', help: 'key (PEM) of --etcd-cert-file' },
+  natsUser: { kind: 'string', help: 'NATS user (with --event-plane; its password in KVGATE_NATS_PASSWORD or --nats-password-file)' },
+  natsPasswordFile: { kind: 'string', help: 'file holding the NATS password (or set KVGATE_NATS_PASSWORD)' },
+  natsTokenFile: { kind: 'string', help: 'file holding a NATS authentication token (or set KVGATE_NATS_TOKEN); instead of --nats-user' },
+  natsCaFile: { kind: 'string', help: 'CA certificate (PEM) that signed the NATS server certificate: connect over TLS' },
+  natsCertFile: { kind: 'string', help: 'client certificate (PEM) for NATS (with --nats-key-file)' },
+  natsKeyFile: { kind: 'string', help: 'key (PEM) of --nats-cert-file' },
+} as const satisfies Record<string, OptionSpec>;
+
 export const COMMANDS = {
   // ---- serve (frontend; issue 4 / 5) ----
   serve: {
@@ -65,6 +83,7 @@ export const COMMANDS = {
       workerUrls: { kind: 'list', help: 'request-plane URLs of worker agents started elsewhere (comma-separated ws://host:port)' },
       discovery: { kind: 'string', help: 'find worker agents in etcd (etcd://host:port[,host:port]) instead of spawning them: they register with kvgate worker --discovery; key layout in the README' },
       eventPlane: { kind: 'string', help: 'receive the workers\' KV events and load over NATS (nats://host:port[,host:port]), as every frontend replica does, instead of over each worker connection; the workers need the same --event-plane (with --worker-urls or --discovery)' },
+      eventPlaneStaleAfter: { kind: 'float', default: 10, min: 0, help: 'with --event-plane: seconds without any frame (KV events, load reports) from a worker after which it is routed approximately until its frames come again (its own link to NATS is down; 0: never)' },
       engineUrls: { kind: 'list', help: 'plain SGLang servers to route to without agents (comma-separated http://host:port, or grpc://host:port for --grpc-mode servers)' },
       routerMode: { kind: 'string', default: 'kv', choices: ['kv', 'round-robin', 'random', 'power-of-two', 'least-loaded'], help: 'how a worker is picked: kv = least prefill+decode cost given cached prefixes; the others by the router\'s own count of active blocks' },
       kvOverlapScoreWeight: { kind: 'float', default: ROUTING_DEFAULTS.overlapWeight, min: 0, help: 'weight of prefill blocks (uncached prompt) against decode blocks in the kv cost (Dynamo\'s default is 1; this one comes from the fleet simulator\'s sweep)' },
@@ -108,6 +127,8 @@ export const COMMANDS = {
       migrationLimit: { kind: 'int', min: 0, max: 4294967295, help: 'times a request whose stream breaks mid-generation may move to another worker (default: what each worker registered with kvgate worker --migration-limit; 0: never)' },
       httpServer: { kind: 'string', default: 'node', choices: ['node', 'uws'], help: 'HTTP server for the API: node (node:http), or uws (uWebSockets.js: no HTTP/1.0, so behind nginx set proxy_http_version 1.1, and no pipelined POSTs; README, "Node versions and the HTTP server")' },
       engineWait: { kind: 'float', default: 60, min: 0, help: 'seconds to wait at start-up for the first --worker-urls/--engine-urls worker to answer' },
+      tlsCaFile: { kind: 'string', help: 'CA certificate (PEM) that signed the workers\' request-plane certificates (wss:// workers, kvgate worker --tls-cert-file); default: the system\'s CAs' },
+      ...cluster,
     },
   },
   // ---- mocker (simulated SGLang engine; issue 3) ----
@@ -158,6 +179,7 @@ export const COMMANDS = {
       allowAutoTruncate: { kind: 'bool', default: false, help: 'truncate over-long prompts instead of rejecting them' },
       startupDelay: { kind: 'float', default: 0, min: 0, help: 'seconds /health answers 503 before the engine is ready' },
       grpcMode: { kind: 'bool', default: false, help: 'serve SGLang\'s gRPC API (service SglangScheduler, token ids in and out) on --port instead of HTTP, as sglang.launch_server --grpc-mode does' },
+      apiKey: { kind: 'string', help: 'as SGLang: every HTTP request except OPTIONS, /health* and /metrics* must send Authorization: Bearer <key> (401 {"error":"Unauthorized"} otherwise)' },
       // Accepted so the mocker can stand in for `python3 -m sglang.launch_server`; no effect.
       tpSize: { kind: 'int', help: 'ignored (sglang compatibility)' },
       tp: { kind: 'int', help: 'ignored (sglang compatibility)' },
@@ -276,7 +298,7 @@ export const COMMANDS = {
       engineProtocol: { kind: 'string', default: 'http', choices: ['http', 'grpc'], help: 'how the worker talks to its engine: SGLang\'s HTTP API, or its gRPC API (the engine gets --grpc-mode; token ids in and out, no JSON)' },
       role: { kind: 'string', default: 'agg', choices: ['agg', 'prefill', 'decode'], help: 'aggregated, or one side of prefill/decode disaggregation (sets --disaggregation-mode)' },
       migrationLimit: { kind: 'int', default: 0, min: 0, max: 4294967295, help: 'times a frontend may move a request that fails on this worker to another (in the model card)' },
-      host: { kind: 'string', default: '127.0.0.1', help: 'address the request plane and the engine listen on (frontends stream from the engine directly); neither has authentication, so anything beyond loopback is logged as a warning' },
+      host: { kind: 'string', default: '127.0.0.1', help: 'address the request plane and the engine listen on (frontends stream from the engine directly); beyond loopback without a cluster token and an engine API key, a warning is logged' },
       port: { kind: 'int', default: 0, min: 0, max: 65535, help: 'request-plane (WebSocket) port; 0 = any free port (printed when ready)' },
       discovery: { kind: 'string', help: 'register in etcd (etcd://host:port[,host:port]) under a 10 s lease, kept alive, so frontends started with the same --discovery find this worker' },
       eventPlane: { kind: 'string', help: 'publish KV events and load reports on NATS (nats://host:port[,host:port]) once, for every frontend, instead of over each frontend connection; frontends need the same --event-plane' },
@@ -288,6 +310,9 @@ export const COMMANDS = {
       drainTimeout: { kind: 'float', default: 30, min: 0, help: 'seconds in-flight requests may take to finish after SIGTERM' },
       stopGrace: { kind: 'float', default: 10, min: 0, help: 'seconds between SIGTERM and SIGKILL when stopping the engine' },
       loadInterval: { kind: 'float', default: 0.5, min: 0.01, help: 'seconds between reads of the engine load (/v1/loads, /get_load or /metrics)' },
+      tlsCertFile: { kind: 'string', help: 'certificate (PEM) of the request plane: serve it over TLS (wss://; frontends check it with --tls-ca-file). The engine API stays HTTP' },
+      tlsKeyFile: { kind: 'string', help: 'key (PEM) of --tls-cert-file' },
+      ...cluster,
     },
   },
   // ---- bench (load generator; issue 14) ----

@@ -16,12 +16,14 @@
 // (their own request-plane connections say whether they are alive). The state is exposed
 // for /health and as metrics.
 
+import { readFileSync } from 'node:fs';
 import { Etcd3, type IKeyValue, type Lease, type Watcher } from 'etcd3';
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { KvgateError } from '../errors.js';
 import { isJsonObject } from '../json.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
+import type { EtcdAccess } from '../security/secrets.js';
 import { RecordSet, type Discovery, type DiscoveryEvent, type Registration, type Registry, type WorkerRecord } from './discovery.js';
 
 export const ETCD_WORKERS_PREFIX = 'kvgate/v1/workers/';
@@ -29,14 +31,26 @@ export const WORKER_LEASE_TTL_S = 10;
 
 const workerKey = (instanceId: string) => ETCD_WORKERS_PREFIX + instanceId;
 
-// `etcd://h1:p1,h2:p2` -> ['http://h1:p1', 'http://h2:p2'].
-export function etcdEndpoints(url: string): string[] {
+// `etcd://h1:p1,h2:p2` -> ['http://h1:p1', 'http://h2:p2'] (https with TLS).
+export function etcdEndpoints(url: string, tls = false): string[] {
   const m = /^etcd:\/\/(.+)$/.exec(url);
   const hosts = m ? m[1]!.split(',').map((h) => h.trim()) : [];
   if (hosts.length === 0 || hosts.some((h) => !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(h))) {
     throw new KvgateError('invalid_config', `--discovery: '${url}' is not etcd://host:port[,host:port...]`);
   }
-  return hosts.map((h) => `http://${h}`);
+  return hosts.map((h) => `${tls ? 'https' : 'http'}://${h}`);
+}
+
+// The client, with the user's credentials and TLS files (security/secrets.ts).
+function etcdClient(url: string, access: EtcdAccess = {}): Etcd3 {
+  const tls = access.tls;
+  const pem = (f: string | undefined) => (f === undefined ? undefined : readFileSync(f));
+  return new Etcd3({
+    hosts: etcdEndpoints(url, tls !== undefined),
+    ...(access.auth ? { auth: { username: access.auth.username, password: access.auth.password } } : {}),
+    // No CA file: the system's roots (gRPC's default for a null root certificate).
+    ...(tls ? { credentials: { rootCertificate: pem(tls.ca) ?? (null as unknown as Buffer), ...(tls.cert ? { certChain: pem(tls.cert)!, privateKey: pem(tls.key)! } : {}) } } : {}),
+  });
 }
 
 // Exponential backoff with a cap; reset() after a success.
@@ -62,6 +76,8 @@ export interface EtcdOptions {
   url: string; // etcd://host:port[,host:port]
   log?: Logger;
   leaseTtlS?: number; // workers; default 10
+  // User and password, TLS files.
+  access?: EtcdAccess;
 }
 
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -98,7 +114,7 @@ export class EtcdRegistry implements Registry {
   private readonly live = new Set<EtcdRegistration>();
 
   constructor(opts: EtcdOptions) {
-    this.client = new Etcd3({ hosts: etcdEndpoints(opts.url) });
+    this.client = etcdClient(opts.url, opts.access);
     this.log = opts.log ?? silentLogger;
     this.ttl = opts.leaseTtlS ?? WORKER_LEASE_TTL_S;
   }
@@ -175,9 +191,12 @@ class EtcdRegistration implements Registration {
     lease.on('lost', (err: Error) => {
       if (this.lease !== lease || this.stopped) return;
       this.lease = null;
+      const wait = this.backoff.take();
+      // Lost before it was ever put (refused credentials, etcd away) is a failed attempt.
       if (this.registered) this.log.warn(`etcd: registration of ${this.record.instanceId} lost (${err.message}); registering again`);
+      else this.log.warn(`etcd: cannot register ${this.record.instanceId}: ${err.message}; retrying in ${wait} ms`);
       this.registered = false;
-      this.schedule(this.backoff.take());
+      this.schedule(wait);
     });
     try {
       await this.put(lease);
@@ -216,7 +235,7 @@ export class EtcdDiscovery implements Discovery {
   private firstSync: { promise: Promise<void>; resolve: () => void };
 
   constructor(opts: EtcdOptions) {
-    this.client = new Etcd3({ hosts: etcdEndpoints(opts.url) });
+    this.client = etcdClient(opts.url, opts.access);
     this.log = opts.log ?? silentLogger;
     this.state = new RemoteState('etcd', opts.url, 'kvgate_discovery', 'the discovery backend (etcd)', this.log);
     let resolve!: () => void;

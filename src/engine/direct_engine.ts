@@ -8,8 +8,10 @@ import { SglangHttpEngine } from './sglang_http.js';
 
 export const ENGINE_URL = /^(https?|grpc):\/\/[^/]+/;
 
-export function directEngine(url: string): DirectEngine {
+// `apiKey`: the engine's --api-key, sent as Authorization: Bearer on every HTTP request
+// (SGLang's gRPC server has no API key).
+export function directEngine(url: string, apiKey?: string): DirectEngine {
   if (url.startsWith('grpc://')) return new SglangGrpcEngine(url);
-  if (/^https?:\/\//.test(url)) return new SglangHttpEngine(url);
+  if (/^https?:\/\//.test(url)) return new SglangHttpEngine(url, apiKey !== undefined ? { apiKey } : {});
   throw new KvgateError('invalid_config', `'${url}' is not an http(s):// or grpc:// engine URL`);
 }

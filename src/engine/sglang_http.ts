@@ -244,6 +244,8 @@ function unreachable(url: string, err: unknown): KvgateError {
 export interface SglangHttpOptions {
   // Upper bound for the small control requests (/abort_request, /server_info, ...).
   controlTimeoutMs?: number;
+  // The engine's --api-key: sent as Authorization: Bearer on every request.
+  apiKey?: string;
 }
 
 export class SglangHttpEngine implements DirectEngine {
@@ -253,10 +255,12 @@ export class SglangHttpEngine implements DirectEngine {
   // Streams reuse kept-alive connections: a request costs no TCP handshake.
   private readonly agent: http.Agent;
   private readonly target: { protocol: typeof http | typeof https; host: string; port: number };
+  private readonly auth: Record<string, string>;
 
   constructor(url: string, options: SglangHttpOptions = {}) {
     this.url = url.replace(/\/+$/, '');
     this.controlTimeoutMs = options.controlTimeoutMs ?? 5000;
+    this.auth = options.apiKey !== undefined ? { authorization: `Bearer ${options.apiKey}` } : {};
     const u = new URL(this.url);
     const tls = u.protocol === 'https:';
     this.target = { protocol: tls ? https : http, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port) || (tls ? 443 : 80) };
@@ -288,7 +292,7 @@ export class SglangHttpEngine implements DirectEngine {
         port: t.port,
         path: '/generate',
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body) },
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body), ...this.auth },
         signal,
       });
       req.once('response', resolve);
@@ -397,7 +401,7 @@ export class SglangHttpEngine implements DirectEngine {
   private postAbort(rid: string): void {
     fetch(`${this.url}/abort_request`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...this.auth },
       body: JSON.stringify({ rid }),
       signal: AbortSignal.timeout(this.controlTimeoutMs),
     })
@@ -408,7 +412,7 @@ export class SglangHttpEngine implements DirectEngine {
   async getJson(path: string): Promise<{ status: number; body: unknown }> {
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { signal: AbortSignal.timeout(this.controlTimeoutMs) });
+      res = await fetch(`${this.url}${path}`, { headers: this.auth, signal: AbortSignal.timeout(this.controlTimeoutMs) });
     } catch (err) {
       throw unreachable(this.url, err);
     }

@@ -189,13 +189,13 @@ export function registerOpenAIRoutes(server: HttpServer, deps: RouteDeps): void 
     // Ready when every served model has at least one worker that can take requests;
     // degraded (still 200) while some worker cannot (being restarted, disconnected, refused)
     // or a backend beyond them is away (etcd: the last known workers are served; NATS: the
-    // index stays as it was).
+    // workers are routed approximately, as is one whose own link to NATS is down).
     .route('get', '/health', (ex) => {
       const models = Object.fromEntries(deps.models.map((m) => [m.name, deps.workers.readyCount(m.name)]));
       const ready = Object.values(models).every((n) => n > 0);
       const workers = deps.workers.workers();
       const remotes = deps.workers.remotes?.() ?? {};
-      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy) && Object.values(remotes).every((r) => r.connected) ? 'healthy' : 'degraded';
+      const status = !ready ? 'unhealthy' : workers.every((w) => w.healthy && !w.routing) && Object.values(remotes).every((r) => r.connected) ? 'healthy' : 'degraded';
       const pools = deps.workers.pools?.();
       ex.json(ready ? 200 : 503, { status, models, ...(pools ? { pools } : {}), workers, ...remotes });
     })

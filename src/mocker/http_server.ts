@@ -1,6 +1,7 @@
 // The mocker's SGLang HTTP API on uWebSockets.js (reference/sglang.md §1).
 
-import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
+import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from '../http/uws.js';
+import { bearerMatches } from '../security/secrets.js';
 import type { MockEngine } from './engine.js';
 import { closeListen, exchange, listen, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
 import { admit, ContractError, formatOutput, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
@@ -65,6 +66,27 @@ function sendRequestError(ex: Exchange, err: RequestError, stream: boolean): voi
   send(ex, 200, `data: ${JSON.stringify(event)}\n\ndata: [DONE]\n\n`, 'text/event-stream; charset=utf-8');
 }
 
+// SGLang's --api-key (its auth middleware): every request but OPTIONS and the /health* and
+// /metrics* paths must carry `Authorization: Bearer <key>`, else 401 {"error":"Unauthorized"},
+// before any routing (so also for unknown paths and wrong methods).
+type Routes = Pick<TemplatedApp, 'get' | 'post' | 'put' | 'any'>;
+function requireApiKey(app: TemplatedApp, key: string): Routes {
+  const guard =
+    (handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>) =>
+    (res: HttpResponse, req: HttpRequest): void | Promise<void> => {
+      const path = req.getUrl();
+      if (req.getMethod() === 'options' || path.startsWith('/health') || path.startsWith('/metrics') || bearerMatches(req.getHeader('authorization'), key)) return handler(res, req);
+      sendJson(exchange(res), 401, { error: 'Unauthorized' });
+    };
+  const routes: Routes = {
+    get: (pattern, handler) => (app.get(pattern, guard(handler)), routes as never),
+    post: (pattern, handler) => (app.post(pattern, guard(handler)), routes as never),
+    put: (pattern, handler) => (app.put(pattern, guard(handler)), routes as never),
+    any: (pattern, handler) => (app.any(pattern, guard(handler)), routes as never),
+  };
+  return routes;
+}
+
 export interface HttpServer {
   port: number;
   close(): void;
@@ -73,6 +95,7 @@ export interface HttpServer {
 export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts | null, bootstrapPort: () => number | null): Promise<HttpServer> {
   const o = engine.opts;
   const app = uws.App();
+  const routes = o.apiKey === null ? app : requireApiKey(app, o.apiKey);
   const format: OutputFormat = { withText: !o.skipTokenizerInit, incremental: o.incrementalStreamingOutput, dpSize: o.dpSize };
 
   async function generate(ex: Exchange): Promise<void> {
@@ -114,8 +137,8 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       sendJson(ex, 500, errorResponse('Internal server error', 500, '500'));
     });
   };
-  app.post('/generate', onGenerate);
-  app.put('/generate', onGenerate);
+  routes.post('/generate', onGenerate);
+  routes.put('/generate', onGenerate);
 
   const health = (res: HttpResponse, deep: boolean) => {
     const ex = exchange(res);
@@ -123,19 +146,19 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     if (!deep) return send(ex, 200, '', '');
     void engine.healthProbe(HEALTH_CHECK_TIMEOUT_MS).then((ok) => send(ex, ok ? 200 : 503, '', ''));
   };
-  app.get('/health', (res) => health(res, false));
-  app.get('/health_generate', (res) => health(res, true));
-  app.get('/ready', (res) => send(exchange(res), engine.status === 'up' ? 200 : 503, '', ''));
+  routes.get('/health', (res) => health(res, false));
+  routes.get('/health_generate', (res) => health(res, true));
+  routes.get('/ready', (res) => send(exchange(res), engine.status === 'up' ? 200 : 503, '', ''));
 
   const modelInfo = () => engineModelInfo(o);
-  app.get('/model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
-  app.get('/get_model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
+  routes.get('/model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
+  routes.get('/get_model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
 
   const serverInfo = () => engineServerInfo(engine, kvPorts, bootstrapPort());
-  app.get('/server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
-  app.get('/get_server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
+  routes.get('/server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
+  routes.get('/get_server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
 
-  app.get('/get_load', (res) => {
+  routes.get('/get_load', (res) => {
     const ts = performance.now() / 1000;
     sendJson(
       exchange(res),
@@ -151,7 +174,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     );
   });
 
-  app.get('/v1/loads', (res, req) => {
+  routes.get('/v1/loads', (res, req) => {
     const ex = exchange(res);
     const q = new URLSearchParams(req.getQuery() ?? '');
     let include: Set<string> | null;
@@ -192,7 +215,7 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     sendJson(ex, 200, { timestamp: new Date().toISOString(), version: 'kvgate-mocker', accelerator: null, num_accelerators: 1, loads });
   });
 
-  app.get('/metrics', (res) => {
+  routes.get('/metrics', (res) => {
     const ex = exchange(res);
     if (!engine.metrics) return sendJson(ex, 404, { detail: 'Not Found' });
     void engine.metrics.render().then(({ contentType, body }) => send(ex, 200, body, contentType));
@@ -208,10 +231,10 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
         : sendText(ex, 400, 'Flush cache failed.\n'),
     );
   };
-  app.get('/flush_cache', flush);
-  app.post('/flush_cache', flush);
+  routes.get('/flush_cache', flush);
+  routes.post('/flush_cache', flush);
 
-  app.post('/abort_request', (res) => {
+  routes.post('/abort_request', (res) => {
     const ex = exchange(res);
     void readBody(ex).then((raw) => {
       if (raw === null) return;
@@ -230,19 +253,19 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     });
   });
 
-  app.get('/v1/models', (res) =>
+  routes.get('/v1/models', (res) =>
     sendJson(exchange(res), 200, {
       object: 'list',
       data: [{ id: o.servedModelName, object: 'model', created: Math.floor(engine.startedAt / 1000), owned_by: 'sglang', root: o.modelPath, max_model_len: o.contextLength }],
     }),
   );
-  app.get('/', (res) => sendText(exchange(res), 200, 'SGLang is running'));
+  routes.get('/', (res) => sendText(exchange(res), 200, 'SGLang is running'));
 
   // FastAPI's answers for known paths with the wrong method, and for unknown paths.
   for (const path of ['/generate', '/health', '/health_generate', '/server_info', '/get_server_info', '/model_info', '/get_model_info', '/get_load', '/v1/loads', '/metrics', '/flush_cache', '/abort_request', '/v1/models']) {
-    app.any(path, (res) => sendJson(exchange(res), 405, { detail: 'Method Not Allowed' }));
+    routes.any(path, (res) => sendJson(exchange(res), 405, { detail: 'Method Not Allowed' }));
   }
-  app.any('/*', (res) => sendJson(exchange(res), 404, { detail: 'Not Found' }));
+  routes.any('/*', (res) => sendJson(exchange(res), 404, { detail: 'Not Found' }));
 
   const { socket, port } = await listen(app, o.host, o.port);
   let listenSocket: us_listen_socket | null = socket;

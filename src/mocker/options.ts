@@ -80,6 +80,8 @@ export interface ResolvedOptions {
   startupDelayMs: number;
   // --port serves SGLang's gRPC API instead of HTTP.
   grpcMode: boolean;
+  // SGLang's --api-key: required as a Bearer token on all but /health* and /metrics*.
+  apiKey: string | null;
   logLevel: string;
   // Echoed by /server_info so a client sees what it asked for.
   raw: MockerOptions;
@@ -207,6 +209,7 @@ export function resolveOptions(partial: Partial<MockerOptions> = {}): ResolvedOp
     allowAutoTruncate: o.allowAutoTruncate,
     startupDelayMs: posFloat('startupDelay', o.startupDelay) * 1000,
     grpcMode: o.grpcMode,
+    apiKey: o.apiKey ?? null,
     logLevel: o.logLevel,
     raw: o,
   };

@@ -39,6 +39,9 @@
 // - Approximate mode is per worker (kvEvents false, or a worker without KV events such as a
 //   plain SGLang HTTP server): the router records each prompt routed to it as cached there
 //   for a TTL, and its KV events are ignored. The other workers of the model stay exact.
+// - While the event plane (NATS) is away, the agents' events cannot arrive: their workers are
+//   routed approximately meanwhile (their exact blocks go, as their caches move on unseen),
+//   and exactly again once it is back, their ranks rebuilt by a resync.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvgateError } from '../errors.js';
@@ -115,6 +118,13 @@ export interface KvWorkerSetOptions {
   seed?: number;
   // Disaggregated serving (prefill and decode pools).
   pd?: Partial<PdOptions>;
+  // The engines' --api-key, sent on every engine request.
+  engineApiKey?: string;
+  // With an event plane: a worker none of whose frames (KV events, load reports) arrived for
+  // this long is routed approximately until they come again (its own link to NATS is down);
+  // 0 or unset: never.
+  eventStaleMs?: number;
+  // The request-plane client's settings (the cluster token among them).
   client?: Omit<RequestPlaneClientOptions, 'url' | 'reconnect' | 'log'>;
   log?: Logger;
 }
@@ -169,6 +179,10 @@ interface Member {
   lastActive: number;
   // Prefill/decode workers: the engine's parallel layout (pd_pairs.ts), read once.
   shape: PdShape | null;
+  // Event plane: Date.now() of its last frame (or of its admission), and whether none came for
+  // eventStaleMs (it is routed approximately meanwhile).
+  lastEventAt: number;
+  eventsStale: boolean;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -181,12 +195,15 @@ export class KvWorkerSet implements WorkerSet {
   private readonly counts = new Uint32Array(5);
   private readonly metrics: RouterMetrics;
   private readonly probeTimer: NodeJS.Timeout | null;
+  private readonly staleTimer: NodeJS.Timeout | null;
   private closed = false;
   private probing = false;
   private readonly log: Logger;
   private readonly mode: RouterPolicy;
   private readonly breakerOptions: BreakerOptions;
   private sync: RoutingSink | null = null;
+  // The event plane is away: agents are routed approximately (eventPlaneDown()).
+  private eventsDown = false;
   private readonly frontendId = randomBytes(8).readBigUInt64LE();
   // Requests other frontends routed, recorded in our routers: key `${frontend}:${rid}`.
   private readonly remote = new Map<string, { group: Group; rid: number; at: number }>();
@@ -215,6 +232,9 @@ export class KvWorkerSet implements WorkerSet {
     const every = opts.healthIntervalMs ?? 5000;
     this.probeTimer = every > 0 ? setInterval(() => void this.probe(), every) : null;
     this.probeTimer?.unref();
+    const stale = opts.eventStaleMs ?? 0;
+    this.staleTimer = stale > 0 ? setInterval(() => this.findStaleEvents(stale), Math.min(1000, stale / 4)) : null;
+    this.staleTimer?.unref();
   }
 
   // ---- adding workers ----
@@ -250,8 +270,55 @@ export class KvWorkerSet implements WorkerSet {
   // the worker's instance id; dropped if no connected agent has that id.
   eventFrame(instanceIdHex: string, bytes: Uint8Array): void {
     for (const m of this.members.values()) {
-      if (m.agent && m.instanceId !== null && m.instanceId.toString(16).padStart(16, '0') === instanceIdHex) return m.agent.receiveEventFrame(bytes);
+      if (!m.agent || m.instanceId === null || m.instanceId.toString(16).padStart(16, '0') !== instanceIdHex) continue;
+      m.lastEventAt = Date.now();
+      if (m.eventsStale) {
+        m.eventsStale = false;
+        if (this.remode(m)) this.log.info(`worker ${m.name}: its events arrive again over the event plane; routing it on them, rebuilding its state`);
+      }
+      return m.agent.receiveEventFrame(bytes);
     }
+  }
+
+  // Workers whose frames stopped coming while this frontend's own event-plane link is up: their
+  // link is down, so their caches move on unseen. Routed approximately until frames come again.
+  private findStaleEvents(staleMs: number): void {
+    if (this.closed || this.eventsDown) return;
+    const now = Date.now();
+    for (const m of this.members.values()) {
+      if (m.eventsStale || m.state !== 'up' || !m.agent || now - m.lastEventAt <= staleMs) continue;
+      m.eventsStale = true;
+      if (this.remode(m)) this.log.warn(`worker ${m.name}: no events over the event plane for ${Math.round((now - m.lastEventAt) / 1000)} s; routing it approximately until they come again`);
+    }
+  }
+
+  // Puts a routed agent in the mode approxFor() gives now; in the other mode its unit starts
+  // empty (predicted blocks, or exact ones rebuilt by a resync). True if it changed.
+  private remode(m: Member): boolean {
+    const g = m.group;
+    if (m.state !== 'up' || !m.agent || !g || !m.card) return false;
+    const approx = this.approxFor(m, m.card);
+    if (approx === m.approx) return false;
+    m.approx = approx;
+    m.eventRanks.clear();
+    for (let r = 0; r < m.ranks; r++) g.router.addWorker(m.id, r, approx);
+    if (!approx) for (let r = 0; r < m.ranks; r++) m.agent.requestResync(r);
+    return true;
+  }
+
+  // The event plane (NATS) went away (true) or came back (false): the agents' workers are
+  // routed approximately meanwhile, then exactly again after a rebuild of their ranks.
+  eventPlaneDown(down: boolean): void {
+    if (this.eventsDown === down || this.closed) return;
+    this.eventsDown = down;
+    let n = 0;
+    for (const m of this.members.values()) {
+      // Back: every worker gets a fresh grace period before its frames count as missing.
+      if (!down) m.lastEventAt = Date.now();
+      if (this.remode(m)) n++;
+    }
+    if (down) this.log.warn(`event plane down: routing ${n} worker(s) approximately (caches predicted from this frontend's own decisions) until it is back`);
+    else this.log.info(`event plane back: routing ${n} worker(s) on their KV events again, rebuilding their state from the workers`);
   }
 
   // Router replica sync: this set's decisions, first tokens and ends go to `sink`.
@@ -291,7 +358,7 @@ export class KvWorkerSet implements WorkerSet {
   // approximately).
   addEngine(url: string): void {
     if (this.members.has(url)) return;
-    const engine = directEngine(url);
+    const engine = directEngine(url, this.opts.engineApiKey);
     const m = this.newMember(engine.url, null, engine);
     void this.readEngineCard(m);
   }
@@ -357,7 +424,8 @@ export class KvWorkerSet implements WorkerSet {
       model: this.modelOf(m),
       ...(m.card ? { role: m.card.role } : {}),
       healthy: m.state === 'up',
-      ...(m.state === 'up' ? {} : { reason: m.reason || m.state }),
+      ...(m.state === 'up' ? {} : { reason: m.reason || m.agent?.lastError || m.state }),
+      ...(m.state === 'up' && m.approx && (this.eventsDown || m.eventsStale) ? { routing: 'approximate' as const } : {}),
     }));
   }
 
@@ -416,6 +484,7 @@ export class KvWorkerSet implements WorkerSet {
     this.closed = true;
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.rooms.close();
+    if (this.staleTimer) clearInterval(this.staleTimer);
     for (const m of this.members.values()) if (m.timer) clearTimeout(m.timer);
     await Promise.all([...this.members.values()].flatMap((m) => [m.agent?.close(), m.engine?.close()]));
     for (const g of this.groups.values()) g.router.close();
@@ -444,6 +513,8 @@ export class KvWorkerSet implements WorkerSet {
       breaker: new CircuitBreaker(this.breakerOptions, (from, to) => this.breakerMoved(name, from, to)),
       lastActive: Date.now(),
       shape: null,
+      lastEventAt: Date.now(),
+      eventsStale: false,
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -502,11 +573,12 @@ export class KvWorkerSet implements WorkerSet {
   private useEngine(m: Member, url: string): void {
     if (m.engine?.url === url.replace(/\/+$/, '')) return;
     void m.engine?.close();
-    m.engine = directEngine(url);
+    m.engine = directEngine(url, this.opts.engineApiKey);
   }
 
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
+    m.lastEventAt = Date.now();
     // Back after its breaker's open period (or with a restarted engine): on probation.
     m.breaker.halfOpen();
     if (m.agent) {
@@ -559,7 +631,7 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   private approxFor(m: Member, card: ModelCard): boolean {
-    return this.opts.kvEvents === false || m.agent === null || !card.kvEvents;
+    return this.opts.kvEvents === false || m.agent === null || !card.kvEvents || this.eventsDown || m.eventsStale;
   }
 
   private refuse(m: Member, reason: string): void {

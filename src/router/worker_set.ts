@@ -34,6 +34,9 @@ export interface WorkerInfo {
   healthy: boolean;
   // Why it cannot take requests, when it cannot (e.g. disconnected, page size mismatch).
   reason?: string;
+  // Set while a worker that is normally routed on its KV events is routed approximately
+  // (its events cannot arrive: the event plane, or its own link to it, is down).
+  routing?: 'approximate';
 }
 
 // Per model, the workers up in each pool and how requests are served now: disaggregated

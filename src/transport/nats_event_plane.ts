@@ -14,11 +14,12 @@
 // and never drops: while NATS is away the client buffers what is published, and a frontend
 // that still misses something sees the gap.
 
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { KvgateError } from '../errors.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
 import type { Registry } from 'prom-client';
+import type { NatsAccess } from '../security/secrets.js';
 import { encodeFrame, type Frame } from './frames.js';
 import { decodeRoutingEvent, encodeRoutingEvent, ROUTING_SUBJECT, type RoutingEvent } from './router_sync.js';
 
@@ -34,14 +35,54 @@ export function natsServers(url: string): string[] {
   return hosts;
 }
 
-// Keeps trying the first connection too, and reconnects forever after; `state` follows.
-async function open(url: string, name: string, state: RemoteState): Promise<NatsConnection> {
-  const nc = await connect({ servers: natsServers(url), name, waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+export interface NatsOptions {
+  log?: Logger;
+  // User and password or token, TLS files (security/secrets.ts).
+  access?: NatsAccess;
+  // Called with false when the connection is lost, true when it is back.
+  onState?: (connected: boolean) => void;
+}
+
+// The client's options for `access`: credentials, and TLS when any TLS file is given.
+function natsAccess(access: NatsAccess = {}): Partial<ConnectionOptions> {
+  const t = access.tls;
+  return {
+    ...(access.user !== undefined ? { user: access.user, pass: access.pass } : {}),
+    ...(access.token !== undefined ? { token: access.token } : {}),
+    ...(t ? { tls: { ...(t.ca ? { caFile: t.ca } : {}), ...(t.cert ? { certFile: t.cert, keyFile: t.key } : {}) } } : {}),
+  };
+}
+
+// Refusals that trying again cannot mend: credentials, or a certificate that does not verify.
+const fatal = (err: Error & { code?: unknown }) =>
+  /authorization violation|authentication/i.test(err.message) || (typeof err.code === 'string' && /CERT|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|AUTHORIZATION/i.test(err.code));
+
+// Keeps trying the first connection (logged, with backoff) unless NATS refuses this client,
+// and reconnects forever after; `state` follows.
+async function open(url: string, name: string, state: RemoteState, o: NatsOptions): Promise<NatsConnection> {
+  const log = o.log ?? silentLogger;
+  let nc: NatsConnection;
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5000)) {
+    try {
+      nc = await connect({ servers: natsServers(url), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...natsAccess(o.access) });
+      break;
+    } catch (err) {
+      const e = err as Error;
+      if (fatal(e)) throw new KvgateError('invalid_config', `--event-plane ${url}: ${e.message}`);
+      log.warn(`nats: cannot connect to ${url} (${e.message}); retrying in ${wait} ms`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
   state.up();
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect') state.down(new Error(`disconnected from ${String(s.server ?? url)}`), 'reconnecting');
-      else if (s.type === 'reconnect') state.up();
+      if (s.type === 'disconnect') {
+        state.down(new Error(`disconnected from ${String(s.server ?? url)}`), 'reconnecting');
+        o.onState?.(false);
+      } else if (s.type === 'reconnect') {
+        state.up();
+        o.onState?.(true);
+      }
     }
   })().catch(() => undefined);
   return nc;
@@ -59,8 +100,9 @@ export class NatsEventPublisher {
     private readonly log: Logger,
   ) {}
 
-  static async connect(url: string, log: Logger = silentLogger): Promise<NatsEventPublisher> {
-    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log)), log);
+  static async connect(url: string, o: NatsOptions = {}): Promise<NatsEventPublisher> {
+    const log = o.log ?? silentLogger;
+    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log), o), log);
   }
 
   // A frame the client cannot take (its reconnect buffer is full, or it is closed) is
@@ -87,8 +129,9 @@ export class NatsEventPublisher {
 }
 
 // The frontend's side: every worker's events, with the worker's instance id (hex).
-// While NATS is away the index keeps what it had (health() and the kvgate_event_plane_*
-// metrics say so); the first batch after the outage shows any gap, which is then rebuilt.
+// While NATS is away the frontend routes those workers approximately (onState tells it;
+// health() and the kvgate_event_plane_* metrics show the outage), and on reconnect it asks
+// the workers for a rebuild and routes on events again.
 export class NatsEventSubscriber {
   private constructor(
     private readonly nc: NatsConnection,
@@ -102,10 +145,11 @@ export class NatsEventSubscriber {
     url: string,
     onFrame: (instanceIdHex: string, bytes: Uint8Array) => void,
     onRouting: (ev: RoutingEvent) => void,
-    log: Logger = silentLogger,
+    o: NatsOptions = {},
   ): Promise<NatsEventSubscriber> {
+    const log = o.log ?? silentLogger;
     const state = new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log);
-    const nc = await open(url, 'kvgate-frontend', state);
+    const nc = await open(url, 'kvgate-frontend', state, o);
     const events = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
       callback: (err, msg) => {
         if (err) log.warn(`nats: subscription error: ${err.message}`);
@@ -134,8 +178,10 @@ export class NatsEventSubscriber {
     }
   }
 
-  health(): RemoteHealth {
-    return this.state.health();
+  // routing: how the workers whose events come here are routed now (approximately while
+  // NATS is away: KvWorkerSet.eventPlaneDown).
+  health(): RemoteHealth & { routing: 'exact' | 'approximate' } {
+    return { ...this.state.health(), routing: this.state.isConnected ? 'exact' : 'approximate' };
   }
 
   registerMetrics(registry: Registry): void {

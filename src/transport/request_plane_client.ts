@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { KvgateError } from '../errors.js';
 import type { ModelCard } from '../engine/model_card.js';
 import { silentLogger, type Logger } from '../observability/log.js';
+import { frontendCredential, PROOF_HEADER } from '../security/cluster_auth.js';
 import { decodeFrame, encodeFrame, PROTOCOL_VERSION, type Frame, type KvResetReason, type LoadReport } from './frames.js';
 
 export interface WorkerHello {
@@ -37,6 +38,10 @@ export interface RequestPlaneClientOptions {
   connectTimeoutMs?: number;
   // No frame or ping from the worker for this long: the connection is dead.
   deadAfterMs?: number;
+  // The cluster token, proven (not sent) on the upgrade request; the worker must prove it back.
+  token?: string;
+  // wss:// workers: the CA (PEM) their certificates are checked against (default: the system's).
+  ca?: Buffer;
   log?: Logger;
 }
 
@@ -44,6 +49,9 @@ type Listener<T> = (value: T) => void;
 
 export class RequestPlaneClient {
   hello: WorkerHello | null = null;
+  // Why the last attempt to connect failed (for /health), until a Hello arrives.
+  lastError: string | null = null;
+  private refusedLogged = false;
   private ws: WebSocket | null = null;
   // Next expected seq per dp rank; null while waiting for a KvReset after a gap.
   private readonly kvExpect = new Map<number, bigint | null>();
@@ -80,7 +88,9 @@ export class RequestPlaneClient {
     this.closedByUser = false;
     return new Promise((resolve, reject) => {
       const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
-      const ws = new WebSocket(this.opts.url, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
+      const credential = this.opts.token !== undefined ? frontendCredential(this.opts.token) : null;
+      const headers = credential ? { authorization: credential.authorization } : undefined;
+      const ws = new WebSocket(this.opts.url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(headers ? { headers } : {}), ...(this.opts.ca ? { ca: this.opts.ca } : {}) });
       this.ws = ws;
       let settled = false;
       const timer = setTimeout(() => fail(new KvgateError('engine_timeout', `no hello from worker ${this.opts.url} within ${timeoutMs} ms`)), timeoutMs);
@@ -100,6 +110,16 @@ export class RequestPlaneClient {
       };
       this.helloListeners.add(onHello);
       ws.binaryType = 'nodebuffer';
+      // A worker that cannot prove the token is not one of this cluster's: no prompt goes to it.
+      if (credential) {
+        ws.once('upgrade', (res) => {
+          if (credential.expectProof(res.headers[PROOF_HEADER] as string | undefined)) return;
+          this.lastError = 'worker did not prove the cluster token: not a worker of this cluster (or its token differs)';
+          if (!this.refusedLogged) this.log.error(`worker ${this.opts.url}: ${this.lastError}`);
+          this.refusedLogged = true;
+          fail(new KvgateError('worker_disconnected', `refused worker ${this.opts.url}: ${this.lastError}`));
+        });
+      }
       ws.on('open', () => {
         this.lastSeen = Date.now();
         this.startDeadTimer();
@@ -110,8 +130,17 @@ export class RequestPlaneClient {
       });
       ws.on('ping', () => (this.lastSeen = Date.now()));
       ws.on('error', (err) => {
-        this.log.debug(`worker ${this.opts.url}: ${err.message}`);
-        fail(new KvgateError('worker_disconnected', `cannot connect to worker ${this.opts.url}: ${err.message}`));
+        if (settled) return; // already failed (e.g. the worker's proof was refused)
+        // ws reports a refused upgrade as "Unexpected server response: 401".
+        if (/\b401\b/.test(err.message)) {
+          this.lastError = `worker refused this frontend's cluster token (401): give both the same KVGATE_CLUSTER_TOKEN or --cluster-token-file`;
+          if (!this.refusedLogged) this.log.error(`worker ${this.opts.url}: ${this.lastError}`);
+          this.refusedLogged = true;
+        } else {
+          this.lastError = err.message;
+          this.log.debug(`worker ${this.opts.url}: ${err.message}`);
+        }
+        fail(new KvgateError('worker_disconnected', `cannot connect to worker ${this.opts.url}: ${this.lastError}`));
       });
       ws.on('close', () => {
         this.helloListeners.delete(onHello);
@@ -182,6 +211,8 @@ export class RequestPlaneClient {
           return;
         }
         this.reconnectDelay = 250;
+        this.lastError = null;
+        this.refusedLogged = false;
         // A new agent starts every rank over (its resets follow); the same agent re-sends
         // its Hello mid-connection when its engine restarted with a new card.
         if (this.hello?.instanceId !== frame.instanceId) this.kvExpect.clear();

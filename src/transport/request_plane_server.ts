@@ -11,6 +11,7 @@
 import { KvgateError } from '../errors.js';
 import { uws, type TemplatedApp, type WebSocket, type us_listen_socket } from '../http/uws.js';
 import { silentLogger, type Logger } from '../observability/log.js';
+import { FrontendVerifier, PROOF_HEADER } from '../security/cluster_auth.js';
 import { decodeFrame, encodeFrame, type Frame } from './frames.js';
 
 export interface RequestPlaneServerOptions {
@@ -28,6 +29,11 @@ export interface RequestPlaneServerOptions {
   hardLimitBytes?: number;
   stallTimeoutMs?: number;
   maxPayloadBytes?: number;
+  // TLS (wss://): the worker's certificate and key, PEM files.
+  tls?: { cert: string; key: string };
+  // The cluster token: a connection whose upgrade request does not prove it (HMAC, see
+  // security/cluster_auth.ts) is refused with 401 and logged; the 101 carries this worker's proof.
+  token?: string;
   log?: Logger;
 }
 
@@ -112,6 +118,7 @@ export class RequestPlaneServer {
   private readonly highWater: number;
   private readonly hardLimit: number;
   private readonly stallTimeout: number;
+  private readonly verifier: FrontendVerifier | null;
   port = 0;
 
   constructor(private readonly opts: RequestPlaneServerOptions) {
@@ -119,10 +126,12 @@ export class RequestPlaneServer {
     this.highWater = opts.highWaterBytes ?? 1 << 20;
     this.hardLimit = opts.hardLimitBytes ?? 64 << 20;
     this.stallTimeout = opts.stallTimeoutMs ?? 60_000;
+    this.verifier = opts.token !== undefined ? new FrontendVerifier(opts.token) : null;
   }
 
   async listen(): Promise<number> {
-    const app = uws.App();
+    const tls = this.opts.tls;
+    const app = tls ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key }) : uws.App();
     app.ws<UserData>('/*', {
       maxPayloadLength: this.opts.maxPayloadBytes ?? 64 << 20,
       maxBackpressure: this.hardLimit,
@@ -130,6 +139,18 @@ export class RequestPlaneServer {
       idleTimeout: 32,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
+        if (this.verifier) {
+          const check = this.verifier.check(req.getHeader('authorization'));
+          if (!check.ok) {
+            const from = Buffer.from(res.getRemoteAddressAsText()).toString();
+            const why = check.why === 'stale' ? `a stale cluster-token proof (clocks ${Math.round(check.skewMs! / 1000)} s apart?)` : `${check.why} cluster token`;
+            this.log.warn(`refused a request-plane connection from ${from}: ${why} (401)`, { remote: from, refused: true });
+            res.writeStatus('401 Unauthorized').writeHeader('www-authenticate', 'KvgateHmac').end('kvgate request plane: a valid cluster token proof is required\n');
+            return;
+          }
+          // This worker's proof that it holds the token too (checked by the frontend).
+          res.writeStatus('101 Switching Protocols').writeHeader(PROOF_HEADER, check.proof);
+        }
         res.upgrade<UserData>(
           { peer: null },
           req.getHeader('sec-websocket-key'),
@@ -164,7 +185,7 @@ export class RequestPlaneServer {
   }
 
   get url(): string {
-    return `ws://${this.opts.host}:${this.port}`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://${this.opts.host}:${this.port}`;
   }
 
   connectedPeers(): Peer[] {

@@ -28,6 +28,7 @@ import { instanceIdHex, type Registration, type Registry, type WorkerRecord } fr
 import { PROTOCOL_VERSION, type Frame, type RankLoad } from '../transport/frames.js';
 import { KvRelay, type KvSource, type RelayPeer } from '../transport/kv_relay.js';
 import { RequestPlaneServer } from '../transport/request_plane_server.js';
+import { EVENT_HEARTBEAT_MS } from '../transport/event_heartbeat.js';
 import { engineArgs, inspectUserArgs, KV_TOPIC, launchCommand, type EnginePorts, type EngineProtocol, type UserArgs } from './engine_args.js';
 import { describeExit, EngineProcess } from './engine_process.js';
 import { LoadPoller } from './load_poller.js';
@@ -36,6 +37,7 @@ import { readModelCard } from '../engine/model_card.js';
 import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
 import { urlHost } from '../net.js';
+import { redactArgs, withoutSecrets } from '../security/secrets.js';
 
 // How many times start() launches an engine that exits before it is healthy.
 const START_ATTEMPTS = 3;
@@ -67,6 +69,12 @@ export interface WorkerAgentOptions {
   stopGraceMs: number;
   loadIntervalMs: number;
   registry?: Registry;
+  // Required of every frontend connecting to the request plane (401 without it).
+  clusterToken?: string;
+  // The request plane over TLS (wss://): certificate and key files.
+  tls?: { cert: string; key: string };
+  // The engine's --api-key; this agent sends it on its own engine requests too.
+  engineApiKey?: string;
   // The event plane beyond the request plane (NATS: transport/nats_event_plane.ts): KV events
   // and load go there once, for every frontend, instead of over each frontend's connection.
   events?: RelayPeer;
@@ -92,6 +100,7 @@ export class WorkerAgent {
   private userArgs: UserArgs | null = null;
   private registration: Registration | null = null;
   private lastLoad: Frame | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
   private restarts = 0;
   // An engine being started (not yet healthy), so that shutdown can stop it too.
   private starting: EngineProcess | null = null;
@@ -106,6 +115,8 @@ export class WorkerAgent {
       host: opts.host,
       port: opts.port,
       log: this.log,
+      ...(opts.clusterToken !== undefined ? { token: opts.clusterToken } : {}),
+      ...(opts.tls ? { tls: opts.tls } : {}),
       hello: () => this.hello(),
       onConnect: (peer) => {
         // With a separate event plane a new frontend gets every rank rebuilt there (the others
@@ -118,11 +129,20 @@ export class WorkerAgent {
       onResync: (peer, dpRank) => this.relay.resync(events ?? peer, dpRank),
       onDrain: (peer) => this.relay.drained(peer),
     });
-    if (events) this.relay.addPeer(events);
+    if (events) {
+      this.relay.addPeer(events);
+      // Loads go out only when they change: an idle worker re-sends its last one every
+      // EVENT_HEARTBEAT_MS, so frontends can tell a quiet worker from one whose link is down.
+      this.heartbeat = setInterval(() => {
+        const report = this.lastLoad?.type === 'load' ? this.lastLoad.report : { instanceId: this.instanceId, ranks: [] };
+        events.send({ type: 'load', report: { ...report, timestampMs: Date.now() } });
+      }, EVENT_HEARTBEAT_MS);
+      this.heartbeat.unref();
+    }
   }
 
   get url(): string {
-    return `ws://${urlHost(this.opts.advertiseHost ?? this.opts.host)}:${this.server.port}`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://${urlHost(this.opts.advertiseHost ?? this.opts.host)}:${this.server.port}`;
   }
 
   // The engine's PID (tests, diagnostics).
@@ -199,16 +219,17 @@ export class WorkerAgent {
     const ports = await this.reservePorts(info);
     const launch = launchCommand(
       { engine: this.opts.engine, python: this.opts.python, kvgate: this.opts.kvgate },
-      engineArgs(this.opts.engineArgs, info, this.opts.role, ports, this.opts.engineProtocol, this.opts.host),
+      engineArgs(this.opts.engineArgs, info, this.opts.role, ports, this.opts.engineProtocol, this.opts.host, this.opts.engineApiKey),
       // The mocker exits when this worker is gone, even SIGKILLed (see parent_watch.ts).
-      { ...(this.opts.env ?? process.env), [PARENT_PID_ENV]: String(process.pid) },
+      // kvgate's own secrets stay out of the engine's environment (its key comes as --api-key).
+      { ...withoutSecrets(this.opts.env ?? process.env), [PARENT_PID_ENV]: String(process.pid) },
     );
-    this.log.info(`starting engine: ${[launch.command, ...launch.args].map(shellQuote).join(' ')}`);
+    this.log.info(`starting engine: ${[launch.command, ...redactArgs(launch.args)].map(shellQuote).join(' ')}`);
     const proc = new EngineProcess(launch, this.log);
     this.starting = proc;
     // The card names where frontends stream from: this engine, on the worker's address.
     const scheme = this.opts.engineProtocol === 'grpc' ? 'grpc' : 'http';
-    const client: DirectEngine = directEngine(`${scheme}://${urlHost(this.opts.host)}:${ports.http}`);
+    const client: DirectEngine = directEngine(`${scheme}://${urlHost(this.opts.host)}:${ports.http}`, this.opts.engineApiKey);
     const get = (path: string) => client.getJson(path);
     let card: ModelCard;
     try {
@@ -324,6 +345,7 @@ export class WorkerAgent {
     // Withdrawn before the control plane closes, so frontends stop routing here first.
     await this.registration?.unregister();
     await this.server.close();
+    if (this.heartbeat) clearInterval(this.heartbeat);
     this.relay.close();
     if (this.engine && !(await this.engineIdle(this.engine, drainTimeoutMs))) {
       this.log.warn(`the engine still runs requests after ${drainTimeoutMs} ms; stopping it`);

@@ -54,6 +54,7 @@ const OWNED: Record<string, string> = {
   '--host': 'the engine listens on the worker\'s address; use `kvgate worker --host` for both',
   '--kv-events-config': 'kvgate configures the engine KV events itself (ZMQ on free local ports, with replay)',
   '--grpc-mode': 'the worker must know which API its engine speaks: use `kvgate worker --engine-protocol grpc`',
+  '--api-key': 'the worker and the frontends must send the key too: give it with KVGATE_ENGINE_API_KEY or `kvgate worker --engine-api-key-file` (never on a command line)',
 };
 
 function refuse(message: string): never {
@@ -119,9 +120,11 @@ export function kvEventsConfig(ports: EnginePorts): string {
 
 // The engine arguments: the user's, then kvgate's. `host`: the worker's listen address, so
 // that the frontends that reach the worker reach its engine too.
-export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts, protocol: EngineProtocol = 'http', host = '127.0.0.1'): string[] {
+// `apiKey`: the engine's --api-key (HTTP API only; SGLang's gRPC server has none).
+export function engineArgs(user: readonly string[], info: UserArgs, role: WorkerRole, ports: EnginePorts, protocol: EngineProtocol = 'http', host = '127.0.0.1', apiKey?: string): string[] {
   const args = [...user, '--host', host, '--port', String(ports.http), '--kv-events-config', kvEventsConfig(ports)];
   if (protocol === 'grpc') args.push('--grpc-mode');
+  else if (apiKey !== undefined) args.push('--api-key', apiKey);
   if (!info.hasEnableMetrics) args.push('--enable-metrics');
   if (!info.hasSkipTokenizerInit) args.push('--skip-tokenizer-init');
   if (role !== 'agg' && !info.hasDisaggregationMode) args.push('--disaggregation-mode', MODE_OF_ROLE[role]);

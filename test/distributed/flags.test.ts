@@ -12,6 +12,7 @@ describe('--discovery and --event-plane flags', () => {
     await expect(serve(['--discovery', 'etcd://127.0.0.1:2379', '--', '--page-size', '16'])).rejects.toThrow(/engine arguments after --/);
     await expect(serve(['--event-plane', 'nats://127.0.0.1:4222'])).rejects.toThrow('--event-plane takes the events of workers started with the same --event-plane');
     await expect(serve(['--event-plane', 'nats:/x', '--discovery', 'etcd://127.0.0.1:2379'])).rejects.toThrow("--event-plane: 'nats:/x' is not nats://host:port");
+    await expect(serve(['--event-plane', 'nats://127.0.0.1:4222', '--discovery', 'etcd://127.0.0.1:2379', '--event-plane-stale-after', '1'])).rejects.toThrow('--event-plane-stale-after must be 0 (never) or at least 2 s');
   });
 
   it('kvgate worker refuses malformed URLs', async () => {

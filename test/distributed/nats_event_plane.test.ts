@@ -1,8 +1,9 @@
 // The event plane on NATS, with real processes: a real nats-server and etcd (Debian), two
 // mocker workers and two frontends, all with --event-plane nats://... and --discovery
 // etcd://.... KV events reach both frontends over NATS only (not over the worker
-// connections), so both index the same blocks; with NATS stopped nothing new arrives and
-// routing goes on; after it restarts the frontends catch up (gap -> resync -> rebuild). A
+// connections), so both index the same blocks; with NATS stopped the frontends route
+// approximately from their own decisions; after it restarts they route exactly again on a
+// rebuilt index (resync). A
 // request routed by one frontend counts as load in the other until it ends (replica sync).
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -58,39 +59,49 @@ describe('event plane on NATS: two frontends, two workers', () => {
     expect((await long).usage.completion_tokens).toBe(3000);
     for (const f of [a, b]) await waitFor(async () => (await active(f.url)).length === 0, `${f.url} to release the long request`);
 
-    // NATS away: requests are still served, /health and /metrics show the outage, and no KV
-    // event reaches either frontend (the worker connections carry none).
+    // NATS away: requests are still served, /health and /metrics show the outage, and both
+    // frontends route the workers approximately: the exact blocks go (the caches move on
+    // unseen), and each predicts from its own decisions, so a prompt repeated on A follows
+    // its first copy to the worker that holds it.
     await nats.stop();
     for (const f of [a, b]) await waitFor(async () => (await health(f.url)).eventPlane?.connected === false, `${f.url} to notice NATS is gone`);
     for (const f of [a, b]) {
       const h = await health(f.url);
       expect(h.status).toBe('degraded');
       expect(h.discovery.connected).toBe(true);
+      expect(h.eventPlane).toMatchObject({ connected: false, routing: 'approximate' });
+      expect(h.workers.map((w) => w.routing)).toEqual(['approximate', 'approximate']);
       expect(await metric(f.url, 'kvgate_event_plane_connected')).toBe(0);
       expect(await metric(f.url, 'kvgate_event_plane_outages_total')).toBe(1);
+      await waitFor(() => f.stderr().includes('event plane down: routing 2 worker(s) approximately'), `${f.url} to log the approximate routing`);
     }
-    const before = [await cached(a.url), await cached(b.url)];
-    const blocks = total(before[0]!);
-    const third = await chat(a.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
+    expect(await cached(b.url)).toEqual([]);
+    const decided = async () => metricByWorker(a.url, 'kvgate_router_decisions_total');
+    const before = await decided();
+    const other = 'A different prompt about something else entirely, so new blocks are stored. ';
+    const third = await chat(a.url, other, 12);
     expect(third.usage!.completion_tokens).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect([await cached(a.url), await cached(b.url)]).toEqual(before);
+    const [[predicted]] = (await cached(a.url)) as [[string, number]];
+    const repeat = await chat(a.url, other, 12);
+    expect(repeat.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);
+    const after = await decided();
+    expect((after.get(predicted) ?? 0) - (before.get(predicted) ?? 0)).toBe(2);
+    // What A predicts now: the second prompt only (the first one's blocks went with the events).
+    const blocks = total(await cached(a.url));
 
-    // NATS back: what was published meanwhile arrives from the worker's buffer, or its loss is
-    // seen as a gap at the next batch, and the rank is rebuilt. Either way both frontends end
-    // up with every block of both prompts, and the same view.
+    // NATS back: both frontends route on events again and ask every worker for a rebuild, so
+    // both end up with every block of both prompts (more than A predicted), and the same view.
     await nats.start();
-    await waitFor(
-      async () => {
-        await chat(b.url, `A probe ${Date.now()} that stores blocks and so sends events. `, 8);
-        return total(await cached(a.url)) > blocks && (await same(a.url, b.url));
-      },
-      'both frontends to catch up after the NATS restart',
-      60_000,
-    );
+    for (const f of [a, b]) await waitFor(async () => (await health(f.url)).eventPlane?.routing === 'exact', `${f.url} to route exactly again`, 30_000);
+    // One probe stores new blocks while events flow; then the views settle (sampled until equal).
+    await chat(b.url, 'A probe after the restart that stores blocks and so sends events. ', 8);
+    await waitFor(async () => total(await cached(a.url)) > blocks && (await same(a.url, b.url)), 'both frontends to catch up after the NATS restart', 60_000);
     for (const f of [a, b]) {
-      expect((await health(f.url)).status).toBe('healthy');
+      const h = await health(f.url);
+      expect(h.status).toBe('healthy');
+      expect(h.eventPlane).toMatchObject({ connected: true, routing: 'exact' });
       expect(await metric(f.url, 'kvgate_event_plane_connected')).toBe(1);
+      expect(f.stderr()).toContain('event plane back: routing 2 worker(s) on their KV events again');
     }
     const fourth = await chat(b.url, 'A different prompt about something else entirely, so new blocks are stored. ', 12);
     expect(fourth.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);

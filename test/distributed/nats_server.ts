@@ -1,17 +1,21 @@
 // A real NATS server (Debian nats-server 2.9) for tests, on 127.0.0.1 and a free port;
-// stop() and start() again reuse the port (a NATS restart).
+// stop() and start() again reuse the port (a NATS restart). `extra`: more nats-server flags
+// (--user/--pass, --auth, --tls ...).
 
 import { connect } from 'node:net';
 import { freePort } from '../../src/worker/ports.js';
 import { ServerProcess } from './server_process.js';
 
 export class NatsServer extends ServerProcess {
-  private constructor(readonly port: number) {
+  private constructor(
+    readonly port: number,
+    readonly extra: string[],
+  ) {
     super();
   }
 
-  static async start(): Promise<NatsServer> {
-    const s = new NatsServer(await freePort());
+  static async start(extra: string[] = []): Promise<NatsServer> {
+    const s = new NatsServer(await freePort(), extra);
     await s.start();
     return s;
   }
@@ -21,7 +25,7 @@ export class NatsServer extends ServerProcess {
   }
 
   protected command(): [string, string[]] {
-    return ['nats-server', ['-a', '127.0.0.1', '-p', String(this.port)]];
+    return ['nats-server', ['-a', '127.0.0.1', '-p', String(this.port), ...this.extra]];
   }
 
   // Ready once it accepts and greets (INFO {...}).

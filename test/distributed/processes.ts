@@ -29,29 +29,31 @@ export async function killAll(): Promise<void> {
   }
 }
 
-async function kvgate(args: string[], ready: RegExp, what: string): Promise<Proc> {
-  const proc = spawn(KVGATE[0]!, [...KVGATE.slice(1), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+async function kvgate(args: string[], ready: RegExp, what: string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const proc = spawn(KVGATE[0]!, [...KVGATE.slice(1), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   started.push(proc);
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (err = (err + d).slice(-50_000)));
   await waitFor(() => ready.test(out) || proc.exitCode !== null, what, 60_000);
+  await new Promise((r) => setTimeout(r, proc.exitCode !== null ? 100 : 0)); // the last stderr of an exited process
   const m = ready.exec(out);
   if (!m) throw new Error(`${what} did not start:\n${err.slice(-3000)}`);
   return { proc, stdout: () => out, stderr: () => err, url: m[1]! };
 }
 
-export const startWorker = (flags: string[]) =>
-  kvgate(['worker', '--engine', 'mocker', ...flags, '--load-interval', '0.2', '--', '--model-path', MODEL, '--page-size', '16', '--speedup-ratio', '10'], /kvgate worker ready: (ws:\/\/\S+)/, 'a worker');
+// `env`: added to this process's environment (secrets: KVGATE_CLUSTER_TOKEN, ...).
+export const startWorker = (flags: string[], env?: NodeJS.ProcessEnv) =>
+  kvgate(['worker', '--engine', 'mocker', ...flags, '--load-interval', '0.2', '--', '--model-path', MODEL, '--page-size', '16', '--speedup-ratio', '10'], /kvgate worker ready: (wss?:\/\/\S+)/, 'a worker', env);
 
-export const startFrontend = (flags: string[]) => kvgate(['serve', ...flags, '--port', '0'], /listening on (http:\/\/\S+)/, 'a frontend');
+export const startFrontend = (flags: string[], env?: NodeJS.ProcessEnv) => kvgate(['serve', ...flags, '--port', '0'], /listening on (http:\/\/\S+)/, 'a frontend', env);
 
 export interface Health {
   status: string;
-  workers: { name: string; model: string; healthy: boolean }[];
+  workers: { name: string; model: string; healthy: boolean; reason?: string; routing?: 'approximate' }[];
   discovery: { backend: string; connected: boolean; workers: number; error?: string };
-  eventPlane?: { backend: string; connected: boolean; error?: string };
+  eventPlane?: { backend: string; connected: boolean; routing: 'exact' | 'approximate'; error?: string };
 }
 
 export const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as Health;

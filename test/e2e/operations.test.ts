@@ -11,7 +11,7 @@ import { alive, MODEL, waitFor } from './stack.js';
 
 const procs = new Processes();
 afterEach(() => procs.reap());
-const kvgate = (args: string[]) => procs.kvgate(args);
+const kvgate = (args: string[], env?: NodeJS.ProcessEnv) => procs.kvgate(args, env ? { env } : {});
 
 type Rec = Record<string, unknown>;
 const records = (text: string): Rec[] =>
@@ -135,6 +135,12 @@ describe('kvgate worker, request-plane address', () => {
     const warned = warnings(w);
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ role: 'worker', host: '0.0.0.0' });
-    expect(warned[0]!['msg']).toMatch(/WITHOUT AUTHENTICATION/);
+    expect(warned[0]!['msg']).toMatch(/WITHOUT AUTHENTICATION of the request plane \(no cluster token\) and the engine \(no engine API key\)/);
+  });
+
+  it('binds beyond loopback quietly when the cluster token and the engine API key protect both', { timeout: 60_000 }, async () => {
+    const w = kvgate(['worker', '--engine', 'mocker', '--port', '0', '--host', '0.0.0.0'], { KVGATE_CLUSTER_TOKEN: 'op-token', KVGATE_ENGINE_API_KEY: 'op-key' });
+    await ready(w);
+    expect(warnings(w)).toEqual([]);
   });
 });

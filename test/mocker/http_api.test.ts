@@ -376,3 +376,22 @@ describe('info, load and control endpoints', () => {
     await busy;
   });
 });
+
+describe('--api-key (as SGLang)', () => {
+  it('wants Authorization: Bearer <key> everywhere but OPTIONS, /health* and /metrics*, before routing', async () => {
+    const m = await mocker({ apiKey: 'mk-1', enableMetrics: true });
+    const body = JSON.stringify({ input_ids: [1, 2, 3], sampling_params: { max_new_tokens: 2 } });
+    const call = (path: string, init: RequestInit = {}) => fetch(`${m.url}${path}`, init);
+    const noKey = await call('/generate', { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(noKey.status).toBe(401);
+    expect(await noKey.json()).toEqual({ error: 'Unauthorized' });
+    expect((await call('/generate', { method: 'POST', body, headers: { authorization: 'Bearer mk-2' } })).status).toBe(401);
+    expect((await call('/generate', { method: 'POST', body, headers: { authorization: 'Bearer mk-1' } })).status).toBe(200);
+    expect((await call('/model_info', { headers: { authorization: 'bearer mk-1' } })).status).toBe(200);
+    for (const path of ['/model_info', '/server_info', '/v1/loads', '/flush_cache', '/nowhere']) expect((await call(path)).status, path).toBe(401);
+    for (const path of ['/health', '/health_generate', '/metrics']) expect((await call(path)).status, path).toBe(200);
+    // Without a key nothing is asked.
+    const open = await mocker();
+    expect((await fetch(`${open.url}/model_info`)).status).toBe(200);
+  });
+});

@@ -5,12 +5,13 @@
 // then stops the workers it spawned and exits 0.
 
 import type { HttpServerKind } from '../../http/wire.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { clusterWorkerSet } from '../../cluster/cluster_workers.js';
 import { discoveredWorkerSet } from '../../discovery/discovered_workers.js';
 import { EtcdDiscovery, etcdEndpoints } from '../../discovery/etcd.js';
 import { NatsEventSubscriber, natsServers } from '../../transport/nats_event_plane.js';
+import { EVENT_HEARTBEAT_MS } from '../../transport/event_heartbeat.js';
 import { clusterEngineArgs, LocalCluster } from '../../cluster/local_cluster.js';
 import { ENGINE_URL } from '../../engine/direct_engine.js';
 import { KvgateError } from '../../errors.js';
@@ -21,6 +22,7 @@ import { createLogger, type LogFormat, type LogLevel, type Logger } from '../../
 import { KvWorkerSet } from '../../router/kv_worker_set.js';
 import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { defaultMaxBodyBytes, parseCommandLine, type OptionsOf } from '../../config.js';
+import { clusterSecrets, tlsFiles } from '../../security/secrets.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
@@ -66,6 +68,10 @@ export async function run(argv: string[]): Promise<void> {
   }
   if (pd && !spawnWorkers) throw new KvgateError('invalid_config', '--prefill-workers/--decode-workers spawn the fleet: give them without --worker-urls/--engine-urls/--discovery (those take workers of any role)');
   const roles: WorkerRole[] = pd ? [...Array<WorkerRole>(o.prefillWorkers).fill('prefill'), ...Array<WorkerRole>(o.decodeWorkers).fill('decode')] : Array<WorkerRole>(o.workers).fill('agg');
+  // Workers re-send their load every EVENT_HEARTBEAT_MS: a shorter limit would flap.
+  if (o.eventPlaneStaleAfter > 0 && o.eventPlaneStaleAfter * 1000 < 2 * EVENT_HEARTBEAT_MS) {
+    throw new KvgateError('invalid_config', `--event-plane-stale-after must be 0 (never) or at least ${(2 * EVENT_HEARTBEAT_MS) / 1000} s: idle workers send a frame every ${EVENT_HEARTBEAT_MS / 1000} s`);
+  }
   if (spawnWorkers && roles.length === 0) {
     throw new KvgateError('invalid_config', 'no workers: --workers 0 needs --worker-urls ws://host:port[,...] (kvgate worker) or --engine-urls http://host:port[,...] / grpc://host:port[,...] (SGLang servers)');
   }
@@ -78,6 +84,8 @@ export async function run(argv: string[]): Promise<void> {
   if (pd && o.engine === 'mocker' && (o.pdLocalPrefillTokens > 0 || o.pdLocalPrefillQueue > 0) && !engineArgs.includes('--disaggregation-decode-local-prefill')) {
     engineArgs.push('--disaggregation-decode-local-prefill');
   }
+  const secrets = clusterSecrets(o);
+  const workerCa = tlsFiles('tls', o.tlsCaFile)?.ca;
 
   const workers = new KvWorkerSet({
     mode: o.routerMode as RouterPolicy,
@@ -105,6 +113,12 @@ export async function run(argv: string[]): Promise<void> {
       localPrefillTokens: o.pdLocalPrefillTokens,
       localPrefillQueue: o.pdLocalPrefillQueue,
     },
+    ...(secrets.engineApiKey !== undefined ? { engineApiKey: secrets.engineApiKey } : {}),
+    eventStaleMs: o.eventPlane !== undefined ? o.eventPlaneStaleAfter * 1000 : 0,
+    client: {
+      ...(secrets.clusterToken !== undefined ? { token: secrets.clusterToken } : {}),
+      ...(workerCa !== undefined ? { ca: readFileSync(workerCa) } : {}),
+    },
     log: logger,
   });
   let cluster: LocalCluster | null = null;
@@ -122,7 +136,11 @@ export async function run(argv: string[]): Promise<void> {
 
   try {
     if (o.eventPlane !== undefined) {
-      events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), (ev) => workers.applyRouting(ev), logger);
+      events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), (ev) => workers.applyRouting(ev), {
+        log: logger,
+        access: secrets.nats,
+        onState: (connected) => workers.eventPlaneDown(!connected),
+      });
       const sink = events;
       workers.syncWith({ publish: (ev) => sink.publishRouting(ev) });
     }
@@ -133,7 +151,12 @@ export async function run(argv: string[]): Promise<void> {
         roles,
         engine: o.engine as EngineKind,
         engineArgs,
-        workerArgs: ['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout), '--engine-protocol', o.engineProtocol],
+        // The spawned workers inherit the environment (KVGATE_* secrets); secret files are passed on.
+        workerArgs: [
+          ...['--log-level', o.logLevel, '--startup-timeout', String(o.workerStartupTimeout), '--engine-protocol', o.engineProtocol],
+          ...(o.clusterTokenFile !== undefined ? ['--cluster-token-file', o.clusterTokenFile] : []),
+          ...(o.engineApiKeyFile !== undefined ? ['--engine-api-key-file', o.engineApiKeyFile] : []),
+        ],
         kvgate: selfCommand(),
         startupTimeoutMs: o.workerStartupTimeout * 1000 + 10_000,
         log: logger,
@@ -142,7 +165,7 @@ export async function run(argv: string[]): Promise<void> {
       for (const w of await cluster.ready()) workers.addAgent(w.url);
       await workers.waitForWorkers(roles.length, 30_000);
     } else if (discoveryUrl !== undefined) {
-      const discovery = new EtcdDiscovery({ url: discoveryUrl, log: logger });
+      const discovery = new EtcdDiscovery({ url: discoveryUrl, log: logger, access: secrets.etcd });
       routed = discoveredWorkerSet(workers, discovery);
       await waitForFirst(workers, o, logger);
     } else {

@@ -11,30 +11,36 @@ import type { EngineKind, WorkerRole } from '../../engine/model_card.js';
 import { WorkerAgent } from '../../worker/agent.js';
 import type { EngineProtocol } from '../../worker/engine_args.js';
 import { parseCommandLine } from '../../config.js';
+import { clusterSecrets, tlsFiles } from '../../security/secrets.js';
 import { selfCommand } from '../self.js';
 import { stopOnSignals } from '../stop.js';
 
-// The request plane has no authentication yet (the cluster secret comes with the distributed
-// issue), so anything beyond loopback is the operator's explicit choice, and is logged as such.
 const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 
 export async function run(argv: string[]): Promise<void> {
   const { options: o, passthrough } = parseCommandLine('worker', argv);
   const log = createLogger({ level: o.logLevel as LogLevel, format: o.logFormat as LogFormat }, { role: 'worker' });
+  const secrets = clusterSecrets(o);
+  const tls = tlsFiles('tls', undefined, o.tlsCertFile, o.tlsKeyFile);
   const s = (seconds: number) => Math.round(seconds * 1000);
-  if (!isLoopback(o.host)) {
+  // Beyond loopback, the request plane needs the cluster token and the engine its API key,
+  // or anyone who reaches them can read the card and generate: the operator's explicit choice.
+  const open = [secrets.clusterToken === undefined ? 'the request plane (no cluster token)' : null, secrets.engineApiKey === undefined && o.engineProtocol === 'http' ? 'the engine (no engine API key)' : null];
+  if (o.engineProtocol === 'grpc') open.push('the engine (SGLang\'s gRPC API has no API key)');
+  const unprotected = open.filter((x): x is string => x !== null);
+  if (!isLoopback(o.host) && unprotected.length > 0) {
     log.warn(
-      `the request plane listens on ${o.host}, beyond this machine, WITHOUT AUTHENTICATION: anyone who reaches ws://${o.host}:<port> can read the model card and generate on this engine. ` +
-        'Keep the default --host 127.0.0.1 unless a firewall or private network admits only your frontends.',
+      `listening on ${o.host}, beyond this machine, WITHOUT AUTHENTICATION of ${unprotected.join(' and ')}: anyone who reaches them can read the model card or generate on this engine. ` +
+        'Set KVGATE_CLUSTER_TOKEN and KVGATE_ENGINE_API_KEY (or --cluster-token-file, --engine-api-key-file), or keep --host 127.0.0.1 unless a firewall admits only your frontends.',
       { host: o.host, unauthenticated: true },
     );
   }
   // Registers once the engine is up; withdraws (revokes its lease) on shutdown.
-  const registry = o.discovery === undefined ? undefined : new EtcdRegistry({ url: o.discovery, log });
+  const registry = o.discovery === undefined ? undefined : new EtcdRegistry({ url: o.discovery, log, access: secrets.etcd });
   if (o.eventPlane !== undefined) natsServers(o.eventPlane);
   // Waits for NATS (a worker whose events cannot go anywhere would route blind).
   if (o.eventPlane !== undefined) log.info(`connecting to the event plane ${o.eventPlane} (waiting until it answers)`);
-  const events = o.eventPlane === undefined ? undefined : await NatsEventPublisher.connect(o.eventPlane, log);
+  const events = o.eventPlane === undefined ? undefined : await NatsEventPublisher.connect(o.eventPlane, { log, access: secrets.nats });
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
     engineProtocol: o.engineProtocol as EngineProtocol,
@@ -55,6 +61,9 @@ export async function run(argv: string[]): Promise<void> {
     stopGraceMs: s(o.stopGrace),
     loadIntervalMs: s(o.loadInterval),
     registry,
+    ...(secrets.clusterToken !== undefined ? { clusterToken: secrets.clusterToken } : {}),
+    ...(secrets.engineApiKey !== undefined ? { engineApiKey: secrets.engineApiKey } : {}),
+    ...(tls ? { tls: { cert: tls.cert!, key: tls.key! } } : {}),
     events,
     log,
     onFatal: () => void agent.shutdown().finally(() => process.exit(1)),
