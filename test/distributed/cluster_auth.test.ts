@@ -66,7 +66,7 @@ describe('cluster authentication: cluster token, engine API key, etcd and NATS c
 
     // Authorized: found, routed exactly on events from NATS, streamed from the keyed engine.
     await waitFor(async () => (await health(a.url)).status === 'healthy', 'the frontend to admit the worker');
-    expect((await health(a.url)).workers).toEqual([{ name: w.url, model: MODEL, healthy: true }]);
+    expect((await health(a.url)).workers).toEqual([{ name: w.url, model: MODEL, role: 'agg', healthy: true }]);
     await chat(a.url);
     const second = await chat(a.url);
     expect(second.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(64);

@@ -51,7 +51,7 @@ export const startFrontend = (flags: string[], env?: NodeJS.ProcessEnv) => kvgat
 
 export interface Health {
   status: string;
-  workers: { name: string; model: string; healthy: boolean; reason?: string; routing?: 'approximate' }[];
+  workers: { name: string; model: string; role?: string; healthy: boolean; reason?: string; routing?: 'approximate' }[];
   discovery: { backend: string; connected: boolean; workers: number; error?: string };
   eventPlane?: { backend: string; connected: boolean; routing: 'exact' | 'approximate'; error?: string };
 }

@@ -24,7 +24,7 @@ describe('request plane over TLS', () => {
       startFrontend(['--worker-urls', w.url, '--tls-ca-file', certs.ca], env),
       startFrontend(['--worker-urls', w.url, '--served-model-name', MODEL, '--engine-wait', '0'], env),
     ]);
-    expect((await health(trusting.url)).workers).toEqual([{ name: w.url, model: MODEL, healthy: true }]);
+    expect((await health(trusting.url)).workers).toEqual([{ name: w.url, model: MODEL, role: 'agg', healthy: true }]);
     expect((await chat(trusting.url)).usage!.completion_tokens).toBeGreaterThan(0);
 
     await waitFor(async () => /certificate/i.test((await health(doubting.url)).workers[0]?.reason ?? ''), 'the doubting frontend to refuse the certificate');
