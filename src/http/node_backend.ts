@@ -75,8 +75,8 @@ class NodeWire implements Wire {
     this.ended = true;
     const res = this.res;
     res.statusCode = status;
-    res.setHeader('content-type', contentType);
-    res.setHeader('x-request-id', requestId);
+    if (contentType) res.setHeader('content-type', contentType);
+    if (requestId) res.setHeader('x-request-id', requestId);
     for (const [k, v] of Object.entries(headers ?? {})) res.setHeader(k, v);
     res.setHeader('content-length', Buffer.byteLength(body));
     // node closes the connection after a response that says so.

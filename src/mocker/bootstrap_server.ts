@@ -8,8 +8,7 @@
 // plus the mocker's own KV rendezvous (POST /kvgate/kv_transfer, see disagg.ts), served on the
 // address the ranks register (rank_ip:rank_port), as SGLang's ranks serve their ZMQ endpoints.
 
-import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../http/uws.js';
-import { closeListen, exchange, listen, readBody, sendJson, sendText, type Exchange } from './http_util.js';
+import { MockerApp, readBody, sendJson, sendText, type Exchange } from './http_util.js';
 
 export interface RankRegistration {
   attn_tp_size: number;
@@ -146,16 +145,18 @@ function answer(ex: Exchange, r: Reply): void {
 }
 
 export async function startBootstrapServer(host: string, port: number, table: BootstrapTable, onTransfer: TransferHandler): Promise<BootstrapServer> {
-  const app = uws.App();
-  const withBody = (res: HttpResponse, handle: (ex: Exchange, body: string) => void) => {
-    const ex = exchange(res);
+  const app = new MockerApp(
+    (ex) => sendText(ex, 405, 'Method not allowed'),
+    (ex) => sendText(ex, 404, '404: Not Found'),
+  );
+  const withBody = (ex: Exchange, handle: (ex: Exchange, body: string) => void) => {
     void readBody(ex).then((body) => {
       if (body !== null) handle(ex, body);
     });
   };
   const badJson = (ex: Exchange, err: unknown) => sendText(ex, 400, `Invalid request body: ${(err as Error).message}`);
-  app.put('/route', (res) =>
-    withBody(res, (ex, body) => {
+  app.put('/route', (ex) =>
+    withBody(ex, (ex, body) => {
       try {
         const d = JSON.parse(body) as RankRegistration;
         for (const k of ['attn_tp_size', 'attn_tp_rank', 'attn_cp_size', 'attn_cp_rank', 'attn_dp_size', 'attn_dp_rank', 'pp_size', 'pp_rank', 'system_dp_size', 'system_dp_rank', 'rank_ip', 'rank_port', 'page_size', 'kv_cache_dtype']) {
@@ -167,13 +168,9 @@ export async function startBootstrapServer(host: string, port: number, table: Bo
       }
     }),
   );
-  app.get('/route', (res, req: HttpRequest) => {
-    const q = new URLSearchParams(req.getQuery() ?? '');
-    answer(exchange(res), table.getRoute(q));
-  });
-  app.any('/route', (res) => sendText(exchange(res), 405, 'Method not allowed'));
-  app.post('/register_dp_rank', (res) =>
-    withBody(res, (ex, body) => {
+  app.get('/route', (ex) => answer(ex, table.getRoute(new URLSearchParams(ex.wire.query))));
+  app.post('/register_dp_rank', (ex) =>
+    withBody(ex, (ex, body) => {
       const room = rawInts(body, 'bootstrap_room');
       const dp = rawInts(body, 'dp_rank');
       if (!room || room.length !== 1 || !dp || dp.length !== 1) return badJson(ex, new Error('expected {"bootstrap_room": int, "dp_rank": int}'));
@@ -181,26 +178,23 @@ export async function startBootstrapServer(host: string, port: number, table: Bo
       sendText(ex, 200, 'OK');
     }),
   );
-  app.post('/query_dp_ranks', (res) =>
-    withBody(res, (ex, body) => {
+  app.post('/query_dp_ranks', (ex) =>
+    withBody(ex, (ex, body) => {
       const rooms = rawInts(body, 'bootstrap_rooms');
       if (!rooms) return badJson(ex, new Error('expected {"bootstrap_rooms": [int, ...]}'));
       sendJson(ex, 200, table.queryDpRanks(rooms));
     }),
   );
-  app.get('/health', (res) => sendText(exchange(res), 200, 'OK'));
-  app.post('/kvgate/kv_transfer', (res) => withBody(res, onTransfer));
-  app.any('/*', (res) => sendText(exchange(res), 404, '404: Not Found'));
-  const { socket, port: bound } = await listen(app, host, port);
+  app.get('/health', (ex) => sendText(ex, 200, 'OK'));
+  app.post('/kvgate/kv_transfer', (ex) => withBody(ex, onTransfer));
+  const bound = await app.listen(host, port);
   const sweep = setInterval(() => table.expire(), ROOM_ENTRY_TTL_MS);
   sweep.unref();
-  let listenSocket: us_listen_socket | null = socket;
   return {
     port: bound,
     close() {
       clearInterval(sweep);
-      if (listenSocket) closeListen(listenSocket);
-      listenSocket = null;
+      app.close();
     },
   };
 }

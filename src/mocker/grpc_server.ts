@@ -143,6 +143,8 @@ export async function startGrpcServer(engine: MockEngine, kvPorts: KvEventPorts 
     if (engine.status !== 'up') return call.emit('error', failure(grpc.status.UNAVAILABLE, 'The server is not ready.'));
     const m = call.request;
     if (!m.tokenized) return call.emit('error', failure(grpc.status.INVALID_ARGUMENT, 'Tokenized input must be provided'));
+    // Logprobs are served on the HTTP API only (issue 13 needed them there, for PD routers).
+    if (m.return_logprob) return call.emit('error', failure(grpc.status.INVALID_ARGUMENT, "The kvgate mocker's gRPC mode does not return log probabilities (return_logprob); use its HTTP API."));
     let req: EngineRequest | null;
     try {
       const body = generateBody(m);

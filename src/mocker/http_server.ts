@@ -1,15 +1,14 @@
 // The mocker's SGLang HTTP API on uWebSockets.js (reference/sglang.md §1).
 
-import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from '../http/uws.js';
-import { bearerMatches } from '../security/secrets.js';
 import type { MockEngine } from './engine.js';
-import { closeListen, exchange, listen, readBody, send, sendJson, sendText, type Exchange } from './http_util.js';
-import { admit, ContractError, formatOutput, parseGenerateBody, RequestError, type OutputFormat } from './protocol.js';
+import { MockerApp, readBody, send, sendJson, sendText, SseWriter, type Exchange } from './http_util.js';
+import { admit, BatchShapeError, ContractError, formatOutput, parseGenerateBody, RequestError, type Admission, type GenerateBody, type OutputFormat } from './protocol.js';
 import { abortReason, type EngineRequest, type OutputSink } from './request.js';
 import { submitGenerate } from './submit.js';
 import { byteTokenize } from './tokens.js';
 import type { KvEventPorts } from './kv_events.js';
 import { engineModelInfo, engineServerInfo, parseLoadSections, rankLoad } from './engine_info.js';
+import type { LogprobView } from './logprobs.js';
 
 const HEALTH_CHECK_TIMEOUT_MS = 20_000; // SGLANG_HEALTH_CHECK_TIMEOUT
 
@@ -18,13 +17,24 @@ function errorResponse(message: string, status: number, type: string): Record<st
   return { object: 'error', message, type, param: null, code: status };
 }
 
+// SGLang turns an abort carrying an HTTP status into an error response when not streaming.
+function abortError(req: EngineRequest): { status: number; body: unknown } | null {
+  const fr = req.finishReason;
+  if (fr?.type !== 'abort' || fr.status_code === null || fr.status_code < 400 || fr.status_code >= 600) return null;
+  if (fr.status_code === 400) return { status: 400, body: { error: { message: fr.message } } };
+  return { status: fr.status_code, body: errorResponse(fr.message, fr.status_code, String(fr.status_code)) };
+}
+
 // Writes one request's outputs: a JSON body at the end, or SSE chunks as they come.
 class HttpSink implements OutputSink {
-  private started = false;
+  private readonly sse: SseWriter;
   constructor(
     private readonly ex: Exchange,
     private readonly format: OutputFormat,
-  ) {}
+    private readonly logprob: LogprobView | null,
+  ) {
+    this.sse = new SseWriter(ex);
+  }
 
   output(req: EngineRequest, finished: boolean): void {
     const ex = this.ex;
@@ -32,30 +42,51 @@ class HttpSink implements OutputSink {
     const now = performance.now();
     if (!req.stream) {
       if (!finished) return;
-      const fr = req.finishReason;
-      // SGLang turns an abort carrying an HTTP status into an error response when not streaming.
-      if (fr?.type === 'abort' && fr.status_code !== null && fr.status_code >= 400 && fr.status_code < 600) {
-        if (fr.status_code === 400) sendJson(ex, 400, { error: { message: fr.message } });
-        else sendJson(ex, fr.status_code, errorResponse(fr.message, fr.status_code, String(fr.status_code)));
-        return;
-      }
-      sendJson(ex, 200, formatOutput(req, true, this.format, now));
+      const err = abortError(req);
+      if (err) return sendJson(ex, err.status, err.body);
+      sendJson(ex, 200, formatOutput(req, true, this.format, now, this.logprob));
       return;
     }
-    const chunk = `data: ${JSON.stringify(formatOutput(req, finished, this.format, now))}\n\n`;
-    ex.res.cork(() => {
-      if (!this.started) {
-        this.started = true;
-        ex.res.writeStatus('200 OK');
-        ex.res.writeHeader('content-type', 'text/event-stream; charset=utf-8');
-      }
-      if (finished) {
-        ex.done = true;
-        ex.res.end(chunk + 'data: [DONE]\n\n');
-      } else {
-        ex.res.write(chunk);
-      }
-    });
+    const chunk = `data: ${JSON.stringify(formatOutput(req, finished, this.format, now, this.logprob))}\n\n`;
+    this.sse.write(finished ? chunk + 'data: [DONE]\n\n' : chunk, finished);
+  }
+}
+
+// A batch (list prompts or n > 1): non-streaming, one JSON list in item order once all are done;
+// streaming, every item's chunks as they come, tagged with "index", then one [DONE].
+class BatchSink {
+  private readonly outputs: (Record<string, unknown> | null)[];
+  private readonly sse: SseWriter;
+  private left: number;
+  constructor(
+    private readonly ex: Exchange,
+    private readonly format: OutputFormat,
+    private readonly stream: boolean,
+    size: number,
+  ) {
+    this.outputs = new Array<Record<string, unknown> | null>(size).fill(null);
+    this.left = size;
+    this.sse = new SseWriter(ex);
+  }
+
+  item(index: number, logprob: LogprobView | null): OutputSink {
+    return {
+      output: (req, finished) => {
+        const ex = this.ex;
+        if (ex.aborted || ex.done || (!this.stream && !finished)) return;
+        if (finished) this.left--;
+        if (!this.stream) {
+          const err = abortError(req);
+          if (err) return sendJson(ex, err.status, err.body);
+          this.outputs[index] = formatOutput(req, true, this.format, performance.now(), logprob);
+          if (this.left === 0) sendJson(ex, 200, this.outputs);
+          return;
+        }
+        const chunk = `data: ${JSON.stringify({ ...formatOutput(req, finished, this.format, performance.now(), logprob), index })}\n\n`;
+        const last = this.left === 0;
+        this.sse.write(last ? chunk + 'data: [DONE]\n\n' : chunk, last);
+      },
+    };
   }
 }
 
@@ -66,27 +97,6 @@ function sendRequestError(ex: Exchange, err: RequestError, stream: boolean): voi
   send(ex, 200, `data: ${JSON.stringify(event)}\n\ndata: [DONE]\n\n`, 'text/event-stream; charset=utf-8');
 }
 
-// SGLang's --api-key (its auth middleware): every request but OPTIONS and the /health* and
-// /metrics* paths must carry `Authorization: Bearer <key>`, else 401 {"error":"Unauthorized"},
-// before any routing (so also for unknown paths and wrong methods).
-type Routes = Pick<TemplatedApp, 'get' | 'post' | 'put' | 'any'>;
-function requireApiKey(app: TemplatedApp, key: string): Routes {
-  const guard =
-    (handler: (res: HttpResponse, req: HttpRequest) => void | Promise<void>) =>
-    (res: HttpResponse, req: HttpRequest): void | Promise<void> => {
-      const path = req.getUrl();
-      if (req.getMethod() === 'options' || path.startsWith('/health') || path.startsWith('/metrics') || bearerMatches(req.getHeader('authorization'), key)) return handler(res, req);
-      sendJson(exchange(res), 401, { error: 'Unauthorized' });
-    };
-  const routes: Routes = {
-    get: (pattern, handler) => (app.get(pattern, guard(handler)), routes as never),
-    post: (pattern, handler) => (app.post(pattern, guard(handler)), routes as never),
-    put: (pattern, handler) => (app.put(pattern, guard(handler)), routes as never),
-    any: (pattern, handler) => (app.any(pattern, guard(handler)), routes as never),
-  };
-  return routes;
-}
-
 export interface HttpServer {
   port: number;
   close(): void;
@@ -94,9 +104,46 @@ export interface HttpServer {
 
 export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts | null, bootstrapPort: () => number | null): Promise<HttpServer> {
   const o = engine.opts;
-  const app = uws.App();
-  const routes = o.apiKey === null ? app : requireApiKey(app, o.apiKey);
+  const app = new MockerApp(
+    (ex) => sendJson(ex, 405, { detail: 'Method Not Allowed' }),
+    (ex) => sendJson(ex, 404, { detail: 'Not Found' }),
+    o.apiKey,
+  );
   const format: OutputFormat = { withText: !o.skipTokenizerInit, incremental: o.incrementalStreamingOutput, dpSize: o.dpSize };
+  const logprobView = (adm: Admission): LogprobView | null =>
+    adm.logprob && { opts: adm.logprob, eosTokenId: o.eosTokenId, inputs: o.disaggregationMode !== 'decode' };
+
+  // Queue admitted requests; a client that goes away aborts them all.
+  function run(ex: Exchange, items: GenerateBody[], adms: Admission[], sinkFor: (i: number) => OutputSink, stream: boolean): void {
+    const reqs: EngineRequest[] = [];
+    try {
+      items.forEach((b, i) => {
+        const req = submitGenerate(engine, b, adms[i]!, sinkFor(i));
+        if (req) reqs.push(req);
+      });
+    } catch (err) {
+      for (const r of reqs) engine.abort(r);
+      if (err instanceof RequestError) return sendRequestError(ex, err, stream);
+      throw err;
+    }
+    const gone = () => {
+      for (const r of reqs) engine.abort(r, abortReason('Request is disconnected from the client side. Abort request.'));
+    };
+    ex.onAbort = gone;
+    if (ex.aborted) gone();
+  }
+
+  // Parallel sampling first prefills each prompt alone (max_new_tokens = 0), so the n samples
+  // find it cached, as SGLang's tokenizer manager does. Not in PD mode (no room to pair it with).
+  async function warmPrompts(items: GenerateBody[], adms: Admission[], n: number): Promise<void> {
+    if (n === 1 || o.disaggregationMode !== 'null') return;
+    const warm: Promise<void>[] = [];
+    for (let i = 0; i < items.length; i += n) {
+      const adm = { ...adms[i]!, rid: `${adms[i]!.rid}_warm`, stream: false, logprob: null, rules: { ...adms[i]!.rules, maxNewTokens: 0, minNewTokens: 0 } };
+      warm.push(new Promise((resolve) => submitGenerate(engine, items[i]!, adm, { output: (_r, finished) => finished && resolve() }) ?? resolve()));
+    }
+    await Promise.all(warm);
+  }
 
   async function generate(ex: Exchange): Promise<void> {
     const raw = await readBody(ex);
@@ -107,61 +154,56 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       body = parseGenerateBody(raw);
     } catch (err) {
       if (err instanceof ContractError) return sendJson(ex, 400, { error: err.message });
+      if (err instanceof BatchShapeError) return sendRequestError(ex, err, err.stream);
       return sendJson(ex, 400, errorResponse((err as Error).message, 400, 'Bad Request'));
     }
-    let adm;
+    const items = body.batch ?? [body];
+    let adms: Admission[];
     try {
-      adm = admit(body, o, byteTokenize);
+      adms = items.map((b) => admit(b, o, byteTokenize));
+      const rids = new Set(adms.map((a) => a.rid));
+      if (rids.size !== adms.length) throw new RequestError('Duplicate request IDs detected within the request.');
     } catch (err) {
       if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
       throw err;
     }
-    let req: EngineRequest | null;
-    try {
-      req = submitGenerate(engine, body, adm, new HttpSink(ex, format));
-    } catch (err) {
-      if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
-      throw err;
-    }
-    if (!req) return;
-    // A client that goes away aborts its request.
-    const gone = () => engine.abort(req, abortReason('Request is disconnected from the client side. Abort request.'));
-    ex.onAbort = gone;
-    if (ex.aborted) gone();
+    if (!body.batch) return run(ex, items, adms, () => new HttpSink(ex, format, logprobView(adms[0]!)), body.stream);
+    await warmPrompts(items, adms, items[0]!.sampling.n);
+    if (ex.aborted) return;
+    const batch = new BatchSink(ex, format, body.stream, items.length);
+    run(ex, items, adms, (i) => batch.item(i, logprobView(adms[i]!)), body.stream);
   }
 
-  const onGenerate = (res: HttpResponse) => {
-    const ex = exchange(res);
+  const onGenerate = (ex: Exchange) => {
     generate(ex).catch((err: Error) => {
       console.error(`[mocker] /generate failed: ${err.stack ?? err.message}`);
       sendJson(ex, 500, errorResponse('Internal server error', 500, '500'));
     });
   };
-  routes.post('/generate', onGenerate);
-  routes.put('/generate', onGenerate);
+  app.post('/generate', onGenerate);
+  app.put('/generate', onGenerate);
 
-  const health = (res: HttpResponse, deep: boolean) => {
-    const ex = exchange(res);
+  const health = (ex: Exchange, deep: boolean) => {
     if (engine.status !== 'up') return send(ex, 503, '', '');
     if (!deep) return send(ex, 200, '', '');
     void engine.healthProbe(HEALTH_CHECK_TIMEOUT_MS).then((ok) => send(ex, ok ? 200 : 503, '', ''));
   };
-  routes.get('/health', (res) => health(res, false));
-  routes.get('/health_generate', (res) => health(res, true));
-  routes.get('/ready', (res) => send(exchange(res), engine.status === 'up' ? 200 : 503, '', ''));
+  app.get('/health', (ex) => health(ex, false));
+  app.get('/health_generate', (ex) => health(ex, true));
+  app.get('/ready', (ex) => send(ex, engine.status === 'up' ? 200 : 503, '', ''));
 
   const modelInfo = () => engineModelInfo(o);
-  routes.get('/model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
-  routes.get('/get_model_info', (res) => sendJson(exchange(res), 200, modelInfo()));
+  app.get('/model_info', (ex) => sendJson(ex, 200, modelInfo()));
+  app.get('/get_model_info', (ex) => sendJson(ex, 200, modelInfo()));
 
   const serverInfo = () => engineServerInfo(engine, kvPorts, bootstrapPort());
-  routes.get('/server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
-  routes.get('/get_server_info', (res) => sendJson(exchange(res), 200, serverInfo()));
+  app.get('/server_info', (ex) => sendJson(ex, 200, serverInfo()));
+  app.get('/get_server_info', (ex) => sendJson(ex, 200, serverInfo()));
 
-  routes.get('/get_load', (res) => {
+  app.get('/get_load', (ex) => {
     const ts = performance.now() / 1000;
     sendJson(
-      exchange(res),
+      ex,
       200,
       engine.ranks.map((s, r) => ({
         dp_rank: r,
@@ -174,9 +216,8 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     );
   });
 
-  routes.get('/v1/loads', (res, req) => {
-    const ex = exchange(res);
-    const q = new URLSearchParams(req.getQuery() ?? '');
+  app.get('/v1/loads', (ex) => {
+    const q = new URLSearchParams(ex.wire.query);
     let include: Set<string> | null;
     try {
       include = parseLoadSections(q.get('include')?.split(','));
@@ -215,15 +256,13 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     sendJson(ex, 200, { timestamp: new Date().toISOString(), version: 'kvgate-mocker', accelerator: null, num_accelerators: 1, loads });
   });
 
-  routes.get('/metrics', (res) => {
-    const ex = exchange(res);
+  app.get('/metrics', (ex) => {
     if (!engine.metrics) return sendJson(ex, 404, { detail: 'Not Found' });
     void engine.metrics.render().then(({ contentType, body }) => send(ex, 200, body, contentType));
   });
 
-  const flush = (res: HttpResponse, req: HttpRequest) => {
-    const ex = exchange(res);
-    const t = Number(new URLSearchParams(req.getQuery() ?? '').get('timeout') ?? '0');
+  const flush = (ex: Exchange) => {
+    const t = Number(new URLSearchParams(ex.wire.query).get('timeout') ?? '0');
     if (!Number.isFinite(t) || t < 0) return sendJson(ex, 400, errorResponse(`timeout must be a number >= 0, got ${t}`, 400, 'Bad Request'));
     void engine.flushCache(t * 1000).then((ok) =>
       ok
@@ -231,11 +270,10 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
         : sendText(ex, 400, 'Flush cache failed.\n'),
     );
   };
-  routes.get('/flush_cache', flush);
-  routes.post('/flush_cache', flush);
+  app.get('/flush_cache', flush);
+  app.post('/flush_cache', flush);
 
-  routes.post('/abort_request', (res) => {
-    const ex = exchange(res);
+  app.post('/abort_request', (ex) => {
     void readBody(ex).then((raw) => {
       if (raw === null) return;
       let body: unknown;
@@ -253,27 +291,19 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     });
   });
 
-  routes.get('/v1/models', (res) =>
-    sendJson(exchange(res), 200, {
+  app.get('/v1/models', (ex) =>
+    sendJson(ex, 200, {
       object: 'list',
       data: [{ id: o.servedModelName, object: 'model', created: Math.floor(engine.startedAt / 1000), owned_by: 'sglang', root: o.modelPath, max_model_len: o.contextLength }],
     }),
   );
-  routes.get('/', (res) => sendText(exchange(res), 200, 'SGLang is running'));
+  app.get('/', (ex) => sendText(ex, 200, 'SGLang is running'));
 
-  // FastAPI's answers for known paths with the wrong method, and for unknown paths.
-  for (const path of ['/generate', '/health', '/health_generate', '/server_info', '/get_server_info', '/model_info', '/get_model_info', '/get_load', '/v1/loads', '/metrics', '/flush_cache', '/abort_request', '/v1/models']) {
-    routes.any(path, (res) => sendJson(exchange(res), 405, { detail: 'Method Not Allowed' }));
-  }
-  routes.any('/*', (res) => sendJson(exchange(res), 404, { detail: 'Not Found' }));
-
-  const { socket, port } = await listen(app, o.host, o.port);
-  let listenSocket: us_listen_socket | null = socket;
+  const port = await app.listen(o.host, o.port);
   return {
     port,
     close() {
-      if (listenSocket) closeListen(listenSocket);
-      listenSocket = null;
+      app.close();
     },
   };
 }

@@ -1,22 +1,26 @@
-// Small uWebSockets.js helpers for the mocker's two servers: read a body, answer once, and never
-// touch a response after the client went away.
+// The mocker's two HTTP servers (the engine API and the bootstrap server) on node:http, through
+// the project's Wire seam: read a body, answer once, and never touch a response after the client
+// went away. node:http, not uWS: uWS holds a connection that opens with an HTTP/2 preface open
+// without a word, and SGLang's routers probe each worker that way (gRPC first) and then wait out
+// two 5 s timeouts; SGLang's own server (uvicorn) closes it at once, and so does node's parser.
 
-import { statusLine } from '../http/exchange.js';
-import { uws, type HttpResponse, type TemplatedApp, type us_listen_socket } from '../http/uws.js';
+import { NodeBackend } from '../http/node_backend.js';
+import { bearerMatches } from '../security/secrets.js';
+import type { Wire } from '../http/wire.js';
 
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 // State shared by a handler and its async continuation.
 export interface Exchange {
-  res: HttpResponse;
+  wire: Wire;
   aborted: boolean;
   done: boolean;
   onAbort: (() => void) | null;
 }
 
-export function exchange(res: HttpResponse): Exchange {
-  const ex: Exchange = { res, aborted: false, done: false, onAbort: null };
-  res.onAborted(() => {
+export function exchange(wire: Wire): Exchange {
+  const ex: Exchange = { wire, aborted: false, done: false, onAbort: null };
+  wire.onAborted(() => {
     ex.aborted = true;
     ex.onAbort?.();
   });
@@ -28,7 +32,7 @@ export function readBody(ex: Exchange): Promise<string | null> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    ex.res.onData((chunk, isLast) => {
+    ex.wire.onData((chunk, isLast) => {
       if (size < 0) return;
       size += chunk.byteLength;
       if (size > MAX_BODY_BYTES) {
@@ -37,7 +41,7 @@ export function readBody(ex: Exchange): Promise<string | null> {
         resolve(null);
         return;
       }
-      chunks.push(Buffer.from(chunk.slice(0)));
+      if (chunk.byteLength > 0) chunks.push(chunk);
       if (isLast) resolve(Buffer.concat(chunks).toString('utf8'));
     });
   });
@@ -46,11 +50,7 @@ export function readBody(ex: Exchange): Promise<string | null> {
 export function send(ex: Exchange, status: number, body: string, contentType: string, close = false): void {
   if (ex.aborted || ex.done) return;
   ex.done = true;
-  ex.res.cork(() => {
-    ex.res.writeStatus(statusLine(status));
-    if (contentType) ex.res.writeHeader('content-type', contentType);
-    ex.res.end(body, close);
-  });
+  ex.wire.send(status, contentType, '', undefined, body, false, close);
 }
 
 export function sendJson(ex: Exchange, status: number, value: unknown, close = false): void {
@@ -61,15 +61,79 @@ export function sendText(ex: Exchange, status: number, text: string, close = fal
   send(ex, status, text, 'text/plain; charset=utf-8', close);
 }
 
-export function listen(app: TemplatedApp, host: string, port: number): Promise<{ socket: us_listen_socket; port: number }> {
-  return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
-      if (!socket) reject(new Error(`cannot listen on ${host}:${port}`));
-      else resolve({ socket, port: uws.us_socket_local_port(socket as unknown as Parameters<typeof uws.us_socket_local_port>[0]) });
-    });
-  });
+// An SSE response written as it comes: the first call sends the headers.
+export class SseWriter {
+  private started = false;
+  constructor(private readonly ex: Exchange) {}
+
+  write(data: string, last: boolean): void {
+    const ex = this.ex;
+    if (ex.aborted || ex.done) return;
+    if (last) ex.done = true;
+    if (!this.started) {
+      this.started = true;
+      if (last) return void ex.wire.send(200, 'text/event-stream; charset=utf-8', '', undefined, data, false, false);
+      ex.wire.startStream('', data);
+    } else if (last) ex.wire.endStream(data);
+    else ex.wire.write(data);
+  }
 }
 
-export function closeListen(socket: us_listen_socket): void {
-  uws.us_listen_socket_close(socket);
+function unauthorized(wire: Wire): void {
+  sendJson(exchange(wire), 401, { error: 'Unauthorized' });
+}
+
+export type Handler = (ex: Exchange) => void;
+type Method = 'get' | 'post' | 'put' | 'delete';
+
+// Routes by method and path; a known path with another method gets `wrongMethod`, any other
+// path `notFound`. With an API key (SGLang's --api-key), every request but OPTIONS, /health*
+// and /metrics* must carry `Authorization: Bearer <key>`, checked before routing (401).
+export class MockerApp {
+  private readonly backend = new NodeBackend();
+  private readonly byPath = new Map<string, Map<string, Handler>>();
+
+  on(method: Method, path: string, handler: Handler): this {
+    let m = this.byPath.get(path);
+    if (!m) {
+      this.byPath.set(path, (m = new Map()));
+      this.backend.any(path, (wire) => {
+        if (!this.allowed(wire)) return unauthorized(wire);
+        const h = m!.get(wire.method) ?? this.wrongMethod;
+        h(exchange(wire));
+      });
+    }
+    m.set(method, handler);
+    return this;
+  }
+  get(path: string, h: Handler): this {
+    return this.on('get', path, h);
+  }
+  post(path: string, h: Handler): this {
+    return this.on('post', path, h);
+  }
+  put(path: string, h: Handler): this {
+    return this.on('put', path, h);
+  }
+
+  constructor(
+    private readonly wrongMethod: Handler,
+    private readonly notFound: Handler,
+    private readonly apiKey: string | null = null,
+  ) {}
+
+  private allowed(wire: Wire): boolean {
+    if (this.apiKey === null || wire.method === 'options' || wire.url.startsWith('/health') || wire.url.startsWith('/metrics')) return true;
+    return bearerMatches(wire.header('authorization'), this.apiKey);
+  }
+
+  // The catch-all goes last: routes match in the order they were added.
+  listen(host: string, port: number): Promise<number> {
+    this.backend.any('/*', (wire) => (this.allowed(wire) ? this.notFound(exchange(wire)) : unauthorized(wire)));
+    return this.backend.listen(host, port);
+  }
+
+  close(): void {
+    this.backend.stopListening();
+  }
 }

@@ -13,12 +13,25 @@ import { randomUUID } from 'node:crypto';
 import type { EngineRequest, SamplingRules } from './request.js';
 import type { ResolvedOptions } from './options.js';
 import { isJsonObject } from '../json.js';
+import { addLogprobs, type LogprobView } from './logprobs.js';
 
 export class ContractError extends Error {}
+// The body is not JSON (FastAPI's own 400).
+export class BodyDecodeError extends Error {}
 export class RequestError extends Error {
   constructor(
     message: string,
     readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+// A batch whose lists do not line up (a ValueError, in-stream when streaming).
+export class BatchShapeError extends RequestError {
+  constructor(
+    message: string,
+    readonly stream: boolean,
   ) {
     super(message);
   }
@@ -148,11 +161,22 @@ function decodeSamplingParams(value: unknown): SamplingParams {
   return p;
 }
 
+// What a request asks for in meta_info's logprob lists.
+export interface LogprobOptions {
+  // First prompt position with input logprobs; -1: none (output tokens only).
+  startLen: number;
+  topNum: number;
+  tokenIds: number[] | null;
+  withText: boolean;
+}
+
 export interface GenerateBody {
   rid: string | null;
   text: string | null;
   inputIds: number[] | null;
-  batch: boolean;
+  // A batch (list text or input_ids, or n > 1): one body per item, the response a list (or SSE
+  // chunks tagged with "index"). null for a single request.
+  batch: GenerateBody[] | null;
   stream: boolean;
   sampling: SamplingParams;
   bootstrapHost: string | null;
@@ -161,6 +185,7 @@ export interface GenerateBody {
   routedDpRank: number | null;
   disaggPrefillDpRank: number | null;
   returnLogprob: boolean;
+  logprob: LogprobOptions;
 }
 
 // bootstrap_room is a 63-bit integer and JSON.parse rounds it above 2^53; read its digits from the
@@ -176,68 +201,124 @@ function exactRoom(raw: string, parsed: number): bigint {
 // A body with nothing set: SGLang's defaults everywhere.
 export function emptyGenerateBody(): GenerateBody {
   return {
-    rid: null, text: null, inputIds: null, batch: false, stream: false, sampling: decodeSamplingParams({}),
+    rid: null, text: null, inputIds: null, batch: null, stream: false, sampling: decodeSamplingParams({}),
     bootstrapHost: null, bootstrapPort: null, bootstrapRoom: null, routedDpRank: null, disaggPrefillDpRank: null, returnLogprob: false,
+    logprob: { startLen: -1, topNum: 0, tokenIds: null, withText: false },
   };
 }
 
-// Parse and schema-check a /generate body. Throws ContractError; RequestError for a body that is
-// not JSON or not an object (FastAPI's own 400).
+// Fields that may be a list, one value per batch item (normalize_batch_and_arguments).
+const PER_ITEM = ['rid', 'sampling_params', 'bootstrap_host', 'bootstrap_port', 'bootstrap_room', 'return_logprob', 'logprob_start_len', 'top_logprobs_num', 'token_ids_logprob'] as const;
+const LOGPROB_LISTS = ['return_logprob', 'logprob_start_len', 'top_logprobs_num', 'token_ids_logprob'] as const;
+
+// token_ids_logprob is a list of ids per item, so it is a batch list only when nested.
+function isItemList(key: string, v: unknown): v is unknown[] {
+  if (!Array.isArray(v)) return false;
+  return key === 'token_ids_logprob' ? v.length > 0 && Array.isArray(v[0]) : true;
+}
+
+// Parse and schema-check a /generate body. Throws ContractError, BodyDecodeError, or RequestError
+// for a batch whose lists do not line up.
 export function parseGenerateBody(raw: string): GenerateBody {
   let body: unknown;
   try {
     body = JSON.parse(raw);
   } catch (err) {
-    throw new RequestError(`JSON decode error: ${(err as Error).message}`);
+    throw new BodyDecodeError(`JSON decode error: ${(err as Error).message}`);
   }
   if (!isJsonObject(body)) throw new ContractError(`invalid type: ${unexpected(body)}, expected struct GenerateRequest`);
+  const stream = body['stream'] === true;
+  const prompts = batchPrompts(body);
+  const sp = body['sampling_params'];
+  const n = parallelSampleNum(sp, stream);
+  if (prompts === null && n === 1) {
+    for (const k of PER_ITEM) {
+      if (isItemList(k, body[k])) throw new BatchShapeError(`${k} is a list but the request is not a batch: text or input_ids must be a list too.`, stream);
+    }
+    return parseItem(body, raw, null);
+  }
+  // A single prompt with n > 1 becomes a batch of one prompt (SGLang does the same).
+  const size = prompts?.values.length ?? 1;
+  const rooms = exactRooms(raw, body['bootstrap_room']);
+  const items: GenerateBody[] = [];
+  for (let i = 0; i < size; i++) {
+    const one: Record<string, unknown> = { ...body };
+    if (prompts) one[prompts.key] = prompts.values[i];
+    for (const k of PER_ITEM) {
+      const v = body[k];
+      if (!isItemList(k, v)) continue;
+      if (v.length !== size) throw new BatchShapeError(`${k} has ${v.length} entries but the batch has ${size} prompts.`, stream);
+      if (n > 1 && (LOGPROB_LISTS as readonly string[]).includes(k)) throw new BatchShapeError(`${k} cannot be a list when n > 1 (parallel sampling).`, stream);
+      if (n > 1 && k === 'bootstrap_room') throw new BatchShapeError('bootstrap_room cannot be a list when n > 1 in the kvgate mocker: send one room R and the samples take R, R+1, ...', stream);
+      one[k] = v[i];
+    }
+    if (typeof body['rid'] === 'string') one['rid'] = `${body['rid']}_${i}`;
+    const item = parseItem(one, raw, rooms?.[i] ?? null);
+    for (let j = 0; j < n; j++) {
+      const copy = n === 1 ? item : { ...item, sampling: { ...item.sampling, sampling_seed: sampleSeed(item.sampling.sampling_seed, j) } };
+      // Parallel samples get fresh rids (regenerate_rid); a scalar room R is R + item index.
+      if (n > 1) copy.rid = null;
+      items.push(copy);
+    }
+  }
+  // A scalar room R becomes R, R+1, ... (_normalize_bootstrap_params).
+  if (!Array.isArray(body['bootstrap_room'])) items.forEach((it, k) => it.bootstrapRoom !== null && (it.bootstrapRoom += BigInt(k)));
+  const out = emptyGenerateBody();
+  out.stream = items[0]!.stream;
+  out.batch = items;
+  return out;
+}
+
+// The prompt list of a batch request, or null when it has one prompt.
+function batchPrompts(body: Record<string, unknown>): { key: string; values: unknown[] } | null {
+  const text = body['text'];
+  if (Array.isArray(text)) return { key: 'text', values: text };
+  const ids = body['input_ids'];
+  if (Array.isArray(ids) && ids.length > 0 && Array.isArray(ids[0])) return { key: 'input_ids', values: ids };
+  return null;
+}
+
+function parallelSampleNum(sp: unknown, stream: boolean): number {
+  const ns = (Array.isArray(sp) ? sp : [sp]).map((p) => (isJsonObject(p) && isInt(p['n']) ? p['n'] : 1));
+  if (ns.some((v) => v !== ns[0])) throw new BatchShapeError('The parallel_sample_num should be the same for all samples in sample params.', stream);
+  return ns[0] ?? 1;
+}
+
+// Parallel samples of one prompt differ: each draws from its own seed.
+function sampleSeed(seed: number | null, j: number): number | null {
+  return j === 0 ? seed : ((seed ?? 0) ^ Math.imul(j, 0x9e3779b1)) | 0;
+}
+
+// Exact 63-bit rooms of a list-valued bootstrap_room (JSON.parse rounds them).
+function exactRooms(raw: string, v: unknown): bigint[] | null {
+  if (!Array.isArray(v)) return null;
+  const m = /(?<!\\)"bootstrap_room"\s*:\s*\[([^\]]*)\]/.exec(raw);
+  const digits = m?.[1]?.split(',').map((d) => d.trim());
+  if (!digits || digits.length !== v.length || !digits.every((d) => /^-?\d+$/.test(d))) return v.map((x) => BigInt(expectInt(x)));
+  return digits.map((d) => BigInt(d));
+}
+
+// One request's fields (scalars; a batch passes one item at a time).
+function parseItem(body: Record<string, unknown>, raw: string, room: bigint | null): GenerateBody {
   const out = emptyGenerateBody();
   for (const [key, x] of Object.entries(body)) {
     if (x === null) continue;
     switch (key) {
-      case 'rid': {
-        const r = stringOrList(x, 'StringOrList');
-        if (Array.isArray(r)) out.batch = true;
-        else out.rid = r;
-        break;
-      }
-      case 'text': {
-        const t = stringOrList(x, 'StringOrList');
-        if (Array.isArray(t)) out.batch = true;
-        else out.text = t;
-        break;
-      }
-      case 'input_ids': {
+      case 'rid': out.rid = expectStr(x, 'a value or an array of values for StringOrList'); break;
+      case 'text': out.text = expectStr(x, 'a value or an array of values for StringOrList'); break;
+      case 'input_ids':
         if (!Array.isArray(x)) throw invalidType(x, 'a value or an array of values for TokenIdsOrList');
-        if (x.length > 0 && !isNum(x[0])) {
-          x.forEach((row) => expectSeq(row).forEach(expectInt));
-          out.batch = true;
-        } else {
-          out.inputIds = x.map(expectInt);
-        }
+        out.inputIds = x.map(expectInt);
         break;
-      }
       case 'stream': out.stream = expectBool(x); break;
-      case 'sampling_params':
-        if (Array.isArray(x)) {
-          x.forEach(decodeSamplingParams);
-          out.batch = true;
-        } else {
-          out.sampling = decodeSamplingParams(x);
-        }
-        break;
-      case 'bootstrap_host':
-        if (Array.isArray(x)) out.batch = true;
-        else out.bootstrapHost = expectStr(x, 'a value or an array of values for OptionalStringOrList');
-        break;
+      case 'sampling_params': out.sampling = decodeSamplingParams(x); break;
+      case 'bootstrap_host': out.bootstrapHost = expectStr(x, 'a value or an array of values for OptionalStringOrList'); break;
       case 'bootstrap_port':
-        if (Array.isArray(x)) out.batch = true;
-        else if (isInt(x)) out.bootstrapPort = x;
+        if (isInt(x)) out.bootstrapPort = x;
         else throw invalidType(x, 'a value or an array of values for OptionalInt64OrList');
         break;
       case 'bootstrap_room':
-        if (Array.isArray(x)) out.batch = true;
-        else if (isInt(x)) out.bootstrapRoom = exactRoom(raw, x);
+        if (isInt(x)) out.bootstrapRoom = room ?? exactRoom(raw, x);
         else throw invalidType(x, 'a value or an array of values for OptionalInt64OrList');
         break;
       case 'routed_dp_rank':
@@ -250,11 +331,12 @@ export function parseGenerateBody(raw: string): GenerateBody {
       case 'disagg_prefill_dp_rank':
         out.disaggPrefillDpRank = expectInt(x);
         break;
-      case 'return_logprob': case 'return_hidden_states': {
-        const on = Array.isArray(x) ? x.map(expectBool).some(Boolean) : expectBool(x);
-        if (key === 'return_logprob') out.returnLogprob = on;
-        break;
-      }
+      case 'return_logprob': out.returnLogprob = expectBool(x); break;
+      case 'return_hidden_states': if (Array.isArray(x)) x.forEach(expectBool); else expectBool(x); break;
+      case 'logprob_start_len': out.logprob.startLen = expectInt(x); break;
+      case 'top_logprobs_num': out.logprob.topNum = expectInt(x); break;
+      case 'token_ids_logprob': out.logprob.tokenIds = expectSeq(x).map(expectInt); break;
+      case 'return_text_in_logprobs': out.logprob.withText = expectBool(x); break;
       default:
         break; // unknown top-level keys are ignored, as SGLang does
     }
@@ -269,14 +351,12 @@ export interface Admission {
   inputIds: number[];
   rules: SamplingRules;
   stream: boolean;
+  // null unless return_logprob.
+  logprob: LogprobOptions | null;
 }
 
 export function admit(b: GenerateBody, o: ResolvedOptions, textTokenize: (t: string) => number[]): Admission {
-  if (b.batch) {
-    throw new RequestError('The kvgate mocker serves one request per /generate call: list-valued text, input_ids, rid, sampling_params or bootstrap fields (batch requests) are not supported.');
-  }
   const s = b.sampling;
-  if (s.n > 1) throw new RequestError(`The kvgate mocker does not support parallel sampling (sampling_params.n = ${s.n}); send n separate requests.`);
   if (s.beam_width !== null && s.beam_width > 1) throw new RequestError('The kvgate mocker does not support beam search (sampling_params.beam_width > 1).');
   if (b.text === null && b.inputIds === null) throw new RequestError('Either text, input_ids or input_embeds should be provided.');
   let inputIds: number[];
@@ -295,7 +375,16 @@ export function admit(b: GenerateBody, o: ResolvedOptions, textTokenize: (t: str
   if (o.skipTokenizerInit && (s.stop || s.stop_regex)) {
     throw new RequestError('stop and stop_regex are unavailable when skip_tokenizer_init=True (they need a tokenizer); use stop_token_ids.');
   }
-  if (b.returnLogprob) throw new RequestError('The kvgate mocker does not return log probabilities (return_logprob).');
+  if (b.returnLogprob) {
+    const lp = b.logprob;
+    if (lp.startLen >= inputIds.length) {
+      throw new RequestError(`logprob_start_len (${lp.startLen}) is larger than the number of input tokens (${inputIds.length}). Request with a lower logprob_start_len.`);
+    }
+    if (lp.topNum < 0) throw new RequestError(`top_logprobs_num must be at least 0, got ${lp.topNum}.`);
+    for (const id of lp.tokenIds ?? []) {
+      if (id < 0 || id >= o.vocabSize) throw new RequestError(`token_ids_logprob contains out-of-vocabulary token id ${id}; valid range is [0, ${o.vocabSize}).`);
+    }
+  }
   if (s.constrained) throw new RequestError('The kvgate mocker does not support constrained decoding (json_schema, regex, ebnf, structural_tag).');
   if (s.stop_regex) throw new RequestError('The kvgate mocker does not support stop_regex.');
   // SamplingParams.verify
@@ -333,6 +422,7 @@ export function admit(b: GenerateBody, o: ResolvedOptions, textTokenize: (t: str
     rid: b.rid ?? randomUUID().replaceAll('-', ''),
     inputIds,
     stream: b.stream,
+    logprob: b.returnLogprob ? b.logprob : null,
     rules: {
       maxNewTokens: maxNew,
       minNewTokens: Math.min(s.min_new_tokens, maxNew),
@@ -362,7 +452,7 @@ export interface OutputFormat {
 
 // One response object ({text, output_ids, meta_info}); `finished` adds e2e_latency. Cumulative
 // unless incremental streaming is on. Advances the request's "sent" marks.
-export function formatOutput(req: EngineRequest, finished: boolean, f: OutputFormat, nowMs: number): Record<string, unknown> {
+export function formatOutput(req: EngineRequest, finished: boolean, f: OutputFormat, nowMs: number, logprob: LogprobView | null = null): Record<string, unknown> {
   const incremental = f.incremental && req.stream;
   const ids = incremental ? req.outputIds.slice(req.sentIds) : req.outputIds.slice();
   const out: Record<string, unknown> = {};
@@ -381,6 +471,8 @@ export function formatOutput(req: EngineRequest, finished: boolean, f: OutputFor
     completion_tokens: req.outputIds.length,
     cached_tokens: req.cachedTokens,
   };
+  // Incremental chunks carry the new tokens' lists only, and the prompt's in the first one.
+  if (logprob) addLogprobs(meta, req, logprob, incremental ? req.sentIds : 0, !incremental || req.sentIds === 0);
   if (f.dpSize > 1) meta.dp_rank = req.rank;
   if (finished) meta.e2e_latency = (nowMs - req.arrivalMs) / 1000;
   if (!req.firstSent && (finished || req.stream)) {

@@ -163,14 +163,14 @@ describe('bad requests', () => {
     const cases: [unknown, RegExp][] = [
       [{ sampling_params: {} }, /Either text, input_ids or input_embeds should be provided/],
       [{ text: 'hi' }, /skip_tokenizer_init=True cannot accept text prompts/],
-      [{ input_ids: [1], sampling_params: { n: 2 } }, /does not support parallel sampling/],
-      [{ input_ids: [[1], [2]] }, /one request per \/generate call/],
+      [{ input_ids: [[1], [2]], sampling_params: { max_new_tokens: 1 }, rid: ['a'] }, /^rid has 1 entries but the batch has 2 prompts\.$/],
+      [{ input_ids: [[1], [2]], sampling_params: { max_new_tokens: 1 }, rid: ['a', 'a'] }, /^Duplicate request IDs/],
       [{ input_ids: [1], sampling_params: { max_new_tokens: -1 } }, /^max_new_tokens must be at least 0, got -1\.$/],
       [{ input_ids: [1], sampling_params: { temperature: -0.5 } }, /^temperature must be a non-negative finite number/],
       [{ input_ids: Array(70).fill(1) }, /^The input \(70 tokens\) is longer than the model's context length \(64 tokens\)\.$/],
       [{ input_ids: [1, 2], sampling_params: { max_new_tokens: 100 } }, /^Requested token count exceeds the model's maximum context length of 64 tokens/],
       [{ input_ids: [999999] }, /out-of-vocabulary token id 999999/],
-      [{ input_ids: [1], return_logprob: true }, /does not return log probabilities/],
+      [{ input_ids: [1, 2], return_logprob: true, logprob_start_len: 2, sampling_params: { max_new_tokens: 1 } }, /^logprob_start_len \(2\) is larger than the number of input tokens \(2\)/],
     ];
     for (const [body, msg] of cases) {
       const r = await post(`${m.url}/generate`, body);
