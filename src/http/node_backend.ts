@@ -219,4 +219,10 @@ export class NodeBackend implements HttpBackend {
     this.server.close();
     this.server.closeIdleConnections();
   }
+
+  // Drops every open connection, busy or idle (a keep-alive socket would otherwise keep
+  // reaching this server after it stopped).
+  closeConnections(): void {
+    this.server.closeAllConnections();
+  }
 }

@@ -195,6 +195,7 @@ export async function startBootstrapServer(host: string, port: number, table: Bo
     close() {
       clearInterval(sweep);
       app.close();
+      app.closeConnections();
     },
   };
 }

@@ -1,7 +1,7 @@
 // The mocker's SGLang HTTP API on uWebSockets.js (reference/sglang.md §1).
 
 import type { MockEngine } from './engine.js';
-import { MockerApp, readBody, send, sendJson, sendText, SseWriter, type Exchange } from './http_util.js';
+import { abortError, errorResponse, MockerApp, readBody, send, sendJson, sendText, SseWriter, type Exchange } from './http_util.js';
 import { admit, BatchShapeError, ContractError, formatOutput, parseGenerateBody, RequestError, type Admission, type GenerateBody, type OutputFormat } from './protocol.js';
 import { abortReason, type EngineRequest, type OutputSink } from './request.js';
 import { submitGenerate } from './submit.js';
@@ -9,21 +9,10 @@ import { byteTokenize } from './tokens.js';
 import type { KvEventPorts } from './kv_events.js';
 import { engineModelInfo, engineServerInfo, parseLoadSections, rankLoad } from './engine_info.js';
 import type { LogprobView } from './logprobs.js';
+import { asOpenAIError, chatTemplate, openAIError, OpenAIResponder, planOpenAI, type OpenAIKind } from './openai.js';
+import type { TemplateMessage } from '../preprocess/chat_template.js';
 
 const HEALTH_CHECK_TIMEOUT_MS = 20_000; // SGLANG_HEALTH_CHECK_TIMEOUT
-
-// FastAPI's ErrorResponse, used for request-validation failures and HTTPExceptions.
-function errorResponse(message: string, status: number, type: string): Record<string, unknown> {
-  return { object: 'error', message, type, param: null, code: status };
-}
-
-// SGLang turns an abort carrying an HTTP status into an error response when not streaming.
-function abortError(req: EngineRequest): { status: number; body: unknown } | null {
-  const fr = req.finishReason;
-  if (fr?.type !== 'abort' || fr.status_code === null || fr.status_code < 400 || fr.status_code >= 600) return null;
-  if (fr.status_code === 400) return { status: 400, body: { error: { message: fr.message } } };
-  return { status: fr.status_code, body: errorResponse(fr.message, fr.status_code, String(fr.status_code)) };
-}
 
 // Writes one request's outputs: a JSON body at the end, or SSE chunks as they come.
 class HttpSink implements OutputSink {
@@ -99,7 +88,10 @@ function sendRequestError(ex: Exchange, err: RequestError, stream: boolean): voi
 
 export interface HttpServer {
   port: number;
+  // Stops accepting (in-flight requests go on).
   close(): void;
+  // Drops every connection, once in-flight requests are done.
+  closeConnections(): void;
 }
 
 export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts | null, bootstrapPort: () => number | null): Promise<HttpServer> {
@@ -145,6 +137,21 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     await Promise.all(warm);
   }
 
+  // Admit every item of a request; null (after `refuse` answered) when one is refused.
+  function admitAll(items: GenerateBody[], refuse: (err: RequestError) => void): Admission[] | null {
+    try {
+      const adms = items.map((b) => admit(b, o, byteTokenize));
+      if (new Set(adms.map((a) => a.rid)).size !== adms.length) throw new RequestError('Duplicate request IDs detected within the request.');
+      return adms;
+    } catch (err) {
+      if (err instanceof RequestError) {
+        refuse(err);
+        return null;
+      }
+      throw err;
+    }
+  }
+
   async function generate(ex: Exchange): Promise<void> {
     const raw = await readBody(ex);
     if (raw === null || ex.aborted) return;
@@ -158,15 +165,8 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       return sendJson(ex, 400, errorResponse((err as Error).message, 400, 'Bad Request'));
     }
     const items = body.batch ?? [body];
-    let adms: Admission[];
-    try {
-      adms = items.map((b) => admit(b, o, byteTokenize));
-      const rids = new Set(adms.map((a) => a.rid));
-      if (rids.size !== adms.length) throw new RequestError('Duplicate request IDs detected within the request.');
-    } catch (err) {
-      if (err instanceof RequestError) return sendRequestError(ex, err, body.stream);
-      throw err;
-    }
+    const adms = admitAll(items, (err) => sendRequestError(ex, err, body.stream));
+    if (!adms) return;
     if (!body.batch) return run(ex, items, adms, () => new HttpSink(ex, format, logprobView(adms[0]!)), body.stream);
     await warmPrompts(items, adms, items[0]!.sampling.n);
     if (ex.aborted) return;
@@ -174,12 +174,43 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     run(ex, items, adms, (i) => batch.item(i, logprobView(adms[i]!)), body.stream);
   }
 
-  const onGenerate = (ex: Exchange) => {
-    generate(ex).catch((err: Error) => {
-      console.error(`[mocker] /generate failed: ${err.stack ?? err.message}`);
+  // /v1/chat/completions and /v1/completions: the /generate request SGLang's OpenAI layer
+  // builds, answered in OpenAI's shapes (openai.ts). Errors are SGLang's 400 ErrorResponse.
+  const render = (msgs: TemplateMessage[], addGenerationPrompt: boolean, kwargs: Record<string, unknown>, tools: unknown[] | undefined) =>
+    chatTemplate(o.tokenizerPath).render({ messages: msgs, addGenerationPrompt, kwargs, tools });
+  async function openai(kind: OpenAIKind, ex: Exchange): Promise<void> {
+    const raw = await readBody(ex);
+    if (raw === null || ex.aborted) return;
+    if (engine.status !== 'up') return sendJson(ex, 503, openAIError('The server is not ready.', 503));
+    const refuse = (err: Error) => sendJson(ex, 400, openAIError(err.message));
+    let plan, body;
+    try {
+      plan = planOpenAI(kind, JSON.parse(raw), o.servedModelName, render);
+      body = parseGenerateBody(JSON.stringify(plan.generate), raw);
+    } catch (err) {
+      if (err instanceof SyntaxError) return refuse(new Error(`JSON decode error: ${err.message}`));
+      const e = asOpenAIError(err) ?? (err instanceof ContractError || err instanceof RequestError ? err : null);
+      if (e) return refuse(e);
+      throw err;
+    }
+    const items = body.batch ?? [body];
+    const adms = admitAll(items, refuse);
+    if (!adms) return;
+    await warmPrompts(items, adms, plan.n);
+    if (ex.aborted) return;
+    const responder = new OpenAIResponder(ex, plan, { ...format, withText: true, incremental: false }, items.length);
+    run(ex, items, adms, (i) => responder.item(i, logprobView(adms[i]!)), plan.stream);
+  }
+
+  const handled = (what: string, serve: (ex: Exchange) => Promise<void>) => (ex: Exchange) => {
+    serve(ex).catch((err: Error) => {
+      console.error(`[mocker] ${what} failed: ${err.stack ?? err.message}`);
       sendJson(ex, 500, errorResponse('Internal server error', 500, '500'));
     });
   };
+  const onGenerate = handled('/generate', generate);
+  app.post('/v1/chat/completions', handled('/v1/chat/completions', (ex) => openai('chat', ex)));
+  app.post('/v1/completions', handled('/v1/completions', (ex) => openai('completion', ex)));
   app.post('/generate', onGenerate);
   app.put('/generate', onGenerate);
 
@@ -304,6 +335,9 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     port,
     close() {
       app.close();
+    },
+    closeConnections() {
+      app.closeConnections();
     },
   };
 }

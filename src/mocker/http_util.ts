@@ -7,6 +7,7 @@
 import { NodeBackend } from '../http/node_backend.js';
 import { bearerMatches } from '../security/secrets.js';
 import type { Wire } from '../http/wire.js';
+import type { EngineRequest } from './request.js';
 
 export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -79,6 +80,19 @@ export class SseWriter {
   }
 }
 
+// FastAPI's ErrorResponse, used for request-validation failures and HTTPExceptions.
+export function errorResponse(message: string, status: number, type: string): Record<string, unknown> {
+  return { object: 'error', message, type, param: null, code: status };
+}
+
+// SGLang turns an abort carrying an HTTP status into an error response when not streaming.
+export function abortError(req: EngineRequest): { status: number; body: unknown } | null {
+  const fr = req.finishReason;
+  if (fr?.type !== 'abort' || fr.status_code === null || fr.status_code < 400 || fr.status_code >= 600) return null;
+  if (fr.status_code === 400) return { status: 400, body: { error: { message: fr.message } } };
+  return { status: fr.status_code, body: errorResponse(fr.message, fr.status_code, String(fr.status_code)) };
+}
+
 function unauthorized(wire: Wire): void {
   sendJson(exchange(wire), 401, { error: 'Unauthorized' });
 }
@@ -133,7 +147,12 @@ export class MockerApp {
     return this.backend.listen(host, port);
   }
 
+  // Stops accepting; open connections stay until closeConnections().
   close(): void {
     this.backend.stopListening();
+  }
+
+  closeConnections(): void {
+    this.backend.closeConnections();
   }
 }

@@ -36,7 +36,7 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
   const publishers = o.kvEvents ? await KvEventPublishers.open(o.kvEvents, o.dpSize, o.kvEventsWire) : null;
   const engine = new MockEngine(o, publishers);
   // The engine's API on --port: SGLang's HTTP, or its gRPC service in gRPC mode.
-  let http: { port: number; close(): void | Promise<void> } | null = null;
+  let http: { port: number; close(): void | Promise<void>; closeConnections?(): void } | null = null;
   let bootstrap: BootstrapServer | null = null;
   try {
     const start = o.grpcMode ? startGrpcServer : startHttpServer;
@@ -99,6 +99,9 @@ export async function startMocker(options: Partial<MockerOptions> = {}): Promise
         const stopped = http!.close();
         await engine.drain(graceMs);
         await stopped;
+        // Aborted requests' last bytes leave first; then keep-alive sockets go.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        http!.closeConnections?.();
         bootstrap?.close();
         await publishers?.close();
       })();

@@ -12,7 +12,7 @@ type Entry = [logprob: number | null, tokenId: number, text: string | null];
 export function syntheticLogprob(id: number, pos: number): number {
   let h = Math.imul(id ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(pos + 1, 0xc2b2ae35);
   h = Math.imul(h ^ (h >>> 13), 0x27d4eb2f);
-  return -(0.01 + ((h >>> 0) % 4000) / 1000);
+  return -(10 + ((h >>> 0) % 4000)) / 1000;
 }
 
 export interface LogprobView {
@@ -46,7 +46,7 @@ export function addLogprobs(meta: Record<string, unknown>, req: EngineRequest, v
       const out: Entry[] = [[lp, id, text(id)]];
       for (let i = 0; out.length < opts.topNum && i < WORDS.length; i++) {
         const other = WORDS[(pos + i) % WORDS.length]![0];
-        if (other !== id) out.push([lp - 0.5 * out.length, other, text(other)]);
+        if (other !== id) out.push([(Math.round(lp * 1000) - 500 * out.length) / 1000, other, text(other)]);
       }
       return out;
     };

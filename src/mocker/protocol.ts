@@ -218,8 +218,9 @@ function isItemList(key: string, v: unknown): v is unknown[] {
 }
 
 // Parse and schema-check a /generate body. Throws ContractError, BodyDecodeError, or RequestError
-// for a batch whose lists do not line up.
-export function parseGenerateBody(raw: string): GenerateBody {
+// for a batch whose lists do not line up. `roomSource`: the text whose "bootstrap_room" digits are
+// exact (the body itself, or the OpenAI body it was built from).
+export function parseGenerateBody(raw: string, roomSource = raw): GenerateBody {
   let body: unknown;
   try {
     body = JSON.parse(raw);
@@ -235,11 +236,11 @@ export function parseGenerateBody(raw: string): GenerateBody {
     for (const k of PER_ITEM) {
       if (isItemList(k, body[k])) throw new BatchShapeError(`${k} is a list but the request is not a batch: text or input_ids must be a list too.`, stream);
     }
-    return parseItem(body, raw, null);
+    return parseItem(body, roomSource, null);
   }
   // A single prompt with n > 1 becomes a batch of one prompt (SGLang does the same).
   const size = prompts?.values.length ?? 1;
-  const rooms = exactRooms(raw, body['bootstrap_room']);
+  const rooms = exactRooms(roomSource, body['bootstrap_room']);
   const items: GenerateBody[] = [];
   for (let i = 0; i < size; i++) {
     const one: Record<string, unknown> = { ...body };
@@ -253,7 +254,7 @@ export function parseGenerateBody(raw: string): GenerateBody {
       one[k] = v[i];
     }
     if (typeof body['rid'] === 'string') one['rid'] = `${body['rid']}_${i}`;
-    const item = parseItem(one, raw, rooms?.[i] ?? null);
+    const item = parseItem(one, roomSource, rooms?.[i] ?? null);
     for (let j = 0; j < n; j++) {
       const copy = n === 1 ? item : { ...item, sampling: { ...item.sampling, sampling_seed: sampleSeed(item.sampling.sampling_seed, j) } };
       // Parallel samples get fresh rids (regenerate_rid); a scalar room R is R + item index.

@@ -175,7 +175,8 @@ function messageContent(v: unknown, param: string, role: string): string {
   return text;
 }
 
-function message(v: unknown, i: number): TemplateMessage {
+// One chat message, its content flattened to text (also the mocker's OpenAI routes).
+export function message(v: unknown, i: number): TemplateMessage {
   const param = `messages[${i}]`;
   if (!isJsonObject(v)) return wrongType(param, 'an object', v);
   const role = v['role'];

@@ -16,7 +16,8 @@ import { Tokenizer } from '../preprocess/tokenizer.js';
 import { KvPolicy } from './kv_policy.js';
 import { Upstream, type UpstreamResponse } from './upstream.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
-import { appendFields, batchSize, bootstrapFields, isStream, parseBody, routingText, type InferenceRoute } from './request_body.js';
+import { mergeJson, prefillInputLogprobs, SseLogprobMerger, wantsLogprobs } from './pd_logprobs.js';
+import { appendFields, batchSize, bootstrapFields, parseBody, routingText, type InferenceRoute } from './request_body.js';
 import type { BreakerOptions } from '../router/circuit_breaker.js';
 import { probe, waitHealthy, Worker, WorkerPool, type HealthConfig, type WorkerType } from './workers.js';
 
@@ -101,14 +102,17 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     return p;
   };
   const regularPolicy = newPolicy(config.policy === 'kv' ? 'cache_aware' : config.policy);
-  if (config.policy === 'kv') {
-    let tokenizer: Tokenizer | null = null;
-    const loadTokenizer = (): Tokenizer => (tokenizer ??= new Tokenizer(readModelFiles(config.tokenizerPath)));
-    kvPolicy = new KvPolicy(regularPolicy as CacheAwarePolicy, loadTokenizer, log);
-  }
+  // PD with --policy kv: the prefill leg by kv (it is where the prompt's cache lives), the decode
+  // leg by load (power_of_two), unless --prefill-policy / --decode-policy say otherwise.
+  const kvLeg = config.policy === 'kv' && !(config.pd && config.prefillPolicy);
   const pdDefault: PolicyName = config.policy === 'kv' ? 'cache_aware' : config.policy;
   const prefillPolicy = config.pd ? newPolicy(config.prefillPolicy ?? pdDefault) : regularPolicy;
-  const decodePolicy = config.pd ? newPolicy(config.decodePolicy ?? pdDefault) : regularPolicy;
+  const decodePolicy = config.pd ? newPolicy(config.decodePolicy ?? (config.policy === 'kv' ? 'power_of_two' : pdDefault)) : regularPolicy;
+  if (kvLeg) {
+    let tokenizer: Tokenizer | null = null;
+    const loadTokenizer = (): Tokenizer => (tokenizer ??= new Tokenizer(readModelFiles(config.tokenizerPath)));
+    kvPolicy = new KvPolicy((config.pd ? prefillPolicy : regularPolicy) as CacheAwarePolicy, loadTokenizer, log);
+  }
   const admission = new Admission(config.maxConcurrentRequests, config.queueSize, config.queueTimeoutSecs * 1000);
   const onBreaker = (w: Worker, from: string, to: string): void => {
     metrics.cbTransitions.inc({ worker: w.id, from_state: from, to_state: to });
@@ -124,14 +128,16 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       throw new KvgateError('engine_unavailable', `worker ${url} did not pass its health check (${config.health.endpoint}) within ${config.workerStartupTimeoutSecs} s`);
     }
     let ranks: (number | null)[] = [null];
-    const info = config.dpAware || kvPolicy ? (await getJson(url, '/server_info')).body : null;
+    // The kv policy follows the engines that hold prompt caches: not PD's decode side.
+    const kv = type === 'decode' ? null : kvPolicy;
+    const info = config.dpAware || kv ? (await getJson(url, '/server_info')).body : null;
     if (config.dpAware) {
       const dp = isJsonObject(info) && typeof info['dp_size'] === 'number' ? info['dp_size'] : 1;
       ranks = Array.from({ length: dp }, (_, r) => r);
     }
     const added = ranks.map((r) => new Worker(r === null ? url : `${url}@${r}`, url, type, r, bootstrapPort, config.breaker, onBreaker));
     for (const w of added) {
-      if (kvPolicy && !(await kvPolicy.attach(w, info))) log.info('kv policy: no KV events from this worker; routed by cache_aware', { worker: w.id });
+      if (kv && !(await kv.attach(w, info))) log.info('kv policy: no KV events from this worker; routed by cache_aware', { worker: w.id });
       pool.add(w);
     }
     log.info('worker added', { url, type, ranks: ranks.length });
@@ -164,8 +170,9 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     return upstream.post(w.baseUrl + path, body, upstreamHeaders(ex), signal);
   };
 
-  // Relays an upstream answer to the client: SSE chunk by chunk (with backpressure), anything else whole.
-  const relay = async (ex: Exchange, res: UpstreamResponse): Promise<void> => {
+  // Relays an upstream answer to the client: SSE chunk by chunk (with backpressure), anything
+  // else whole. `merger` rewrites the SSE events (PD logprobs).
+  const relay = async (ex: Exchange, res: UpstreamResponse, merger: SseLogprobMerger | null = null): Promise<void> => {
     relayed.set(ex, res.status);
     const type = res.contentType;
     if (!(res.ok && type.includes('text/event-stream'))) {
@@ -178,14 +185,15 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     let complete = false;
     try {
       for await (const chunk of res.chunks()) {
-        const text = decoder.decode(chunk, { stream: true });
+        const decoded = decoder.decode(chunk, { stream: true });
+        const text = merger ? merger.push(decoded) : decoded;
         if (text === '') continue;
         const ok = started ? ex.write(text) : ex.startStream(text);
         started = true;
         if (!ok && !(await ex.writable())) return;
       }
       complete = true;
-      const rest = decoder.decode();
+      const rest = merger ? merger.push(decoder.decode()) + merger.end() : decoder.decode();
       if (started) ex.endStream(rest);
       else ex.text(res.status, rest, type);
     } finally {
@@ -227,21 +235,21 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     }
   };
 
+  // The kv policy's pick among the available workers of a type (regular, or PD's prefill).
+  const pickKv = (kv: KvPolicy, type: WorkerType, text: string, tokens: Uint32Array | null): Worker => {
+    const available = pool.available(type);
+    if (available.length === 0) pickOrThrow(kv.fallback, type, text); // throws no_workers
+    const picked = kv.pick(available, text, tokens);
+    metrics.kvDecision(picked.overlapBlocks);
+    return picked.worker;
+  };
+
   const regular = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
     const text = routingText(route, body);
     const rawText = raw.toString('utf8');
     const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('regular')) : null;
     await withRetries(async (last) => {
-      let w: Worker;
-      if (kvPolicy) {
-        const available = pool.available('regular');
-        if (available.length === 0) pickOrThrow(regularPolicy, 'regular', text); // throws no_workers
-        const picked = kvPolicy.pick(available, text, tokens);
-        w = picked.worker;
-        metrics.kvDecision(picked.overlapBlocks);
-      } else {
-        w = pickOrThrow(regularPolicy, 'regular', text);
-      }
+      const w = kvPolicy ? pickKv(kvPolicy, 'regular', text, tokens) : pickOrThrow(regularPolicy, 'regular', text);
       const payload = w.dpRank === null ? rawText : appendFields(rawText, [['data_parallel_rank', String(w.dpRank)]]);
       w.load++;
       try {
@@ -277,9 +285,10 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   const disaggregated = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
     const text = routingText(route, body);
     const rawText = raw.toString('utf8');
-    const mergeLogprobs = body['return_logprob'] === true && !isStream(body);
+    const mergeLogprobs = wantsLogprobs(body['return_logprob']);
+    const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('prefill')) : null;
     await withRetries(async (last) => {
-      const p = pickOrThrow(prefillPolicy, 'prefill', text);
+      const p = kvPolicy ? pickKv(kvPolicy, 'prefill', text, tokens) : pickOrThrow(prefillPolicy, 'prefill', text);
       const d = pickOrThrow(decodePolicy, 'decode', text);
       // One bootstrap triple (one room) for both legs; DP-aware legs name their ranks, and the
       // decode leg the prefill rank it reads the KV from (SGLang's PD router fields).
@@ -298,22 +307,16 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
           p.outcome(res.status < 500);
           if (res.ok && !mergeLogprobs) {
             await res.drain();
-            return { res, json: null as unknown };
+            return { res, text: '' };
           }
           const text = await res.text().catch(() => '');
-          let json: unknown = null;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            /* relayed as text */
-          }
           if (!res.ok) decodeAbort.abort();
-          return { res, json, text };
+          return { res, text };
         },
         (err: unknown) => {
           p.outcome(false);
           decodeAbort.abort();
-          return { res: null, json: null, err };
+          return { res: null, text: '', err };
         },
       );
       try {
@@ -327,7 +330,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
             if (pre.res) {
               if (RETRYABLE.has(pre.res.status) && !last) return false;
               relayed.set(ex, pre.res.status);
-              ex.text(pre.res.status, 'text' in pre ? (pre.text ?? '') : '', pre.res.contentType);
+              ex.text(pre.res.status, pre.text, pre.res.contentType);
               return true;
             }
             if (!last) return false;
@@ -346,9 +349,15 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
           return false;
         }
         if (mergeLogprobs && res.ok) {
-          const [pre, decoded] = await Promise.all([prefillDone, res.text()]);
+          // SGLang's router waits for the whole prefill answer before relaying decode's.
+          const pre = prefillInputLogprobs((await prefillDone).text);
+          if (res.contentType.includes('text/event-stream')) {
+            await relay(ex, res, new SseLogprobMerger(pre));
+            return true;
+          }
+          const decoded = await res.text();
           relayed.set(ex, res.status);
-          ex.text(res.status, mergeInputLogprobs(pre.json, decoded), 'application/json');
+          ex.text(res.status, mergeJson(decoded, pre), 'application/json');
           return true;
         }
         await relay(ex, res);
@@ -602,24 +611,4 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       await server.close(graceMs);
     },
   };
-}
-
-// PD with return_logprob: decode's answer with prefill's meta_info.input_token_logprobs put
-// in front of its own (per item for a batch), as SGLang's PD router does.
-export function mergeInputLogprobs(prefill: unknown, decodeText: string): string {
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(decodeText);
-  } catch {
-    return decodeText;
-  }
-  const merge = (p: unknown, d: unknown): void => {
-    if (!isJsonObject(p) || !isJsonObject(d) || !isJsonObject(p['meta_info']) || !isJsonObject(d['meta_info'])) return;
-    const pre = p['meta_info']['input_token_logprobs'];
-    const own = d['meta_info']['input_token_logprobs'];
-    if (Array.isArray(pre)) d['meta_info']['input_token_logprobs'] = [...pre, ...(Array.isArray(own) ? own : [])];
-  };
-  if (Array.isArray(decoded) && Array.isArray(prefill)) decoded.forEach((d, i) => merge(prefill[i], d));
-  else merge(prefill, decoded);
-  return JSON.stringify(decoded);
 }

@@ -70,9 +70,14 @@ describe('kvgate router: routes', () => {
     const events = sseEvents(stream.text);
     expect(events.at(-1)).toBe('[DONE]');
     expect((events.at(-2) as any).meta_info.completion_tokens).toBe(3);
-    // The worker's own errors come back as they are.
+    // A batch goes to one worker, and its list comes back as it is.
     const batch = await post(`${r.url}/generate`, { text: ['a', 'b'], sampling_params: { max_new_tokens: 1 } });
-    expect(batch.status).toBe(400);
+    expect(batch.status).toBe(200);
+    expect(batch.json().map((x: any) => x.meta_info.prompt_tokens)).toEqual([1, 1]);
+    // The worker's own errors come back as they are.
+    const refused = await post(`${r.url}/generate`, { text: ['a', 'b'], rid: ['x'] });
+    expect(refused.status).toBe(400);
+    expect(refused.json().error.message).toBe('rid has 1 entries but the batch has 2 prompts.');
     const badJson = await post(`${r.url}/generate`, '{bad');
     expect(badJson.status).toBe(400);
     expect(badJson.json().error.code).toBe('invalid_json');

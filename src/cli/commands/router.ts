@@ -16,7 +16,6 @@ const DEFAULT_ID_HEADERS = ['x-request-id', 'x-correlation-id', 'x-trace-id', 'r
 const urls = (groups: string[][] | undefined): string[] => (groups ?? []).flat().flatMap((u) => u.split(',')).map((u) => u.trim()).filter(Boolean);
 
 export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
-  if (o.policy === 'kv' && o.pdDisaggregation && (!o.prefillPolicy || !o.decodePolicy)) throw new KvgateError('invalid_config', '--policy kv is not available in PD mode yet: give --prefill-policy and --decode-policy');
   let pd: RouterConfig['pd'] = null;
   if (o.pdDisaggregation) {
     const prefill = (o.prefill ?? []).map((g) => {
