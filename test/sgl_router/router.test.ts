@@ -8,6 +8,7 @@ import { closeAll, get, mocker, post, sseEvents } from '../mocker/helpers.js';
 import { KVGATE } from '../e2e/stack.js';
 import { spawnSync } from 'node:child_process';
 import { metricValue, startKvgateRouter, stopAllProcesses } from './helpers.js';
+import { syntheticLogprob } from '../../src/mocker/logprobs.js';
 
 afterEach(async () => {
   await stopAllProcesses();
@@ -320,6 +321,74 @@ describe('kvgate router: PD disaggregation', () => {
       expect(res.json().meta_info.completion_tokens).toBe(2);
     }
     expect(await perWorker(r.url, [`${prefill.url}@0`, `${prefill.url}@1`])).toEqual([3, 3]);
+  });
+});
+
+describe('kvgate router: PD logprobs and the kv policy', () => {
+  const pdPair = async (extra: string[] = []) => {
+    const prefill = await mocker({ disaggregationMode: 'prefill', disaggregationBootstrapPort: 0 });
+    const decode = await mocker({ disaggregationMode: 'decode' });
+    const r = await startKvgateRouter(['--pd-disaggregation', '--prefill', prefill.url, String(prefill.bootstrapPort), '--decode', decode.url, '--policy', 'round_robin', ...extra]);
+    return { prefill, decode, r };
+  };
+  // What the prefill engine computes for a prompt from position 0 (the decode engine sends none).
+  const promptLogprobs = (ids: number[]) => ids.map((id, p) => [p === 0 ? null : syntheticLogprob(id, p), id, null]);
+
+  it('puts prefill\'s input_token_logprobs in front of decode\'s, in JSON and in every streamed event', async () => {
+    const { r } = await pdPair();
+    const ids = [31, 32, 33, 34, 35];
+    const body = { input_ids: ids, return_logprob: true, logprob_start_len: 0, sampling_params: { max_new_tokens: 3, ignore_eos: true } };
+    const plain = (await post(`${r.url}/generate`, body)).json();
+    expect(plain.meta_info.input_token_logprobs).toEqual(promptLogprobs(ids));
+    expect(plain.meta_info.output_token_logprobs).toHaveLength(3);
+    const streamed = await post(`${r.url}/generate`, { ...body, input_ids: [...ids, 36], stream: true });
+    expect(streamed.headers.get('content-type')).toBe('text/event-stream');
+    const events = sseEvents(streamed.text);
+    expect(events.at(-1)).toBe('[DONE]');
+    const chunks = events.slice(0, -1) as any[];
+    expect(chunks).toHaveLength(3);
+    for (const c of chunks) expect(c.meta_info.input_token_logprobs).toEqual(promptLogprobs([...ids, 36]));
+    expect(chunks.map((c) => c.meta_info.output_token_logprobs.length)).toEqual([1, 2, 3]);
+    // Without logprobs the stream is relayed as decode sent it.
+    const bare = sseEvents((await post(`${r.url}/generate`, { input_ids: ids, stream: true, sampling_params: { max_new_tokens: 2 } })).text) as any[];
+    expect(bare[0].meta_info).not.toHaveProperty('input_token_logprobs');
+  });
+
+  it('merges a streamed batch item by item (by "index")', async () => {
+    const { r } = await pdPair();
+    const prompts = [[51, 52, 53], [61, 62]];
+    const res = await post(`${r.url}/generate`, { input_ids: prompts, return_logprob: true, logprob_start_len: 0, stream: true, sampling_params: { max_new_tokens: 2, ignore_eos: true } });
+    expect(res.status).toBe(200);
+    const chunks = sseEvents(res.text).slice(0, -1) as any[];
+    expect(new Set(chunks.map((c) => c.index))).toEqual(new Set([0, 1]));
+    for (const c of chunks) expect(c.meta_info.input_token_logprobs).toEqual(promptLogprobs(prompts[c.index]!));
+  });
+
+  it('--policy kv in PD mode: the prefill leg by KV events, the decode leg by load', async () => {
+    const events = { publisher: 'zmq' as const, endpoint: 'tcp://127.0.0.1:0', replay_endpoint: 'tcp://127.0.0.1:0', bind: true, topic: 'kv' };
+    const prefills = [
+      await mocker({ disaggregationMode: 'prefill', disaggregationBootstrapPort: 0, pageSize: 16, kvEventsConfig: events }),
+      await mocker({ disaggregationMode: 'prefill', disaggregationBootstrapPort: 0, pageSize: 16, kvEventsConfig: events }),
+    ];
+    const decodes = [await mocker({ disaggregationMode: 'decode', pageSize: 16 }), await mocker({ disaggregationMode: 'decode', pageSize: 16 })];
+    const args = ['--pd-disaggregation', ...prefills.flatMap((p) => ['--prefill', p.url, String(p.bootstrapPort)]), ...decodes.flatMap((d) => ['--decode', d.url])];
+    const r = await startKvgateRouter([...args, '--policy', 'kv']);
+    // A prompt served by the second prefill engine without this router (a warm-up, another
+    // router): only its KV events tell the router where it is cached.
+    const warm = prompt(100, 'pdwarm');
+    const legs = { text: warm, sampling_params: { max_new_tokens: 1 }, bootstrap_room: 1, bootstrap_host: '127.0.0.1', bootstrap_port: prefills[1]!.bootstrapPort };
+    const direct = await Promise.all([post(`${prefills[1]!.url}/generate`, legs), post(`${decodes[0]!.url}/generate`, legs)]);
+    expect(direct.map((d) => d.status)).toEqual([200, 200]);
+    await new Promise((res) => setTimeout(res, 300));
+    let cached = 0;
+    for (let i = 0; i < 4; i++) cached += (await post(`${r.url}/generate`, { text: `${warm} q${i}`, sampling_params: { max_new_tokens: 2, ignore_eos: true } })).json().meta_info.cached_tokens;
+    expect(await perWorker(r.url, prefills.map((p) => p.url))).toEqual([0, 4]);
+    expect(cached).toBeGreaterThan(4 * 500);
+    const text = await metrics(r.url);
+    expect(metricValue(text, 'kvgate_router_kv_decisions_total', 'by="kv_events"')).toBe(4);
+    // Decode legs go by load (power_of_two), one per request.
+    expect(metricValue(text, 'sgl_router_pd_decode_requests_total')).toBe(4);
+    expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
   });
 });
 
