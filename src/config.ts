@@ -236,7 +236,7 @@ export const COMMANDS = {
       host: { kind: 'string', default: '127.0.0.1', help: 'address to listen on (SGLang\'s router defaults to 0.0.0.0; kvgate to loopback)' },
       port: { kind: 'int', default: 30000, min: 0, max: 65535, help: 'HTTP port (0: any free port, printed when ready)' },
       workerUrls: { kind: 'args', help: 'SGLang servers (http://host:port), space- or comma-separated' },
-      policy: { kind: 'string', default: 'cache_aware', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware', 'kv'], help: 'how a worker is picked; kv: exact prefix routing on the engines\' KV events (cache_aware for workers without events)' },
+      policy: { kind: 'string', default: 'cache_aware', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware', 'kv'], help: 'how a worker is picked; kv: exact prefix routing on the engines\' KV events (cache_aware for workers without events; in PD mode the prefill leg, decode by power_of_two)' },
       prefillPolicy: { kind: 'string', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware'], help: 'PD: policy of the prefill leg (default: --policy)' },
       decodePolicy: { kind: 'string', choices: ['random', 'round_robin', 'power_of_two', 'cache_aware'], help: 'PD: policy of the decode leg (default: --policy)' },
       cacheThreshold: { kind: 'float', default: 0.3, min: 0, max: 1, help: 'cache_aware: share of the request text a worker\'s tree must match to get it' },

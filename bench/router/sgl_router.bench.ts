@@ -1,31 +1,40 @@
-// bench:sgl-router: `kvgate router` against SGLang's own router (PyPI sglang-router 0.3.2) in
-// one run, over the same kvgate mocker servers (page size 16, KV events on, a small KV cache
-// so that scattering prompts costs evictions). The workload is shared-prefix
-// (bench/http/shared_prefix.ts: groups with their own long system prompt, questions in a
-// seeded interleaved order) sent to /generate as text at a fixed concurrency. Per system:
-// requests/s, mean and p99 latency, the share of prompt tokens the engines found cached,
-// the router's CPU seconds and its RSS at the end. The mockers' caches are flushed between systems.
+// bench:sgl-router: `kvgate router` against SGLang's own routers (PyPI sglang-router 0.3.2 and
+// smg 1.13.0), an nginx round-robin proxy (Debian nginx) and the engines alone (the client
+// spreads requests round-robin itself) in one run, over the same kvgate mocker servers (page
+// size 16, KV events on, a small KV cache so that scattering prompts costs evictions). The
+// workload is shared-prefix (bench/http/shared_prefix.ts: groups with their own long system
+// prompt, questions in a seeded interleaved order) sent to /generate as text at each
+// concurrency. Per system: requests/s, mean and p99 latency, the mean latency added over the
+// engines alone, the share of prompt tokens the engines found cached, the router's CPU (seconds,
+// and ms per request) and its RSS at the end. The mockers' caches are flushed between systems.
 //
-//   npm run bench:sgl-router -- [--concurrency 16] [--groups 16] [--per-group 20] [--system-words 150]
-//                               [--workers 4] [--max-total-tokens 8192] [--only kvgate:cache_aware,...]
+//   npm run bench:sgl-router -- [--concurrency 16,64] [--groups 16] [--per-group 20] [--system-words 150]
+//                               [--workers 4] [--max-total-tokens 8192] [--only kvgate:cache_aware,smg:cache_aware,nginx:round_robin,engine:alone,...]
+//                               [--kvgate-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--kvgate-before DIR (runs kvgate-before:<policy>)]
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sglangRouterPython, SGLANG_ROUTER_VERSION } from '../../test/sgl_router/sglang_router_peer.js';
+import { sglangRouterPython, SGLANG_ROUTER_VERSION, smgBinary, SMG_VERSION } from '../../test/sgl_router/sglang_router_peer.js';
+import { startNginx } from '../../test/frontend/fixtures/nginx.js';
 import { freePort, start, stop, stopAll, waitReady, type Started } from '../gateway/procs.js';
 import { sharedPrefixWorkload } from '../http/shared_prefix.js';
 
 const { values: flags } = parseArgs({
   options: {
-    concurrency: { type: 'string', default: '16' },
+    concurrency: { type: 'string', default: '16,64' },
     groups: { type: 'string', default: '16' },
     'per-group': { type: 'string', default: '20' },
     'system-words': { type: 'string', default: '150' },
     workers: { type: 'string', default: '4' },
     'max-total-tokens': { type: 'string', default: '8192' },
     speedup: { type: 'string', default: '10' },
-    only: { type: 'string', default: 'kvgate:cache_aware,kvgate:kv,kvgate:round_robin,sglang-router:cache_aware,sglang-router:round_robin' },
+    only: { type: 'string', default: 'engine:alone,kvgate:cache_aware,kvgate:kv,kvgate:round_robin,kvgate:power_of_two,sglang-router:cache_aware,sglang-router:round_robin,sglang-router:power_of_two,smg:cache_aware,smg:round_robin,smg:power_of_two,nginx:round_robin' },
+    // Extra node flags for the kvgate router process (e.g. --cpu-prof).
+    'kvgate-node-args': { type: 'string', default: '' },
+    // Another kvgate build (a directory with bin/kvgate.js and dist/), run as `kvgate-before:<policy>`
+    // systems: a change's before and after in the same run.
+    'kvgate-before': { type: 'string', default: '' },
   },
 });
 const int = (k: keyof typeof flags): number => Number(flags[k]);
@@ -36,6 +45,7 @@ mkdirSync(runDir, { recursive: true });
 
 interface Result {
   system: string;
+  concurrency: number;
   seconds: number;
   requests: number;
   errors: number;
@@ -70,35 +80,57 @@ async function startMockers(n: number): Promise<{ urls: string[]; procs: Started
   return { urls, procs };
 }
 
-async function startRouter(system: string, workers: string[]): Promise<{ url: string; proc: Started }> {
-  const [kind, policy] = system.split(':') as [string, string];
-  const [port, prom] = [await freePort(), await freePort()];
-  const common = ['--host', '127.0.0.1', '--port', String(port), '--worker-urls', ...workers, '--policy', policy, '--prometheus-host', '127.0.0.1', '--prometheus-port', String(prom), '--log-level', 'warn'];
-  const proc =
-    kind === 'kvgate'
-      ? start(system, KVGATE[0]!, [KVGATE[1]!, 'router', ...common], { logPath: join(runDir, `${system}.log`) })
-      : start(system, sglangRouterPython(), ['-m', 'sglang_router.launch_router', ...common], { logPath: join(runDir, `${system}.log`) });
-  const url = `http://127.0.0.1:${port}`;
-  // Ready when every worker is registered and healthy (sglang-router registers in the background).
-  await waitReady(system, [proc], async () => {
-    const r = await fetch(`${url}/readiness`);
-    return r.ok && (await r.json()).healthy_workers === workers.length;
-  }, 120_000);
-  return { url, proc };
+interface Router {
+  // Where the client sends requests (several: the engines alone, round-robin by the client).
+  urls: string[];
+  // The router's process (null: no router).
+  pid: number | null;
+  stop(): Promise<void>;
 }
 
-async function run(system: string, url: string, pid: number): Promise<Result> {
+async function startRouter(system: string, workers: string[]): Promise<Router> {
+  const [kind, policy] = system.split(':') as [string, string];
+  if (kind === 'engine') return { urls: workers, pid: null, stop: async () => undefined };
+  if (kind === 'nginx') {
+    const n = await startNginx(workers, 'proxy_http_version 1.1;\n      proxy_set_header Connection "";');
+    return { urls: [n.url], pid: n.pid, stop: () => n.close() };
+  }
+  const [port, prom] = [await freePort(), await freePort()];
+  const common = ['--host', '127.0.0.1', '--port', String(port), '--worker-urls', ...workers, '--policy', policy, '--prometheus-host', '127.0.0.1', '--prometheus-port', String(prom), '--log-level', 'warn'];
+  const log = { logPath: join(runDir, `${system}.log`) };
+  const nodeArgs = flags['kvgate-node-args'].split(' ').filter(Boolean);
+  const before = flags['kvgate-before'];
+  if (kind === 'kvgate-before' && !before) throw new Error(`${system} needs --kvgate-before DIR`);
+  const proc =
+    kind === 'kvgate' || kind === 'kvgate-before'
+      ? start(system, KVGATE[0]!, [...nodeArgs, kind === 'kvgate' ? KVGATE[1]! : resolve(before, 'bin', 'kvgate.js'), 'router', ...common], log)
+      : kind === 'smg'
+        ? start(system, smgBinary(), ['launch', ...common], log)
+        : start(system, sglangRouterPython(), ['-m', 'sglang_router.launch_router', ...common], log);
+  const url = `http://127.0.0.1:${port}`;
+  // Ready when every worker is registered and healthy (SGLang's routers register in the background).
+  await waitReady(system, [proc], async () => {
+    const r = await fetch(`${url}/readiness`);
+    const j = (await r.json()) as { healthy_workers?: number; status?: string };
+    return r.ok && (j.healthy_workers === workers.length || (j.healthy_workers === undefined && j.status === 'ready'));
+  }, 120_000);
+  return { urls: [url], pid: proc.pid, stop: () => stop(proc) };
+}
+
+async function run(system: string, concurrency: number, router: Router): Promise<Result> {
+  const { urls, pid } = router;
   const workload = sharedPrefixWorkload({ groups: int('groups'), perGroup: int('per-group'), systemWords: int('system-words'), seed: 1 });
   const bodies = workload.map((r) => JSON.stringify({ text: r.messages.map((m) => m.content).join('\n'), sampling_params: { max_new_tokens: 16, ignore_eos: true } }));
-  const result: Result = { system, seconds: 0, requests: bodies.length, errors: 0, promptTokens: 0, cachedTokens: 0, latencies: [], cpuSeconds: 0, rssMb: 0 };
+  const result: Result = { system, concurrency, seconds: 0, requests: bodies.length, errors: 0, promptTokens: 0, cachedTokens: 0, latencies: [], cpuSeconds: 0, rssMb: 0 };
   let next = 0;
-  const cpu0 = cpuTicks(pid);
+  const cpu0 = pid === null ? 0 : cpuTicks(pid);
   const t0 = performance.now();
   const client = async (): Promise<void> => {
     while (next < bodies.length) {
-      const body = bodies[next++]!;
+      const i = next++;
+      const body = bodies[i]!;
       const s = performance.now();
-      const res = await fetch(`${url}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const res = await fetch(`${urls[i % urls.length]}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       const text = await res.text();
       result.latencies.push(performance.now() - s);
       if (!res.ok) {
@@ -110,10 +142,10 @@ async function run(system: string, url: string, pid: number): Promise<Result> {
       result.cachedTokens += meta.cached_tokens;
     }
   };
-  await Promise.all(Array.from({ length: int('concurrency') }, client));
+  await Promise.all(Array.from({ length: concurrency }, client));
   result.seconds = (performance.now() - t0) / 1000;
-  result.cpuSeconds = (cpuTicks(pid) - cpu0) / 100;
-  result.rssMb = rssMb(pid);
+  result.cpuSeconds = pid === null ? 0 : (cpuTicks(pid) - cpu0) / 100;
+  result.rssMb = pid === null ? 0 : rssMb(pid);
   return result;
 }
 
@@ -124,27 +156,34 @@ const pct = (xs: number[], p: number): number => {
 
 async function main(): Promise<void> {
   const systems = flags.only.split(',').map((s) => s.trim());
+  const levels = flags.concurrency.split(',').map(Number);
   if (systems.some((s) => s.startsWith('sglang-router'))) sglangRouterPython();
+  if (systems.some((s) => s.startsWith('smg'))) smgBinary();
   const { urls } = await startMockers(int('workers'));
   const results: Result[] = [];
   try {
-    for (const system of systems) {
-      await Promise.all(urls.map((u) => fetch(`${u}/flush_cache`, { method: 'POST' })));
-      const router = await startRouter(system, urls);
-      results.push(await run(system, router.url, router.proc.pid));
-      await stop(router.proc);
-      const r = results.at(-1)!;
-      console.error(`${system}: ${(r.requests / r.seconds).toFixed(1)} req/s, cached ${(r.cachedTokens / r.promptTokens).toFixed(3)}, errors ${r.errors}`);
+    for (const concurrency of levels) {
+      for (const system of systems) {
+        await Promise.all(urls.map((u) => fetch(`${u}/flush_cache`, { method: 'POST' })));
+        const router = await startRouter(system, urls);
+        results.push(await run(system, concurrency, router));
+        await router.stop();
+        const r = results.at(-1)!;
+        console.error(`c${concurrency} ${system}: ${(r.requests / r.seconds).toFixed(1)} req/s, cached ${(r.cachedTokens / r.promptTokens).toFixed(3)}, errors ${r.errors}`);
+      }
     }
   } finally {
     await stopAll();
   }
-  console.log(`\nshared-prefix: ${int('groups')} groups x ${int('per-group')} requests, ~${int('system-words')}-word system prompts, /generate text, 16 output tokens, concurrency ${int('concurrency')}; ${int('workers')} kvgate mockers (page 16, KV cache ${int('max-total-tokens')} tokens each, speedup ${flags.speedup}); sglang-router ${SGLANG_ROUTER_VERSION}\n`);
-  console.log('| router:policy | requests/s | mean latency ms | p99 latency ms | cached-token share | router CPU s | router RSS MB | errors |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log(`\nshared-prefix: ${int('groups')} groups x ${int('per-group')} requests, ~${int('system-words')}-word system prompts, /generate text, 16 output tokens; ${int('workers')} kvgate mockers (page 16, KV cache ${int('max-total-tokens')} tokens each, speedup ${flags.speedup}); sglang-router ${SGLANG_ROUTER_VERSION}, smg ${SMG_VERSION}, nginx round-robin (keep-alive upstreams); engine:alone = the client round-robins over the mockers\n`);
+  console.log('| concurrency | router:policy | requests/s | mean latency ms | p99 latency ms | latency added ms | cached-token share | router CPU s | CPU ms/request | router RSS MB | errors |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  const mean = (r: Result) => r.latencies.reduce((a, b) => a + b, 0) / r.latencies.length;
   for (const r of results) {
-    const mean = r.latencies.reduce((a, b) => a + b, 0) / r.latencies.length;
-    console.log(`| ${r.system} | ${(r.requests / r.seconds).toFixed(1)} | ${mean.toFixed(1)} | ${pct(r.latencies, 99).toFixed(1)} | ${(r.cachedTokens / Math.max(1, r.promptTokens)).toFixed(3)} | ${r.cpuSeconds.toFixed(2)} | ${r.rssMb.toFixed(0)} | ${r.errors} |`);
+    const alone = results.find((x) => x.concurrency === r.concurrency && x.system === 'engine:alone');
+    const added = alone && r !== alone ? (mean(r) - mean(alone)).toFixed(1) : '-';
+    const cpu = r.system === 'engine:alone' ? ['-', '-', '-'] : [r.cpuSeconds.toFixed(2), ((r.cpuSeconds * 1000) / r.requests).toFixed(2), r.rssMb.toFixed(0)];
+    console.log(`| ${r.concurrency} | ${r.system} | ${(r.requests / r.seconds).toFixed(1)} | ${mean(r).toFixed(1)} | ${pct(r.latencies, 99).toFixed(1)} | ${added} | ${(r.cachedTokens / Math.max(1, r.promptTokens)).toFixed(3)} | ${cpu.join(' | ')} | ${r.errors} |`);
   }
   console.log(`\nlogs: ${runDir}`);
 }

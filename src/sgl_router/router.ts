@@ -16,6 +16,7 @@ import { Tokenizer } from '../preprocess/tokenizer.js';
 import { KvPolicy } from './kv_policy.js';
 import { Upstream, type UpstreamResponse } from './upstream.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
+import { AttemptSignals } from './attempts.js';
 import { mergeJson, prefillInputLogprobs, SseLogprobMerger, wantsLogprobs } from './pd_logprobs.js';
 import { appendFields, batchSize, bootstrapFields, parseBody, routingText, type InferenceRoute } from './request_body.js';
 import type { BreakerOptions } from '../router/circuit_breaker.js';
@@ -165,7 +166,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   };
 
   const upstream = new Upstream();
-  const send = (w: Worker, path: string, body: string, ex: Exchange, signal: AbortSignal): Promise<UpstreamResponse> => {
+  const send = (w: Worker, path: string, body: string | Buffer, ex: Exchange, signal: AbortSignal): Promise<UpstreamResponse> => {
     metrics.sent(w.id);
     return upstream.post(w.baseUrl + path, body, upstreamHeaders(ex), signal);
   };
@@ -208,8 +209,8 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
   };
 
-  // One signal per attempt: the client's disconnect, or the request timeout.
-  const attemptSignal = (ex: Exchange): AbortSignal => AbortSignal.any([ex.signal, AbortSignal.timeout(config.requestTimeoutSecs * 1000)]);
+  // One signal per attempt (attempts.ts): the client's disconnect, or the request timeout.
+  const attempts = new AttemptSignals(config.requestTimeoutSecs * 1000);
 
   const failure = (err: unknown, ex: Exchange): KvgateError => {
     if (ex.signal.aborted) return new KvgateError('client_closed_request', 'the client went away');
@@ -246,16 +247,17 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
 
   const regular = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
     const text = routingText(route, body);
-    const rawText = raw.toString('utf8');
     const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('regular')) : null;
     await withRetries(async (last) => {
       const w = kvPolicy ? pickKv(kvPolicy, 'regular', text, tokens) : pickOrThrow(regularPolicy, 'regular', text);
-      const payload = w.dpRank === null ? rawText : appendFields(rawText, [['data_parallel_rank', String(w.dpRank)]]);
+      // The client's bytes as they came, unless a field is added.
+      const payload = w.dpRank === null ? raw : appendFields(raw.toString('utf8'), [['data_parallel_rank', String(w.dpRank)]]);
+      const attempt = attempts.open(ex.signal);
       w.load++;
       try {
         let res: UpstreamResponse;
         try {
-          res = await send(w, route, payload, ex, attemptSignal(ex));
+          res = await send(w, route, payload, ex, attempt.signal);
         } catch (err) {
           const e = failure(err, ex);
           if (e.code !== 'client_closed_request') w.outcome(false);
@@ -274,6 +276,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         await relay(ex, res);
         return true;
       } finally {
+        attempt.done();
         w.load--;
       }
     });
@@ -296,7 +299,8 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       const rank = (k: string, r: number | null): [string, string][] => (r === null ? [] : [[k, String(r)]]);
       const prefillPayload = appendFields(rawText, [...bootstrap, ...rank('routed_dp_rank', p.dpRank)]);
       const decodePayload = appendFields(rawText, [...bootstrap, ...rank('routed_dp_rank', d.dpRank), ...rank('disagg_prefill_dp_rank', p.dpRank)]);
-      const signal = attemptSignal(ex);
+      const attempt = attempts.open(ex.signal);
+      const signal = attempt.signal;
       const decodeAbort = new AbortController();
       p.load++;
       d.load++;
@@ -364,6 +368,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         return true;
       } finally {
         await prefillDone;
+        attempt.done();
         p.load--;
         d.load--;
       }

@@ -19,7 +19,7 @@ export interface UpstreamResponse {
 export class Upstream {
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 });
 
-  async post(url: string, body: string, headers: Record<string, string>, signal: AbortSignal): Promise<UpstreamResponse> {
+  async post(url: string, body: string | Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<UpstreamResponse> {
     const res = await request(url, { method: 'POST', body, headers, signal, dispatcher: this.agent });
     const type = res.headers['content-type'];
     return {
