@@ -240,6 +240,7 @@ export function parseGenerateBody(raw: string, roomSource = raw): GenerateBody {
   }
   // A single prompt with n > 1 becomes a batch of one prompt (SGLang does the same).
   const size = prompts?.values.length ?? 1;
+  if (size === 0) throw new BatchShapeError('The batch is empty: text or input_ids must hold at least one prompt.', stream);
   const rooms = exactRooms(roomSource, body['bootstrap_room']);
   const items: GenerateBody[] = [];
   for (let i = 0; i < size; i++) {
@@ -257,7 +258,7 @@ export function parseGenerateBody(raw: string, roomSource = raw): GenerateBody {
     const item = parseItem(one, roomSource, rooms?.[i] ?? null);
     for (let j = 0; j < n; j++) {
       const copy = n === 1 ? item : { ...item, sampling: { ...item.sampling, sampling_seed: sampleSeed(item.sampling.sampling_seed, j) } };
-      // Parallel samples get fresh rids (regenerate_rid); a scalar room R is R + item index.
+      // Parallel samples get fresh rids (regenerate_rid).
       if (n > 1) copy.rid = null;
       items.push(copy);
     }
@@ -282,7 +283,9 @@ function batchPrompts(body: Record<string, unknown>): { key: string; values: unk
 function parallelSampleNum(sp: unknown, stream: boolean): number {
   const ns = (Array.isArray(sp) ? sp : [sp]).map((p) => (isJsonObject(p) && isInt(p['n']) ? p['n'] : 1));
   if (ns.some((v) => v !== ns[0])) throw new BatchShapeError('The parallel_sample_num should be the same for all samples in sample params.', stream);
-  return ns[0] ?? 1;
+  const n = ns[0] ?? 1;
+  if (n < 1) throw new BatchShapeError(`sampling_params.n must be at least 1, got ${n}.`, stream);
+  return n;
 }
 
 // Parallel samples of one prompt differ: each draws from its own seed.

@@ -168,7 +168,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   const upstream = new Upstream();
   const send = (w: Worker, path: string, body: string | Buffer, ex: Exchange, signal: AbortSignal): Promise<UpstreamResponse> => {
     metrics.sent(w.id);
-    return upstream.post(w.baseUrl + path, body, upstreamHeaders(ex), signal);
+    return upstream.post(w.baseUrl, path, body, upstreamHeaders(ex), signal);
   };
 
   // Relays an upstream answer to the client: SSE chunk by chunk (with backpressure), anything

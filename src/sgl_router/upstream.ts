@@ -1,8 +1,10 @@
-// POSTs to workers over undici's request API on one keep-alive pool per router: the router's
+// POSTs to workers over undici's request API on a keep-alive pool per worker origin: the router's
 // CPU per request went down by about a quarter against the WHATWG fetch() it replaced
-// (bench/README.md, kvgate router). The answer is read once: as text, drained, or chunk by chunk.
+// (bench/README.md, kvgate router). Requests go to the origin's Pool directly: undici's top-level
+// request() parses the URL and copies the options on every call (seen in a --cpu-prof of
+// bench:sgl-router). The answer is read once: as text, drained, or chunk by chunk.
 
-import { Agent, request } from 'undici';
+import { Pool } from 'undici';
 
 export interface UpstreamResponse {
   readonly status: number;
@@ -17,10 +19,13 @@ export interface UpstreamResponse {
 }
 
 export class Upstream {
-  private readonly agent = new Agent({ keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 });
+  private readonly pools = new Map<string, Pool>();
 
-  async post(url: string, body: string | Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<UpstreamResponse> {
-    const res = await request(url, { method: 'POST', body, headers, signal, dispatcher: this.agent });
+  // `origin`: scheme, host and port (a worker's base URL); `path` with its query.
+  async post(origin: string, path: string, body: string | Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<UpstreamResponse> {
+    let pool = this.pools.get(origin);
+    if (!pool) this.pools.set(origin, (pool = new Pool(origin, { keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 })));
+    const res = await pool.request({ path, method: 'POST', body, headers, signal });
     const type = res.headers['content-type'];
     return {
       status: res.statusCode,
@@ -39,7 +44,9 @@ export class Upstream {
     };
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.close()));
   }
 }

@@ -95,11 +95,20 @@ describe('batch /generate and n > 1', () => {
     expect(await inFlight(m)).toBe(0);
   });
 
-  it('refuses n that differs across a batch, and list logprob parameters with n > 1', async () => {
+  it('refuses n that differs across a batch, empty batches, n < 1, stray lists, and list logprob parameters with n > 1', async () => {
     const m = await mocker();
     const differ = await post(`${m.url}/generate`, { text: ['a', 'b'], sampling_params: [{ n: 2 }, { n: 1 }] });
     expect(differ.status).toBe(400);
     expect(differ.json().error.message).toBe('The parallel_sample_num should be the same for all samples in sample params.');
+    for (const [body, msg] of [
+      [{ text: [] }, 'The batch is empty: text or input_ids must hold at least one prompt.'],
+      [{ text: 'a', sampling_params: { n: 0 } }, 'sampling_params.n must be at least 1, got 0.'],
+      [{ text: 'a', rid: ['x'] }, 'rid is a list but the request is not a batch: text or input_ids must be a list too.'],
+    ] as const) {
+      const r = await post(`${m.url}/generate`, body);
+      expect(r.status).toBe(400);
+      expect(r.json().error.message).toBe(msg);
+    }
     const lists = await post(`${m.url}/generate`, { text: ['a', 'b'], return_logprob: [true, false], sampling_params: { n: 2 } });
     expect(lists.status).toBe(400);
     expect(lists.json().error.message).toMatch(/^return_logprob cannot be a list when n > 1/);
