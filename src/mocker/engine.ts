@@ -96,6 +96,10 @@ export class MockEngine {
     return this.byRid.size;
   }
 
+  hasRid(rid: string): boolean {
+    return this.byRid.has(rid);
+  }
+
   // Which DP rank serves a request (SGLang's DataParallelController, roughly).
   private pickRank(routed: number | null, room: bigint | null): number {
     const dp = this.opts.dpSize;

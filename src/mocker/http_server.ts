@@ -114,8 +114,10 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
         if (req) reqs.push(req);
       });
     } catch (err) {
+      // The error goes out first: the aborted items' sinks then find the exchange answered.
+      if (err instanceof RequestError) sendRequestError(ex, err, stream);
       for (const r of reqs) engine.abort(r);
-      if (err instanceof RequestError) return sendRequestError(ex, err, stream);
+      if (err instanceof RequestError) return;
       throw err;
     }
     const gone = () => {
@@ -142,6 +144,9 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
     try {
       const adms = items.map((b) => admit(b, o, byteTokenize));
       if (new Set(adms.map((a) => a.rid)).size !== adms.length) throw new RequestError('Duplicate request IDs detected within the request.');
+      // Checked before any item is queued, so a refused batch leaves nothing running.
+      const taken = adms.find((a) => engine.hasRid(a.rid));
+      if (taken) throw new RequestError(`Duplicate request ID detected: ${taken.rid}`);
       return adms;
     } catch (err) {
       if (err instanceof RequestError) {

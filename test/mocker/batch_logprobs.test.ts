@@ -114,6 +114,19 @@ describe('batch /generate and n > 1', () => {
     expect(lists.json().error.message).toMatch(/^return_logprob cannot be a list when n > 1/);
   });
 
+  it('refuses a batch with a rid already in flight before queueing any of it', async () => {
+    const m = await mocker();
+    const running = post(`${m.url}/generate`, { rid: 'busy', text: 'x', ...long });
+    await until(async () => (await inFlight(m)) === 1);
+    const r = await post(`${m.url}/generate`, { rid: ['free', 'busy'], text: ['a', 'b'], stream: true, ...long });
+    const events = sseEvents(r.text) as any[];
+    expect(events).toHaveLength(2);
+    expect(events[0].error.message).toBe('Duplicate request ID detected: busy');
+    expect(await inFlight(m)).toBe(1);
+    await post(`${m.url}/abort_request`, { rid: 'busy' });
+    await running;
+  });
+
   it('a client that drops a streamed batch aborts every item', async () => {
     const m = await mocker();
     const ctl = new AbortController();
