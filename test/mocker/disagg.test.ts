@@ -122,6 +122,12 @@ describe('PD with the fake transfer backend', () => {
   });
 });
 
+// The decode side has joined the prefill request's room: the prefill leg left its bootstrap queue.
+async function joined(prefill: { url: string }): Promise<boolean> {
+  const loads = (await get(`${prefill.url}/v1/loads?include=disagg`)).json().loads as any[];
+  return (await inFlight(prefill)) === 1 && loads[0].disaggregation.prefill_prealloc_queue_reqs === 0;
+}
+
 describe('PD failures end both legs with finish_reason abort', () => {
   it('a decode whose prefill never comes times out', async () => {
     const { prefill, decode } = await pair({}, { disaggregationWaitingTimeout: 0.3 });
@@ -145,7 +151,7 @@ describe('PD failures end both legs with finish_reason abort', () => {
   it('aborting the prefill leg aborts the decode leg', async () => {
     const { prefill, decode } = await pair({ speedupRatio: 0.01 });
     const legsDone = legs(prefill, decode, { rid: 'doomed', input_ids: Array(200).fill(5), sampling_params: { max_new_tokens: 4 }, stream: true }, 21n);
-    await until(async () => (await inFlight(prefill)) === 1 && (await inFlight(decode)) === 1);
+    await until(async () => (await joined(prefill)) && (await inFlight(decode)) === 1);
     await post(`${prefill.url}/abort_request`, { rid: 'doomed' });
     const [p, d] = await legsDone;
     expect((sseEvents(p.text) as any[]).at(-2).meta_info.finish_reason).toMatchObject({ type: 'abort', message: 'Aborted' });
@@ -160,7 +166,7 @@ describe('PD failures end both legs with finish_reason abort', () => {
     const p = post(`${prefill.url}/generate`, text);
     const ac = new AbortController();
     const d = fetch(`${decode.url}/generate`, { method: 'POST', body: text, signal: ac.signal }).catch(() => null);
-    await until(async () => (await inFlight(prefill)) === 1 && (await inFlight(decode)) === 1);
+    await until(async () => (await joined(prefill)) && (await inFlight(decode)) === 1);
     ac.abort();
     await d;
     const r = await p;
