@@ -716,8 +716,8 @@ export class KvWorkerSet implements WorkerSet {
     m.lastActive = Date.now();
     const overlap = this.out[2]!;
     const cachedTokens = Math.min(tokens.length, overlap * g.blockSize);
-    if (record) this.recordDecision(g, m, tokens.length, cachedTokens, true);
     const rank = this.out[1]!;
+    if (record) this.recordDecision(g, m, rank, tokens.length, cachedTokens, true);
     if (this.sync && m.instanceId !== null && g.role === 'agg') {
       const prefillTokens = Math.max(0, tokens.length - overlap * g.blockSize);
       this.sync.publish({ kind: 'routed', frontend: this.frontendId, rid, model: g.model, instanceId: m.instanceId, rank, prefillTokens, tokens });
@@ -726,8 +726,8 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   // `cache`: the chosen worker's cache serves the prompt (not a decode leg's).
-  private recordDecision(g: Group, m: Member, promptTokens: number, cachedTokens: number, cache: boolean): void {
-    this.metrics.decisions.inc({ model: g.model, worker: m.name });
+  private recordDecision(g: Group, m: Member, rank: number, promptTokens: number, cachedTokens: number, cache: boolean): void {
+    this.metrics.decisions.inc({ model: g.model, worker: m.name, dp_rank: rank });
     if (!cache) return;
     this.metrics.overlapBlocks.observe({ model: g.model }, Math.floor(cachedTokens / g.blockSize));
     if (promptTokens > 0) this.metrics.hitRate.observe({ model: g.model }, cachedTokens / promptTokens);
@@ -758,9 +758,9 @@ export class KvWorkerSet implements WorkerSet {
       if (!local) pg.router.free(p.rid);
       throw none();
     }
-    if (!local) this.recordDecision(pg, p.member, tokens.length, p.cachedTokens, true);
+    if (!local) this.recordDecision(pg, p.member, p.rank, tokens.length, p.cachedTokens, true);
     // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
-    this.recordDecision(dg, d.member, tokens.length, 0, false);
+    this.recordDecision(dg, d.member, d.rank, tokens.length, 0, false);
     this.metrics.pdDecisions.inc({ model: req.model, decision: local ?? 'disaggregated' });
     const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
     const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };

@@ -56,7 +56,7 @@ export interface RouterState {
 type Labels = Record<string, string | number>;
 
 export class RouterMetrics {
-  readonly decisions: Counter<'model' | 'worker'>;
+  readonly decisions: Counter<'model' | 'worker' | 'dp_rank'>;
   readonly retries: Counter<'model'>;
   readonly migrations: Counter<'model' | 'cause'>;
   readonly migrationRecomputed: Histogram<'model'>;
@@ -72,7 +72,7 @@ export class RouterMetrics {
 
   constructor(state: RouterState) {
     const none: Registry[] = [];
-    this.decisions = new Counter({ name: `${PREFIX}decisions_total`, help: 'Routing decisions per worker (a retry on another worker counts again)', labelNames: ['model', 'worker'], registers: none });
+    this.decisions = new Counter({ name: `${PREFIX}decisions_total`, help: 'Routing decisions per worker and data-parallel rank (a retry on another worker counts again)', labelNames: ['model', 'worker', 'dp_rank'], registers: none });
     this.retries = new Counter({ name: `${PREFIX}retries_total`, help: 'Requests moved to another worker because theirs failed before the first token', labelNames: ['model'], registers: none });
     this.migrations = new Counter({
       name: `${PREFIX}migrations_total`,
