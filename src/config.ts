@@ -178,6 +178,8 @@ export const COMMANDS = {
       streamInterval: { kind: 'int', default: 1, min: 1, help: 'tokens per streamed chunk' },
       allowAutoTruncate: { kind: 'bool', default: false, help: 'truncate over-long prompts instead of rejecting them' },
       startupDelay: { kind: 'float', default: 0, min: 0, help: 'seconds /health answers 503 before the engine is ready' },
+      expertDistributionRecorderMode: { kind: 'string', choices: ['stat', 'stat_approx'], help: 'record which experts each token goes to (/start_expert_distribution_record, /stop_..., /dump_...); the mocker routes tokens through a simulated MoE shape and dumps JSON to $SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR (default /tmp); unset: those routes answer 400, as SGLang fails them' },
+      expertDistributionRecorderBufferSize: { kind: 'int', default: 1000, min: -1, help: 'forward passes a dump holds at most (the most recent; -1: all)' },
       grpcMode: { kind: 'bool', default: false, help: 'serve SGLang\'s gRPC API (service SglangScheduler, token ids in and out) on --port instead of HTTP, as sglang.launch_server --grpc-mode does' },
       apiKey: { kind: 'string', help: 'as SGLang: every HTTP request except OPTIONS, /health* and /metrics* must send Authorization: Bearer <key> (401 {"error":"Unauthorized"} otherwise)' },
       // Accepted so the mocker can stand in for `python3 -m sglang.launch_server`; no effect.

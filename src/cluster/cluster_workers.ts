@@ -21,6 +21,7 @@ export function clusterWorkerSet(workers: KvWorkerSet, cluster: LocalCluster): W
   return {
     readyCount: (model) => workers.readyCount(model),
     workers: () => [...workers.workers(), ...away()],
+    engines: () => workers.engines(),
     dispatch: (req) => workers.dispatch(req),
     pools: () => workers.pools(),
     registerMetrics: (registry) => workers.registerMetrics(registry),

@@ -4,6 +4,7 @@
 
 import { Admission, type AdmissionOptions } from './admission.js';
 import { registerOpenAIRoutes } from './openai_routes.js';
+import { registerEngineAdminRoutes } from './engine_admin.js';
 import { HttpServer } from '../http/server.js';
 import type { HttpServerKind } from '../http/wire.js';
 import { silentLogger, type Logger } from '../observability/log.js';
@@ -86,6 +87,7 @@ export async function startFrontend(options: FrontendOptions, workers: WorkerSet
   const core = new ServingCore(new Map(options.models.map((m) => [m.name, m])), workers, metrics);
   const admission = options.admission && options.admission.maxConcurrent > 0 ? new Admission(options.admission, (d) => metrics.queued.inc(d)) : null;
   registerOpenAIRoutes(server, { core, models: options.models, workers, metrics, admission, log: logger });
+  registerEngineAdminRoutes(server, workers);
   const host = options.host ?? '127.0.0.1';
   const port = await server.listen(host, options.port ?? 8000);
   let closing: Promise<void> | null = null;

@@ -5,6 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BootstrapTable } from './bootstrap_server.js';
 import { DecodeKvClient, PrefillRendezvous } from './disagg.js';
+import { ExpertDistributionRecorder } from './expert_distribution.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 import type { KvEventPublishers } from './kv_events.js';
 import { MockerMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
@@ -21,6 +23,7 @@ export class MockEngine {
   readonly decodeClient: DecodeKvClient | null = null;
   readonly bootstrapTable: BootstrapTable | null = null;
   readonly metrics: MockerMetrics | null = null;
+  readonly experts: ExpertDistributionRecorder;
   readonly startedAt = Date.now();
   status: ServerStatus = 'starting';
   private readonly byRid = new Map<string, EngineRequest>();
@@ -29,7 +32,10 @@ export class MockEngine {
   constructor(
     readonly opts: ResolvedOptions,
     private readonly publishers: KvEventPublishers | null,
+    log: Logger = silentLogger,
   ) {
+    const dir = process.env['SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR'] ?? '/tmp';
+    this.experts = new ExpertDistributionRecorder(opts.expertDistributionRecorderMode, opts.dpSize, opts.expertDistributionRecorderBufferSize, dir, (msg) => log.warn(msg));
     const timing = polynomialTiming(opts);
     if (opts.disaggregationMode === 'prefill') {
       this.rendezvous = new PrefillRendezvous(timing, opts.bootstrapTimeoutMs, (req, message) => this.abort(req, abortReason(message, 500)));
@@ -79,6 +85,7 @@ export class MockEngine {
             prefillDone: rv ? (req) => rv.transfer(req) : undefined,
             fetchKv: dc ? (req) => dc.fetchKv(req) : undefined,
             observer,
+            experts: this.experts,
           },
         ),
     );

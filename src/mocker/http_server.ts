@@ -7,6 +7,7 @@ import { abortReason, type EngineRequest, type OutputSink } from './request.js';
 import { submitGenerate } from './submit.js';
 import { byteTokenize } from './tokens.js';
 import type { KvEventPorts } from './kv_events.js';
+import { EXPERT_RECORD_TEXT } from './expert_distribution.js';
 import { engineModelInfo, engineServerInfo, parseLoadSections, rankLoad } from './engine_info.js';
 import type { LogprobView } from './logprobs.js';
 import { asOpenAIError, chatTemplate, openAIError, OpenAIResponder, planOpenAI, type OpenAIKind } from './openai.js';
@@ -326,6 +327,25 @@ export async function startHttpServer(engine: MockEngine, kvPorts: KvEventPorts 
       send(ex, 200, '', '');
     });
   });
+
+  // Expert-distribution recording (expert_distribution.ts): GET or POST, no body, SGLang's text.
+  const expertRoutes: [string, () => void, string][] = [
+    ['/start_expert_distribution_record', () => engine.experts.start(), EXPERT_RECORD_TEXT.start],
+    ['/stop_expert_distribution_record', () => engine.experts.stop(), EXPERT_RECORD_TEXT.stop],
+    ['/dump_expert_distribution_record', () => void engine.experts.dump(), EXPERT_RECORD_TEXT.dump],
+  ];
+  for (const [path, act, text] of expertRoutes) {
+    const handler = (ex: Exchange) => {
+      try {
+        act();
+      } catch (err) {
+        return sendJson(ex, 400, { error: { message: (err as Error).message } });
+      }
+      sendText(ex, 200, text);
+    };
+    app.get(path, handler);
+    app.post(path, handler);
+  }
 
   app.get('/v1/models', (ex) =>
     sendJson(ex, 200, {

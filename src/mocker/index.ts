@@ -8,6 +8,7 @@ import { startBootstrapServer, type BootstrapServer } from './bootstrap_server.j
 import { MockEngine } from './engine.js';
 import { startGrpcServer } from './grpc_server.js';
 import { startHttpServer } from './http_server.js';
+import { silentLogger, type Logger } from '../observability/log.js';
 import { KvEventPublishers } from './kv_events.js';
 import { resolveOptions, type MockerOptions } from './options.js';
 import { urlHost } from '../net.js';
@@ -31,10 +32,11 @@ export interface MockerHandle {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startMocker(options: Partial<MockerOptions> = {}): Promise<MockerHandle> {
+// `log` gets the engine's warnings (SGLang's server log lines); default: none.
+export async function startMocker(options: Partial<MockerOptions> = {}, log: Logger = silentLogger): Promise<MockerHandle> {
   const o = resolveOptions(options);
   const publishers = o.kvEvents ? await KvEventPublishers.open(o.kvEvents, o.dpSize, o.kvEventsWire) : null;
-  const engine = new MockEngine(o, publishers);
+  const engine = new MockEngine(o, publishers, log);
   // The engine's API on --port: SGLang's HTTP, or its gRPC service in gRPC mode.
   let http: { port: number; close(): void | Promise<void>; closeConnections?(): void } | null = null;
   let bootstrap: BootstrapServer | null = null;

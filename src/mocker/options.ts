@@ -82,6 +82,8 @@ export interface ResolvedOptions {
   grpcMode: boolean;
   // SGLang's --api-key: required as a Bearer token on all but /health* and /metrics*.
   apiKey: string | null;
+  expertDistributionRecorderMode: 'stat' | 'stat_approx' | null;
+  expertDistributionRecorderBufferSize: number;
   logLevel: string;
   // Echoed by /server_info so a client sees what it asked for.
   raw: MockerOptions;
@@ -210,6 +212,8 @@ export function resolveOptions(partial: Partial<MockerOptions> = {}): ResolvedOp
     startupDelayMs: posFloat('startupDelay', o.startupDelay) * 1000,
     grpcMode: o.grpcMode,
     apiKey: o.apiKey ?? null,
+    expertDistributionRecorderMode: (o.expertDistributionRecorderMode as 'stat' | 'stat_approx' | undefined) ?? null,
+    expertDistributionRecorderBufferSize: intIn('expertDistributionRecorderBufferSize', o.expertDistributionRecorderBufferSize, -1),
     logLevel: o.logLevel,
     raw: o,
   };

@@ -10,6 +10,7 @@ import { abortReason, type EngineRequest, type FinishReason } from './request.js
 import type { TimingModel } from './timing.js';
 import type { DisaggregationMode } from './options.js';
 import { realClock, type EngineClock } from './clock.js';
+import type { ForwardPassRecorder } from './expert_distribution.js';
 
 export interface SchedulerConfig {
   rank: number;
@@ -46,6 +47,8 @@ export interface SchedulerHooks {
   // PD decode: the KV pages are reserved; resolves with what prefill computed.
   fetchKv?(req: EngineRequest): Promise<{ firstToken: number; cachedTokens: number }>;
   observer?: RequestObserver;
+  // The expert-distribution recorder: sees every forward pass's tokens while it records.
+  experts?: ForwardPassRecorder;
 }
 
 interface PrefillItem {
@@ -239,6 +242,7 @@ export class RankScheduler {
   private readonly onStepEnd = (): void => {
     this.timer = null;
     if (this.closed) return;
+    if (this.hooks.experts?.recording) this.hooks.experts.record(this.cfg.rank, this.passTokens());
     if (this.inflightPrefill) {
       const batch = this.inflightPrefill;
       this.inflightPrefill = null;
@@ -250,6 +254,21 @@ export class RankScheduler {
     }
     this.scheduleStep();
   };
+
+  // The tokens the step that just ended ran through the model: the prompt slices of a
+  // prefill batch, or the newest token of each decoding request.
+  private passTokens(): number[] {
+    const out: number[] = [];
+    if (this.inflightPrefill) {
+      for (const { req, tokens } of this.inflightPrefill) for (let i = req.computedTokens; i < req.computedTokens + tokens; i++) out.push(req.inputIds[i]!);
+      return out;
+    }
+    for (let i = 0; i < this.inflightDecode; i++) {
+      const req = this.running[i]!;
+      if (req.state === 'running') out.push(req.outputIds.at(-1) ?? req.inputIds.at(-1)!);
+    }
+    return out;
+  }
 
   private formPrefillBatch(): PrefillItem[] | null {
     const noChunking = this.cfg.chunkedPrefillSize === -1;

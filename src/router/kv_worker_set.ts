@@ -52,7 +52,7 @@ import { pdIncompatibility, readPdShape, type PdShape } from './pd_pairs.js';
 import { PdRequest, type PdLeg, type PdPort, type PrefillLeg } from './pd_request.js';
 import { DeferredDispatch } from './deferred_dispatch.js';
 import { RoomWatch, type RoomDeadlines } from './pd_rooms.js';
-import type { Dispatch, PoolInfo, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
+import type { Dispatch, PoolInfo, RouteRequest, WorkerEngine, WorkerInfo, WorkerSet } from './worker_set.js';
 import { addon, type KvRouter, type KvRouterStats, type RouterPolicy } from '../native/addon.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
@@ -427,6 +427,10 @@ export class KvWorkerSet implements WorkerSet {
       ...(m.state === 'up' ? {} : { reason: m.reason || m.agent?.lastError || m.state }),
       ...(m.state === 'up' && m.approx && (this.eventsDown || m.eventsStale) ? { routing: 'approximate' as const } : {}),
     }));
+  }
+
+  engines(): WorkerEngine[] {
+    return [...this.members.values()].map((m) => ({ worker: m.name, url: m.engine?.url ?? null }));
   }
 
   dispatch(req: RouteRequest): Dispatch {

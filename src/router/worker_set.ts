@@ -48,10 +48,19 @@ export interface PoolInfo {
   decode: number;
 }
 
+// A worker's engine, for control calls fanned out to every engine (engine_admin.ts).
+export interface WorkerEngine {
+  worker: string;
+  // Its engine's base URL (http(s):// or grpc://); null while not known yet.
+  url: string | null;
+}
+
 export interface WorkerSet {
   // Workers that can take requests for `model` now (for /health).
   readyCount(model: string): number;
   workers(): WorkerInfo[];
+  // Every worker's engine (whatever its role or state).
+  engines?(): WorkerEngine[];
   // Throws KvgateError('no_workers') when none can serve the model.
   dispatch(req: RouteRequest): Dispatch;
   // Per model, its pools (for /health and /v1/models).
@@ -75,6 +84,7 @@ export function withRemote(set: WorkerSet, name: string, remote: Remote): Worker
   return {
     readyCount: (model) => set.readyCount(model),
     workers: () => set.workers(),
+    engines: () => set.engines?.() ?? [],
     dispatch: (req) => set.dispatch(req),
     pools: () => set.pools?.() ?? {},
     remotes: () => ({ ...set.remotes?.(), [name]: remote.health() }),

@@ -15,7 +15,7 @@ const LEVELS: Record<string, LogLevel> = { debug: 'debug', info: 'info', warn: '
 export async function run(argv: string[]): Promise<void> {
   const { options } = parseCommandLine('mocker', argv);
   const logger = createLogger({ level: LEVELS[options.logLevel] ?? 'info', format: options.logFormat as LogFormat }, { role: 'mocker' });
-  const mocker = await startMocker(options as Partial<MockerOptions>);
+  const mocker = await startMocker(options as Partial<MockerOptions>, logger);
   await mocker.ready;
   logger.info('serving', {
     url: mocker.url,
