@@ -3,9 +3,10 @@
 // and smg (the Shepherd Model Gateway it became, `smg launch`). Used by the comparison and PD
 // tests and by bench/router/sgl_router.bench.ts.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { createServer } from 'node:net';
 
 export const SGLANG_ROUTER_VERSION = '0.3.2';
 export const SMG_VERSION = '1.13.0';
@@ -35,4 +36,52 @@ export function sglangRouterPython(): string {
 // The `smg` executable.
 export function smgBinary(): string {
   return join(venvWith('smg', SMG_VERSION), '..', 'smg');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+export interface PeerRouter {
+  url: string;
+  metricsUrl: string;
+  stop(): Promise<void>;
+}
+
+// Starts `command args --host 127.0.0.1 --port P --prometheus-port Q` and waits until its
+// /readiness says ready (it registers workers in the background: 2-15 s against mockers).
+export async function startPeerRouter(command: string, args: string[], timeoutMs = 90_000): Promise<PeerRouter> {
+  const [port, prom] = [await freePort(), await freePort()];
+  const proc = spawn(command, [...args, '--host', '127.0.0.1', '--port', String(port), '--prometheus-host', '127.0.0.1', '--prometheus-port', String(prom), '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await new Promise((r) => proc.once('exit', r));
+    clearTimeout(killer);
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ready = await fetch(`${url}/readiness`)
+      .then(async (r) => r.status === 200 && (JSON.parse(await r.text()) as { status?: string }).status === 'ready')
+      .catch(() => false);
+    if (ready) return { url, metricsUrl: `http://127.0.0.1:${prom}`, stop };
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      await stop();
+      throw new Error(`${command} ${args.join(' ')} not ready: ${err.slice(-3000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
