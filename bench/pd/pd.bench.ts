@@ -89,11 +89,11 @@ async function stop(proc: ChildProcess): Promise<void> {
   await new Promise((r) => proc.once('exit', r));
 }
 
-// Conditional-disaggregation decisions from serve's /metrics (kvgate_router_pd_* counters).
-async function pdCounters(url: string): Promise<string> {
+// How the disaggregated configurations served each request (kvgate_router_pd_decisions_total:
+// disaggregated, or local_* when conditional disaggregation let the decode worker prefill).
+async function pdDecisions(url: string): Promise<string> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const lines = text.split('\n').filter((l) => /^kvgate_router_pd_\w*(local|disagg|decision)\w*\{/.test(l) && !/ 0$/.test(l));
-  return lines.map((l) => l.replace(/^kvgate_router_pd_/, '')).join(', ');
+  return [...text.matchAll(/^kvgate_router_pd_decisions_total\{[^}]*decision="([^"]+)"[^}]*\} (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`).join(', ');
 }
 
 const ms = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));
@@ -109,7 +109,7 @@ for (const name of names) {
     const load = await runLoad(target, longPrompts(), { mode: { kind: 'rate', perSec: RATE }, requests: Infinity, durationMs: Infinity, warmup: 0, seed: SEED, text: false });
     const r = summarize(load.samples, load.durationS, { config: name });
     results[name] = r;
-    const decisions = await pdCounters(serve.url);
+    const decisions = await pdDecisions(serve.url);
     rows.push(
       `| ${name} | ${c.engines} | ${r.requests.completed}/${r.requests.sent} | ${ms(r.ttftMs?.p50)} | ${ms(r.ttftMs?.p99)} | ${r.itlMs?.p50.toFixed(1) ?? '-'} | ${ms(r.itlMs?.p99)} | ${r.tpotMs?.mean.toFixed(1) ?? '-'} | ${r.outputTokensPerS.toFixed(0)} | ${((r.cachedTokenShare ?? 0) * 100).toFixed(0)} % | ${decisions || '-'} |`,
     );
