@@ -63,6 +63,8 @@ export function engineServerInfo(engine: MockEngine, kvPorts: KvEventPorts | nul
     ep_size: 1,
     dp_size: o.dpSize,
     enable_dp_attention: false,
+    expert_distribution_recorder_mode: o.expertDistributionRecorderMode,
+    expert_distribution_recorder_buffer_size: o.expertDistributionRecorderBufferSize,
     load_balance_method: o.loadBalanceMethod,
     random_seed: o.seed,
     stream_interval: o.streamInterval,

@@ -51,6 +51,7 @@ const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => 
 describe('mocker expert-distribution recording', () => {
   it('records every forward pass between start and stop, dumps it to a file and clears it', async () => {
     const m = await mocker({ expertDistributionRecorderMode: 'stat' });
+    expect((await get(`${m.url}/server_info`)).json()).toMatchObject({ expert_distribution_recorder_mode: 'stat', expert_distribution_recorder_buffer_size: 1000 });
     seen = new Set(readdirSync(dir));
     const start = await post(`${m.url}/start_expert_distribution_record`, '');
     expect([start.status, start.text]).toEqual([200, 'Start recording the expert distribution.\n']);
