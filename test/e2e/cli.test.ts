@@ -91,8 +91,25 @@ describe('kvgate serve, defaults', () => {
   });
 });
 
+// launch/disagg_dp_attn.sh: each engine runs tp 2 x dp 2 with DP attention, and each of its ranks
+// is a routing unit: the repeated chat found its prefix on the prefill rank that holds it, and
+// distinct prompts sent together spread over both prefill ranks.
+async function dpAttention(url: string, commands: string, repeated: OpenAI.Chat.Completions.ChatCompletion): Promise<void> {
+  expect(commands).toMatch(/^\+ .* --role prefill .* -- .*--tp 2 --dp-size 2 --enable-dp-attention/m);
+  expect(commands).toMatch(/^\+ .* --role decode .* -- .*--tp 2 --dp-size 2 --enable-dp-attention/m);
+  expect(repeated.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThan(0);
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 });
+  await Promise.all([1, 2, 3, 4].map((i) => client.completions.create({ model: MODEL, prompt: `Prompt ${i}: ${'words of its own '.repeat(30)}`, max_tokens: 32 })));
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const prefill = [...text.matchAll(/^kvgate_router_worker_cached_blocks\{[^}]*worker="([^"]+)",dp_rank="(\d)"\} (\d+)$/gm)].filter((m) => Number(m[3]) > 0);
+  // Only the prefill worker caches (a decode engine keeps no prefix cache), on both its ranks.
+  expect(new Set(prefill.map((m) => m[1]))).toHaveProperty('size', 1);
+  expect(prefill.map((m) => m[2]).sort()).toEqual(['0', '1']);
+}
+
 describe('launch scripts', () => {
-  for (const [script, workers] of [['agg.sh', 1], ['agg_router.sh', 2], ['disagg.sh', 2]] as const) {
+  for (const [script, workers] of [['agg.sh', 1], ['agg_router.sh', 2], ['disagg.sh', 2], ['disagg_dp_attn.sh', 2]] as const) {
+    const disagg = script.startsWith('disagg');
     it(`launch/${script} serves with ${workers} worker(s) and stops everything it started`, { timeout: 90_000 }, async () => {
       const httpPort = await freePort();
       const ports = [await freePort(), await freePort()];
@@ -102,14 +119,15 @@ describe('launch scripts', () => {
       expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker (--role \w+ )?--port \d+ -- --model-path Qwen\/Qwen3-0.6B/m);
       expect(sh.stderr()).toMatch(/^\+ .* serve --port \d+ .*--worker-urls ws:\/\/127.0.0.1:\d+/m);
       await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { models: Record<string, number> }).models[MODEL] === workers, `${workers} worker(s) up`, 30_000);
-      if (script === 'disagg.sh') {
+      if (disagg) {
         expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --role prefill --port/m);
         expect(sh.stderr()).toMatch(/^\+ .* worker --engine mocker --role decode --port/m);
         const health = (await (await fetch(`${url}/health`)).json()) as { pools: Record<string, unknown> };
         expect(health.pools[MODEL]).toEqual({ mode: 'disaggregated', agg: 0, prefill: 1, decode: 1 });
       }
-      await chat(url);
-      if (script === 'disagg.sh') expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^kvgate_router_pd_decisions_total\{[^}]*decision="disaggregated"\} 2$/m);
+      const second = await chat(url);
+      if (disagg) expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^kvgate_router_pd_decisions_total\{[^}]*decision="disaggregated"\} 2$/m);
+      if (script === 'disagg_dp_attn.sh') await dpAttention(url, sh.stderr(), second);
       const tree = descendants(sh.proc.pid!);
       procs.stray(...tree);
       expect(tree.length).toBeGreaterThanOrEqual(2 * workers + 1);
