@@ -12,11 +12,12 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metric } from '../frontend/fixtures/stack.js';
-import { kvgate, listening, type Run } from '../frontend/fixtures/serve_process.js';
+import { listening, Processes, type Proc } from '../fixtures/processes.js';
 import { MODEL, waitFor } from './stack.js';
 
 const PAGE = 16;
-let serve: Run;
+const procs = new Processes();
+let serve: Proc;
 let url: string;
 let engineUrl: string;
 let client: OpenAI;
@@ -54,7 +55,7 @@ async function indexMatchesEngine(): Promise<Ranks> {
 }
 
 beforeAll(async () => {
-  serve = kvgate(['serve', '--workers', '1', '--port', '0', '--', '--dp-size', '2']);
+  serve = procs.kvgate(['serve', '--workers', '1', '--port', '0', '--', '--dp-size', '2']);
   url = await listening(serve, 60_000);
   const ready = /engine ready \(pid \d+, (http:\/\/[\d.:]+)\)/.exec(serve.stderr());
   if (!ready) throw new Error(`no engine URL in serve's log:\n${serve.stderr().slice(-3000)}`);
@@ -67,6 +68,7 @@ afterAll(async () => {
     serve.proc.kill('SIGTERM');
     await serve.exited;
   }
+  await procs.reap();
 });
 
 describe('kvgate serve with one worker of two dp ranks', () => {

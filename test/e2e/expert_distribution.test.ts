@@ -5,43 +5,30 @@
 // (502, naming the worker); one in front of the recording worker alone succeeds, and its
 // engine writes the dump file.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_RECORDER_MODE, SIMULATED_MOE } from '../../src/mocker/expert_distribution.js';
-import { kvgate, listening, type Run } from '../frontend/fixtures/serve_process.js';
-import { KVGATE, MODEL } from './stack.js';
+import { listening, Processes } from '../fixtures/processes.js';
+import { MODEL } from './stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-experts-e2e-'));
-const procs: ChildProcess[] = [];
+const procs = new Processes();
 
 async function worker(engineArgs: string[]): Promise<string> {
-  const proc = spawn(KVGATE[0]!, [...KVGATE.slice(1), 'worker', '--engine', 'mocker', '--port', '0', '--', '--page-size', '16', '--speedup-ratio', '20', ...engineArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR: dir },
-  });
-  procs.push(proc);
-  let out = '';
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /kvgate worker ready: (ws:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    proc.on('exit', (code) => reject(new Error(`worker exited (${code}) before ready:\n${err.slice(-2000)}`)));
-  });
+  const w = procs.kvgate(['worker', '--engine', 'mocker', '--port', '0', '--', '--page-size', '16', '--speedup-ratio', '20', ...engineArgs], { env: { SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR: dir } });
+  for (;;) {
+    const m = /kvgate worker ready: (ws:\/\/\S+)/.exec(w.stdout());
+    if (m) return m[1]!;
+    if (w.proc.exitCode !== null) throw new Error(`worker exited (${w.proc.exitCode}) before ready:\n${w.stderr().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
-const runs: Run[] = [];
 async function serve(urls: string[]): Promise<string> {
-  const run = kvgate(['serve', '--port', '0', '--worker-urls', urls.join(',')]);
-  runs.push(run);
-  return listening(run, 60_000);
+  return listening(procs.kvgate(['serve', '--port', '0', '--worker-urls', urls.join(',')]), 60_000);
 }
 
 let recording: string;
@@ -51,12 +38,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of [...runs.map((r) => r.proc), ...procs]) {
-    if (p.exitCode === null && p.signalCode === null) {
-      p.kill('SIGTERM');
-      await new Promise((r) => p.once('exit', r));
-    }
-  }
+  await procs.reap();
   rmSync(dir, { recursive: true, force: true });
 });
 
