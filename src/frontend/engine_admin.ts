@@ -45,7 +45,7 @@ async function call(target: WorkerEngine, path: string, timeoutMs: number): Prom
   if (target.url === null) return { ...base, status: null, message: 'its engine is not known yet (the worker has not registered)' };
   if (!/^https?:\/\//.test(target.url)) return { ...base, status: null, message: `${path} is an HTTP route of SGLang; this engine speaks gRPC (${target.url})` };
   try {
-    const res = await fetch(target.url + path, { method: 'POST', signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(target.url + path, { method: 'POST', headers: target.headers, signal: AbortSignal.timeout(timeoutMs) });
     return { ...base, status: res.status, message: messageOf(await res.text()) };
   } catch (err) {
     const e = err as Error & { cause?: Error };

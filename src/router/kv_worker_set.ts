@@ -430,7 +430,9 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   engines(): WorkerEngine[] {
-    return [...this.members.values()].map((m) => ({ worker: m.name, url: m.engine?.url ?? null }));
+    const key = this.opts.engineApiKey;
+    const headers: Record<string, string> = key !== undefined ? { authorization: `Bearer ${key}` } : {};
+    return [...this.members.values()].map((m) => ({ worker: m.name, url: m.engine?.url ?? null, headers }));
   }
 
   dispatch(req: RouteRequest): Dispatch {

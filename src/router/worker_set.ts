@@ -53,6 +53,8 @@ export interface WorkerEngine {
   worker: string;
   // Its engine's base URL (http(s):// or grpc://); null while not known yet.
   url: string | null;
+  // What every request to it carries (the engine API key as Authorization: Bearer).
+  headers: Record<string, string>;
 }
 
 export interface WorkerSet {

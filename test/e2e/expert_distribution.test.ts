@@ -3,7 +3,7 @@
 // (--expert-distribution-recorder-mode stat) and one without a recorder mode, which SGLang
 // refuses. One frontend in front of both shows each worker's outcome and fails the call
 // (502, naming the worker); one in front of the recording worker alone succeeds, and its
-// engine writes the dump file.
+// engine writes the dump file. The engines run with an API key, which the calls carry.
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,9 +16,11 @@ import { MODEL } from './stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-experts-e2e-'));
 const procs = new Processes();
+// The engines take requests with this key only: the frontend's calls must carry it.
+const ENGINE_KEY = { KVGATE_ENGINE_API_KEY: 'engine-secret' };
 
 async function worker(engineArgs: string[]): Promise<string> {
-  const w = procs.kvgate(['worker', '--engine', 'mocker', '--port', '0', '--', '--page-size', '16', '--speedup-ratio', '20', ...engineArgs], { env: { SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR: dir } });
+  const w = procs.kvgate(['worker', '--engine', 'mocker', '--port', '0', '--', '--page-size', '16', '--speedup-ratio', '20', ...engineArgs], { env: { SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR: dir, ...ENGINE_KEY } });
   for (;;) {
     const m = /kvgate worker ready: (ws:\/\/\S+)/.exec(w.stdout());
     if (m) return m[1]!;
@@ -28,7 +30,7 @@ async function worker(engineArgs: string[]): Promise<string> {
 }
 
 async function serve(urls: string[]): Promise<string> {
-  return listening(procs.kvgate(['serve', '--port', '0', '--worker-urls', urls.join(',')]), 60_000);
+  return listening(procs.kvgate(['serve', '--port', '0', '--worker-urls', urls.join(',')], { env: ENGINE_KEY }), 60_000);
 }
 
 let recording: string;
