@@ -16,13 +16,14 @@ ENGINE=${ENGINE:-mocker}            # mocker | sglang
 MODEL=${MODEL:-Qwen/Qwen3-0.6B}
 HTTP_PORT=${HTTP_PORT:-8000}
 ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
-WORKER_PORTS=(${WORKER_PORTS:-9111 9112})   # request planes of the prefill and the decode worker
-GPUS=(${GPUS:-0,1 2,3})                     # CUDA_VISIBLE_DEVICES of the prefill and the decode engine
+read -r -a PORTS <<< "${WORKER_PORTS:-9111 9112}"   # request planes of the prefill and the decode worker
+read -r -a GPUS <<< "${GPUS:-0,1 2,3}"               # CUDA_VISIBLE_DEVICES of the prefill and the decode engine
 TRANSFER_BACKEND=${TRANSFER_BACKEND:-mooncake}
 if [ -z "${KVGATE:-}" ]; then
   [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
   KVGATE="node bin/kvgate.js"
 fi
+read -r -a KV <<< "$KVGATE"   # a command with its arguments
 
 # Stop what this script started (the workers drain and stop their engines on SIGTERM).
 trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
@@ -36,11 +37,11 @@ ENGINE_ARGS=(--model-path "$MODEL" --served-model-name "$MODEL" --page-size 16 -
 ROLES=(prefill decode)
 URLS=()
 for i in 0 1; do
-  port=${WORKER_PORTS[$i]}
-  run env CUDA_VISIBLE_DEVICES="${GPUS[$i]}" $KVGATE worker --engine "$ENGINE" --role "${ROLES[$i]}" --port "$port" -- "${ENGINE_ARGS[@]}"
+  port=${PORTS[$i]}
+  run env CUDA_VISIBLE_DEVICES="${GPUS[$i]}" "${KV[@]}" worker --engine "$ENGINE" --role "${ROLES[$i]}" --port "$port" -- "${ENGINE_ARGS[@]}"
   URLS+=("ws://127.0.0.1:$port")
 done
-run $KVGATE serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+run "${KV[@]}" serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "$(IFS=,; echo "${URLS[*]}")"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL  prefill: ${URLS[0]}  decode: ${URLS[1]}  (tp 2, dp 2 each)" >&2
 wait -n
