@@ -49,7 +49,7 @@ import type { DirectEngine } from '../engine/client.js';
 import { directEngine } from '../engine/direct_engine.js';
 import type { ModelCard, WorkerRole } from '../engine/model_card.js';
 import { pdIncompatibility, readPdShape, type PdShape } from './pd_pairs.js';
-import { PdRequest, type PdLeg, type PdPort, type PrefillLeg } from './pd_request.js';
+import { PdRequest, type PdLeg, type PdPair, type PdPort, type PrefillLeg } from './pd_request.js';
 import { DeferredDispatch } from './deferred_dispatch.js';
 import { RoomWatch, type RoomDeadlines } from './pd_rooms.js';
 import type { Dispatch, PoolInfo, RouteRequest, WorkerInfo, WorkerSet } from './worker_set.js';
@@ -439,9 +439,7 @@ export class KvWorkerSet implements WorkerSet {
       return new DeferredDispatch(() => this.poolCounts(req.model).mode !== 'none', () => this.dispatch(req), waitMs, none);
     }
     const group = this.groups.get(req.model);
-    if (group && this.allBusy(group)) {
-      throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
-    }
+    if (group && this.allBusy(group)) throw this.busyError(req.model, '');
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
     // Made only when needed: an error costs a stack trace.
@@ -449,6 +447,11 @@ export class KvWorkerSet implements WorkerSet {
     // With a wait allowed, the request waits for a worker in its stream (holding nothing).
     if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none();
     return new RoutedRequest(group.port, tokens, first, first ? null : none());
+  }
+
+  // `pool`: '' or 'decode ' (the pool whose workers are all busy).
+  private busyError(model: string, pool: string): KvgateError {
+    return new KvgateError('workers_busy', `every ${pool}worker of ${model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
   }
 
   private allBusy(g: Group): boolean {
@@ -740,10 +743,27 @@ export class KvWorkerSet implements WorkerSet {
   private dispatchPd(req: RouteRequest): PdRequest<Member> {
     const pg = this.groups.get(groupKey(req.model, 'prefill'))!;
     const dg = this.groups.get(groupKey(req.model, 'decode'))!;
-    const none = () => new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
-    const tokens = Uint32Array.from(req.tokenIds);
+    if (this.allBusy(dg)) throw this.busyError(req.model, 'decode ');
+    const pair = this.pickPair(pg, dg, Uint32Array.from(req.tokenIds));
+    if (!pair) throw new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
+    const port: PdPort<Member> = {
+      prefill: pg.port,
+      decode: dg.port,
+      rooms: this.rooms,
+      roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }),
+      repick: (tokens) => this.pickPair(pg, dg, tokens),
+      retried: (from, to, err) => {
+        this.metrics.retries.inc({ model: req.model });
+        this.log.warn(`disaggregated request moved from ${from} to ${to} before its first token: ${(err as Error).message}`);
+      },
+    };
+    return new PdRequest(port, pair);
+  }
+
+  // The legs of one attempt (their routes held, the decision counted), or null.
+  private pickPair(pg: Group, dg: Group, tokens: Uint32Array): PdPair<Member> | null {
     const p = this.route(pg, tokens, false);
-    if (!p) throw none();
+    if (!p) return null;
     const uncached = tokens.length - p.cachedTokens;
     const queued = this.meanQueued(pg);
     const local =
@@ -756,16 +776,15 @@ export class KvWorkerSet implements WorkerSet {
     const d = this.route(dg, tokens, false);
     if (!d) {
       if (!local) pg.router.free(p.rid);
-      throw none();
+      return null;
     }
     if (!local) this.recordDecision(pg, p.member, tokens.length, p.cachedTokens, true);
     // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
     this.recordDecision(dg, d.member, tokens.length, 0, false);
-    this.metrics.pdDecisions.inc({ model: req.model, decision: local ?? 'disaggregated' });
+    this.metrics.pdDecisions.inc({ model: pg.model, decision: local ?? 'disaggregated' });
     const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
     const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };
-    const port: PdPort<Member> = { prefill: pg.port, decode: dg.port, rooms: this.rooms, roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }) };
-    return new PdRequest(port, prefill, leg(d));
+    return { prefill, decode: leg(d) };
   }
 
   // Requests the prefill pool's engines report waiting, per worker up (their load reports).
