@@ -173,6 +173,54 @@ describe('kvgate serve --prefill-workers 1 --decode-workers 1 (mocker)', () => {
   }, 60_000);
 });
 
+describe('kvgate serve --prefill-workers 2 --decode-workers 1: a prefill engine killed before the first token', () => {
+  let serve: Proc;
+  let url: string;
+
+  beforeAll(async () => {
+    // The slow link again (a 2,000-token handoff takes ~2 s).
+    serve = procs.kvgate(['serve', '--prefill-workers', '2', '--decode-workers', '1', '--port', '0', '--idle-health-check', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
+    url = await listening(serve, 90_000);
+    await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { prefill: number }> }).pools[MODEL]?.prefill === 2, 30_000);
+  }, 120_000);
+
+  afterAll(() => kill(serve.proc));
+
+  it('re-runs the request on the other prefill worker with a fresh room: the client gets its whole answer', async () => {
+    // The prefill agents' URLs and engine pids, from their ready lines.
+    const prefills = new Map<string, number>();
+    for (const line of serve.stderr().split('\n')) {
+      const m = /kvgate worker ready: (\S+) .*role=prefill .*engine_pid=(\d+)/.exec(String(parseLogRecord(line)?.['msg'] ?? ''));
+      if (m) prefills.set(m[1]!, Number(m[2]));
+    }
+    expect(prefills.size).toBe(2);
+    const pending = fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: ids(2000, 3100), max_tokens: 5, ignore_eos: true }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as { usage?: { prompt_tokens: number; completion_tokens: number }; error?: unknown } }));
+    // The prefill worker that holds it: the one with an active request.
+    let holder = '';
+    await waitFor(async () => {
+      const text = await metricsText(url);
+      holder = [...prefills.keys()].find((w) => metric(text, 'kvgate_router_worker_active_requests', { worker: w }) === 1) ?? '';
+      return holder !== '' && metric(text, 'kvgate_router_pd_rooms_in_flight') === 1;
+    }, 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(prefills.get(holder)!, 'SIGKILL');
+    const out = await pending;
+    expect(out.body.error).toBeUndefined();
+    expect(out.status).toBe(200);
+    expect(out.body.usage).toMatchObject({ prompt_tokens: 2000, completion_tokens: 5 });
+    const text = await metricsText(url);
+    expect(total(text, 'kvgate_router_retries_total')).toBe(1);
+    // The dead prefill was set aside; the other one served the retry.
+    const health = (await (await fetch(`${url}/health`)).json()) as { workers: { name: string; healthy: boolean }[] };
+    expect(health.workers.find((w) => w.name === holder)?.healthy).toBe(false);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 60_000);
+});
+
 // An HTTP server that fronts a real decode mocker for its info routes, but takes /generate
 // requests and never answers them (a decode engine that hangs); it records /abort_request.
 async function hangingDecode(real: MockerHandle): Promise<{ url: string; generated: string[]; aborted: string[]; server: Server }> {
