@@ -485,6 +485,36 @@ describe('KvWorkerSet', () => {
     expect(set.rooms.inFlight).toBe(0);
   });
 
+  it('passes over a busy decode worker while another is free, and refuses with 503 workers_busy when every decode worker is busy', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const d1 = await agent({ role: 'decode' }, { tpSize: 1 });
+    const d2 = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set } = workerSet({ busyThreshold: 0.9 });
+    for (const a of [p, d1, d2]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    const load = (x: FakeAgent, used: number) =>
+      x.server.broadcast({ type: 'load', report: { instanceId: x.instanceId, timestampMs: Date.now(), ranks: [{ dpRank: 0, running: 1, queued: 0, kvUsedTokens: used * 16, kvTotalTokens: 1600, kvUsedBlocks: used, kvTotalBlocks: 100, tokenUsage: used / 100 }] } });
+    load(d1, 95);
+    load(d2, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    // D1 busy: every request goes to D2 (without the exclusion, load alone alternates them).
+    for (let i = 0; i < 4; i++) expect((await run(set, prompt(10 * i + 1))).worker).toBe(`${p.url} > ${d2.url}`);
+    load(d2, 92);
+    let refused: unknown = null;
+    await waitFor(() => {
+      try {
+        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
+        return false;
+      } catch (err) {
+        refused = err;
+        return true;
+      }
+    }, 'both decode workers busy');
+    expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1, message: expect.stringMatching(/every decode worker of test-model is busy/) });
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+    expect(set.rooms.inFlight).toBe(0);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();
