@@ -485,6 +485,40 @@ describe('KvWorkerSet', () => {
     expect(set.rooms.inFlight).toBe(0);
   });
 
+  it('re-runs a disaggregated request whose decode engine aborted it before any token on another pair; after tokens it fails as it is', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const refusing = await agent({ role: 'decode' }, { tpSize: 1, abortAfter: 0 });
+    const fine = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set, registry } = workerSet({ retry: { initialBackoffMs: 1 } });
+    for (const a of [p, refusing, fine]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    for (let i = 0; i < 4; i++) {
+      const r = await run(set, prompt(10 * i + 1));
+      expect(r).toEqual({ worker: `${p.url} > ${fine.url}`, tokens: [10 * i + 1, 10 * i + 2, 10 * i + 3, 10 * i + 4] });
+    }
+    // Each attempt on the refusing engine was retried once, with a fresh room each time.
+    const refused = refusing.engine.received.length;
+    expect(refused).toBeGreaterThan(0);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(refused);
+    const rooms = (e: FakeAgent) => e.engine.received.map((b) => (b as unknown as Record<string, unknown>)['bootstrap_room']);
+    expect(new Set([...rooms(refusing), ...rooms(fine)]).size).toBe(refused + 4);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+    expect(set.rooms.inFlight).toBe(0);
+
+    // An engine that aborts after its first tokens reached the caller: no retry.
+    const p2 = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const late = await agent({ role: 'decode' }, { tpSize: 1, abortAfter: 2, tokenDelayMs: 20 });
+    const two = workerSet();
+    two.set.addAgent(p2.url);
+    two.set.addAgent(late.url);
+    await two.set.waitForWorkers(2, 5000);
+    await expect(run(two.set, prompt(1))).rejects.toMatchObject({ code: 'engine_error', message: expect.stringMatching(/decode engine .* aborted/) });
+    expect(late.engine.received).toHaveLength(1);
+    expect((await metric(two.registry, 'kvgate_router_retries_total')).map((v) => v.value)).toEqual([]);
+    expect(two.set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+    expect(two.set.rooms.inFlight).toBe(0);
+  });
+
   it('passes over a busy decode worker while another is free, and refuses with 503 workers_busy when every decode worker is busy', async () => {
     const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
     const d1 = await agent({ role: 'decode' }, { tpSize: 1 });
