@@ -136,9 +136,17 @@ export interface PdOptions extends RoomDeadlines {
   // ...or when the prefill pool's engines report at least this many queued requests per
   // worker on average (0: never).
   localPrefillQueue: number;
+  // A pair whose handoff gap EWMA is at least this many times the median of the prefill
+  // worker's other pairs is slow: its decode worker counts the ratio as extra active
+  // requests (avoidSlowPair; 0: off).
+  slowPairFactor: number;
 }
 
-export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 0, localPrefillTokens: 0, localPrefillQueue: 0 };
+export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 0, localPrefillTokens: 0, localPrefillQueue: 0, slowPairFactor: 3 };
+// Handoffs a pair needs before its gap counts (one slow first transfer is not a slow link).
+const MIN_PAIR_HANDOFFS = 3;
+// Gaps shorter than this are all fast: their ratios are noise.
+const GAP_FLOOR_MS = 10;
 
 type MemberState = 'connecting' | 'up' | 'down' | 'refused';
 
@@ -773,11 +781,12 @@ export class KvWorkerSet implements WorkerSet {
           ? 'local_prefill_queue'
           : null;
     if (local) pg.router.free(p.rid);
-    const d = this.route(dg, tokens, false);
+    let d = this.route(dg, tokens, false);
     if (!d) {
       if (!local) pg.router.free(p.rid);
       return null;
     }
+    if (!local) d = this.avoidSlowPair(dg, p.member, d, tokens);
     if (!local) this.recordDecision(pg, p.member, tokens.length, p.cachedTokens, true);
     // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
     this.recordDecision(dg, d.member, tokens.length, 0, false);
@@ -785,6 +794,51 @@ export class KvWorkerSet implements WorkerSet {
     const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
     const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };
     return { prefill, decode: leg(d) };
+  }
+
+  // The decode worker the router chose by load, unless its pair with prefill worker `p` is
+  // slow: its handoff gap EWMA is at least slowPairFactor times the median of p's other
+  // pairs (each with MIN_PAIR_HANDOFFS handoffs; the median at least GAP_FLOOR_MS). Then the router chooses again with `d`
+  // passed over, and the alternative is taken unless it has at least that ratio more active
+  // requests than `d`: the ratio is `d`'s penalty, in requests. A slow pair still serves
+  // when the others are loaded, which also keeps its statistics fresh.
+  private avoidSlowPair(dg: Group, p: Member, d: Route<Member>, tokens: Uint32Array): Route<Member> {
+    const factor = this.pd.slowPairFactor;
+    if (factor <= 0 || d.member.busy) return d;
+    const gap = (m: Member) => {
+      const s = this.rooms.pairStats(p.id, m.id);
+      return s && s.handoffs >= MIN_PAIR_HANDOFFS ? s.gapMsEwma : null;
+    };
+    const own = gap(d.member);
+    if (own === null) return d;
+    const others: number[] = [];
+    for (const m of this.members.values()) {
+      const g = m !== d.member && m.group === dg && m.state === 'up' ? gap(m) : null;
+      if (g !== null) others.push(g);
+    }
+    if (others.length === 0) return d;
+    others.sort((a, b) => a - b);
+    const median = others.length % 2 ? others[others.length >> 1]! : (others[others.length / 2 - 1]! + others[others.length / 2]!) / 2;
+    const penalty = own / Math.max(median, GAP_FLOOR_MS);
+    if (penalty < factor) return d;
+    dg.router.setBusy(d.member.id, true);
+    let alt: Route<Member> | null;
+    try {
+      alt = this.route(dg, tokens, false);
+    } finally {
+      dg.router.setBusy(d.member.id, false);
+    }
+    if (!alt) return d;
+    // Active requests per worker, each counting the request just routed to it.
+    const active = new Map<number, number>();
+    for (const u of dg.router.units()) active.set(u.worker, (active.get(u.worker) ?? 0) + u.activeRequests);
+    if (alt.member !== d.member && (active.get(alt.member.id) ?? 0) < (active.get(d.member.id) ?? 0) + penalty) {
+      dg.router.free(d.rid);
+      this.log.debug(`decode ${alt.name} instead of ${d.name} for prefill ${p.name}: that pair's handoff gap is ${penalty.toFixed(1)}x the others' median`);
+      return alt;
+    }
+    dg.router.free(alt.rid);
+    return d;
   }
 
   // Requests the prefill pool's engines report waiting, per worker up (their load reports).

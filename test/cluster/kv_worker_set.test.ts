@@ -519,6 +519,29 @@ describe('KvWorkerSet', () => {
     expect(two.set.rooms.inFlight).toBe(0);
   });
 
+  it('avoids a decode worker whose handoff from the prefill is slow while the other has near-equal load, not when the other is loaded', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    // The slow link: the decode engine's first token comes 200 ms after the prefill's answer.
+    const slow = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 200 });
+    const fast = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set } = workerSet();
+    for (const a of [p, slow, fast]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    // Both pairs get handoffs: concurrent requests spread by load.
+    await Promise.all(Array.from({ length: 8 }, (_, i) => run(set, prompt(10 * i + 1), 1)));
+    const sent = (a: FakeAgent) => a.engine.received.length;
+    expect(Math.min(sent(slow), sent(fast))).toBeGreaterThanOrEqual(3);
+    // Idle decode workers (equal load): every request takes the fast pair.
+    const before = sent(slow);
+    for (let i = 0; i < 6; i++) expect((await run(set, prompt(200 + 10 * i), 1)).worker).toBe(`${p.url} > ${fast.url}`);
+    expect(sent(slow)).toBe(before);
+    // The fast decode worker loaded far beyond the slow pair's penalty: the slow one serves.
+    const held = Array.from({ length: 40 }, (_, i) => set.dispatch({ model: 'test-model', requestId: `h${i}`, tokenIds: prompt(1000 + i) }));
+    expect(held.filter((h) => h.worker.endsWith(slow.url)).length).toBeGreaterThan(0);
+    for (const h of held) h.finish('cancelled');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+  });
+
   it('passes over a busy decode worker while another is free, and refuses with 503 workers_busy when every decode worker is busy', async () => {
     const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
     const d1 = await agent({ role: 'decode' }, { tpSize: 1 });
