@@ -521,19 +521,23 @@ describe('KvWorkerSet', () => {
 
   it('avoids a decode worker whose handoff from the prefill is slow while the other has near-equal load, not when the other is loaded', async () => {
     const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
-    // The slow link: the decode engine's first token comes 200 ms after the prefill's answer.
-    const slow = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 200 });
-    const fast = await agent({ role: 'decode' }, { tpSize: 1 });
+    // The slow link: the decode engine's first token comes ~300 ms after the prefill's
+    // answer, against ~20 ms on the fast one (a gap counts once the prefill answered first).
+    const slow = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 300 });
+    const fast = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 20 });
     const { set } = workerSet();
     for (const a of [p, slow, fast]) set.addAgent(a.url);
     await set.waitForWorkers(3, 5000);
-    // Both pairs get handoffs: concurrent requests spread by load.
-    await Promise.all(Array.from({ length: 8 }, (_, i) => run(set, prompt(10 * i + 1), 1)));
+    // Both pairs get handoffs (their stats count from 3): concurrent requests spread by load.
+    const handoffs = (d: FakeAgent) => set.rooms.pairStats(0, [slow, fast].indexOf(d) + 1)?.handoffs ?? 0;
+    for (let round = 0; round < 6 && Math.min(handoffs(slow), handoffs(fast)) < 3; round++) {
+      await Promise.all(Array.from({ length: 4 }, (_, i) => run(set, prompt(100 * round + 10 * i + 1), 1)));
+    }
+    expect(Math.min(handoffs(slow), handoffs(fast))).toBeGreaterThanOrEqual(3);
     const sent = (a: FakeAgent) => a.engine.received.length;
-    expect(Math.min(sent(slow), sent(fast))).toBeGreaterThanOrEqual(3);
     // Idle decode workers (equal load): every request takes the fast pair.
     const before = sent(slow);
-    for (let i = 0; i < 6; i++) expect((await run(set, prompt(200 + 10 * i), 1)).worker).toBe(`${p.url} > ${fast.url}`);
+    for (let i = 0; i < 6; i++) expect((await run(set, prompt(2000 + 10 * i), 1)).worker).toBe(`${p.url} > ${fast.url}`);
     expect(sent(slow)).toBe(before);
     // The fast decode worker loaded far beyond the slow pair's penalty: the slow one serves.
     const held = Array.from({ length: 40 }, (_, i) => set.dispatch({ model: 'test-model', requestId: `h${i}`, tokenIds: prompt(1000 + i) }));
