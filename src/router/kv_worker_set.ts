@@ -759,7 +759,7 @@ export class KvWorkerSet implements WorkerSet {
       decode: dg.port,
       rooms: this.rooms,
       roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }),
-      repick: (tokens) => this.pickPair(pg, dg, tokens),
+      repick: (tokens, failed) => this.pickPair(pg, dg, tokens, failed),
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model: req.model });
         this.log.warn(`disaggregated request moved from ${from} to ${to} before its first token: ${(err as Error).message}`);
@@ -768,9 +768,10 @@ export class KvWorkerSet implements WorkerSet {
     return new PdRequest(port, pair);
   }
 
-  // The legs of one attempt (their routes held, the decision counted), or null.
-  private pickPair(pg: Group, dg: Group, tokens: Uint32Array): PdPair<Member> | null {
-    const p = this.route(pg, tokens, false);
+  // The legs of one attempt (their routes held, the decision counted), or null; a retry
+  // passes over the workers of the pair that failed while others are free.
+  private pickPair(pg: Group, dg: Group, tokens: Uint32Array, failed?: PdPair<Member>): PdPair<Member> | null {
+    const p = this.routeAvoiding(pg, tokens, failed?.prefill?.member ?? null);
     if (!p) return null;
     const uncached = tokens.length - p.cachedTokens;
     const queued = this.meanQueued(pg);
@@ -781,7 +782,7 @@ export class KvWorkerSet implements WorkerSet {
           ? 'local_prefill_queue'
           : null;
     if (local) pg.router.free(p.rid);
-    let d = this.route(dg, tokens, false);
+    let d = this.routeAvoiding(dg, tokens, failed?.decode.member ?? null);
     if (!d) {
       if (!local) pg.router.free(p.rid);
       return null;
@@ -821,13 +822,7 @@ export class KvWorkerSet implements WorkerSet {
     const median = others.length % 2 ? others[others.length >> 1]! : (others[others.length / 2 - 1]! + others[others.length / 2]!) / 2;
     const penalty = own / Math.max(median, GAP_FLOOR_MS);
     if (penalty < factor) return d;
-    dg.router.setBusy(d.member.id, true);
-    let alt: Route<Member> | null;
-    try {
-      alt = this.route(dg, tokens, false);
-    } finally {
-      dg.router.setBusy(d.member.id, false);
-    }
+    const alt = this.routeAvoiding(dg, tokens, d.member);
     if (!alt) return d;
     // Active requests per worker, each counting the request just routed to it.
     const active = new Map<number, number>();
@@ -839,6 +834,18 @@ export class KvWorkerSet implements WorkerSet {
     }
     dg.router.free(alt.rid);
     return d;
+  }
+
+  // A route on `g` (not counted in the decision metrics) that passes `avoid` over while
+  // another worker is free (the router's busy exclusion, for this one decision).
+  private routeAvoiding(g: Group, tokens: Uint32Array, avoid: Member | null): Route<Member> | null {
+    if (!avoid || avoid.busy || avoid.group !== g || avoid.ranks === 0) return this.route(g, tokens, false);
+    g.router.setBusy(avoid.id, true);
+    try {
+      return this.route(g, tokens, false);
+    } finally {
+      g.router.setBusy(avoid.id, false);
+    }
   }
 
   // Requests the prefill pool's engines report waiting, per worker up (their load reports).

@@ -22,7 +22,8 @@
 // run again on a fresh pair with a fresh room, after the agg path's backoff and within its
 // retry budget (RoutingPort.retry). The worker that failed was set aside by its pool's
 // failed() (a room timeout blames the prefill while the room waited for the prefill's
-// answer, the decode after that), so the new pair avoids it. Once a token reached the
+// answer, the decode after that); the new pair avoids both workers of the failed one while
+// others are free. Once a token reached the
 // caller the request fails as it is: a decode stream cannot move without its KV.
 
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,8 +59,9 @@ export interface PdPort<M> {
   decode: RoutingPort<M>;
   rooms: RoomWatch;
   roomTimedOut(state: string): void;
-  // Another pair for a retry (its routes held), or null when none can take the prompt now.
-  repick(tokens: Uint32Array): PdPair<M> | null;
+  // Another pair for a retry (its routes held), or null when none can take the prompt now;
+  // the workers of `failed` are passed over while others are free.
+  repick(tokens: Uint32Array, failed: PdPair<M>): PdPair<M> | null;
   retried(from: string, to: string, err: unknown): void;
 }
 
@@ -139,7 +141,7 @@ export class PdRequest<M> implements Dispatch {
           throw err; // the client left
         }
         if (this.done) throw err;
-        const next = this.port.repick(Uint32Array.from(req.tokenIds));
+        const next = this.port.repick(Uint32Array.from(req.tokenIds), { prefill: this.prefill, decode: this.decode });
         if (!next) throw new KvgateError((err as KvgateError).code, `${(err as Error).message}; no other prefill/decode pair could take the request`);
         const from = this.worker;
         // The failed attempt's decode route ends here (its prefill leg freed its own).

@@ -492,11 +492,11 @@ describe('KvWorkerSet', () => {
     const { set, registry } = workerSet({ retry: { initialBackoffMs: 1 } });
     for (const a of [p, refusing, fine]) set.addAgent(a.url);
     await set.waitForWorkers(3, 5000);
-    for (let i = 0; i < 4; i++) {
-      const r = await run(set, prompt(10 * i + 1));
-      expect(r).toEqual({ worker: `${p.url} > ${fine.url}`, tokens: [10 * i + 1, 10 * i + 2, 10 * i + 3, 10 * i + 4] });
-    }
-    // Each attempt on the refusing engine was retried once, with a fresh room each time.
+    // Concurrent: the decode router spreads them by load, so the refusing engine gets some.
+    const runs = await Promise.all(Array.from({ length: 4 }, (_, i) => run(set, prompt(10 * i + 1))));
+    expect(runs).toEqual(Array.from({ length: 4 }, (_, i) => ({ worker: `${p.url} > ${fine.url}`, tokens: [10 * i + 1, 10 * i + 2, 10 * i + 3, 10 * i + 4] })));
+    // Each attempt on the refusing engine was retried once (the retry passes it over), with
+    // a fresh room each time.
     const refused = refusing.engine.received.length;
     expect(refused).toBeGreaterThan(0);
     expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(refused);
