@@ -788,6 +788,12 @@ export class KvWorkerSet implements WorkerSet {
       return null;
     }
     if (!local) d = this.avoidSlowPair(dg, p.member, d, tokens);
+    // A retry goes to another pair, or fails: the same pair would fail the same way.
+    if (failed && d.member === failed.decode.member && (local ? failed.prefill === null : p.member === failed.prefill?.member)) {
+      if (!local) pg.router.free(p.rid);
+      dg.router.free(d.rid);
+      return null;
+    }
     if (!local) this.recordDecision(pg, p.member, tokens.length, p.cachedTokens, true);
     // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
     this.recordDecision(dg, d.member, tokens.length, 0, false);

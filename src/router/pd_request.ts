@@ -19,11 +19,11 @@
 //
 // Retries: a request whose attempt fails before the caller got any token (the prefill
 // engine died, the room timed out, an engine aborted it not for the request's fault) is
-// run again on a fresh pair with a fresh room, after the agg path's backoff and within its
+// run again on another pair with a fresh room, after the agg path's backoff and within its
 // retry budget (RoutingPort.retry). The worker that failed was set aside by its pool's
-// failed() (a room timeout blames the prefill while the room waited for the prefill's
-// answer, the decode after that); the new pair avoids both workers of the failed one while
-// others are free. Once a token reached the
+// failed() (a room that timed out after the prefill's answer blames the decode; before it,
+// neither); the new pair passes over both workers of the failed one while others are free,
+// and there is no retry when only the same pair could take it. Once a token reached the
 // caller the request fails as it is: a decode stream cannot move without its KV.
 
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -201,9 +201,9 @@ export class PdRequest<M> implements Dispatch {
     room = this.port.rooms.open(grpc ? 31 : 63, p.id, d.id, req.tokenIds.length, (state) => {
       this.port.roomTimedOut(state);
       const err = new KvgateError('engine_timeout', `disaggregated request ${req.requestId} timed out in state ${state} (room ${room!.id}, prefill ${p.name}, decode ${d.name}); both legs were aborted`);
-      // Waiting for the prefill's answer: the prefill is set aside; after it, the decode.
-      if (state === 'dispatched') this.port.prefill.failed(p.member, err);
-      else this.port.decode.failed(d.member, err);
+      // After the prefill's answer the decode worker is late, and set aside. Before it either
+      // may be (a prefill waits for its decode's bootstrap): neither is, the retry passes both over.
+      if (state !== 'dispatched') this.port.decode.failed(d.member, err);
       fail(err);
     });
     const roomId = room.id;

@@ -334,6 +334,51 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
   }, 20_000);
 });
 
+describe('kvgate serve --engine-urls over a prefill mocker, a decode that never answers and a working decode', () => {
+  let prefill: MockerHandle;
+  let real: MockerHandle;
+  let behind: MockerHandle;
+  let hanging: Awaited<ReturnType<typeof hangingDecode>>;
+  let serve: Proc;
+  let url: string;
+
+  beforeAll(async () => {
+    const common = { modelPath: MODEL, pageSize: 16, speedupRatio: 10 };
+    prefill = await startMocker({ ...common, port: 0, disaggregationMode: 'prefill', disaggregationBootstrapPort: 0 });
+    real = await startMocker({ ...common, port: 0, disaggregationMode: 'decode' });
+    behind = await startMocker({ ...common, port: 0, disaggregationMode: 'decode' });
+    await Promise.all([prefill.ready, real.ready, behind.ready]);
+    hanging = await hangingDecode(behind);
+    serve = procs.kvgate(['serve', '--engine-urls', `${prefill.url},${hanging.url},${real.url}`, '--port', '0', '--pd-prefill-timeout', '1', '--log-level', 'error', '--health-check-interval', '0']);
+    url = await listening(serve, 60_000);
+    await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { decode: number }> }).pools[MODEL]?.decode === 2, 10_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    await kill(serve.proc);
+    hanging?.server.close();
+    await Promise.all([prefill, real, behind].map((m) => m?.close(0)));
+  });
+
+  it('re-runs a request whose room timed out on the other decode worker', async () => {
+    // Concurrent: the decode router spreads them by load, so the hanging decode gets some.
+    const outs = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: ids(64, 2000 + i), max_tokens: 8, ignore_eos: true }) });
+        return { status: r.status, body: (await r.json()) as { usage?: unknown; error?: unknown } };
+      }),
+    );
+    for (const o of outs) expect(o).toMatchObject({ status: 200, body: { usage: { prompt_tokens: 64, completion_tokens: 8 } } });
+    const hung = hanging.generated.length;
+    expect(hung).toBeGreaterThan(0);
+    await waitFor(() => hanging.aborted.length === hung, 3000);
+    const m = await metricsText(url);
+    expect(metric(m, 'kvgate_router_pd_rooms_timed_out_total', { state: 'dispatched' })).toBe(hung);
+    expect(total(m, 'kvgate_router_retries_total')).toBe(hung);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 30_000);
+});
+
 describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {
   let serve: Proc;
   let url: string;
