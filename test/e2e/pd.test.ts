@@ -7,6 +7,9 @@
 // - `serve --engine-urls` over a prefill mocker and a decode URL that takes requests and never
 //   answers: the room times out, is freed, and both legs are aborted; a decode engine whose
 //   page size differs is refused with the reason in /health;
+// - retries before the first token: a prefill engine killed mid-transfer (two prefill
+//   workers), and a room that timed out on a hanging decode (beside a working one), are
+//   re-run on the other worker and the client gets its whole answer;
 // - conditional disaggregation: a prompt the prefill pool holds goes to the decode worker
 //   alone, and each decision is counted.
 
