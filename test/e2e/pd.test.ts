@@ -217,9 +217,16 @@ describe('kvgate serve --prefill-workers 2 --decode-workers 1: a prefill engine 
     expect(out.body.usage).toMatchObject({ prompt_tokens: 2000, completion_tokens: 5 });
     const text = await metricsText(url);
     expect(total(text, 'kvgate_router_retries_total')).toBe(1);
-    // The dead prefill was set aside; the other one served the retry.
-    const health = (await (await fetch(`${url}/health`)).json()) as { workers: { name: string; healthy: boolean }[] };
-    expect(health.workers.find((w) => w.name === holder)?.healthy).toBe(false);
+    // The other prefill worker served the retry (the dead one was set aside; its agent may
+    // have restarted its engine since).
+    const moved = serve
+      .stderr()
+      .split('\n')
+      .map((l) => /disaggregated request moved from (\S+) > \S+ to (\S+) > /.exec(String(parseLogRecord(l)?.['msg'] ?? '')))
+      .find((x) => x);
+    expect(moved?.[1]).toBe(holder);
+    expect(moved?.[2]).not.toBe(holder);
+    expect(prefills.has(moved![2]!)).toBe(true);
     expect(await settled(url)).toEqual(ZERO);
   }, 60_000);
 });
