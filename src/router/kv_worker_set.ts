@@ -49,7 +49,7 @@ import type { DirectEngine } from '../engine/client.js';
 import { directEngine } from '../engine/direct_engine.js';
 import type { ModelCard, WorkerRole } from '../engine/model_card.js';
 import { pdIncompatibility, readPdShape, type PdShape } from './pd_pairs.js';
-import { PdRequest, type PdLeg, type PdPort, type PrefillLeg } from './pd_request.js';
+import { PdRequest, type PdLeg, type PdPair, type PdPort, type PrefillLeg } from './pd_request.js';
 import { DeferredDispatch } from './deferred_dispatch.js';
 import { RoomWatch, type RoomDeadlines } from './pd_rooms.js';
 import type { Dispatch, PoolInfo, RouteRequest, WorkerEngine, WorkerInfo, WorkerSet } from './worker_set.js';
@@ -136,9 +136,17 @@ export interface PdOptions extends RoomDeadlines {
   // ...or when the prefill pool's engines report at least this many queued requests per
   // worker on average (0: never).
   localPrefillQueue: number;
+  // A pair whose handoff gap EWMA is at least this many times the median of the prefill
+  // worker's other pairs is slow: its decode worker counts the ratio as extra active
+  // requests (avoidSlowPair; 0: off).
+  slowPairFactor: number;
 }
 
-export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 0, localPrefillTokens: 0, localPrefillQueue: 0 };
+export const DEFAULT_PD: PdOptions = { prefillMs: 300_000, transferMs: 60_000, decodeMs: 0, localPrefillTokens: 0, localPrefillQueue: 0, slowPairFactor: 3 };
+// Handoffs a pair needs before its gap counts (one slow first transfer is not a slow link).
+const MIN_PAIR_HANDOFFS = 3;
+// Gaps shorter than this are all fast: their ratios are noise.
+const GAP_FLOOR_MS = 10;
 
 type MemberState = 'connecting' | 'up' | 'down' | 'refused';
 
@@ -445,9 +453,7 @@ export class KvWorkerSet implements WorkerSet {
       return new DeferredDispatch(() => this.poolCounts(req.model).mode !== 'none', () => this.dispatch(req), waitMs, none);
     }
     const group = this.groups.get(req.model);
-    if (group && this.allBusy(group)) {
-      throw new KvgateError('workers_busy', `every worker of ${req.model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
-    }
+    if (group && this.allBusy(group)) throw this.busyError(req.model, '');
     const tokens = Uint32Array.from(req.tokenIds);
     const first = group ? this.route(group, tokens) : null;
     // Made only when needed: an error costs a stack trace.
@@ -455,6 +461,11 @@ export class KvWorkerSet implements WorkerSet {
     // With a wait allowed, the request waits for a worker in its stream (holding nothing).
     if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none();
     return new RoutedRequest(group.port, tokens, first, first ? null : none());
+  }
+
+  // `pool`: '' or 'decode ' (the pool whose workers are all busy).
+  private busyError(model: string, pool: string): KvgateError {
+    return new KvgateError('workers_busy', `every ${pool}worker of ${model} is busy (KV cache in use above ${this.opts.busyThreshold} of capacity); retry later`, null, 1);
   }
 
   private allBusy(g: Group): boolean {
@@ -746,10 +757,28 @@ export class KvWorkerSet implements WorkerSet {
   private dispatchPd(req: RouteRequest): PdRequest<Member> {
     const pg = this.groups.get(groupKey(req.model, 'prefill'))!;
     const dg = this.groups.get(groupKey(req.model, 'decode'))!;
-    const none = () => new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
-    const tokens = Uint32Array.from(req.tokenIds);
-    const p = this.route(pg, tokens, false);
-    if (!p) throw none();
+    if (this.allBusy(dg)) throw this.busyError(req.model, 'decode ');
+    const pair = this.pickPair(pg, dg, Uint32Array.from(req.tokenIds));
+    if (!pair) throw new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
+    const port: PdPort<Member> = {
+      prefill: pg.port,
+      decode: dg.port,
+      rooms: this.rooms,
+      roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }),
+      repick: (tokens, failed) => this.pickPair(pg, dg, tokens, failed),
+      retried: (from, to, err) => {
+        this.metrics.retries.inc({ model: req.model });
+        this.log.warn(`disaggregated request moved from ${from} to ${to} before its first token: ${(err as Error).message}`);
+      },
+    };
+    return new PdRequest(port, pair);
+  }
+
+  // The legs of one attempt (their routes held, the decision counted), or null; a retry
+  // passes over the workers of the pair that failed while others are free.
+  private pickPair(pg: Group, dg: Group, tokens: Uint32Array, failed?: PdPair<Member>): PdPair<Member> | null {
+    const p = this.routeAvoiding(pg, tokens, failed?.prefill?.member ?? null);
+    if (!p) return null;
     const uncached = tokens.length - p.cachedTokens;
     const queued = this.meanQueued(pg);
     const local =
@@ -759,19 +788,76 @@ export class KvWorkerSet implements WorkerSet {
           ? 'local_prefill_queue'
           : null;
     if (local) pg.router.free(p.rid);
-    const d = this.route(dg, tokens, false);
+    let d = this.routeAvoiding(dg, tokens, failed?.decode.member ?? null);
     if (!d) {
       if (!local) pg.router.free(p.rid);
-      throw none();
+      return null;
+    }
+    if (!local) d = this.avoidSlowPair(dg, p.member, d, tokens);
+    // A retry goes to another pair, or fails: the same pair would fail the same way.
+    if (failed && d.member === failed.decode.member && (local ? failed.prefill === null : p.member === failed.prefill?.member)) {
+      if (!local) pg.router.free(p.rid);
+      dg.router.free(d.rid);
+      return null;
     }
     if (!local) this.recordDecision(pg, p.member, p.rank, tokens.length, p.cachedTokens, true);
     // A local request's prompt is prefilled by the decode worker, whose cache is not tracked.
     this.recordDecision(dg, d.member, d.rank, tokens.length, 0, false);
-    this.metrics.pdDecisions.inc({ model: req.model, decision: local ?? 'disaggregated' });
+    this.metrics.pdDecisions.inc({ model: pg.model, decision: local ?? 'disaggregated' });
     const leg = (r: Route<Member>): PdLeg<Member> => ({ ...r, id: r.member.id, dpSize: r.member.card!.dpSize, grpc: r.member.card!.engineUrl.startsWith('grpc') });
     const prefill: PrefillLeg<Member> | null = local ? null : { ...leg(p), bootstrapHost: p.member.card!.bootstrapHost!, bootstrapPort: p.member.card!.bootstrapPort! };
-    const port: PdPort<Member> = { prefill: pg.port, decode: dg.port, rooms: this.rooms, roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }) };
-    return new PdRequest(port, prefill, leg(d));
+    return { prefill, decode: leg(d) };
+  }
+
+  // The decode worker the router chose by load, unless its pair with prefill worker `p` is
+  // slow: its handoff gap EWMA is at least slowPairFactor times the median of p's other
+  // pairs (each with MIN_PAIR_HANDOFFS handoffs; the median at least GAP_FLOOR_MS). Then the router chooses again with `d`
+  // passed over, and the alternative is taken unless it has at least that ratio more active
+  // requests than `d`: the ratio is `d`'s penalty, in requests. A slow pair still serves
+  // when the others are loaded, which also keeps its statistics fresh.
+  private avoidSlowPair(dg: Group, p: Member, d: Route<Member>, tokens: Uint32Array): Route<Member> {
+    const factor = this.pd.slowPairFactor;
+    if (factor <= 0 || d.member.busy) return d;
+    const gap = (m: Member) => {
+      const s = this.rooms.pairStats(p.id, m.id);
+      return s && s.handoffs >= MIN_PAIR_HANDOFFS ? s.gapMsEwma : null;
+    };
+    const own = gap(d.member);
+    if (own === null) return d;
+    const others: number[] = [];
+    for (const m of this.members.values()) {
+      const g = m !== d.member && m.group === dg && m.state === 'up' ? gap(m) : null;
+      if (g !== null) others.push(g);
+    }
+    if (others.length === 0) return d;
+    others.sort((a, b) => a - b);
+    const median = others.length % 2 ? others[others.length >> 1]! : (others[others.length / 2 - 1]! + others[others.length / 2]!) / 2;
+    const penalty = own / Math.max(median, GAP_FLOOR_MS);
+    if (penalty < factor) return d;
+    const alt = this.routeAvoiding(dg, tokens, d.member);
+    if (!alt) return d;
+    // Active requests per worker, each counting the request just routed to it.
+    const active = new Map<number, number>();
+    for (const u of dg.router.units()) active.set(u.worker, (active.get(u.worker) ?? 0) + u.activeRequests);
+    if (alt.member !== d.member && (active.get(alt.member.id) ?? 0) < (active.get(d.member.id) ?? 0) + penalty) {
+      dg.router.free(d.rid);
+      this.log.debug(`decode ${alt.name} instead of ${d.name} for prefill ${p.name}: that pair's handoff gap is ${penalty.toFixed(1)}x the others' median`);
+      return alt;
+    }
+    dg.router.free(alt.rid);
+    return d;
+  }
+
+  // A route on `g` (not counted in the decision metrics) that passes `avoid` over while
+  // another worker is free (the router's busy exclusion, for this one decision).
+  private routeAvoiding(g: Group, tokens: Uint32Array, avoid: Member | null): Route<Member> | null {
+    if (!avoid || avoid.busy || avoid.group !== g || avoid.ranks === 0) return this.route(g, tokens, false);
+    g.router.setBusy(avoid.id, true);
+    try {
+      return this.route(g, tokens, false);
+    } finally {
+      g.router.setBusy(avoid.id, false);
+    }
   }
 
   // Requests the prefill pool's engines report waiting, per worker up (their load reports).

@@ -16,12 +16,21 @@
 //
 // A "local" request (conditional disaggregation chose it) is one plain request to the
 // decode worker: no room, no bootstrap; that engine prefills the prompt itself.
+//
+// Retries: a request whose attempt fails before the caller got any token (the prefill
+// engine died, the room timed out, an engine aborted it not for the request's fault) is
+// run again on another pair with a fresh room, after the agg path's backoff and within its
+// retry budget (RoutingPort.retry). The worker that failed was set aside by its pool's
+// failed() (a room that timed out after the prefill's answer blames the decode; before it,
+// neither); the new pair passes over both workers of the failed one while others are free,
+// and there is no retry when only the same pair could take it. Once a token reached the
+// caller the request fails as it is: a decode stream cannot move without its KV.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
-import type { Route, RoutingPort } from './routed_request.js';
+import { retryDelayMs, type Route, type RoutingPort } from './routed_request.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // How long a decode leg that aborted waits for a still-running prefill leg to report its
@@ -39,17 +48,35 @@ export interface PrefillLeg<M> extends PdLeg<M> {
   bootstrapPort: number;
 }
 
+// The legs of one attempt; `prefill` null: the decode worker prefills locally.
+export interface PdPair<M> {
+  prefill: PrefillLeg<M> | null;
+  decode: PdLeg<M>;
+}
+
 export interface PdPort<M> {
   prefill: RoutingPort<M>;
   decode: RoutingPort<M>;
   rooms: RoomWatch;
   roomTimedOut(state: string): void;
+  // Another pair for a retry (its routes held), or null when none can take the prompt now;
+  // the workers of `failed` are passed over while others are free.
+  repick(tokens: Uint32Array, failed: PdPair<M>): PdPair<M> | null;
+  retried(from: string, to: string, err: unknown): void;
 }
+
+// An engine's abort that is not the request's fault: another pair may serve it.
+class LegAbort extends KvgateError {}
 
 function abortError(leg: string, name: string, reason: { message: string | null; statusCode?: number | null }): KvgateError {
   const status = reason.statusCode ?? 0;
-  const code = status >= 400 && status < 500 ? 'invalid_request' : 'engine_error';
-  return new KvgateError(code, `the ${leg} engine (${name}) aborted the request${reason.message ? `: ${reason.message}` : ''}`);
+  const message = `the ${leg} engine (${name}) aborted the request${reason.message ? `: ${reason.message}` : ''}`;
+  return status >= 400 && status < 500 ? new KvgateError('invalid_request', message) : new LegAbort('engine_error', message);
+}
+
+// Failures another pair may not repeat: the engine was unreachable, timed out, or aborted.
+function retryable(err: unknown): boolean {
+  return err instanceof LegAbort || (err instanceof KvgateError && (err.code === 'engine_unavailable' || err.code === 'engine_timeout'));
 }
 
 export class PdRequest<M> implements Dispatch {
@@ -58,15 +85,18 @@ export class PdRequest<M> implements Dispatch {
   private decodeHeld = true;
   // The prefill route is held until its leg ends (or until finish, if it never started).
   private prefillHeld: boolean;
+  private prefill: PrefillLeg<M> | null;
+  private decode: PdLeg<M>;
+  retries = 0;
 
-  // `prefill` null: the decode worker prefills locally.
   constructor(
     private readonly port: PdPort<M>,
-    private readonly prefill: PrefillLeg<M> | null,
-    private readonly decode: PdLeg<M>,
+    pair: PdPair<M>,
   ) {
-    this.prefillHeld = prefill !== null;
-    this.engine = { generate: (req, signal) => (prefill ? this.disaggregated(prefill, req, signal) : this.local(req, signal)), close: async () => {} };
+    this.prefill = pair.prefill;
+    this.decode = pair.decode;
+    this.prefillHeld = pair.prefill !== null;
+    this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
   get worker(): string {
@@ -88,6 +118,42 @@ export class PdRequest<M> implements Dispatch {
   private releasePrefill(): void {
     this.prefillHeld = false;
     this.port.prefill.free(this.prefill!.rid);
+  }
+
+  // Attempts until one streams its first token; see the header for when one is retried.
+  private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
+    for (;;) {
+      let sent = false;
+      try {
+        const attempt = this.prefill ? this.disaggregated(this.prefill, req, signal) : this.local(req, signal);
+        for await (const chunk of attempt) {
+          if (chunk.tokenIds.length > 0 || chunk.finishReason) sent = true;
+          yield chunk;
+        }
+        return;
+      } catch (err) {
+        if (sent || signal?.aborted || this.done || !retryable(err)) throw err;
+        const policy = this.port.decode.retry;
+        if (this.retries >= policy.maxRetries) throw err;
+        try {
+          await sleep(retryDelayMs(policy, this.retries++), undefined, { signal });
+        } catch {
+          throw err; // the client left
+        }
+        if (this.done) throw err;
+        const next = this.port.repick(Uint32Array.from(req.tokenIds), { prefill: this.prefill, decode: this.decode });
+        if (!next) throw new KvgateError((err as KvgateError).code, `${(err as Error).message}; no other prefill/decode pair could take the request`);
+        const from = this.worker;
+        // The failed attempt's decode route ends here (its prefill leg freed its own).
+        if (this.decodeHeld) this.port.decode.free(this.decode.rid);
+        if (this.prefillHeld) this.releasePrefill();
+        this.prefill = next.prefill;
+        this.decode = next.decode;
+        this.decodeHeld = true;
+        this.prefillHeld = next.prefill !== null;
+        this.port.retried(from, this.worker, err);
+      }
+    }
   }
 
   private async *local(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
@@ -134,7 +200,11 @@ export class PdRequest<M> implements Dispatch {
     const grpc = p.grpc || d.grpc;
     room = this.port.rooms.open(grpc ? 31 : 63, p.id, d.id, req.tokenIds.length, (state) => {
       this.port.roomTimedOut(state);
-      fail(new KvgateError('engine_timeout', `disaggregated request ${req.requestId} timed out in state ${state} (room ${room!.id}, prefill ${p.name}, decode ${d.name}); both legs were aborted`));
+      const err = new KvgateError('engine_timeout', `disaggregated request ${req.requestId} timed out in state ${state} (room ${room!.id}, prefill ${p.name}, decode ${d.name}); both legs were aborted`);
+      // After the prefill's answer the decode worker is late, and set aside. Before it either
+      // may be (a prefill waits for its decode's bootstrap): neither is, the retry passes both over.
+      if (state !== 'dispatched') this.port.decode.failed(d.member, err);
+      fail(err);
     });
     const roomId = room.id;
     // gRPC cannot name the prefill rank to decode: the prefill follows the room instead.

@@ -40,6 +40,12 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { maxRetries: 5, initialBackoffMs: 50, maxBackoffMs: 30_000 };
 const BACKOFF_MULTIPLIER = 1.5;
 const JITTER = 0.2; // the delay is scaled by a random factor in [1 - JITTER, 1 + JITTER]
+
+// The wait before retry number `retry` (0-based): exponential, capped, with jitter.
+export function retryDelayMs(p: RetryPolicy, retry: number): number {
+  const base = Math.min(p.maxBackoffMs, p.initialBackoffMs * BACKOFF_MULTIPLIER ** retry);
+  return base * (1 - JITTER + 2 * JITTER * Math.random());
+}
 // Waiting for a worker polls at least this often.
 const MAX_POLL_MS = 1000;
 
@@ -205,8 +211,7 @@ export class RoutedRequest<M> implements Dispatch {
   private async backoff(err: unknown, signal?: AbortSignal): Promise<void> {
     const p = this.port.retry;
     if (this.retries >= p.maxRetries) throw err;
-    const base = Math.min(p.maxBackoffMs, p.initialBackoffMs * BACKOFF_MULTIPLIER ** this.retries++);
-    const delay = base * (1 - JITTER + 2 * JITTER * Math.random());
+    const delay = retryDelayMs(p, this.retries++);
     try {
       await sleep(delay, undefined, { signal });
     } catch {

@@ -485,6 +485,97 @@ describe('KvWorkerSet', () => {
     expect(set.rooms.inFlight).toBe(0);
   });
 
+  it('re-runs a disaggregated request whose decode engine aborted it before any token on another pair; after tokens it fails as it is', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const refusing = await agent({ role: 'decode' }, { tpSize: 1, abortAfter: 0 });
+    const fine = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set, registry } = workerSet({ retry: { initialBackoffMs: 1 } });
+    for (const a of [p, refusing, fine]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    // Concurrent: the decode router spreads them by load, so the refusing engine gets some.
+    const runs = await Promise.all(Array.from({ length: 4 }, (_, i) => run(set, prompt(10 * i + 1))));
+    expect(runs).toEqual(Array.from({ length: 4 }, (_, i) => ({ worker: `${p.url} > ${fine.url}`, tokens: [10 * i + 1, 10 * i + 2, 10 * i + 3, 10 * i + 4] })));
+    // Each attempt on the refusing engine was retried once (the retry passes it over), with
+    // a fresh room each time.
+    const refused = refusing.engine.received.length;
+    expect(refused).toBeGreaterThan(0);
+    expect((await metric(registry, 'kvgate_router_retries_total'))[0]!.value).toBe(refused);
+    const rooms = (e: FakeAgent) => e.engine.received.map((b) => (b as unknown as Record<string, unknown>)['bootstrap_room']);
+    expect(new Set([...rooms(refusing), ...rooms(fine)]).size).toBe(refused + 4);
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+    expect(set.rooms.inFlight).toBe(0);
+
+    // An engine that aborts after its first tokens reached the caller: no retry.
+    const p2 = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const late = await agent({ role: 'decode' }, { tpSize: 1, abortAfter: 2, tokenDelayMs: 20 });
+    const two = workerSet();
+    two.set.addAgent(p2.url);
+    two.set.addAgent(late.url);
+    await two.set.waitForWorkers(2, 5000);
+    await expect(run(two.set, prompt(1))).rejects.toMatchObject({ code: 'engine_error', message: expect.stringMatching(/decode engine .* aborted/) });
+    expect(late.engine.received).toHaveLength(1);
+    expect((await metric(two.registry, 'kvgate_router_retries_total')).map((v) => v.value)).toEqual([]);
+    expect(two.set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0]);
+    expect(two.set.rooms.inFlight).toBe(0);
+  });
+
+  it('avoids a decode worker whose handoff from the prefill is slow while the other has near-equal load, not when the other is loaded', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    // The slow link: the decode engine's first token comes ~300 ms after the prefill's
+    // answer, against ~20 ms on the fast one (a gap counts once the prefill answered first).
+    const slow = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 300 });
+    const fast = await agent({ role: 'decode' }, { tpSize: 1, tokenDelayMs: 20 });
+    const { set } = workerSet();
+    for (const a of [p, slow, fast]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    // Both pairs get handoffs (their stats count from 3): concurrent requests spread by load.
+    const handoffs = (d: FakeAgent) => set.rooms.pairStats(0, [slow, fast].indexOf(d) + 1)?.handoffs ?? 0;
+    for (let round = 0; round < 6 && Math.min(handoffs(slow), handoffs(fast)) < 3; round++) {
+      await Promise.all(Array.from({ length: 4 }, (_, i) => run(set, prompt(100 * round + 10 * i + 1), 1)));
+    }
+    expect(Math.min(handoffs(slow), handoffs(fast))).toBeGreaterThanOrEqual(3);
+    const sent = (a: FakeAgent) => a.engine.received.length;
+    // Idle decode workers (equal load): every request takes the fast pair.
+    const before = sent(slow);
+    for (let i = 0; i < 6; i++) expect((await run(set, prompt(2000 + 10 * i), 1)).worker).toBe(`${p.url} > ${fast.url}`);
+    expect(sent(slow)).toBe(before);
+    // The fast decode worker loaded far beyond the slow pair's penalty: the slow one serves.
+    const held = Array.from({ length: 40 }, (_, i) => set.dispatch({ model: 'test-model', requestId: `h${i}`, tokenIds: prompt(1000 + i) }));
+    expect(held.filter((h) => h.worker.endsWith(slow.url)).length).toBeGreaterThan(0);
+    for (const h of held) h.finish('cancelled');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+  });
+
+  it('passes over a busy decode worker while another is free, and refuses with 503 workers_busy when every decode worker is busy', async () => {
+    const p = await agent({ role: 'prefill', bootstrapHost: '10.1.2.3', bootstrapPort: 8998 }, { tpSize: 1 });
+    const d1 = await agent({ role: 'decode' }, { tpSize: 1 });
+    const d2 = await agent({ role: 'decode' }, { tpSize: 1 });
+    const { set } = workerSet({ busyThreshold: 0.9 });
+    for (const a of [p, d1, d2]) set.addAgent(a.url);
+    await set.waitForWorkers(3, 5000);
+    const load = (x: FakeAgent, used: number) =>
+      x.server.broadcast({ type: 'load', report: { instanceId: x.instanceId, timestampMs: Date.now(), ranks: [{ dpRank: 0, running: 1, queued: 0, kvUsedTokens: used * 16, kvTotalTokens: 1600, kvUsedBlocks: used, kvTotalBlocks: 100, tokenUsage: used / 100 }] } });
+    load(d1, 95);
+    load(d2, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    // D1 busy: every request goes to D2 (without the exclusion, load alone alternates them).
+    for (let i = 0; i < 4; i++) expect((await run(set, prompt(10 * i + 1))).worker).toBe(`${p.url} > ${d2.url}`);
+    load(d2, 92);
+    let refused: unknown = null;
+    await waitFor(() => {
+      try {
+        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
+        return false;
+      } catch (err) {
+        refused = err;
+        return true;
+      }
+    }, 'both decode workers busy');
+    expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1, message: expect.stringMatching(/every decode worker of test-model is busy/) });
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
+    expect(set.rooms.inFlight).toBe(0);
+  });
+
   it('keeps a worker whose engine reported an error for one request: the engine is up', async () => {
     const a = await agent({}, { failStatus: 500, failWhen: (b) => b.input_ids[0] === 9 });
     const { set } = workerSet();

@@ -7,6 +7,9 @@
 // - `serve --engine-urls` over a prefill mocker and a decode URL that takes requests and never
 //   answers: the room times out, is freed, and both legs are aborted; a decode engine whose
 //   page size differs is refused with the reason in /health;
+// - retries before the first token: a prefill engine killed mid-transfer (two prefill
+//   workers), and a room that timed out on a hanging decode (beside a working one), are
+//   re-run on the other worker and the client gets its whole answer;
 // - conditional disaggregation: a prompt the prefill pool holds goes to the decode worker
 //   alone, and each decision is counted.
 
@@ -173,6 +176,61 @@ describe('kvgate serve --prefill-workers 1 --decode-workers 1 (mocker)', () => {
   }, 60_000);
 });
 
+describe('kvgate serve --prefill-workers 2 --decode-workers 1: a prefill engine killed before the first token', () => {
+  let serve: Proc;
+  let url: string;
+
+  beforeAll(async () => {
+    // The slow link again (a 2,000-token handoff takes ~2 s).
+    serve = procs.kvgate(['serve', '--prefill-workers', '2', '--decode-workers', '1', '--port', '0', '--idle-health-check', '0', '--log-level', 'info', '--', '--kv-transfer-bandwidth', '0.01']);
+    url = await listening(serve, 90_000);
+    await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { prefill: number }> }).pools[MODEL]?.prefill === 2, 30_000);
+  }, 120_000);
+
+  afterAll(() => kill(serve.proc));
+
+  it('re-runs the request on the other prefill worker with a fresh room: the client gets its whole answer', async () => {
+    // The prefill agents' URLs and engine pids, from their ready lines.
+    const prefills = new Map<string, number>();
+    for (const line of serve.stderr().split('\n')) {
+      const m = /kvgate worker ready: (\S+) .*role=prefill .*engine_pid=(\d+)/.exec(String(parseLogRecord(line)?.['msg'] ?? ''));
+      if (m) prefills.set(m[1]!, Number(m[2]));
+    }
+    expect(prefills.size).toBe(2);
+    const pending = fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: ids(2000, 3100), max_tokens: 5, ignore_eos: true }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as { usage?: { prompt_tokens: number; completion_tokens: number }; error?: unknown } }));
+    // The prefill worker that holds it: the one with an active request.
+    let holder = '';
+    await waitFor(async () => {
+      const text = await metricsText(url);
+      holder = [...prefills.keys()].find((w) => metric(text, 'kvgate_router_worker_active_requests', { worker: w }) === 1) ?? '';
+      return holder !== '' && metric(text, 'kvgate_router_pd_rooms_in_flight') === 1;
+    }, 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(prefills.get(holder)!, 'SIGKILL');
+    const out = await pending;
+    expect(out.body.error).toBeUndefined();
+    expect(out.status).toBe(200);
+    expect(out.body.usage).toMatchObject({ prompt_tokens: 2000, completion_tokens: 5 });
+    const text = await metricsText(url);
+    expect(total(text, 'kvgate_router_retries_total')).toBe(1);
+    // The other prefill worker served the retry (the dead one was set aside; its agent may
+    // have restarted its engine since).
+    const moved = serve
+      .stderr()
+      .split('\n')
+      .map((l) => /disaggregated request moved from (\S+) > \S+ to (\S+) > /.exec(String(parseLogRecord(l)?.['msg'] ?? '')))
+      .find((x) => x);
+    expect(moved?.[1]).toBe(holder);
+    expect(moved?.[2]).not.toBe(holder);
+    expect(prefills.has(moved![2]!)).toBe(true);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 60_000);
+});
+
 // An HTTP server that fronts a real decode mocker for its info routes, but takes /generate
 // requests and never answers them (a decode engine that hangs); it records /abort_request.
 async function hangingDecode(real: MockerHandle): Promise<{ url: string; generated: string[]; aborted: string[]; server: Server }> {
@@ -284,6 +342,51 @@ describe('kvgate serve --engine-urls over a prefill mocker and a decode that nev
     expect(metric(m, 'kvgate_router_pd_rooms_timed_out_total', { state: 'dispatched' })).toBe(1);
     expect(await settled(url)).toEqual(ZERO);
   }, 20_000);
+});
+
+describe('kvgate serve --engine-urls over a prefill mocker, a decode that never answers and a working decode', () => {
+  let prefill: MockerHandle;
+  let real: MockerHandle;
+  let behind: MockerHandle;
+  let hanging: Awaited<ReturnType<typeof hangingDecode>>;
+  let serve: Proc;
+  let url: string;
+
+  beforeAll(async () => {
+    const common = { modelPath: MODEL, pageSize: 16, speedupRatio: 10 };
+    prefill = await startMocker({ ...common, port: 0, disaggregationMode: 'prefill', disaggregationBootstrapPort: 0 });
+    real = await startMocker({ ...common, port: 0, disaggregationMode: 'decode' });
+    behind = await startMocker({ ...common, port: 0, disaggregationMode: 'decode' });
+    await Promise.all([prefill.ready, real.ready, behind.ready]);
+    hanging = await hangingDecode(behind);
+    serve = procs.kvgate(['serve', '--engine-urls', `${prefill.url},${hanging.url},${real.url}`, '--port', '0', '--pd-prefill-timeout', '1', '--log-level', 'error', '--health-check-interval', '0']);
+    url = await listening(serve, 60_000);
+    await waitFor(async () => ((await (await fetch(`${url}/health`)).json()) as { pools: Record<string, { decode: number }> }).pools[MODEL]?.decode === 2, 10_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    await kill(serve.proc);
+    hanging?.server.close();
+    await Promise.all([prefill, real, behind].map((m) => m?.close(0)));
+  });
+
+  it('re-runs a request whose room timed out on the other decode worker', async () => {
+    // Concurrent: the decode router spreads them by load, so the hanging decode gets some.
+    const outs = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: ids(64, 2000 + i), max_tokens: 8, ignore_eos: true }) });
+        return { status: r.status, body: (await r.json()) as { usage?: unknown; error?: unknown } };
+      }),
+    );
+    for (const o of outs) expect(o).toMatchObject({ status: 200, body: { usage: { prompt_tokens: 64, completion_tokens: 8 } } });
+    const hung = hanging.generated.length;
+    expect(hung).toBeGreaterThan(0);
+    await waitFor(() => hanging.aborted.length === hung, 3000);
+    const m = await metricsText(url);
+    expect(metric(m, 'kvgate_router_pd_rooms_timed_out_total', { state: 'dispatched' })).toBe(hung);
+    expect(total(m, 'kvgate_router_retries_total')).toBe(hung);
+    expect(await settled(url)).toEqual(ZERO);
+  }, 30_000);
 });
 
 describe('conditional disaggregation (--pd-local-prefill-tokens)', () => {

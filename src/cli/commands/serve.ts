@@ -112,6 +112,7 @@ export async function run(argv: string[]): Promise<void> {
       decodeMs: o.pdDecodeTimeout * 1000,
       localPrefillTokens: o.pdLocalPrefillTokens,
       localPrefillQueue: o.pdLocalPrefillQueue,
+      slowPairFactor: o.pdSlowPairFactor,
     },
     ...(secrets.engineApiKey !== undefined ? { engineApiKey: secrets.engineApiKey } : {}),
     eventStaleMs: o.eventPlane !== undefined ? o.eventPlaneStaleAfter * 1000 : 0,
