@@ -235,6 +235,7 @@ export class KvWorkerSet implements WorkerSet {
         ),
       roomsInFlight: () => this.rooms.inFlight,
       roomsFailed: () => this.rooms.counters.failed,
+      roomsLatePrefill: () => this.rooms.counters.latePrefill,
       pairs: () => this.pairRows(),
     });
     const every = opts.healthIntervalMs ?? 5000;

@@ -254,7 +254,10 @@ export class PdRequest<M> implements Dispatch {
         }
         if (tokens === 0 && chunk.tokenIds.length > 0) room.advance(RoomEvent.FirstDecodeToken);
         tokens += chunk.tokenIds.length;
-        // The prompt was computed (and looked up in the cache) by the prefill engine.
+        // The prompt was computed (and looked up in the cache) by the prefill engine. The usage
+        // comes with the finish: if the prefill's answer (which carries its cached count) has
+        // not arrived yet, give it a moment, as the two legs race.
+        if (reason && prefillCached === undefined && !prefillEnded) await Promise.race([prefillLeg, sleep(PREFILL_SETTLE_MS, undefined, { ref: false })]);
         let out = chunk;
         if (prefillCached !== undefined) {
           out = { ...chunk, cachedTokens: prefillCached };

@@ -32,6 +32,9 @@ export interface RoomCounters {
   opened: number;
   timedOut: Map<string, number>; // by the state it timed out in
   failed: number;
+  // Prefill answers that came after the decode leg's first token (SGLang's prefill answers
+  // once its transfer is done, so the order is a race): no handoff gap is measured for them.
+  latePrefill: number;
 }
 
 export class RoomWatch {
@@ -40,7 +43,7 @@ export class RoomWatch {
   // What to do when a room times out: its request fails both legs.
   private readonly onTimeout = new Map<bigint, (state: string) => void>();
   private timer: NodeJS.Timeout | null = null;
-  readonly counters: RoomCounters = { opened: 0, timedOut: new Map(), failed: 0 };
+  readonly counters: RoomCounters = { opened: 0, timedOut: new Map(), failed: 0, latePrefill: 0 };
 
   constructor(
     private readonly deadlines: RoomDeadlines,
@@ -89,6 +92,7 @@ export class RoomWatch {
         if (!this.onTimeout.delete(key)) return; // already ended (or timed out)
         if (ev === RoomEvent.Failed) this.counters.failed++;
       } else if (!this.onTimeout.has(key)) return;
+      if (ev === RoomEvent.PrefillDone && c.state(room) === RoomState.FirstDecodeToken) this.counters.latePrefill++;
       c.advance(room, ev, performance.now());
       this.stopPollingIfIdle();
     });

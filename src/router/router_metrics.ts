@@ -50,6 +50,7 @@ export interface RouterState {
   // coordinator's statistics of each prefill/decode pair that handed over KV.
   roomsInFlight(): number;
   roomsFailed(): number;
+  roomsLatePrefill(): number;
   pairs(): PairRow[];
 }
 
@@ -229,6 +230,15 @@ export class RouterMetrics {
         collect() {
           this.reset();
           this.inc(state.roomsFailed());
+        },
+      }),
+      new Counter({
+        name: `${PREFIX}pd_prefill_answered_after_first_token_total`,
+        help: 'Disaggregated requests whose prefill leg answered after the decode leg\'s first token (the two race: SGLang\'s prefill answers once its transfer is done); no handoff gap is measured for them',
+        registers: none,
+        collect() {
+          this.reset();
+          this.inc(state.roomsLatePrefill());
         },
       }),
       pairGauge('handoffs', 'KV handoffs (prefill done, then a first decode token) between the prefill and the decode worker', (p) => p.handoffs),
