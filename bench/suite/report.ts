@@ -62,8 +62,16 @@ const WORKERS = 4;
 const groups = a.quick ? 8 : 16;
 const workload = ['--workload', 'shared-prefix', '--gsp-num-groups', String(groups), '--gsp-prompts-per-group', '8', '--gsp-system-prompt-len', '2048', '--gsp-question-len', '128', '--gsp-output-len', '64'];
 
+// The mockers' speedup ratio at the shared-prefix points. Model time runs 4x slower than real
+// time, so the engines, not the 2 shared cores, set the fleet's capacity: at the mocker's own
+// default of 10 a 2,176-token prefill takes 5 ms of model time, the engines idle at the
+// machine-bound "capacity", and TTFT is the busy machine's scheduling noise (bench/README.md,
+// "Routing quality through real processes: engine-bound or machine-bound").
+const SPEEDUP = 0.25;
+
 interface ServePoint {
   mode: string;
+  speedup: number | null; // the mockers' --speedup-ratio; null: kvgate serve's default (10)
   concurrency: number | null; // closed loop; null: open loop at `rate`
   rate: number | null;
   kvTokens: number | null;
@@ -75,13 +83,13 @@ type Load = { concurrency: number } | { rate: number };
 
 // One point: a fresh `kvgate serve` (router mode, optional KV capacity per engine) and one
 // `kvgate bench` run against it.
-async function servePoint(mode: string, load: Load, kvTokens: number | null, tag: string, args: string[] = workload): Promise<ServePoint> {
-  const engine = kvTokens === null ? [] : ['--', '--max-total-tokens', String(kvTokens)];
-  const serve = await startServe(['--workers', String(WORKERS), '--router-mode', mode, ...engine]);
+async function servePoint(mode: string, load: Load, kvTokens: number | null, tag: string, args: string[] = workload, speedup: number | null = SPEEDUP): Promise<ServePoint> {
+  const engine = [...(kvTokens === null ? [] : ['--max-total-tokens', String(kvTokens)]), ...(speedup === null ? [] : ['--speedup-ratio', String(speedup)])];
+  const serve = await startServe(['--workers', String(WORKERS), '--router-mode', mode, ...(engine.length ? ['--', ...engine] : [])]);
   try {
     const drive = 'concurrency' in load ? ['--concurrency', String(load.concurrency)] : ['--rate', load.rate.toFixed(2)];
     const result = await kvgateBench(['--url', serve.url, ...args, ...drive], join(scratch, tag));
-    const p: ServePoint = { mode, concurrency: 'concurrency' in load ? load.concurrency : null, rate: 'rate' in load ? load.rate : null, kvTokens, loadAverage: loadavg()[0]!, result };
+    const p: ServePoint = { mode, speedup, concurrency: 'concurrency' in load ? load.concurrency : null, rate: 'rate' in load ? load.rate : null, kvTokens, loadAverage: loadavg()[0]!, result };
     log(`${tag}: ${result.requestsPerS.toFixed(1)} req/s, TTFT p50 ${result.ttftMs?.p50.toFixed(1)} ms, cached ${(100 * (result.cachedTokenShare ?? NaN)).toFixed(1)}%, failed ${result.requests.failed}`);
     return p;
   } finally {
@@ -110,7 +118,7 @@ const capacity = (await servePoint('round-robin', { concurrency: 64 }, null, 'ca
 const rated: ServePoint[] = [];
 for (const m of MODES) rated.push(await servePoint(m, { rate: 0.7 * capacity }, null, `rate70-${m}`));
 const trace: ServePoint[] = [];
-for (const m of MODES) trace.push(await servePoint(m, { concurrency: TRACE_CONCURRENCY }, null, `trace-${m}`, TRACE));
+for (const m of MODES) trace.push(await servePoint(m, { concurrency: TRACE_CONCURRENCY }, null, `trace-${m}`, TRACE, null));
 const routing = FLEETS.map((w) => {
   const r = routerCost(w, a.quick ? 2_000 : 10_000);
   log(`router at ${w} workers: route p50 ${r.routeP50Us.toFixed(1)} µs, p99 ${r.routeP99Us.toFixed(1)} µs`);
@@ -236,7 +244,7 @@ const report = [
   `# kvgate benchmark report, ${date}`,
   '',
   `Machine: ${machine}; load average at start ${loadavg()[0]!.toFixed(1)}. kvgate at \`${commit}\`. Command: \`npm run bench:report${a.quick ? ' -- --quick' : ''}\`.`,
-  `Serving points: \`kvgate serve --workers ${WORKERS} --router-mode MODE [-- --max-total-tokens N]\` (mocker engines) driven by \`${benchCmd}\`, one process set per point.`,
+  `Serving points: \`kvgate serve --workers ${WORKERS} --router-mode MODE -- --speedup-ratio ${SPEEDUP} [--max-total-tokens N]\` (mocker engines, model time ${1 / SPEEDUP}x real time so the engines and not the machine set the capacity; the Mooncake trace points at the mocker's default speedup 10) driven by \`${benchCmd}\`, one process set per point.`,
   '',
   '## Summary',
   '',
