@@ -1,6 +1,7 @@
 // `node --import tsx bench/sim/suite_point.ts`: bench:report's routing-quality point (shared
 // prefix 8 groups x 8, 2,048-token system prompts, 128-token questions, 64 output tokens,
-// Poisson, 4 mocker engines at their default KV size) in the simulator, so a real-process number can be read against what the model alone predicts.
+// Poisson, 4 mocker engines at their default KV size) in the simulator, so a real-process
+// number can be read against what the model alone predicts.
 //
 // Env: SUITE_SPEEDUP (10, the mocker's under `kvgate serve`), SUITE_RATES (comma-separated
 // req/s; default 31 and 7.07, the report's 70 % points at speedup 10 and 0.25), SUITE_SEED (1).
