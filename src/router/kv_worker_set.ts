@@ -191,6 +191,9 @@ interface Member {
   // eventStaleMs (it is routed approximately meanwhile).
   lastEventAt: number;
   eventsStale: boolean;
+  // Ranks with a sequence gap whose resync's reset has not come yet: the worker is routed
+  // approximately meanwhile (its exact unit missed batches).
+  resyncing: Set<number>;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -302,8 +305,9 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   // Puts a routed agent in the mode approxFor() gives now; in the other mode its unit starts
-  // empty (predicted blocks, or exact ones rebuilt by a resync). True if it changed.
-  private remode(m: Member): boolean {
+  // empty (predicted blocks, or exact ones rebuilt by a resync; `rebuilding`: a rank whose
+  // rebuild is already on its way, so it needs no resync). True if it changed.
+  private remode(m: Member, rebuilding?: number): boolean {
     const g = m.group;
     if (m.state !== 'up' || !m.agent || !g || !m.card) return false;
     const approx = this.approxFor(m, m.card);
@@ -311,7 +315,7 @@ export class KvWorkerSet implements WorkerSet {
     m.approx = approx;
     m.eventRanks.clear();
     for (let r = 0; r < m.ranks; r++) g.router.addWorker(m.id, r, approx);
-    if (!approx) for (let r = 0; r < m.ranks; r++) m.agent.requestResync(r);
+    if (!approx) for (let r = 0; r < m.ranks; r++) if (r !== rebuilding) m.agent.requestResync(r);
     return true;
   }
 
@@ -434,7 +438,7 @@ export class KvWorkerSet implements WorkerSet {
       ...(m.card ? { role: m.card.role } : {}),
       healthy: m.state === 'up',
       ...(m.state === 'up' ? {} : { reason: m.reason || m.agent?.lastError || m.state }),
-      ...(m.state === 'up' && m.approx && (this.eventsDown || m.eventsStale) ? { routing: 'approximate' as const } : {}),
+      ...(m.state === 'up' && m.approx && (this.eventsDown || m.eventsStale || m.resyncing.size > 0) ? { routing: 'approximate' as const } : {}),
     }));
   }
 
@@ -533,6 +537,7 @@ export class KvWorkerSet implements WorkerSet {
       shape: null,
       lastEventAt: Date.now(),
       eventsStale: false,
+      resyncing: new Set(),
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -597,6 +602,8 @@ export class KvWorkerSet implements WorkerSet {
   private admit(m: Member, card: ModelCard, resync: boolean): void {
     m.card = card;
     m.lastEventAt = Date.now();
+    // Its ranks are rebuilt from the join resets (or the resyncs below), not from a gap's.
+    m.resyncing.clear();
     // Back after its breaker's open period (or with a restarted engine): on probation.
     m.breaker.halfOpen();
     if (m.agent) {
@@ -649,7 +656,7 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   private approxFor(m: Member, card: ModelCard): boolean {
-    return this.opts.kvEvents === false || m.agent === null || !card.kvEvents || this.eventsDown || m.eventsStale;
+    return this.opts.kvEvents === false || m.agent === null || !card.kvEvents || this.eventsDown || m.eventsStale || m.resyncing.size > 0;
   }
 
   private refuse(m: Member, reason: string): void {
@@ -952,7 +959,14 @@ export class KvWorkerSet implements WorkerSet {
 
   private onKv(m: Member, ev: KvRelayEvent): void {
     const g = m.group;
-    if (this.closed || m.state !== 'up' || !g || m.approx || ev.instanceId !== m.instanceId) return;
+    if (this.closed || m.state !== 'up' || !g || ev.instanceId !== m.instanceId) return;
+    if (ev.kind === 'gap') return this.onGap(m, g, ev.dpRank);
+    // The reset of a gap's resync: its rebuild follows it on the same stream, so the worker is
+    // routed on its events again from here (its other ranks are rebuilt by resyncs).
+    if (ev.kind === 'reset' && m.resyncing.delete(ev.dpRank) && m.resyncing.size === 0 && this.remode(m, ev.dpRank)) {
+      this.log.info(`worker ${m.name} rank ${ev.dpRank}: resync after the KV-event gap arrived; routing it on its events again`);
+    }
+    if (m.approx) return;
     const labels = { model: g.model, worker: m.name };
     if (ev.kind === 'reset') {
       g.router.clearWorker(m.id, ev.dpRank);
@@ -977,6 +991,15 @@ export class KvWorkerSet implements WorkerSet {
     if (applied) this.metrics.kvEvents.inc({ ...labels, result: 'applied' }, applied);
     if (ignored) this.metrics.kvEvents.inc({ ...labels, result: 'ignored' }, ignored);
     if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);
+  }
+
+  // A batch missing on a rank: the exact unit is behind, so the worker is routed approximately
+  // until the resync the client asked for (request_plane_client.ts) rebuilds the rank.
+  private onGap(m: Member, g: Group, dpRank: number): void {
+    if (m.approx && m.resyncing.size === 0) return; // approximate anyway: its events are ignored
+    this.metrics.kvGaps.inc({ model: g.model, worker: m.name });
+    m.resyncing.add(dpRank);
+    if (this.remode(m)) this.log.warn(`worker ${m.name} rank ${dpRank}: KV-event gap; routing it approximately until its resync rebuilds the rank`);
   }
 
   // ---- plain engines (no agent) ----

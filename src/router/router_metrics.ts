@@ -66,6 +66,7 @@ export class RouterMetrics {
   readonly kvEvents: Counter<'model' | 'worker' | 'result'>;
   readonly kvResets: Counter<'model' | 'worker' | 'reason'>;
   readonly kvMalformed: Counter<'model' | 'worker'>;
+  readonly kvGaps: Counter<'model' | 'worker'>;
   readonly breakerTransitions: Counter<'model' | 'worker' | 'from_state' | 'to_state'>;
   readonly pdDecisions: Counter<'model' | 'decision'>;
   readonly pdRoomsTimedOut: Counter<'model' | 'state'>;
@@ -109,6 +110,7 @@ export class RouterMetrics {
       registers: none,
     });
     this.kvResets = new Counter({ name: `${PREFIX}kv_resets_total`, help: 'Resets of a worker rank\'s KV state in the index, by reason', labelNames: ['model', 'worker', 'reason'], registers: none });
+    this.kvGaps = new Counter({ name: `${PREFIX}kv_gaps_total`, help: 'Sequence gaps in a worker rank\'s KV-event batches (the worker is routed approximately until its resync)', labelNames: ['model', 'worker'], registers: none });
     this.kvMalformed = new Counter({ name: `${PREFIX}kv_malformed_batches_total`, help: 'KV-event batches that did not parse (nothing applied)', labelNames: ['model', 'worker'], registers: none });
 
     this.breakerTransitions = new Counter({
@@ -249,7 +251,7 @@ export class RouterMetrics {
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
     ];
-    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.breakerTransitions, this.pdDecisions, this.pdRoomsTimedOut, ...gauges];
+    this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.kvGaps, this.breakerTransitions, this.pdDecisions, this.pdRoomsTimedOut, ...gauges];
   }
 
   register(registry: Registry): void {

@@ -19,6 +19,8 @@ export interface WorkerHello {
 
 export type KvRelayEvent =
   | { kind: 'reset'; instanceId: bigint; dpRank: number; reason: KvResetReason }
+  // A sequence gap on a rank: its resync is asked for, and its batches dropped until the reset.
+  | { kind: 'gap'; instanceId: bigint; dpRank: number }
   | {
       kind: 'batch';
       instanceId: bigint;
@@ -261,6 +263,7 @@ export class RequestPlaneClient {
         if (expect !== frame.seq) {
           this.log.warn(`worker ${this.opts.url} rank ${frame.dpRank}: KV batch seq ${frame.seq}, expected ${expect ?? 'a reset'}; resyncing`);
           this.requestResync(frame.dpRank);
+          this.emitKv({ kind: 'gap', instanceId: frame.instanceId, dpRank: frame.dpRank });
           return;
         }
         this.kvExpect.set(frame.dpRank, expect + 1n);
