@@ -18,7 +18,8 @@ import { connect, type ConnectionOptions, type NatsConnection, type Subscription
 import { KvgateError } from '../errors.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { RemoteState, type RemoteHealth } from '../observability/remote_state.js';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
+import { EventAuth } from '../security/event_auth.js';
 import type { NatsAccess } from '../security/secrets.js';
 import { encodeFrame, type Frame } from './frames.js';
 import { decodeRoutingEvent, encodeRoutingEvent, ROUTING_SUBJECT, type RoutingEvent } from './router_sync.js';
@@ -41,6 +42,8 @@ export interface NatsOptions {
   access?: NatsAccess;
   // Called with false when the connection is lost, true when it is back.
   onState?: (connected: boolean) => void;
+  // The cluster token: frames are tagged (publisher) and checked (subscriber); event_auth.ts.
+  clusterToken?: string;
 }
 
 // The client's options for `access`: credentials, and TLS when any TLS file is given.
@@ -98,11 +101,13 @@ export class NatsEventPublisher {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    private readonly auth: EventAuth | null,
   ) {}
 
   static async connect(url: string, o: NatsOptions = {}): Promise<NatsEventPublisher> {
     const log = o.log ?? silentLogger;
-    return new NatsEventPublisher(await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log), o), log);
+    const nc = await open(url, 'kvgate-worker', new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log), o);
+    return new NatsEventPublisher(nc, log, o.clusterToken !== undefined ? new EventAuth(o.clusterToken) : null);
   }
 
   // A frame the client cannot take (its reconnect buffer is full, or it is closed) is
@@ -111,7 +116,9 @@ export class NatsEventPublisher {
     const id = frame.type === 'kv_batch' || frame.type === 'kv_reset' ? frame.instanceId : frame.type === 'load' ? frame.report.instanceId : null;
     if (id === null) throw new KvgateError('internal_error', `a ${frame.type} frame is not an event-plane frame`);
     try {
-      this.nc.publish(EVENTS_SUBJECT_PREFIX + hex(id), encodeFrame(frame));
+      const subject = EVENTS_SUBJECT_PREFIX + hex(id);
+      const bytes = encodeFrame(frame);
+      this.nc.publish(subject, this.auth ? this.auth.seal(subject, bytes) : bytes);
     } catch (err) {
       if (this.dropped++ % 1000 === 0) this.log.warn(`nats: event frame dropped (${(err as Error).message}); ${this.dropped} so far`);
     }
@@ -133,11 +140,33 @@ export class NatsEventPublisher {
 // health() and the kvgate_event_plane_* metrics show the outage), and on reconnect it asks
 // the workers for a rebuild and routes on events again.
 export class NatsEventSubscriber {
+  private subs: Subscription[] = [];
+  private readonly rejected = new Counter({
+    name: 'kvgate_event_plane_frames_rejected_total',
+    help: 'Event-plane frames dropped because their cluster-token tag was missing or wrong, by subject kind',
+    labelNames: ['kind'],
+    registers: [],
+  });
+  private rejectedLogged = 0;
+
   private constructor(
     private readonly nc: NatsConnection,
-    private readonly subs: Subscription[],
     private readonly state: RemoteState,
+    private readonly auth: EventAuth | null,
+    private readonly log: Logger,
   ) {}
+
+  // The frame's bytes, or null (counted, logged now and then) when its tag does not verify.
+  private verified(kind: 'events' | 'routing', subject: string, data: Uint8Array): Uint8Array | null {
+    if (!this.auth) return data;
+    const bytes = this.auth.open(subject, data);
+    if (bytes) return bytes;
+    this.rejected.inc({ kind });
+    if (this.rejectedLogged++ % 1000 === 0) {
+      this.log.warn(`nats: a frame on ${subject} failed the cluster-token check and was dropped (${this.rejectedLogged} so far; a publisher without the token, or another cluster's)`);
+    }
+    return null;
+  }
 
   // onFrame: a worker's event frame; onRouting: another frontend's routing event (router
   // replica sync, router_sync.ts; this frontend's own come back too and are the caller's to skip).
@@ -150,29 +179,35 @@ export class NatsEventSubscriber {
     const log = o.log ?? silentLogger;
     const state = new RemoteState('nats', url, 'kvgate_event_plane', 'the event plane (NATS)', log);
     const nc = await open(url, 'kvgate-frontend', state, o);
+    const self = new NatsEventSubscriber(nc, state, o.clusterToken !== undefined ? new EventAuth(o.clusterToken) : null, log);
     const events = nc.subscribe(`${EVENTS_SUBJECT_PREFIX}*`, {
       callback: (err, msg) => {
-        if (err) log.warn(`nats: subscription error: ${err.message}`);
-        else onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), msg.data);
+        if (err) return log.warn(`nats: subscription error: ${err.message}`);
+        const bytes = self.verified('events', msg.subject, msg.data);
+        if (bytes) onFrame(msg.subject.slice(EVENTS_SUBJECT_PREFIX.length), bytes);
       },
     });
     const routing = nc.subscribe(ROUTING_SUBJECT, {
       callback: (err, msg) => {
         if (err) return log.warn(`nats: subscription error: ${err.message}`);
+        const bytes = self.verified('routing', msg.subject, msg.data);
+        if (!bytes) return;
         try {
-          onRouting(decodeRoutingEvent(msg.data));
+          onRouting(decodeRoutingEvent(bytes));
         } catch (e) {
           log.warn(`nats: routing event ignored: ${(e as Error).message}`);
         }
       },
     });
-    return new NatsEventSubscriber(nc, [events, routing], state);
+    self.subs = [events, routing];
+    return self;
   }
 
   // Publishes this frontend's routing events (dropped while NATS cannot take them).
   publishRouting(ev: RoutingEvent): void {
     try {
-      this.nc.publish(ROUTING_SUBJECT, encodeRoutingEvent(ev));
+      const bytes = encodeRoutingEvent(ev);
+      this.nc.publish(ROUTING_SUBJECT, this.auth ? this.auth.seal(ROUTING_SUBJECT, bytes) : bytes);
     } catch {
       // Lost: the other frontends under-count this request's load until it would have ended.
     }
@@ -186,6 +221,7 @@ export class NatsEventSubscriber {
 
   registerMetrics(registry: Registry): void {
     this.state.registerMetrics(registry);
+    registry.registerMetric(this.rejected);
   }
 
   async close(): Promise<void> {

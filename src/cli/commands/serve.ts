@@ -140,6 +140,7 @@ export async function run(argv: string[]): Promise<void> {
       events = await NatsEventSubscriber.connect(o.eventPlane, (id, bytes) => workers.eventFrame(id, bytes), (ev) => workers.applyRouting(ev), {
         log: logger,
         access: secrets.nats,
+        ...(secrets.clusterToken !== undefined ? { clusterToken: secrets.clusterToken } : {}),
         onState: (connected) => workers.eventPlaneDown(!connected),
       });
       const sink = events;

@@ -40,7 +40,7 @@ export async function run(argv: string[]): Promise<void> {
   if (o.eventPlane !== undefined) natsServers(o.eventPlane);
   // Waits for NATS (a worker whose events cannot go anywhere would route blind).
   if (o.eventPlane !== undefined) log.info(`connecting to the event plane ${o.eventPlane} (waiting until it answers)`);
-  const events = o.eventPlane === undefined ? undefined : await NatsEventPublisher.connect(o.eventPlane, { log, access: secrets.nats });
+  const events = o.eventPlane === undefined ? undefined : await NatsEventPublisher.connect(o.eventPlane, { log, access: secrets.nats, ...(secrets.clusterToken !== undefined ? { clusterToken: secrets.clusterToken } : {}) });
   const agent = new WorkerAgent({
     engine: o.engine as EngineKind,
     engineProtocol: o.engineProtocol as EngineProtocol,
