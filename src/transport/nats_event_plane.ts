@@ -10,6 +10,10 @@
 // worker's relay rebuilds that rank on the subject (reset, then replay or snapshot) for all
 // frontends: the others reset and rebuild too, which costs a burst of events, not state.
 //
+// While a gap's resync is pending the frontend routes that worker approximately
+// (KvWorkerSet.onGap). With a cluster token every frame carries an HMAC tag
+// (security/event_auth.ts): frontends drop and count frames without a good one.
+//
 // The worker's relay treats the subject as one more peer (KvRelay numbers batches per peer),
 // and never drops: while NATS is away the client buffers what is published, and a frontend
 // that still misses something sees the gap.
