@@ -49,4 +49,21 @@ inline Napi::Value Throw(Napi::Env env, const char* code, const std::string& mes
 // An optional argument left out (or passed as undefined).
 inline bool absent(const Napi::CallbackInfo& info, size_t i) { return info.Length() <= i || info[i].IsUndefined(); }
 
+// An options object may hold only the keys a constructor knows: a misspelt option is an
+// ERR_INVALID_ARG naming it (`what`: the class), not a silent default. False after throwing.
+template <size_t N>
+inline bool only_known_keys(Napi::Env env, const Napi::Object& o, const char* const (&known)[N], const char* what) {
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    const std::string k = keys.Get(i).ToString().Utf8Value();
+    bool ok = false;
+    for (const char* name : known) ok = ok || k == name;
+    if (!ok) {
+      Throw(env, kInvalidArg, std::string(what) + ": unknown option " + k);
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace kvgate

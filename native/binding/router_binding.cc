@@ -179,19 +179,10 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
       return;
     }
     Napi::Object o = info[0].As<Napi::Object>();
-    static const char* kKnown[] = {
+    static const char* const kKnown[] = {
         "blockSize",       "policy",           "overlapWeight", "temperature",      "seed",    "approx", "approxTtlMs",
         "approxMaxBlocks", "approxPruneRatio", "pendingWeight", "pendingTimeoutMs", "fullScan"};
-    Napi::Array keys = o.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); i++) {
-      const std::string k = keys.Get(i).ToString().Utf8Value();
-      bool known = false;
-      for (const char* name : kKnown) known = known || k == name;
-      if (!known) {
-        Throw(env, kInvalidArg, "KvRouter: unknown option " + k);
-        return;
-      }
-    }
+    if (!only_known_keys(env, o, kKnown, "KvRouter")) return;
     RouterConfig c;
     Napi::Value bs = o.Get("blockSize");
     double d;

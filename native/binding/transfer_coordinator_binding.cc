@@ -78,18 +78,9 @@ class CoordinatorWrap : public Napi::ObjectWrap<CoordinatorWrap> {
       return;
     }
     Napi::Object o = info[0].As<Napi::Object>();
-    static const char* kKnown[] = {
+    static const char* const kKnown[] = {
         "dispatchedTimeoutMs", "prefillDoneTimeoutMs", "decodeTimeoutMs", "roomBits", "tickMs", "seed"};
-    Napi::Array keys = o.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); i++) {
-      const std::string k = keys.Get(i).ToString().Utf8Value();
-      bool known = false;
-      for (const char* name : kKnown) known = known || k == name;
-      if (!known) {
-        Throw(env, kInvalidArg, "TransferCoordinator: unknown option " + k);
-        return;
-      }
-    }
+    if (!only_known_keys(env, o, kKnown, "TransferCoordinator")) return;
     CoordinatorConfig c;
     for (int s = 0; s < 3; s++) {
       if (!number_in(o.Get(kKnown[s]), 0, kMaxTimeoutMs, false, kKnown[s], &c.timeout_ms[s])) return;

@@ -132,6 +132,17 @@ export class RouterMetrics {
       labelNames: ['model', 'state'],
       registers: none,
     });
+    // A counter whose value is kept elsewhere (the room watch's counts), read at scrape time.
+    const countFrom = (name: string, help: string, value: () => number) =>
+      new Counter({
+        name: `${PREFIX}${name}`,
+        help,
+        registers: none,
+        collect() {
+          this.reset();
+          this.inc(value());
+        },
+      });
     const pairGauge = (name: string, help: string, value: (p: PairRow['stats']) => number) =>
       new Gauge({
         name: `${PREFIX}pd_${name}`,
@@ -225,24 +236,8 @@ export class RouterMetrics {
           this.set(state.roomsInFlight());
         },
       }),
-      new Counter({
-        name: `${PREFIX}pd_rooms_failed_total`,
-        help: 'Disaggregated requests whose room ended failed (a leg failed, the client left, or the caller got an error); timeouts are counted apart',
-        registers: none,
-        collect() {
-          this.reset();
-          this.inc(state.roomsFailed());
-        },
-      }),
-      new Counter({
-        name: `${PREFIX}pd_prefill_answered_after_first_token_total`,
-        help: 'Disaggregated requests whose prefill leg answered after the decode leg\'s first token (the two race: SGLang\'s prefill answers once its transfer is done); no handoff gap is measured for them',
-        registers: none,
-        collect() {
-          this.reset();
-          this.inc(state.roomsLatePrefill());
-        },
-      }),
+      countFrom('pd_rooms_failed_total', 'Disaggregated requests whose room ended failed (a leg failed, the client left, or the caller got an error); timeouts are counted apart', state.roomsFailed),
+      countFrom('pd_prefill_answered_after_first_token_total', 'Disaggregated requests whose prefill leg answered after the decode leg\'s first token (the two race: SGLang\'s prefill answers once its transfer is done); no handoff gap is measured for them', state.roomsLatePrefill),
       pairGauge('handoffs', 'KV handoffs (prefill done, then a first decode token) between the prefill and the decode worker', (p) => p.handoffs),
       pairGauge('handoff_gap_ms', 'Mean milliseconds from the prefill leg\'s answer to the decode leg\'s first token, per pair', (p) => p.gapMsMean),
       pairGauge('handoff_gap_ewma_ms', 'The same gap, exponentially weighted towards recent handoffs', (p) => p.gapMsEwma),

@@ -21,6 +21,7 @@ import { startMocker, type MockerHandle } from '../../src/mocker/index.js';
 import { parseLogRecord } from '../../src/observability/log.js';
 import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
 import { metric, waitFor } from '../frontend/fixtures/stack.js';
+import { freePort } from '../../src/worker/ports.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
 const procs = new Processes();
@@ -262,13 +263,6 @@ async function hangingDecode(real: MockerHandle): Promise<{ url: string; generat
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, generated, aborted, server };
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('kvgate serve --engine-urls over a prefill mocker and a decode that never answers', () => {
   let prefill: MockerHandle;

@@ -5,23 +5,13 @@
 // fails this test.
 
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MockerHandle } from '../../src/mocker/index.js';
 import { closeAll, mocker } from '../mocker/helpers.js';
 import { startKvgateRouter, stopAllProcesses, stopProcess, type RouterProcess } from './helpers.js';
 import { SGLANG_ROUTER_VERSION as VERSION, sglangRouterPython } from './sglang_router_peer.js';
+import { freePort } from '../../src/worker/ports.js';
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
 
 interface Answer {
   status: number;

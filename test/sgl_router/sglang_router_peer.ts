@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
+import { freePort } from '../../src/worker/ports.js';
 
 export const SGLANG_ROUTER_VERSION = '0.3.2';
 export const SMG_VERSION = '1.13.0';
@@ -38,16 +38,6 @@ export function smgBinary(): string {
   return join(venvWith('smg', SMG_VERSION), '..', 'smg');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-}
 
 export interface PeerRouter {
   url: string;
