@@ -3,22 +3,10 @@
 # of two workers (one engine each; with SGLang, one GPU each).
 # Runs on kvgate's mocker by default; on SGLang with ENGINE=sglang MODEL=<hub id or path>.
 # Every command is printed before it starts; Ctrl-C (or any process exiting) stops all.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=launch/common.sh
+source "$(dirname "$0")/common.sh"
 
-ENGINE=${ENGINE:-mocker}            # mocker | sglang
-MODEL=${MODEL:-Qwen/Qwen3-0.6B}
-HTTP_PORT=${HTTP_PORT:-8000}
-ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
-WORKER_PORTS=(${WORKER_PORTS:-9101 9102})
-if [ -z "${KVGATE:-}" ]; then
-  [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
-  KVGATE="node bin/kvgate.js"
-fi
-
-# Stop what this script started (the workers drain and stop their engines on SIGTERM).
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
-run() { echo "+ $*" >&2; "$@" & }
+read -r -a WORKER_PORTS <<< "${WORKER_PORTS:-9101 9102}"
 
 ENGINE_ARGS=(--model-path "$MODEL" --served-model-name "$MODEL" --page-size 16)
 [ "$ENGINE" = sglang ] && ENGINE_ARGS+=(--tp 1 --trust-remote-code)
@@ -27,10 +15,10 @@ URLS=()
 for i in "${!WORKER_PORTS[@]}"; do
   port=${WORKER_PORTS[$i]}
   # SGLang engines get one GPU each; the mocker ignores it.
-  run env CUDA_VISIBLE_DEVICES="$i" $KVGATE worker --engine "$ENGINE" --port "$port" -- "${ENGINE_ARGS[@]}"
+  run env CUDA_VISIBLE_DEVICES="$i" "${KV[@]}" worker --engine "$ENGINE" --port "$port" -- "${ENGINE_ARGS[@]}"
   URLS+=("ws://127.0.0.1:$port")
 done
-run $KVGATE serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --router-mode kv --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+run "${KV[@]}" serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --router-mode kv --worker-urls "$(IFS=,; echo "${URLS[*]}")"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL  workers: ${URLS[*]}" >&2
 wait -n

@@ -9,25 +9,12 @@
 # ranks); on SGLang with ENGINE=sglang MODEL=<hub id or path> (TRANSFER_BACKEND=nixl|mooncake,
 # default mooncake).
 # Every command is printed before it starts; Ctrl-C (or any process exiting) stops all.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=launch/common.sh
+source "$(dirname "$0")/common.sh"
 
-ENGINE=${ENGINE:-mocker}            # mocker | sglang
-MODEL=${MODEL:-Qwen/Qwen3-0.6B}
-HTTP_PORT=${HTTP_PORT:-8000}
-ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
 read -r -a PORTS <<< "${WORKER_PORTS:-9111 9112}"   # request planes of the prefill and the decode worker
 read -r -a GPUS <<< "${GPUS:-0,1 2,3}"               # CUDA_VISIBLE_DEVICES of the prefill and the decode engine
 TRANSFER_BACKEND=${TRANSFER_BACKEND:-mooncake}
-if [ -z "${KVGATE:-}" ]; then
-  [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
-  KVGATE="node bin/kvgate.js"
-fi
-read -r -a KV <<< "$KVGATE"   # a command with its arguments
-
-# Stop what this script started (the workers drain and stop their engines on SIGTERM).
-trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
-run() { echo "+ $*" >&2; "$@" & }
 
 # kvgate worker --role sets --disaggregation-mode and, for prefill, a free bootstrap port; it
 # subscribes to one KV-event stream per DP rank (port base + rank).

@@ -1,0 +1,19 @@
+# Sourced by the launch scripts: the settings they share, how they find kvgate, and `run`,
+# which prints a command and starts it in the background. Everything started is stopped when
+# the script exits (the workers drain and stop their engines on SIGTERM).
+# shellcheck shell=bash disable=SC2034  # the settings are read by the scripts that source this
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ENGINE=${ENGINE:-mocker}            # mocker | sglang
+MODEL=${MODEL:-Qwen/Qwen3-0.6B}
+HTTP_PORT=${HTTP_PORT:-8000}
+ENGINE_WAIT=${ENGINE_WAIT:-900}     # seconds the frontend waits for a first worker (model loading)
+if [ -z "${KVGATE:-}" ]; then
+  [ -f dist/cli/main.js ] || { echo "kvgate is not built: run 'npm run build' first" >&2; exit 1; }
+  KVGATE="node bin/kvgate.js"
+fi
+read -r -a KV <<< "$KVGATE"   # a command with its arguments
+
+trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
+run() { echo "+ $*" >&2; "$@" & }
