@@ -34,6 +34,16 @@ export interface GenerateRequest {
   sampling: SamplingOptions;
   dpRank?: number;
   bootstrap?: BootstrapInfo;
+  // Log probabilities of the output tokens, with `top` alternatives each (SGLang's
+  // return_logprob / top_logprobs_num); absent: none.
+  logprobs?: { top: number };
+}
+
+// One token's log probability and, when asked for, its top alternatives (most likely first).
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top?: { id: number; logprob: number }[];
 }
 
 // SGLang's finish reasons (reference/sglang.md §1.4), normalised.
@@ -58,6 +68,8 @@ export interface GenerateChunk {
   // engine reports it before the end (SGLang does from its first frame). Lets a request
   // that the frontend ends early (a stop string) still report cached tokens.
   cachedTokens?: number;
+  // With GenerateRequest.logprobs: one entry per id of tokenIds, in order.
+  logprobs?: TokenLogprob[];
 }
 
 export interface EngineClient {

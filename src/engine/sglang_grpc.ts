@@ -139,6 +139,8 @@ export class SglangGrpcEngine implements DirectEngine {
   }
 
   private async requestMessage(req: GenerateRequest): Promise<GenerateRequestMsg> {
+    // The output's logprob messages are not mapped by this client: refused rather than dropped.
+    if (req.logprobs) throw new KvgateError('unsupported_parameter', `'logprobs' is not supported by engines reached over SGLang's gRPC API (${this.url}); serve this model from HTTP engines`, 'logprobs');
     const msg: GenerateRequestMsg = {
       request_id: req.requestId,
       tokenized: { original_text: '', input_ids: req.tokenIds as number[] },

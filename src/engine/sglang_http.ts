@@ -16,7 +16,7 @@ import https from 'node:https';
 import { KvgateError } from '../errors.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard, type ModelCard } from './model_card.js';
-import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, Usage } from './client.js';
+import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, TokenLogprob, Usage } from './client.js';
 
 // Only SGLang's own names: it rejects unknown keys inside sampling_params.
 function samplingParams(s: SamplingOptions): JsonObject {
@@ -44,6 +44,12 @@ export function generateBody(req: GenerateRequest): string {
     stream: true,
   };
   if (req.dpRank !== undefined) body['data_parallel_rank'] = req.dpRank;
+  if (req.logprobs) {
+    // Output tokens only (-1: no prompt positions); token text is decoded by the frontend.
+    body['return_logprob'] = true;
+    body['top_logprobs_num'] = req.logprobs.top;
+    body['logprob_start_len'] = -1;
+  }
   if (!req.bootstrap) return JSON.stringify(body);
   body['bootstrap_host'] = req.bootstrap.host;
   body['bootstrap_port'] = req.bootstrap.port;
@@ -71,6 +77,33 @@ function finishReason(v: unknown): FinishReason | undefined {
   }
 }
 
+// SGLang's [logprob, token_id, text|null] entry.
+function entryOf(e: unknown): { id: number; logprob: number } | null {
+  if (!Array.isArray(e) || typeof e[1] !== 'number') return null;
+  return { id: e[1], logprob: typeof e[0] === 'number' ? e[0] : Number.NaN };
+}
+
+// The logprobs of the last `n` output tokens from a frame's meta_info (its lists are
+// cumulative, or the new tokens only under incremental streaming: their tails either way).
+export function outputLogprobs(meta: JsonObject, ids: readonly number[], url: string): TokenLogprob[] {
+  const lps = meta['output_token_logprobs'];
+  const tops = meta['output_top_logprobs'];
+  const n = ids.length;
+  if (!Array.isArray(lps) || lps.length < n) throw new KvgateError('engine_error', `engine ${url} sent ${n} tokens without their output_token_logprobs`);
+  const from = lps.length - n;
+  const topFrom = Array.isArray(tops) ? tops.length - n : -1;
+  const out: TokenLogprob[] = [];
+  for (let i = 0; i < n; i++) {
+    const e = entryOf(lps[from + i]);
+    if (!e || e.id !== ids[i]) throw new KvgateError('engine_error', `engine ${url} sent output_token_logprobs that do not match its output_ids`);
+    const t: TokenLogprob = { id: e.id, logprob: e.logprob };
+    const list = topFrom >= 0 ? (tops as unknown[])[topFrom + i] : undefined;
+    if (Array.isArray(list)) t.top = list.map(entryOf).filter((x): x is { id: number; logprob: number } => x !== null);
+    out.push(t);
+  }
+  return out;
+}
+
 function usageOf(meta: JsonObject, completionTokens: number): Usage {
   const n = (k: string) => (typeof meta[k] === 'number' ? (meta[k] as number) : 0);
   return {
@@ -89,6 +122,9 @@ export class OutputIdsDelta {
   private count = 0;
   private seen: number[] | null = null;
 
+  // The engine URL when the request asked for logprobs (named in errors); null: none asked.
+  constructor(private readonly logprobsOf: string | null = null) {}
+
   next(frame: JsonObject): GenerateChunk | null {
     const meta = isJsonObject(frame['meta_info']) ? frame['meta_info'] : {};
     const ids = Array.isArray(frame['output_ids']) ? (frame['output_ids'] as number[]) : [];
@@ -103,9 +139,10 @@ export class OutputIdsDelta {
     this.count += fresh.length;
     if (this.seen) for (const id of fresh) this.seen.push(id);
     const reason = finishReason(meta['finish_reason']);
-    if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count) };
+    const lp = this.logprobsOf !== null && fresh.length > 0 ? { logprobs: outputLogprobs(meta, fresh, this.logprobsOf) } : {};
+    if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count), ...lp };
     if (fresh.length === 0) return null;
-    return typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'] } : { tokenIds: fresh };
+    return typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'], ...lp } : { tokenIds: fresh, ...lp };
   }
 }
 
@@ -331,7 +368,7 @@ export class SglangHttpEngine implements DirectEngine {
       }
       body = new BodyReader(res);
       const sse = new SseParser();
-      const delta = new OutputIdsDelta();
+      const delta = new OutputIdsDelta(req.logprobs ? this.url : null);
       const events: string[] = [];
       let ended = false;
       try {
@@ -351,6 +388,7 @@ export class SglangHttpEngine implements DirectEngine {
             if (out === null) out = chunk;
             else {
               for (const id of chunk.tokenIds) out.tokenIds.push(id);
+              if (chunk.logprobs) (out.logprobs ??= []).push(...chunk.logprobs);
               if (chunk.cachedTokens !== undefined) out.cachedTokens = chunk.cachedTokens;
               if (chunk.finishReason) {
                 out.finishReason = chunk.finishReason;

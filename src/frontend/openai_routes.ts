@@ -21,6 +21,8 @@ import {
   type ResponseMeta,
 } from '../openai/responses.js';
 import type { ModelListJson, OpenAIRequest } from '../openai/types.js';
+import { chatLogprobs, completionLogprobs, tokensLength, type TokenText } from '../openai/logprobs.js';
+import type { TokenLogprob } from '../engine/client.js';
 import { validateChatRequest, validateCompletionRequest } from '../openai/validate.js';
 import { decodeParam, type Exchange } from '../http/exchange.js';
 import type { HttpServer } from '../http/server.js';
@@ -45,6 +47,34 @@ function parseJson(body: Buffer): unknown {
   }
 }
 
+// Logprobs of one request's tokens in the OpenAI shape of its endpoint; null when not asked.
+class LogprobFormat {
+  private offset = 0; // completions' text_offset of the next token
+
+  private constructor(
+    private readonly kind: Kind,
+    private readonly top: number,
+    private readonly text: TokenText,
+  ) {}
+
+  static of(p: Prepared): LogprobFormat | null {
+    const asked = p.request.logprobs;
+    if (!asked) return null;
+    const tok = p.model.preprocessor.tokenizer;
+    return new LogprobFormat(p.request.kind, asked.top, (id) => tok.decode([id], false));
+  }
+
+  chat(lps: readonly TokenLogprob[]) {
+    return chatLogprobs(lps, this.text);
+  }
+
+  completion(lps: readonly TokenLogprob[]) {
+    const out = completionLogprobs(lps, this.text, this.offset, this.top);
+    this.offset += tokensLength(lps, this.text);
+    return out;
+  }
+}
+
 // Formats generation events as SSE for one request.
 class StreamFormatter {
   private readonly text: (text: string) => string;
@@ -53,6 +83,7 @@ class StreamFormatter {
     private readonly kind: Kind,
     private readonly meta: ResponseMeta,
     private readonly includeUsage: boolean,
+    private readonly logprobs: LogprobFormat | null,
   ) {
     this.text = textEventFormat(kind, meta, includeUsage);
   }
@@ -63,7 +94,16 @@ class StreamFormatter {
 
   event(ev: GenerationEvent): string {
     const iu = this.includeUsage;
-    if (ev.type === 'text') return this.text(ev.text);
+    if (ev.type === 'text') {
+      const lp = ev.logprobs;
+      if (!lp || !this.logprobs) return this.text(ev.text);
+      // Each chunk carries its own tokens' logprobs (the fast text path has none).
+      return sseEvent(
+        this.kind === 'chat'
+          ? chatChunk(this.meta, { content: ev.text }, null, this.includeUsage, this.logprobs.chat(lp))
+          : completionChunk(this.meta, ev.text, null, this.includeUsage, this.logprobs.completion(lp)),
+      );
+    }
     let out = sseEvent(this.kind === 'chat' ? chatChunk(this.meta, {}, ev.finishReason, iu) : completionChunk(this.meta, '', ev.finishReason, iu));
     if (iu) out += sseEvent(this.kind === 'chat' ? chatUsageChunk(this.meta, ev.usage) : completionUsageChunk(this.meta, ev.usage));
     return out + SSE_DONE;
@@ -71,7 +111,7 @@ class StreamFormatter {
 }
 
 async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
-  const fmt = new StreamFormatter(kind, meta, p.request.includeUsage);
+  const fmt = new StreamFormatter(kind, meta, p.request.includeUsage, LogprobFormat.of(p));
   try {
     // Headers go out with the first event, so that failures before it (no worker, engine
     // unreachable or refusing) still get a proper status and error JSON.
@@ -102,14 +142,22 @@ async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenera
   }
 }
 
-async function unary(ex: Exchange, kind: Kind, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
+async function unary(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
   let text = '';
+  const lpf = LogprobFormat.of(p);
+  const lps: TokenLogprob[] = [];
   for await (const ev of events) {
     if (ev.type === 'text') {
       text += ev.text;
+      if (ev.logprobs) for (const t of ev.logprobs) lps.push(t);
       continue;
     }
-    ex.json(200, kind === 'chat' ? chatCompletion(meta, text, ev.finishReason, ev.usage) : completion(meta, text, ev.finishReason, ev.usage));
+    ex.json(
+      200,
+      kind === 'chat'
+        ? chatCompletion(meta, text, ev.finishReason, ev.usage, lpf && lpf.chat(lps))
+        : completion(meta, text, ev.finishReason, ev.usage, lpf && lpf.completion(lps)),
+    );
     return true;
   }
   return false;
@@ -141,7 +189,7 @@ function generationHandler(deps: RouteDeps, kind: Kind) {
       }
       const meta: ResponseMeta = { id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${p.requestId}`, created: Math.floor(Date.now() / 1000), model: request.model };
       const events = deps.core.generate(p, ex.signal);
-      const done = request.stream ? await stream(ex, kind, p, events, meta) : await unary(ex, kind, events, meta);
+      const done = request.stream ? await stream(ex, kind, p, events, meta) : await unary(ex, kind, p, events, meta);
       status = done ? 'success' : 'cancelled';
     } catch (err) {
       failure = err;

@@ -3,7 +3,7 @@
 // text deltas (incremental detokenization, stop strings) and a finish with usage.
 
 import { randomUUID } from 'node:crypto';
-import type { GenerateRequest, Usage } from '../engine/client.js';
+import type { GenerateRequest, TokenLogprob, Usage } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import type { FrontendMetrics } from '../observability/metrics.js';
 import type { OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
@@ -32,7 +32,9 @@ export interface Prepared {
 }
 
 export type GenerationEvent =
-  | { type: 'text'; text: string }
+  // `logprobs` (when asked for): the tokens of this text's engine chunk. A text held back
+  // (a possible stop string, part of a character) comes later than its tokens' logprobs.
+  | { type: 'text'; text: string; logprobs?: TokenLogprob[] }
   | { type: 'end'; finishReason: OpenAIFinishReason; usage: Usage };
 
 // A prompt of `n` tokens (`atLeast`: at least n, bounded from its size) must leave room for
@@ -127,6 +129,7 @@ export class ServingCore {
         ignoreEos: r.ignoreEos || undefined,
         stopTokenIds,
       },
+      ...(r.logprobs ? { logprobs: r.logprobs } : {}),
     };
   }
 
@@ -139,6 +142,7 @@ export class ServingCore {
     const vocabSize = p.model.preprocessor.tokenizer.vocabSize;
     const detok = new IncrementalDetokenizer(p.model.preprocessor.tokenizer, p.request.skipSpecialTokens);
     const stops = new StopMatcher(p.request.stop);
+    const wantLogprobs = p.request.logprobs !== undefined;
     let completionTokens = 0;
     let cachedTokens = 0;
     let lastTokenAt = 0;
@@ -173,7 +177,10 @@ export class ServingCore {
         }
         if (reason) text += detok.flush();
         const cut = stops.push(text);
-        if (cut.text) yield { type: 'text', text: cut.text };
+        if (wantLogprobs && n > 0) {
+          if (chunk.logprobs?.length !== n) throw new KvgateError('engine_error', `the engine sent ${n} tokens without their logprobs`);
+          yield { type: 'text', text: cut.text, logprobs: chunk.logprobs };
+        } else if (cut.text) yield { type: 'text', text: cut.text };
         if (cut.stop !== null) {
           // Leaving the loop aborts the engine's request: the tokens after it are not wanted.
           end = { finishReason: 'stop', usage: { promptTokens: p.tokenIds.length, completionTokens, cachedTokens } };

@@ -8,6 +8,7 @@ import type {
   OpenAIFinishReason,
   UsageJson,
 } from './types.js';
+import type { ChatLogprobsJson, CompletionLogprobsJson } from './logprobs.js';
 
 export interface ResponseMeta {
   id: string; // "chatcmpl-..." or "cmpl-..."
@@ -24,13 +25,13 @@ export function usageJson(u: Usage): UsageJson {
   };
 }
 
-export function chatCompletion(m: ResponseMeta, content: string, finish: OpenAIFinishReason, usage: Usage): ChatCompletionJson {
+export function chatCompletion(m: ResponseMeta, content: string, finish: OpenAIFinishReason, usage: Usage, logprobs: ChatLogprobsJson | null = null): ChatCompletionJson {
   return {
     id: m.id,
     object: 'chat.completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs, finish_reason: finish }],
     usage: usageJson(usage),
   };
 }
@@ -42,13 +43,14 @@ export function chatChunk(
   delta: { role?: 'assistant'; content?: string },
   finish: OpenAIFinishReason | null,
   includeUsage: boolean,
+  logprobs: ChatLogprobsJson | null = null,
 ): ChatCompletionChunkJson {
   const c: ChatCompletionChunkJson = {
     id: m.id,
     object: 'chat.completion.chunk',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
   };
   if (includeUsage) c.usage = null;
   return c;
@@ -58,24 +60,30 @@ export function chatUsageChunk(m: ResponseMeta, usage: Usage): ChatCompletionChu
   return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model, choices: [], usage: usageJson(usage) };
 }
 
-export function completion(m: ResponseMeta, text: string, finish: OpenAIFinishReason, usage: Usage): CompletionJson {
+export function completion(m: ResponseMeta, text: string, finish: OpenAIFinishReason, usage: Usage, logprobs: CompletionLogprobsJson | null = null): CompletionJson {
   return {
     id: m.id,
     object: 'text_completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
     usage: usageJson(usage),
   };
 }
 
-export function completionChunk(m: ResponseMeta, text: string, finish: OpenAIFinishReason | null, includeUsage: boolean): CompletionJson {
+export function completionChunk(
+  m: ResponseMeta,
+  text: string,
+  finish: OpenAIFinishReason | null,
+  includeUsage: boolean,
+  logprobs: CompletionLogprobsJson | null = null,
+): CompletionJson {
   const c: CompletionJson = {
     id: m.id,
     object: 'text_completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
   };
   if (includeUsage) c.usage = null;
   return c;

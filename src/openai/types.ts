@@ -2,6 +2,7 @@
 // response bodies and stream chunks it sends (chat.completion, text_completion, ...).
 
 import type { TemplateMessage } from '../preprocess/chat_template.js';
+import type { ChatLogprobsJson, CompletionLogprobsJson } from './logprobs.js';
 
 // Sampling and stopping, common to chat and completions.
 export interface GenerationParams {
@@ -25,6 +26,8 @@ export interface GenerationParams {
   minTokens?: number;
   ignoreEos: boolean;
   skipSpecialTokens: boolean;
+  // Log probabilities of the generated tokens, with `top` alternatives each; absent: none.
+  logprobs?: { top: number };
 }
 
 export interface ChatRequest extends GenerationParams {
@@ -59,7 +62,7 @@ export interface ChatCompletionJson {
   choices: {
     index: number;
     message: { role: 'assistant'; content: string; refusal: null };
-    logprobs: null;
+    logprobs: ChatLogprobsJson | null;
     finish_reason: OpenAIFinishReason;
   }[];
   usage: UsageJson;
@@ -73,7 +76,7 @@ export interface ChatCompletionChunkJson {
   choices: {
     index: number;
     delta: { role?: 'assistant'; content?: string };
-    logprobs: null;
+    logprobs: ChatLogprobsJson | null;
     finish_reason: OpenAIFinishReason | null;
   }[];
   usage?: UsageJson | null;
@@ -84,7 +87,7 @@ export interface CompletionJson {
   object: 'text_completion';
   created: number;
   model: string;
-  choices: { index: number; text: string; logprobs: null; finish_reason: OpenAIFinishReason | null }[];
+  choices: { index: number; text: string; logprobs: CompletionLogprobsJson | null; finish_reason: OpenAIFinishReason | null }[];
   usage?: UsageJson | null;
 }
 

@@ -101,8 +101,6 @@ function stopStrings(body: JsonObject): string[] {
 function rejectUnsupported(body: JsonObject): void {
   const n = int(body, 'n', 1);
   if (n !== undefined && n !== 1) unsupported('n', 'only one choice per request (n=1)');
-  if (body['logprobs'] === true || (typeof body['logprobs'] === 'number' && body['logprobs'] > 0)) unsupported('logprobs', 'log probabilities are not returned');
-  if (typeof body['top_logprobs'] === 'number' && body['top_logprobs'] > 0) unsupported('top_logprobs', 'log probabilities are not returned');
   if (isJsonObject(body['logit_bias']) && Object.keys(body['logit_bias']).length > 0) unsupported('logit_bias', 'logit bias is not passed to engines');
   const best = int(body, 'best_of', 1);
   if (best !== undefined && best !== 1) unsupported('best_of', 'only best_of=1');
@@ -149,6 +147,14 @@ function generationParams(body: JsonObject): GenerationParams {
   }
   for (const k of Object.keys(p) as (keyof GenerationParams)[]) if (p[k] === undefined) delete p[k];
   return p;
+}
+
+// Chat's logprobs (a boolean) and top_logprobs (0-20, only with logprobs: true), as OpenAI.
+function chatLogprobs(body: JsonObject): { logprobs?: { top: number } } {
+  const on = body['logprobs'] === null ? false : (bool(body, 'logprobs') ?? false);
+  const top = body['top_logprobs'] === null ? undefined : int(body, 'top_logprobs', 0, 20);
+  if (top !== undefined && !on) throw new KvgateError('invalid_request', "'top_logprobs' needs 'logprobs': true", 'top_logprobs');
+  return on ? { logprobs: { top: top ?? 0 } } : {};
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
@@ -251,6 +257,7 @@ export function validateChatRequest(raw: unknown): ChatRequest {
   const req: ChatRequest = {
     kind: 'chat',
     ...params,
+    ...chatLogprobs(body),
     messages: msgs.map(message),
     addGenerationPrompt: bool(body, 'add_generation_prompt') ?? true,
     templateKwargs,
@@ -284,7 +291,9 @@ export function validateCompletionRequest(raw: unknown): CompletionRequest {
   const body = requireObject(raw);
   const prompt = completionPrompt(body);
   const params = generationParams(body);
-  if (body['echo'] === true) unsupported('echo', 'the prompt is not echoed back');
+  if (body['echo'] === true) unsupported('echo', 'the prompt is not echoed back (so neither are its logprobs)');
   if (typeof body['suffix'] === 'string' && body['suffix'].length > 0) unsupported('suffix', 'insertion is not supported by kvgate');
-  return { kind: 'completion', ...params, prompt };
+  // Completions' logprobs is the count of alternatives per token (OpenAI: at most 5); null: none.
+  const n = body['logprobs'] === null ? undefined : int(body, 'logprobs', 0, 5);
+  return { kind: 'completion', ...params, prompt, ...(n !== undefined ? { logprobs: { top: n } } : {}) };
 }

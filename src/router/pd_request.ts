@@ -211,10 +211,11 @@ export class PdRequest<M> implements Dispatch {
     const prefillRank = grpc ? Number(roomId % BigInt(Math.max(1, p.dpSize))) : p.rank;
     const bootstrap = { host: p.bootstrapHost, port: p.bootstrapPort, room: roomId };
 
+    // The prefill leg's output is drained, so it is not asked for (output) logprobs.
     const prefillLeg = (async () => {
       try {
         let finished = false;
-        for await (const chunk of p.client.generate({ ...req, dpRank: prefillRank, bootstrap }, prefillCtl.signal)) {
+        for await (const chunk of p.client.generate({ ...req, logprobs: undefined, dpRank: prefillRank, bootstrap }, prefillCtl.signal)) {
           if (chunk.cachedTokens !== undefined) prefillCached = chunk.cachedTokens;
           if (chunk.usage) prefillCached = chunk.usage.cachedTokens;
           const reason = chunk.finishReason;

@@ -158,7 +158,7 @@ export class RoutedRequest<M> implements Dispatch {
           for (let i = 0; i < n; i++) generated.push(chunk.tokenIds[i]!);
           const reason = chunk.finishReason;
           if (reason?.type === 'abort' && !signal?.aborted && this.migrationsLeft > 0 && !((reason.statusCode ?? 0) >= 400 && (reason.statusCode ?? 0) < 500)) {
-            if (n > 0) yield { tokenIds: chunk.tokenIds };
+            if (n > 0) yield withLogprobs({ tokenIds: chunk.tokenIds }, chunk);
             throw new EngineAbort('engine_error', `the engine aborted the request${reason.message ? `: ${reason.message}` : ''}`);
           }
           let out = chunk;
@@ -167,7 +167,8 @@ export class RoutedRequest<M> implements Dispatch {
           } else {
             // A resumed leg: its prompt holds the tokens generated before, and its cache
             // counts are not this request's.
-            out = { tokenIds: chunk.tokenIds };
+            // Its logprobs are the new tokens' only (output only: the prompt's are never asked).
+            out = withLogprobs({ tokenIds: chunk.tokenIds }, chunk);
             if (reason) {
               out.finishReason = reason;
               out.usage = { promptTokens: req.tokenIds.length, completionTokens: resumed + (chunk.usage?.completionTokens ?? legTokens), cachedTokens: cached ?? 0 };
@@ -257,4 +258,10 @@ export class RoutedRequest<M> implements Dispatch {
       },
     };
   }
+}
+
+// `out` with the logprobs of `chunk`'s tokens, which the client already asked for.
+function withLogprobs(out: GenerateChunk, chunk: GenerateChunk): GenerateChunk {
+  if (chunk.logprobs) out.logprobs = chunk.logprobs;
+  return out;
 }

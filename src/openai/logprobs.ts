@@ -1,0 +1,59 @@
+// OpenAI's logprobs objects from the engine's per-token log probabilities: chat's
+// { content: [{ token, logprob, bytes, top_logprobs }] } and completions' { tokens,
+// token_logprobs, top_logprobs, text_offset }. A token's string is its own decode; a token
+// that holds only part of a multi-byte character decodes to U+FFFD, and its bytes are that
+// string's UTF-8 (EF BF BD), not the raw partial bytes.
+
+import type { TokenLogprob } from '../engine/client.js';
+
+export type TokenText = (id: number) => string;
+
+export interface ChatTokenLogprobJson {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+export interface ChatLogprobsJson {
+  content: ChatTokenLogprobJson[];
+}
+
+export interface CompletionLogprobsJson {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[] | null;
+  text_offset: number[];
+}
+
+function item(text: TokenText, id: number, logprob: number): { token: string; logprob: number; bytes: number[] } {
+  const token = text(id);
+  return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+}
+
+export function chatLogprobs(lps: readonly TokenLogprob[], text: TokenText): ChatLogprobsJson {
+  return { content: lps.map((t) => ({ ...item(text, t.id, t.logprob), top_logprobs: (t.top ?? []).map((a) => item(text, a.id, a.logprob)) })) };
+}
+
+// `offset`: characters of completion text before these tokens (text_offset counts from there).
+// `top`: the alternatives asked for; 0 gives top_logprobs null, as OpenAI.
+export function completionLogprobs(lps: readonly TokenLogprob[], text: TokenText, offset: number, top: number): CompletionLogprobsJson {
+  const out: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: top > 0 ? [] : null, text_offset: [] };
+  let at = offset;
+  for (const t of lps) {
+    const s = text(t.id);
+    out.tokens.push(s);
+    out.token_logprobs.push(t.logprob);
+    out.text_offset.push(at);
+    at += s.length;
+    if (out.top_logprobs) out.top_logprobs.push(Object.fromEntries((t.top ?? []).map((a) => [text(a.id), a.logprob])));
+  }
+  return out;
+}
+
+// Characters the tokens stand for (the next text_offset).
+export function tokensLength(lps: readonly TokenLogprob[], text: TokenText): number {
+  let n = 0;
+  for (const t of lps) n += text(t.id).length;
+  return n;
+}
