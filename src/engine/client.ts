@@ -35,8 +35,8 @@ export interface GenerateRequest {
   dpRank?: number;
   bootstrap?: BootstrapInfo;
   // Log probabilities of the output tokens, with `top` alternatives each (SGLang's
-  // return_logprob / top_logprobs_num); absent: none.
-  logprobs?: { top: number };
+  // return_logprob / top_logprobs_num), and of the prompt's tokens when `prompt`; absent: none.
+  logprobs?: { top: number; prompt: boolean };
 }
 
 // One token's log probability and, when asked for, its top alternatives (most likely first).
@@ -45,6 +45,9 @@ export interface TokenLogprob {
   logprob: number;
   top?: { id: number; logprob: number }[];
 }
+
+// A prompt token's: the first one has no logprob (nothing comes before it).
+export type PromptLogprob = Omit<TokenLogprob, 'logprob'> & { logprob: number | null };
 
 // SGLang's finish reasons (reference/sglang.md §1.4), normalised.
 export type FinishReason =
@@ -70,6 +73,8 @@ export interface GenerateChunk {
   cachedTokens?: number;
   // With GenerateRequest.logprobs: one entry per id of tokenIds, in order.
   logprobs?: TokenLogprob[];
+  // With GenerateRequest.logprobs.prompt: the whole prompt's, once (on the first chunk).
+  promptLogprobs?: PromptLogprob[];
 }
 
 export interface EngineClient {

@@ -16,7 +16,7 @@ import https from 'node:https';
 import { KvgateError } from '../errors.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard, type ModelCard } from './model_card.js';
-import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, SamplingOptions, TokenLogprob, Usage } from './client.js';
+import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, PromptLogprob, SamplingOptions, TokenLogprob, Usage } from './client.js';
 
 // Only SGLang's own names: it rejects unknown keys inside sampling_params.
 function samplingParams(s: SamplingOptions): JsonObject {
@@ -45,10 +45,11 @@ export function generateBody(req: GenerateRequest): string {
   };
   if (req.dpRank !== undefined) body['data_parallel_rank'] = req.dpRank;
   if (req.logprobs) {
-    // Output tokens only (-1: no prompt positions); token text is decoded by the frontend.
+    // From the first prompt position (0), or output tokens only (-1); token text is
+    // decoded by the frontend.
     body['return_logprob'] = true;
     body['top_logprobs_num'] = req.logprobs.top;
-    body['logprob_start_len'] = -1;
+    body['logprob_start_len'] = req.logprobs.prompt ? 0 : -1;
   }
   if (!req.bootstrap) return JSON.stringify(body);
   body['bootstrap_host'] = req.bootstrap.host;
@@ -77,10 +78,38 @@ function finishReason(v: unknown): FinishReason | undefined {
   }
 }
 
-// SGLang's [logprob, token_id, text|null] entry.
-function entryOf(e: unknown): { id: number; logprob: number } | null {
-  if (!Array.isArray(e) || typeof e[1] !== 'number') return null;
-  return { id: e[1], logprob: typeof e[0] === 'number' ? e[0] : Number.NaN };
+// SGLang's [logprob, token_id, text|null] entry (the logprob is null for the first prompt token).
+function entryOf(e: unknown): { id: number; logprob: number | null } | null {
+  if (!Array.isArray(e) || typeof e[1] !== 'number' || (typeof e[0] !== 'number' && e[0] !== null)) return null;
+  return { id: e[1], logprob: e[0] };
+}
+
+function topOf(list: unknown): { id: number; logprob: number }[] | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const out: { id: number; logprob: number }[] = [];
+  for (const x of list) {
+    const e = entryOf(x);
+    if (e && e.logprob !== null) out.push({ id: e.id, logprob: e.logprob });
+  }
+  return out;
+}
+
+// The prompt's logprobs from a frame's meta_info, or null when it has none (a PD decode
+// engine sends an empty list: its prefill engine has them).
+export function promptLogprobs(meta: JsonObject): PromptLogprob[] | null {
+  const lps = meta['input_token_logprobs'];
+  if (!Array.isArray(lps) || lps.length === 0) return null;
+  const tops = meta['input_top_logprobs'];
+  const out: PromptLogprob[] = [];
+  for (let i = 0; i < lps.length; i++) {
+    const e = entryOf(lps[i]);
+    if (!e) return null;
+    const t: PromptLogprob = { id: e.id, logprob: e.logprob };
+    const top = Array.isArray(tops) ? topOf(tops[i]) : undefined;
+    if (top) t.top = top;
+    out.push(t);
+  }
+  return out;
 }
 
 // The logprobs of the last `n` output tokens from a frame's meta_info (its lists are
@@ -95,10 +124,10 @@ export function outputLogprobs(meta: JsonObject, ids: readonly number[], url: st
   const out: TokenLogprob[] = [];
   for (let i = 0; i < n; i++) {
     const e = entryOf(lps[from + i]);
-    if (!e || e.id !== ids[i]) throw new KvgateError('engine_error', `engine ${url} sent output_token_logprobs that do not match its output_ids`);
+    if (!e || e.logprob === null || e.id !== ids[i]) throw new KvgateError('engine_error', `engine ${url} sent output_token_logprobs that do not match its output_ids`);
     const t: TokenLogprob = { id: e.id, logprob: e.logprob };
-    const list = topFrom >= 0 ? (tops as unknown[])[topFrom + i] : undefined;
-    if (Array.isArray(list)) t.top = list.map(entryOf).filter((x): x is { id: number; logprob: number } => x !== null);
+    const top = topFrom >= 0 ? topOf((tops as unknown[])[topFrom + i]) : undefined;
+    if (top) t.top = top;
     out.push(t);
   }
   return out;
@@ -120,6 +149,7 @@ function usageOf(meta: JsonObject, completionTokens: number): Usage {
 // whole output so far; without completion_tokens the ids seen are kept to compare prefixes.
 export class OutputIdsDelta {
   private count = 0;
+  private promptSeen = false;
   private seen: number[] | null = null;
 
   // The engine URL when the request asked for logprobs (named in errors); null: none asked.
@@ -139,9 +169,17 @@ export class OutputIdsDelta {
     this.count += fresh.length;
     if (this.seen) for (const id of fresh) this.seen.push(id);
     const reason = finishReason(meta['finish_reason']);
-    const lp = this.logprobsOf !== null && fresh.length > 0 ? { logprobs: outputLogprobs(meta, fresh, this.logprobsOf) } : {};
+    const lp: Partial<GenerateChunk> = this.logprobsOf !== null && fresh.length > 0 ? { logprobs: outputLogprobs(meta, fresh, this.logprobsOf) } : {};
+    // The prompt's logprobs, from the first frame that has them (cumulative frames repeat them).
+    if (this.logprobsOf !== null && !this.promptSeen) {
+      const p = promptLogprobs(meta);
+      if (p) {
+        this.promptSeen = true;
+        lp.promptLogprobs = p;
+      }
+    }
     if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count), ...lp };
-    if (fresh.length === 0) return null;
+    if (fresh.length === 0 && !lp.promptLogprobs) return null;
     return typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'], ...lp } : { tokenIds: fresh, ...lp };
   }
 }
@@ -389,6 +427,7 @@ export class SglangHttpEngine implements DirectEngine {
             else {
               for (const id of chunk.tokenIds) out.tokenIds.push(id);
               if (chunk.logprobs) (out.logprobs ??= []).push(...chunk.logprobs);
+              if (chunk.promptLogprobs) out.promptLogprobs ??= chunk.promptLogprobs;
               if (chunk.cachedTokens !== undefined) out.cachedTokens = chunk.cachedTokens;
               if (chunk.finishReason) {
                 out.finishReason = chunk.finishReason;

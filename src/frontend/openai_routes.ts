@@ -22,7 +22,7 @@ import {
 } from '../openai/responses.js';
 import type { ModelListJson, OpenAIRequest } from '../openai/types.js';
 import { chatLogprobs, completionLogprobs, tokensLength, type TokenText } from '../openai/logprobs.js';
-import type { TokenLogprob } from '../engine/client.js';
+import type { PromptLogprob, TokenLogprob } from '../engine/client.js';
 import { validateChatRequest, validateCompletionRequest } from '../openai/validate.js';
 import { decodeParam, type Exchange } from '../http/exchange.js';
 import type { HttpServer } from '../http/server.js';
@@ -64,11 +64,12 @@ class LogprobFormat {
     return new LogprobFormat(p.request.kind, asked.top, (id) => tok.decode([id], false));
   }
 
-  chat(lps: readonly TokenLogprob[]) {
-    return chatLogprobs(lps, this.text);
+  // Chat echoes no prompt: every logprob is a generated token's, a number.
+  chat(lps: readonly PromptLogprob[]) {
+    return chatLogprobs(lps.filter((t): t is TokenLogprob => t.logprob !== null), this.text);
   }
 
-  completion(lps: readonly TokenLogprob[]) {
+  completion(lps: readonly PromptLogprob[]) {
     const out = completionLogprobs(lps, this.text, this.offset, this.top);
     this.offset += tokensLength(lps, this.text);
     return out;
@@ -145,7 +146,7 @@ async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenera
 async function unary(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
   let text = '';
   const lpf = LogprobFormat.of(p);
-  const lps: TokenLogprob[] = [];
+  const lps: PromptLogprob[] = [];
   for await (const ev of events) {
     if (ev.type === 'text') {
       text += ev.text;

@@ -3,10 +3,10 @@
 // text deltas (incremental detokenization, stop strings) and a finish with usage.
 
 import { randomUUID } from 'node:crypto';
-import type { GenerateRequest, TokenLogprob, Usage } from '../engine/client.js';
+import type { GenerateRequest, PromptLogprob, Usage } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import type { FrontendMetrics } from '../observability/metrics.js';
-import type { OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
+import type { CompletionRequest, OpenAIFinishReason, OpenAIRequest } from '../openai/types.js';
 import { IncrementalDetokenizer } from '../preprocess/detokenizer.js';
 import type { Preprocessor } from '../preprocess/preprocessor.js';
 import { StopMatcher } from '../preprocess/stop_matcher.js';
@@ -34,7 +34,7 @@ export interface Prepared {
 export type GenerationEvent =
   // `logprobs` (when asked for): the tokens of this text's engine chunk. A text held back
   // (a possible stop string, part of a character) comes later than its tokens' logprobs.
-  | { type: 'text'; text: string; logprobs?: TokenLogprob[] }
+  | { type: 'text'; text: string; logprobs?: PromptLogprob[] }
   | { type: 'end'; finishReason: OpenAIFinishReason; usage: Usage };
 
 // A prompt of `n` tokens (`atLeast`: at least n, bounded from its size) must leave room for
@@ -61,6 +61,11 @@ export function checkEngineTokenIds(ids: readonly unknown[], vocabSize: number):
     if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize) continue;
     throw new KvgateError('engine_error', `the engine sent token id ${JSON.stringify(id) ?? String(id)}, which is not in the model's vocabulary (ids 0 to ${vocabSize - 1})`);
   }
+}
+
+// Completions with echo: the answer begins with the prompt.
+function echoed(r: OpenAIRequest): boolean {
+  return r.kind === 'completion' && r.echo;
 }
 
 export class ServingCore {
@@ -129,8 +134,17 @@ export class ServingCore {
         ignoreEos: r.ignoreEos || undefined,
         stopTokenIds,
       },
-      ...(r.logprobs ? { logprobs: r.logprobs } : {}),
+      ...(r.logprobs ? { logprobs: { top: r.logprobs.top, prompt: echoed(r) } } : {}),
     };
+  }
+
+  // The echoed prompt: its text, and its logprobs when asked (the engine's first chunk has them).
+  private echo(p: Prepared, lps: PromptLogprob[] | undefined): GenerationEvent {
+    const r = p.request as CompletionRequest;
+    const text = 'text' in r.prompt ? r.prompt.text : p.model.preprocessor.tokenizer.decode(r.prompt.tokenIds, false);
+    if (!r.logprobs) return { type: 'text', text };
+    if (lps?.length !== p.tokenIds.length) throw new KvgateError('engine_error', `the engine sent ${lps?.length ?? 0} prompt logprobs for ${p.tokenIds.length} prompt tokens`);
+    return { type: 'text', text, logprobs: lps };
   }
 
   // Streams text deltas and ends with one 'end' event. Returns without 'end' when
@@ -150,8 +164,11 @@ export class ServingCore {
     let failure: unknown;
     try {
       let end: { finishReason: OpenAIFinishReason; usage: Usage } | null = null;
+      let first = true;
       for await (const chunk of dispatch.engine.generate(this.engineRequest(p), signal)) {
         checkEngineTokenIds(chunk.tokenIds, vocabSize);
+        if (first && echoed(p.request)) yield this.echo(p, chunk.promptLogprobs);
+        first = false;
         const n = chunk.tokenIds.length;
         if (n > 0) {
           const now = performance.now();

@@ -4,7 +4,7 @@
 // that holds only part of a multi-byte character decodes to U+FFFD, and its bytes are that
 // string's UTF-8 (EF BF BD), not the raw partial bytes.
 
-import type { TokenLogprob } from '../engine/client.js';
+import type { PromptLogprob, TokenLogprob } from '../engine/client.js';
 
 export type TokenText = (id: number) => string;
 
@@ -21,8 +21,8 @@ export interface ChatLogprobsJson {
 
 export interface CompletionLogprobsJson {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[] | null;
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[] | null;
   text_offset: number[];
 }
 
@@ -36,8 +36,9 @@ export function chatLogprobs(lps: readonly TokenLogprob[], text: TokenText): Cha
 }
 
 // `offset`: characters of completion text before these tokens (text_offset counts from there).
-// `top`: the alternatives asked for; 0 gives top_logprobs null, as OpenAI.
-export function completionLogprobs(lps: readonly TokenLogprob[], text: TokenText, offset: number, top: number): CompletionLogprobsJson {
+// `top`: the alternatives asked for; 0 gives top_logprobs null, as OpenAI. An echoed prompt's
+// first token has null for its logprob and its alternatives.
+export function completionLogprobs(lps: readonly PromptLogprob[], text: TokenText, offset: number, top: number): CompletionLogprobsJson {
   const out: CompletionLogprobsJson = { tokens: [], token_logprobs: [], top_logprobs: top > 0 ? [] : null, text_offset: [] };
   let at = offset;
   for (const t of lps) {
@@ -46,13 +47,13 @@ export function completionLogprobs(lps: readonly TokenLogprob[], text: TokenText
     out.token_logprobs.push(t.logprob);
     out.text_offset.push(at);
     at += s.length;
-    if (out.top_logprobs) out.top_logprobs.push(Object.fromEntries((t.top ?? []).map((a) => [text(a.id), a.logprob])));
+    if (out.top_logprobs) out.top_logprobs.push(t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((a) => [text(a.id), a.logprob])));
   }
   return out;
 }
 
 // Characters the tokens stand for (the next text_offset).
-export function tokensLength(lps: readonly TokenLogprob[], text: TokenText): number {
+export function tokensLength(lps: readonly PromptLogprob[], text: TokenText): number {
   let n = 0;
   for (const t of lps) n += text(t.id).length;
   return n;

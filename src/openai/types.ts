@@ -41,6 +41,8 @@ export interface ChatRequest extends GenerationParams {
 export interface CompletionRequest extends GenerationParams {
   kind: 'completion';
   prompt: { text: string } | { tokenIds: number[] };
+  // The answer's text (and logprobs, when asked) begin with the prompt's.
+  echo: boolean;
 }
 
 export type OpenAIRequest = ChatRequest | CompletionRequest;

@@ -291,9 +291,9 @@ export function validateCompletionRequest(raw: unknown): CompletionRequest {
   const body = requireObject(raw);
   const prompt = completionPrompt(body);
   const params = generationParams(body);
-  if (body['echo'] === true) unsupported('echo', 'the prompt is not echoed back (so neither are its logprobs)');
   if (typeof body['suffix'] === 'string' && body['suffix'].length > 0) unsupported('suffix', 'insertion is not supported by kvgate');
   // Completions' logprobs is the count of alternatives per token (OpenAI: at most 5); null: none.
   const n = body['logprobs'] === null ? undefined : int(body, 'logprobs', 0, 5);
-  return { kind: 'completion', ...params, prompt, ...(n !== undefined ? { logprobs: { top: n } } : {}) };
+  const echo = body['echo'] === null ? false : (bool(body, 'echo') ?? false);
+  return { kind: 'completion', ...params, prompt, echo, ...(n !== undefined ? { logprobs: { top: n } } : {}) };
 }

@@ -27,7 +27,7 @@
 // caller the request fails as it is: a decode stream cannot move without its KV.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
+import type { EngineClient, GenerateChunk, GenerateRequest, PromptLogprob } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
 import { retryDelayMs, type Route, type RoutingPort } from './routed_request.js';
@@ -184,6 +184,10 @@ export class PdRequest<M> implements Dispatch {
     let failure: unknown = null;
     let prefillEnded = false;
     let prefillCached: number | undefined;
+    // The prompt's logprobs (echo): a decode engine has none, the prefill leg's answer has them.
+    const wantPrompt = req.logprobs?.prompt === true;
+    let prefillPrompt: PromptLogprob[] | undefined;
+    let promptSent = false;
     let room: Room | null = null;
     const fail = (err: unknown) => {
       failure ??= err;
@@ -211,11 +215,12 @@ export class PdRequest<M> implements Dispatch {
     const prefillRank = grpc ? Number(roomId % BigInt(Math.max(1, p.dpSize))) : p.rank;
     const bootstrap = { host: p.bootstrapHost, port: p.bootstrapPort, room: roomId };
 
-    // The prefill leg's output is drained, so it is not asked for (output) logprobs.
+    // The prefill leg's output is drained: it is asked for logprobs only for the prompt's.
     const prefillLeg = (async () => {
       try {
         let finished = false;
-        for await (const chunk of p.client.generate({ ...req, logprobs: undefined, dpRank: prefillRank, bootstrap }, prefillCtl.signal)) {
+        for await (const chunk of p.client.generate({ ...req, logprobs: wantPrompt ? req.logprobs : undefined, dpRank: prefillRank, bootstrap }, prefillCtl.signal)) {
+          if (chunk.promptLogprobs) prefillPrompt ??= chunk.promptLogprobs;
           if (chunk.cachedTokens !== undefined) prefillCached = chunk.cachedTokens;
           if (chunk.usage) prefillCached = chunk.usage.cachedTokens;
           const reason = chunk.finishReason;
@@ -260,8 +265,17 @@ export class PdRequest<M> implements Dispatch {
         // not arrived yet, give it a moment, as the two legs race.
         if (reason && prefillCached === undefined && !prefillEnded) await Promise.race([prefillLeg, sleep(PREFILL_SETTLE_MS, undefined, { ref: false })]);
         let out = chunk;
+        if (wantPrompt && !promptSent) {
+          promptSent = true;
+          // The first decode chunk carries the prompt's logprobs, merged in front as SGLang's PD
+          // router does; the prefill's answer may still be on its way (the legs race).
+          if (prefillPrompt === undefined && !prefillEnded) await Promise.race([prefillLeg, sleep(PREFILL_SETTLE_MS, undefined, { ref: false })]);
+          if (failure !== null) throw failure;
+          if (prefillPrompt === undefined) throw new KvgateError('engine_error', `the prefill engine (${p.name}) sent no prompt logprobs for ${req.requestId}`);
+          out = { ...out, promptLogprobs: prefillPrompt };
+        }
         if (prefillCached !== undefined) {
-          out = { ...chunk, cachedTokens: prefillCached };
+          out = { ...out, cachedTokens: prefillCached };
           if (chunk.usage) out.usage = { ...chunk.usage, cachedTokens: prefillCached };
         }
         if (reason) outcome = 'ok';

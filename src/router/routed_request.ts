@@ -250,6 +250,8 @@ export class RoutedRequest<M> implements Dispatch {
     const s = req.sampling;
     return {
       ...req,
+      // The prompt's logprobs went out with the first leg: the resumed one asks for its new tokens'.
+      ...(req.logprobs ? { logprobs: { ...req.logprobs, prompt: false } } : {}),
       tokenIds: [...req.tokenIds, ...generated],
       sampling: {
         ...s,

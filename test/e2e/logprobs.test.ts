@@ -5,6 +5,7 @@
 
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticLogprob } from '../../src/mocker/logprobs.js';
 import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
 
 const MODEL = 'Qwen/Qwen3-0.6B';
@@ -116,6 +117,37 @@ function servingSuite(name: string, args: string[]): void {
       expect(offsets).toEqual(tokens.map((_, i) => tokens.slice(0, i).join('').length));
     });
 
+    it('completions: echo with logprobs returns the prompt\'s logprobs (the engine\'s, from the prefill in PD), the first null', async () => {
+      const prompt = Array.from({ length: 10 }, (_, i) => 1000 + i * 7);
+      const r = (await client.completions.create({ model: MODEL, prompt, max_tokens: 4, logprobs: 2, echo: true, ignore_eos: true } as never)) as OpenAI.Completion;
+      const c = r.choices[0]!;
+      const lp = c.logprobs!;
+      expect(lp.tokens).toHaveLength(14);
+      expect(lp.tokens!.join('')).toBe(c.text);
+      expect(lp.token_logprobs![0]).toBeNull();
+      expect(lp.top_logprobs![0]).toBeNull();
+      // The mocker's logprob of prompt token i is a function of (id, position): these are its.
+      expect(lp.token_logprobs!.slice(1, 10)).toEqual(prompt.slice(1).map((id, i) => syntheticLogprob(id, i + 1)));
+      for (const v of lp.token_logprobs!.slice(10)) expect(Number.isFinite(v) && v! <= 0).toBe(true);
+      expect(lp.text_offset![10]).toBe(lp.tokens!.slice(0, 10).join('').length);
+      expect(r.usage).toMatchObject({ prompt_tokens: 10, completion_tokens: 4 });
+
+      // Streamed: the first chunk is the prompt with its logprobs.
+      const stream = await client.completions.create({ model: MODEL, prompt, max_tokens: 4, logprobs: 0, echo: true, stream: true, ignore_eos: true } as never);
+      const chunks: OpenAI.Completion[] = [];
+      for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) chunks.push(chunk);
+      const head = chunks[0]!.choices[0]!;
+      expect(head.logprobs!.tokens).toHaveLength(10);
+      expect(head.logprobs!.tokens!.join('')).toBe(head.text);
+      expect(head.logprobs!.token_logprobs![0]).toBeNull();
+      expect(chunks.flatMap((ch) => ch.choices[0]?.logprobs?.tokens ?? [])).toHaveLength(14);
+
+      // Echo alone: the text begins with the prompt.
+      const plain = (await client.completions.create({ model: MODEL, prompt: 'once upon a time', max_tokens: 3, echo: true } as never)) as OpenAI.Completion;
+      expect(plain.choices[0]!.text.startsWith('once upon a time')).toBe(true);
+      expect(plain.choices[0]!.logprobs).toBeNull();
+    });
+
     it('refuses bad values with OpenAI error JSON', async () => {
       const chat = `${url}/v1/chat/completions`;
       const cmpl = `${url}/v1/completions`;
@@ -126,7 +158,7 @@ function servingSuite(name: string, args: string[]): void {
         [chat, { model: MODEL, messages, logprobs: 1 }, 'logprobs'],
         [cmpl, { model: MODEL, prompt: 'hi', logprobs: 6 }, 'logprobs'],
         [cmpl, { model: MODEL, prompt: 'hi', logprobs: true }, 'logprobs'],
-        [cmpl, { model: MODEL, prompt: 'hi', logprobs: 2, echo: true }, 'echo'],
+        [cmpl, { model: MODEL, prompt: 'hi', logprobs: 2, echo: 'yes' }, 'echo'],
       ];
       for (const [u, body, param] of cases) {
         const r = await postJson(u, body);
