@@ -84,6 +84,28 @@ describe('migration', () => {
     await expectIdle(stack);
   });
 
+  it('a stream with echo and logprobs keeps its tokens\' logprobs across the migration; the prompt\'s come once', { timeout: 90_000 }, async () => {
+    const { cluster, stack } = await system(3);
+    const res = fetch(`${stack.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt, max_tokens: 300, ignore_eos: true, echo: true, logprobs: 1, stream: true, stream_options: { include_usage: true } }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    await killServingEngine(cluster, stack);
+    const events = (await (await res).text()).split('\n\n').filter((e) => e.startsWith('data: {'));
+    const chunks = events.map((e) => JSON.parse(e.slice(6)) as { choices: { text: string; logprobs: { tokens: string[]; token_logprobs: (number | null)[] } | null }[]; usage?: { prompt_tokens: number; completion_tokens: number } | null });
+    const usage = chunks.at(-1)!.usage!;
+    expect(usage.completion_tokens).toBe(300);
+    const lps = chunks.flatMap((c) => c.choices[0]?.logprobs?.token_logprobs ?? []);
+    expect(lps).toHaveLength(usage.prompt_tokens + 300);
+    // One null: the prompt's first token, sent once (the resumed leg did not ask for the prompt's).
+    expect(lps.filter((v) => v === null)).toHaveLength(1);
+    for (const v of lps.slice(1)) expect(Number.isFinite(v) && v! <= 0).toBe(true);
+    expect(await migrationsByCause(stack.url)).toEqual({ disconnected: 1 });
+    await expectIdle(stack);
+  });
+
   it('without migrations left, the broken stream ends with an OpenAI error and nothing stays counted', { timeout: 90_000 }, async () => {
     const { cluster, stack } = await system(0);
     const running = streamOnce({ url: stack.url, model: MODEL, prompt, maxTokens: 400, deadlineMs: 60_000, countTokens: mockerTokens });
