@@ -94,7 +94,6 @@ describe.each(HTTP_SERVERS)('over --http-server %s', (httpServer) => {
     it('raises BadRequestError for unsupported parameters instead of ignoring them', async () => {
       const unsupported: [Record<string, unknown>, string][] = [
         [{ n: 2 }, 'n'],
-        [{ logprobs: true }, 'logprobs'],
         [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }, 'response_format'],
         [{ tool_choice: 'required' }, 'tool_choice'],
         [{ logit_bias: { '5': 10 } }, 'logit_bias'],
