@@ -61,7 +61,8 @@ class LogprobFormat {
     const asked = p.request.logprobs;
     if (!asked) return null;
     const tok = p.model.preprocessor.tokenizer;
-    return new LogprobFormat(p.request.kind, asked.top, (id) => tok.decode([id], false));
+    const text = Object.assign((id: number) => tok.decode([id], false), { bytes: (id: number) => tok.tokenBytes(id) });
+    return new LogprobFormat(p.request.kind, asked.top, text);
   }
 
   // Chat echoes no prompt: every logprob is a generated token's, a number.

@@ -1,12 +1,16 @@
 // OpenAI's logprobs objects from the engine's per-token log probabilities: chat's
 // { content: [{ token, logprob, bytes, top_logprobs }] } and completions' { tokens,
-// token_logprobs, top_logprobs, text_offset }. A token's string is its own decode; a token
-// that holds only part of a multi-byte character decodes to U+FFFD, and its bytes are that
-// string's UTF-8 (EF BF BD), not the raw partial bytes.
+// token_logprobs, top_logprobs, text_offset }. A token's string is its own decode and its
+// bytes the raw bytes it stands for: a token that holds only part of a multi-byte character
+// reads U+FFFD (no text can show half a character) while its bytes are the partial ones, so
+// joining a response's bytes gives its UTF-8 text.
 
 import type { PromptLogprob, TokenLogprob } from '../engine/client.js';
 
-export type TokenText = (id: number) => string;
+export interface TokenText {
+  (id: number): string;
+  bytes(id: number): number[];
+}
 
 export interface ChatTokenLogprobJson {
   token: string;
@@ -28,7 +32,7 @@ export interface CompletionLogprobsJson {
 
 function item(text: TokenText, id: number, logprob: number): { token: string; logprob: number; bytes: number[] } {
   const token = text(id);
-  return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+  return { token, logprob, bytes: text.bytes(id) };
 }
 
 export function chatLogprobs(lps: readonly TokenLogprob[], text: TokenText): ChatLogprobsJson {

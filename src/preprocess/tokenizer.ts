@@ -12,6 +12,7 @@ import { KvgateError } from '../errors.js';
 import type { ModelFiles } from './model_files.js';
 import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentedEncoder, type AddedToken } from './segmented_encoder.js';
 import { minTokens, tokenBound, type TokenBound } from './token_bound.js';
+import { byteLevelBytes, isByteLevel } from './token_bytes.js';
 import { tokenizeLimiter, type TokenizeLimiter } from './tokenize_limiter.js';
 
 const require = createRequire(import.meta.url);
@@ -54,6 +55,8 @@ export class Tokenizer {
   private readonly segments: SegmentedEncoder | null;
   private readonly decoder: Decoder | null;
   private readonly pieces: (string | null | undefined)[] = [];
+  private readonly byteLevel: boolean;
+  private readonly addedIds: ReadonlySet<number>;
 
   constructor(files: ModelFiles, options: TokenizerOptions = {}) {
     try {
@@ -72,6 +75,8 @@ export class Tokenizer {
       this.encode(text, false, signal),
     );
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+    this.addedIds = new Set(added.map((t) => t.id));
+    this.byteLevel = isByteLevel(json);
     this.bosToken = tokenContent(files.tokenizerConfig['bos_token']);
     this.eosToken = tokenContent(files.tokenizerConfig['eos_token']);
     const eos = new Set<number>([
@@ -102,16 +107,31 @@ export class Tokenizer {
     return this.hf.tokenToId(token) ?? null;
   }
 
+  // The bytes token `id` stands for (token_bytes.ts): raw bytes, even part of a character.
+  tokenBytes(id: number): number[] {
+    if (this.byteLevel && !this.addedIds.has(id)) {
+      const piece = this.piece(id);
+      const bytes = piece === null ? null : byteLevelBytes(piece);
+      if (bytes) return bytes;
+    }
+    return [...Buffer.from(this.decode([id], false), 'utf8')];
+  }
+
+  private piece(id: number): string | null {
+    let piece = this.pieces[id];
+    if (piece === undefined) {
+      piece = id >= 0 && id < this.vocabSize ? this.hf.idToToken(id) : null;
+      this.pieces[id] = piece;
+    }
+    return piece;
+  }
+
   // Same result as the library's (async) decode; pieces are cached per id.
   decode(ids: readonly number[], skipSpecialTokens = true): string {
     const tokens: string[] = [];
     for (const id of ids) {
       if (skipSpecialTokens && this.specialIds.has(id)) continue;
-      let piece = this.pieces[id];
-      if (piece === undefined) {
-        piece = id >= 0 && id < this.vocabSize ? this.hf.idToToken(id) : null;
-        this.pieces[id] = piece;
-      }
+      const piece = this.piece(id);
       if (piece !== null) tokens.push(piece);
     }
     if (tokens.length === 0) return '';
