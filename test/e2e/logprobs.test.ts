@@ -5,6 +5,7 @@
 
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ACTIVE_GAUGES, metricSums } from '../../bench/chaos/load.js';
 import { syntheticLogprob } from '../../src/mocker/logprobs.js';
 import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
 
@@ -146,6 +147,33 @@ function servingSuite(name: string, args: string[]): void {
       const plain = (await client.completions.create({ model: MODEL, prompt: 'once upon a time', max_tokens: 3, echo: true } as never)) as OpenAI.Completion;
       expect(plain.choices[0]!.text.startsWith('once upon a time')).toBe(true);
       expect(plain.choices[0]!.logprobs).toBeNull();
+    });
+
+    it('a stop string and a client that leaves mid-stream end cleanly; nothing stays counted', async () => {
+      const r = await client.completions.create({ model: MODEL, prompt: 'once upon a time', max_tokens: 30, logprobs: 1, stop: [' the'], ignore_eos: true } as never);
+      const c = (r as OpenAI.Completion).choices[0]!;
+      expect(c.finish_reason).toBe('stop');
+      expect(c.logprobs!.tokens!.length).toBeGreaterThan(0);
+      const ctl = new AbortController();
+      const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'go on' }], max_tokens: 500, logprobs: true, top_logprobs: 5, stream: true, ignore_eos: true } as never, { signal: ctl.signal });
+      let got = 0;
+      try {
+        for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>) {
+          got += chunk.choices[0]?.logprobs?.content?.length ?? 0;
+          if (got >= 3) ctl.abort();
+        }
+      } catch {
+        /* the abort */
+      }
+      expect(got).toBeGreaterThanOrEqual(3);
+      const zero = Object.fromEntries(ACTIVE_GAUGES.map((g) => [g, 0]));
+      let sums: Record<string, number> = {};
+      for (let i = 0; i < 100; i++) {
+        sums = await metricSums(url, ACTIVE_GAUGES);
+        if (Object.values(sums).every((v) => v === 0)) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(sums).toEqual(zero);
     });
 
     it('refuses bad values with OpenAI error JSON', async () => {
