@@ -169,18 +169,24 @@ export class OutputIdsDelta {
     this.count += fresh.length;
     if (this.seen) for (const id of fresh) this.seen.push(id);
     const reason = finishReason(meta['finish_reason']);
-    const lp: Partial<GenerateChunk> = this.logprobsOf !== null && fresh.length > 0 ? { logprobs: outputLogprobs(meta, fresh, this.logprobsOf) } : {};
-    // The prompt's logprobs, from the first frame that has them (cumulative frames repeat them).
-    if (this.logprobsOf !== null && !this.promptSeen) {
-      const p = promptLogprobs(meta);
-      if (p) {
-        this.promptSeen = true;
-        lp.promptLogprobs = p;
-      }
+    let chunk: GenerateChunk | null;
+    if (reason) chunk = { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count) };
+    else if (fresh.length === 0) chunk = null;
+    else chunk = typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'] } : { tokenIds: fresh };
+    return this.logprobsOf === null ? chunk : this.withLogprobs(chunk, meta, fresh, this.logprobsOf);
+  }
+
+  // The chunk with its tokens' logprobs, and the prompt's from the first frame that has them
+  // (cumulative frames repeat them); a frame with only those still makes a chunk.
+  private withLogprobs(chunk: GenerateChunk | null, meta: JsonObject, fresh: number[], url: string): GenerateChunk | null {
+    const prompt = this.promptSeen ? null : promptLogprobs(meta);
+    if (prompt) {
+      this.promptSeen = true;
+      chunk ??= { tokenIds: fresh };
+      chunk.promptLogprobs = prompt;
     }
-    if (reason) return { tokenIds: fresh, finishReason: reason, usage: usageOf(meta, this.count), ...lp };
-    if (fresh.length === 0 && !lp.promptLogprobs) return null;
-    return typeof meta['cached_tokens'] === 'number' ? { tokenIds: fresh, cachedTokens: meta['cached_tokens'], ...lp } : { tokenIds: fresh, ...lp };
+    if (chunk && fresh.length > 0) chunk.logprobs = outputLogprobs(meta, fresh, url);
+    return chunk;
   }
 }
 
