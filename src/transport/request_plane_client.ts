@@ -47,6 +47,9 @@ export interface RequestPlaneClientOptions {
   log?: Logger;
 }
 
+// How long a rank waits for the reset of a resync it asked for before asking again.
+const RESYNC_RETRY_MS = 2000;
+
 type Listener<T> = (value: T) => void;
 
 export class RequestPlaneClient {
@@ -57,6 +60,9 @@ export class RequestPlaneClient {
   private ws: WebSocket | null = null;
   // Next expected seq per dp rank; null while waiting for a KvReset after a gap.
   private readonly kvExpect = new Map<number, bigint | null>();
+  // When each rank's pending resync was asked for: the reset can be lost (over NATS, frames
+  // published while a subscriber reconnects are gone), so a rank still waiting asks again.
+  private readonly resyncAskedAt = new Map<number, number>();
   private readonly kvListeners = new Set<Listener<KvRelayEvent>>();
   private readonly loadListeners = new Set<Listener<LoadReport>>();
   private readonly helloListeners = new Set<Listener<WorkerHello>>();
@@ -176,6 +182,7 @@ export class RequestPlaneClient {
   // Asks the worker to reset and rebuild a dp rank's KV state.
   requestResync(dpRank: number): void {
     this.kvExpect.set(dpRank, null);
+    this.resyncAskedAt.set(dpRank, Date.now());
     this.sendNow({ type: 'kv_resync', dpRank });
   }
 
@@ -259,7 +266,10 @@ export class RequestPlaneClient {
         return;
       case 'kv_batch': {
         const expect = this.kvExpect.get(frame.dpRank);
-        if (expect === null) return; // resync asked; waiting for the reset
+        if (expect === null) {
+          this.askAgainForLostResets(); // resync asked; waiting for the reset
+          return;
+        }
         if (expect !== frame.seq) {
           this.log.warn(`worker ${this.opts.url} rank ${frame.dpRank}: KV batch seq ${frame.seq}, expected ${expect ?? 'a reset'}; resyncing`);
           this.requestResync(frame.dpRank);
@@ -272,8 +282,21 @@ export class RequestPlaneClient {
         return;
       }
       case 'load':
+        this.askAgainForLostResets();
         for (const l of this.loadListeners) l(frame.report);
         return;
+    }
+  }
+
+  // A frame from the worker while a rank still waits for the reset of its resync, asked for
+  // long enough ago: the worker is there, so that reset was lost (over NATS, frames published
+  // while a subscriber reconnects are gone). Ask again, or the rank would wait for ever.
+  private askAgainForLostResets(): void {
+    const now = Date.now();
+    for (const [rank, expect] of this.kvExpect) {
+      if (expect !== null || now - (this.resyncAskedAt.get(rank) ?? 0) <= RESYNC_RETRY_MS) continue;
+      this.log.warn(`worker ${this.opts.url} rank ${rank}: no reset within ${RESYNC_RETRY_MS} ms of asking for a resync; asking again`);
+      this.requestResync(rank);
     }
   }
 

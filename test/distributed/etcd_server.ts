@@ -7,8 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../src/worker/ports.js';
-import { ServerProcess } from './server_process.js';
+import { restartablePort, ServerProcess } from './server_process.js';
 import type { TestCerts } from './test_certs.js';
 
 export class EtcdServer extends ServerProcess {
@@ -22,9 +21,9 @@ export class EtcdServer extends ServerProcess {
   }
 
   static async start(tls: TestCerts | null = null): Promise<EtcdServer> {
-    const client = await freePort();
-    let peer = await freePort();
-    while (peer === client) peer = await freePort();
+    const client = await restartablePort();
+    let peer = await restartablePort();
+    while (peer === client) peer = await restartablePort();
     const s = new EtcdServer(mkdtempSync(join(tmpdir(), 'kvgate-etcd-')), client, peer, tls);
     await s.start();
     return s;

@@ -6,10 +6,11 @@
 // flow again and it is routed on a rebuilt index.
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/worker/ports.js';
+
 import { metricByWorker, waitFor } from '../e2e/stack.js';
 import { EtcdServer } from './etcd_server.js';
 import { NatsServer } from './nats_server.js';
+import { restartablePort } from './server_process.js';
 import { chat, health, killAll, names, startFrontend, startWorker } from './processes.js';
 
 let etcd: EtcdServer | null = null;
@@ -25,7 +26,7 @@ const cached = async (url: string) => metricByWorker(url, 'kvgate_router_worker_
 describe('event plane: one worker loses its own NATS link', () => {
   it('is routed approximately while its frames are missing, exactly again when they return', { timeout: 180_000 }, async () => {
     etcd = await EtcdServer.start();
-    const [ca, cb] = [await freePort(), await freePort()];
+    const [ca, cb] = [await restartablePort(), await restartablePort()]; // B restarts on its route port too
     const cluster = (own: number, other: number) => ['--cluster', `nats://127.0.0.1:${own}`, '--cluster_name', 'kvgate', '--routes', `nats://127.0.0.1:${other}`, '--no_advertise'];
     const a = await NatsServer.start(cluster(ca, cb));
     const b = await NatsServer.start(cluster(cb, ca));

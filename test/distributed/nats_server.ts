@@ -1,10 +1,10 @@
-// A real NATS server (Debian nats-server 2.9) for tests, on 127.0.0.1 and a free port;
+// A real NATS server (Debian nats-server 2.9) for tests, on 127.0.0.1 and a free port (outside
+// the ephemeral range);
 // stop() and start() again reuse the port (a NATS restart). `extra`: more nats-server flags
 // (--user/--pass, --auth, --tls ...).
 
 import { connect } from 'node:net';
-import { freePort } from '../../src/worker/ports.js';
-import { ServerProcess } from './server_process.js';
+import { restartablePort, ServerProcess } from './server_process.js';
 
 export class NatsServer extends ServerProcess {
   private constructor(
@@ -15,7 +15,7 @@ export class NatsServer extends ServerProcess {
   }
 
   static async start(extra: string[] = []): Promise<NatsServer> {
-    const s = new NatsServer(await freePort(), extra);
+    const s = new NatsServer(await restartablePort(), extra);
     await s.start();
     return s;
   }

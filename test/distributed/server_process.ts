@@ -2,6 +2,23 @@
 // poll `ready()` until it answers (its stderr quoted when it exits or times out), SIGKILL.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+// A free port below the kernel's ephemeral range (32768-60999 on Linux), for a server that a test
+// stops and starts again on the same port: a port from listen(0) would be handed meanwhile to
+// another test's socket or server (other files run in parallel), and the clients would
+// reconnect to that stranger instead.
+export async function restartablePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
 
 export abstract class ServerProcess {
   private proc: ChildProcess | null = null;

@@ -89,6 +89,23 @@ describe('request plane', () => {
     expect(client.hello!.card.engineUrl).toBe(card.engineUrl);
   });
 
+  it('asks again for a resync whose reset never came, once the worker shows it is there', async () => {
+    const asked: number[] = [];
+    const server = await startServer({ onResync: (_peer, rank) => asked.push(rank) });
+    const client = await connect(server);
+    client.requestResync(0);
+    await waitFor(() => asked.length === 1, 'the resync');
+    // The reset is lost (as over NATS while a subscriber reconnects): a frame soon after asks
+    // nothing more, one after the retry interval asks again.
+    client.receiveEventFrame(encodeFrame(load(1)));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(asked).toEqual([0]);
+    await new Promise((r) => setTimeout(r, 2000));
+    client.receiveEventFrame(encodeFrame(load(1)));
+    await waitFor(() => asked.length === 2, 'the second resync');
+    expect(asked).toEqual([0, 0]);
+  });
+
   it('closes a connection that sends garbage, and keeps serving others', async () => {
     const server = await startServer();
     const good = await connect(server);
