@@ -55,6 +55,8 @@ const commit = (() => {
   }
 })();
 const log = (s: string) => console.error(`[bench:report] ${s}`);
+// The command line of this run, as the report and the README summary quote it.
+const command = ['npm run bench:report', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
 // The shared-prefix workload every serving point uses (SGLang's generated-shared-prefix, scaled
 // to run in seconds per point on the mocker).
@@ -243,7 +245,7 @@ if (gateway) {
 const report = [
   `# kvgate benchmark report, ${date}`,
   '',
-  `Machine: ${machine}; load average at start ${loadavg()[0]!.toFixed(1)}. kvgate at \`${commit}\`. Command: \`npm run bench:report${a.quick ? ' -- --quick' : ''}\`.`,
+  `Machine: ${machine}; load average at start ${loadavg()[0]!.toFixed(1)}. kvgate at \`${commit}\`. Command: \`${command}\`.`,
   `Serving points: \`kvgate serve --workers ${WORKERS} --router-mode MODE -- --speedup-ratio ${SPEEDUP} [--max-total-tokens N]\` (mocker engines, model time ${1 / SPEEDUP}x real time so the engines and not the machine set the capacity; the Mooncake trace points at the mocker's default speedup 10) driven by \`${benchCmd}\`, one process set per point.`,
   '',
   '## Summary',
@@ -308,7 +310,7 @@ function replaceBetween(file: string, start: string, end: string, body: string):
 if (!a.out) {
   const rel = relative(join(ROOT, 'bench'), outDir);
   replaceBetween(join(ROOT, 'bench', 'README.md'), '<!-- bench:report summary -->', '<!-- /bench:report summary -->',
-    [`From \`npm run bench:report\` on ${date} (${machine}, kvgate \`${commit}\`); plots and every point in [${rel}/report.md](${rel}/report.md).`, '', ...summary].join('\n'));
+    [`From \`${command}\` on ${date} (${machine}, kvgate \`${commit}\`); plots and every point in [${rel}/report.md](${rel}/report.md).`, '', ...summary].join('\n'));
   const headline = gateway ? 'throughput_vs_peers.svg' : 'ttft_vs_load.svg';
   replaceBetween(join(ROOT, 'README.md'), '<!-- bench:report headline -->', '<!-- /bench:report headline -->',
     `![${headline.replace('.svg', '').replace(/_/g, ' ')}](${relative(ROOT, join(outDir, headline))})`);
