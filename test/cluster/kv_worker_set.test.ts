@@ -180,6 +180,21 @@ async function run(set: KvWorkerSet, tokenIds: number[], maxNewTokens = 4): Prom
 const cached = (set: KvWorkerSet, url: string) => set.unitRows().filter((u) => u.worker === url).reduce((n, u) => n + u.cachedBlocks, 0);
 const metric = async (registry: Registry, name: string) => (await registry.getSingleMetric(name)!.get()).values;
 
+
+// Dispatches until the set refuses (its load reports are applied asynchronously); the error.
+async function refusedDispatch(set: KvWorkerSet, tokenIds: number[], what: string): Promise<unknown> {
+  let refused: unknown = null;
+  await waitFor(() => {
+    try {
+      set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds }).finish('cancelled');
+      return false;
+    } catch (err) {
+      refused = err;
+      return true;
+    }
+  }, what);
+  return refused;
+}
 describe('KvWorkerSet', () => {
   it('admits each agent by its card: every dp rank a candidate, a different page size refused, a prefill worker that cannot be paired refused', async () => {
     const a = await agent();
@@ -438,16 +453,7 @@ describe('KvWorkerSet', () => {
     // One worker with room: requests are served.
     expect((await run(set, prompt(1))).tokens).toHaveLength(4);
     load(b, 91);
-    let refused: unknown = null;
-    await waitFor(() => {
-      try {
-        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
-        return false;
-      } catch (err) {
-        refused = err;
-        return true;
-      }
-    }, 'both busy');
+    const refused = await refusedDispatch(set, prompt(1), 'both busy');
     expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1 });
     load(a, 10);
     await waitFor(() => set.unitRows().length === 2 && (() => { try { set.dispatch({ model: 'test-model', requestId: 'ok', tokenIds: prompt(1) }).finish('cancelled'); return true; } catch { return false; } })(), 'A free again');
@@ -561,16 +567,7 @@ describe('KvWorkerSet', () => {
     // D1 busy: every request goes to D2 (without the exclusion, load alone alternates them).
     for (let i = 0; i < 4; i++) expect((await run(set, prompt(10 * i + 1))).worker).toBe(`${p.url} > ${d2.url}`);
     load(d2, 92);
-    let refused: unknown = null;
-    await waitFor(() => {
-      try {
-        set.dispatch({ model: 'test-model', requestId: 'busy', tokenIds: prompt(1) }).finish('cancelled');
-        return false;
-      } catch (err) {
-        refused = err;
-        return true;
-      }
-    }, 'both decode workers busy');
+    const refused = await refusedDispatch(set, prompt(1), 'both decode workers busy');
     expect(refused).toMatchObject({ code: 'workers_busy', status: 503, retryAfter: 1, message: expect.stringMatching(/every decode worker of test-model is busy/) });
     expect(set.unitRows().map((u) => u.activeRequests)).toEqual([0, 0, 0]);
     expect(set.rooms.inFlight).toBe(0);
