@@ -107,6 +107,9 @@ describe('kvgate serve with one worker of two dp ranks', () => {
 
     // Per-rank load: reported by the engine through the agent and by the router's own
     // bookkeeping, and both idle again.
+    // The engine's load report comes every interval: wait for one taken after the last request.
+    const idle = (s: string) => ['0', '1'].every((r) => new RegExp(`kvgate_worker_running_requests\\{worker="[^"]+",dp_rank="${r}"\\} 0`).test(s));
+    await waitFor(async () => idle(await text(url)), 'both ranks reported idle');
     const after = await text(url);
     for (const r of ['0', '1']) {
       expect(after).toMatch(new RegExp(`kvgate_worker_running_requests\\{worker="[^"]+",dp_rank="${r}"\\} 0`));
