@@ -44,7 +44,8 @@ function report(): void {
       const sc = scenario(w, n, seed);
       const results: SimResult[] = [];
       for (const kind of policies) {
-        const spec: PolicySpec = { kind, eventDelayMs, seed };
+        // kv-pending runs the product's defaults (overlap weight 8); kv keeps Dynamo's cost (1).
+        const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? { overlapWeight: ROUTING_DEFAULTS.overlapWeight } : {}) };
         const r = simulate(sc.make(), { workers: n, engine: sc.engine, policy: spec, seed });
         results.push(r);
         process.stderr.write(`${w} x${n} ${r.policy}: ${r.wallSeconds.toFixed(1)} s\n`);
