@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kvgate::InitRouter(env, exports);
   kvgate::InitTextTree(env, exports);
   kvgate::InitTransferCoordinator(env, exports);
+  kvgate::InitBpe(env, exports);
   return exports;
 }
 

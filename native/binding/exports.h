@@ -8,5 +8,6 @@ void InitHashing(Napi::Env env, Napi::Object exports);              // hash_bind
 void InitRouter(Napi::Env env, Napi::Object exports);               // router_binding.cc
 void InitTextTree(Napi::Env env, Napi::Object exports);             // text_tree_binding.cc
 void InitTransferCoordinator(Napi::Env env, Napi::Object exports);  // transfer_coordinator_binding.cc
+void InitBpe(Napi::Env env, Napi::Object exports);                  // bpe_binding.cc
 
 }  // namespace kvgate

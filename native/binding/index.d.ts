@@ -463,3 +463,36 @@ export class TransferCoordinator {
   /** Bytes held by the coordinator, approximately (records, room index, wheel, pair stats). */
   memoryBytes(): number;
 }
+
+// ---- Byte-level BPE (native/binding/bpe_binding.cc over native/core/bpe.h) ----
+
+export interface BpeEncoderOptions {
+  /** Tokens by id, in GPT-2's byte-level alphabet, joined by "\n" ("" for an unused id). */
+  vocab: string;
+  /** Merges by rank as "left right", joined by "\n". */
+  merges: string;
+  /** Added tokens, split off the text (leftmost, longest) before the pre-tokenizer. */
+  added: { content: string; id: number }[];
+  /** The pre-tokenizer regex, exactly as tokenizer.json writes it: Qwen2's, Llama-3's or
+   *  GPT-2's (ByteLevel use_regex); anything else throws ERR_INVALID_ARG. */
+  pattern: string;
+  /** BPE ignore_merges: a pre-tokenized piece that is itself a token is that token. */
+  ignoreMerges?: boolean;
+}
+
+/** A byte-level BPE encoder (HF tokenizers' BPE model with a Split/ByteLevel pre-tokenizer),
+ *  without normalization: the caller normalizes (NFC) each text between added tokens.
+ *  Construction: ~0.3 s and ~30 MB for Qwen3's 151K-token vocabulary, once per process;
+ *  throws ERR_INVALID_ARG for an unsupported pattern or a vocabulary that is not byte-level.
+ *  Lifetime: the JS object's; it keeps a word cache (≤ ~8 MB, cleared whole when full).
+ *  Thread: synchronous on the calling thread; an instance is not shared between threads. */
+export class BpeEncoder {
+  constructor(options: BpeEncoderOptions);
+  /** The ids of `text` (no special tokens added). With splitAdded (default true) added tokens
+   *  in the text become their ids; with false the text is a single segment. Lone surrogates
+   *  read as U+FFFD. Cost: O(text), ~µs per hundred tokens (bench/README.md, "Preprocessing");
+   *  blocks the calling thread for all of it. */
+  encode(text: string, splitAdded?: boolean): Uint32Array;
+  /** Words held by the word cache (tests and metrics). */
+  readonly cachedWords: number;
+}

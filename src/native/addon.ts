@@ -23,6 +23,8 @@ export type {
   StoreStatus,
   TransferCoordinator,
   TransferCoordinatorOptions,
+  BpeEncoder,
+  BpeEncoderOptions,
   TransferPairStats,
   UnitInfo,
 } from '../../native/binding/index.js';

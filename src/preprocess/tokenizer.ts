@@ -1,8 +1,9 @@
-// The model's tokenizer, loaded once per process from a HF tokenizer.json through HF's
-// Rust `tokenizers` binding: encode runs on libuv's thread pool, off the event loop that
-// streams every other response (bench/README.md, "Preprocessing", has the numbers).
+// The model's tokenizer, loaded once per process from a HF tokenizer.json. Encode runs the
+// addon's byte-level BPE synchronously when it implements the tokenizer (native_bpe.ts) and the
+// text is small; otherwise HF's Rust `tokenizers` binding on libuv's thread pool, off the
+// event loop that streams every other response (bench/README.md, "Preprocessing").
 // Decode is synchronous (id -> token piece -> the tokenizer's own decoder), because the
-// incremental detokenizer calls it for every chunk of every stream. Every encode goes
+// incremental detokenizer calls it for every chunk of every stream. Every pool encode goes
 // through the process's TokenizeLimiter (large inputs queue, small ones never wait behind
 // them); chat prompts reuse the ids of segments seen before (SegmentedEncoder).
 
@@ -10,6 +11,7 @@ import { createRequire } from 'node:module';
 import type { Decoder, Tokenizer as HfTokenizer } from 'tokenizers';
 import { KvgateError } from '../errors.js';
 import type { ModelFiles } from './model_files.js';
+import { NativeBpe } from './native_bpe.js';
 import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentedEncoder, type AddedToken } from './segmented_encoder.js';
 import { minTokens, tokenBound, type TokenBound } from './token_bound.js';
 import { byteLevelBytes, isByteLevel } from './token_bytes.js';
@@ -18,10 +20,17 @@ import { tokenizeLimiter, type TokenizeLimiter } from './tokenize_limiter.js';
 const require = createRequire(import.meta.url);
 const { Tokenizer: HfTokenizerClass } = require('tokenizers') as typeof import('tokenizers');
 
+// Texts up to this many chars are encoded natively on the event loop (~1 ms at this size,
+// bench/README.md); longer ones go to the pool through the limiter, so one huge prompt does
+// not stall every stream.
+export const NATIVE_SYNC_CHARS = 16 * 1024;
+
 export interface TokenizerOptions {
   // Bytes of segment token ids kept for encodeSegmented (0: no cache).
   segmentCacheBytes?: number;
   limiter?: TokenizeLimiter;
+  // false: always HF `tokenizers` (benchmarks and differential tests compare the two).
+  native?: boolean;
 }
 
 // tokenizer_config.json writes special tokens as a string or as an AddedToken dict.
@@ -51,6 +60,8 @@ export class Tokenizer {
   readonly maxBytesPerToken: number | null;
   private readonly bound: TokenBound;
   private readonly hf: HfTokenizer;
+  // The addon's encoder, when it implements this tokenizer.json exactly.
+  readonly native: NativeBpe | null;
   private readonly limiter: TokenizeLimiter;
   private readonly segments: SegmentedEncoder | null;
   private readonly decoder: Decoder | null;
@@ -71,6 +82,7 @@ export class Tokenizer {
     this.bound = tokenBound(json);
     this.maxBytesPerToken = this.bound.maxBytesPerToken;
     this.limiter = options.limiter ?? tokenizeLimiter;
+    this.native = options.native === false ? null : NativeBpe.create(json);
     this.segments = SegmentedEncoder.create(json, added, this.vocabSize, options.segmentCacheBytes ?? DEFAULT_SEGMENT_CACHE_BYTES, (text, signal) =>
       this.encode(text, false, signal),
     );
@@ -94,7 +106,9 @@ export class Tokenizer {
   }
 
   // A signal that aborts while a large input waits for the tokenizer rejects the encode.
-  encode(text: string, addSpecialTokens: boolean, signal?: AbortSignal): Promise<number[]> {
+  async encode(text: string, addSpecialTokens: boolean, signal?: AbortSignal): Promise<number[]> {
+    const n = this.native;
+    if (n !== null && text.length <= NATIVE_SYNC_CHARS && (!addSpecialTokens || n.addsNothing)) return n.encode(text);
     return this.limiter.run(text.length, async () => (await this.hf.encode(text, null, { addSpecialTokens })).getIds(), signal);
   }
 

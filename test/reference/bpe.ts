@@ -1,0 +1,96 @@
+// The obvious byte-level BPE, for differential tests of native/core/bpe.cc: added tokens split
+// off with a regex, NFC per segment, the tokenizer.json pattern run by JavaScript's regex
+// engine, and a merge loop that applies the lowest-ranked adjacent pair until none is left.
+// Slow (string keys, quadratic merges) and short on purpose.
+
+type Json = Record<string, any>;
+
+// GPT-2's byte-level alphabet: byte → the character that spells it in the vocabulary.
+const BYTE_CHAR: string[] = (() => {
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  let next = 256;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(printable(b) ? b : next++));
+})();
+
+const GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+// HF's regex engine (Oniguruma) reads \s as White_Space; JavaScript's \s differs (it has
+// U+FEFF, not U+0085). A leading case-insensitive group `(?i:...)` becomes a regex of its own
+// tried first at each position, which is what alternation does.
+function compile(pattern: string): RegExp[] {
+  const js = (p: string) => p.replaceAll('\\s', '\\p{White_Space}').replaceAll('\\S', '\\P{White_Space}');
+  const m = /^\(\?i:([^()]*)\)\|(.*)$/s.exec(pattern);
+  if (m === null) return [new RegExp(js(pattern), 'uy')];
+  return [new RegExp(js(m[1]!), 'iuy'), new RegExp(js(m[2]!), 'uy')];
+}
+
+export class ReferenceBpe {
+  private readonly vocab: Map<string, number>;
+  private readonly ranks = new Map<string, number>();
+  private readonly pieces: RegExp[];
+  private readonly splitter: RegExp | null;
+  private readonly added: Map<string, number>;
+  private readonly nfc: boolean;
+  private readonly ignoreMerges: boolean;
+
+  constructor(json: Json) {
+    const model = json['model'];
+    this.vocab = new Map(Object.entries(model.vocab as Record<string, number>));
+    (model.merges as (string | string[])[]).forEach((m, rank) => this.ranks.set(Array.isArray(m) ? m.join(' ') : m, rank));
+    const pre = json['pre_tokenizer'];
+    this.pieces = compile(pre.type === 'ByteLevel' ? GPT2 : pre.pretokenizers[0].pattern.Regex);
+    this.nfc = json['normalizer']?.type === 'NFC';
+    this.ignoreMerges = model.ignore_merges === true;
+    const added = (json['added_tokens'] as { content: string; id: number }[]).map((t) => t.content);
+    this.added = new Map((json['added_tokens'] as { content: string; id: number }[]).map((t) => [t.content, t.id]));
+    const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    added.sort((a, b) => b.length - a.length);
+    this.splitter = added.length ? new RegExp(`(${added.map(escape).join('|')})`) : null;
+  }
+
+  encode(text: string): number[] {
+    const parts = this.splitter ? text.split(this.splitter) : [text];
+    const out: number[] = [];
+    parts.forEach((part, i) => {
+      if (i % 2 === 1) out.push(this.added.get(part)!);
+      else for (const piece of this.preTokenize(this.nfc ? part.normalize('NFC') : part)) out.push(...this.merge(piece));
+    });
+    return out;
+  }
+
+  private preTokenize(text: string): string[] {
+    const out: string[] = [];
+    for (let at = 0; at < text.length; ) {
+      let end = -1;
+      for (const re of this.pieces) {
+        re.lastIndex = at;
+        if (re.exec(text) !== null) {
+          end = re.lastIndex;
+          break;
+        }
+      }
+      if (end <= at) throw new Error(`no pre-tokenizer match at ${at}`);
+      out.push(text.slice(at, end));
+      at = end;
+    }
+    return out;
+  }
+
+  private merge(piece: string): number[] {
+    const bytes = Buffer.from(piece, 'utf8'); // lone surrogates read as U+FFFD, as in HF
+    const whole = [...bytes].map((b) => BYTE_CHAR[b]!).join('');
+    if (this.ignoreMerges && this.vocab.has(whole)) return [this.vocab.get(whole)!];
+    let syms = [...bytes].map((b) => BYTE_CHAR[b]!);
+    for (;;) {
+      let best = -1;
+      let bestRank = Infinity;
+      for (let i = 0; i + 1 < syms.length; i++) {
+        const r = this.ranks.get(`${syms[i]} ${syms[i + 1]}`);
+        if (r !== undefined && r < bestRank) [best, bestRank] = [i, r];
+      }
+      if (best < 0) break;
+      syms = [...syms.slice(0, best), syms[best]! + syms[best + 1]!, ...syms.slice(best + 2)];
+    }
+    return syms.map((s) => this.vocab.get(s)!);
+  }
+}
