@@ -67,6 +67,16 @@ size_t utf8_decode(const uint8_t* p, size_t avail, uint32_t* cp) {
   return n;
 }
 
+bool valid_utf8(const uint8_t* text, size_t len) {
+  for (size_t i = 0; i < len;) {
+    uint32_t cp;
+    const size_t n = utf8_decode(text + i, len - i, &cp);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 // A token in the byte-level alphabet → its raw bytes; false if it is not in the alphabet.
 bool byte_level_bytes(const std::string& token, const int16_t (&cp_to_byte)[324], std::string* out) {
   out->clear();
@@ -174,13 +184,7 @@ std::unique_ptr<BpeEncoder> BpeEncoder::create(const BpeSpec& spec, std::string*
 }
 
 BpeError BpeEncoder::encode(const uint8_t* text, size_t len, bool split_added, std::vector<uint32_t>* out) {
-  // Validate first, so no partial result escapes for bad input.
-  for (size_t i = 0; i < len;) {
-    uint32_t cp;
-    const size_t n = utf8_decode(text + i, len - i, &cp);
-    if (n == 0) return BpeError::kBadUtf8;
-    i += n;
-  }
+  if (!valid_utf8(text, len)) return BpeError::kBadUtf8;  // before any output
   size_t start = 0;
   if (split_added && !added_.empty()) {
     // Leftmost, then longest match (HF's added-vocabulary split). Matches of valid UTF-8
@@ -202,25 +206,41 @@ BpeError BpeEncoder::encode(const uint8_t* text, size_t len, bool split_added, s
   return BpeError::kOk;
 }
 
-void BpeEncoder::encode_segment(const uint8_t* text, size_t len, std::vector<uint32_t>* out) {
-  if (len == 0) return;
+// Fills cps_, cls_ and offs_ (byte offset of each code point, then `len`) for valid UTF-8.
+void BpeEncoder::decode_segment(const uint8_t* text, size_t len) {
   cps_.clear();
   cls_.clear();
   offs_.clear();
   for (size_t i = 0; i < len;) {
     uint32_t cp = 0;
-    const size_t n = utf8_decode(text + i, len - i, &cp);  // validated by encode()
+    const size_t n = utf8_decode(text + i, len - i, &cp);  // validated by the caller
     cps_.push_back(cp);
     cls_.push_back(class_of(cp));
     offs_.push_back(static_cast<uint32_t>(i));
     i += n;
   }
   offs_.push_back(static_cast<uint32_t>(len));
+}
+
+void BpeEncoder::encode_segment(const uint8_t* text, size_t len, std::vector<uint32_t>* out) {
+  if (len == 0) return;
+  decode_segment(text, len);
   for (size_t i = 0; i < cps_.size();) {
     const size_t end = piece_end(i);
     encode_piece(text + offs_[i], offs_[end] - offs_[i], out);
     i = end;
   }
+}
+
+BpeError BpeEncoder::pieces(const uint8_t* text, size_t len, std::vector<std::string>* out) {
+  if (!valid_utf8(text, len)) return BpeError::kBadUtf8;
+  decode_segment(text, len);
+  for (size_t i = 0; i < cps_.size();) {
+    const size_t end = piece_end(i);
+    out->emplace_back(reinterpret_cast<const char*>(text) + offs_[i], offs_[end] - offs_[i]);
+    i = end;
+  }
+  return BpeError::kOk;
 }
 
 // The end (exclusive, in code points) of the pre-tokenizer's match at code point i: the

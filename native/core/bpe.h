@@ -50,11 +50,15 @@ class BpeEncoder {
   // unspecified) when the text is not valid UTF-8. Not thread-safe: it reuses scratch space.
   BpeError encode(const uint8_t* text, size_t len, bool split_added, std::vector<uint32_t>* out);
 
+  // The pre-tokenizer's pieces of `len` bytes of UTF-8 text (no added tokens), for tests.
+  BpeError pieces(const uint8_t* text, size_t len, std::vector<std::string>* out);
+
   size_t cached_words() const { return cache_index_.size(); }
 
  private:
   BpeEncoder() = default;
   void encode_segment(const uint8_t* text, size_t len, std::vector<uint32_t>* out);
+  void decode_segment(const uint8_t* text, size_t len);
   void encode_piece(const uint8_t* bytes, size_t len, std::vector<uint32_t>* out);
   void merge_piece(const uint8_t* bytes, size_t len, std::vector<uint32_t>* out);
   size_t piece_end(size_t i) const;
