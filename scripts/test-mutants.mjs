@@ -127,6 +127,30 @@ const MUTANTS = [
     from: '    if (t.logit == best) tree = std::min(tree, t.bucket->first.tree);\n',
     to: '',
   },
+  {
+    name: 'bpe-case-sensitive-contractions',
+    why: "the Qwen2/Llama-3 contractions match only lower case ('S and 'ſ split apart)",
+    file: 'bpe.cc',
+    from: "      return x == static_cast<uint32_t>(lower - 'a' + 'A') || (lower == 's' && x == 0x17f);\n",
+    to: '      return false;\n',
+    vitest: 'test/native/bpe.diff.test.ts',
+  },
+  {
+    name: 'bpe-no-whitespace-lookahead',
+    why: 'a whitespace run before a word keeps its last space (\\s+(?!\\S) ignored)',
+    file: 'bpe.cc',
+    from: '  return e < n && e - i >= 2 ? e - 1 : e;\n',
+    to: '  return e;\n',
+    vitest: 'test/native/bpe.diff.test.ts',
+  },
+  {
+    name: 'bpe-rightmost-tie',
+    why: 'among pairs of equal rank the rightmost merges first',
+    file: 'bpe.cc',
+    from: 'a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;',
+    to: 'a.rank != b.rank ? a.rank > b.rank : a.pos < b.pos;',
+    vitest: 'test/native/bpe.diff.test.ts',
+  },
 ];
 
 const args = process.argv.slice(2);

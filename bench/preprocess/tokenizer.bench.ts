@@ -1,0 +1,121 @@
+// Tokenizer encode, side by side in one run on the real Qwen3 files: kvgate's native
+// byte-level BPE (synchronous, src/preprocess/native_bpe.ts), HF `tokenizers` (Rust; it has
+// no synchronous encode, so its async encode on libuv's pool as kvgate called it before),
+// the pure-JS `@huggingface/tokenizers` (synchronous) and the naive reference
+// (test/reference/bpe.ts). Per-call latency and throughput for a fresh 512-token and
+// 4K-token prompt; then the whole preprocess (chat template + tokenize, segment cache on) of
+// a 4K-token chat prompt, fresh and with a system prompt seen before, native vs HF.
+//
+//   npm run bench:tokenizer        (ITERS=200 by default)
+
+import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
+import { createRequire } from 'node:module';
+import { readModelFiles } from '../../src/preprocess/model_files.js';
+import { Preprocessor } from '../../src/preprocess/preprocessor.js';
+import { Tokenizer } from '../../src/preprocess/tokenizer.js';
+import { ReferenceBpe } from '../../test/reference/bpe.js';
+import { messagesFor, prose, withSystem } from './prose.js';
+
+const ITERS = Number(process.env['ITERS'] ?? 200);
+const require = createRequire(import.meta.url);
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface Row {
+  name: string;
+  p50: number;
+  p99: number;
+  tokPerS: number;
+}
+
+// Runs every encoder on every input in turn (rotating who goes first), so all see the same
+// machine load.
+async function compare(inputs: string[], encoders: [string, (s: string) => unknown][], tokens: number): Promise<Row[]> {
+  const times = encoders.map(() => [] as number[]);
+  for (const [i, text] of inputs.entries()) {
+    for (let k = 0; k < encoders.length; k++) {
+      const e = (i + k) % encoders.length;
+      const t = performance.now();
+      await encoders[e]![1](text);
+      times[e]!.push(performance.now() - t);
+    }
+  }
+  return encoders.map(([name], e) => {
+    const s = [...times[e]!].sort((a, b) => a - b);
+    const total = s.reduce((a, b) => a + b, 0);
+    return { name, p50: pct(s, 50), p99: pct(s, 99), tokPerS: (tokens * s.length) / (total / 1000) };
+  });
+}
+
+function print(title: string, rows: Row[]): void {
+  console.log(`\n${title}`);
+  const base = rows[0]!.p50;
+  for (const r of rows) {
+    console.log(
+      `  ${r.name.padEnd(44)} p50 ${r.p50.toFixed(3).padStart(8)} ms  p99 ${r.p99.toFixed(3).padStart(8)} ms  ${(r.tokPerS / 1e6).toFixed(2).padStart(6)} M tok/s  p50 ${(r.p50 / base).toFixed(1)}x native`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const files = readModelFiles();
+  const json = JSON.parse(files.tokenizerJson) as Record<string, unknown>;
+  let t = performance.now();
+  const native = new Tokenizer(files);
+  console.log(`node ${process.version}, ${ITERS} iterations`);
+  console.log(`load: Tokenizer with the native encoder   ${(performance.now() - t).toFixed(0)} ms`);
+  t = performance.now();
+  const hfOnly = new Tokenizer(files, { native: false });
+  console.log(`load: Tokenizer, HF tokenizers only       ${(performance.now() - t).toFixed(0)} ms`);
+  const bpe = native.native!;
+  const hf = require('tokenizers').Tokenizer.fromString(files.tokenizerJson);
+  const js = new JsTokenizer(json, JSON.parse(JSON.stringify(files.tokenizerConfig)));
+  const ref = new ReferenceBpe(json);
+
+  // Words per prompt for a target token count (the synthetic words are ~3 tokens each).
+  const wordsFor = (target: number) => {
+    let words = 500;
+    for (let k = 0; k < 3; k++) words = Math.round((words * target) / bpe.encode(prose(7, words)).length);
+    return words;
+  };
+  for (const [label, target] of [
+    ['512', 512],
+    ['4K', 4096],
+  ] as const) {
+    const words = wordsFor(target);
+    const iters = ITERS;
+    const inputs = Array.from({ length: iters }, (_, i) => prose(1_000_000 + target * 1000 + i, words));
+    const tokens = Math.round(inputs.slice(0, 10).reduce((a, s) => a + bpe.encode(s).length, 0) / 10);
+    // The reference is slow: a tenth of the inputs.
+    const rows = await compare(inputs, [
+      ['kvgate native BPE (sync, on the event loop)', (s) => bpe.encode(s)],
+      ['HF tokenizers (Rust, async on the pool)', async (s) => (await hf.encode(s, null, { addSpecialTokens: false })).getIds()],
+      ['@huggingface/tokenizers (pure JS, sync)', (s) => js.encode(s, { add_special_tokens: false })],
+    ], tokens);
+    const refRows = await compare(inputs.slice(0, Math.max(5, iters / 10)), [['naive TS reference (sync)', (s) => ref.encode(s)]], tokens);
+    print(`encode, fresh ${label}-token prompt (${tokens} tokens, ${inputs[0]!.length} chars):`, [...rows, ...refRows]);
+  }
+
+  // The whole preprocess: render the chat template + encodeSegmented, native vs HF.
+  const preNative = new Preprocessor();
+  const preHf = new Preprocessor();
+  (preHf as { tokenizer: Tokenizer }).tokenizer = hfOnly;
+  const words = wordsFor(4096 - 30); // the template adds ~30
+  const cases: [string, (i: number) => { role: string; content: string }[]][] = [
+    ['fresh prompt', (i) => messagesFor(50_000 + i, words)],
+    ['system prompt seen before', (i) => withSystem(1, 60_000 + i, words)],
+  ];
+  for (const [label, messages] of cases) {
+    const inputs = Array.from({ length: ITERS }, (_, i) => messages(i));
+    const run = (pre: Preprocessor) => async (m: unknown) => pre.encodeChat(pre.renderChat({ messages: m as { role: string; content: string }[], addGenerationPrompt: true }));
+    const rows = await compare(inputs as unknown as string[], [
+      ['render + tokenize, native', run(preNative) as (s: string) => unknown],
+      ['render + tokenize, HF tokenizers', run(preHf) as (s: string) => unknown],
+    ], (await run(preNative)(inputs[0])).length);
+    print(`preprocess, 4K-token chat, ${label}:`, rows);
+  }
+}
+
+await main();
