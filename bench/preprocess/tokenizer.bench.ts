@@ -98,6 +98,35 @@ async function main(): Promise<void> {
     print(`encode, fresh ${label}-token prompt (${tokens} tokens, ${inputs[0]!.length} chars):`, [...rows, ...refRows]);
   }
 
+  // Where the native time goes, on one 4K-token prompt: a first encode (new words merged),
+  // the same text again (every word from the word cache: UTF-8 transfer, pre-tokenizer, cache
+  // lookups, the result array), a UTF-8 copy of the text alone, and the number[] copy.
+  const words4k = wordsFor(4096);
+  const texts = Array.from({ length: ITERS }, (_, i) => prose(9_000_000 + i, words4k));
+  // The addon's object inside NativeBpe (a private field), to time the call without the copy.
+  const enc = (bpe as unknown as { bpe: { encode(s: string): Uint32Array } }).bpe;
+  const cold: number[] = [];
+  const warm: number[] = [];
+  const utf8: number[] = [];
+  const copy: number[] = [];
+  for (const text of texts) {
+    let t0 = performance.now();
+    const ids = enc.encode(text);
+    cold.push(performance.now() - t0);
+    t0 = performance.now();
+    enc.encode(text);
+    warm.push(performance.now() - t0);
+    t0 = performance.now();
+    Buffer.from(text, 'utf8');
+    utf8.push(performance.now() - t0);
+    t0 = performance.now();
+    Array.from(ids);
+    copy.push(performance.now() - t0);
+  }
+  const p = (xs: number[]) => pct([...xs].sort((a, b) => a - b), 50).toFixed(3);
+  console.log(`\nnative breakdown, 4K-token prompt (p50): first encode ${p(cold)} ms; same text again (all words cached) ${p(warm)} ms;`);
+  console.log(`  of which UTF-8 copy of the text ~${p(utf8)} ms; ids → number[] ${p(copy)} ms (after the call)`);
+
   // The whole preprocess: render the chat template + encodeSegmented, native vs HF.
   const preNative = new Preprocessor();
   const preHf = new Preprocessor();

@@ -91,6 +91,9 @@ TEST(BpePieces, Qwen2ContractionsAreCaseInsensitiveWithLongS) {
             (Pieces{"it", "'s", " IT", "'S", " it", "'LL", " we", "'Re", " x", "'\xC5\xBF"}));
   // A contraction wins over a letter run with the apostrophe in front: 'sound → 's ound.
   EXPECT_EQ(pieces(BpePattern::kQwen2, "'sound 'x"), (Pieces{"'s", "ound", " '", "x"}));
+  EXPECT_EQ(pieces(BpePattern::kQwen2, "'Sound x'LLama x'\xC5\xBFo"),
+            (Pieces{"'S", "ound", " x", "'LL", "ama", " x", "'\xC5\xBF", "o"}));
+  EXPECT_EQ(pieces(BpePattern::kGpt2, "'Sound"), (Pieces{"'", "Sound"}));
 }
 
 TEST(BpePieces, Gpt2ContractionsAreCaseSensitive) {

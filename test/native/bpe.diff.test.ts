@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readModelFiles } from '../../src/preprocess/model_files.js';
 import { GPT2_REGEX, NativeBpe } from '../../src/preprocess/native_bpe.js';
+import { NATIVE_SYNC_CHARS, Tokenizer } from '../../src/preprocess/tokenizer.js';
 import { ReferenceBpe } from '../reference/bpe.js';
 import { native, rng, SEED } from './helpers.js';
 
@@ -104,6 +105,24 @@ describe(`native BPE vs HF tokenizers vs the naive reference (KVGATE_TEST_SEED=$
       });
     });
   }
+
+  it("kvgate's Tokenizer uses it for encode (with and without special tokens) and encodeSegmented, as HF encodes", async () => {
+    const tok = new Tokenizer(files);
+    expect(tok.native).not.toBeNull();
+    const hf = hfFrom(files.tokenizerJson);
+    const next = rng(SEED + 7);
+    for (let r = 0; r < 200; r++) {
+      const text = `<|im_start|>system\n${randomText(next)}<|im_end|>\n<|im_start|>user\n${randomText(next)}<|im_end|>\n`;
+      for (const special of [false, true]) {
+        const want = (await hf.encode(text, null, { addSpecialTokens: special })).getIds();
+        expect(await tok.encode(text, special), show(text)).toEqual(want);
+      }
+      expect(await tok.encodeSegmented(text)).toEqual((await hf.encode(text, null, { addSpecialTokens: false })).getIds());
+    }
+    // Past the synchronous bound the pool encodes it: the same ids.
+    const long = `${'word '.repeat(NATIVE_SYNC_CHARS / 5)}é\u0301<|im_end|>`;
+    expect(await tok.encode(long, false)).toEqual((await hf.encode(long, null, { addSpecialTokens: false })).getIds());
+  });
 
   it('NFC is the identity on every string of code units below U+0300 (the fast path skips it)', () => {
     for (let a = 0; a < 0x300; a++) {
