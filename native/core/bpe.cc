@@ -1,6 +1,7 @@
 #include "core/bpe.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <functional>
 
@@ -21,11 +22,21 @@ const char kGpt2Regex[] = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{
 constexpr size_t kMaxCachedWord = 128;
 constexpr size_t kCacheBytes = 8u << 20;
 
-CharClass class_of(uint32_t cp) {
+CharClass class_in_ranges(uint32_t cp) {
   const CharRange* end = kCharRanges + sizeof kCharRanges / sizeof kCharRanges[0];
   const CharRange* r =
       std::upper_bound(kCharRanges, end, cp, [](uint32_t c, const CharRange& x) { return c < x.first; });
   return r != kCharRanges && cp <= (r - 1)->last ? (r - 1)->cls : kOther;
+}
+
+// Most text is ASCII: a table for it, a binary search of the ranges for the rest.
+CharClass class_of(uint32_t cp) {
+  static const auto ascii = [] {
+    std::array<CharClass, 128> t{};
+    for (uint32_t c = 0; c < 128; c++) t[c] = class_in_ranges(c);
+    return t;
+  }();
+  return cp < 128 ? ascii[cp] : class_in_ranges(cp);
 }
 
 // GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the other 68
