@@ -2,7 +2,7 @@
 // patterns use (\p{L}, \p{N}, \s), as sorted ranges, from this Node's Unicode data (ICU).
 // HF tokenizers matches with Oniguruma, whose \s is White_Space (9-D, 0x85 and the
 // separators Zs/Zl/Zp), not JavaScript's \s (which adds U+FEFF and leaves out U+0085).
-//   node scripts/gen_unicode_tables.mjs   (then clang-format the header is not needed)
+//   node scripts/gen_unicode_tables.mjs   (the table sits between clang-format off/on)
 import { writeFileSync } from 'node:fs';
 
 const L = /\p{L}/u, N = /\p{N}/u, S = /\p{White_Space}/u;

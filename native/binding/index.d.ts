@@ -482,16 +482,17 @@ export interface BpeEncoderOptions {
 
 /** A byte-level BPE encoder (HF tokenizers' BPE model with a Split/ByteLevel pre-tokenizer),
  *  without normalization: the caller normalizes (NFC) each text between added tokens.
- *  Construction: ~0.3 s and ~30 MB for Qwen3's 151K-token vocabulary, once per process;
- *  throws ERR_INVALID_ARG for an unsupported pattern or a vocabulary that is not byte-level.
+ *  Construction: ~0.3 s for Qwen3's 151K-token vocabulary (once per process), a few MB kept
+ *  (the merge table); throws ERR_INVALID_ARG for an unsupported pattern or a vocabulary that is not byte-level.
  *  Lifetime: the JS object's; it keeps a word cache (≤ ~8 MB, cleared whole when full).
  *  Thread: synchronous on the calling thread; an instance is not shared between threads. */
 export class BpeEncoder {
   constructor(options: BpeEncoderOptions);
   /** The ids of `text` (no special tokens added). With splitAdded (default true) added tokens
    *  in the text become their ids; with false the text is a single segment. Lone surrogates
-   *  read as U+FFFD. Cost: O(text), ~µs per hundred tokens (bench/README.md, "Preprocessing");
-   *  blocks the calling thread for all of it. */
+   *  read as U+FFFD. Throws ERR_INVALID_ARG if text is not a string. Cost: O(text), ~0.2-0.3 ms
+   *  for a fresh 4K-token prompt (bench/README.md, "Preprocessing"); blocks the calling thread
+   *  for all of it. */
   encode(text: string, splitAdded?: boolean): Uint32Array;
   /** Words held by the word cache (tests and metrics). */
   readonly cachedWords: number;
