@@ -162,6 +162,8 @@ class Connection {
   // The request in flight: resolve on the head, fail before it; `res` once the head is in.
   private pending: { resolve: (r: Http1Response) => void; reject: (e: Error) => void; signal?: AbortSignal; onAbort: () => void } | null = null;
   private res: Http1Response | null = null;
+  // The caller's signal while it reads the body (aborting it closes the connection).
+  private bodySignal: { signal: AbortSignal; onAbort: () => void } | null = null;
   private gotBytes = false;
   private head: Buffer | null = null;
   private mode: BodyMode = 'none';
@@ -344,8 +346,6 @@ class Connection {
     return bodyAt;
   }
 
-  private bodySignal: { signal: AbortSignal; onAbort: () => void } | null = null;
-
   // Parses chunked framing from `b` at `off`, pushing data to `res`. Returns the next offset,
   // or at the end of the body -1 (nothing after it) or -2 (bytes after it).
   private parseChunked(b: Buffer, off: number, res: Http1Response): number {
@@ -419,7 +419,8 @@ function encodeRequest(req: Http1Request, host: string): Buffer | string {
   }
   const body = req.body;
   if (body === undefined) return `${head}\r\n`;
-  if (typeof body === 'string') return Buffer.from(`${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, 'utf8');
+  // A string goes to the socket as it is (encoded once, by the write itself).
+  if (typeof body === 'string') return `${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   head += `content-length: ${body.length}\r\n\r\n`;
   const out = Buffer.allocUnsafe(head.length + body.length);
   out.write(head, 0, 'latin1');
