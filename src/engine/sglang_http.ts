@@ -13,7 +13,6 @@
 // frame.
 
 import { StringDecoder } from 'node:string_decoder';
-import type { ConnectionOptions } from 'node:tls';
 import { KvgateError } from '../errors.js';
 import { Http1Pool, type Http1Response } from '../http/http1_client.js';
 import { isJsonObject, type JsonObject } from '../json.js';
@@ -249,8 +248,6 @@ export interface SglangHttpOptions {
   controlTimeoutMs?: number;
   // The engine's --api-key: sent as Authorization: Bearer on every request.
   apiKey?: string;
-  // TLS options for an https engine (a private CA).
-  tls?: ConnectionOptions;
 }
 
 export class SglangHttpEngine implements DirectEngine {
@@ -267,7 +264,7 @@ export class SglangHttpEngine implements DirectEngine {
     this.controlTimeoutMs = options.controlTimeoutMs ?? 5000;
     this.auth = options.apiKey !== undefined ? { authorization: `Bearer ${options.apiKey}` } : {};
     this.generateHeaders = { 'content-type': 'application/json', accept: 'text/event-stream', ...this.auth };
-    this.pool = new Http1Pool(this.url, options.tls ? { tls: options.tls } : {});
+    this.pool = new Http1Pool(this.url);
   }
 
   // The connection pool's gauges (tests check they return to zero).
