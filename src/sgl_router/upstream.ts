@@ -40,18 +40,6 @@ export class Upstream {
     };
   }
 
-  // Gauges summed over the worker origins (tests check they return to zero).
-  get stats(): { sockets: number; idle: number; waiting: number } {
-    const s = { sockets: 0, idle: 0, waiting: 0 };
-    for (const p of this.pools.values()) {
-      const t = p.stats;
-      s.sockets += t.sockets;
-      s.idle += t.idle;
-      s.waiting += t.waiting;
-    }
-    return s;
-  }
-
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
