@@ -158,7 +158,7 @@ class Connection {
   // Has served a request before: a failure before any byte may be the keep-alive race.
   reused = false;
   idleSince = 0;
-  private closed = false;
+  closed = false;
   // The request in flight: resolve on the head, fail before it; `res` once the head is in.
   private pending: { resolve: (r: Http1Response) => void; reject: (e: Error) => void; signal?: AbortSignal; onAbort: () => void } | null = null;
   private res: Http1Response | null = null;
@@ -361,6 +361,24 @@ class Connection {
         }
         continue;
       }
+      // The common lines read in place, without making strings (an SSE stream is a chunk per
+      // event): the CRLF after chunk data, and a bare hex size ending in CRLF.
+      if (this.line === '' && this.chunk === 'data-end' && b[off] === 13 && b[off + 1] === 10) {
+        off += 2;
+        this.chunk = 'size';
+        continue;
+      }
+      if (this.line === '' && this.chunk === 'size') {
+        let size = 0;
+        let i = off;
+        for (let d = hexDigit(b[i]); d >= 0 && i - off < 12; d = hexDigit(b[++i])) size = size * 16 + d;
+        if (i > off && b[i] === 13 && b[i + 1] === 10) {
+          off = i + 2;
+          this.remaining = size;
+          this.chunk = size === 0 ? 'trailer' : 'data';
+          continue;
+        }
+      }
       const nl = b.indexOf(10, off);
       const stop = nl < 0 ? b.length : nl + 1;
       this.line += b.toString('latin1', off, stop);
@@ -406,6 +424,14 @@ class Connection {
       this.bodySignal = null;
     }
   }
+}
+
+// The value of an ASCII hex digit, or -1 (also past the end of a buffer: undefined).
+function hexDigit(c: number | undefined): number {
+  if (c === undefined) return -1;
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 32;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
 }
 
 function encodeRequest(req: Http1Request, host: string): Buffer | string {
@@ -471,6 +497,11 @@ export class Http1Pool {
     for (;;) {
       req.signal?.throwIfAborted();
       const conn = await this.take(req.signal);
+      if (req.signal?.aborted) {
+        // Aborted while the connection was being handed over: it goes back unused.
+        this.released(conn);
+        throw req.signal.reason;
+      }
       try {
         return await new Promise<Http1Response>((resolve, reject) => {
           try {
@@ -529,6 +560,7 @@ export class Http1Pool {
 
   // A connection finished its exchange and may serve another.
   released(c: Connection): void {
+    if (c.closed) return;
     if (this.closed) return c.destroy();
     const w = this.waiting.shift();
     if (w) return w.take(c);
