@@ -14,7 +14,7 @@
 
 import { StringDecoder } from 'node:string_decoder';
 import { KvgateError } from '../errors.js';
-import { Http1Pool, type Http1Response } from '../http/http1_client.js';
+import { Http1Pool, type Http1Response } from '../net/http1_client.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard, type ModelCard } from './model_card.js';
 import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, PromptLogprob, SamplingOptions, TokenLogprob, Usage } from './client.js';

@@ -1,9 +1,9 @@
-// POSTs to workers over the lean HTTP/1.1 client (src/http/http1_client.ts), one keep-alive pool
+// POSTs to workers over the lean HTTP/1.1 client (src/net/http1_client.ts), one keep-alive pool
 // per worker origin. It replaced undici's Pool, whose stream layers were most of the router's
 // own CPU per request (bench/README.md, "kvgate router CPU: profile and changes"). The answer
 // is read once: as text, drained, or chunk by chunk.
 
-import { Http1Pool, type Http1Response } from '../http/http1_client.js';
+import { Http1Pool, type Http1Response } from '../net/http1_client.js';
 
 export interface UpstreamResponse {
   readonly status: number;

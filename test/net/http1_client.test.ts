@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Http1Error, Http1Pool, type Http1Response } from '../../src/http/http1_client.js';
+import { Http1Error, Http1Pool, type Http1Response } from '../../src/net/http1_client.js';
 import { makeCerts } from '../distributed/test_certs.js';
 import { waitFor } from '../frontend/fixtures/stack.js';
 
