@@ -218,7 +218,7 @@ class Connection {
       res.end();
     }
     const e = err ?? new Http1Error(this.gotBytes ? 'the server closed the connection mid-response' : 'the server closed the connection before answering', 'ECONNRESET', !this.gotBytes);
-    if (err && !this.gotBytes && !(err instanceof Http1Error) && (err as NodeJS.ErrnoException).code) {
+    if (err && !this.gotBytes && !(err instanceof Http1Error) && typeof (err as NodeJS.ErrnoException).code === 'string') {
       // A socket error (ECONNRESET, EPIPE, ECONNREFUSED) before any byte of the answer.
       Object.assign(err, { beforeResponse: true });
     }
@@ -234,7 +234,7 @@ class Connection {
     this.res = null;
     if (p) {
       p.signal?.removeEventListener('abort', p.onAbort);
-      if (err) p.reject(err);
+      p.reject(err);
     }
     res?.fail(err);
   }
