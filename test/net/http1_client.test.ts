@@ -279,6 +279,18 @@ describe('Http1Pool', () => {
     expect(((await failure(p.request({ method: 'GET', path: '/', signal: AbortSignal.abort() }))) as Error).name).toBe('AbortError');
   });
 
+  it('does not reuse a connection idle longer than idleTimeoutMs, and closes it', async () => {
+    let connections = 0;
+    const server = http.createServer((_req, res) => res.end('ok'));
+    server.on('connection', () => connections++);
+    const p = pool(await listen(server), { idleTimeoutMs: 50 });
+    expect(await (await p.request({ method: 'GET', path: '/' })).text()).toBe('ok');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await (await p.request({ method: 'GET', path: '/' })).text()).toBe('ok');
+    expect(connections).toBe(2);
+    await waitFor(() => p.stats.sockets === 0, 3000); // the sweep closes the second one too
+  });
+
   it('reports a refused connection with its code', async () => {
     const s = net.createServer();
     const origin = await listen(s);
