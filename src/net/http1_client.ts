@@ -1,14 +1,16 @@
 // A lean keep-alive HTTP/1.1 client over net/tls sockets, for the hops to engines (the frontend's
-// engine client, `kvgate router`'s upstream). node:http and undici spend most of a proxied
-// request's CPU in their stream and event layers (bench/README.md, "kvgate router CPU"); this
-// client writes a request as one buffer, parses the response incrementally in place, and hands
-// the body to the caller as buffers, with no Node streams in between.
+// engine client, `kvgate router`'s upstream). undici's and node:http's clients were the largest
+// share of those hops' CPU, mostly their stream and event layers (bench/README.md, "kvgate
+// router CPU: a lean HTTP/1.1 client"); this client writes a request as one buffer, parses the
+// response incrementally in place, and hands the body to the caller as buffers, with no Node
+// streams in between.
 //
 // One pool per origin: at most `maxSockets` connections, idle ones reused last-in first-out (the
 // warmest, least likely to have been closed by the server), no pipelining. A request written to a
 // kept-alive connection the server closed meanwhile fails before any response byte; it was never
 // answered, so it goes again on another connection (what node:http's docs advise callers to do),
-// until it fails on a fresh one. Aborting a request's signal destroys its connection.
+// until it fails on a fresh one. Aborting a request's signal destroys its connection; that signal
+// is also how callers bound a request's time (AbortSignal.timeout), beside the connect timeout.
 
 import net from 'node:net';
 import tls from 'node:tls';
