@@ -279,6 +279,7 @@ export const COMMANDS = {
       prometheusPort: { kind: 'int', default: 29000, min: 0, max: 65535, help: 'port of the Prometheus /metrics listener (also served on --port)' },
       apiKey: { kind: 'string', help: 'API key sent to the workers as Authorization: Bearer (as SGLang\'s router does); clients are not checked' },
       maxPayloadSize: { kind: 'int', default: 536870912, min: 1, help: 'largest request body (413 above)' },
+      httpServer: { kind: 'string', default: 'node', choices: ['node', 'uws'], help: 'kvgate only: HTTP server for clients: node (node:http), or uws (uWebSockets.js; its limits: README, "Node versions and the HTTP server")' },
       shutdownGracePeriodSecs: { kind: 'float', default: 180, min: 0, help: 'seconds in-flight requests may take to finish on SIGTERM' },
       modelPath: { kind: 'string', help: 'kv policy: tokenizer folder for text prompts (default: the workers\' tokenizer_path when local, else the packaged Qwen3 tokenizer)' },
       tokenizerPath: { kind: 'string', help: 'kv policy: tokenizer folder or tokenizer.json (overrides --model-path)' },

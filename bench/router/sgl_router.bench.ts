@@ -11,6 +11,7 @@
 //   npm run bench:sgl-router -- [--concurrency 16,64] [--groups 16] [--per-group 20] [--system-words 150]
 //                               [--workers 4] [--max-total-tokens 8192] [--only kvgate:cache_aware,smg:cache_aware,nginx:round_robin,engine:alone,...]
 //                               [--kvgate-node-args="--cpu-prof --cpu-prof-dir=DIR"] [--kvgate-before DIR (runs kvgate-before:<policy>)]
+//   kvgate-uws:<policy> runs this build's router with --http-server uws.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -102,8 +103,8 @@ async function startRouter(system: string, workers: string[]): Promise<Router> {
   const before = flags['kvgate-before'];
   if (kind === 'kvgate-before' && !before) throw new Error(`${system} needs --kvgate-before DIR`);
   const proc =
-    kind === 'kvgate' || kind === 'kvgate-before'
-      ? start(system, KVGATE[0]!, [...nodeArgs, kind === 'kvgate' ? KVGATE[1]! : resolve(before, 'bin', 'kvgate.js'), 'router', ...common], log)
+    kind === 'kvgate' || kind === 'kvgate-before' || kind === 'kvgate-uws'
+      ? start(system, KVGATE[0]!, [...nodeArgs, kind === 'kvgate-before' ? resolve(before, 'bin', 'kvgate.js') : KVGATE[1]!, 'router', ...common, ...(kind === 'kvgate-uws' ? ['--http-server', 'uws'] : [])], log)
       : kind === 'smg'
         ? start(system, smgBinary(), ['launch', ...common], log)
         : start(system, sglangRouterPython(), ['-m', 'sglang_router.launch_router', ...common], log);

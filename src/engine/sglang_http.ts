@@ -8,12 +8,13 @@
 // signal drops the connection, which is SGLang's abort signal, and also posts
 // /abort_request in case the drop is missed. Also reads the engine's model card.
 // The frontend streams from every engine through this client (the worker agent is not on
-// the token path), so it is built for the per-token cost: node:http with kept-alive
-// connections, no web streams, no copy of the output so far per frame.
+// the token path), so it is built for the per-token cost: the lean HTTP/1.1 client
+// (http1_client.ts) with kept-alive connections, no streams, no copy of the output so far per
+// frame.
 
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import { StringDecoder } from 'node:string_decoder';
 import { KvgateError } from '../errors.js';
+import { Http1Pool, type Http1Response } from '../net/http1_client.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import { readModelCard, type ModelCard } from './model_card.js';
 import type { DirectEngine, FinishReason, GenerateChunk, GenerateRequest, PromptLogprob, SamplingOptions, TokenLogprob, Usage } from './client.js';
@@ -225,86 +226,6 @@ export class SseParser {
   }
 }
 
-// A response body read as text, handed out in batches: everything that arrived since the
-// last read() comes out at once, so tokens that arrive together go on as one chunk. Above
-// `highWater` unread characters the socket is paused (the engine's writes then back up),
-// so a consumer that stops pulling holds a bounded amount here.
-class BodyReader {
-  private parts: string[] = [];
-  private size = 0;
-  private ended = false;
-  private error: Error | null = null;
-  private wake: (() => void) | null = null;
-
-  constructor(
-    private readonly res: IncomingMessage,
-    private readonly highWater = 64 * 1024,
-  ) {
-    res.setEncoding('utf8');
-    res.on('data', (s: string) => {
-      this.parts.push(s);
-      this.size += s.length;
-      if (this.size > this.highWater) res.pause();
-      this.notify();
-    });
-    res.on('end', () => {
-      this.ended = true;
-      this.notify();
-    });
-    res.on('aborted', () => this.fail(new Error('the engine closed the connection mid-stream')));
-    res.on('error', (err) => this.fail(err));
-    res.on('close', () => this.fail(new Error('the engine closed the connection mid-stream')));
-  }
-
-  get done(): boolean {
-    return this.ended;
-  }
-
-  // Reads the rest of the body and drops it (a finished stream's tail).
-  drain(): void {
-    this.parts = [];
-    this.res.removeAllListeners('data');
-    this.res.on('error', () => undefined);
-    this.res.resume();
-  }
-
-  // The text that arrived since the last read, or null at the end of the body.
-  async read(): Promise<string | null> {
-    while (this.parts.length === 0) {
-      if (this.error) throw this.error;
-      if (this.ended) return null;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-    const text = this.parts.length === 1 ? this.parts[0]! : this.parts.join('');
-    this.parts = [];
-    this.size = 0;
-    if (this.res.isPaused()) this.res.resume();
-    return text;
-  }
-
-  private fail(err: Error): void {
-    if (this.ended) return;
-    this.error ??= err;
-    this.notify();
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-}
-
-function readText(res: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    res.setEncoding('utf8');
-    res.on('data', (s: string) => (text += s));
-    res.on('end', () => resolve(text));
-    res.on('error', reject);
-  });
-}
-
 function engineErrorMessage(payload: unknown): string {
   if (isJsonObject(payload)) {
     const e = payload['error'];
@@ -316,7 +237,7 @@ function engineErrorMessage(payload: unknown): string {
 }
 
 function unreachable(url: string, err: unknown): KvgateError {
-  // node:http puts the code on the error, fetch on its cause.
+  // Sockets and the HTTP/1.1 client put the code on the error, fetch on its cause.
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const why = e.code ?? e.cause?.code ?? e.cause?.message ?? e.message;
   return new KvgateError('engine_unavailable', `engine ${url} unreachable: ${why}`);
@@ -334,52 +255,21 @@ export class SglangHttpEngine implements DirectEngine {
   private readonly controlTimeoutMs: number;
   private readonly inflight = new Set<AbortController>();
   // Streams reuse kept-alive connections: a request costs no TCP handshake.
-  private readonly agent: http.Agent;
-  private readonly target: { protocol: typeof http | typeof https; host: string; port: number };
+  private readonly pool: Http1Pool;
   private readonly auth: Record<string, string>;
+  private readonly generateHeaders: Record<string, string>;
 
   constructor(url: string, options: SglangHttpOptions = {}) {
     this.url = url.replace(/\/+$/, '');
     this.controlTimeoutMs = options.controlTimeoutMs ?? 5000;
     this.auth = options.apiKey !== undefined ? { authorization: `Bearer ${options.apiKey}` } : {};
-    const u = new URL(this.url);
-    const tls = u.protocol === 'https:';
-    this.target = { protocol: tls ? https : http, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port) || (tls ? 443 : 80) };
-    this.agent = new this.target.protocol.Agent({ keepAlive: true, scheduling: 'lifo' });
+    this.generateHeaders = { 'content-type': 'application/json', accept: 'text/event-stream', ...this.auth };
+    this.pool = new Http1Pool(this.url);
   }
 
-  // POSTs /generate; resolves with the response once its headers arrived. An engine may close
-  // a kept-alive connection while it is idle in the pool (uWS after 10 s): a request written
-  // to it just then fails before any answer, on a reused socket, and never reached the engine.
-  // It goes again on another connection (node's documented remedy) rather than failing the
-  // worker; each try uses up a stale pooled connection, and a fresh one ends the retries.
-  private async post(body: string, signal: AbortSignal): Promise<IncomingMessage> {
-    for (;;) {
-      try {
-        return await this.postOnce(body, signal);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
-        if (!e.reusedSocket || signal.aborted || (e.code !== 'ECONNRESET' && e.code !== 'EPIPE')) throw err;
-      }
-    }
-  }
-
-  private postOnce(body: string, signal: AbortSignal): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const t = this.target;
-      const req = t.protocol.request({
-        agent: this.agent,
-        host: t.host,
-        port: t.port,
-        path: '/generate',
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'content-length': Buffer.byteLength(body), ...this.auth },
-        signal,
-      });
-      req.once('response', resolve);
-      req.once('error', (err) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
-      req.end(body);
-    });
+  // The connection pool's gauges (tests check they return to zero).
+  get connections(): { sockets: number; idle: number; waiting: number } {
+    return this.pool.stats;
   }
 
   async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
@@ -389,18 +279,18 @@ export class SglangHttpEngine implements DirectEngine {
     signal?.addEventListener('abort', onAbort, { once: true });
     this.inflight.add(ctl);
     let finished = false;
-    let body: BodyReader | null = null;
+    let res: Http1Response | null = null;
     try {
-      let res: IncomingMessage;
       try {
-        res = await this.post(generateBody(req), ctl.signal);
+        // A request the engine closed a kept-alive connection under is sent again (the pool does).
+        res = await this.pool.request({ method: 'POST', path: '/generate', headers: this.generateHeaders, body: generateBody(req), signal: ctl.signal });
       } catch (err) {
         if (ctl.signal.aborted) return;
         throw unreachable(this.url, err);
       }
-      const status = res.statusCode ?? 0;
+      const status = res.status;
       if (status < 200 || status >= 300) {
-        const text = await readText(res).catch(() => '');
+        const text = await res.text().catch(() => '');
         let payload: unknown = text;
         try {
           payload = JSON.parse(text);
@@ -410,16 +300,16 @@ export class SglangHttpEngine implements DirectEngine {
         const code = status >= 400 && status < 500 ? 'invalid_request' : status === 503 ? 'engine_unavailable' : 'engine_error';
         throw new KvgateError(code, `engine ${this.url} returned ${status}: ${engineErrorMessage(payload)}`);
       }
-      body = new BodyReader(res);
+      const utf8 = new StringDecoder('utf8');
       const sse = new SseParser();
       const delta = new OutputIdsDelta(req.logprobs ? this.url : null);
       const events: string[] = [];
       let ended = false;
       try {
         while (!finished) {
-          const text = await body.read();
-          if (text === null) sse.end(events);
-          else sse.push(text, events);
+          const bytes = await res.read();
+          if (bytes === null) sse.end(events);
+          else sse.push(utf8.write(bytes), events);
           // Every frame that arrived together goes on as one chunk.
           let out: GenerateChunk | null = null;
           for (const data of events) {
@@ -445,7 +335,7 @@ export class SglangHttpEngine implements DirectEngine {
           events.length = 0;
           if (out?.finishReason) finished = true;
           if (out) yield out;
-          if (ended || text === null) break;
+          if (ended || bytes === null) break;
         }
       } catch (err) {
         if (ctl.signal.aborted) return;
@@ -462,8 +352,8 @@ export class SglangHttpEngine implements DirectEngine {
       if (!finished) {
         ctl.abort();
         this.postAbort(req.requestId);
-      } else if (body && !body.done) {
-        body.drain();
+      } else if (res && !res.complete) {
+        void res.drain();
       }
     }
   }
@@ -524,6 +414,6 @@ export class SglangHttpEngine implements DirectEngine {
   async close(): Promise<void> {
     for (const ctl of this.inflight) ctl.abort();
     this.inflight.clear();
-    this.agent.destroy();
+    await this.pool.close();
   }
 }

@@ -12,7 +12,7 @@ import { FrontendMetrics } from '../observability/metrics.js';
 import { Preprocessor, type PreprocessorOptions } from '../preprocess/preprocessor.js';
 import { ServingCore, type ServedModel } from './serving.js';
 import type { WorkerSet } from '../router/worker_set.js';
-import { urlHost } from '../net.js';
+import { urlHost } from '../net/url_host.js';
 
 export interface FrontendOptions {
   host?: string; // default 127.0.0.1

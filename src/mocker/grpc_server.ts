@@ -34,7 +34,7 @@ import { admit, emptyGenerateBody, maxReqInputLen, RequestError, type GenerateBo
 import { abortReason, type EngineRequest, type OutputSink } from './request.js';
 import { submitGenerate } from './submit.js';
 import { byteTokenize } from './tokens.js';
-import { urlHost } from '../net.js';
+import { urlHost } from '../net/url_host.js';
 
 const HEALTH_CHECK_TIMEOUT_MS = 20_000; // SGLANG_HEALTH_CHECK_TIMEOUT
 

@@ -11,7 +11,7 @@ import { startHttpServer } from './http_server.js';
 import { silentLogger, type Logger } from '../observability/log.js';
 import { KvEventPublishers } from './kv_events.js';
 import { resolveOptions, type MockerOptions } from './options.js';
-import { urlHost } from '../net.js';
+import { urlHost } from '../net/url_host.js';
 
 export type { KvEventsConfig, MockerOptions } from './options.js';
 

@@ -6,6 +6,7 @@
 
 import { KvgateError } from '../errors.js';
 import { HttpServer } from '../http/server.js';
+import type { HttpServerKind } from '../http/wire.js';
 import type { Exchange } from '../http/exchange.js';
 import { isJsonObject, type JsonObject } from '../json.js';
 import type { Logger } from '../observability/log.js';
@@ -50,6 +51,8 @@ export interface RouterConfig {
   requestIdHeaders: string[];
   apiKey?: string;
   maxPayloadSize: number;
+  // The HTTP server clients talk to (default node).
+  httpServer?: HttpServerKind;
 }
 
 export interface RouterHandle {
@@ -383,6 +386,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     apiKeys: [],
     logger: log,
     requestIdHeaders: config.requestIdHeaders,
+    backend: config.httpServer,
     slowClients: { stallTimeoutMs: 30_000, maxBufferedBytes: 1 << 20, buffered: () => undefined, waiting: () => undefined },
   });
 

@@ -1,10 +1,9 @@
-// POSTs to workers over undici's request API on a keep-alive pool per worker origin: the router's
-// CPU per request went down by about a quarter against the WHATWG fetch() it replaced
-// (bench/README.md, kvgate router). Requests go to the origin's Pool directly: undici's top-level
-// request() parses the URL and copies the options on every call (seen in a --cpu-prof of
-// bench:sgl-router). The answer is read once: as text, drained, or chunk by chunk.
+// POSTs to workers over the lean HTTP/1.1 client (src/net/http1_client.ts), one keep-alive pool
+// per worker origin. It replaced undici's Pool, whose stream layers were most of the router's
+// own CPU per request (bench/README.md, "kvgate router CPU: profile and changes"). The answer
+// is read once: as text, drained, or chunk by chunk.
 
-import { Pool } from 'undici';
+import { Http1Pool, type Http1Response } from '../net/http1_client.js';
 
 export interface UpstreamResponse {
   readonly status: number;
@@ -18,29 +17,26 @@ export interface UpstreamResponse {
   cancel(): void;
 }
 
+async function* chunksOf(res: Http1Response): AsyncGenerator<Buffer> {
+  for (let b = await res.read(); b !== null; b = await res.read()) yield b;
+}
+
 export class Upstream {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, Http1Pool>();
 
   // `origin`: scheme, host and port (a worker's base URL); `path` with its query.
   async post(origin: string, path: string, body: string | Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<UpstreamResponse> {
     let pool = this.pools.get(origin);
-    if (!pool) this.pools.set(origin, (pool = new Pool(origin, { keepAliveTimeout: 30_000, connections: 1024, pipelining: 1 })));
-    const res = await pool.request({ path, method: 'POST', body, headers, signal });
-    const type = res.headers['content-type'];
+    if (!pool) this.pools.set(origin, (pool = new Http1Pool(origin)));
+    const res = await pool.request({ method: 'POST', path, body, headers, signal });
     return {
-      status: res.statusCode,
-      ok: res.statusCode >= 200 && res.statusCode < 300,
-      contentType: (Array.isArray(type) ? type[0] : type) ?? 'application/json',
-      text: () => res.body.text(),
-      drain: async () => {
-        try {
-          await res.body.dump();
-        } catch {
-          /* the connection went away: nothing left to read */
-        }
-      },
-      chunks: () => res.body as AsyncIterable<Buffer>,
-      cancel: () => res.body.destroy(),
+      status: res.status,
+      ok: res.status >= 200 && res.status < 300,
+      contentType: res.headers['content-type'] ?? 'application/json',
+      text: () => res.text(),
+      drain: () => res.drain(),
+      chunks: () => chunksOf(res),
+      cancel: () => res.cancel(),
     };
   }
 

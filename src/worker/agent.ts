@@ -36,7 +36,7 @@ import type { Logger } from '../observability/log.js';
 import { readModelCard } from '../engine/model_card.js';
 import { PARENT_PID_ENV } from './parent_watch.js';
 import { freePort, freePortRange } from './ports.js';
-import { urlHost } from '../net.js';
+import { urlHost } from '../net/url_host.js';
 import { redactArgs, withoutSecrets } from '../security/secrets.js';
 
 // How many times start() launches an engine that exits before it is healthy.

@@ -97,13 +97,21 @@ describe('SglangHttpEngine.generate', () => {
     const ctl = new AbortController();
     const req = request({ sampling: { maxNewTokens: 100 } });
     const got: number[] = [];
-    for await (const c of new SglangHttpEngine(f.url).generate(req, ctl.signal)) {
+    const engine = new SglangHttpEngine(f.url);
+    for await (const c of engine.generate(req, ctl.signal)) {
       got.push(...c.tokenIds);
       if (got.length === 3) ctl.abort();
     }
     expect(got.length).toBeLessThan(10);
     await waitFor(() => f.disconnected.includes(req.requestId) && f.abortRequests.includes(req.requestId));
     expect(f.running.size).toBe(0);
+    // The aborted stream's connection is closed, not pooled; a finished one goes back idle.
+    await waitFor(() => engine.connections.sockets === 0);
+    await collect(engine.generate(request()));
+    await waitFor(() => engine.connections.idle === 1);
+    expect(engine.connections).toEqual({ sockets: 1, idle: 1, waiting: 0 });
+    await engine.close();
+    expect(engine.connections.sockets).toBe(0);
   });
 
   it('aborts upstream when the consumer stops reading', async () => {

@@ -57,9 +57,10 @@ describe('kvgate router: command line', () => {
 });
 
 describe('kvgate router: routes', () => {
-  it('serves /generate (text, input_ids, streamed), info routes and errors', async () => {
+  // On both servers clients can talk to (--http-server is kvgate's own flag).
+  it.each(['node', 'uws'])('serves /generate (text, input_ids, streamed), info routes and errors (--http-server %s)', async (server) => {
     const [a, b] = [await mocker(), await mocker()];
-    const r = await startKvgateRouter(['--worker-urls', a.url, b.url, '--policy', 'round_robin']);
+    const r = await startKvgateRouter(['--worker-urls', a.url, b.url, '--policy', 'round_robin', '--http-server', server]);
     const text = await post(`${r.url}/generate`, { text: 'hello world', sampling_params: { max_new_tokens: 4, ignore_eos: true } });
     expect(text.status).toBe(200);
     expect(text.json().meta_info.completion_tokens).toBe(4);
@@ -83,7 +84,10 @@ describe('kvgate router: routes', () => {
     expect(badJson.status).toBe(400);
     expect(badJson.json().error.code).toBe('invalid_json');
 
-    expect((await get(`${r.url}/health`)).text).toBe('OK');
+    const health = await get(`${r.url}/health`);
+    expect(health.text).toBe('OK');
+    // uWS names itself in a header of every answer; node:http does not.
+    expect(health.headers.has('uwebsockets')).toBe(server === 'uws');
     expect((await get(`${r.url}/liveness`)).status).toBe(200);
     expect((await get(`${r.url}/readiness`)).json()).toMatchObject({ status: 'ready', healthy_workers: 2, total_workers: 2 });
     expect((await get(`${r.url}/health_generate`)).status).toBe(200);

@@ -4,6 +4,7 @@
 
 import { KvgateError } from '../../errors.js';
 import { HttpServer } from '../../http/server.js';
+import type { HttpServerKind } from '../../http/wire.js';
 import { createLogger, type LogFormat, type LogLevel } from '../../observability/log.js';
 import { startRouter, type RouterConfig } from '../../sgl_router/router.js';
 import type { PolicyName } from '../../sgl_router/policies.js';
@@ -73,6 +74,7 @@ export function routerConfig(o: OptionsOf<'router'>): RouterConfig {
     requestIdHeaders: idHeaders,
     apiKey: o.apiKey,
     maxPayloadSize: o.maxPayloadSize,
+    httpServer: o.httpServer as HttpServerKind,
   };
 }
 
