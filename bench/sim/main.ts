@@ -10,12 +10,13 @@
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
-// SIM_COST_FLEETS (64,1000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
+// SIM_COST_FLEETS (64,1000,10000), SIM_COST_BASELINE (cost: another build's addon to run beside
+// this one's), SIM_SEED (1), SIM_JSON (write the results there too).
 
 import { writeFileSync } from 'node:fs';
 import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
 import { resultTable } from './report.js';
-import { routerCost, type RouterCost } from './router_cost.js';
+import { loadAddon, routerCost, type RouterCost } from './router_cost.js';
 import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
 import { simulate, ENGINE_DEFAULTS, type SimResult } from './simulate.js';
 import { burstWorkload } from './burst.js';
@@ -60,19 +61,31 @@ function report(): void {
 
 function cost(): void {
   const fleets = list('SIM_COST_FLEETS', '64,1000,10000').map(Number);
+  const baseline = process.env.SIM_COST_BASELINE;
   const rows: RouterCost[] = [];
   // Pending prefixes off (Dynamo's cost) and at the product's default weight; each with the full
-  // scan of every candidate and the pruned scan, side by side.
+  // scan of every candidate and the pruned scan side by side, or (SIM_COST_BASELINE=<addon>)
+  // the pruned scan of that build and of this one.
   for (const n of fleets) {
-    for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) for (const scan of ['full', 'pruned'] as const) rows.push(routerCost(n, 20_000, pw, scan));
+    for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) {
+      if (baseline) {
+        rows.push(routerCost(n, 20_000, pw, 'pruned', { label: 'baseline', addon: loadAddon(baseline) }));
+        rows.push(routerCost(n, 20_000, pw, 'pruned'));
+      } else {
+        for (const scan of ['full', 'pruned'] as const) rows.push(routerCost(n, 20_000, pw, scan));
+      }
+    }
   }
+  const variant = (r: RouterCost) => (baseline ? r.build : r.scan);
+  const [a, b] = baseline ? ['baseline', 'this'] : ['full', 'pruned'];
   console.log('\n### Router cost on one core\n');
-  console.log('| workers | pending weight | scan | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | route CPU p50 / p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |');
+  if (baseline) console.log(`baseline: ${baseline}\n`);
+  console.log(`| workers | pending weight | ${baseline ? 'build' : 'scan'} | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | route CPU p50 / p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |`);
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.workers} | ${r.pendingWeight} | ${r.scan} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.routeCpuP50Us.toFixed(0)} / ${r.routeCpuP99Us.toFixed(0)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+    console.log(`| ${r.workers} | ${r.pendingWeight} | ${variant(r)} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.routeCpuP50Us.toFixed(0)} / ${r.routeCpuP99Us.toFixed(0)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
   }
-  console.log('\n| workers | pending weight | route p50 full / pruned | route p99 full / pruned | route CPU p99 full / pruned | decisions per CPU second pruned / full |');
+  console.log(`\n| workers | pending weight | route p50 ${a} / ${b} | route p99 ${a} / ${b} | route CPU p99 ${a} / ${b} | decisions per CPU second ${b} / ${a} |`);
   console.log('|---|---|---|---|---|---|');
   for (let i = 0; i + 1 < rows.length; i += 2) {
     const [f, p] = [rows[i]!, rows[i + 1]!];

@@ -5,9 +5,12 @@
 // prompt and 192 own blocks) per worker. A decision is route + markPrefillDone + free,
 // with one request in flight per worker, as a frontend keeps them. The router runs the product's
 // overlap weight, and either its pruned scan (the default: matched units plus the least loaded
-// of the rest) or, for comparison, a full scan of every candidate (`fullScan`).
+// of the rest) or, for comparison, a full scan of every candidate (`fullScan`). An addon built
+// elsewhere (SIM_COST_BASELINE, e.g. from main) can run the same decisions beside this build's.
 
-import { addon } from '../../src/native/addon.js';
+import { createRequire } from 'node:module';
+import { addon, type KvgateAddon } from '../../src/native/addon.js';
+import { KvgateError } from '../../src/errors.js';
 import { rng, tokenAt } from '../../src/bench/workloads.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 
@@ -22,6 +25,7 @@ export interface RouterCost {
   workers: number;
   pendingWeight: number;
   scan: Scan;
+  build: string; // 'this' or the baseline addon's label
   indexPairs: number;
   buildSeconds: number;
   findP50Us: number;
@@ -42,6 +46,13 @@ export interface RouterCost {
 
 export type Scan = 'pruned' | 'full';
 
+// The addon at `path` (a .node file), loaded beside this build's.
+export function loadAddon(path: string): KvgateAddon {
+  const mod = createRequire(import.meta.url)(path) as KvgateAddon;
+  mod.setErrorClass(KvgateError);
+  return mod;
+}
+
 function pct(xs: Float64Array, p: number): number {
   const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
@@ -49,8 +60,14 @@ function pct(xs: Float64Array, p: number): number {
 
 // pendingWeight > 0: each routed prompt's blocks are also recorded as pending (and dropped at
 // its free), the product's default (src/router/routing_defaults.ts).
-export function routerCost(workers: number, decisions = 20_000, pendingWeight = 0, scan: Scan = 'pruned'): RouterCost {
-  const router = new addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight, overlapWeight: ROUTING_DEFAULTS.overlapWeight, fullScan: scan === 'full' });
+export function routerCost(
+  workers: number,
+  decisions = 20_000,
+  pendingWeight = 0,
+  scan: Scan = 'pruned',
+  build: { label: string; addon: KvgateAddon } = { label: 'this', addon },
+): RouterCost {
+  const router = new build.addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight, overlapWeight: ROUTING_DEFAULTS.overlapWeight, fullScan: scan === 'full' });
   for (let w = 0; w < workers; w++) router.addWorker(w, 0);
   const block = (id: number) => Uint32Array.from({ length: BS }, (_, j) => tokenAt(7, id, j));
   const systems = Array.from({ length: SYSTEMS }, (_, s) => {
@@ -124,6 +141,7 @@ export function routerCost(workers: number, decisions = 20_000, pendingWeight = 
     workers,
     pendingWeight,
     scan,
+    build: build.label,
     indexPairs: pairs,
     buildSeconds,
     findP50Us: pct(find, 0.5),

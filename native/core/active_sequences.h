@@ -52,6 +52,7 @@ class ActiveSequences {
 
   // Per unit, how many leading blocks of the query are active on it.
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { table_.match(seq, n, out); }
+  void prefetch(uint64_t seq) const { table_.prefetch(seq); }
 
   const UnitLoad& load(uint32_t unit) const { return unit < loads_.size() ? loads_[unit] : kIdle; }
   size_t requests() const { return index_.size(); }
@@ -69,7 +70,9 @@ class ActiveSequences {
 
   void release(uint32_t slot);
 
-  PrefixTable table_{50};          // small and churned by every request: kept sparse for cheap inserts and erases
+  // Small and churned by every request: kept sparse for cheap inserts and erases. Nested: a
+  // request holds its blocks from the first.
+  PrefixTable table_{50, true};
   U64Map index_;                   // request id → slot in requests_
   std::vector<Request> requests_;  // slots are reused, keeping their node vectors' capacity
   std::vector<uint32_t> free_slots_;

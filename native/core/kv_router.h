@@ -255,7 +255,7 @@ class KvRouter {
     uint32_t prev, next;
     std::vector<uint32_t> nodes;  // pending_ nodes held (ids stay valid while held)
   };
-  PrefixTable pending_{50};
+  PrefixTable pending_{50, true};  // nested: a request holds its blocks from the first
   std::vector<PendingEntry> pending_pool_;
   uint32_t pending_free_ = kNoEntry;
   uint32_t pending_head_ = kNoEntry, pending_tail_ = kNoEntry;

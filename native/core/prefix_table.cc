@@ -11,7 +11,7 @@ constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this 
 
 }  // namespace
 
-PrefixTable::PrefixTable(unsigned max_load_pct) : max_load_pct_(max_load_pct) {
+PrefixTable::PrefixTable(unsigned max_load_pct, bool nested) : max_load_pct_(max_load_pct), nested_(nested) {
   if (max_load_pct < 1 || max_load_pct > 99)
     throw std::invalid_argument("PrefixTable: max_load_pct must be in [1, 99]");
 }
@@ -261,8 +261,10 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
         for (uint16_t i = 0; i < nd.n; i++) active_.push_back(h[i].unit);
         continue;
       }
-      // Usually a block has the same holders as its parent: nothing to intersect.
+      // Usually a block has the same holders as its parent: nothing to intersect. Nested
+      // holders are a subset of active_ (the parent's), so an equal count is equality.
       if (nd.n == active_.size()) {
+        if (nested_) continue;
         unsigned diff = 0;
         for (size_t i = 0; i < active_.size(); i++) diff |= h[i].unit ^ active_[i];
         if (diff == 0) continue;

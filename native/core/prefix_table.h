@@ -41,7 +41,15 @@ class PrefixTable {
   // max_load_pct: the seq table grows by 1.5x beyond this fill (percent, 1..99; throws
   // std::invalid_argument otherwise: a full table's probes would never end). Higher saves
   // memory (the KV index: 75), lower makes inserts and erases cheaper (active requests).
-  explicit PrefixTable(unsigned max_load_pct = 75);
+  //
+  // nested: the caller promises that a unit holding a block holds its parent too (every
+  // unit's holds are whole prefixes, as a request's blocks from its first: the active
+  // requests, the pending prefixes). Then the holders along a query only shrink, and match()
+  // knows a block whose holder count equals the units still matching has exactly them,
+  // without comparing them (with 10,000 units a shared system prompt has hundreds of
+  // holders on each of its blocks). The KV index cannot promise it: an evicted parent can
+  // leave its child held.
+  explicit PrefixTable(unsigned max_load_pct = 75, bool nested = false);
   ~PrefixTable();
   PrefixTable(const PrefixTable&) = delete;
   PrefixTable& operator=(const PrefixTable&) = delete;
@@ -147,6 +155,7 @@ class PrefixTable {
   std::unique_ptr<Slot[]> slots_;
   size_t cap_ = 0;
   unsigned max_load_pct_;
+  bool nested_;
 
   size_t live_ = 0;
   size_t holds_ = 0;
