@@ -35,6 +35,20 @@ const MUTANTS = [
     to: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
   },
   {
+    name: 'nested-index',
+    why: "the KV index trusts equal holder counts along a query (its holds are not nested)",
+    file: 'kv_index.h',
+    from: '  PrefixTable table_;\n',
+    to: '  PrefixTable table_{75, true};\n',
+  },
+  {
+    name: 'nested-skip-ignores-count',
+    why: 'a nested table skips the intersection even where fewer units hold the block',
+    file: 'prefix_table.cc',
+    from: '      if (nd.n == active_.size()) {\n        if (nested_) continue;\n',
+    to: '      if (nested_) continue;\n      if (nd.n == active_.size()) {\n',
+  },
+  {
     name: 'wrong-parent-link',
     why: 'a stored chain hangs under its parent engine hash, not the parent block',
     file: 'kv_index.cc',
@@ -98,6 +112,14 @@ const MUTANTS = [
     file: 'kv_router.cc',
     from: '    if (s < pending_by_slot_.size() && !pending_by_slot_[s].empty()) pending_confirm(s);\n',
     to: '',
+  },
+  {
+    name: 'pending-depth-all-pending',
+    why: "a unit with pending and confirmed requests counts its active overlap as pending",
+    file: 'kv_router.cc',
+    from: '  if (list.size() == active_.load(s).requests) return active_depth;\n',
+    to: '  return active_depth;\n',
+    vitest: 'test/native/differential.test.ts',
   },
   {
     name: 'busy-not-passed-over',

@@ -1,5 +1,7 @@
 #include "core/active_sequences.h"
 
+#include <algorithm>
+
 namespace kvgate {
 
 namespace {
@@ -49,6 +51,22 @@ ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, cons
   load.requests++;
   index_.put(id, slot);
   return AddStatus::kOk;
+}
+
+uint32_t ActiveSequences::common_prefix(uint64_t id, const uint64_t* seq, size_t n) const {
+  const uint32_t slot = index_.find(id);
+  if (slot == U64Map::kNone) return 0;
+  const std::vector<uint32_t>& nodes = requests_[slot].nodes;
+  size_t lo = 0, hi = std::min(n, nodes.size());  // blocks [0, lo) match, [hi, ...) do not
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    if (table_.seq_of(nodes[mid]) == seq[mid]) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return static_cast<uint32_t>(lo);
 }
 
 bool ActiveSequences::mark_prefill_done(uint64_t id) {

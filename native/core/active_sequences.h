@@ -53,6 +53,11 @@ class ActiveSequences {
   // Per unit, how many leading blocks of the query are active on it.
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { table_.match(seq, n, out); }
   void prefetch(uint64_t seq) const { table_.prefetch(seq); }
+  // How many leading blocks of seq[0..n) request `id` holds (0 if unknown). Its blocks are
+  // a chain, so holding block i means holding every block before it: a binary search,
+  // O(log n). (A hold refused in add, only for a block one prompt repeats 65535 times,
+  // shortens it.)
+  uint32_t common_prefix(uint64_t id, const uint64_t* seq, size_t n) const;
 
   const UnitLoad& load(uint32_t unit) const { return unit < loads_.size() ? loads_[unit] : kIdle; }
   size_t requests() const { return index_.size(); }

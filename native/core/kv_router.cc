@@ -236,7 +236,7 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
   seq_.resize(n_full);
   compute_block_hashes(tokens, n, config_.block_size, local_.data());
   // Chain in chunks (in place: element i-1 already holds seq[i-1]) and start loading each
-  // chunk's slots in the three tables mark_matches walks while the next chunk is hashed (the
+  // chunk's slots in the two tables mark_matches walks while the next chunk is hashed (the
   // walks then find most of them loaded: at 10,000 units their slots are DRAM misses).
   constexpr size_t kChunk = 16;
   std::copy(local_.begin(), local_.end(), seq_.begin());
@@ -250,7 +250,6 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
     for (size_t k = i; k < end; k++) {
       index_.prefetch(seq_[k]);
       active_.prefetch(seq_[k]);
-      pending_.prefetch(seq_[k]);
     }
   }
 }
@@ -258,10 +257,30 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
 void KvRouter::mark_matches(size_t n_full) {
   index_.match(seq_.data(), n_full, &matches_);
   active_.match(seq_.data(), n_full, &active_matches_);
-  pending_.match(seq_.data(), n_full, &pending_matches_);
+  pending_matches_.clear();
+  if (pending_head_ != kNoEntry) {
+    for (const UnitDepth& m : active_matches_) {
+      const uint32_t d = pending_depth(m.unit, m.depth);
+      if (d > 0) pending_matches_.push_back(UnitDepth{m.unit, d});
+    }
+  }
   for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
   for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
   for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = m.depth;
+}
+
+uint32_t KvRouter::pending_depth(uint32_t s, uint32_t active_depth) const {
+  if (s >= pending_by_slot_.size() || pending_by_slot_[s].empty()) return 0;
+  const std::vector<uint32_t>& list = pending_by_slot_[s];
+  // Every request on the unit pending (the usual case before its KV events): their longest
+  // common prefix with the query is the active one.
+  if (list.size() == active_.load(s).requests) return active_depth;
+  uint32_t depth = 0;
+  for (const uint32_t e : list) {
+    depth = std::max(depth, active_.common_prefix(pending_pool_[e].id, seq_.data(), active_depth));
+    if (depth == active_depth) break;  // no pending request can go deeper than an active one
+  }
+  return depth;
 }
 
 void KvRouter::unmark_matches() {
@@ -295,7 +314,8 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   mark_matches(n_full);
   scored_.clear();
   scored_cand_.clear();
-  for (const std::vector<UnitDepth>* ms : {&matches_, &active_matches_, &pending_matches_}) {
+  // (Units with pending overlap are among the active matches: a pending request is active.)
+  for (const std::vector<UnitDepth>* ms : {&matches_, &active_matches_}) {
     for (const UnitDepth& m : *ms) {
       const uint32_t s = m.unit;
       if (s >= pos_of_.size() || pos_of_[s] == kNoSlot || listed_[s]) continue;  // not in the pool
@@ -502,13 +522,8 @@ void KvRouter::pending_record(uint32_t s, uint64_t request_id, size_t n_full, do
   x.last_seq = seq_[n_full - 1];
   x.slot = s;
   x.pos = static_cast<uint32_t>(pending_by_slot_[s].size());
-  x.nodes.clear();
-  for (size_t i = 0; i < n_full; i++) {
-    uint32_t count;
-    // Fails only at 65535 requests pending one block on one unit: that hold is not taken.
-    const uint32_t node = pending_.add(seq_[i], s, &count);
-    if (node != PrefixTable::kNoNode) x.nodes.push_back(node);
-  }
+  x.blocks = static_cast<uint32_t>(n_full);
+  pending_blocks_ += n_full;
   pending_by_slot_[s].push_back(e);
   pending_of_.put(request_id, e);
   // Append to the expiry list (now_ms never decreases, so it stays sorted).
@@ -524,8 +539,7 @@ void KvRouter::pending_record(uint32_t s, uint64_t request_id, size_t n_full, do
 
 void KvRouter::pending_release(uint32_t e) {
   PendingEntry& x = pending_pool_[e];
-  for (uint32_t node : x.nodes) pending_.remove(node, x.slot);
-  x.nodes.clear();
+  pending_blocks_ -= x.blocks;
   pending_of_.erase(x.id);
   std::vector<uint32_t>& list = pending_by_slot_[x.slot];
   const uint32_t moved = list.back();
@@ -580,13 +594,12 @@ RouterStats KvRouter::stats() const {
   s.event_errors = event_errors_;
   s.approx_blocks = approx_blocks_;
   s.pending_requests = pending_of_.size();
-  s.pending_blocks = pending_.holds();
+  s.pending_blocks = pending_blocks_;
   s.bytes = s.index.bytes + active_.bytes() + slot_of_.bytes() + slots_.capacity() * sizeof(Slot) +
             approx_pool_.capacity() * sizeof(ApproxEntry) + approx_of_.capacity() * sizeof(U64Map);
   for (const U64Map& m : approx_of_) s.bytes += m.bytes();
-  s.bytes += pending_.bytes() + pending_of_.bytes() + pending_pool_.capacity() * sizeof(PendingEntry) +
+  s.bytes += pending_of_.bytes() + pending_pool_.capacity() * sizeof(PendingEntry) +
              pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
-  for (const PendingEntry& x : pending_pool_) s.bytes += x.nodes.capacity() * sizeof(uint32_t);
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + listed_.capacity() +
              scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);

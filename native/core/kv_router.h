@@ -13,12 +13,16 @@
 // them alone.
 //
 // Pending prefixes (pending_weight > 0): a request routed to an exact unit has its full
-// blocks recorded as pending there, in a table beside the index, so that requests routed
-// before the engine's KV events arrive (a burst sharing a new prefix) see where it is being
-// computed (scheduler.h: kv_logit). A request's pending blocks go when the unit's KV events
-// store its last full block (confirmed: the index has them now), when it is freed, when
-// its unit is removed, or pending_timeout_ms after it was routed. Memory follows the
-// requests in flight, like the active requests.
+// blocks counted as pending there, so that requests routed before the engine's KV events
+// arrive (a burst sharing a new prefix) see where it is being computed (scheduler.h:
+// kv_logit). A request's pending blocks go when the unit's KV events store its last full
+// block (confirmed: the index has them now), when it is freed, when its unit is removed,
+// or pending_timeout_ms after it was routed. A pending request is an active one, so its
+// blocks are already in the active requests' table: a unit's pending overlap is the
+// longest common prefix of the query with its pending requests, which is its active
+// overlap when every request on the unit is pending, and is read off the pending
+// requests' blocks otherwise (pending_depth). Recording costs O(1), and a route walks one
+// table for both. Memory follows the requests in flight.
 //
 // Pruned scan: a kv route at temperature 0 with the configured overlap weight scores only
 // the units the request shares blocks with and takes the rest from the units it picks
@@ -192,6 +196,8 @@ class KvRouter {
   void index_candidates();  // not_busy_ and pos_of_ from candidates_; the load order goes stale
   void hash_prompt(const uint32_t* tokens, size_t n);
   void mark_matches(size_t n_full);  // overlap_of_, active_of_, pending_depth_ from seq_[0..n_full)
+  // The leading blocks of seq_ pending on slot s, which has active_depth of them active.
+  uint32_t pending_depth(uint32_t s, uint32_t active_depth) const;
   void unmark_matches();
   Candidate candidate_of(uint32_t slot) const;                     // as marked
   void gather(size_t n_full, const std::vector<uint32_t>& units);  // fills cand_ from seq_[0..n_full)
@@ -243,9 +249,9 @@ class KvRouter {
   std::vector<U64Map> approx_of_;  // by slot: seq → entry
   uint64_t approx_blocks_ = 0;
 
-  // Pending prefixes: the blocks (a hold per request), the requests' entries (a pool with a
-  // free list through `next`) on one list in routing order (so in expiry order), and per
-  // slot its entries (each entry knows its position there).
+  // Pending prefixes: the requests' entries (a pool with a free list through `next`) on one
+  // list in routing order (so in expiry order), and per slot its entries (each entry knows
+  // its position there).
   struct PendingEntry {
     uint64_t id;
     double expiry;
@@ -253,9 +259,9 @@ class KvRouter {
     uint32_t slot;
     uint32_t pos;  // in pending_by_slot_[slot]
     uint32_t prev, next;
-    std::vector<uint32_t> nodes;  // pending_ nodes held (ids stay valid while held)
+    uint32_t blocks;  // full blocks
   };
-  PrefixTable pending_{50, true};  // nested: a request holds its blocks from the first
+  uint64_t pending_blocks_ = 0;  // sum of the entries' blocks
   std::vector<PendingEntry> pending_pool_;
   uint32_t pending_free_ = kNoEntry;
   uint32_t pending_head_ = kNoEntry, pending_tail_ = kNoEntry;

@@ -261,8 +261,8 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
         for (uint16_t i = 0; i < nd.n; i++) active_.push_back(h[i].unit);
         continue;
       }
-      // Usually a block has the same holders as its parent: nothing to intersect. Nested
-      // holders are a subset of active_ (the parent's), so an equal count is equality.
+      // Usually a block has the same holders as its parent: nothing to intersect.
+      // Nested holders are a subset of active_ (the parent's): an equal count is equality.
       if (nd.n == active_.size()) {
         if (nested_) continue;
         unsigned diff = 0;

@@ -214,6 +214,78 @@ TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
   }
 }
 
+TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
+  // A nested table (the active requests, the pending prefixes) holds whole prefixes only: a
+  // request takes blocks [0, d) of a chain on a unit and later gives them all back. match()
+  // then skips the holder compare wherever the count did not shrink; it must still agree
+  // with the model, and with a table that compares (units drop out at every depth, and
+  // several requests share prefixes on one unit, so counts exceed 1).
+  std::mt19937_64 rng(12);
+  PrefixTable nested(50, true), plain(50);
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  struct Request {
+    uint64_t chain, depth;
+    uint32_t unit;
+  };
+  std::vector<Request> live;
+  constexpr uint64_t kDepth = 150;
+  // Chains 0-2 share their first 40 blocks (a system prompt), then diverge.
+  auto seq = [](uint64_t c, uint64_t d) { return d < 40 ? d + 1 : c * 1000 + d + 1; };
+  for (int step = 0; step < 20000; step++) {
+    if (live.empty() || rng() % 3 != 0) {
+      const Request r{rng() % 3, 1 + rng() % kDepth, static_cast<uint32_t>(rng() % 12)};
+      for (uint64_t d = 0; d < r.depth; d++) {
+        uint32_t a, b;
+        ASSERT_NE(nested.add(seq(r.chain, d), r.unit, &a), PrefixTable::kNoNode);
+        ASSERT_NE(plain.add(seq(r.chain, d), r.unit, &b), PrefixTable::kNoNode);
+        ASSERT_EQ(a, ++model[seq(r.chain, d)][r.unit]);
+      }
+      live.push_back(r);
+    } else {
+      const size_t i = rng() % live.size();
+      const Request r = live[i];
+      live[i] = live.back();
+      live.pop_back();
+      for (uint64_t d = 0; d < r.depth; d++) {
+        const uint64_t s = seq(r.chain, d);
+        const uint32_t left = --model[s][r.unit];
+        ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
+        ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
+        if (left == 0) model[s].erase(r.unit);
+        if (model[s].empty()) model.erase(s);
+      }
+    }
+    if (step % 13 == 0) {
+      std::vector<uint64_t> q;
+      const uint64_t qc = rng() % 3;
+      for (uint64_t d = 0; d < kDepth; d++) q.push_back(seq(qc, d));
+      std::vector<UnitDepth> got, got_plain;
+      nested.match(q.data(), q.size(), &got);
+      plain.match(q.data(), q.size(), &got_plain);
+      std::map<uint32_t, uint32_t> m, m_plain;
+      for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+      for (auto& g : got_plain) m_plain.emplace(g.unit, g.depth);
+      ASSERT_EQ(m, naive_match(model, q)) << "step " << step;
+      ASSERT_EQ(m, m_plain) << "step " << step;
+    }
+  }
+}
+
+TEST(PrefixTable, EqualCountsAreComparedUnlessNested) {
+  // Unit 1 holds block a, unit 2 holds only its child b (its hold on a went): one holder
+  // each, different units. A plain table must end unit 1 at depth 1.
+  PrefixTable t;
+  uint32_t count;
+  const uint64_t q[] = {0xA, 0xB};
+  ASSERT_NE(t.add(q[0], 1, &count), PrefixTable::kNoNode);
+  ASSERT_NE(t.add(q[1], 2, &count), PrefixTable::kNoNode);
+  std::vector<UnitDepth> got;
+  t.match(q, 2, &got);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].unit, 1u);
+  EXPECT_EQ(got[0].depth, 1u);
+}
+
 TEST(PrefixTable, TagCollisionsFallBackToTheFullHash) {
   // Blocks whose low 32 bits (the slot tag) equal another held block's: the walk must
   // verify the full hash, find the right node, and stop at a block only its twin holds.
@@ -314,6 +386,20 @@ TEST(KvIndex, RemovingAParentKeepsTheChildAndStopsTheMatchThere) {
   EXPECT_EQ(index.apply_removed(0, &block1, 1), 1u);
   const int64_t never = 12345;
   EXPECT_EQ(index.apply_removed(9, &never, 1), 1u);
+}
+
+TEST(KvIndex, ChildHeldByAnotherUnitAloneEndsTheMatch) {
+  // Holds in the index are not nested (an evicted parent can leave its child held): unit 0
+  // keeps block 0 only, unit 1 block 1 only. Equal holder counts at both blocks, but no
+  // unit holds both, so the match is {0: 1} (a walk that trusted the count would say 2).
+  KvIndex index(kBs);
+  const auto t = tokens_of(1, 2);
+  ASSERT_EQ(store(index, 0, t, 0, 2, 10), Status::kOk);
+  ASSERT_EQ(store(index, 1, t, 0, 2, 20), Status::kOk);
+  const int64_t child0 = 11, parent1 = 20;
+  EXPECT_EQ(index.apply_removed(0, &child0, 1), 0u);
+  EXPECT_EQ(index.apply_removed(1, &parent1, 1), 0u);
+  EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{0, 1}}));
 }
 
 TEST(KvIndex, NodesNobodyHoldsAreFreed) {

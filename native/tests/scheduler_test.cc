@@ -178,6 +178,25 @@ TEST(ActiveSequences, SharedBlocksCountOncePerUnit) {
   EXPECT_EQ(a.load(77).requests, 0u);
 }
 
+TEST(ActiveSequences, CommonPrefixIsTheRequestsLeadingBlocksOfTheQuery) {
+  ActiveSequences a;
+  const auto x = seqs(100, 9);
+  auto y = x;
+  y[5] = 999;  // diverges at block 5 (chained hashes differ from there on)
+  for (size_t i = 6; i < y.size(); i++) y[i] = 1000 + i;
+  ASSERT_EQ(a.add(1, 0, x.data(), x.size(), false, 0), ActiveSequences::AddStatus::kOk);
+  ASSERT_EQ(a.add(2, 0, x.data(), 3, false, 0), ActiveSequences::AddStatus::kOk);
+  for (size_t n = 0; n <= x.size(); n++) EXPECT_EQ(a.common_prefix(1, x.data(), n), n);
+  EXPECT_EQ(a.common_prefix(1, y.data(), y.size()), 5u);
+  EXPECT_EQ(a.common_prefix(1, y.data(), 4), 4u);
+  EXPECT_EQ(a.common_prefix(2, y.data(), y.size()), 3u);  // the request is shorter
+  const auto other = seqs(5000, 9);                       // shares no block
+  EXPECT_EQ(a.common_prefix(1, other.data(), other.size()), 0u);
+  EXPECT_EQ(a.common_prefix(7, x.data(), x.size()), 0u);  // unknown request
+  ASSERT_TRUE(a.free(1));
+  EXPECT_EQ(a.common_prefix(1, x.data(), x.size()), 0u);
+}
+
 TEST(ActiveSequences, LoadNeverWrapsWhenAHoldIsRefused) {
   // One request naming one block more often than a unit can hold it: the refused holds are
   // not released either, so the unit's load returns to exactly zero (it used to wrap to
@@ -484,6 +503,49 @@ TEST(KvRouter, PendingBlocksGoWhenStoredFreedTimedOutOrTheirUnitGoes) {
   r.remove_unit(b.worker, 0);
   EXPECT_EQ(r.stats().pending_requests, 0u);
   EXPECT_EQ(r.stats().pending_blocks, 0u);
+}
+
+TEST(KvRouter, PendingOverlapIsTheLongestPendingRequestsNotTheActiveOne) {
+  // One unit, so every request lands there. Request 1 (prompt p) is confirmed by its
+  // stored event but stays active; requests 2 and 3 share 2 and 5 leading blocks with p and
+  // are pending. A query of p then overlaps 8 cached, 8 active and 5 pending blocks.
+  RouterConfig c = config();
+  c.pending_weight = 8;
+  KvRouter r(c);
+  r.add_unit(1, 0);
+  const auto p = prompt(3, 32);  // 8 blocks
+  auto sharing = [&](size_t blocks, uint32_t stream) {
+    auto t = prompt(stream, 32);
+    std::copy(p.begin(), p.begin() + static_cast<ptrdiff_t>(blocks * kBs), t.begin());
+    return t;
+  };
+  auto pending_overlap = [&]() {
+    std::vector<UnitScore> out;
+    r.score(p.data(), p.size(), 1.0, &out);
+    EXPECT_EQ(out.size(), 1u);
+    return out.empty() ? 0u : out[0].candidate.pending_overlap;
+  };
+  RouteResult res;
+  ASSERT_EQ(r.route(p.data(), p.size(), 1, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+  EXPECT_EQ(pending_overlap(), 8u);
+  store(r, 1, 0, p, 8);
+  EXPECT_EQ(r.stats().pending_requests, 0u);
+  EXPECT_EQ(pending_overlap(), 0u);
+  const auto two = sharing(2, 4), five = sharing(5, 5);
+  ASSERT_EQ(r.route(two.data(), two.size(), 2, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+  EXPECT_EQ(pending_overlap(), 2u);
+  ASSERT_EQ(r.route(five.data(), five.size(), 3, 1.0, 0.0, 0, &res), RouteStatus::kOk);
+  std::vector<UnitScore> out;
+  r.score(p.data(), p.size(), 1.0, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].candidate.overlap, 8u);
+  EXPECT_EQ(out[0].candidate.active_overlap, 8u);
+  EXPECT_EQ(out[0].candidate.pending_overlap, 5u);
+  // Request 1 gone: every request left is pending, and the longest shares 5 blocks.
+  ASSERT_TRUE(r.free(1));
+  EXPECT_EQ(pending_overlap(), 5u);
+  ASSERT_TRUE(r.free(3));
+  EXPECT_EQ(pending_overlap(), 2u);
 }
 
 TEST(KvRouter, ApproximateModeRecordsRoutedBlocksWithATtl) {
