@@ -11,7 +11,8 @@
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
 // SIM_COST_FLEETS (64,1000,10000), SIM_COST_BASELINE (cost: another build's addon to run beside
-// this one's), SIM_SEED (1), SIM_JSON (write the results there too).
+// this one's), SIM_COST_REPEAT (1: runs of each baseline pair), SIM_SEED (1), SIM_JSON (write
+// the results there too).
 
 import { writeFileSync } from 'node:fs';
 import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
@@ -66,11 +67,20 @@ function cost(): void {
   // Pending prefixes off (Dynamo's cost) and at the product's default weight; each with the full
   // scan of every candidate and the pruned scan side by side, or (SIM_COST_BASELINE=<addon>)
   // the pruned scan of that build and of this one.
+  // SIM_COST_REPEAT=k runs each pair k times, alternating, and keeps each side's run of median
+  // decisions per CPU second (on a shared machine one run can land in another's burst).
+  const repeat = Number(process.env.SIM_COST_REPEAT ?? 1);
+  const median = (rs: RouterCost[]) => [...rs].sort((x, y) => x.decisionsPerCpuSec - y.decisionsPerCpuSec)[rs.length >> 1]!;
   for (const n of fleets) {
     for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) {
       if (baseline) {
-        rows.push(routerCost(n, 20_000, pw, 'pruned', { label: 'baseline', addon: loadAddon(baseline) }));
-        rows.push(routerCost(n, 20_000, pw, 'pruned'));
+        const before: RouterCost[] = [];
+        const after: RouterCost[] = [];
+        for (let k = 0; k < repeat; k++) {
+          before.push(routerCost(n, 20_000, pw, 'pruned', { label: 'baseline', addon: loadAddon(baseline) }));
+          after.push(routerCost(n, 20_000, pw, 'pruned'));
+        }
+        rows.push(median(before), median(after));
       } else {
         for (const scan of ['full', 'pruned'] as const) rows.push(routerCost(n, 20_000, pw, scan));
       }
