@@ -44,7 +44,7 @@ class PrefixTable {
   //
   // nested: the caller promises that a unit holding a block holds its parent too (every
   // unit's holds are whole prefixes, as a request's blocks from its first: the active
-  // requests, the pending prefixes). Then the holders along a query only shrink, and match()
+  // requests). Then the holders along a query only shrink, and match()
   // knows a block whose holder count equals the units still matching has exactly them,
   // without comparing them (with 10,000 units a shared system prompt has hundreds of
   // holders on each of its blocks). The KV index cannot promise it: an evicted parent can
