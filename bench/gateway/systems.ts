@@ -46,7 +46,7 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
   return { status: res.status, body };
 }
 
-function mockerArgs(e: EngineSettings): string[] {
+export function mockerArgs(e: EngineSettings): string[] {
   return ['--page-size', String(e.pageSize), '--max-total-tokens', String(e.kvTokens), '--max-running-requests', String(e.maxRunning), '--speedup-ratio', String(e.speedup)];
 }
 

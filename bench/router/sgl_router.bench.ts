@@ -17,8 +17,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sglangRouterPython, SGLANG_ROUTER_VERSION, smgBinary, SMG_VERSION } from '../../test/sgl_router/sglang_router_peer.js';
-import { startNginx } from '../../test/frontend/fixtures/nginx.js';
-import { freePort, start, stop, stopAll, waitReady, type Started } from '../gateway/procs.js';
+import { stopAll } from '../gateway/procs.js';
+import { startMockers, startRouter, type Router } from './sgl_routers.js';
 import { sharedPrefixWorkload } from '../http/shared_prefix.js';
 
 const { values: flags } = parseArgs({
@@ -40,7 +40,6 @@ const { values: flags } = parseArgs({
 });
 const int = (k: keyof typeof flags): number => Number(flags[k]);
 
-const KVGATE = [process.execPath, resolve('bin/kvgate.js')];
 const runDir = resolve('build', 'bench-sgl-router', new Date().toISOString().replace(/[:.]/g, '-'));
 mkdirSync(runDir, { recursive: true });
 
@@ -63,60 +62,6 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-
-async function startMockers(n: number): Promise<{ urls: string[]; procs: Started[] }> {
-  const urls: string[] = [];
-  const procs: Started[] = [];
-  for (let i = 0; i < n; i++) {
-    const [port, events, replay] = [await freePort(), await freePort(), await freePort()];
-    const config = JSON.stringify({ publisher: 'zmq', endpoint: `tcp://*:${events}`, replay_endpoint: `tcp://*:${replay}`, topic: 'kv' });
-    procs.push(
-      start(`mocker${i}`, KVGATE[0]!, [KVGATE[1]!, 'mocker', '--port', String(port), '--page-size', '16', '--max-total-tokens', flags['max-total-tokens'], '--speedup-ratio', flags.speedup, '--kv-events-config', config, '--log-level', 'warn'], {
-        logPath: join(runDir, `mocker${i}.log`),
-      }),
-    );
-    urls.push(`http://127.0.0.1:${port}`);
-  }
-  await waitReady('mockers', procs, async () => (await Promise.all(urls.map((u) => fetch(`${u}/health`).then((r) => r.ok)))).every(Boolean), 60_000);
-  return { urls, procs };
-}
-
-interface Router {
-  // Where the client sends requests (several: the engines alone, round-robin by the client).
-  urls: string[];
-  // The router's process (null: no router).
-  pid: number | null;
-  stop(): Promise<void>;
-}
-
-async function startRouter(system: string, workers: string[]): Promise<Router> {
-  const [kind, policy] = system.split(':') as [string, string];
-  if (kind === 'engine') return { urls: workers, pid: null, stop: async () => undefined };
-  if (kind === 'nginx') {
-    const n = await startNginx(workers, 'proxy_http_version 1.1;\n      proxy_set_header Connection "";');
-    return { urls: [n.url], pid: n.pid, stop: () => n.close() };
-  }
-  const [port, prom] = [await freePort(), await freePort()];
-  const common = ['--host', '127.0.0.1', '--port', String(port), '--worker-urls', ...workers, '--policy', policy, '--prometheus-host', '127.0.0.1', '--prometheus-port', String(prom), '--log-level', 'warn'];
-  const log = { logPath: join(runDir, `${system}.log`) };
-  const nodeArgs = flags['kvgate-node-args'].split(' ').filter(Boolean);
-  const before = flags['kvgate-before'];
-  if (kind === 'kvgate-before' && !before) throw new Error(`${system} needs --kvgate-before DIR`);
-  const proc =
-    kind === 'kvgate' || kind === 'kvgate-before' || kind === 'kvgate-uws'
-      ? start(system, KVGATE[0]!, [...nodeArgs, kind === 'kvgate-before' ? resolve(before, 'bin', 'kvgate.js') : KVGATE[1]!, 'router', ...common, ...(kind === 'kvgate-uws' ? ['--http-server', 'uws'] : [])], log)
-      : kind === 'smg'
-        ? start(system, smgBinary(), ['launch', ...common], log)
-        : start(system, sglangRouterPython(), ['-m', 'sglang_router.launch_router', ...common], log);
-  const url = `http://127.0.0.1:${port}`;
-  // Ready when every worker is registered and healthy (SGLang's routers register in the background).
-  await waitReady(system, [proc], async () => {
-    const r = await fetch(`${url}/readiness`);
-    const j = (await r.json()) as { healthy_workers?: number; status?: string };
-    return r.ok && (j.healthy_workers === workers.length || (j.healthy_workers === undefined && j.status === 'ready'));
-  }, 120_000);
-  return { urls: [url], pid: proc.pid, stop: () => stop(proc) };
-}
 
 async function run(system: string, concurrency: number, router: Router): Promise<Result> {
   const { urls, pid } = router;
@@ -160,7 +105,8 @@ async function main(): Promise<void> {
   const levels = flags.concurrency.split(',').map(Number);
   if (systems.some((s) => s.startsWith('sglang-router'))) sglangRouterPython();
   if (systems.some((s) => s.startsWith('smg'))) smgBinary();
-  const { urls } = await startMockers(int('workers'));
+  const { urls } = await startMockers(int('workers'), ['--page-size', '16', '--max-total-tokens', flags['max-total-tokens'], '--speedup-ratio', flags.speedup], runDir);
+  const routerOptions = { logDir: runDir, kvgateNodeArgs: flags['kvgate-node-args'].split(' ').filter(Boolean), kvgateBefore: flags['kvgate-before'] || undefined };
   const results: Result[] = [];
   try {
     // One unreported pass straight to the engines, so the first system measured does not pay
@@ -169,7 +115,7 @@ async function main(): Promise<void> {
     for (const concurrency of levels) {
       for (const system of systems) {
         await Promise.all(urls.map((u) => fetch(`${u}/flush_cache`, { method: 'POST' })));
-        const router = await startRouter(system, urls);
+        const router = await startRouter(system, urls, routerOptions);
         results.push(await run(system, concurrency, router));
         await router.stop();
         const r = results.at(-1)!;
