@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAiperf } from '../gateway/aiperf.js';
 import { defaultCacheDir, ensurePeers } from '../gateway/peers.js';
-import { kvgateBench, median, startServe } from './procs.js';
+import { kvgateBench, startServe } from './procs.js';
+import { median } from './summary.js';
 
 const { values: a } = parseArgs({
   options: {

@@ -21,7 +21,8 @@ import { parseArgs } from 'node:util';
 import type { Results } from '../../src/bench/stats.js';
 import { defaultCacheDir, ensurePeers, MODEL_NAME } from '../gateway/peers.js';
 import { startSystem, type EngineSettings } from '../gateway/systems.js';
-import { kvgateBench, median, startServe, type Serving } from './procs.js';
+import { kvgateBench, startServe, type Serving } from './procs.js';
+import { median } from './summary.js';
 
 const dashdash = process.argv.indexOf('--', 2);
 const own = dashdash >= 0 ? process.argv.slice(2, dashdash) : process.argv.slice(2);

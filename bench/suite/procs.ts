@@ -54,5 +54,3 @@ export async function kvgateBench(args: string[], dir: string): Promise<Results>
   await run(KVGATE[0]!, [...KVGATE.slice(1), 'bench', ...args, '--progress', 'none', '--output', dir]);
   return JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as Results;
 }
-
-export const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;

@@ -17,10 +17,7 @@ import { stop } from '../gateway/procs.js';
 import { mockerArgs, startSystem, type EngineSettings } from '../gateway/systems.js';
 import { type Peers } from '../gateway/peers.js';
 import { startServe } from './procs.js';
-
-export const PEERS = ['sglang-router', 'smg', 'dynamo'] as const;
-export type PeerName = (typeof PEERS)[number];
-export const isPeer = (s: string): s is PeerName => (PEERS as readonly string[]).includes(s);
+export { isPeer, PEERS, type PeerName } from './summary.js';
 
 export interface Target {
   url: string;
