@@ -1,12 +1,15 @@
 // bench:gateway: kvgate against NVIDIA Dynamo 1.6.1 and the engine alone, side by side in one
 // invocation, each driven by NVIDIA's aiperf at several concurrencies (streaming chat, fixed
 // prompt/output lengths, ignore_eos). Per point: requests/s, TTFT, ITL and end-to-end latency
-// (p50/p99), errors, and CPU ms per request of each process role from /proc. Prints markdown
-// tables (per point, and kvgate/Dynamo ratios) and keeps everything under the run folder.
+// (p50/p99), errors, and CPU ms per request of each process role from /proc. Then the suite's own
+// client, `kvgate bench`, runs the same point (same process set, concurrency, request count and
+// prompt/output lengths), so its numbers stand beside aiperf's (--no-suite leaves it out).
+// Prints markdown tables (per point, kvgate/Dynamo ratios, the two clients side by side) and
+// keeps everything under the run folder.
 //
 //   npm run bench:gateway -- [--concurrency 1,16,64,256] [--requests N] [--only kvgate,dynamo,engine]
 //                            [--speedup 10] [--workers 4] [--isl 512] [--osl 64] [--cache DIR]
-//                            [--python python3] [--point-timeout 600]
+//                            [--python python3] [--point-timeout 600] [--no-suite]
 //
 // The peers are installed from PyPI on first use into the cache folder (~/.cache/kvgate-bench).
 
@@ -16,6 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAiperf, type AiperfResult, type Workload } from './aiperf.js';
 import { AIPERF_VERSION, DYNAMO_VERSION, defaultCacheDir, ensurePeers, type Peers } from './peers.js';
+import { kvgateBench } from '../suite/procs.js';
 import { CpuSampler, isShuttingDown, killAllNow, shutdown, stopAll } from './procs.js';
 import { formatReport, type Point } from './report.js';
 import { startSystem, SYSTEMS, type EngineSettings, type RunningSystem, type SystemName } from './systems.js';
@@ -40,6 +44,7 @@ const { values: flags } = parseArgs({
     cache: { type: 'string', default: defaultCacheDir() },
     python: { type: 'string', default: 'python3' },
     'point-timeout': { type: 'string', default: '600' },
+    'no-suite': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -136,7 +141,24 @@ async function measure(sys: RunningSystem, sampler: CpuSampler, c: number, peers
   } else if (r.osl.min !== workload.osl || r.osl.max !== workload.osl) {
     point.problems.push(`output tokens per request ${r.osl.min}-${r.osl.max}, expected ${workload.osl}`);
   }
+  if (!flags['no-suite']) point.suite = await suitePoint(sys, c, requests, warmup);
   return point;
+}
+
+// kvgate bench at the point aiperf just ran: the same number of random prompts of the same length
+// (chat text of one word per token through a gateway; token ids, with the chat template's
+// tokens, on the engine's /generate), the same output length with ignore_eos.
+async function suitePoint(sys: RunningSystem, c: number, requests: number, warmup: number): Promise<Point['suite']> {
+  const api = sys.generate ? ['--api', 'sglang-generate', '--prompt-format', 'tokens'] : ['--api', 'openai-chat', '--prompt-format', 'text'];
+  const isl = workload.isl + (sys.generate ? CHAT_TEMPLATE_TOKENS : 0);
+  const shape = ['--workload', 'shared-prefix', '--gsp-num-groups', String(requests + warmup), '--gsp-prompts-per-group', '1', '--gsp-system-prompt-len', '0', '--gsp-question-len', String(isl), '--gsp-output-len', String(workload.osl)];
+  try {
+    const r = await kvgateBench(['--url', sys.url, ...api, ...shape, '--concurrency', String(c), '--warmup', String(warmup), '--requests', String(requests)], join(runDir, `c${c}`, sys.name, 'kvgate-bench'));
+    return { requestsPerS: r.requestsPerS, ttftP50: r.ttftMs?.p50 ?? NaN, e2eP50: r.e2eMs?.p50 ?? NaN, failed: r.requests.failed };
+  } catch (err) {
+    say(`${sys.name} c=${c}: kvgate bench failed: ${(err as Error).message.split('\n')[0]}`);
+    return { requestsPerS: NaN, ttftP50: NaN, e2eP50: NaN, failed: requests };
+  }
 }
 
 async function point(name: SystemName, c: number, peers: Peers): Promise<Point> {

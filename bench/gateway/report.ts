@@ -13,6 +13,8 @@ export interface Point {
   result?: AiperfResult;
   cpuMsPerRequest?: Record<string, number>;
   loadAverage?: number; // the machine's 1-minute load average when the point ended
+  // The suite's own client (kvgate bench) at the same point, right after aiperf.
+  suite?: { requestsPerS: number; ttftP50: number; e2eP50: number; failed: number };
   // Why the point is not valid (errors, wrong output length, a process exited...); empty = valid.
   problems: string[];
 }
@@ -99,6 +101,24 @@ function addedTtft(points: Point[]): string[] {
   return out;
 }
 
+// aiperf and kvgate bench side by side at every point that ran both.
+function clientsTable(points: Point[]): string[] {
+  const both = points.filter((p) => p.result && p.suite);
+  if (both.length === 0) return [];
+  return [
+    '### aiperf and kvgate bench at the same points',
+    '',
+    '| system | concurrency | req/s, aiperf / kvgate bench | TTFT p50 ms, aiperf (from issue) / kvgate bench | E2E p50 ms, aiperf (from issue) / kvgate bench | kvgate bench failed |',
+    '|---|---|---|---|---|---|',
+    ...both.map((p) => {
+      const r = p.result!;
+      const s = p.suite!;
+      return `| ${p.system} | ${p.concurrency} | ${f(r.requestsPerSecond, 1)} / ${f(s.requestsPerS, 1)} | ${f(r.ttft.p50)} (${f(r.ttftFromIssue.p50)}) / ${f(s.ttftP50)} | ${f(r.e2e.p50, 1)} (${f(r.e2eFromIssue.p50, 1)}) / ${f(s.e2eP50, 1)} | ${s.failed} |`;
+    }),
+    '',
+  ];
+}
+
 export function formatReport(points: Point[], info: RunInfo): string {
   return [
     `Command: \`${info.command}\``,
@@ -114,6 +134,7 @@ export function formatReport(points: Point[], info: RunInfo): string {
     '',
     ...addedTtft(points),
     '',
+    ...clientsTable(points),
     '### Every point',
     '',
     ...pointsTable(points),
