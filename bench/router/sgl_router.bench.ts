@@ -14,7 +14,7 @@
 //   kvgate-uws:<policy> runs this build's router with --http-server uws.
 
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sglangRouterPython, SGLANG_ROUTER_VERSION, smgBinary, SMG_VERSION } from '../../test/sgl_router/sglang_router_peer.js';
 import { stopAll } from '../gateway/procs.js';
