@@ -1,28 +1,29 @@
 // `npm run bench:compare`: the same workload (same seed, so the same prompts in the same order)
-// against `kvgate serve` in each router mode and, with --peers dynamo, NVIDIA Dynamo 1.6.1 (its
-// KV-routing frontend and its mockers, installed into the bench cache as bench:gateway does), one
-// system at a time, alternating for --rounds rounds; one table of medians and of ratios to the
-// baseline.
+// against `kvgate serve` in each router mode and, with --peers, the peers bench:report puts
+// beside them (bench/suite/targets.ts: sglang-router and smg cache_aware over kvgate mockers,
+// NVIDIA Dynamo 1.6.1's KV frontend over its own mockers, installed into the bench cache as
+// bench:gateway does), one system at a time, alternating for --rounds rounds; one table of
+// medians and of ratios to the baseline.
 //
 //   npm run bench:compare -- [--modes kv,round-robin] [--baseline round-robin] [--workers 4]
-//     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [--peers dynamo]
+//     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [--peers sglang-router,smg,dynamo]
 //     [--kv-tokens 65536] [--speedup 10] [-- <kvgate bench flags>]
 //
 // Without bench flags: shared-prefix, 16 groups x 8 prompts, 2,048-token system prompts,
-// 128-token questions, 64 output tokens, concurrency 16; with --peers, chat requests
-// (--api openai-chat) for every system. With --peers both sides run the same simulated
-// engine settings (page 16, --kv-tokens per engine, 256 running, --speedup) and serve the same
-// model folder, so --engine-args is not taken.
+// 128-token questions, 64 output tokens, concurrency 16. With --peers every system runs the same
+// simulated engine settings (page 16, --kv-tokens per engine, 256 running, --speedup), so
+// --engine-args is not taken, and each gets the token ids on the API it takes (targets.ts).
 
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Results } from '../../src/bench/stats.js';
-import { defaultCacheDir, ensurePeers, MODEL_NAME } from '../gateway/peers.js';
-import { startSystem, type EngineSettings } from '../gateway/systems.js';
-import { kvgateBench, startServe, type Serving } from './procs.js';
-import { median } from './summary.js';
+import { defaultCacheDir, ensurePeers } from '../gateway/peers.js';
+import type { EngineSettings } from '../gateway/systems.js';
+import { kvgateBench, startServe } from './procs.js';
+import { isPeer, median, PEERS } from './summary.js';
+import { startTarget, type Target } from './targets.js';
 
 const dashdash = process.argv.indexOf('--', 2);
 const own = dashdash >= 0 ? process.argv.slice(2, dashdash) : process.argv.slice(2);
@@ -41,40 +42,35 @@ const { values: a } = parseArgs({
   },
 });
 const peerNames = a.peers.split(',').filter(Boolean);
-for (const p of peerNames) if (p !== 'dynamo') throw new Error(`--peers: '${p}' is not a peer this bench runs (dynamo; SGLang's router is in npm run bench:sgl-router)`);
+for (const p of peerNames) if (!isPeer(p)) throw new Error(`--peers: '${p}' is not a peer this bench runs (${PEERS.join(', ')})`);
 const modes = a.modes.split(',').filter(Boolean);
 const systems = [...modes, ...peerNames];
 if (!systems.includes(a.baseline)) throw new Error(`--baseline ${a.baseline} is not among --modes ${a.modes} or --peers ${a.peers}`);
 let engineArgs = a['engine-args'].split(/\s+/).filter(Boolean);
 if (peerNames.length > 0 && engineArgs.length > 0) throw new Error('--peers sets the engine settings of every system (--kv-tokens, --speedup): leave out --engine-args');
 const engine: EngineSettings = { workers: Number(a.workers), pageSize: 16, kvTokens: Number(a['kv-tokens']), maxRunning: 256, speedup: Number(a.speedup) };
-const peers = peerNames.length > 0 ? await ensurePeers({ cache: defaultCacheDir(), python: a.python, dynamo: true, say: (s) => console.error(s) }) : null;
-const servedModel = peers ? ['--model-path', peers.modelDir, '--served-model-name', MODEL_NAME] : [];
-if (peers) engineArgs = ['--page-size', '16', '--max-total-tokens', a['kv-tokens'], '--max-running-requests', '256', '--speedup-ratio', a.speedup];
+const peers = peerNames.includes('dynamo') ? await ensurePeers({ cache: defaultCacheDir(), python: a.python, dynamo: true, say: (s) => console.error(s) }) : null;
+if (peerNames.length > 0) engineArgs = ['--page-size', '16', '--max-total-tokens', a['kv-tokens'], '--max-running-requests', '256', '--speedup-ratio', a.speedup];
 const benchArgs =
   dashdash >= 0
     ? process.argv.slice(dashdash + 1)
-    : [...(peers ? ['--api', 'openai-chat'] : []), '--workload', 'shared-prefix', '--gsp-num-groups', '16', '--gsp-prompts-per-group', '8', '--gsp-system-prompt-len', '2048', '--gsp-question-len', '128', '--gsp-output-len', '64', '--concurrency', '16'];
+    : ['--workload', 'shared-prefix', '--gsp-num-groups', '16', '--gsp-prompts-per-group', '8', '--gsp-system-prompt-len', '2048', '--gsp-question-len', '128', '--gsp-output-len', '64', '--concurrency', '16'];
 const out = join(tmpdir(), `kvgate-compare-${process.pid}`);
 mkdirSync(out, { recursive: true });
 
-// kvgate in a router mode, or a peer on the same engine settings.
-async function startTarget(name: string, round: number): Promise<Serving> {
-  if (!modes.includes(name)) {
-    const dir = join(out, `${name}-${round}-procs`);
-    mkdirSync(dir, { recursive: true });
-    const sys = await startSystem(name as 'dynamo', peers!, engine, dir, (s) => console.error(s));
-    return { url: sys.url, stop: () => sys.stop() };
-  }
-  return startServe(['--workers', a.workers, '--router-mode', name, ...servedModel, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
+// kvgate in a router mode (with --engine-args), or with --peers every system on the same engine settings.
+async function start(name: string, round: number): Promise<Target> {
+  if (peerNames.length > 0) return startTarget(name, engine, join(out, `${name}-${round}-procs`), peers);
+  const serve = await startServe(['--workers', a.workers, '--router-mode', name, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
+  return { ...serve, api: [] };
 }
 
 const results = new Map<string, Results[]>(systems.map((m) => [m, []]));
 for (let r = 0; r < Number(a.rounds); r++) {
   for (const mode of systems) {
-    const serve = await startTarget(mode, r);
+    const serve = await start(mode, r);
     try {
-      const res = await kvgateBench(['--url', serve.url, ...benchArgs], join(out, `${mode}-${r}`));
+      const res = await kvgateBench(['--url', serve.url, ...serve.api, ...benchArgs], join(out, `${mode}-${r}`));
       if (res.requests.failed) console.error(`${mode}: ${res.requests.failed} failed: ${JSON.stringify(res.errors)}`);
       results.get(mode)!.push(res);
       console.error(`round ${r + 1} ${mode}: ${res.requestsPerS.toFixed(1)} req/s, TTFT p50 ${res.ttftMs?.p50.toFixed(1)} ms`);
