@@ -1,11 +1,12 @@
 // `npm run bench:compare`: the same workload (same seed, so the same prompts in the same order)
-// against `kvgate serve` in each router mode and, with --peers, the peers bench:report puts
+// against `kvgate serve` in each router mode, disaggregated (`pd-2p2d`: 2 prefill and 2 decode
+// workers, kv routing; compare it with 4 aggregated workers), and, with --peers, the peers bench:report puts
 // beside them (bench/suite/targets.ts: sglang-router and smg cache_aware over kvgate mockers,
 // NVIDIA Dynamo 1.6.1's KV frontend over its own mockers, installed into the bench cache as
 // bench:gateway does), one system at a time, alternating for --rounds rounds; one table of
 // medians and of ratios to the baseline.
 //
-//   npm run bench:compare -- [--modes kv,round-robin] [--baseline round-robin] [--workers 4]
+//   npm run bench:compare -- [--modes kv,round-robin,pd-2p2d] [--baseline round-robin] [--workers 4]
 //     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [--peers sglang-router,smg,dynamo]
 //     [--kv-tokens 65536] [--speedup 10] [-- <kvgate bench flags>]
 //
@@ -58,11 +59,22 @@ const benchArgs =
 const out = join(tmpdir(), `kvgate-compare-${process.pid}`);
 mkdirSync(out, { recursive: true });
 
-// kvgate in a router mode (with --engine-args), or with --peers every system on the same engine settings.
+// A mode `pd-<P>p<D>d` is kvgate disaggregated: P prefill and D decode workers, kv routing.
+const PD_MODE = /^pd-(\d+)p(\d+)d$/;
+for (const m of modes) {
+  const pd = PD_MODE.exec(m);
+  if (pd && (Number(pd[1]) < 1 || Number(pd[2]) < 1)) throw new Error(`--modes ${m}: a disaggregated mode needs at least one prefill and one decode worker`);
+}
+
+// kvgate in a router mode or disaggregated (with --engine-args, or the peers' engine settings
+// with --peers), or a peer.
 async function start(name: string, round: number): Promise<Target> {
-  if (peerNames.length > 0) return startTarget(name, engine, join(out, `${name}-${round}-procs`), peers);
-  const serve = await startServe(['--workers', a.workers, '--router-mode', name, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
-  return { ...serve, api: [] };
+  const pd = PD_MODE.exec(name);
+  if (!pd && peerNames.length > 0) return startTarget(name, engine, join(out, `${name}-${round}-procs`), peers);
+  const fleet = pd ? ['--prefill-workers', pd[1]!, '--decode-workers', pd[2]!, '--router-mode', 'kv'] : ['--workers', a.workers, '--router-mode', name];
+  const serve = await startServe([...fleet, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
+  // Beside the peers, token ids as startTarget sends kvgate's modes.
+  return { ...serve, api: peerNames.length > 0 ? ['--api', 'openai-completions'] : [] };
 }
 
 const results = new Map<string, Results[]>(systems.map((m) => [m, []]));
