@@ -21,7 +21,7 @@ const n = env('N', 200);
 const osl = env('OSL', 8);
 const promptWords = env('PROMPT_WORDS', 496);
 // PROFILE_DIR: the gateways' frontends run under `node --cpu-prof` and write their profiles there.
-const nodeFlags = process.env['PROFILE_DIR'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['PROFILE_DIR']] : [];
+const nodeFlags = process.env['PROFILE_DIR'] ? ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', process.env['PROFILE_DIR']] : [];
 const engineFlags = ['--page-size', '16', '--max-total-tokens', '262144', '--speedup-ratio', String(env('SPEEDUP', 10))];
 
 const WORDS = 'time person year way day thing man world life hand part child eye woman place work week case point government company number group problem fact'.split(' ');
