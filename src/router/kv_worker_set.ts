@@ -1018,7 +1018,10 @@ export class KvWorkerSet implements WorkerSet {
   }
 
   // Plain engines get a liveness check every round; any worker idle for idleHealthCheckMs a
-  // generation check, which catches an engine that answers /health but cannot generate.
+  // generation check, which catches an engine that answers /health but cannot generate. Idle
+  // means nothing routed or finished there for that long and nothing in flight: a saturated
+  // engine's queue would time the check out and set a working engine aside (its own requests
+  // have the first-token and stream-idle timeouts).
   private async probe(): Promise<void> {
     if (this.probing) return;
     this.probing = true;
@@ -1029,7 +1032,7 @@ export class KvWorkerSet implements WorkerSet {
         [...this.members.values()]
           .filter((m) => m.state === 'up' && m.engine)
           .map(async (m) => {
-            const generate = idleMs > 0 && now - m.lastActive >= idleMs;
+            const generate = idleMs > 0 && now - m.lastActive >= idleMs && !this.hasRequests(m);
             if (!generate && m.agent) return;
             if (generate) m.lastActive = now;
             if (await m.engine!.healthy(generate)) return;
@@ -1039,6 +1042,10 @@ export class KvWorkerSet implements WorkerSet {
     } finally {
       this.probing = false;
     }
+  }
+
+  private hasRequests(m: Member): boolean {
+    return m.group?.router.units().some((u) => u.worker === m.id && u.activeRequests > 0) ?? false;
   }
 }
 

@@ -438,6 +438,20 @@ describe('KvWorkerSet', () => {
     expect(set.workers().find((w) => w.name === fine.url)!.healthy).toBe(true);
   });
 
+  it('gives no generation check to a worker with a request in flight, however long nothing was routed there', async () => {
+    // A saturated engine: its health_generate would queue behind the work (here: fail).
+    const slow = await agent({}, { healthGenerateStatus: 503, tokenDelayMs: 400 });
+    const { set } = workerSet({ healthIntervalMs: 100, idleHealthCheckMs: 300, penaltyMs: 60_000 });
+    set.addAgent(slow.url);
+    await set.waitForWorkers(1, 5000);
+    // One request of ~1.6 s: routed once, then nothing routed or finished for > 5 probe rounds.
+    expect((await run(set, prompt(1))).tokens).toHaveLength(4);
+    expect(set.readyCount('test-model')).toBe(1);
+    // Idle now: the next probes check it, and its engine fails the check.
+    await waitFor(() => set.readyCount('test-model') === 0, 'the idle worker checked and set aside');
+    expect(set.unitRows().map((u) => u.activeRequests)).toEqual([]);
+  });
+
   it('refuses requests with 503 and Retry-After while every worker\'s KV cache is past the busy threshold', async () => {
     const a = await agent();
     const b = await agent();
