@@ -17,3 +17,16 @@ read -r -a KV <<< "$KVGATE"   # a command with its arguments
 
 trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
 run() { echo "+ $*" >&2; "$@" & }
+
+# A prefill and a decode worker (request-plane ports $1 and $2, CUDA_VISIBLE_DEVICES $3 and $4,
+# engine arguments after them) and the frontend in front of both; URLS holds their addresses.
+run_pd() {
+  local ports=("$1" "$2") gpus=("$3" "$4") roles=(prefill decode)
+  shift 4
+  URLS=()
+  for i in 0 1; do
+    run env CUDA_VISIBLE_DEVICES="${gpus[$i]}" "${KV[@]}" worker --engine "$ENGINE" --role "${roles[$i]}" --port "${ports[$i]}" -- "$@"
+    URLS+=("ws://127.0.0.1:${ports[$i]}")
+  done
+  run "${KV[@]}" serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+}

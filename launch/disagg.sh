@@ -16,14 +16,7 @@ TRANSFER_BACKEND=${TRANSFER_BACKEND:-mooncake}
 ENGINE_ARGS=(--model-path "$MODEL" --served-model-name "$MODEL" --page-size 16)
 [ "$ENGINE" = sglang ] && ENGINE_ARGS+=(--tp 1 --trust-remote-code --disaggregation-transfer-backend "$TRANSFER_BACKEND")
 
-ROLES=(prefill decode)
-URLS=()
-for i in 0 1; do
-  port=${WORKER_PORTS[$i]}
-  run env CUDA_VISIBLE_DEVICES="$i" "${KV[@]}" worker --engine "$ENGINE" --role "${ROLES[$i]}" --port "$port" -- "${ENGINE_ARGS[@]}"
-  URLS+=("ws://127.0.0.1:$port")
-done
-run "${KV[@]}" serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+run_pd "${WORKER_PORTS[@]}" 0 1 "${ENGINE_ARGS[@]}"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL  prefill: ${URLS[0]}  decode: ${URLS[1]}" >&2
 wait -n

@@ -21,14 +21,7 @@ TRANSFER_BACKEND=${TRANSFER_BACKEND:-mooncake}
 ENGINE_ARGS=(--model-path "$MODEL" --served-model-name "$MODEL" --page-size 16 --tp 2 --dp-size 2 --enable-dp-attention)
 [ "$ENGINE" = sglang ] && ENGINE_ARGS+=(--trust-remote-code --disaggregation-transfer-backend "$TRANSFER_BACKEND")
 
-ROLES=(prefill decode)
-URLS=()
-for i in 0 1; do
-  port=${PORTS[$i]}
-  run env CUDA_VISIBLE_DEVICES="${GPUS[$i]}" "${KV[@]}" worker --engine "$ENGINE" --role "${ROLES[$i]}" --port "$port" -- "${ENGINE_ARGS[@]}"
-  URLS+=("ws://127.0.0.1:$port")
-done
-run "${KV[@]}" serve --port "$HTTP_PORT" --engine-wait "$ENGINE_WAIT" --worker-urls "$(IFS=,; echo "${URLS[*]}")"
+run_pd "${PORTS[@]}" "${GPUS[@]}" "${ENGINE_ARGS[@]}"
 
 echo "frontend: http://127.0.0.1:$HTTP_PORT/v1  model: $MODEL  prefill: ${URLS[0]}  decode: ${URLS[1]}  (tp 2, dp 2 each)" >&2
 wait -n

@@ -6,7 +6,7 @@
 // test/native/bpe.diff.test.ts checks on random and real text.
 
 import { addon, type BpeEncoder } from '../native/addon.js';
-import type { AddedToken } from './segmented_encoder.js';
+import { addedTokenSplitter, type AddedToken } from './segmented_encoder.js';
 
 // NFC leaves a string unchanged when all its code units are below U+0300: no character
 // there decomposes or composes with another one (test/native/bpe.diff.test.ts checks every
@@ -83,15 +83,8 @@ export class NativeBpe {
     } catch {
       return null; // an unsupported pattern, or a vocabulary that is not byte-level
     }
-    const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-    const contents = added.map((t) => t.content).sort((a, b) => b.length - a.length);
-    return new NativeBpe(
-      bpe,
-      norm !== null,
-      contents.length === 0 ? null : new RegExp(`(${contents.map(escape).join('|')})`),
-      new Map(added.map((t) => [t.content, t.id])),
-      json['post_processor'] == null || post?.['type'] === 'ByteLevel',
-    );
+    const split = added.length === 0 ? null : addedTokenSplitter(added);
+    return new NativeBpe(bpe, norm !== null, split?.splitter ?? null, split?.idOf ?? new Map(), json['post_processor'] == null || post?.['type'] === 'ByteLevel');
   }
 
   // HF's encode(text, addSpecialTokens: false): added tokens split off, each text between

@@ -24,6 +24,14 @@ const MAX_SEGMENTED_CHARS = 1024 * 1024;
 
 type Encode = (text: string, signal?: AbortSignal) => Promise<number[]>;
 
+// Splits text at the added tokens as HF tokenizers do (leftmost match, longest first):
+// `text.split(splitter)` gives the texts between them at even indexes, the tokens at odd ones.
+export function addedTokenSplitter(added: readonly AddedToken[]): { splitter: RegExp; idOf: Map<string, number> } {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const contents = added.map((t) => t.content).sort((a, b) => b.length - a.length);
+  return { splitter: new RegExp(`(${contents.map(escape).join('|')})`), idOf: new Map(added.map((t) => [t.content, t.id])) };
+}
+
 function prependsFirstOnly(pre: unknown): boolean {
   const p = pre as { type?: unknown; prepend_scheme?: unknown; pretokenizers?: unknown[] } | null;
   if (p === null || typeof p !== 'object') return false;
@@ -57,13 +65,12 @@ export class SegmentedEncoder {
     if (cacheBytes <= 0 || added.length === 0) return null;
     if (added.some((t) => t.normalized !== false || t.lstrip || t.rstrip || t.single_word || t.content.length === 0)) return null;
     if (prependsFirstOnly(json['pre_tokenizer'])) return null;
-    const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-    const contents = added.map((t) => t.content).sort((a, b) => b.length - a.length);
     const isAdded = new Uint8Array(Math.max(vocabSize, ...added.map((t) => t.id + 1)));
     for (const t of added) isAdded[t.id] = 1;
+    const { splitter, idOf } = addedTokenSplitter(added);
     return new SegmentedEncoder(
-      new RegExp(`(${contents.map(escape).join('|')})`),
-      new Map(added.map((t) => [t.content, t.id])),
+      splitter,
+      idOf,
       isAdded,
       added[0]!.content,
       new SegmentCache(cacheBytes),
