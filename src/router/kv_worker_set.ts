@@ -1027,12 +1027,18 @@ export class KvWorkerSet implements WorkerSet {
     this.probing = true;
     const idleMs = this.opts.idleHealthCheckMs ?? 0;
     const now = Date.now();
+    // Workers with requests in flight, read off the routers once per probe.
+    let serving: Set<number> | null = null;
+    const hasRequests = (m: Member) => {
+      serving ??= new Set([...this.groups.values()].flatMap((g) => g.router.units().filter((u) => u.activeRequests > 0).map((u) => u.worker)));
+      return serving.has(m.id);
+    };
     try {
       await Promise.all(
         [...this.members.values()]
           .filter((m) => m.state === 'up' && m.engine)
           .map(async (m) => {
-            const generate = idleMs > 0 && now - m.lastActive >= idleMs && !this.hasRequests(m);
+            const generate = idleMs > 0 && now - m.lastActive >= idleMs && !hasRequests(m);
             if (!generate && m.agent) return;
             if (generate) m.lastActive = now;
             if (await m.engine!.healthy(generate)) return;
@@ -1042,10 +1048,6 @@ export class KvWorkerSet implements WorkerSet {
     } finally {
       this.probing = false;
     }
-  }
-
-  private hasRequests(m: Member): boolean {
-    return m.group?.router.units().some((u) => u.worker === m.id && u.activeRequests > 0) ?? false;
   }
 }
 
