@@ -81,6 +81,10 @@ export class Http1Response {
     return this.ended;
   }
 
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+
   // The body bytes that arrived since the last read, or null at its end.
   async read(): Promise<Buffer | null> {
     while (this.parts.length === 0) {
@@ -98,9 +102,14 @@ export class Http1Response {
     return out;
   }
 
+  // The body as what successive read()s return.
+  async *chunks(): AsyncGenerator<Buffer> {
+    for (let b = await this.read(); b !== null; b = await this.read()) yield b;
+  }
+
   async text(): Promise<string> {
     const parts: Buffer[] = [];
-    for (let b = await this.read(); b !== null; b = await this.read()) parts.push(b);
+    for await (const b of this.chunks()) parts.push(b);
     return Buffer.concat(parts).toString('utf8');
   }
 

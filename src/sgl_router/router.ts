@@ -15,7 +15,7 @@ import { RouterMetrics } from './metrics.js';
 import { readModelFiles } from '../preprocess/model_files.js';
 import { Tokenizer } from '../preprocess/tokenizer.js';
 import { KvPolicy } from './kv_policy.js';
-import { Upstream, type UpstreamResponse } from './upstream.js';
+import { contentType, Upstream, type UpstreamResponse } from './upstream.js';
 import { CacheAwarePolicy, makePolicy, type Policy, type PolicyName } from './policies.js';
 import { AttemptSignals } from './attempts.js';
 import { mergeJson, prefillInputLogprobs, SseLogprobMerger, wantsLogprobs } from './pd_logprobs.js';
@@ -178,7 +178,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
   // else whole. `merger` rewrites the SSE events (PD logprobs).
   const relay = async (ex: Exchange, res: UpstreamResponse, merger: SseLogprobMerger | null = null): Promise<void> => {
     relayed.set(ex, res.status);
-    const type = res.contentType;
+    const type = contentType(res);
     if (!(res.ok && type.includes('text/event-stream'))) {
       const text = await res.text();
       ex.text(res.status, text, type);
@@ -337,7 +337,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
             if (pre.res) {
               if (RETRYABLE.has(pre.res.status) && !last) return false;
               relayed.set(ex, pre.res.status);
-              ex.text(pre.res.status, pre.text, pre.res.contentType);
+              ex.text(pre.res.status, pre.text, contentType(pre.res));
               return true;
             }
             if (!last) return false;
@@ -358,7 +358,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         if (mergeLogprobs && res.ok) {
           // SGLang's router waits for the whole prefill answer before relaying decode's.
           const pre = prefillInputLogprobs((await prefillDone).text);
-          if (res.contentType.includes('text/event-stream')) {
+          if (contentType(res).includes('text/event-stream')) {
             await relay(ex, res, new SseLogprobMerger(pre));
             return true;
           }
