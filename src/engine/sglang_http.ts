@@ -281,9 +281,15 @@ export class SglangHttpEngine implements DirectEngine {
     let finished = false;
     let res: Http1Response | null = null;
     try {
+      // A request the engine closed a kept-alive connection under is sent again (the pool does).
+      const answer = this.pool.request({ method: 'POST', path: '/generate', headers: this.generateHeaders, body: generateBody(req), signal: ctl.signal });
+      // Set up while the engine works: the request went out above when a connection was idle.
+      const utf8 = new StringDecoder('utf8');
+      const sse = new SseParser();
+      const delta = new OutputIdsDelta(req.logprobs ? this.url : null);
+      const events: string[] = [];
       try {
-        // A request the engine closed a kept-alive connection under is sent again (the pool does).
-        res = await this.pool.request({ method: 'POST', path: '/generate', headers: this.generateHeaders, body: generateBody(req), signal: ctl.signal });
+        res = await answer;
       } catch (err) {
         if (ctl.signal.aborted) return;
         throw unreachable(this.url, err);
@@ -300,10 +306,6 @@ export class SglangHttpEngine implements DirectEngine {
         const code = status >= 400 && status < 500 ? 'invalid_request' : status === 503 ? 'engine_unavailable' : 'engine_error';
         throw new KvgateError(code, `engine ${this.url} returned ${status}: ${engineErrorMessage(payload)}`);
       }
-      const utf8 = new StringDecoder('utf8');
-      const sse = new SseParser();
-      const delta = new OutputIdsDelta(req.logprobs ? this.url : null);
-      const events: string[] = [];
       let ended = false;
       try {
         while (!finished) {

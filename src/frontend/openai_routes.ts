@@ -113,20 +113,24 @@ class StreamFormatter {
 }
 
 async function stream(ex: Exchange, kind: Kind, p: Prepared, events: AsyncGenerator<GenerationEvent>, meta: ResponseMeta): Promise<boolean> {
-  const fmt = new StreamFormatter(kind, meta, p.request.includeUsage, LogprobFormat.of(p));
   try {
+    // Asking for the first event routes the request and sends it to the engine (before next()
+    // returns, on a kept-alive connection), so the formatter is built while the engine works.
+    const firstEvent = events.next();
+    const fmt = new StreamFormatter(kind, meta, p.request.includeUsage, LogprobFormat.of(p));
+    const head = fmt.head();
     // Headers go out with the first event, so that failures before it (no worker, engine
     // unreachable or refusing) still get a proper status and error JSON.
-    const first = await events.next();
+    const first = await firstEvent;
     if (first.done) return false;
     if (first.value.type === 'end') {
-      ex.startStream(fmt.head() + fmt.event(first.value));
+      ex.startStream(head + fmt.event(first.value));
       ex.endStream('');
       return true;
     }
     // A write the client did not take stops the loop from pulling engine events until it
     // does, so a slow client backs up the engine stream instead of the gateway's memory.
-    if (!ex.startStream(fmt.head() + fmt.event(first.value)) && !(await ex.writable())) return false;
+    if (!ex.startStream(head + fmt.event(first.value)) && !(await ex.writable())) return false;
     for (;;) {
       const next = await events.next();
       if (next.done) return false;

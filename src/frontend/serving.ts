@@ -162,6 +162,15 @@ export class ServingCore {
     let lastTokenAt = 0;
     let outcome: 'ok' | 'cancelled' | 'error' = 'cancelled';
     let failure: unknown;
+    // The first token's bookkeeping (the router's prefill-done mark, the TTFT histogram) runs
+    // once its text went to the client, not before.
+    let firstTokenAt = 0; // until booked
+    const bookFirstToken = () => {
+      if (firstTokenAt === 0) return;
+      dispatch.firstToken();
+      m.ttft.observe((firstTokenAt - p.receivedAt) / 1000);
+      firstTokenAt = 0;
+    };
     try {
       let end: { finishReason: OpenAIFinishReason; usage: Usage } | null = null;
       let first = true;
@@ -173,9 +182,7 @@ export class ServingCore {
         if (n > 0) {
           const now = performance.now();
           if (completionTokens === 0) {
-            dispatch.firstToken();
-            p.trace.firstTokenAt = now;
-            m.ttft.observe((now - p.receivedAt) / 1000);
+            p.trace.firstTokenAt = firstTokenAt = now;
           } else {
             m.itl.observe((now - lastTokenAt) / 1000);
           }
@@ -198,6 +205,7 @@ export class ServingCore {
           if (chunk.logprobs?.length !== n) throw new KvgateError('engine_error', `the engine sent ${n} tokens without their logprobs`);
           yield { type: 'text', text: cut.text, logprobs: chunk.logprobs };
         } else if (cut.text) yield { type: 'text', text: cut.text };
+        bookFirstToken();
         if (cut.stop !== null) {
           // Leaving the loop aborts the engine's request: the tokens after it are not wanted.
           end = { finishReason: 'stop', usage: { promptTokens: p.tokenIds.length, completionTokens, cachedTokens } };
@@ -234,6 +242,7 @@ export class ServingCore {
       if (signal.aborted) return;
       throw err;
     } finally {
+      bookFirstToken();
       // Where it ended (it may have waited for a worker, been retried or migrated).
       p.trace.worker = dispatch.worker;
       p.trace.migrations = dispatch.migrations ?? 0;

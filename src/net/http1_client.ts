@@ -503,8 +503,19 @@ export class Http1Pool {
   }
 
   // Sends `req`; resolves when the response head arrived. Rejects with the signal's reason when
-  // aborted, an Http1Error when the exchange failed, a TypeError for an invalid header.
-  async request(req: Http1Request): Promise<Http1Response> {
+  // aborted, an Http1Error when the exchange failed, a TypeError for an invalid header. With an
+  // idle connection at hand the request is written before this returns, so what the caller
+  // does next overlaps the server's work (bench/README.md, "Added TTFT at concurrency 1").
+  request(req: Http1Request): Promise<Http1Response> {
+    const conn = this.closed || req.signal?.aborted ? undefined : this.takeIdle();
+    if (!conn) return this.requestLater(req);
+    return this.sendOn(conn, req).catch((err: unknown) => {
+      this.throwUnlessResent(err, conn, req);
+      return this.requestLater(req);
+    });
+  }
+
+  private async requestLater(req: Http1Request): Promise<Http1Response> {
     for (;;) {
       req.signal?.throwIfAborted();
       const conn = await this.take(req.signal);
@@ -514,20 +525,30 @@ export class Http1Pool {
         throw req.signal.reason;
       }
       try {
-        return await new Promise<Http1Response>((resolve, reject) => {
-          try {
-            conn.send(req, resolve, reject);
-          } catch (err) {
-            this.released(conn);
-            reject(err as Error);
-          }
-        });
+        return await this.sendOn(conn, req);
       } catch (err) {
-        if (req.signal?.aborted) throw req.signal.reason;
-        const early = (err as { beforeResponse?: boolean }).beforeResponse === true;
-        if (!(early && conn.reused)) throw err;
+        this.throwUnlessResent(err, conn, req);
       }
     }
+  }
+
+  private sendOn(conn: Connection, req: Http1Request): Promise<Http1Response> {
+    return new Promise<Http1Response>((resolve, reject) => {
+      try {
+        conn.send(req, resolve, reject);
+      } catch (err) {
+        this.released(conn);
+        reject(err as Error);
+      }
+    });
+  }
+
+  // A request on a kept-alive connection that the server had closed fails before any byte of
+  // an answer: it was never answered, so it may go again on another connection. Any other
+  // failure is the caller's.
+  private throwUnlessResent(err: unknown, conn: Connection, req: Http1Request): void {
+    if (req.signal?.aborted) throw req.signal.reason;
+    if (!((err as { beforeResponse?: boolean }).beforeResponse === true && conn.reused)) throw err;
   }
 
   async close(): Promise<void> {
@@ -538,13 +559,20 @@ export class Http1Pool {
     for (const c of [...this.all]) c.destroy();
   }
 
-  private take(signal: AbortSignal | undefined): Promise<Connection> {
-    if (this.closed) return Promise.reject(new Http1Error('the connection pool closed', 'ECONNRESET'));
+  // The most recently used idle connection not yet past its idle time, if any.
+  private takeIdle(): Connection | undefined {
     const now = performance.now();
     for (let c = this.idle.pop(); c; c = this.idle.pop()) {
-      if (now - c.idleSince < this.idleTimeoutMs) return Promise.resolve(c);
+      if (now - c.idleSince < this.idleTimeoutMs) return c;
       c.destroy();
     }
+    return undefined;
+  }
+
+  private take(signal: AbortSignal | undefined): Promise<Connection> {
+    if (this.closed) return Promise.reject(new Http1Error('the connection pool closed', 'ECONNRESET'));
+    const idle = this.takeIdle();
+    if (idle) return Promise.resolve(idle);
     if (this.all.size < this.maxSockets) return Promise.resolve(this.open());
     return new Promise((resolve, reject) => {
       const w = {
