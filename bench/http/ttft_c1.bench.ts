@@ -11,8 +11,8 @@
 //     handling there is the engine's, not theirs.
 // And `kvgate serve --workers 1 --engine mocker` with the same engine flags, for each build under
 // test (KVGATES=a/bin/kvgate.js,b/bin/kvgate.js; default this one), on node:http (the default)
-// and with `--http-server uws`; kvgate takes the chat, renders and tokenizes it itself and
-// streams from its own engine.
+// and with `--http-server uws`, and `kvgate serve --engine-urls` the lone mocker; kvgate takes
+// the chat, renders and tokenizes it itself and streams `/generate` from the engine.
 // N sequential streaming requests of a fresh ~512-token prompt go to each system, rotating over
 // them so load from other work falls on all alike. `/generate` systems get the same chat's token
 // ids, tokenized before the clock starts. Every request carries a prompt no system saw before.
@@ -171,6 +171,13 @@ try {
         return { url: g.url, pid: g.proc.pid!, stop: stopChild(g.proc) };
       });
     }
+    // In front of the lone mocker the others share, as the routers are: rules out that kvgate's
+    // number comes from its engine being another process.
+    const name = `kvgate${builds.length > 1 ? ` ${b}` : ''} --engine-urls the lone mocker (node:http)`;
+    await add(sys(name, 'the same, streaming `/generate` from the lone mocker (no worker agent)', 'chat'), async () => {
+      const g = await startNode(name, [...nodeFlags, b, 'serve', '--port', '0', '--engine-urls', upstream, '--log-level', 'warn']);
+      return { url: g.url, pid: g.proc.pid!, stop: stopChild(g.proc) };
+    });
   }
 
   if (withPeers) {
