@@ -19,7 +19,8 @@
 //
 // Env: KVGATES, N (200), OSL (8), PROMPT_WORDS (496), SPEEDUP (10), PROFILE_DIR (the Node
 // processes in the path run under --cpu-prof and write there), PEERS=0 (skip SGLang's routers),
-// FLOORS=0 (skip the floor proxies). A system that fails to start is a row saying so.
+// FLOORS=0 (skip the floor proxies). A system that fails to start, or fails any request, is a row
+// saying so, without numbers.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -69,6 +70,9 @@ interface Sys {
   // routers' chat pass-through (the mocker's own chat handling is not theirs).
   base?: Sys;
   ttft: number[];
+  // Requests that failed (status, stream cut short, no output), and the first one's message.
+  errors: number;
+  firstError?: string;
   cpuTicks: number;
 }
 
@@ -87,8 +91,14 @@ async function startNode(name: string, args: string[]): Promise<{ url: URL; proc
 
 const stopChild = (proc: ChildProcess) => () => void proc.kill('SIGTERM');
 
+// NaN once the process is gone.
 function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return NaN;
+  }
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime, in 10 ms ticks
 }
@@ -111,6 +121,8 @@ function send(url: URL, path: string, body: string, isFirst: (s: string) => bool
       res.on('end', () => (res.statusCode === 200 && first > 0 && text.includes('[DONE]') ? ok(first - t0) : fail(new Error(`${path}: ${res.statusCode} ${text.slice(0, 200)}`))));
     });
     req.on('error', fail);
+    // A system that stops answering fails the request instead of stalling the bench.
+    req.setTimeout(30_000, () => req.destroy(new Error(`${path}: no answer for 30 s`)));
     req.end(body);
   });
 }
@@ -129,7 +141,7 @@ async function run(s: Sys, content: string): Promise<number> {
 }
 
 const systems: Sys[] = [];
-const sys = (name: string, does: string, path: Path): Sys => ({ name, does, path, url: null, pid: null, stop: () => undefined, ttft: [], cpuTicks: 0 });
+const sys = (name: string, does: string, path: Path): Sys => ({ name, does, path, url: null, pid: null, stop: () => undefined, ttft: [], errors: 0, cpuTicks: 0 });
 async function add(s: Sys, starter: () => Promise<{ url: URL; pid: number; stop: () => Promise<void> | void }>): Promise<void> {
   systems.push(s);
   try {
@@ -141,15 +153,14 @@ async function add(s: Sys, starter: () => Promise<{ url: URL; pid: number; stop:
   }
 }
 
-let engine: Sys | null = null;
+const e = await startNode('engine alone', [resolve('bin/kvgate.js'), 'mocker', '--port', '0', '--log-level', 'warn', ...engineFlags]);
+const engine: Sys = { ...sys('engine alone', 'the mocker itself: `/generate` with token ids', 'generate'), url: e.url, stop: stopChild(e.proc) };
+systems.push(engine);
+const upstream = e.url.origin;
+// The same mocker on chat: the base of the routers' chat pass-through.
+const engineChat: Sys = { ...sys('engine alone, chat', 'the mocker itself on chat: renders, tokenizes, streams, detokenizes', 'chat'), url: e.url };
+if (withPeers) systems.push(engineChat);
 try {
-  const e = await startNode('engine alone', [resolve('bin/kvgate.js'), 'mocker', '--port', '0', '--log-level', 'warn', ...engineFlags]);
-  engine = { ...sys('engine alone', 'the mocker itself: `/generate` with token ids', 'generate'), url: e.url, stop: stopChild(e.proc) };
-  systems.push(engine);
-  const upstream = e.url.origin;
-  // The same mocker on chat: the base of the routers' chat pass-through.
-  const engineChat: Sys = { ...sys('engine alone, chat', 'the mocker itself on chat: renders, tokenizes, streams, detokenizes', 'chat'), url: e.url };
-  if (withPeers) systems.push(engineChat);
 
   if (withFloors) {
     for (const server of ['node', 'uws'] as const) {
@@ -208,8 +219,13 @@ try {
     // Rotate who goes first, so no system always follows the same one.
     for (let k = 0; k < live.length; k++) {
       const s = live[(i + k) % live.length]!;
-      const t = await run(s, prompt(seq++));
-      if (measure) s.ttft.push(t);
+      try {
+        const t = await run(s, prompt(seq++));
+        if (measure) s.ttft.push(t);
+      } catch (err) {
+        s.errors++;
+        s.firstError ??= (err as Error).message.slice(0, 200);
+      }
     }
   }
   for (const s of live) if (s.pid !== null) s.cpuTicks = cpuTicks(s.pid) - s.cpuTicks;
@@ -228,9 +244,14 @@ for (const s of systems) {
     console.log(`| ${s.name} | ${s.does} | did not start: ${s.failed.replaceAll('|', '\\|')} | | | |`);
     continue;
   }
+  if (s.errors > 0) {
+    console.log(`| ${s.name} | ${s.does} | ${s.errors} failed requests, not reported: ${s.firstError!.replaceAll('|', '\\|').replaceAll('\n', ' ')} | | | |`);
+    continue;
+  }
   const p50 = pct(s.ttft, 0.5);
-  const base = s.base ?? engine!;
-  const added = s.pid === null ? '' : `${(p50 - pct(base.ttft, 0.5)).toFixed(2)}${base === engine ? '' : ' (over the engine on chat)'}`;
-  const cpu = s.pid === null ? '' : ((s.cpuTicks * 10) / n).toFixed(2);
+  const base = s.base ?? engine;
+  const baseOk = base.ttft.length > 0 && base.errors === 0;
+  const added = s.pid === null ? '' : baseOk ? `${(p50 - pct(base.ttft, 0.5)).toFixed(2)}${base === engine ? '' : ' (over the engine on chat)'}` : `no base: ${base.name} failed`;
+  const cpu = s.pid === null || Number.isNaN(s.cpuTicks) ? '' : ((s.cpuTicks * 10) / n).toFixed(2);
   console.log(`| ${s.name} | ${s.does} | ${p50.toFixed(2)} | ${pct(s.ttft, 0.9).toFixed(2)} | ${added} | ${cpu} |`);
 }
