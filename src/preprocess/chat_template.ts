@@ -1,8 +1,11 @@
 // The model's chat template (Jinja, from tokenizer_config.json or chat_template.jinja),
-// parsed once at start-up and rendered per request with @huggingface/jinja.
+// parsed once at start-up with @huggingface/jinja and, where the template compiler supports
+// it, compiled to closures (template_compiler.ts: ~10x cheaper per request); else, and for any
+// input the compiled render declines (errors included), rendered by @huggingface/jinja.
 
 import { Template } from '@huggingface/jinja';
 import { KvgateError } from '../errors.js';
+import { compileTemplate, type CompiledTemplate } from './template_compiler.js';
 
 // A message as the template sees it (OpenAI's shape, content already flattened to text).
 export interface TemplateMessage {
@@ -24,6 +27,8 @@ export interface RenderInput {
 
 export class ChatTemplate {
   private readonly template: Template;
+  // Null where the template uses something the compiler does not support (decided once, here).
+  readonly compiled: CompiledTemplate | null;
 
   constructor(
     source: string,
@@ -34,6 +39,7 @@ export class ChatTemplate {
     } catch (err) {
       throw new KvgateError('invalid_config', `cannot parse the chat template: ${(err as Error).message}`);
     }
+    this.compiled = compileTemplate(this.template.parsed);
   }
 
   // Template errors (including the template's own raise_exception, e.g. for a role order
@@ -47,6 +53,14 @@ export class ChatTemplate {
       eos_token: this.specialTokens.eos_token ?? '',
     };
     if (input.tools && input.tools.length > 0) vars['tools'] = input.tools;
+    if (this.compiled) {
+      try {
+        return this.compiled(vars);
+      } catch {
+        // Declined (an error, or a value the compiled subset cannot represent): the interpreter
+        // renders the same input, so the output or error text is exactly the interpreter's.
+      }
+    }
     try {
       return this.template.render(vars);
     } catch (err) {
