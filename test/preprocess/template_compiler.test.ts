@@ -251,6 +251,57 @@ describe('template compiler (differential against @huggingface/jinja)', () => {
     });
   }
 
+  // Every operator, filter, test, method and statement of the compiled subset, over a matrix
+  // of values of every type (x and y): same output or same error.
+  const VALUES: unknown[] = ['', 'abc', ' A b\n', 'a', 'é😀<think>', '3', 0, 1, -3, 2, 1.5, true, false, null, undefined, [], [1, 'a', null], [['k', 1], ['j', [2]]], {}, { a: 1, b: [1, { c: 'x' }] }, { a: 'b' }, [{ a: 1 }, { b: 2 }, { a: null }]];
+  const EXPRESSIONS = [
+    ...['==', '!=', '+', '-', '*', '//', '%', '<', '>=', '~', 'in', 'not in', 'and', 'or'].map((op) => `{{ x ${op} y }}`),
+    '{{ not x }}', '{{ -x }}', '{{ x if x else y }}', '{{ x if y }}', '{{ x }}', '{{ [x, y] }}', "{{ {'k': x, 'j': y} }}", "{{ x in ('a', 1) }}",
+    ...['safe', 'tojson', 'list', 'first', 'last', 'length', 'reverse', 'join', 'string', 'upper', 'lower', 'title', 'capitalize', 'trim', 'indent', 'int', 'abs', 'items', 'keys', 'values', 'bool'].map((f) => `{{ x | ${f} }}`),
+    '{{ x | tojson(indent=2) }}', '{{ x | tojson(indent=y) }}', '{{ x | tojson(ensure_ascii=true, sort_keys=true) }}', "{{ x | tojson(separators=(',', ':')) }}", '{{ x | tojson(separators=y) }}',
+    '{{ x | default(y) }}', '{{ x | default(y, true) }}', '{{ x | default(y, boolean=y) }}', '{{ x | join(y) }}', "{{ x | join(', ') }}", '{{ x | int(y) }}', '{{ x | int(default=7) }}',
+    "{{ x | map(attribute='a') | list }}", "{{ x | map(attribute='b.1.c', default=y) | list }}", '{{ x | indent(2, true) }}', '{{ x | indent(y) }}', '{{ x | indent(width=1, blank=true) }}',
+    "{{ x | replace('a', 'b') }}", "{{ x | replace('a', y) }}", "{{ x | replace('a', 'Q', count=1) }}", "{{ x | selectattr('a') | list }}", "{{ x | rejectattr('a', 'defined') | list }}", "{{ x | selectattr('a', 'equalto', 'b') | list }}", "{{ x | rejectattr('a', 'none') | list }}",
+    ...['boolean', 'callable', 'odd', 'even', 'false', 'true', 'none', 'string', 'number', 'integer', 'iterable', 'mapping', 'sequence', 'lower', 'upper', 'defined', 'undefined'].map((t) => `{{ x is ${t} }}{{ y is not ${t} }}`),
+    '{{ x.upper() }}{{ x.lower() }}', '{{ x.strip() }}|{{ x.lstrip(y) }}|{{ x.rstrip() }}', '{{ x.startswith(y) }}', "{{ x.endswith(('c', y)) }}", '{{ x.split(y) }}', '{{ x.split() }}', '{{ x.split(y, 1) }}', '{{ x.split(none, y) }}',
+    "{{ x.replace(y, 'Z') }}", "{{ x.replace(y, 'Z', 1) }}", "{{ x.replace('a', 'Z', count=y) }}", "{{ x.get('a') }}", "{{ x.get(y, 'd') }}", '{{ x.items() }}', '{{ x.keys() }}{{ x.values() }}', '{{ x.title() }}{{ x.capitalize() }}', '{{ x.nope() }}',
+    '{{ x[y] }}', '{{ x.a }}', '{{ x.length }}', '{{ x.upper }}', '{{ x.items }}', '{{ x[1:] }}', '{{ x[::-1] }}', '{{ x[y:] }}', '{{ x[:y:2] }}', '{{ x[0] }}', '{{ x[-1] }}', '{{ x.b[1].c }}', '{{ x[::y] }}',
+    '{% for a in x %}{{ a }}{{ loop.index }}{{ loop.previtem }}{% else %}E{% endfor %}', '{% for a, b in x %}{{ a }}{{ b }}{% endfor %}', '{% for a in x if a %}{{ a }}{{ loop.last }}{% endfor %}', '{% for a in x %}{% if a == y %}{% break %}{% endif %}{{ a }}{% else %}E{% endfor %}',
+    '{% set ns = namespace(v=x) %}{% set ns.v = y %}{{ ns.v }}{{ ns }}', '{% set a, b = x %}{{ a }}{{ b }}', '{% set s %}{{ x }}{{ y }}{% endset %}{{ s }}{{ s | length }}', '{% set x = y %}{{ x }}',
+    '{% macro m(a, b=y) %}{{ a }}|{{ b }}{% endmacro %}{{ m(x) }}{{ m(x, b=x) }}{{ m(a=y) }}{{ m() }}', '{% macro m(a) %}{{ a }}{% endmacro %}{{ m(x, y) }}', '{% macro m() %}{{ x }}{% endmacro %}{% for x in [1, 2] %}{{ m() }}{% endfor %}',
+    '{{ range(x) }}', '{{ range(x, 3) }}', '{{ strftime_now(x) | length }}', '{{ raise_exception(x) }}', '{{ namespace(x) }}', '{{ x() }}', '{{ true + x }}', '{{ none }}{{ True }}{{ False }}',
+  ];
+
+  it(`${EXPRESSIONS.length} expressions over ${VALUES.length}x${VALUES.length} values of every type render identically`, () => {
+    let answered = 0;
+    let total = 0;
+    const neverAnswered: string[] = [];
+    for (const source of EXPRESSIONS) {
+      const before = answered;
+      const t = new Template(source);
+      const compiled = compileTemplate(t.parsed);
+      expect(compiled, source).not.toBeNull();
+      for (const x of VALUES) {
+        for (const y of VALUES) {
+          const vars = { x, y };
+          const want = interpret(t, vars);
+          total++;
+          try {
+            const out = compiled!(vars);
+            answered++;
+            expect({ out }, `${source} with x=${JSON.stringify(x)} y=${JSON.stringify(y)}`).toEqual(want);
+          } catch (err) {
+            if (err instanceof Error && err.name === 'AssertionError') throw err;
+          }
+        }
+      }
+      if (answered === before) neverAnswered.push(source);
+    }
+    // Only what always raises in the interpreter is left to it entirely.
+    expect(neverAnswered).toEqual(['{{ x.nope() }}', '{% macro m(a) %}{{ a }}{% endmacro %}{{ m(x, y) }}', '{{ raise_exception(x) }}', '{{ x() }}']);
+    if (process.env['VERBOSE']) console.log(`expressions: the compiled render answered ${answered} of ${total}`);
+  });
+
   it('compiles constructs whose results it cannot represent to null, and ChatTemplate falls back', () => {
     // `/` makes a float, a {% filter %} block and a {% call %} are outside the compiled subset.
     for (const source of [
