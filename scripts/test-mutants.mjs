@@ -1,5 +1,5 @@
 // `npm run test:mutants`: plants known bugs in native/core one at a time and checks that the
-// C++ tests catch each one. A mutant that survives (every test still passes) means the
+// C++ tests catch each one (and bugs in TypeScript modules, judged by their vitest suite). A mutant that survives (every test still passes) means the
 // suite cannot see that class of bug; the script then fails. A mutant naming a `vitest` file
 // must also fail that suite run against an addon built with the bug (KVGATE_ADDON), so a
 // differential test is held to the same standard.
@@ -7,7 +7,8 @@
 // Nothing in the real tree is touched (others build it concurrently): native/core,
 // native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
 // ninja (the GoogleTest binaries only, warnings not errors: a mutant is judged by the tests),
-// and each mutant rebuilds one source file and relinks. A mutant whose anchor text is not found exactly once is an error too, so the
+// and each mutant rebuilds one source file and relinks. A TypeScript mutant (`src`: a file under
+// src/) is planted in a copy of src/ with the suite it names, run there against the copy. A mutant whose anchor text is not found exactly once is an error too, so the
 // list cannot silently go stale when the code changes.
 //
 //   node scripts/test-mutants.mjs [--keep] [name...]   (--keep leaves the directory)
@@ -18,8 +19,25 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 
-// file (under native/core), what it plants, the exact text replaced, and its replacement.
+// file (under native/core; or src, a TypeScript file), what it plants, the exact text replaced,
+// and its replacement.
 const MUTANTS = [
+  {
+    name: 'template-loop-last-off-by-one',
+    why: 'the compiled chat template sets loop.last one iteration early',
+    src: 'src/preprocess/template_compiler.ts',
+    from: '          last: i === len - 1,\n',
+    to: '          last: i === len - 2,\n',
+    vitest: 'test/preprocess/template_compiler.test.ts',
+  },
+  {
+    name: 'template-empty-list-truthy',
+    why: 'the compiled chat template takes an empty list for true (JavaScript truthiness)',
+    src: 'src/preprocess/template_compiler.ts',
+    from: '  if (Array.isArray(v)) return v.length > 0;\n',
+    to: '  if (Array.isArray(v)) return true;\n',
+    vitest: 'test/preprocess/template_compiler.test.ts',
+  },
   {
     name: 'batch-boundary',
     why: 'match() drops no unit after its first 64-block batch',
@@ -179,6 +197,8 @@ const args = process.argv.slice(2);
 const keep = args.includes('--keep');
 const only = args.filter((a) => !a.startsWith('--'));
 const mutants = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
+const nativeMutants = mutants.filter((m) => m.file);
+const tsMutants = mutants.filter((m) => m.src);
 
 const dir = mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
 const build = join(dir, 'build');
@@ -214,9 +234,56 @@ function buildAddonAndRun(file) {
   return { built: true, ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
+// TypeScript mutants: a copy of src/ (and what the suites read) with the mutant planted, the
+// suite run in the copy (node_modules linked).
+const tsRoot = join(dir, 'ts');
+function runTsMutants() {
+  for (const d of ['src', 'test/preprocess', 'assets/qwen3-tokenizer']) cpSync(join(root, d), join(tsRoot, d), { recursive: true });
+  for (const f of ['package.json', 'tsconfig.json', 'vitest.config.ts']) cpSync(join(root, f), join(tsRoot, f));
+  symlinkSync(join(root, 'node_modules'), join(tsRoot, 'node_modules'));
+  const vitest = (file) => {
+    const r = spawnSync('npx', ['vitest', 'run', file], { cwd: tsRoot, encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+    return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+  };
+  for (const file of new Set(tsMutants.map((m) => m.vitest))) {
+    const r = vitest(file);
+    if (!r.ok) throw new Error(`${file} does not pass on the unmutated copy:\n${r.out.slice(-4000)}`);
+  }
+  for (const m of tsMutants) {
+    const path = join(tsRoot, m.src);
+    const original = readFileSync(path, 'utf8');
+    const hits = original.split(m.from).length - 1;
+    if (hits !== 1) {
+      console.log(`  ${m.name}: STALE (its anchor occurs ${hits} times in ${m.src}; update the mutant)`);
+      failed++;
+      continue;
+    }
+    writeFileSync(path, original.replace(m.from, m.to));
+    const r = vitest(m.vitest);
+    writeFileSync(path, original);
+    if (r.ok) {
+      console.log(`  ${m.name}: SURVIVED ${m.vitest} (${m.why})`);
+      failed++;
+    } else console.log(`  ${m.name}: caught (${m.vitest.split('/').pop()})`);
+  }
+}
+
 let failed = 0;
 const started = Date.now();
 try {
+  if (tsMutants.length) runTsMutants();
+  if (nativeMutants.length) runNativeMutants();
+} catch (err) {
+  console.error(err.message);
+  failed++;
+} finally {
+  if (!keep) rmSync(dir, { recursive: true, force: true });
+}
+const secs = Math.round((Date.now() - started) / 1000);
+console.log(`\n${mutants.length} mutants, ${failed ? `${failed} not caught or broken` : 'all caught'} (${secs} s)`);
+process.exit(failed ? 1 : 0);
+
+function runNativeMutants() {
   mkdirSync(join(dir, 'native'), { recursive: true });
   for (const d of ['core', 'tests']) cpSync(join(root, 'native', d), join(dir, 'native', d), { recursive: true });
   cpSync(join(root, 'CMakeLists.txt'), join(dir, 'CMakeLists.txt'));
@@ -225,7 +292,7 @@ try {
   const base = buildAndTest();
   if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out}`);
   console.log(`baseline: the C++ tests pass (${dir})`);
-  const suites = [...new Set(mutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
+  const suites = [...new Set(nativeMutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
   if (suites.length) {
     // The addon needs the binding and node-addon-api / cmake-js (the repository's node_modules).
     cpSync(join(root, 'native', 'binding'), join(dir, 'native', 'binding'), { recursive: true });
@@ -239,7 +306,7 @@ try {
     console.log(`baseline: ${suites.join(', ')} pass on the unmutated addon`);
   }
 
-  for (const m of mutants) {
+  for (const m of nativeMutants) {
     const path = join(core, m.file);
     const original = readFileSync(path, 'utf8');
     const hits = original.split(m.from).length - 1;
@@ -267,12 +334,4 @@ try {
       console.log(`  ${m.name}: caught (${which.join(', ') || (r.timedOut ? 'timed out' : 'failed')})`);
     }
   }
-} catch (err) {
-  console.error(err.message);
-  failed++;
-} finally {
-  if (!keep) rmSync(dir, { recursive: true, force: true });
 }
-const secs = Math.round((Date.now() - started) / 1000);
-console.log(`\n${mutants.length} mutants, ${failed ? `${failed} not caught or broken` : 'all caught'} (${secs} s)`);
-process.exit(failed ? 1 : 0);
