@@ -4,17 +4,21 @@
 // the pure-JS `@huggingface/tokenizers` (synchronous) and the naive reference
 // (test/reference/bpe.ts). Per-call latency and throughput for a fresh 512-token and
 // 4K-token prompt; then the whole preprocess (chat template + tokenize, segment cache on) of
-// a 4K-token chat prompt, fresh and with a system prompt seen before, native vs HF.
+// a 4K-token chat prompt, fresh and with a system prompt seen before, native vs HF; and the
+// chat template render alone, @huggingface/jinja's interpreter vs the compiled template.
 //
-//   npm run bench:tokenizer        (ITERS=200 by default)
+//   npm run bench:tokenizer                (ITERS=200 by default)
+//   npm run bench:tokenizer -- template    (the chat template render only)
 
+import { Template } from '@huggingface/jinja';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { createRequire } from 'node:module';
 import { readModelFiles } from '../../src/preprocess/model_files.js';
+import { ChatTemplate, type RenderInput } from '../../src/preprocess/chat_template.js';
 import { Preprocessor } from '../../src/preprocess/preprocessor.js';
 import { Tokenizer } from '../../src/preprocess/tokenizer.js';
 import { ReferenceBpe } from '../../test/reference/bpe.js';
-import { messagesFor, prose, withSystem } from './prose.js';
+import { makeRng, messagesFor, prose, withSystem } from './prose.js';
 
 const ITERS = Number(process.env['ITERS'] ?? 200);
 const require = createRequire(import.meta.url);
@@ -61,6 +65,7 @@ function print(title: string, rows: Row[]): void {
 
 async function main(): Promise<void> {
   const files = readModelFiles();
+  if (process.argv.includes('template')) return templateRender(files.chatTemplate!);
   const json = JSON.parse(files.tokenizerJson) as Record<string, unknown>;
   let t = performance.now();
   const native = new Tokenizer(files);
@@ -144,6 +149,72 @@ async function main(): Promise<void> {
       ['render + tokenize, HF tokenizers', run(preHf) as (s: string) => unknown],
     ], (await run(preNative)(inputs[0])).length);
     print(`preprocess, 4K-token chat, ${label}:`, rows);
+  }
+
+  templateRender(files.chatTemplate!);
+}
+
+// A 10-turn agent conversation: system, then user / assistant (reasoning, tool calls) / tool
+// turns, with four tool definitions.
+function agentConversation(seed: number): RenderInput {
+  const r = makeRng(seed);
+  const messages: RenderInput['messages'] = [{ role: 'system', content: prose(seed, 40) }];
+  for (let turn = 0; turn < 10; turn++) {
+    messages.push({ role: 'user', content: prose(seed + turn, 30) });
+    const call = { type: 'function', id: `call_${turn}`, function: { name: `tool_${turn % 4}`, arguments: { query: prose(seed - turn, 6), limit: 5, exact: r() < 0.5 } } };
+    messages.push({ role: 'assistant', content: r() < 0.5 ? '' : prose(seed * 3 + turn, 10), reasoning_content: prose(seed * 7 + turn, 20), tool_calls: [call] });
+    messages.push({ role: 'tool', content: prose(seed * 11 + turn, 25), tool_call_id: `call_${turn}` });
+  }
+  const tools = Array.from({ length: 4 }, (_, i) => ({
+    type: 'function',
+    function: { name: `tool_${i}`, description: prose(seed + 100 + i, 15), parameters: { type: 'object', properties: { query: { type: 'string', description: prose(i, 5) }, limit: { type: 'integer' }, exact: { type: 'boolean' } }, required: ['query'] } },
+  }));
+  return { messages, tools, addGenerationPrompt: true, kwargs: { enable_thinking: true } };
+}
+
+// The chat template render alone (Qwen3's), p50 per render: @huggingface/jinja's interpreter
+// (as ChatTemplate called it before) vs ChatTemplate's compiled template, interleaved on the
+// same inputs. A sample is the mean of BATCH renders (one render is a few microseconds).
+function templateRender(source: string): void {
+  const BATCH = 20;
+  const chat = new ChatTemplate(source, { bos_token: null, eos_token: '<|im_end|>' });
+  if (!chat.compiled) throw new Error('the Qwen3 template does not compile');
+  const interpreter = new Template(source);
+  const varsOf = (input: RenderInput) => ({
+    ...input.kwargs,
+    messages: input.messages,
+    add_generation_prompt: input.addGenerationPrompt,
+    bos_token: '',
+    eos_token: '<|im_end|>',
+    ...(input.tools?.length ? { tools: input.tools } : {}),
+  });
+  const cases: [string, (i: number) => RenderInput][] = [
+    ['500-word user message', (i) => ({ messages: [{ role: 'user', content: prose(70_000 + i, 500) }], addGenerationPrompt: true })],
+    ['10-turn conversation with tools', (i) => agentConversation(80_000 + i)],
+  ];
+  console.log(`\nchat template render (Qwen3), p50 per render:`);
+  for (const [label, make] of cases) {
+    const inputs = Array.from({ length: ITERS }, (_, i) => make(i));
+    if (inputs.some((x) => interpreter.render(varsOf(x)) !== chat.render(x))) throw new Error('the compiled template renders differently');
+    const variants: [string, (x: RenderInput) => unknown][] = [
+      ['@huggingface/jinja interpreter', (x) => interpreter.render(varsOf(x))],
+      ['compiled (ChatTemplate.render)', (x) => chat.render(x)],
+    ];
+    for (const [, f] of variants) for (const x of inputs.slice(0, 50)) for (let k = 0; k < BATCH; k++) f(x); // warm-up
+    const times = variants.map(() => [] as number[]);
+    for (const [i, x] of inputs.entries()) {
+      for (let k = 0; k < variants.length; k++) {
+        const v = (i + k) % variants.length;
+        const t0 = performance.now();
+        for (let b = 0; b < BATCH; b++) variants[v]![1](x);
+        times[v]!.push(((performance.now() - t0) * 1000) / BATCH);
+      }
+    }
+    const p50s = times.map((t) => pct([...t].sort((a, b) => a - b), 50));
+    const rendered = chat.render(inputs[0]!).length;
+    console.log(`  ${label} (${rendered} chars rendered):`);
+    for (const [k, [name]] of variants.entries()) console.log(`    ${name.padEnd(34)} p50 ${p50s[k]!.toFixed(1).padStart(7)} µs`);
+    console.log(`    compiled is ${(p50s[0]! / p50s[1]!).toFixed(1)}x faster`);
   }
 }
 

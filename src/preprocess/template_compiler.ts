@@ -152,6 +152,7 @@ function toJson(v: unknown, o: JsonOptions, depth: number, undefinedAsNull: bool
   if (v === undefined) return undefinedAsNull ? 'null' : 'undefined';
   if (typeof v === 'number' || typeof v === 'boolean') return JSON.stringify(v);
   if (typeof v === 'string') return o.ensureAscii ? asciiOnly(JSON.stringify(v)) : JSON.stringify(v);
+  if (o === PLAIN_JSON) return plainJson(v, undefinedAsNull);
   const isArray = Array.isArray(v);
   if (!isArray && !isMapping(v) && !(v instanceof Namespace)) bail();
   const [itemSep, keySep] = o.separators ?? (o.indent ? [',', ': '] : [', ', ': ']);
@@ -173,6 +174,31 @@ function toJson(v: unknown, o: JsonOptions, depth: number, undefinedAsNull: bool
   }
   return o.indent && parts.length > 0 ? `{${parts.join(itemSep)}${base}}` : `{${parts.join(itemSep)}}`;
 }
+
+// toJson without options (tojson's default, and lists/dicts in output): the hot case, built
+// by plain concatenation.
+function plainJson(v: unknown, undefinedAsNull: boolean): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return JSON.stringify(v);
+  if (v === null) return 'null';
+  if (v === undefined) return undefinedAsNull ? 'null' : 'undefined';
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += (i > 0 ? ', ' : '') + plainJson(v[i], undefinedAsNull);
+    return out + ']';
+  }
+  if (v instanceof Namespace) return toJson(v, PLAIN_JSON_SLOW, 0, undefinedAsNull);
+  if (!isMapping(v)) bail();
+  let out = '{';
+  let first = true;
+  for (const k of Object.keys(v)) {
+    out += (first ? '' : ', ') + JSON.stringify(k) + ': ' + plainJson(v[k], undefinedAsNull);
+    first = false;
+  }
+  return out + '}';
+}
+// The same options as PLAIN_JSON, but not it: takes toJson's general path.
+const PLAIN_JSON_SLOW: JsonOptions = { ...PLAIN_JSON };
 
 function byKey(a: [string, unknown], b: [string, unknown]): number {
   return a[0].localeCompare(b[0]);
