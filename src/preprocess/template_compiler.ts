@@ -41,7 +41,7 @@ interface Arg extends Node {
   argument?: Node;
 }
 
-/** What a compiled render receives: the template's variables (JSON values). */
+/** What a compiled render receives: the template's variables (JSON values, or undefined). */
 export type CompiledTemplate = (vars: Record<string, unknown>) => string;
 
 type Expr = (s: Scope) => unknown;
@@ -58,11 +58,9 @@ class Scope {
   constructor(readonly parent: Scope | null) {}
 
   lookup(name: string): unknown {
-    for (let s: Scope | null = this; s !== null; s = s.parent) {
-      const v = s.vars.get(name);
-      if (v !== undefined || s.vars.has(name)) return v;
-    }
-    return undefined;
+    const v = this.vars.get(name);
+    if (v !== undefined || this.vars.has(name)) return v;
+    return this.parent === null ? undefined : this.parent.lookup(name);
   }
 
   set(name: string, v: unknown): void {
@@ -297,7 +295,6 @@ function arithmetic(op: string, a: number, b: number): number | boolean {
 function binaryValue(op: string, a: unknown, b: unknown): unknown {
   if (op === '==' || op === '!=') {
     if (!isScalar(a) || !isScalar(b)) bail(); // the interpreter compares containers by identity
-    // eslint-disable-next-line eqeqeq
     return op === '==' ? a == b : a != b;
   }
   const membership = op === 'in' || op === 'not in';
@@ -728,7 +725,10 @@ function rootScope(vars: Record<string, unknown>): Scope {
   const root = new Scope(GLOBALS);
   for (const name of Object.keys(vars)) {
     if (GLOBALS.vars.has(name)) bail(); // the interpreter refuses to redeclare a global
-    root.set(name, vars[name]);
+    const v = vars[name];
+    // Values are JSON (and undefined); a function would be callable in the interpreter.
+    if (typeof v === 'function' || typeof v === 'bigint' || typeof v === 'symbol') bail();
+    root.set(name, v);
   }
   return root;
 }
