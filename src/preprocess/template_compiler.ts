@@ -13,8 +13,8 @@
 //    have no side effects outside their own scope objects, so the re-run is exact.
 //
 // Closures rather than generated source (new Function): no escaping of template text into code,
-// each construct's semantics sit in one named function, and the closures already render ~10x
-// faster than the interpreter (bench:tokenizer), which is the goal.
+// each construct's semantics sit in one named function, and the closures already render the
+// Qwen3 template 12-20x faster than the interpreter (bench/README.md, bench:tokenizer).
 //
 // Value model: Jinja strings/numbers/booleans/none/undefined/lists/dicts are JS
 // string/number/boolean/null/undefined/arrays/plain objects; namespace() is a Namespace, macros
@@ -36,9 +36,8 @@ interface Operator {
   value: string;
 }
 interface Arg extends Node {
-  key?: Ident;
+  key?: Ident; // KeywordArgumentExpression
   value?: Node;
-  argument?: Node;
 }
 
 /** What a compiled render receives: the template's variables (JSON values, or undefined). */
@@ -115,8 +114,8 @@ function isInteger(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
 }
 
-// No closures are created per render in this file: they would cost per call (and tsx, which
-// runs the tests and benchmarks, wraps each one to set its name).
+// The render paths create no closures: each would cost per call (and tsx, which runs the tests
+// and benchmarks, wraps every one to set its name).
 
 // Python truthiness as the interpreter has it: empty lists and dicts are false, a namespace is true.
 export function truthy(v: unknown): boolean {
@@ -688,23 +687,23 @@ function two(n: number): string {
 }
 
 function strftimeDirective(d: Date, t: string): string {
-    switch (t) {
-      case '%Y':
-        return String(d.getFullYear());
-      case '%m':
-        return two(d.getMonth() + 1);
-      case '%d':
-        return two(d.getDate());
-      case '%b':
-        return MONTH_SHORT.format(d);
-      case '%B':
-        return MONTH_LONG.format(d);
-      case '%H':
-        return two(d.getHours());
-      case '%M':
-        return two(d.getMinutes());
-    }
-    return '%';
+  switch (t) {
+    case '%Y':
+      return String(d.getFullYear());
+    case '%m':
+      return two(d.getMonth() + 1);
+    case '%d':
+      return two(d.getDate());
+    case '%b':
+      return MONTH_SHORT.format(d);
+    case '%B':
+      return MONTH_LONG.format(d);
+    case '%H':
+      return two(d.getHours());
+    case '%M':
+      return two(d.getMinutes());
+  }
+  return '%';
 }
 
 const GLOBAL_FUNCTIONS: Record<string, Callable> = {
@@ -778,7 +777,7 @@ export function compileTemplate(program: { body: Node[] }): CompiledTemplate | n
   scanNames(program.body, assigned, idents);
   // Every interpreter scope defines its own `namespace`; rebinding it would need that too.
   // `kwargs` / `varargs` are a macro's special arguments.
-  if (assigned.has('namespace') || idents.has('kwargs') || idents.has('varargs') || idents.has('__proto__')) return null;
+  if (assigned.has('namespace') || idents.has('kwargs') || idents.has('varargs')) return null;
   let body: Block;
   try {
     body = compileBlock(program.body, { inLoop: false, assigned, usesLoop: idents.has('loop') });

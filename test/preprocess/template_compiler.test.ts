@@ -123,6 +123,80 @@ const ALTERNATING = `
 {%- if add_generation_prompt and custom_suffix is defined %}{{ custom_suffix }}{% endif %}
 `;
 
+// Tools in the first user message, a date from strftime_now, top-level variables reassigned
+// (the Llama-3.1 style of template).
+const TOOLS_IN_USER = `
+{{- bos_token }}
+{%- if custom_tools is defined %}{%- set tools = custom_tools %}{%- endif %}
+{%- if not tools_in_user_message is defined %}{%- set tools_in_user_message = true %}{%- endif %}
+{%- if not date_string is defined %}{%- set date_string = strftime_now("%d %b %Y") %}{%- endif %}
+{%- if tools is not defined %}{%- set tools = none %}{%- endif %}
+{%- if messages and messages[0]['role'] == 'system' %}
+  {%- set system_message = messages[0]['content'] | trim %}
+  {%- set messages = messages[1:] %}
+{%- else %}
+  {%- set system_message = "" %}
+{%- endif %}
+{{- "<|header|>system<|/header|>\\n\\n" }}
+{%- if tools is not none %}{{- "Environment: ipython\\n" }}{%- endif %}
+{{- "Today: " + date_string | length | string + "\\n\\n" }}
+{{- system_message }}{{- "<|eot|>" }}
+{%- if tools_in_user_message and not tools is none %}
+  {%- if messages | length != 0 %}
+    {%- set first_user_message = messages[0]['content'] | trim %}
+    {%- set messages = messages[1:] %}
+  {%- else %}
+    {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+  {%- endif %}
+  {{- '<|header|>user<|/header|>\\n\\n' -}}
+  {%- for t in tools %}{{- t | tojson(indent=4) }}{{- "\\n\\n" }}{%- endfor %}
+  {{- first_user_message + "<|eot|>"}}
+{%- endif %}
+{%- for message in messages %}
+  {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+    {{- '<|header|>' + message['role'] + '<|/header|>\\n\\n'+ message['content'] | trim + '<|eot|>' }}
+  {%- elif 'tool_calls' in message %}
+    {%- if not message.tool_calls | length == 1 %}{{- raise_exception("Only one tool call at a time") }}{%- endif %}
+    {%- set tool_call = message.tool_calls[0].function if message.tool_calls[0].function is defined else message.tool_calls[0] %}
+    {{- '<|header|>assistant<|/header|>\\n\\n' -}}
+    {{- '{"name": "' + tool_call.name + '", ' }}{{- '"parameters": ' }}{{- tool_call.arguments | tojson }}{{- "}<|eot|>" }}
+  {%- elif message.role == "tool" or message.role == "ipython" %}
+    {{- "<|header|>ipython<|/header|>\\n\\n" }}
+    {%- if message.content is mapping or message.content is iterable %}{{- message.content | tojson }}{%- else %}{{- message.content }}{%- endif %}
+    {{- "<|eot|>" }}
+  {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|header|>assistant<|/header|>\\n\\n' }}{%- endif %}
+`;
+
+// Flags in a namespace across turns, tool outputs grouped, reasoning cut at </think> (the
+// DeepSeek-R1 style of template).
+const GROUPED_TOOLS = `
+{%- set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='') %}
+{%- for message in messages %}{%- if message['role'] == 'system' %}{%- set ns.system_prompt = message['content'] %}{%- endif %}{%- endfor %}
+{{- bos_token }}{{- ns.system_prompt }}
+{%- for message in messages %}
+  {%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{- '<|User|>' + message['content'] }}
+  {%- elif message['role'] == 'assistant' and message['content'] is none %}
+    {%- set ns.is_tool = false -%}
+    {%- for tool in message['tool_calls'] %}
+      {%- set args = tool['function']['arguments'] if tool['function']['arguments'] is string else tool['function']['arguments'] | tojson %}
+      {%- if not ns.is_first %}{{- '<|Assistant|><|calls_begin|><|call_begin|>' + tool['type'] + '<|sep|>' + tool['function']['name'] + '\\n' + args + '<|call_end|>' }}{%- set ns.is_first = true -%}
+      {%- else %}{{- '\\n<|call_begin|>' + tool['type'] + '<|sep|>' + tool['function']['name'] + '\\n' + args + '<|call_end|>' }}{%- endif %}
+    {%- endfor %}{{- '<|calls_end|><|eos|>' }}
+  {%- elif message['role'] == 'assistant' %}
+    {%- if ns.is_tool %}{{- '<|outputs_end|>' + message['content'] + '<|eos|>' }}{%- set ns.is_tool = false -%}
+    {%- else %}{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}{{- '<|Assistant|>' + content + '<|eos|>' }}{%- endif %}
+  {%- elif message['role'] == 'tool' %}
+    {%- set ns.is_tool = true -%}
+    {%- if ns.is_output_first %}{{- '<|outputs_begin|><|output_begin|>' + message['content'] + '<|output_end|>' }}{%- set ns.is_output_first = false %}
+    {%- else %}{{- '\\n<|output_begin|>' + message['content'] + '<|output_end|>' }}{%- endif %}
+  {%- endif %}
+{%- endfor -%}
+{% if ns.is_tool %}{{- '<|outputs_end|>' }}{% endif %}
+{% if add_generation_prompt and not ns.is_tool %}{{- '<|Assistant|><think>\\n' }}{% endif %}
+`;
+
 const TEMPLATES: [string, string][] = [
   ['qwen3', QWEN3],
   ['loops', LOOPS],
@@ -130,6 +204,8 @@ const TEMPLATES: [string, string][] = [
   ['tools', TOOLS],
   ['strings', STRINGS],
   ['alternating', ALTERNATING],
+  ['tools-in-user', TOOLS_IN_USER],
+  ['grouped-tools', GROUPED_TOOLS],
 ];
 
 // --- Random inputs.
@@ -170,7 +246,10 @@ function gen(r: () => number) {
     const role = turns ? (system && i === 0 ? 'system' : (i - (system ? 1 : 0)) % 2 === 0 ? 'user' : 'assistant') : r() < 0.03 ? 'developer' : pick(ROLES);
     const m: Record<string, unknown> = { role, content: r() < 0.01 ? null : text(12) };
     if (r() < 0.01) delete m['content'];
-    if (role === 'assistant' && r() < 0.4) m['tool_calls'] = Array.from({ length: Math.floor(r() * 3) }, toolCall);
+    if (role === 'assistant' && r() < 0.4) {
+      m['tool_calls'] = Array.from({ length: Math.floor(r() * 3) }, toolCall);
+      if (r() < 0.2) m['content'] = null;
+    }
     if (role === 'assistant' && r() < 0.3) m['reasoning_content'] = r() < 0.2 ? null : text(6);
     if (r() < 0.1) m['name'] = text(2);
     if (role === 'tool' && r() < 0.5) m['tool_call_id'] = 'call_1';
@@ -182,6 +261,7 @@ function gen(r: () => number) {
   if (thinking < 0.3) vars['enable_thinking'] = true;
   else if (thinking < 0.6) vars['enable_thinking'] = false;
   if (r() < 0.1) vars['custom_suffix'] = text(3);
+  if (r() < 0.2) vars['tools_in_user_message'] = r() < 0.5;
   if (r() < 0.01) vars['range'] = 1; // a variable the interpreter refuses to redeclare
   vars['messages'] = Array.from({ length: n }, (_, i) => message(i));
   vars['add_generation_prompt'] = r() < 0.5;
