@@ -2,8 +2,10 @@
 // shipped Qwen3 template and small templates written here (one per group of constructs), a few
 // thousand random conversations per run must render to the same string, or fail with the same
 // error text, through ChatTemplate; and wherever the compiled render itself answers (it may
-// decline an input, leaving it to the interpreter), its answer must be the interpreter's.
-// SEED=n reruns one seed; a failure prints its seed and the input.
+// decline an input, leaving it to the interpreter), its answer must be the interpreter's. The
+// same for every operator/filter/test/method/statement over a matrix of values, and for random
+// nested expressions. SEED=n reruns one seed (CASES=n per template); a failure prints its seed
+// and the input.
 
 import { Template } from '@huggingface/jinja';
 import { readFileSync } from 'node:fs';
@@ -380,6 +382,58 @@ describe('template compiler (differential against @huggingface/jinja)', () => {
     // Only what always raises in the interpreter is left to it entirely.
     expect(neverAnswered).toEqual(['{{ x.nope() }}', '{% macro m(a) %}{{ a }}{% endmacro %}{{ m(x, y) }}', '{{ raise_exception(x) }}', '{{ x() }}']);
     if (process.env['VERBOSE']) console.log(`expressions: the compiled render answered ${answered} of ${total}`);
+  });
+
+  // Random nestings of the same constructs (depth 3), each rendered with random x, y, z.
+  const LITERALS = ["''", "'a'", "'ab c'", "' x '", '0', '1', '-2', '3', 'true', 'false', 'none', '[]', "[1, 'a']", "{'a': 1}", '{}', "'</think>'", "'\\n'"];
+  const NAMES = ['x', 'y', 'z', 'x.a', 'y[0]', 'z.b', 'nothing'];
+  const FILTERS = ['length', 'tojson', 'string', 'trim', 'upper', 'first', 'last', 'list', 'reverse', 'join', 'items', 'int', 'abs', 'capitalize', 'title', "default('d')", "default('d', true)", "join(',')", 'tojson(indent=2)', "map(attribute='a')", "selectattr('a')", "replace('a', 'b')", 'indent(2)', 'keys', 'values', 'bool'];
+  const TEST_NAMES = ['defined', 'undefined', 'none', 'string', 'mapping', 'iterable', 'sequence', 'number', 'integer', 'boolean', 'true', 'false', 'odd', 'even', 'lower', 'upper', 'callable'];
+  const METHODS = ['strip()', "split('a')", 'split()', "startswith('a')", "endswith(('b', 'c'))", "replace('a', 'Q')", 'upper()', 'title()', "get('a')", "get('a', 0)", 'items()', 'keys()', 'lstrip()', "split(' ', 1)"];
+  const OPERATORS = ['==', '!=', '+', '-', '*', '//', '%', '<', '>', '<=', '>=', '~', 'in', 'not in', 'and', 'or'];
+  const SUBSCRIPTS = ['0', '-1', '1:', '::-1', ':2', 'x', "'a'"];
+
+  it(`${CASES} random nested expressions render identically (seed ${SEED})`, () => {
+    const r = rng(SEED);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
+    const expr = (depth: number): string => {
+      const k = r();
+      if (depth === 0 || k < 0.2) return r() < 0.5 ? pick(LITERALS) : pick(NAMES);
+      if (k < 0.4) return `(${expr(depth - 1)} ${pick(OPERATORS)} ${expr(depth - 1)})`;
+      if (k < 0.55) return `(${expr(depth - 1)} | ${pick(FILTERS)})`;
+      if (k < 0.65) return `(${expr(depth - 1)} is ${r() < 0.3 ? 'not ' : ''}${pick(TEST_NAMES)})`;
+      if (k < 0.75) return `${pick(NAMES)}.${pick(METHODS)}`;
+      if (k < 0.8) return `(not ${expr(depth - 1)})`;
+      if (k < 0.85) return `(${expr(depth - 1)} if ${expr(depth - 1)} else ${expr(depth - 1)})`;
+      if (k < 0.9) return `${pick(NAMES)}[${pick(SUBSCRIPTS)}]`;
+      if (k < 0.95) return `[${expr(depth - 1)}, ${expr(depth - 1)}]`;
+      return `{'k': ${expr(depth - 1)}}`;
+    };
+    let answered = 0;
+    for (let i = 0; i < CASES; i++) {
+      const e = expr(3);
+      const source = r() < 0.8 ? `{{ ${e} }}` : `{% for q in ${pick(NAMES)} %}{{ ${e} }}{{ loop.index }}{% else %}E{% endfor %}`;
+      let t: Template;
+      try {
+        t = new Template(source);
+      } catch {
+        continue; // the parser's limits (e.g. `- -2`), not the compiler's
+      }
+      const compiled = compileTemplate(t.parsed);
+      expect(compiled, source).not.toBeNull();
+      for (let j = 0; j < 3; j++) {
+        const vars = { x: pick(VALUES), y: pick(VALUES), z: pick(VALUES) };
+        let out: string;
+        try {
+          out = compiled!(vars);
+        } catch {
+          continue;
+        }
+        answered++;
+        expect({ out }, `seed ${SEED}: ${source} with ${JSON.stringify(vars)}`).toEqual(interpret(t, vars));
+      }
+    }
+    if (process.env['VERBOSE']) console.log(`nested expressions: the compiled render answered ${answered} of ${CASES * 3}`);
   });
 
   it('compiles constructs whose results it cannot represent to null, and ChatTemplate falls back', () => {
