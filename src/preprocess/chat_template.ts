@@ -1,6 +1,6 @@
 // The model's chat template (Jinja, from tokenizer_config.json or chat_template.jinja),
 // parsed once at start-up with @huggingface/jinja and, where the template compiler supports
-// it, compiled to closures (template_compiler.ts: ~10x cheaper per request); else, and for any
+// it, compiled to closures (template_compiler.ts: 12-20x cheaper per request for Qwen3's); else, and for any
 // input the compiled render declines (errors included), rendered by @huggingface/jinja.
 
 import { Template } from '@huggingface/jinja';

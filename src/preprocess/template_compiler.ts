@@ -781,9 +781,10 @@ export function compileTemplate(program: { body: Node[] }): CompiledTemplate | n
   let body: Block;
   try {
     body = compileBlock(program.body, { inLoop: false, assigned, usesLoop: idents.has('loop') });
-  } catch (err) {
-    if (err instanceof Unsupported) return null;
-    throw err;
+  } catch {
+    // Unsupported, or a node shape this compiler does not know (another parser version): the
+    // interpreter keeps the template.
+    return null;
   }
   return (vars) => body(rootScope(vars));
 }
