@@ -5,14 +5,5 @@ export type { KvEventBatchObject, KvEventObject } from '../../src/native/addon.j
 
 export const SEED = Number(process.env.KVGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 32));
 
-// mulberry32: small, seeded, good enough to pick lengths, bytes and operations.
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+// mulberry32 (src/bench/workloads.ts): small, seeded, good enough to pick lengths, bytes and operations.
+export { rng } from '../../src/bench/workloads.js';

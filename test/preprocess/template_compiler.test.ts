@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ChatTemplate } from '../../src/preprocess/chat_template.js';
 import { compileTemplate } from '../../src/preprocess/template_compiler.js';
+import { rng } from '../../src/bench/workloads.js';
 
 const CASES = Number(process.env['CASES'] ?? 3000);
 const SEED = Number(process.env['SEED'] ?? Math.floor(Math.random() * 2 ** 31));
@@ -211,17 +212,6 @@ const TEMPLATES: [string, string][] = [
 ];
 
 // --- Random inputs.
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ['hello', 'World', 'x', 'ABC', 'é', '你好', '😀', '\u0085', '\u2028', ' ', '  ', '\n', '\n\n', '\t', '<think>', '</think>', '<tool_response>', '</tool_response>', '<|im_start|>', '{"a": 1}', '"quoted"', '\\', '!', '42', '-7', 'True', 'none'];
 const ROLES = ['system', 'user', 'assistant', 'tool'];
