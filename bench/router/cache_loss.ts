@@ -246,7 +246,7 @@ async function runOne(system: string, concurrency: number, urls: string[], prefi
   if (system.startsWith('kvgate')) {
     const text = await (await fetch(`${router.urls[0]}/metrics`)).text();
     const val = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
-    decisions = `tree hit ${val(/^sgl_router_cache_hits_total (\S+)/m)}, tree miss ${val(/^sgl_router_cache_misses_total (\S+)/m)}, balanced ${val(/^sgl_router_load_balancing_events_total (\S+)/m)}, kv events ${val(/^kvgate_router_kv_decisions_total\{by="kv_events"\} (\S+)/m)}`;
+    decisions = `tree hit ${val(/^sgl_router_cache_hits_total (\S+)/m)}, tree miss ${val(/^sgl_router_cache_misses_total (\S+)/m)}, balanced ${val(/^sgl_router_load_balancing_events_total (\S+)/m)}, kv events ${val(/^kvgate_router_kv_decisions_total\{by="kv_events"\} (\S+)/m)}, waited for a prefill ${val(/^kvgate_router_kv_prefill_waits_total (\S+)/m)}`;
   }
   await router.stop();
   await new Promise((r) => setTimeout(r, 500)); // the last events
