@@ -162,7 +162,8 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     if (!hold) return engines[w]!.submit(req);
     const hashes = addon.blockHashes(sim.u32, e.pageSize);
     const send = () => {
-      if (hashes.length > 0 && hold.stored(w, hashes) < hashes.length) entry.prefilled = hold.prefills.add(w, hashes);
+      // Started at once when nothing else is in flight on its engine (as kvgate router's KvPolicy.sent).
+      if (hashes.length > 0 && hold.stored(w, hashes) < hashes.length) entry.prefilled = hold.prefills.add(w, hashes, active[w] === 1);
       engines[w]!.submit(req);
     };
     const blocking = hashes.length === 0 ? null : hold.prefills.blocking(w, hashes, hold.stored(w, hashes), Math.floor((HOLD_MIN_SHARE * tokens.length) / e.pageSize));

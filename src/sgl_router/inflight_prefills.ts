@@ -5,10 +5,15 @@
 // scheduling does not hold it back; bench/README.md, "Where the missing cached share goes").
 // Such a prompt waits here until the first one's blocks show up in the worker's events (or the
 // first one ends, or the wait runs out), then is routed as if it had just arrived.
+// Only a prompt that may still be waiting in the engine's queue makes others wait: one sent to
+// an engine with nothing else in flight starts its prefill at once, and what arrives during it
+// is batched after it, with the prefix cached (waiting would only add the events' delay).
 
 export interface Prefill {
   // Local block hashes of the prompt's full blocks (addon.blockHashes).
   readonly hashes: BigUint64Array;
+  // Sent to an engine with nothing else in flight: its prefill started at once.
+  readonly started: boolean;
   settled: boolean;
   readonly waiters: (() => void)[];
 }
@@ -36,26 +41,29 @@ export class InflightPrefills {
   }
 
   // Records a prompt sent to the worker; call the returned function when its request ends.
-  add(worker: number, hashes: BigUint64Array): () => void {
-    const p: Prefill = { hashes, settled: false, waiters: [] };
+  add(worker: number, hashes: BigUint64Array, started: boolean): () => void {
+    const p: Prefill = { hashes, started, settled: false, waiters: [] };
     let s = this.byWorker.get(worker);
     if (!s) this.byWorker.set(worker, (s = new Set()));
     s.add(p);
     return () => this.settle(worker, p);
   }
 
-  // The prefill on the worker sharing the most leading blocks with `hashes`, when that is more
-  // than `cachedBlocks` (what the worker's events already show) by over `minBlocks`.
+  // The queued prefill on the worker sharing the most leading blocks with `hashes`, when that
+  // is more by over `minBlocks` than `cachedBlocks` (what the worker's events already show) and
+  // than a started prefill shares (it computes them first).
   blocking(worker: number, hashes: BigUint64Array, cachedBlocks: number, minBlocks: number): Prefill | null {
     const s = this.byWorker.get(worker);
     if (!s) return null;
     let best: Prefill | null = null;
-    let most = cachedBlocks + minBlocks;
+    let most = 0;
+    let covered = cachedBlocks;
     for (const p of s) {
       const shared = sharedBlocks(p.hashes, hashes);
-      if (shared > most) [best, most] = [p, shared];
+      if (p.started) covered = Math.max(covered, shared);
+      else if (shared > most) [best, most] = [p, shared];
     }
-    return best;
+    return most > covered + minBlocks ? best : null;
   }
 
   // Resolves when the prefill settles, the deadline passes or the signal aborts.

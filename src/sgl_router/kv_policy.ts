@@ -176,11 +176,11 @@ export class KvPolicy {
   }
 
   // Records a prompt sent to the worker as prefilling until its events store it; call the
-  // returned function when its request ends.
+  // returned function when its request ends (before the worker's load counts it).
   sent(w: Worker, hashes: BigUint64Array | null): () => void {
     const e = this.evented.get(w.id);
     if (!e || hashes === null || this.storedOn(e.num, hashes) >= hashes.length) return () => undefined;
-    return this.prefills.add(e.num, hashes);
+    return this.prefills.add(e.num, hashes, w.load === 0);
   }
 
   // Leading blocks of the prompt the worker's events show stored (the most of its ranks).

@@ -480,6 +480,17 @@ describe('kvgate router: kv policy', () => {
     expect(metricValue(text, 'kvgate_router_kv_prefill_waiting_requests')).toBe(0);
   });
 
+  it('does not hold a burst on an idle worker: the engine starts the first prefill at once and batches the rest after it', async () => {
+    const a = await mocker({ pageSize: 16, kvEventsConfig: events, speedupRatio: 0.25 });
+    const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
+    const shared = prompt(150, 'zeta');
+    const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${r.url}/generate`, { text: `${shared} question ${i}`, sampling_params: { max_new_tokens: 1 } })));
+    const cached = burst.map((res) => res.json().meta_info.cached_tokens as number).sort((x, y) => x - y);
+    const prefixPages = Math.floor(Buffer.byteLength(`${shared} question `) / 16) * 16;
+    expect(cached).toEqual([0, ...Array(5).fill(prefixPages)]);
+    expect(metricValue(await metrics(r.url), 'kvgate_router_kv_prefill_waits_total')).toBe(0);
+  });
+
   it('a client that leaves while its prompt waits for a prefill takes nothing with it', async () => {
     const a = await mocker({ pageSize: 16, kvEventsConfig: events, speedupRatio: 0.25 });
     const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
