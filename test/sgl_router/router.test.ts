@@ -23,6 +23,16 @@ async function metrics(url: string): Promise<string> {
   return r.text;
 }
 
+// Polls the router's metrics until `ok` holds for them (or 5 s pass); returns the last body.
+async function metricsWhen(url: string, ok: (text: string) => boolean): Promise<string> {
+  let text = await metrics(url);
+  for (let i = 0; i < 250 && !ok(text); i++) {
+    await new Promise((res) => setTimeout(res, 20));
+    text = await metrics(url);
+  }
+  return text;
+}
+
 // Requests sent to each worker, from the router's own counter.
 async function perWorker(url: string, workers: string[]): Promise<number[]> {
   const text = await metrics(url);
@@ -460,7 +470,7 @@ describe('kvgate router: kv policy', () => {
     const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
     const shared = prompt(150, 'delta');
     const busy = post(`${r.url}/generate`, { text: prompt(300, 'busy'), sampling_params: { max_new_tokens: 1 } });
-    await new Promise((res) => setTimeout(res, 30));
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 1);
     const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${r.url}/generate`, { text: `${shared} question ${i}`, sampling_params: { max_new_tokens: 1 } })));
     expect((await busy).status).toBe(200);
     const cached = burst.map((res) => res.json().meta_info.cached_tokens as number).sort((x, y) => x - y);
@@ -468,13 +478,9 @@ describe('kvgate router: kv policy', () => {
     const prefixPages = Math.floor(Buffer.byteLength(`${shared} question `) / 16) * 16;
     expect(cached[0]).toBe(0);
     expect(cached.slice(1)).toEqual(Array(5).fill(prefixPages));
-    let text = await metrics(r.url);
+    const text = await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 0);
     expect(metricValue(text, 'kvgate_router_kv_prefill_waits_total')).toBe(5);
     // Everything the requests took is released once they are answered.
-    for (let i = 0; i < 50 && metricValue(text, 'kvgate_router_inflight_requests') > 0; i++) {
-      await new Promise((res) => setTimeout(res, 20));
-      text = await metrics(r.url);
-    }
     expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
     expect(metricValue(text, 'kvgate_router_kv_prefilling_requests')).toBe(0);
     expect(metricValue(text, 'kvgate_router_kv_prefill_waiting_requests')).toBe(0);
@@ -496,22 +502,17 @@ describe('kvgate router: kv policy', () => {
     const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
     const shared = prompt(150, 'epsilon');
     const busy = post(`${r.url}/generate`, { text: prompt(300, 'busy'), sampling_params: { max_new_tokens: 1 } });
-    await new Promise((res) => setTimeout(res, 30));
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 1);
     const first = post(`${r.url}/generate`, { text: `${shared} first`, sampling_params: { max_new_tokens: 1 } });
-    await new Promise((res) => setTimeout(res, 30));
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 2);
     const leaving = new AbortController();
     const left = post(`${r.url}/generate`, { text: `${shared} second`, sampling_params: { max_new_tokens: 1 } }, { signal: leaving.signal }).catch((err: Error) => err);
-    await new Promise((res) => setTimeout(res, 30));
-    expect(metricValue(await metrics(r.url), 'kvgate_router_kv_prefill_waiting_requests')).toBe(1);
+    expect(metricValue(await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_kv_prefill_waiting_requests') === 1), 'kvgate_router_kv_prefill_waiting_requests')).toBe(1);
     leaving.abort();
     expect(await left).toBeInstanceOf(Error);
     expect((await first).status).toBe(200);
     expect((await busy).status).toBe(200);
-    let text = await metrics(r.url);
-    for (let i = 0; i < 50 && metricValue(text, 'kvgate_router_inflight_requests') > 0; i++) {
-      await new Promise((res) => setTimeout(res, 20));
-      text = await metrics(r.url);
-    }
+    const text = await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 0);
     expect(metricValue(text, 'kvgate_router_kv_prefill_waits_total')).toBe(1);
     expect(metricValue(text, 'kvgate_router_kv_prefill_waiting_requests')).toBe(0);
     expect(metricValue(text, 'kvgate_router_kv_prefilling_requests')).toBe(0);
