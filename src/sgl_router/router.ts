@@ -267,10 +267,10 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     const hashes = kvPolicy?.blocks(tokens) ?? null;
     await withRetries(async (last) => {
       const w = kvPolicy ? await pickKv(kvPolicy, 'regular', text, tokens, hashes, ex.signal) : pickOrThrow(regularPolicy, 'regular', text);
-      const prefilled = kvPolicy?.sent(w, hashes);
       // The client's bytes as they came, unless a field is added.
       const payload = w.dpRank === null ? raw : appendFields(raw.toString('utf8'), [['data_parallel_rank', String(w.dpRank)]]);
       const attempt = attempts.open(ex.signal);
+      const prefilled = kvPolicy?.sent(w, hashes);
       w.load++;
       try {
         let res: UpstreamResponse;
@@ -312,7 +312,6 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     const hashes = kvPolicy?.blocks(tokens) ?? null;
     await withRetries(async (last) => {
       const p = kvPolicy ? await pickKv(kvPolicy, 'prefill', text, tokens, hashes, ex.signal) : pickOrThrow(prefillPolicy, 'prefill', text);
-      const prefilled = kvPolicy?.sent(p, hashes);
       const d = pickOrThrow(decodePolicy, 'decode', text);
       // One bootstrap triple (one room) for both legs; DP-aware legs name their ranks, and the
       // decode leg the prefill rank it reads the KV from (SGLang's PD router fields).
@@ -323,6 +322,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       const attempt = attempts.open(ex.signal);
       const signal = attempt.signal;
       const decodeAbort = new AbortController();
+      const prefilled = kvPolicy?.sent(p, hashes);
       p.load++;
       d.load++;
       metrics.pd('prefill');
