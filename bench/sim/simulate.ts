@@ -166,7 +166,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
       if (hashes.length > 0 && hold.stored(w, hashes) < hashes.length) entry.prefilled = hold.prefills.add(w, hashes, active[w] === 1);
       engines[w]!.submit(req);
     };
-    const blocking = hashes.length === 0 ? null : hold.prefills.blocking(w, hashes, hold.stored(w, hashes), Math.floor((HOLD_MIN_SHARE * tokens.length) / e.pageSize));
+    const blocking = hashes.length === 0 ? null : hold.prefills.blocking(w, hashes, () => hold.stored(w, hashes), Math.floor((HOLD_MIN_SHARE * tokens.length) / e.pageSize));
     if (!blocking) return send();
     // Waits (once) for the prefill it shares, or the pending timeout.
     held++;

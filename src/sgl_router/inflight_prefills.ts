@@ -50,20 +50,20 @@ export class InflightPrefills {
   }
 
   // The queued prefill on the worker sharing the most leading blocks with `hashes`, when that
-  // is more by over `minBlocks` than `cachedBlocks` (what the worker's events already show) and
-  // than a started prefill shares (it computes them first).
-  blocking(worker: number, hashes: BigUint64Array, cachedBlocks: number, minBlocks: number): Prefill | null {
+  // is more by over `minBlocks` than a started prefill shares (it computes them first) and than
+  // `cachedBlocks()` (what the worker's events already show; asked only then).
+  blocking(worker: number, hashes: BigUint64Array, cachedBlocks: () => number, minBlocks: number): Prefill | null {
     const s = this.byWorker.get(worker);
     if (!s) return null;
     let best: Prefill | null = null;
     let most = 0;
-    let covered = cachedBlocks;
+    let covered = 0;
     for (const p of s) {
       const shared = sharedBlocks(p.hashes, hashes);
       if (p.started) covered = Math.max(covered, shared);
       else if (shared > most) [best, most] = [p, shared];
     }
-    return most > covered + minBlocks ? best : null;
+    return most > covered + minBlocks && most > cachedBlocks() + minBlocks ? best : null;
   }
 
   // Resolves when the prefill settles, the deadline passes or the signal aborts.

@@ -172,7 +172,7 @@ export class KvPolicy {
     const e = this.evented.get(w.id);
     if (!e || this.router === null) return null;
     const minBlocks = Math.floor((this.fallback.cacheThreshold * promptTokens) / this.router.blockSize);
-    return this.prefills.blocking(e.num, hashes, this.storedOn(e.num, hashes), minBlocks);
+    return this.prefills.blocking(e.num, hashes, () => this.storedOn(e.num, hashes), minBlocks);
   }
 
   // Records a prompt sent to the worker as prefilling until its events store it; call the
