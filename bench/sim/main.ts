@@ -7,6 +7,7 @@
 //   burst             16 concurrent requests of one new prefix: how many stay on one engine
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
 //   load              throughput against random by offered load (shared prefix, 8 engines)
+//   hold              kv-pending with and without holding prompts for a prefix being prefilled
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
@@ -25,6 +26,7 @@ import { runSweep } from './sweep.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { runPendingSweep } from './sweep_pending.js';
 import { runLoadSweep } from './load_sweep.js';
+import { runHold } from './hold.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -164,8 +166,11 @@ switch (cmd) {
   case 'load':
     json.load = runLoadSweep(seed, eventDelayMs);
     break;
+  case 'hold':
+    json.hold = runHold(seed, eventDelayMs, list('SIM_FLEETS', '8,64').map(Number), list('SIM_WORKLOADS', WORKLOADS.join(',')) as WorkloadName[]);
+    break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures, load)`);
+    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures, load, hold)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

@@ -35,6 +35,10 @@ export interface Policy {
   finished(req: SimRequest): void;
   // The engine emitted these events now (the policy decides when it sees them).
   kvEvents(worker: number, events: readonly KvEvent[]): void;
+  // Exact KV routing: leading blocks of a prompt (local block hashes) the policy's index shows
+  // stored on the worker, and a hook run after it applied a worker's events.
+  storedBlocks?(worker: number, hashes: BigUint64Array): number;
+  onEventsApplied?: (worker: number) => void;
   close(): void;
 }
 
@@ -48,6 +52,9 @@ export interface PolicySpec {
   eventDelayMs?: number; // exact KV routing: engine emit -> index, virtual ms (default 0)
   pendingWeight?: number; // kv-pending: the router's pendingWeight (default ROUTING_DEFAULTS')
   pendingTimeoutMs?: number;
+  // Exact KV routing: a prompt sharing a long prefix with one its engine is still prefilling
+  // waits for that prefill to be stored (kvgate router's kv policy, src/sgl_router/inflight_prefills.ts).
+  holdSharedPrefill?: boolean;
   seed?: number;
 }
 
@@ -57,6 +64,7 @@ export function policyLabel(s: PolicySpec): string {
   if (s.temperature !== undefined) knobs.push(`T=${s.temperature}`);
   if (s.pendingWeight !== undefined) knobs.push(`pw=${s.pendingWeight}`);
   if (s.pendingTimeoutMs !== undefined) knobs.push(`pt=${s.pendingTimeoutMs}`);
+  if (s.holdSharedPrefill) knobs.push('hold');
   return knobs.length ? `${s.kind} (${knobs.join(', ')})` : s.kind;
 }
 
@@ -117,6 +125,8 @@ class NativePolicy implements Policy {
   private readonly out = new Uint32Array(3);
   private readonly exact: boolean;
   private readonly delay: number;
+  private readonly match = { workers: new Uint32Array(0), ranks: new Uint32Array(0), depths: new Uint32Array(0) };
+  onEventsApplied?: (worker: number) => void;
 
   constructor(
     private readonly spec: PolicySpec,
@@ -137,6 +147,20 @@ class NativePolicy implements Policy {
       ...(spec.kind === 'kv-pending' ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
+    if (this.exact) this.storedBlocks = (worker, hashes) => this.stored(worker, hashes);
+  }
+
+  storedBlocks?: (worker: number, hashes: BigUint64Array) => number;
+
+  private stored(worker: number, hashes: BigUint64Array): number {
+    const m = this.match;
+    if (m.workers.length < this.fleet.workers) {
+      const n = this.fleet.workers;
+      [m.workers, m.ranks, m.depths] = [new Uint32Array(n), new Uint32Array(n), new Uint32Array(n)];
+    }
+    const n = this.router.findMatches(hashes, m.workers, m.ranks, m.depths);
+    for (let i = 0; i < n; i++) if (m.workers[i] === worker) return m.depths[i]!;
+    return 0;
   }
 
   route(req: SimRequest): number {
@@ -155,7 +179,10 @@ class NativePolicy implements Policy {
   kvEvents(worker: number, events: readonly KvEvent[]): void {
     if (!this.exact) return;
     const c = this.fleet.clock;
-    c.at(c.now() + this.delay, () => applyKvEvents(this.router, worker, events));
+    c.at(c.now() + this.delay, () => {
+      applyKvEvents(this.router, worker, events);
+      this.onEventsApplied?.(worker);
+    });
   }
 
   close(): void {

@@ -9,6 +9,13 @@ import { polynomialTiming } from '../../src/mocker/timing.js';
 import { VirtualClock } from './clock.js';
 import { makePolicy, policyLabel, type FleetView, type PolicySpec, type SimRequest } from './policies.js';
 import type { Arrival, Workload } from '../../src/bench/workloads.js';
+import { addon } from '../../src/native/addon.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
+import { InflightPrefills } from '../../src/sgl_router/inflight_prefills.js';
+
+// holdSharedPrefill: the shared part a prompt must have beyond what its engine has stored to
+// wait (kvgate router's default --cache-threshold).
+const HOLD_MIN_SHARE = 0.3;
 
 export interface EngineSpec {
   pageSize: number;
@@ -59,6 +66,8 @@ export interface SimResult {
   // Multi-turn: the share of later turns routed to the engine of the conversation's last turn.
   turnAffinity: number;
   wallSeconds: number;
+  // holdSharedPrefill: requests that waited for a prefill they share.
+  held: number;
   // Per-request record, for tests and the burst check.
   perRequest: { worker: number; cached: number; isl: number; ttft: number; session?: number; turn?: number }[];
 }
@@ -86,7 +95,11 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
   const policy = makePolicy({ seed: o.seed ?? 1, ...o.policy }, fleet);
   const active = new Int32Array(o.workers);
   const served = new Int32Array(o.workers);
-  const live = new Map<EngineRequest, { sim: SimRequest; arrival: Arrival }>();
+  const live = new Map<EngineRequest, { sim: SimRequest; arrival: Arrival; prefilled?: () => void }>();
+  // holdSharedPrefill: prompts sent and not yet stored per the policy's events, per engine.
+  const hold = o.policy.holdSharedPrefill && policy.storedBlocks ? { prefills: new InflightPrefills(), stored: policy.storedBlocks.bind(policy) } : null;
+  if (hold) policy.onEventsApplied = (w) => hold.prefills.check(w, (h) => hold.stored(w, h));
+  let held = 0;
   const perRequest: SimResult['perRequest'] = [];
   let outputTokens = 0;
   let firstArrival = Infinity;
@@ -144,8 +157,27 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     served[w]!++;
     outstanding++;
     const req = new EngineRequest({ rid: String(sim.id), inputIds: tokens, rules: RULES(a.outputLen), stream: false, sink: NO_SINK, seed: o.seed ?? 1, arrivalMs: clock.now() });
-    live.set(req, { sim, arrival: a });
-    engines[w]!.submit(req);
+    const entry: { sim: SimRequest; arrival: Arrival; prefilled?: () => void } = { sim, arrival: a };
+    live.set(req, entry);
+    if (!hold) return engines[w]!.submit(req);
+    const hashes = addon.blockHashes(sim.u32, e.pageSize);
+    const send = () => {
+      // Started at once when nothing else is in flight on its engine (as kvgate router's KvPolicy.sent).
+      if (hashes.length > 0 && hold.stored(w, hashes) < hashes.length) entry.prefilled = hold.prefills.add(w, hashes, active[w] === 1);
+      engines[w]!.submit(req);
+    };
+    const blocking = hashes.length === 0 ? null : hold.prefills.blocking(w, hashes, () => hold.stored(w, hashes), Math.floor((HOLD_MIN_SHARE * tokens.length) / e.pageSize));
+    if (!blocking) return send();
+    // Waits (once) for the prefill it shares, or the pending timeout.
+    held++;
+    let sent = false;
+    const release = () => {
+      if (sent) return;
+      sent = true;
+      send();
+    };
+    blocking.waiters.push(release);
+    clock.at(clock.now() + ROUTING_DEFAULTS.pendingTimeoutMs, release);
   };
   const finished = (req: EngineRequest) => {
     const r = live.get(req)!;
@@ -156,6 +188,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     lastFinish = clock.now();
     perRequest[r.sim.id]!.cached = req.cachedTokens;
     policy.finished(r.sim);
+    r.prefilled?.();
     const next = workload.followUp?.(r.arrival, req.outputIds, clock.now());
     if (next) {
       outstanding++; // held until it arrives
@@ -246,6 +279,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     minShareOfFair: perRequest.length ? (Math.min(...served) * o.workers) / perRequest.length : 0,
     turnAffinity: laterTurns ? stayed / laterTurns : NaN,
     wallSeconds: (performance.now() - wall0) / 1000,
+    held,
     perRequest,
   };
 }

@@ -11,6 +11,8 @@
 // so in /server_info).
 // Workers without events (or with another page size than the first one's) are routed by
 // cache_aware: whenever a request's candidates include such a worker, cache_aware decides.
+// A prompt that shares a long prefix with another still being prefilled on the chosen worker
+// waits for that prefill's blocks to be stored before it is sent (inflight_prefills.ts).
 
 import { KvgateError } from '../errors.js';
 import { isJsonObject, type JsonObject } from '../json.js';
@@ -18,6 +20,7 @@ import { addon, type KvRouter } from '../native/addon.js';
 import type { Logger } from '../observability/log.js';
 import type { Tokenizer } from '../preprocess/tokenizer.js';
 import { EngineKvSubscriber } from '../transport/kv_subscriber.js';
+import { InflightPrefills, type Prefill } from './inflight_prefills.js';
 import type { CacheAwarePolicy } from './policies.js';
 import type { InferenceRoute } from './request_body.js';
 import type { Worker } from './workers.js';
@@ -42,6 +45,7 @@ export class KvPolicy {
   private nextNum = 1;
   private units = 0;
   private scratch = { workers: new Uint32Array(0), ranks: new Uint32Array(0), overlap: new Uint32Array(0), costs: new Float64Array(0) };
+  readonly prefills = new InflightPrefills();
 
   constructor(
     readonly fallback: CacheAwarePolicy,
@@ -81,11 +85,15 @@ export class KvPolicy {
           onBatch: (b) => {
             try {
               router.applyEvents(num, rank, b.payload);
+              this.prefills.check(num, (hashes) => this.storedOn(num, hashes));
             } catch (err) {
               this.log.warn('kv policy: malformed KV-event batch', { worker: w.id, error: (err as Error).message });
             }
           },
-          onHistoryLost: () => router.clearWorker(num),
+          onHistoryLost: () => {
+            router.clearWorker(num);
+            this.prefills.dropWorker(num);
+          },
           log: this.log,
         }),
     );
@@ -107,6 +115,7 @@ export class KvPolicy {
     this.fallback.removed(w);
     if (!e) return;
     for (const s of e.subscribers) s.close();
+    this.prefills.dropWorker(e.num);
     this.router?.removeWorker(e.num);
     this.units -= e.subscribers.length;
     this.evented.delete(w.id);
@@ -133,11 +142,7 @@ export class KvPolicy {
     const router = this.router;
     const allEvented = workers.every((w) => this.evented.has(w.id));
     if (router === null || tokens === null || tokens.length === 0 || !allEvented || this.fallback.imbalanced(workers)) return this.byCacheAware(workers, text);
-    if (this.scratch.workers.length < this.units) {
-      const n = this.units;
-      this.scratch = { workers: new Uint32Array(n), ranks: new Uint32Array(n), overlap: new Uint32Array(n), costs: new Float64Array(n) };
-    }
-    const { workers: ws, overlap } = this.scratch;
+    const { workers: ws, overlap } = this.sized();
     const n = router.score(tokens, ws, this.scratch.ranks, overlap, this.scratch.costs);
     let best: Worker | null = null;
     let bestOverlap = 0;
@@ -154,12 +159,57 @@ export class KvPolicy {
     return { worker: best, overlapBlocks: bestOverlap };
   }
 
+  // Local hashes of the prompt's full blocks (null: none, or no evented worker yet).
+  blocks(tokens: Uint32Array | null): BigUint64Array | null {
+    if (this.router === null || tokens === null) return null;
+    const h = addon.blockHashes(tokens, this.router.blockSize);
+    return h.length > 0 ? h : null;
+  }
+
+  // The prefill on the worker this prompt should wait for: one sharing more of its blocks than
+  // the worker's events show cached, by over --cache-threshold of the prompt. null: send now.
+  blockingPrefill(w: Worker, hashes: BigUint64Array, promptTokens: number): Prefill | null {
+    const e = this.evented.get(w.id);
+    if (!e || this.router === null) return null;
+    const minBlocks = Math.floor((this.fallback.cacheThreshold * promptTokens) / this.router.blockSize);
+    return this.prefills.blocking(e.num, hashes, () => this.storedOn(e.num, hashes), minBlocks);
+  }
+
+  // Records a prompt sent to the worker as prefilling until its events store it; call the
+  // returned function when its request ends (before the worker's load counts it).
+  sent(w: Worker, hashes: BigUint64Array | null): () => void {
+    const e = this.evented.get(w.id);
+    if (!e || hashes === null || this.storedOn(e.num, hashes) >= hashes.length) return () => undefined;
+    return this.prefills.add(e.num, hashes, w.load === 0);
+  }
+
+  // Leading blocks of the prompt the worker's events show stored (the most of its ranks).
+  private storedOn(num: number, hashes: BigUint64Array): number {
+    if (this.router === null) return 0;
+    const { workers: ws, ranks, overlap } = this.sized();
+    const n = this.router.findMatches(hashes, ws, ranks, overlap);
+    let depth = 0;
+    for (let i = 0; i < n; i++) if (ws[i] === num) depth = Math.max(depth, overlap[i]!);
+    return depth;
+  }
+
+  private sized(): KvPolicy['scratch'] {
+    if (this.scratch.workers.length < this.units) {
+      const n = this.units;
+      this.scratch = { workers: new Uint32Array(n), ranks: new Uint32Array(n), overlap: new Uint32Array(n), costs: new Float64Array(n) };
+    }
+    return this.scratch;
+  }
+
   private byCacheAware(workers: readonly Worker[], text: string): KvPick {
     return { worker: this.fallback.select(workers, text), overlapBlocks: null };
   }
 
   close(): void {
-    for (const e of this.evented.values()) for (const s of e.subscribers) s.close();
+    for (const e of this.evented.values()) {
+      for (const s of e.subscribers) s.close();
+      this.prefills.dropWorker(e.num);
+    }
     this.evented.clear();
     this.router?.close();
     this.router = null;

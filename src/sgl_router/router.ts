@@ -21,6 +21,7 @@ import { AttemptSignals } from './attempts.js';
 import { mergeJson, prefillInputLogprobs, SseLogprobMerger, wantsLogprobs } from './pd_logprobs.js';
 import { appendFields, batchSize, bootstrapFields, parseBody, routingText, type InferenceRoute } from './request_body.js';
 import type { BreakerOptions } from '../router/circuit_breaker.js';
+import { ROUTING_DEFAULTS } from '../router/routing_defaults.js';
 import { probe, waitHealthy, Worker, WorkerPool, type HealthConfig, type WorkerType } from './workers.js';
 
 export interface RouterConfig {
@@ -99,7 +100,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     for (const p of policies) if (p instanceof CacheAwarePolicy) for (const w of pool.all()) n += p.tree.tenantSize(w.id);
     return n;
   };
-  const metrics = new RouterMetrics(pool, treeSize);
+  const metrics = new RouterMetrics(pool, treeSize, () => kvPolicy?.prefills ?? null);
   const newPolicy = (name: PolicyName): Policy => {
     const p = makePolicy(name, cacheConfig, metrics.policyEvents);
     policies.push(p);
@@ -239,23 +240,37 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     }
   };
 
-  // The kv policy's pick among the available workers of a type (regular, or PD's prefill).
-  const pickKv = (kv: KvPolicy, type: WorkerType, text: string, tokens: Uint32Array | null): Worker => {
-    const available = pool.available(type);
-    if (available.length === 0) pickOrThrow(kv.fallback, type, text); // throws no_workers
-    const picked = kv.pick(available, text, tokens);
-    metrics.kvDecision(picked.overlapBlocks);
-    return picked.worker;
+  // The kv policy's pick among the available workers of a type (regular, or PD's prefill). A
+  // prompt sharing a long prefix with one the chosen worker is still prefilling waits for that
+  // prefill to be stored, then is picked again (inflight_prefills.ts), for as long as a
+  // routed prompt's blocks count as pending.
+  const pickKv = async (kv: KvPolicy, type: WorkerType, text: string, tokens: Uint32Array | null, hashes: BigUint64Array | null, signal: AbortSignal): Promise<Worker> => {
+    const deadline = performance.now() + ROUTING_DEFAULTS.pendingTimeoutMs;
+    for (;;) {
+      const available = pool.available(type);
+      if (available.length === 0) pickOrThrow(kv.fallback, type, text); // throws no_workers
+      const picked = kv.pick(available, text, tokens);
+      const blocking = hashes === null || performance.now() >= deadline ? null : kv.blockingPrefill(picked.worker, hashes, tokens!.length);
+      if (blocking === null) {
+        metrics.kvDecision(picked.overlapBlocks);
+        return picked.worker;
+      }
+      metrics.kvWaited();
+      await kv.prefills.wait(blocking, deadline, signal);
+      if (signal.aborted) throw new KvgateError('client_closed_request', 'the client went away');
+    }
   };
 
   const regular = async (ex: Exchange, route: InferenceRoute, raw: Buffer, body: JsonObject): Promise<void> => {
     const text = routingText(route, body);
     const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('regular')) : null;
+    const hashes = kvPolicy?.blocks(tokens) ?? null;
     await withRetries(async (last) => {
-      const w = kvPolicy ? pickKv(kvPolicy, 'regular', text, tokens) : pickOrThrow(regularPolicy, 'regular', text);
+      const w = kvPolicy ? await pickKv(kvPolicy, 'regular', text, tokens, hashes, ex.signal) : pickOrThrow(regularPolicy, 'regular', text);
       // The client's bytes as they came, unless a field is added.
       const payload = w.dpRank === null ? raw : appendFields(raw.toString('utf8'), [['data_parallel_rank', String(w.dpRank)]]);
       const attempt = attempts.open(ex.signal);
+      const prefilled = kvPolicy?.sent(w, hashes);
       w.load++;
       try {
         let res: UpstreamResponse;
@@ -281,6 +296,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       } finally {
         attempt.done();
         w.load--;
+        prefilled?.();
       }
     });
   };
@@ -293,8 +309,9 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
     const rawText = raw.toString('utf8');
     const mergeLogprobs = wantsLogprobs(body['return_logprob']);
     const tokens = kvPolicy ? await kvPolicy.tokens(route, body, text, pool.available('prefill')) : null;
+    const hashes = kvPolicy?.blocks(tokens) ?? null;
     await withRetries(async (last) => {
-      const p = kvPolicy ? pickKv(kvPolicy, 'prefill', text, tokens) : pickOrThrow(prefillPolicy, 'prefill', text);
+      const p = kvPolicy ? await pickKv(kvPolicy, 'prefill', text, tokens, hashes, ex.signal) : pickOrThrow(prefillPolicy, 'prefill', text);
       const d = pickOrThrow(decodePolicy, 'decode', text);
       // One bootstrap triple (one room) for both legs; DP-aware legs name their ranks, and the
       // decode leg the prefill rank it reads the KV from (SGLang's PD router fields).
@@ -305,6 +322,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
       const attempt = attempts.open(ex.signal);
       const signal = attempt.signal;
       const decodeAbort = new AbortController();
+      const prefilled = kvPolicy?.sent(p, hashes);
       p.load++;
       d.load++;
       metrics.pd('prefill');
@@ -374,6 +392,7 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         attempt.done();
         p.load--;
         d.load--;
+        prefilled?.();
       }
     });
   };

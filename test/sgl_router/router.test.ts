@@ -23,6 +23,16 @@ async function metrics(url: string): Promise<string> {
   return r.text;
 }
 
+// Polls the router's metrics until `ok` holds for them (or 5 s pass); returns the last body.
+async function metricsWhen(url: string, ok: (text: string) => boolean): Promise<string> {
+  let text = await metrics(url);
+  for (let i = 0; i < 250 && !ok(text); i++) {
+    await new Promise((res) => setTimeout(res, 20));
+    text = await metrics(url);
+  }
+  return text;
+}
+
 // Requests sent to each worker, from the router's own counter.
 async function perWorker(url: string, workers: string[]): Promise<number[]> {
   const text = await metrics(url);
@@ -451,6 +461,64 @@ describe('kvgate router: kv policy', () => {
     // kv sees a's cache in its events; cache_aware sends the prompt to b, whose tree is smaller.
     expect(await run('kv')).toBeGreaterThan(500);
     expect(await run('cache_aware')).toBe(0);
+  });
+
+  it('holds a prompt whose long prefix its worker is still prefilling for another request: the engine computes the prefix once', async () => {
+    // Slow steps, so that the burst below arrives while the engine prefills an unrelated prompt
+    // and would otherwise be prefilled in one batch, each request computing the shared prefix.
+    const a = await mocker({ pageSize: 16, kvEventsConfig: events, speedupRatio: 0.25 });
+    const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
+    const shared = prompt(150, 'delta');
+    const busy = post(`${r.url}/generate`, { text: prompt(300, 'busy'), sampling_params: { max_new_tokens: 1 } });
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 1);
+    const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${r.url}/generate`, { text: `${shared} question ${i}`, sampling_params: { max_new_tokens: 1 } })));
+    expect((await busy).status).toBe(200);
+    const cached = burst.map((res) => res.json().meta_info.cached_tokens as number).sort((x, y) => x - y);
+    // One request computes the prefix; the five others waited for it and found it stored.
+    const prefixPages = Math.floor(Buffer.byteLength(`${shared} question `) / 16) * 16;
+    expect(cached[0]).toBe(0);
+    expect(cached.slice(1)).toEqual(Array(5).fill(prefixPages));
+    const text = await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 0);
+    expect(metricValue(text, 'kvgate_router_kv_prefill_waits_total')).toBe(5);
+    // Everything the requests took is released once they are answered.
+    expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
+    expect(metricValue(text, 'kvgate_router_kv_prefilling_requests')).toBe(0);
+    expect(metricValue(text, 'kvgate_router_kv_prefill_waiting_requests')).toBe(0);
+  });
+
+  it('does not hold a burst on an idle worker: the engine starts the first prefill at once and batches the rest after it', async () => {
+    const a = await mocker({ pageSize: 16, kvEventsConfig: events, speedupRatio: 0.25 });
+    const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
+    const shared = prompt(150, 'zeta');
+    const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => post(`${r.url}/generate`, { text: `${shared} question ${i}`, sampling_params: { max_new_tokens: 1 } })));
+    const cached = burst.map((res) => res.json().meta_info.cached_tokens as number).sort((x, y) => x - y);
+    const prefixPages = Math.floor(Buffer.byteLength(`${shared} question `) / 16) * 16;
+    expect(cached).toEqual([0, ...Array(5).fill(prefixPages)]);
+    expect(metricValue(await metrics(r.url), 'kvgate_router_kv_prefill_waits_total')).toBe(0);
+  });
+
+  it('a client that leaves while its prompt waits for a prefill takes nothing with it', async () => {
+    const a = await mocker({ pageSize: 16, kvEventsConfig: events, speedupRatio: 0.25 });
+    const r = await startKvgateRouter(['--worker-urls', a.url, '--policy', 'kv']);
+    const shared = prompt(150, 'epsilon');
+    const busy = post(`${r.url}/generate`, { text: prompt(300, 'busy'), sampling_params: { max_new_tokens: 1 } });
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 1);
+    const first = post(`${r.url}/generate`, { text: `${shared} first`, sampling_params: { max_new_tokens: 1 } });
+    await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 2);
+    const leaving = new AbortController();
+    const left = post(`${r.url}/generate`, { text: `${shared} second`, sampling_params: { max_new_tokens: 1 } }, { signal: leaving.signal }).catch((err: Error) => err);
+    expect(metricValue(await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_kv_prefill_waiting_requests') === 1), 'kvgate_router_kv_prefill_waiting_requests')).toBe(1);
+    leaving.abort();
+    expect(await left).toBeInstanceOf(Error);
+    expect((await first).status).toBe(200);
+    expect((await busy).status).toBe(200);
+    const text = await metricsWhen(r.url, (t) => metricValue(t, 'kvgate_router_inflight_requests') === 0);
+    expect(metricValue(text, 'kvgate_router_kv_prefill_waits_total')).toBe(1);
+    expect(metricValue(text, 'kvgate_router_kv_prefill_waiting_requests')).toBe(0);
+    expect(metricValue(text, 'kvgate_router_kv_prefilling_requests')).toBe(0);
+    expect(metricValue(text, 'kvgate_router_inflight_requests')).toBe(0);
+    // Only the two requests that stayed reached the engine.
+    expect(metricValue(text, 'sgl_router_processed_requests_total')).toBe(2);
   });
 
   it('falls back to cache_aware when a worker publishes no events', async () => {

@@ -1,0 +1,110 @@
+// Prompts the kv policy sent to a worker whose KV events do not show them stored yet: the
+// engine is prefilling them, or has them queued. An engine caches a prompt's pages only once it
+// has computed them, so a second prompt sharing a long prefix with one of these, sent now,
+// computes that prefix a second time in the same prefill batch (SGLang's default FCFS
+// scheduling does not hold it back; bench/README.md, "Where the missing cached share goes").
+// Such a prompt waits here until the first one's blocks show up in the worker's events (or the
+// first one ends, or the wait runs out), then is routed as if it had just arrived.
+// Only a prompt that may still be waiting in the engine's queue makes others wait: one sent to
+// an engine with nothing else in flight starts its prefill at once, and what arrives during it
+// is batched after it, with the prefix cached (waiting would only add the events' delay).
+
+export interface Prefill {
+  // Local block hashes of the prompt's full blocks (addon.blockHashes).
+  readonly hashes: BigUint64Array;
+  // Sent to an engine with nothing else in flight: its prefill started at once.
+  readonly started: boolean;
+  settled: boolean;
+  readonly waiters: (() => void)[];
+}
+
+// Leading blocks two prompts share.
+export function sharedBlocks(a: BigUint64Array, b: BigUint64Array): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+export class InflightPrefills {
+  private readonly byWorker = new Map<number, Set<Prefill>>();
+  private waiting = 0;
+
+  // Prefills sent and not yet stored, and requests waiting on one (gauges).
+  get prefilling(): number {
+    let n = 0;
+    for (const s of this.byWorker.values()) n += s.size;
+    return n;
+  }
+  get held(): number {
+    return this.waiting;
+  }
+
+  // Records a prompt sent to the worker; call the returned function when its request ends.
+  add(worker: number, hashes: BigUint64Array, started: boolean): () => void {
+    const p: Prefill = { hashes, started, settled: false, waiters: [] };
+    let s = this.byWorker.get(worker);
+    if (!s) this.byWorker.set(worker, (s = new Set()));
+    s.add(p);
+    return () => this.settle(worker, p);
+  }
+
+  // The queued prefill on the worker sharing the most leading blocks with `hashes`, when that
+  // is more by over `minBlocks` than a started prefill shares (it computes them first) and than
+  // `cachedBlocks()` (what the worker's events already show; asked only then).
+  blocking(worker: number, hashes: BigUint64Array, cachedBlocks: () => number, minBlocks: number): Prefill | null {
+    const s = this.byWorker.get(worker);
+    if (!s) return null;
+    let best: Prefill | null = null;
+    let most = 0;
+    let covered = 0;
+    for (const p of s) {
+      const shared = sharedBlocks(p.hashes, hashes);
+      if (p.started) covered = Math.max(covered, shared);
+      else if (shared > most) [best, most] = [p, shared];
+    }
+    return most > covered + minBlocks && most > cachedBlocks() + minBlocks ? best : null;
+  }
+
+  // Resolves when the prefill settles, the deadline passes or the signal aborts.
+  async wait(p: Prefill, deadlineMs: number, signal: AbortSignal): Promise<void> {
+    if (p.settled || signal.aborted) return;
+    this.waiting++;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve) => {
+        p.waiters.push(resolve);
+        timer = setTimeout(resolve, Math.max(0, deadlineMs - performance.now()));
+        onAbort = resolve;
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+    } finally {
+      this.waiting--;
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  // The worker's events changed: settles its prefills whose blocks `stored` reports held.
+  check(worker: number, stored: (hashes: BigUint64Array) => number): void {
+    const s = this.byWorker.get(worker);
+    if (!s) return;
+    // An engine may keep a prompt's last full page to itself until the request ends.
+    for (const p of s) if (stored(p.hashes) >= Math.max(1, p.hashes.length - 1)) this.settle(worker, p);
+  }
+
+  // The worker is gone (or its history lost): nothing it prefills will be confirmed.
+  dropWorker(worker: number): void {
+    for (const p of [...(this.byWorker.get(worker) ?? [])]) this.settle(worker, p);
+  }
+
+  private settle(worker: number, p: Prefill): void {
+    if (p.settled) return;
+    p.settled = true;
+    const s = this.byWorker.get(worker);
+    s?.delete(p);
+    if (s?.size === 0) this.byWorker.delete(worker);
+    for (const w of p.waiters.splice(0)) w();
+  }
+}
