@@ -53,7 +53,7 @@ export interface PolicySpec {
   pendingWeight?: number; // kv-pending: the router's pendingWeight (default ROUTING_DEFAULTS')
   pendingTimeoutMs?: number;
   // Exact KV routing: a prompt sharing a long prefix with one its engine is still prefilling
-  // waits for that prefill to be stored (kvgate router's kv policy, src/sgl_router/inflight_prefills.ts).
+  // waits for that prefill to be stored (kvgate router's kv policy, src/router/inflight_prefills.ts).
   holdSharedPrefill?: boolean;
   seed?: number;
 }

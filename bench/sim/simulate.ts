@@ -11,11 +11,11 @@ import { makePolicy, policyLabel, type FleetView, type PolicySpec, type SimReque
 import type { Arrival, Workload } from '../../src/bench/workloads.js';
 import { addon } from '../../src/native/addon.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
-import { InflightPrefills } from '../../src/sgl_router/inflight_prefills.js';
+import { InflightPrefills } from '../../src/router/inflight_prefills.js';
 
 // holdSharedPrefill: the shared part a prompt must have beyond what its engine has stored to
-// wait (kvgate router's default --cache-threshold).
-const HOLD_MIN_SHARE = 0.3;
+// wait (kvgate router's default --cache-threshold, kvgate serve's --router-prefill-wait-share).
+const HOLD_MIN_SHARE = ROUTING_DEFAULTS.prefillWaitShare;
 
 export interface EngineSpec {
   pageSize: number;

@@ -36,6 +36,12 @@
 // - Pending prefixes: a prompt routed to an exact worker counts as being computed there
 //   until its KV events store it (or it finishes, or a timeout), so requests routed before
 //   those events, a burst sharing a new prefix, follow it (kv_router.h).
+// - Waiting for a shared prefill (kv mode, exact workers, aggregated pools): a prompt routed
+//   to a worker that is still prefilling, queued behind other requests, a prompt sharing more
+//   than prefillWaitShare of it beyond what the worker caches, is not sent yet: the engine
+//   would compute that prefix a second time in the same batch. Its route is released and it
+//   is routed again once the worker's events store that prefix (or that request ends, or the
+//   client leaves, or pendingTimeoutMs passes) (inflight_prefills.ts, routed_request.ts).
 // - Approximate mode is per worker (kvEvents false, or a worker without KV events such as a
 //   plain SGLang HTTP server): the router records each prompt routed to it as cached there
 //   for a TTL, and its KV events are ignored. The other workers of the model stay exact.
@@ -58,7 +64,8 @@ import { silentLogger, type Logger } from '../observability/log.js';
 import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
 import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type BreakerState } from './circuit_breaker.js';
-import { DEFAULT_RETRY, RoutedRequest, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
+import { DEFAULT_RETRY, RoutedRequest, type PromptHold, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
+import { InflightPrefills } from './inflight_prefills.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
@@ -84,6 +91,10 @@ export interface KvWorkerSetOptions {
   // Pending prefixes (native/binding/index.d.ts): 0 turns them off.
   pendingWeight?: number;
   pendingTimeoutMs?: number;
+  // A prompt waits for a prefill its chosen worker has queued when they share more than this
+  // share of the prompt beyond what the worker caches (>= 1: never waits); default
+  // ROUTING_DEFAULTS.prefillWaitShare. The wait lasts pendingTimeoutMs at most.
+  prefillWaitShare?: number;
   // false: approximate mode, the workers' KV events are ignored.
   kvEvents?: boolean;
   approxTtlMs?: number; // default 120 s
@@ -156,6 +167,8 @@ interface Group {
   router: KvRouter;
   blockSize: number;
   port: RoutingPort<Member>;
+  // The wait for a shared prefill applies (kv mode, aggregated pool).
+  holds: boolean;
 }
 
 interface Member {
@@ -194,6 +207,8 @@ interface Member {
   // Ranks with a sequence gap whose resync's reset has not come yet: the worker is routed
   // approximately meanwhile (its exact unit missed batches).
   resyncing: Set<number>;
+  // Legs this frontend sent to its engine that have not ended.
+  inflight: number;
 }
 
 export class KvWorkerSet implements WorkerSet {
@@ -220,6 +235,10 @@ export class KvWorkerSet implements WorkerSet {
   private readonly remote = new Map<string, { group: Group; rid: number; at: number }>();
   private readonly pd: PdOptions;
   readonly rooms: RoomWatch;
+  // Prompts sent to exact workers and not stored yet per their events, by member id.
+  private readonly prefills = new InflightPrefills();
+  private readonly prefillWaitShare: number;
+  private matchScratch = { workers: new Uint32Array(0), ranks: new Uint32Array(0), depths: new Uint32Array(0) };
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
@@ -227,6 +246,7 @@ export class KvWorkerSet implements WorkerSet {
     this.breakerOptions = { ...DEFAULT_BREAKER, ...opts.breaker };
     this.pd = { ...DEFAULT_PD, ...opts.pd };
     this.rooms = new RoomWatch(this.pd, 50, opts.seed);
+    this.prefillWaitShare = opts.prefillWaitShare ?? ROUTING_DEFAULTS.prefillWaitShare;
     if (!ROUTER_MODES.includes(this.mode)) throw new KvgateError('invalid_config', `unknown router mode '${this.mode}' (one of ${ROUTER_MODES.join(', ')})`);
     this.metrics = new RouterMetrics({
       units: () => this.unitRows(),
@@ -240,6 +260,7 @@ export class KvWorkerSet implements WorkerSet {
       roomsFailed: () => this.rooms.counters.failed,
       roomsLatePrefill: () => this.rooms.counters.latePrefill,
       pairs: () => this.pairRows(),
+      prefills: () => (this.mode === 'kv' && this.prefillWaitShare < 1 ? this.prefills : null),
     });
     const every = opts.healthIntervalMs ?? 5000;
     this.probeTimer = every > 0 ? setInterval(() => void this.probe(), every) : null;
@@ -314,6 +335,7 @@ export class KvWorkerSet implements WorkerSet {
     if (approx === m.approx) return false;
     m.approx = approx;
     m.eventRanks.clear();
+    this.prefills.dropWorker(m.id);
     for (let r = 0; r < m.ranks; r++) g.router.addWorker(m.id, r, approx);
     if (!approx) for (let r = 0; r < m.ranks; r++) if (r !== rebuilding) m.agent.requestResync(r);
     return true;
@@ -460,12 +482,13 @@ export class KvWorkerSet implements WorkerSet {
     const group = this.groups.get(req.model);
     if (group && this.allBusy(group)) throw this.busyError(req.model, '');
     const tokens = Uint32Array.from(req.tokenIds);
-    const first = group ? this.route(group, tokens) : null;
+    const hold: PromptHold | null = group?.holds ? { tokens, hashes: null, until: performance.now() + (this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs), blocking: null } : null;
+    const first = group ? this.route(group, tokens, true, hold) : null;
     // Made only when needed: an error costs a stack trace.
     const none = () => new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
-    // With a wait allowed, the request waits for a worker in its stream (holding nothing).
-    if (!group || (!first && !(group.port.workerWaitMs > 0))) throw none();
-    return new RoutedRequest(group.port, tokens, first, first ? null : none());
+    // With a wait allowed (or a prefill to wait for), the request waits in its stream (holding nothing).
+    if (!group || (!first && !hold?.blocking && !(group.port.workerWaitMs > 0))) throw none();
+    return new RoutedRequest(group.port, tokens, first, first ? null : none(), hold);
   }
 
   // `pool`: '' or 'decode ' (the pool whose workers are all busy).
@@ -538,6 +561,7 @@ export class KvWorkerSet implements WorkerSet {
       lastEventAt: Date.now(),
       eventsStale: false,
       resyncing: new Set(),
+      inflight: 0,
     };
     this.members.set(name, m);
     this.byId.set(m.id, m);
@@ -671,6 +695,7 @@ export class KvWorkerSet implements WorkerSet {
     if (m.group && m.ranks > 0 && !this.closed) m.group.router.removeWorker(m.id);
     m.ranks = 0;
     m.eventRanks.clear();
+    this.prefills.dropWorker(m.id);
   }
 
   private newGroup(model: string, card: ModelCard): Group {
@@ -686,9 +711,12 @@ export class KvWorkerSet implements WorkerSet {
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });
-    const g: Group = { model, role: card.role, router, blockSize: card.pageSize, port: null! };
+    const holds = this.mode === 'kv' && card.role === 'agg' && this.prefillWaitShare < 1;
+    const g: Group = { model, role: card.role, router, blockSize: card.pageSize, port: null!, holds };
     g.port = {
-      route: (tokens) => this.route(g, tokens),
+      route: (tokens, hold) => this.route(g, tokens, true, hold ?? null),
+      waitPrefill: (p, until, signal) => this.prefills.wait(p, until, signal),
+      sending: (r, hold) => this.sending(g, r, hold),
       markPrefillDone: (rid) => {
         if (this.closed) return;
         router.markPrefillDone(rid);
@@ -727,8 +755,9 @@ export class KvWorkerSet implements WorkerSet {
   // ---- routing ----
 
   // `record`: count the decision in the metrics now (disaggregated requests count theirs
-  // once they know which legs they use).
-  private route(g: Group, tokens: Uint32Array, record = true): Route<Member> | null {
+  // once they know which legs they use). `hold`: a first leg, which may have to wait for a
+  // shared prefill: then nothing is held or counted, hold.blocking is set and null returned.
+  private route(g: Group, tokens: Uint32Array, record = true, hold: PromptHold | null = null): Route<Member> | null {
     if (this.closed) return null;
     const rid = this.nextRid++;
     if (!g.router.route(tokens, rid, this.out)) return null;
@@ -740,6 +769,10 @@ export class KvWorkerSet implements WorkerSet {
     }
     m.lastActive = Date.now();
     const overlap = this.out[2]!;
+    if (hold && this.mustWait(g, m, overlap, hold)) {
+      g.router.free(rid);
+      return null;
+    }
     const cachedTokens = Math.min(tokens.length, overlap * g.blockSize);
     const rank = this.out[1]!;
     if (record) this.recordDecision(g, m, rank, tokens.length, cachedTokens, true);
@@ -748,6 +781,37 @@ export class KvWorkerSet implements WorkerSet {
       this.sync.publish({ kind: 'routed', frontend: this.frontendId, rid, model: g.model, instanceId: m.instanceId, rank, prefillTokens, tokens });
     }
     return { member: m, name: m.name, rank, rid, client: m.engine!, cachedTokens };
+  }
+
+  // Whether the prompt should wait for a prefill `m` has queued (sets hold.blocking): one
+  // sharing more of it than the `overlap` blocks the chosen rank caches, by over
+  // prefillWaitShare of the prompt. O(1) while the worker has no prefill in flight.
+  private mustWait(g: Group, m: Member, overlap: number, hold: PromptHold): boolean {
+    if (m.approx || !this.prefills.has(m.id) || performance.now() >= hold.until) return false;
+    const hashes = (hold.hashes ??= addon.blockHashes(hold.tokens, g.blockSize));
+    const minBlocks = Math.floor((this.prefillWaitShare * hold.tokens.length) / g.blockSize);
+    hold.blocking = this.prefills.blocking(m.id, hashes, () => overlap, minBlocks);
+    return hold.blocking !== null;
+  }
+
+  // A leg goes to `r`'s worker: counted in flight there, and a first leg's prompt recorded as
+  // prefilling (queued unless nothing else was in flight) until its blocks are stored.
+  private sending(g: Group, r: Route<Member>, hold: PromptHold | null): () => void {
+    const m = r.member;
+    const started = m.inflight === 0;
+    m.inflight++;
+    let prefilled: (() => void) | null = null;
+    if (hold && !m.approx && m.ranks > 0 && r.cachedTokens < hold.tokens.length - (hold.tokens.length % g.blockSize)) {
+      const hashes = (hold.hashes ??= addon.blockHashes(hold.tokens, g.blockSize));
+      prefilled = this.prefills.add(m.id, hashes, started);
+    }
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      m.inflight--;
+      prefilled?.();
+    };
   }
 
   // `cache`: the chosen worker's cache serves the prompt (not a decode leg's).
@@ -972,6 +1036,8 @@ export class KvWorkerSet implements WorkerSet {
       g.router.clearWorker(m.id, ev.dpRank);
       for (const r of m.eventRanks.get(ev.dpRank) ?? []) g.router.clearWorker(m.id, r);
       m.eventRanks.delete(ev.dpRank);
+      // Its prefills' blocks may have been stored before the reset and never show up again.
+      this.prefills.dropWorker(m.id);
       this.metrics.kvResets.inc({ ...labels, reason: ev.reason });
       return;
     }
@@ -991,6 +1057,18 @@ export class KvWorkerSet implements WorkerSet {
     if (applied) this.metrics.kvEvents.inc({ ...labels, result: 'applied' }, applied);
     if (ignored) this.metrics.kvEvents.inc({ ...labels, result: 'ignored' }, ignored);
     if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);
+    if (this.prefills.has(m.id)) this.prefills.check(m.id, (hashes) => this.storedOn(g, m.id, hashes));
+  }
+
+  // Leading blocks of the prompt the index shows stored on the worker (the most of its ranks).
+  private storedOn(g: Group, worker: number, hashes: BigUint64Array): number {
+    let s = this.matchScratch;
+    const units = g.router.stats().units;
+    if (s.workers.length < units) this.matchScratch = s = { workers: new Uint32Array(units), ranks: new Uint32Array(units), depths: new Uint32Array(units) };
+    const n = g.router.findMatches(hashes, s.workers, s.ranks, s.depths);
+    let depth = 0;
+    for (let i = 0; i < n; i++) if (s.workers[i] === worker) depth = Math.max(depth, s.depths[i]!);
+    return depth;
   }
 
   // A batch missing on a rank: the exact unit is behind, so the worker is routed approximately

@@ -11,10 +11,16 @@
 //   (the original prompt, every generated token, the first leg's cached tokens).
 // When no worker can take it at that moment (at dispatch too), the request waits for one, up
 // to the port's workerWaitMs, polling with backoff and holding nothing meanwhile. Each leg's router bookkeeping is freed as soon as the leg ends.
+// A first leg whose chosen worker is still prefilling (queued behind other requests) a prompt
+// sharing a long prefix with this one is not sent: its route is released, and it is routed
+// again once that prefill's blocks are stored, that request ends, the client leaves or the
+// port's prefill wait runs out (inflight_prefills.ts); the engine then finds the prefix cached
+// instead of computing it a second time in the same batch.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
+import type { Prefill } from './inflight_prefills.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // The chosen worker rank of one routing decision (rid: the router's request id).
@@ -26,6 +32,17 @@ export interface Route<M> {
   client: EngineClient;
   // Prompt tokens the chosen worker holds in its cache, as the router sees it.
   cachedTokens: number;
+}
+
+// A request's prompt as the wait for a shared prefill sees it (the port fills it in).
+export interface PromptHold {
+  readonly tokens: Uint32Array;
+  // Its full blocks' local hashes, computed once when first needed.
+  hashes: BigUint64Array | null;
+  // performance.now() after which it no longer waits.
+  readonly until: number;
+  // Set by route() when it released the route to wait for this prefill.
+  blocking: Prefill | null;
 }
 
 // Why a stream moved to another worker (a metric label).
@@ -51,8 +68,14 @@ const MAX_POLL_MS = 1000;
 
 // What a RoutedRequest needs from the worker set.
 export interface RoutingPort<M> {
-  // Routes the prompt; null when no worker can take it.
-  route(tokens: Uint32Array): Route<M> | null;
+  // Routes the prompt; null when no worker can take it. With `hold` (a first leg): also null,
+  // with hold.blocking set, when the chosen worker is prefilling a prompt it should wait for.
+  route(tokens: Uint32Array, hold?: PromptHold): Route<M> | null;
+  // Resolves when `p` settles, `untilMs` passes or the signal aborts.
+  waitPrefill(p: Prefill, untilMs: number, signal?: AbortSignal): Promise<void>;
+  // A leg goes to `route`'s engine (`hold`: the first leg's prompt, recorded as prefilling
+  // there until the worker's events store it); call the returned function when it ends.
+  sending(route: Route<M>, hold: PromptHold | null): () => void;
   markPrefillDone(rid: number): void;
   free(rid: number): void;
   // The stream on `member` failed: takes the worker out if the failure says it cannot
@@ -95,13 +118,14 @@ export class RoutedRequest<M> implements Dispatch {
   private retries = 0;
   migrations = 0;
 
-  // `first` null: no worker could take it at dispatch; generate() waits for one, or fails
-  // with `noWorker`.
+  // `first` null: no worker could take it at dispatch (or `hold.blocking` says wait first);
+  // generate() waits for one, or fails with `noWorker`. `hold`: the wait for a shared prefill.
   constructor(
     private readonly port: RoutingPort<M>,
     private readonly tokens: Uint32Array,
     first: Route<M> | null,
     private readonly noWorker: unknown,
+    private readonly hold: PromptHold | null = null,
   ) {
     this.current = first;
     this.held = first !== null;
@@ -127,7 +151,7 @@ export class RoutedRequest<M> implements Dispatch {
     const generated: number[] = [];
     let cached: number | undefined;
     if (!this.current) {
-      this.current = await this.reroute(this.tokens, this.noWorker, signal);
+      this.current = await this.reroute(this.tokens, this.noWorker, signal, this.hold);
       this.held = true;
       this.migrationsLeft = this.port.migrationLimit(this.current.member);
     }
@@ -148,6 +172,7 @@ export class RoutedRequest<M> implements Dispatch {
       const timedOut = () =>
         new KvgateError('engine_timeout', legTokens === 0 ? `worker ${route.name} sent no first token within ${first / 1000} s` : `worker ${route.name} sent nothing for ${idle / 1000} s mid-stream`);
       arm(first);
+      const sent = this.port.sending(route, resumed === 0 ? this.hold : null);
       try {
         for await (const chunk of route.client.generate({ ...leg, dpRank: route.rank }, legSignal)) {
           if (timer) clearTimeout(timer);
@@ -181,6 +206,7 @@ export class RoutedRequest<M> implements Dispatch {
         this.port.succeeded(route.member);
         return;
       } catch (thrown) {
+        sent();
         const err = timeout?.signal.aborted && !signal?.aborted ? timedOut() : thrown;
         if (signal?.aborted || this.done) throw err;
         const gone = this.port.failed(route.member, err);
@@ -203,6 +229,7 @@ export class RoutedRequest<M> implements Dispatch {
           this.port.retried(route, next, err);
         }
       } finally {
+        sent();
         if (timer) clearTimeout(timer);
       }
     }
@@ -221,13 +248,20 @@ export class RoutedRequest<M> implements Dispatch {
     if (this.done) throw err;
   }
 
-  // A worker for `tokens`, waiting up to workerWaitMs while none can take it; throws `err`
-  // after that, or when the client left.
-  private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal): Promise<Route<M>> {
+  // A worker for `tokens`, waiting up to workerWaitMs while none can take it (and, with
+  // `hold`, for the prefills it shares); throws `err` after that, or when the client left.
+  private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal, hold: PromptHold | null = null): Promise<Route<M>> {
     const deadline = performance.now() + this.port.workerWaitMs;
     for (let delay = Math.max(1, this.port.retry.initialBackoffMs); ; delay = Math.min(delay * BACKOFF_MULTIPLIER, MAX_POLL_MS)) {
-      const next = this.done ? null : this.port.route(tokens);
+      if (hold?.blocking) {
+        const p = hold.blocking;
+        hold.blocking = null;
+        await this.port.waitPrefill(p, hold.until, signal);
+        if (signal?.aborted || this.done) throw new KvgateError('client_closed_request', 'the client went away while its request waited for a shared prefill');
+      }
+      const next = this.done ? null : this.port.route(tokens, hold ?? undefined);
       if (next !== null) return next;
+      if (hold?.blocking) continue;
       const left = deadline - performance.now();
       if (left <= 0 || this.done) throw this.unplaced(err);
       try {

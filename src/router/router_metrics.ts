@@ -4,6 +4,7 @@
 // things happen; gauges are read from the router when /metrics is scraped.
 
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { prefillMetrics, type InflightPrefills } from './inflight_prefills.js';
 
 const PREFIX = 'kvgate_router_';
 
@@ -52,6 +53,8 @@ export interface RouterState {
   roomsFailed(): number;
   roomsLatePrefill(): number;
   pairs(): PairRow[];
+  // The kv mode's wait for a shared prefill (null: off).
+  prefills(): InflightPrefills | null;
 }
 
 type Labels = Record<string, string | number>;
@@ -245,6 +248,7 @@ export class RouterMetrics {
       loadGauge('running_requests', 'Requests the engine reports running (its own load report)', (l) => l.running),
       loadGauge('queued_requests', 'Requests the engine reports waiting', (l) => l.queued),
       loadGauge('kv_usage', 'Fraction of the engine\'s KV cache in use, as the engine reports it', (l) => l.kvUsage),
+      ...prefillMetrics(none, state.prefills),
     ];
     this.all = [this.decisions, this.retries, this.migrations, this.migrationRecomputed, this.overlapBlocks, this.hitRate, this.kvEvents, this.kvResets, this.kvMalformed, this.kvGaps, this.breakerTransitions, this.pdDecisions, this.pdRoomsTimedOut, ...gauges];
   }

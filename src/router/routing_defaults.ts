@@ -11,4 +11,8 @@ export const ROUTING_DEFAULTS = {
   pendingWeight: 16,
   // How long a routed prompt's blocks stay pending at most without the engine storing them.
   pendingTimeoutMs: 10_000,
+  // A prompt waits for a prefill its worker has queued when they share more than this share of
+  // the prompt beyond what the worker caches (kvgate router's --cache-threshold default; the
+  // simulator's holdSharedPrefill uses it too).
+  prefillWaitShare: 0.3,
 } as const;

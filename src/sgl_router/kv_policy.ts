@@ -20,7 +20,7 @@ import { addon, type KvRouter } from '../native/addon.js';
 import type { Logger } from '../observability/log.js';
 import type { Tokenizer } from '../preprocess/tokenizer.js';
 import { EngineKvSubscriber } from '../transport/kv_subscriber.js';
-import { InflightPrefills, type Prefill } from './inflight_prefills.js';
+import { InflightPrefills, type Prefill } from '../router/inflight_prefills.js';
 import type { CacheAwarePolicy } from './policies.js';
 import type { InferenceRoute } from './request_body.js';
 import type { Worker } from './workers.js';

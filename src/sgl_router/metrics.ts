@@ -5,7 +5,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { BREAKER_STATE_VALUE } from '../router/circuit_breaker.js';
-import type { InflightPrefills } from './inflight_prefills.js';
+import { prefillMetrics, type InflightPrefills } from '../router/inflight_prefills.js';
 import type { WorkerPool } from './workers.js';
 
 const durationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 45, 60, 90, 120, 180, 240];
@@ -27,7 +27,6 @@ export class RouterMetrics {
   readonly cbTransitions: Counter<'worker' | 'from_state' | 'to_state'>;
   private readonly kvRouted: Counter<'by'>;
   private readonly kvOverlap: Counter;
-  private readonly kvWaits: Counter;
   private readonly pdPrefill: Counter;
   private readonly pdDecode: Counter;
   private readonly pdErrors: Counter;
@@ -54,9 +53,7 @@ export class RouterMetrics {
     this.cbTransitions = new Counter({ name: 'smg_worker_cb_transitions_total', help: 'Circuit breaker state changes', labelNames: ['worker', 'from_state', 'to_state'], registers });
     this.kvRouted = new Counter({ name: 'kvgate_router_kv_decisions_total', help: 'kv policy: requests routed on KV events (by="kv_events") or by the cache_aware fallback', labelNames: ['by'], registers });
     this.kvOverlap = new Counter({ name: 'kvgate_router_kv_overlap_blocks_total', help: 'kv policy: prompt blocks the chosen worker held, per the KV events', registers });
-    this.kvWaits = new Counter({ name: 'kvgate_router_kv_prefill_waits_total', help: 'kv policy: times a request waited for the chosen worker to store a prefix it was prefilling for another request', registers });
-    new Gauge({ name: 'kvgate_router_kv_prefill_waiting_requests', help: 'kv policy: requests waiting for a shared prefix to be stored', registers, collect() { this.set(prefills()?.held ?? 0); } });
-    new Gauge({ name: 'kvgate_router_kv_prefilling_requests', help: 'kv policy: requests sent whose prompt blocks the worker\'s KV events do not show stored yet', registers, collect() { this.set(prefills()?.prefilling ?? 0); } });
+    prefillMetrics(registers, prefills);
     this.pdPrefill = new Counter({ name: 'sgl_router_pd_prefill_requests_total', help: 'PD: prefill legs sent', registers });
     this.pdDecode = new Counter({ name: 'sgl_router_pd_decode_requests_total', help: 'PD: decode legs sent', registers });
     this.pdErrors = new Counter({ name: 'sgl_router_pd_errors_total', help: 'PD: requests whose decode or prefill leg failed', registers });
@@ -110,10 +107,6 @@ export class RouterMetrics {
   kvDecision(overlapBlocks: number | null): void {
     this.kvRouted.inc({ by: overlapBlocks === null ? 'cache_aware' : 'kv_events' });
     if (overlapBlocks !== null) this.kvOverlap.inc(overlapBlocks);
-  }
-
-  kvWaited(): void {
-    this.kvWaits.inc();
   }
 
   pd(leg: 'prefill' | 'decode'): void {

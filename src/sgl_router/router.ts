@@ -255,7 +255,6 @@ export async function startRouter(config: RouterConfig, log: Logger): Promise<Ro
         metrics.kvDecision(picked.overlapBlocks);
         return picked.worker;
       }
-      metrics.kvWaited();
       await kv.prefills.wait(blocking, deadline, signal);
       if (signal.aborted) throw new KvgateError('client_closed_request', 'the client went away');
     }

@@ -8,6 +8,10 @@
 // Only a prompt that may still be waiting in the engine's queue makes others wait: one sent to
 // an engine with nothing else in flight starts its prefill at once, and what arrives during it
 // is batched after it, with the prefix cached (waiting would only add the events' delay).
+// Used by `kvgate router --policy kv` (sgl_router/kv_policy.ts) and `kvgate serve`'s kv mode
+// (kv_worker_set.ts, routed_request.ts).
+
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface Prefill {
   // Local block hashes of the prompt's full blocks (addon.blockHashes).
@@ -29,6 +33,7 @@ export function sharedBlocks(a: BigUint64Array, b: BigUint64Array): number {
 export class InflightPrefills {
   private readonly byWorker = new Map<number, Set<Prefill>>();
   private waiting = 0;
+  private waited = 0;
 
   // Prefills sent and not yet stored, and requests waiting on one (gauges).
   get prefilling(): number {
@@ -38,6 +43,15 @@ export class InflightPrefills {
   }
   get held(): number {
     return this.waiting;
+  }
+  // Waits begun so far.
+  get waits(): number {
+    return this.waited;
+  }
+
+  // Whether any prompt sent to the worker is not stored yet (O(1): a route asks first).
+  has(worker: number): boolean {
+    return this.byWorker.has(worker);
   }
 
   // Records a prompt sent to the worker; call the returned function when its request ends.
@@ -67,9 +81,10 @@ export class InflightPrefills {
   }
 
   // Resolves when the prefill settles, the deadline passes or the signal aborts.
-  async wait(p: Prefill, deadlineMs: number, signal: AbortSignal): Promise<void> {
-    if (p.settled || signal.aborted) return;
+  async wait(p: Prefill, deadlineMs: number, signal?: AbortSignal): Promise<void> {
+    if (p.settled || signal?.aborted) return;
     this.waiting++;
+    this.waited++;
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     try {
@@ -77,12 +92,12 @@ export class InflightPrefills {
         p.waiters.push(resolve);
         timer = setTimeout(resolve, Math.max(0, deadlineMs - performance.now()));
         onAbort = resolve;
-        signal.addEventListener('abort', onAbort, { once: true });
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
     } finally {
       this.waiting--;
       clearTimeout(timer);
-      if (onAbort) signal.removeEventListener('abort', onAbort);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -107,4 +122,22 @@ export class InflightPrefills {
     if (s?.size === 0) this.byWorker.delete(worker);
     for (const w of p.waiters.splice(0)) w();
   }
+}
+
+// The wait's metrics, read from `prefills()` at scrape time (null: the wait is off), in
+// `registers` (empty: the caller registers them).
+export function prefillMetrics(registers: Registry[], prefills: () => InflightPrefills | null): (Counter | Gauge)[] {
+  return [
+    new Counter({
+      name: 'kvgate_router_kv_prefill_waits_total',
+      help: 'kv routing: times a request waited for its chosen worker to store a prefix it was prefilling (queued) for another request',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(prefills()?.waits ?? 0);
+      },
+    }),
+    new Gauge({ name: 'kvgate_router_kv_prefill_waiting_requests', help: 'kv routing: requests waiting for a shared prefix to be stored', registers, collect() { this.set(prefills()?.held ?? 0); } }),
+    new Gauge({ name: 'kvgate_router_kv_prefilling_requests', help: 'kv routing: requests sent whose prompt blocks the worker\'s KV events do not show stored yet', registers, collect() { this.set(prefills()?.prefilling ?? 0); } }),
+  ];
 }
