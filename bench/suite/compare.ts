@@ -4,7 +4,8 @@
 // beside them (bench/suite/targets.ts: sglang-router and smg cache_aware over kvgate mockers,
 // NVIDIA Dynamo 1.6.1's KV frontend over its own mockers, installed into the bench cache as
 // bench:gateway does), one system at a time, alternating for --rounds rounds; one table of
-// medians and of ratios to the baseline.
+// medians and of ratios to the baseline. Mode `kv-nowait` is kv without the wait for a shared
+// prefill (--router-prefill-wait-share 1), to measure that wait.
 //
 //   npm run bench:compare -- [--modes kv,round-robin,pd-2p2d] [--baseline round-robin] [--workers 4]
 //     [--engine-args '--max-total-tokens 65536'] [--rounds 1] [--peers sglang-router,smg,dynamo]
@@ -71,7 +72,8 @@ for (const m of modes) {
 async function start(name: string, round: number): Promise<Target> {
   const pd = PD_MODE.exec(name);
   if (!pd && peerNames.length > 0) return startTarget(name, engine, join(out, `${name}-${round}-procs`), peers);
-  const fleet = pd ? ['--prefill-workers', pd[1]!, '--decode-workers', pd[2]!, '--router-mode', 'kv'] : ['--workers', a.workers, '--router-mode', name];
+  const mode = name === 'kv-nowait' ? ['--router-mode', 'kv', '--router-prefill-wait-share', '1'] : ['--router-mode', name];
+  const fleet = pd ? ['--prefill-workers', pd[1]!, '--decode-workers', pd[2]!, '--router-mode', 'kv'] : ['--workers', a.workers, ...mode];
   const serve = await startServe([...fleet, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
   // Beside the peers, token ids as startTarget sends kvgate's modes.
   return { ...serve, api: peerNames.length > 0 ? ['--api', 'openai-completions'] : [] };

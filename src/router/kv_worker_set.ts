@@ -1057,18 +1057,21 @@ export class KvWorkerSet implements WorkerSet {
     if (applied) this.metrics.kvEvents.inc({ ...labels, result: 'applied' }, applied);
     if (ignored) this.metrics.kvEvents.inc({ ...labels, result: 'ignored' }, ignored);
     if (errors) this.metrics.kvEvents.inc({ ...labels, result: 'error' }, errors);
-    if (this.prefills.has(m.id)) this.prefills.check(m.id, (hashes) => this.storedOn(g, m.id, hashes));
+    if (this.prefills.has(m.id)) this.checkPrefills(g, m.id);
   }
 
-  // Leading blocks of the prompt the index shows stored on the worker (the most of its ranks).
-  private storedOn(g: Group, worker: number, hashes: BigUint64Array): number {
+  // Settles the worker's prefills whose blocks the index now shows stored on it (on any of its
+  // ranks; an engine may keep a prompt's last page until the request ends).
+  private checkPrefills(g: Group, worker: number): void {
     let s = this.matchScratch;
-    const units = g.router.stats().units;
+    const units = g.router.stats().units; // findMatches writes up to one row per unit
     if (s.workers.length < units) this.matchScratch = s = { workers: new Uint32Array(units), ranks: new Uint32Array(units), depths: new Uint32Array(units) };
-    const n = g.router.findMatches(hashes, s.workers, s.ranks, s.depths);
-    let depth = 0;
-    for (let i = 0; i < n; i++) if (s.workers[i] === worker) depth = Math.max(depth, s.depths[i]!);
-    return depth;
+    this.prefills.check(worker, (hashes) => {
+      const n = g.router.findMatches(hashes, s.workers, s.ranks, s.depths);
+      let depth = 0;
+      for (let i = 0; i < n; i++) if (s.workers[i] === worker) depth = Math.max(depth, s.depths[i]!);
+      return depth;
+    });
   }
 
   // A batch missing on a rank: the exact unit is behind, so the worker is routed approximately
