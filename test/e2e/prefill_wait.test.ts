@@ -28,9 +28,9 @@ function metric(text: string, name: string): number {
   return sum;
 }
 
-// Groups of `n` chat requests, each group with its own ~400-token system prompt.
-function groups(seed: number, n: number) {
-  const all = sharedPrefixWorkload({ groups: 3, perGroup: n, systemWords: 300, seed });
+// Groups of `n` chat requests, each group with its own system prompt (300 words: ~400 tokens).
+function groups(seed: number, n: number, systemWords = 300) {
+  const all = sharedPrefixWorkload({ groups: 3, perGroup: n, systemWords, seed });
   return [0, 1, 2].map((g) => all.filter((r) => r.group === g).sort((a, b) => a.index - b.index));
 }
 
@@ -82,13 +82,15 @@ describe('kvgate serve waits for a shared prefill its worker has queued', () => 
   });
 
   it('a client that leaves while waiting takes nothing with it, and its request never reaches the engine', { timeout: 60_000 }, async () => {
-    const [burst, other] = groups(22, 2);
+    // A long system prompt: the second request waits while the first prefills it (~1 s).
+    const [burst, other] = groups(22, 2, 3000);
     const engineRequests = async () => metric(await metricsText(cluster.engineUrl(0)), 'sglang:num_requests_total');
     const engineBefore = await engineRequests();
     const before = await metricsText(stack.url);
     const running = await busy(other![0]!.messages);
     const first = chat(burst![0]!.messages, 2);
-    await waitFor(async () => metric(await metricsText(stack.url), 'kvgate_router_kv_prefilling_requests') === 2, 'the first of the group to be sent');
+    // Routed and so sent (the busy one's prefill may be stored already: active, not prefilling).
+    await waitFor(async () => metric(await metricsText(stack.url), 'kvgate_router_worker_active_requests') === 2, 'the first of the group to be sent');
     const leaving = new AbortController();
     const left = chat(burst![1]!.messages, 2, leaving.signal).catch((err: Error) => err);
     await waitFor(async () => metric(await metricsText(stack.url), 'kvgate_router_kv_prefill_waiting_requests') === 1, 'the second to wait');
