@@ -530,7 +530,11 @@ export class KvWorkerSet implements WorkerSet {
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.rooms.close();
     if (this.staleTimer) clearInterval(this.staleTimer);
-    for (const m of this.members.values()) if (m.timer) clearTimeout(m.timer);
+    for (const m of this.members.values()) {
+      if (m.timer) clearTimeout(m.timer);
+      // Requests waiting for a shared prefill stop waiting (and find no worker).
+      this.prefills.dropWorker(m.id);
+    }
     await Promise.all([...this.members.values()].flatMap((m) => [m.agent?.close(), m.engine?.close()]));
     for (const g of this.groups.values()) g.router.close();
   }
