@@ -27,16 +27,11 @@ import { Subscriber } from 'zeromq';
 import { sglangRouterPython, smgBinary } from '../../test/sgl_router/sglang_router_peer.js';
 import { stopAll } from '../gateway/procs.js';
 import { sharedPrefixWorkload } from '../http/shared_prefix.js';
-import { startMockers, startRouter } from './sgl_routers.js';
+import { WORKLOAD_FLAGS, startMockers, startRouter } from './sgl_routers.js';
 
 const { values: flags } = parseArgs({
   options: {
-    concurrency: { type: 'string', default: '16,64' },
-    groups: { type: 'string', default: '16' },
-    'per-group': { type: 'string', default: '20' },
-    'system-words': { type: 'string', default: '150' },
-    workers: { type: 'string', default: '4' },
-    'max-total-tokens': { type: 'string', default: '8192' },
+    ...WORKLOAD_FLAGS,
     speedup: { type: 'string', default: '0.25' },
     only: { type: 'string', default: 'kvgate:kv,kvgate:cache_aware,sglang-router:cache_aware' },
     'kvgate-before': { type: 'string', default: '' },

@@ -18,17 +18,12 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sglangRouterPython, SGLANG_ROUTER_VERSION, smgBinary, SMG_VERSION } from '../../test/sgl_router/sglang_router_peer.js';
 import { stopAll } from '../gateway/procs.js';
-import { startMockers, startRouter, type Router } from './sgl_routers.js';
+import { WORKLOAD_FLAGS, startMockers, startRouter, type Router } from './sgl_routers.js';
 import { sharedPrefixWorkload } from '../http/shared_prefix.js';
 
 const { values: flags } = parseArgs({
   options: {
-    concurrency: { type: 'string', default: '16,64' },
-    groups: { type: 'string', default: '16' },
-    'per-group': { type: 'string', default: '20' },
-    'system-words': { type: 'string', default: '150' },
-    workers: { type: 'string', default: '4' },
-    'max-total-tokens': { type: 'string', default: '8192' },
+    ...WORKLOAD_FLAGS,
     speedup: { type: 'string', default: '10' },
     only: { type: 'string', default: 'engine:alone,kvgate:cache_aware,kvgate:kv,kvgate:round_robin,kvgate:power_of_two,sglang-router:cache_aware,sglang-router:round_robin,sglang-router:power_of_two,smg:cache_aware,smg:round_robin,smg:power_of_two,nginx:round_robin' },
     // Extra node flags for the kvgate router process (e.g. --cpu-prof).

@@ -12,6 +12,17 @@ import { freePort, start, stop, waitReady, type Started } from '../gateway/procs
 const KVGATE_JS = resolve(fileURLToPath(new URL('../../bin/kvgate.js', import.meta.url)));
 
 // `count` mockers with these extra flags (page size, KV capacity, speedup, ...).
+// The workload flags bench:sgl-router and bench:cache-loss share (each adds its own speedup and
+// system list).
+export const WORKLOAD_FLAGS = {
+  concurrency: { type: 'string', default: '16,64' },
+  groups: { type: 'string', default: '16' },
+  'per-group': { type: 'string', default: '20' },
+  'system-words': { type: 'string', default: '150' },
+  workers: { type: 'string', default: '4' },
+  'max-total-tokens': { type: 'string', default: '8192' },
+} as const;
+
 export async function startMockers(count: number, mockerArgs: string[], logDir: string): Promise<{ urls: string[]; procs: Started[] }> {
   const urls: string[] = [];
   const procs: Started[] = [];
