@@ -12,6 +12,7 @@
 // (kv_worker_set.ts, routed_request.ts).
 
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { KvRouter } from '../native/addon.js';
 
 export interface Prefill {
   // Local block hashes of the prompt's full blocks (addon.blockHashes).
@@ -28,6 +29,24 @@ export function sharedBlocks(a: BigUint64Array, b: BigUint64Array): number {
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+// Leading blocks of a prompt the native index shows stored on one worker (the most over its
+// ranks): what settles a prefill, and what a waiting prompt compares with. Keeps findMatches'
+// output rows between calls.
+export class StoredDepth {
+  private workers = new Uint32Array(0);
+  private ranks = new Uint32Array(0);
+  private depths = new Uint32Array(0);
+
+  // `units`: the units in use (findMatches writes up to one row each).
+  of(router: Pick<KvRouter, 'findMatches'>, hashes: BigUint64Array, worker: number, units: number): number {
+    if (this.workers.length < units) [this.workers, this.ranks, this.depths] = [new Uint32Array(units), new Uint32Array(units), new Uint32Array(units)];
+    const n = router.findMatches(hashes, this.workers, this.ranks, this.depths);
+    let depth = 0;
+    for (let i = 0; i < n; i++) if (this.workers[i] === worker) depth = Math.max(depth, this.depths[i]!);
+    return depth;
+  }
 }
 
 export class InflightPrefills {

@@ -65,7 +65,7 @@ import type { LoadReport } from '../transport/frames.js';
 import { RequestPlaneClient, type KvRelayEvent, type RequestPlaneClientOptions, type WorkerHello } from '../transport/request_plane_client.js';
 import { BREAKER_STATE_VALUE, CircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type BreakerState } from './circuit_breaker.js';
 import { DEFAULT_RETRY, RoutedRequest, type PromptHold, type RetryPolicy, type Route, type RoutingPort } from './routed_request.js';
-import { InflightPrefills } from './inflight_prefills.js';
+import { InflightPrefills, StoredDepth } from './inflight_prefills.js';
 import { RouterMetrics, type UnitRow } from './router_metrics.js';
 import { ROUTING_DEFAULTS } from './routing_defaults.js';
 import type { Registry } from 'prom-client';
@@ -238,7 +238,7 @@ export class KvWorkerSet implements WorkerSet {
   // Prompts sent to exact workers and not stored yet per their events, by member id.
   private readonly prefills = new InflightPrefills();
   private readonly prefillWaitShare: number;
-  private matchScratch = { workers: new Uint32Array(0), ranks: new Uint32Array(0), depths: new Uint32Array(0) };
+  private readonly stored = new StoredDepth();
 
   constructor(private readonly opts: KvWorkerSetOptions = {}) {
     this.log = opts.log ?? silentLogger;
@@ -1067,15 +1067,8 @@ export class KvWorkerSet implements WorkerSet {
   // Settles the worker's prefills whose blocks the index now shows stored on it (on any of its
   // ranks; an engine may keep a prompt's last page until the request ends).
   private checkPrefills(g: Group, worker: number): void {
-    let s = this.matchScratch;
-    const units = g.router.stats().units; // findMatches writes up to one row per unit
-    if (s.workers.length < units) this.matchScratch = s = { workers: new Uint32Array(units), ranks: new Uint32Array(units), depths: new Uint32Array(units) };
-    this.prefills.check(worker, (hashes) => {
-      const n = g.router.findMatches(hashes, s.workers, s.ranks, s.depths);
-      let depth = 0;
-      for (let i = 0; i < n; i++) if (s.workers[i] === worker) depth = Math.max(depth, s.depths[i]!);
-      return depth;
-    });
+    const units = g.router.stats().units;
+    this.prefills.check(worker, (hashes) => this.stored.of(g.router, hashes, worker, units));
   }
 
   // A batch missing on a rank: the exact unit is behind, so the worker is routed approximately

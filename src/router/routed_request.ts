@@ -206,6 +206,8 @@ export class RoutedRequest<M> implements Dispatch {
         this.port.succeeded(route.member);
         return;
       } catch (thrown) {
+        // The failed leg ends here, before the backoff and the next route (which may count
+        // this worker's legs in flight); finally's call is then a no-op.
         sent();
         const err = timeout?.signal.aborted && !signal?.aborted ? timedOut() : thrown;
         if (signal?.aborted || this.done) throw err;

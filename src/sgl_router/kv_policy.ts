@@ -20,7 +20,7 @@ import { addon, type KvRouter } from '../native/addon.js';
 import type { Logger } from '../observability/log.js';
 import type { Tokenizer } from '../preprocess/tokenizer.js';
 import { EngineKvSubscriber } from '../transport/kv_subscriber.js';
-import { InflightPrefills, type Prefill } from '../router/inflight_prefills.js';
+import { InflightPrefills, StoredDepth, type Prefill } from '../router/inflight_prefills.js';
 import type { CacheAwarePolicy } from './policies.js';
 import type { InferenceRoute } from './request_body.js';
 import type { Worker } from './workers.js';
@@ -46,6 +46,7 @@ export class KvPolicy {
   private units = 0;
   private scratch = { workers: new Uint32Array(0), ranks: new Uint32Array(0), overlap: new Uint32Array(0), costs: new Float64Array(0) };
   readonly prefills = new InflightPrefills();
+  private readonly stored = new StoredDepth();
 
   constructor(
     readonly fallback: CacheAwarePolicy,
@@ -185,12 +186,7 @@ export class KvPolicy {
 
   // Leading blocks of the prompt the worker's events show stored (the most of its ranks).
   private storedOn(num: number, hashes: BigUint64Array): number {
-    if (this.router === null) return 0;
-    const { workers: ws, ranks, overlap } = this.sized();
-    const n = this.router.findMatches(hashes, ws, ranks, overlap);
-    let depth = 0;
-    for (let i = 0; i < n; i++) if (ws[i] === num) depth = Math.max(depth, overlap[i]!);
-    return depth;
+    return this.router === null ? 0 : this.stored.of(this.router, hashes, num, this.units);
   }
 
   private sized(): KvPolicy['scratch'] {
