@@ -28,16 +28,14 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Results } from '../../src/bench/stats.js';
 import { MOONCAKE_PATH } from '../../src/bench/workloads.js';
 import { routerCost } from '../sim/router_cost.js';
 import { defaultCacheDir, ensurePeers, type Peers } from '../gateway/peers.js';
 import { killAllNow, stopAll } from '../gateway/procs.js';
 import type { EngineSettings } from '../gateway/systems.js';
-import { kvgateBench } from './procs.js';
-import { bestCachedShare, formatSpread, parseReportArgs, sampleConversations, spread, type Spread, type TraceLine } from './summary.js';
+import { cached, clean, servePoints as runPoints, sizedKv, sp, ttftP50, type Load, type Metric, type PointRunner, type ServePoint } from './serve_points.js';
+import { bestCachedShare, formatSpread, parseReportArgs, sampleConversations, spread, type TraceLine } from './summary.js';
 import { lineChart, type Series } from './svg_chart.js';
-import { isPeer, logDirOf, startTarget } from './targets.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const a = parseReportArgs(process.argv.slice(2));
@@ -75,68 +73,12 @@ const workload = ['--workload', 'shared-prefix', '--gsp-num-groups', String(grou
 const SPEEDUP = 0.25;
 const ENGINE: EngineSettings = { workers: 4, pageSize: 16, kvTokens: 262_144, maxRunning: 1024, speedup: SPEEDUP };
 
-// One system at one load, run `a.repeats` times (each run on a fresh process set).
-interface ServePoint {
-  system: string; // a kvgate router mode or a peer
-  api: string; // the kvgate bench --api it took
-  concurrency: number | null; // closed loop; null: open loop at `rate`
-  rate: number | null;
-  kvTokens: number;
-  loadAverage: number[]; // per run, at its end
-  runs: Results[];
-  problem: string | null; // why a peer has no result
-}
-
-type Load = { concurrency: number } | { rate: number };
-
 const peers: Peers | null | Error = a.peers.includes('dynamo')
   ? await ensurePeers({ cache: defaultCacheDir(), python: 'python3', dynamo: true, say: log }).catch((err: Error) => err)
   : null;
-
-async function runOnce(p: ServePoint, load: Load, tag: string, args: string[]): Promise<void> {
-  if (peers instanceof Error && p.system === 'dynamo') throw peers;
-  const t = await startTarget(p.system, { ...ENGINE, kvTokens: p.kvTokens }, logDirOf(scratch, tag), peers instanceof Error ? null : peers);
-  try {
-    const drive = 'concurrency' in load ? ['--concurrency', String(load.concurrency)] : ['--rate', load.rate.toFixed(2)];
-    const result = await kvgateBench(['--url', t.url, ...t.api, ...args, ...drive], join(scratch, tag));
-    p.api = t.api[1]!;
-    p.runs.push(result);
-    p.loadAverage.push(loadavg()[0]!);
-    log(`${tag}: ${result.requestsPerS.toFixed(1)} req/s, TTFT p50 ${result.ttftMs?.p50.toFixed(1)} ms, cached ${(100 * (result.cachedTokenShare ?? NaN)).toFixed(1)}%, failed ${result.requests.failed}, load ${loadavg()[0]!.toFixed(1)}`);
-  } finally {
-    await t.stop();
-  }
-}
-
-// Every system at one load, the systems taking turns in each repeat (the machine's load drifts;
-// side-by-side runs should share the same moment). A peer that fails keeps its reason.
-async function servePoints(systems: string[], load: Load, tag: string, args: string[] = workload, kvTokens = ENGINE.kvTokens): Promise<ServePoint[]> {
-  const ps: ServePoint[] = systems.map((system) => ({
-    system, api: '', kvTokens, loadAverage: [], runs: [], problem: null,
-    concurrency: 'concurrency' in load ? load.concurrency : null,
-    rate: 'rate' in load ? load.rate : null,
-  }));
-  for (let r = 0; r < a.repeats; r++) {
-    for (const p of ps) {
-      if (p.problem) continue;
-      try {
-        await runOnce(p, load, `${tag}-${p.system}-r${r}`, args);
-      } catch (err) {
-        if (!isPeer(p.system)) throw err;
-        p.problem = (err as Error).message.split('\n').slice(0, 2).join(' ').slice(0, 300);
-        log(`${tag} ${p.system}: no result: ${p.problem}`);
-      }
-    }
-  }
-  return ps;
-}
-
-type Metric = (r: Results) => number | null | undefined;
-const ttftP50: Metric = (r) => r.ttftMs?.p50;
-const cached: Metric = (r) => (r.cachedTokenShare === null ? null : 100 * r.cachedTokenShare);
-const sp = (p: ServePoint | undefined, f: Metric): Spread => spread(p ? p.runs.map((r) => f(r) ?? NaN) : []);
-// A point with failed requests is shown as such and left out of the plots and ratios.
-const clean = (p: ServePoint) => p.runs.length > 0 && p.runs.every((r) => r.requests.failed === 0);
+const runner: PointRunner = { engine: ENGINE, repeats: a.repeats, scratch, peers, log };
+const servePoints = (systems: string[], load: Load, tag: string, args: string[] = workload, kvTokens = ENGINE.kvTokens) =>
+  runPoints(runner, systems, load, tag, args, kvTokens);
 
 const MODES = ['kv', 'round-robin', 'random'];
 const RQ = [...MODES, ...a.peers]; // the routing-quality rows
@@ -168,10 +110,10 @@ for (const kv of CAPACITIES) pressure.push(...(await servePoints(['kv', 'round-r
 // Shared prefix at 70% of a capacity, two ways: round-robin's and kv's own requests/s at
 // concurrency 64 (the simulator's "70% of capacity" is the oracle's, which kv's approaches).
 // The fleet's KV is sized as the issue and llm-d size it: the groups' prompts fill 73% of it.
-const SIZED_KV = Math.ceil((groups * (2048 + 128)) / 0.73 / ENGINE.workers / ENGINE.pageSize) * ENGINE.pageSize;
-const capacityPoints = await servePoints(['round-robin', 'kv'], { concurrency: 64 }, 'capacity', workload, SIZED_KV);
+const SIZED_KV = sizedKv(groups, 2048 + 128, ENGINE);
+const capacityPoints = await servePoints(['round-robin', 'kv', 'random'], { concurrency: 64 }, 'capacity', workload, SIZED_KV);
 const capacityOf = (m: string) => sp(capacityPoints.find((p) => p.system === m), (r) => r.requestsPerS).median;
-const capacity = { 'round-robin': capacityOf('round-robin'), kv: capacityOf('kv') };
+const capacity = { 'round-robin': capacityOf('round-robin'), kv: capacityOf('kv'), random: capacityOf('random') };
 const ratedRR = await servePoints(RQ, { rate: 0.7 * capacity['round-robin'] }, 'rate70rr', workload, SIZED_KV);
 const ratedKV = await servePoints(RQ, { rate: 0.7 * capacity.kv }, 'rate70kv', workload, SIZED_KV);
 const trace = await servePoints(RQ, { concurrency: TRACE_CONCURRENCY }, 'trace', TRACE);
@@ -290,7 +232,7 @@ const summary: string[] = [
     return `| TTFT p50, ${ENGINE.workers} mocker workers, shared prefix, concurrency ${c}: kv / round-robin | ${f1(med(kv, ttftP50))} / ${f1(med(rr, ttftP50))} ms (**${ratio(med(kv, ttftP50), med(rr, ttftP50))}**) | \`npm run bench:report\` |`;
   }),
   ...CAPACITIES.map((kvTokens) => `| cached prompt tokens at ${kvTokens} KV tokens per engine: kv / round-robin | ${pctOf(at(pressure, 'kv', (p) => p.kvTokens === kvTokens))} / ${pctOf(at(pressure, 'round-robin', (p) => p.kvTokens === kvTokens))} | \`npm run bench:report\` |`),
-  `| capacity (requests/s at concurrency 64, ${SIZED_KV} KV tokens per engine: the prompts fill 73% of the fleet's KV): round-robin / kv | ${f1(capacity['round-robin'])} / ${f1(capacity.kv)} | \`npm run bench:report\` |`,
+  `| capacity (requests/s at concurrency 64, ${SIZED_KV} KV tokens per engine: the prompts fill 73% of the fleet's KV): round-robin / random / kv | ${f1(capacity['round-robin'])} / ${f1(capacity.random)} / ${f1(capacity.kv)} (kv / random **${ratio(capacity.kv, capacity.random)}**) | \`npm run bench:report\` |`,
   rqRow(`shared prefix at 70% of round-robin's capacity (${f1(rateRR)} req/s)`, ratedRR),
   rqRow(`shared prefix at 70% of kv's capacity (${f1(rateKV)} req/s)`, ratedKV),
   rqRow(`Mooncake conversations, concurrency ${TRACE_CONCURRENCY}`, trace),
@@ -343,7 +285,7 @@ const report = [
   '',
   peerNote,
   '',
-  `Two capacities, both measured as requests/s at concurrency 64 on the same workload, with ${SIZED_KV} KV tokens per engine so that the groups' prompts fill 73% of the fleet's KV (llm-d's sizing, the simulator's): round-robin's, and kv's own.` + ' The simulator (`npm run sim`) sets its load at 70% of the oracle\'s capacity; kv\'s own is the closest real-process stand-in for it, round-robin\'s is the lower and easier load.',
+  `Two capacities, both measured as requests/s at concurrency 64 on the same workload, with ${SIZED_KV} KV tokens per engine so that the groups' prompts fill 73% of the fleet's KV (llm-d's sizing, the simulator's): round-robin's, and kv's own (random's beside them: the issue's throughput ratio).` + ' The simulator (`npm run sim`) sets its load at 70% of the oracle\'s capacity; kv\'s own is the closest real-process stand-in for it, round-robin\'s is the lower and easier load.',
   '',
   ...serveTable(capacityPoints, (p) => `capacity: ${p.system}, c64`),
   '',
