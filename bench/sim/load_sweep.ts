@@ -27,6 +27,7 @@ export function runLoadSweep(seed: number, eventDelayMs: number): LoadRow[] {
   const policies: PolicySpec[] = [
     { kind: 'oracle' },
     { kind: 'kv-pending', overlapWeight: ROUTING_DEFAULTS.overlapWeight, eventDelayMs },
+    { kind: 'kv-pending', overlapWeight: ROUTING_DEFAULTS.overlapWeight, eventDelayMs, holdSharedPrefill: true },
     { kind: 'kv', overlapWeight: 1, eventDelayMs },
     { kind: 'least-loaded' },
     { kind: 'round-robin' },

@@ -33,6 +33,7 @@ const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) 
 const seed = Number(process.env.SIM_SEED ?? 1);
 const eventDelayMs = Number(process.env.SIM_EVENT_DELAY_MS ?? 5);
 const json: Record<string, unknown> = {};
+const PRODUCT = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
 
 function report(): void {
   const fleets = list('SIM_FLEETS', '8,64,1000,10000').map(Number);
@@ -48,8 +49,9 @@ function report(): void {
       const sc = scenario(w, n, seed);
       const results: SimResult[] = [];
       for (const kind of policies) {
-        // kv-pending runs the product's defaults (overlap weight 8); kv keeps Dynamo's cost (1).
-        const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? { overlapWeight: ROUTING_DEFAULTS.overlapWeight } : {}) };
+        // kv-pending runs the product's defaults (overlap weight 8, the wait for a shared
+        // prefill its engine is still prefilling); kv keeps Dynamo's cost (1).
+        const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? PRODUCT : {}) };
         const r = simulate(sc.make(), { workers: n, engine: sc.engine, policy: spec, seed });
         results.push(r);
         process.stderr.write(`${w} x${n} ${r.policy}: ${r.wallSeconds.toFixed(1)} s\n`);
