@@ -167,7 +167,7 @@ interface Group {
   router: KvRouter;
   blockSize: number;
   port: RoutingPort<Member>;
-  // The wait for a shared prefill applies (kv mode, aggregated pool).
+  // The wait for a shared prefill applies (kv mode, an aggregated or prefill pool).
   holds: boolean;
 }
 
@@ -482,13 +482,18 @@ export class KvWorkerSet implements WorkerSet {
     const group = this.groups.get(req.model);
     if (group && this.allBusy(group)) throw this.busyError(req.model, '');
     const tokens = Uint32Array.from(req.tokenIds);
-    const hold: PromptHold | null = group?.holds ? { tokens, hashes: null, until: performance.now() + (this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs), blocking: null } : null;
+    const hold = this.holdFor(group, tokens);
     const first = group ? this.route(group, tokens, true, hold) : null;
     // Made only when needed: an error costs a stack trace.
     const none = () => new KvgateError('no_workers', `no worker can serve model '${req.model}' now`);
     // With a wait allowed (or a prefill to wait for), the request waits in its stream (holding nothing).
     if (!group || (!first && !hold?.blocking && !(group.port.workerWaitMs > 0))) throw none();
     return new RoutedRequest(group.port, tokens, first, first ? null : none(), hold);
+  }
+
+  // The wait for a shared prefill of a first leg routed on `g`, or null when it does not apply.
+  private holdFor(g: Group | undefined, tokens: Uint32Array): PromptHold | null {
+    return g?.holds ? { tokens, hashes: null, until: performance.now() + (this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs), blocking: null } : null;
   }
 
   // `pool`: '' or 'decode ' (the pool whose workers are all busy).
@@ -715,7 +720,7 @@ export class KvWorkerSet implements WorkerSet {
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });
-    const holds = this.mode === 'kv' && card.role === 'agg' && this.prefillWaitShare < 1;
+    const holds = this.mode === 'kv' && (card.role === 'agg' || card.role === 'prefill') && this.prefillWaitShare < 1;
     const g: Group = { model, role: card.role, router, blockSize: card.pageSize, port: null!, holds };
     g.port = {
       route: (tokens, hold) => this.route(g, tokens, true, hold ?? null),
@@ -834,26 +839,33 @@ export class KvWorkerSet implements WorkerSet {
     const pg = this.groups.get(groupKey(req.model, 'prefill'))!;
     const dg = this.groups.get(groupKey(req.model, 'decode'))!;
     if (this.allBusy(dg)) throw this.busyError(req.model, 'decode ');
-    const pair = this.pickPair(pg, dg, Uint32Array.from(req.tokenIds));
-    if (!pair) throw new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
+    const tokens = Uint32Array.from(req.tokenIds);
+    const hold = this.holdFor(pg, tokens);
+    const pair = this.pickPair(pg, dg, tokens, undefined, hold);
+    const none = () => new KvgateError('no_workers', `no prefill/decode pair can serve model '${req.model}' now`);
+    // A prompt whose prefill worker is prefilling a prompt it shares waits in its stream.
+    if (!pair && !hold?.blocking) throw none();
     const port: PdPort<Member> = {
       prefill: pg.port,
       decode: dg.port,
       rooms: this.rooms,
       roomTimedOut: (state) => this.metrics.pdRoomsTimedOut.inc({ model: req.model, state }),
+      pick: (tokens, hold) => this.pickPair(pg, dg, tokens, undefined, hold),
       repick: (tokens, failed) => this.pickPair(pg, dg, tokens, failed),
+      none,
       retried: (from, to, err) => {
         this.metrics.retries.inc({ model: req.model });
         this.log.warn(`disaggregated request moved from ${from} to ${to} before its first token: ${(err as Error).message}`);
       },
     };
-    return new PdRequest(port, pair);
+    return new PdRequest(port, pair, hold);
   }
 
   // The legs of one attempt (their routes held, the decision counted), or null; a retry
-  // passes over the workers of the pair that failed while others are free.
-  private pickPair(pg: Group, dg: Group, tokens: Uint32Array, failed?: PdPair<Member>): PdPair<Member> | null {
-    const p = this.routeAvoiding(pg, tokens, failed?.prefill?.member ?? null);
+  // passes over the workers of the pair that failed while others are free. `hold`: a first
+  // attempt, which may have to wait for a shared prefill (then null, with hold.blocking set).
+  private pickPair(pg: Group, dg: Group, tokens: Uint32Array, failed?: PdPair<Member>, hold: PromptHold | null = null): PdPair<Member> | null {
+    const p = failed ? this.routeAvoiding(pg, tokens, failed.prefill?.member ?? null) : this.route(pg, tokens, false, hold);
     if (!p) return null;
     const uncached = tokens.length - p.cachedTokens;
     const queued = this.meanQueued(pg);

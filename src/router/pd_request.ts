@@ -14,6 +14,11 @@
 // client leaves, both legs are aborted: aborting a leg's signal closes its stream and
 // posts /abort_request with its rid (HTTP), or cancels the call and sends Abort (gRPC).
 //
+// Waiting for a shared prefill (kv routing): a first attempt whose prefill worker is still
+// prefilling a prompt that shares most of this one waits, holding nothing, until that prefix is
+// stored (or that request ends, the client leaves, or the wait runs out), then picks its pair,
+// as kvgate serve's aggregated requests do (inflight_prefills.ts).
+//
 // A "local" request (conditional disaggregation chose it) is one plain request to the
 // decode worker: no room, no bootstrap; that engine prefills the prompt itself.
 //
@@ -30,7 +35,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest, PromptLogprob } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
-import { retryDelayMs, type Route, type RoutingPort } from './routed_request.js';
+import { retryDelayMs, type PromptHold, type Route, type RoutingPort } from './routed_request.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // How long a decode leg that aborted waits for a still-running prefill leg to report its
@@ -59,6 +64,10 @@ export interface PdPort<M> {
   decode: RoutingPort<M>;
   rooms: RoomWatch;
   roomTimedOut(state: string): void;
+  // The first attempt's pair after a wait, or null (with hold.blocking set: wait again).
+  pick(tokens: Uint32Array, hold: PromptHold): PdPair<M> | null;
+  // Why a request that found no pair fails.
+  none(): unknown;
   // Another pair for a retry (its routes held), or null when none can take the prompt now;
   // the workers of `failed` are passed over while others are free.
   repick(tokens: Uint32Array, failed: PdPair<M>): PdPair<M> | null;
@@ -84,34 +93,44 @@ export class PdRequest<M> implements Dispatch {
   private done = false;
   private decodeHeld = true;
   // The prefill route is held until its leg ends (or until finish, if it never started).
-  private prefillHeld: boolean;
-  private prefill: PrefillLeg<M> | null;
-  private decode: PdLeg<M>;
+  private prefillHeld = false;
+  private prefill: PrefillLeg<M> | null = null;
+  // null until a pair is picked (the request waits for a shared prefill first).
+  private decode: PdLeg<M> | null = null;
   retries = 0;
 
+  // `pair` null: hold.blocking is set, and the first attempt waits for it.
   constructor(
     private readonly port: PdPort<M>,
-    pair: PdPair<M>,
+    pair: PdPair<M> | null,
+    private readonly hold: PromptHold | null = null,
   ) {
-    this.prefill = pair.prefill;
-    this.decode = pair.decode;
-    this.prefillHeld = pair.prefill !== null;
+    if (pair) this.take(pair);
+    else this.decodeHeld = false;
     this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
+  private take(pair: PdPair<M>): void {
+    this.prefill = pair.prefill;
+    this.decode = pair.decode;
+    this.decodeHeld = true;
+    this.prefillHeld = pair.prefill !== null;
+  }
+
   get worker(): string {
+    if (!this.decode) return 'none';
     return this.prefill ? `${this.prefill.name} > ${this.decode.name}` : this.decode.name;
   }
 
   firstToken(): void {
-    if (this.decodeHeld) this.port.decode.markPrefillDone(this.decode.rid);
+    if (this.decodeHeld) this.port.decode.markPrefillDone(this.decode!.rid);
   }
 
   finish(_outcome: DispatchOutcome): void {
     if (this.done) return;
     this.done = true;
+    if (this.decodeHeld) this.port.decode.free(this.decode!.rid);
     this.decodeHeld = false;
-    this.port.decode.free(this.decode.rid);
     if (this.prefillHeld) this.releasePrefill();
   }
 
@@ -120,8 +139,23 @@ export class PdRequest<M> implements Dispatch {
     this.port.prefill.free(this.prefill!.rid);
   }
 
+  // The first pair, once the shared prefill this request waits for is stored.
+  private async waitForPair(signal?: AbortSignal): Promise<void> {
+    const hold = this.hold!;
+    while (hold.blocking) {
+      const p = hold.blocking;
+      hold.blocking = null;
+      await this.port.prefill.waitPrefill(p, hold.until, signal);
+      if (signal?.aborted || this.done) throw new KvgateError('client_closed_request', 'the client went away while its request waited for a shared prefill');
+      const pair = this.port.pick(hold.tokens, hold);
+      if (pair) return this.take(pair);
+    }
+    throw this.port.none();
+  }
+
   // Attempts until one streams its first token; see the header for when one is retried.
   private async *generate(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
+    if (!this.decode) await this.waitForPair(signal);
     for (;;) {
       let sent = false;
       try {
@@ -141,23 +175,20 @@ export class PdRequest<M> implements Dispatch {
           throw err; // the client left
         }
         if (this.done) throw err;
-        const next = this.port.repick(Uint32Array.from(req.tokenIds), { prefill: this.prefill, decode: this.decode });
+        const next = this.port.repick(Uint32Array.from(req.tokenIds), { prefill: this.prefill, decode: this.decode! });
         if (!next) throw new KvgateError((err as KvgateError).code, `${(err as Error).message}; no other prefill/decode pair could take the request`);
         const from = this.worker;
         // The failed attempt's decode route ends here (its prefill leg freed its own).
-        if (this.decodeHeld) this.port.decode.free(this.decode.rid);
+        if (this.decodeHeld) this.port.decode.free(this.decode!.rid);
         if (this.prefillHeld) this.releasePrefill();
-        this.prefill = next.prefill;
-        this.decode = next.decode;
-        this.decodeHeld = true;
-        this.prefillHeld = next.prefill !== null;
+        this.take(next);
         this.port.retried(from, this.worker, err);
       }
     }
   }
 
   private async *local(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
-    const d = this.decode;
+    const d = this.decode!;
     try {
       let ended = false;
       for await (const chunk of d.client.generate({ ...req, dpRank: d.rank }, signal)) {
@@ -172,7 +203,7 @@ export class PdRequest<M> implements Dispatch {
   }
 
   private async *disaggregated(p: PrefillLeg<M>, req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateChunk> {
-    const d = this.decode;
+    const d = this.decode!;
     this.prefillHeld = false; // the prefill leg's own finally frees it from here on
     if (signal?.aborted) {
       this.port.prefill.free(p.rid);
@@ -215,7 +246,9 @@ export class PdRequest<M> implements Dispatch {
     const prefillRank = grpc ? Number(roomId % BigInt(Math.max(1, p.dpSize))) : p.rank;
     const bootstrap = { host: p.bootstrapHost, port: p.bootstrapPort, room: roomId };
 
-    // The prefill leg's output is drained: it is asked for logprobs only for the prompt's.
+    // The prefill leg's output is drained: it is asked for logprobs only for the prompt's. A first
+    // attempt's prompt is recorded as prefilling on its worker until its blocks are stored.
+    const sent = this.port.prefill.sending(p, this.retries === 0 ? this.hold : null);
     const prefillLeg = (async () => {
       try {
         let finished = false;
@@ -239,6 +272,7 @@ export class PdRequest<M> implements Dispatch {
         fail(err);
       } finally {
         prefillEnded = true;
+        sent();
         this.port.prefill.free(p.rid);
       }
     })();
