@@ -232,7 +232,8 @@ export class KvWorkerSet implements WorkerSet {
   private eventsDown = false;
   private readonly frontendId = randomBytes(8).readBigUInt64LE();
   // Requests other frontends routed, recorded in our routers: key `${frontend}:${rid}`.
-  private readonly remote = new Map<string, { group: Group; rid: number; at: number }>();
+  // `prefilled`: settles the prompt's record as prefilling on its worker (the wait for a shared prefill).
+  private readonly remote = new Map<string, { group: Group; rid: number; at: number; prefilled: (() => void) | null }>();
   private readonly pd: PdOptions;
   readonly rooms: RoomWatch;
   // Prompts sent to exact workers and not stored yet per their events, by member id.
@@ -369,6 +370,7 @@ export class KvWorkerSet implements WorkerSet {
     for (const [key, r] of this.remote) {
       if (now - r.at < REMOTE_REQUEST_TTL_MS) break;
       r.group.router.free(r.rid);
+      r.prefilled?.();
       this.remote.delete(key);
     }
     const key = `${ev.frontend}:${ev.rid}`;
@@ -377,7 +379,8 @@ export class KvWorkerSet implements WorkerSet {
       const m = [...this.members.values()].find((w) => w.instanceId === ev.instanceId && w.state === 'up' && w.group === g);
       if (!g || !m || this.remote.has(key)) return;
       const rid = this.nextRid++;
-      if (g.router.addRouted(ev.tokens, rid, m.id, ev.rank, ev.prefillTokens)) this.remote.set(key, { group: g, rid, at: now });
+      if (!g.router.addRouted(ev.tokens, rid, m.id, ev.rank, ev.prefillTokens)) return;
+      this.remote.set(key, { group: g, rid, at: now, prefilled: this.remotePrefill(g, m, ev.tokens, ev.prefillTokens) });
       return;
     }
     const r = this.remote.get(key);
@@ -385,8 +388,20 @@ export class KvWorkerSet implements WorkerSet {
     if (ev.kind === 'prefill_done') r.group.router.markPrefillDone(r.rid);
     else {
       r.group.router.free(r.rid);
+      r.prefilled?.();
       this.remote.delete(key);
     }
+  }
+
+  // Another frontend's prompt with full blocks left to compute on `m`: recorded as prefilling
+  // there, as this frontend records its own (sending()), so this frontend's prompts sharing it
+  // wait for it too. Queued unless it is the only request the router sees on the worker.
+  private remotePrefill(g: Group, m: Member, tokens: Uint32Array, prefillTokens: number): (() => void) | null {
+    if (!g.holds || m.approx || m.ranks === 0 || prefillTokens <= tokens.length % g.blockSize) return null;
+    // The router counts every frontend's requests on the worker, this one included.
+    let active = 0;
+    for (const u of g.router.units()) if (u.worker === m.id) active += u.activeRequests;
+    return this.prefills.add(m.id, addon.blockHashes(tokens, g.blockSize), active <= 1);
   }
 
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed

@@ -43,9 +43,10 @@ async function kvgate(args: string[], ready: RegExp, what: string, env: NodeJS.P
   return { proc, stdout: () => out, stderr: () => err, url: m[1]! };
 }
 
-// `env`: added to this process's environment (secrets: KVGATE_CLUSTER_TOKEN, ...).
-export const startWorker = (flags: string[], env?: NodeJS.ProcessEnv) =>
-  kvgate(['worker', '--engine', 'mocker', ...flags, '--load-interval', '0.2', '--', '--model-path', MODEL, '--page-size', '16', '--speedup-ratio', '10'], /kvgate worker ready: (wss?:\/\/\S+)/, 'a worker', env);
+// `env`: added to this process's environment (secrets: KVGATE_CLUSTER_TOKEN, ...). `speedup`:
+// the mocker's (model time over real time).
+export const startWorker = (flags: string[], env?: NodeJS.ProcessEnv, speedup = 10) =>
+  kvgate(['worker', '--engine', 'mocker', ...flags, '--load-interval', '0.2', '--', '--model-path', MODEL, '--page-size', '16', '--speedup-ratio', String(speedup)], /kvgate worker ready: (wss?:\/\/\S+)/, 'a worker', env);
 
 export const startFrontend = (flags: string[], env?: NodeJS.ProcessEnv) => kvgate(['serve', ...flags, '--port', '0'], /listening on (http:\/\/\S+)/, 'a frontend', env);
 
