@@ -1,7 +1,10 @@
 // `npm run sim [-- <command>]`: the fleet simulator (bench/sim/README in bench/README.md).
 //
 //   report (default)  every workload at each fleet size under every policy, then the router's cost
-//   cost              the native router's findMatches/route latency and decisions/s at scale
+//   cost              the native router's findMatches/route latency and decisions/s at scale,
+//                     and Dynamo's indexer's find_matches on the same index and queries
+//   cost-mooncake     the same on Dynamo's mooncake_bench index (the Mooncake trace over 1,000
+//                     workers, copied to 7,000 and 10,000)
 //   sweep             overlap weight x temperature of the kv policy across workloads and fleets
 //   sweep-pending     overlap weight x pending weight, then the pending timeout (pending prefixes)
 //   burst             16 concurrent requests of one new prefix: how many stay on one engine
@@ -12,13 +15,17 @@
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
 // SIM_COST_FLEETS (64,1000,10000), SIM_COST_BASELINE (cost: another build's addon to run beside
-// this one's), SIM_COST_REPEAT (1: runs of each baseline pair), SIM_SEED (1), SIM_JSON (write
-// the results there too).
+// this one's), SIM_COST_REPEAT (1: runs of each baseline pair), SIM_COST_PEERS (dynamo: run
+// Dynamo's indexer beside kvgate's when its venv exists, else say so; none: don't),
+// SIM_COST_MOONCAKE_FLEETS (7000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
 
 import { writeFileSync } from 'node:fs';
 import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
 import { resultTable } from './report.js';
 import { loadAddon, routerCost, type RouterCost } from './router_cost.js';
+import { mooncakeFleet, sharedPrefixFleet, type CostFleet } from './cost_fleets.js';
+import { dynamoPython, peerCost, peerTable } from './peer_cost.js';
+import { DYNAMO_VERSION } from '../gateway/peers.js';
 import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
 import { simulate, ENGINE_DEFAULTS, type SimResult } from './simulate.js';
 import { burstWorkload } from './burst.js';
@@ -94,11 +101,7 @@ function cost(): void {
   const [a, b] = baseline ? ['baseline', 'this'] : ['full', 'pruned'];
   console.log('\n### Router cost on one core\n');
   if (baseline) console.log(`baseline: ${baseline}\n`);
-  console.log(`| workers | pending weight | ${baseline ? 'build' : 'scan'} | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | route CPU p50 / p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |`);
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) {
-    console.log(`| ${r.workers} | ${r.pendingWeight} | ${variant(r)} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.routeCpuP50Us.toFixed(0)} / ${r.routeCpuP99Us.toFixed(0)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
-  }
+  console.log(costTable(rows, baseline ? 'build' : 'scan', variant));
   console.log(`\n| workers | pending weight | route p50 ${a} / ${b} | route p99 ${a} / ${b} | route CPU p99 ${a} / ${b} | decisions per CPU second ${b} / ${a} |`);
   console.log('|---|---|---|---|---|---|');
   for (let i = 0; i + 1 < rows.length; i += 2) {
@@ -106,6 +109,45 @@ function cost(): void {
     console.log(`| ${f.workers} | ${f.pendingWeight} | ${(f.routeP50Us / p.routeP50Us).toFixed(2)}x | ${(f.routeP99Us / p.routeP99Us).toFixed(2)}x | ${(f.routeCpuP99Us / p.routeCpuP99Us).toFixed(2)}x | ${(p.decisionsPerCpuSec / f.decisionsPerCpuSec).toFixed(2)}x |`);
   }
   json.cost = rows;
+  json.costPeers = peers(sharedPrefixFleet, fleets);
+}
+
+function costTable(rows: readonly RouterCost[], name: string, variant: (r: RouterCost) => string): string {
+  const lines = [
+    `| workers | pending weight | ${name} | index (block, worker) pairs | build s | findMatches p50 µs | p99 µs | route p50 µs | route p99 µs | route CPU p50 / p99 µs | free p50 µs | free p99 µs | decisions/s (wall) | decisions per CPU second |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    lines.push(`| ${r.workers} | ${r.pendingWeight} | ${variant(r)} | ${r.indexPairs} | ${r.buildSeconds.toFixed(1)} | ${r.findP50Us.toFixed(1)} | ${r.findP99Us.toFixed(1)} | ${r.routeP50Us.toFixed(1)} | ${r.routeP99Us.toFixed(1)} | ${r.routeCpuP50Us.toFixed(0)} / ${r.routeCpuP99Us.toFixed(0)} | ${r.freeP50Us.toFixed(1)} | ${r.freeP99Us.toFixed(1)} | ${r.decisionsPerSec.toFixed(0)} | ${r.decisionsPerCpuSec.toFixed(0)} |`);
+  }
+  return lines.join('\n');
+}
+
+// Dynamo's indexer beside kvgate's findMatches on `fleet` (SIM_COST_PEERS, default dynamo); it is
+// skipped, saying why, when the Dynamo venv is not installed.
+function peers(fleet: CostFleet, fleets: readonly number[]): unknown {
+  if (!list('SIM_COST_PEERS', 'dynamo').includes('dynamo')) return undefined;
+  const py = dynamoPython();
+  if ('missing' in py) {
+    console.log(`\nDynamo's indexer: skipped, ${py.missing}.`);
+    return undefined;
+  }
+  const rows = fleets.map((n) => peerCost(py.python, fleet, n));
+  console.log(`\n### ${fleet.name}: kvgate's findMatches and Dynamo ${DYNAMO_VERSION}'s RadixTree.find_matches on the same index and queries\n`);
+  console.log(peerTable(rows));
+  return rows;
+}
+
+// Dynamo's mooncake_bench index: kvgate's route at the product's pending weight and without,
+// then both indexes' find matches.
+function costMooncake(): void {
+  const fleets = list('SIM_COST_MOONCAKE_FLEETS', '7000,10000').map(Number);
+  const fleet = mooncakeFleet();
+  const rows = fleets.flatMap((n) => [0, ROUTING_DEFAULTS.pendingWeight].map((pw) => routerCost(n, 20_000, pw, 'pruned', undefined, fleet)));
+  console.log('\n### Router cost on one core, Mooncake trace (512-token blocks)\n');
+  console.log(costTable(rows, 'scan', (r) => r.scan));
+  json.costMooncake = rows;
+  json.costMooncakePeers = peers(fleet, fleets);
 }
 
 function burst(): void {
@@ -153,6 +195,9 @@ switch (cmd) {
   case 'cost':
     cost();
     break;
+  case 'cost-mooncake':
+    costMooncake();
+    break;
   case 'sweep':
     json.sweep = runSweep(seed, eventDelayMs);
     break;
@@ -172,7 +217,7 @@ switch (cmd) {
     json.hold = runHold(seed, eventDelayMs, list('SIM_FLEETS', '8,64').map(Number), list('SIM_WORKLOADS', WORKLOADS.join(',')) as WorkloadName[]);
     break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, sweep, sweep-pending, burst, failures, load, hold)`);
+    console.error(`unknown command '${cmd}' (report, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

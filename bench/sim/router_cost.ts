@@ -1,27 +1,20 @@
 // The native router's own cost at fleet scale, on one core (the JS thread calling the addon):
 // findMatches and route() latency percentiles and routing decisions per second at 1,000 and
-// 10,000 workers. The index looks like a fleet serving shared-prefix traffic: 64 system prompts
-// of 64 blocks, each held by 1/32 of the fleet, and one conversation of 256 blocks (a system
-// prompt and 192 own blocks) per worker. A decision is route + markPrefillDone + free,
-// with one request in flight per worker, as a frontend keeps them. The router runs the product's
-// overlap weight, and either its pruned scan (the default: matched units plus the least loaded
-// of the rest) or, for comparison, a full scan of every candidate (`fullScan`). An addon built
+// 10,000 workers, on an index from cost_fleets.ts (by default the shared-prefix fleet). A
+// decision is route + markPrefillDone + free, with one request in flight per worker, as a
+// frontend keeps them. The router runs the product's overlap weight, and either its pruned scan
+// (the default: matched units plus the least loaded of the rest) or, for comparison, a full scan
+// of every candidate (`fullScan`). An addon built
 // elsewhere (SIM_COST_BASELINE, e.g. from main) can run the same decisions beside this build's.
 
 import { createRequire } from 'node:module';
 import { addon, type KvgateAddon } from '../../src/native/addon.js';
 import { KvgateError } from '../../src/errors.js';
-import { rng, tokenAt } from '../../src/bench/workloads.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
-
-const BS = 16;
-const SYSTEMS = 64;
-const SYSTEM_BLOCKS = 64;
-const CONV_BLOCKS = 256;
-const CONVS_PER_WORKER = 1;
-const SYSTEM_SHARE = 32; // each system prompt is held by workers / SYSTEM_SHARE workers (and its conversations' workers)
+import { queryPicker, sharedPrefixFleet, type CostFleet } from './cost_fleets.js';
 
 export interface RouterCost {
+  fleet: string;
   workers: number;
   pendingWeight: number;
   scan: Scan;
@@ -53,7 +46,7 @@ export function loadAddon(path: string): KvgateAddon {
   return mod;
 }
 
-function pct(xs: Float64Array, p: number): number {
+export function pct(xs: Float64Array, p: number): number {
   const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 }
@@ -66,48 +59,29 @@ export function routerCost(
   pendingWeight = 0,
   scan: Scan = 'pruned',
   build: { label: string; addon: KvgateAddon } = { label: 'this', addon },
+  fleet: CostFleet = sharedPrefixFleet,
 ): RouterCost {
-  const router = new build.addon.KvRouter({ blockSize: BS, seed: 1, pendingWeight, overlapWeight: ROUTING_DEFAULTS.overlapWeight, fullScan: scan === 'full' });
+  const router = new build.addon.KvRouter({ blockSize: fleet.blockSize, seed: 1, pendingWeight, overlapWeight: ROUTING_DEFAULTS.overlapWeight, fullScan: scan === 'full' });
   for (let w = 0; w < workers; w++) router.addWorker(w, 0);
-  const block = (id: number) => Uint32Array.from({ length: BS }, (_, j) => tokenAt(7, id, j));
-  const systems = Array.from({ length: SYSTEMS }, (_, s) => {
-    const t = new Uint32Array(SYSTEM_BLOCKS * BS);
-    for (let b = 0; b < SYSTEM_BLOCKS; b++) t.set(block(s * SYSTEM_BLOCKS + b), b * BS);
-    return t;
-  });
-  const r = rng(3);
   const t0 = performance.now();
-  const sysHash = (s: number, b: number) => (BigInt(s) << 20n) + BigInt(b);
-  for (let s = 0; s < SYSTEMS; s++) {
-    const hashes = BigInt64Array.from({ length: SYSTEM_BLOCKS }, (_, b) => sysHash(s, b));
-    for (let k = 0; k < workers / SYSTEM_SHARE; k++) router.applyStored((s * 131 + k * SYSTEM_SHARE) % workers, 0, null, systems[s]!, hashes);
-  }
-  const prompts: Uint32Array[] = [];
-  let conv = 0;
-  for (let w = 0; w < workers; w++) {
-    for (let c = 0; c < CONVS_PER_WORKER; c++, conv++) {
-      const s = Math.floor(r() * SYSTEMS);
-      const p = new Uint32Array(CONV_BLOCKS * BS);
-      p.set(systems[s]!);
-      for (let b = SYSTEM_BLOCKS; b < CONV_BLOCKS; b++) p.set(block(1e6 + conv * CONV_BLOCKS + b), b * BS);
-      const own = BigInt64Array.from({ length: CONV_BLOCKS - SYSTEM_BLOCKS }, (_, i) => (1n << 40n) + BigInt(conv) * 1024n + BigInt(i));
-      // The worker holds its system prompt too (stored before its own blocks).
-      router.applyStored(w, 0, null, systems[s]!, BigInt64Array.from({ length: SYSTEM_BLOCKS }, (_, b) => sysHash(s, b)));
-      router.applyStored(w, 0, sysHash(s, SYSTEM_BLOCKS - 1), p.subarray(SYSTEM_BLOCKS * BS), own);
-      if (prompts.length < 4096) prompts.push(p);
-    }
-  }
+  const prompts = fleet.build(workers, (w, parent, tokens, hashes) => router.applyStored(w, 0, parent, tokens, hashes));
   const buildSeconds = (performance.now() - t0) / 1000;
   const units = router.stats().units;
   const outW = new Uint32Array(units);
   const outR = new Uint32Array(units);
   const outD = new Uint32Array(units);
   const out = new Uint32Array(3);
-  const pick = rng(5);
-  const tokens = new Uint32Array(CONV_BLOCKS * BS);
+  const pick = queryPicker(prompts.length);
+  const buffer = new Uint32Array(Math.max(...prompts.map((p) => p.length)));
+  // Each query is copied into one buffer, as a frontend hands the router a fresh prompt.
+  const query = () => {
+    const p = prompts[pick()]!;
+    buffer.set(p);
+    return buffer.length === p.length ? buffer : buffer.subarray(0, p.length);
+  };
   const find = new Float64Array(Math.min(decisions, 5000));
   for (let i = 0; i < find.length; i++) {
-    tokens.set(prompts[Math.floor(pick() * prompts.length)]!);
+    const tokens = query();
     const a = process.hrtime.bigint();
     router.findMatches(tokens, outW, outR, outD);
     find[i] = Number(process.hrtime.bigint() - a) / 1000;
@@ -120,7 +94,7 @@ export function routerCost(
   const start = performance.now();
   const cpu0 = process.cpuUsage();
   for (let id = 1; id <= decisions; id++) {
-    tokens.set(prompts[Math.floor(pick() * prompts.length)]!);
+    const tokens = query();
     const c0 = process.cpuUsage();
     const a = process.hrtime.bigint();
     router.route(tokens, id, out);
@@ -138,6 +112,7 @@ export function routerCost(
   const pairs = router.stats().pairs;
   router.close();
   return {
+    fleet: fleet.name,
     workers,
     pendingWeight,
     scan,
