@@ -5,7 +5,7 @@
 // queries' tokens and kvgate's answers go to a file that router_cost_dynamo.py replays into
 // Dynamo's tree. That script checks that Dynamo hashes the tokens to the same local hashes and
 // finds the same overlap per worker before it times anything, and measures the binding's hop
-// (its find_matches on an empty tree) so it can be read apart from the index walk.
+// (its find_matches of the same queries missing at their first block) apart from the walk.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,8 +42,9 @@ export interface DynamoCost {
   matchMismatches: number;
   find: CallCost; // find_matches(local hashes)
   hash: CallCost; // compute_block_hash_for_seq(tokens), on the first HASH_CHECKS queries
-  hopOneBlock: CallCost; // find_matches of a one-block query on an empty tree
-  hopQuery: CallCost; // find_matches of the same queries on an empty tree
+  hopOneBlock: CallCost; // find_matches of a one-block query that matches nothing
+  hopQuery: CallCost; // find_matches of each query with its first block replaced by one that matches nothing
+  walk: { p50: number; p99: number }; // per query: find_matches less its missing copy right before it, µs
 }
 
 export interface PeerCost {
@@ -180,20 +181,20 @@ export function peerCost(python: string, fleet: CostFleet, workers: number, coun
   }
 }
 
-// The side-by-side table (markdown) of peerCost rows. Dynamo's walk is estimated as its
-// find_matches p50 less the same queries' p50 on an empty tree (the binding's conversion of the
-// query and its hop to the indexer's thread).
+// The side-by-side table (markdown) of peerCost rows. Dynamo's walk is estimated per query as its
+// find_matches less that of the same query missing at its first block, timed right before it
+// (the binding's conversion of the query and its hop to the indexer's thread, no walk).
 export function peerTable(rows: readonly PeerCost[]): string {
   const f = (c: CallCost) => `${c.p50.toFixed(1)} / ${c.p99.toFixed(1)}`;
   const k = (x: number) => `${(x / 1000).toFixed(1)} K`;
   const lines = [
-    '| fleet | workers | blocks per query | kvgate findMatches(tokens) p50 / p99 µs | kvgate findMatches(local hashes) p50 / p99 µs | kvgate calls per CPU s | Dynamo find_matches(local hashes) p50 / p99 µs | Dynamo CPU p50 / p99 µs | Dynamo calls per CPU s | Dynamo empty tree p50 µs: 1 block / same query | Dynamo walk ≈ p50 µs | Dynamo compute_block_hash_for_seq p50 µs | find p50 Dynamo / kvgate | calls per CPU s kvgate / Dynamo |',
+    '| fleet | workers | blocks per query | kvgate findMatches(tokens) p50 / p99 µs | kvgate findMatches(local hashes) p50 / p99 µs | kvgate calls per CPU s | Dynamo find_matches(local hashes) p50 / p99 µs | Dynamo CPU p50 / p99 µs | Dynamo calls per CPU s | Dynamo query missing at block 1, p50 µs: 1 block / same length | Dynamo walk ≈ p50 / p99 µs | Dynamo compute_block_hash_for_seq p50 µs | find p50 Dynamo / kvgate | calls per CPU s kvgate / Dynamo |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const d = r.dynamo;
     lines.push(
-      `| ${r.fleet} | ${r.workers.toLocaleString('en-US')} | ${r.queryBlocks.toFixed(0)} | ${f(r.kvgateTokens)} | ${f(r.kvgateHashes)} | ${k(r.kvgateHashes.perCpuSec)} | ${f(d.find)} | ${d.find.cpuP50.toFixed(1)} / ${d.find.cpuP99.toFixed(1)} | ${k(d.find.perCpuSec)} | ${d.hopOneBlock.p50.toFixed(1)} / ${d.hopQuery.p50.toFixed(1)} | ${Math.max(0, d.find.p50 - d.hopQuery.p50).toFixed(1)} | ${d.hash.p50.toFixed(1)} | ${(d.find.p50 / r.kvgateHashes.p50).toFixed(2)}x | ${(r.kvgateHashes.perCpuSec / d.find.perCpuSec).toFixed(2)}x |`,
+      `| ${r.fleet} | ${r.workers.toLocaleString('en-US')} | ${r.queryBlocks.toFixed(0)} | ${f(r.kvgateTokens)} | ${f(r.kvgateHashes)} | ${k(r.kvgateHashes.perCpuSec)} | ${f(d.find)} | ${d.find.cpuP50.toFixed(1)} / ${d.find.cpuP99.toFixed(1)} | ${k(d.find.perCpuSec)} | ${d.hopOneBlock.p50.toFixed(1)} / ${d.hopQuery.p50.toFixed(1)} | ${d.walk.p50.toFixed(1)} / ${d.walk.p99.toFixed(1)} | ${d.hash.p50.toFixed(1)} | ${(d.find.p50 / r.kvgateHashes.p50).toFixed(2)}x | ${(r.kvgateHashes.perCpuSec / d.find.perCpuSec).toFixed(2)}x |`,
     );
   }
   return lines.join('\n');
