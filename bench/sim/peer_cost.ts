@@ -54,6 +54,7 @@ export interface PeerCost {
   indexPairs: number;
   kvgateTokens: CallCost; // findMatches(prompt tokens): hashing and the walk
   kvgateHashes: CallCost; // findMatches(local hashes): the walk alone
+  kvgateMiss: CallCost; // findMatches of one local hash that matches nothing: the call alone
   dynamo: DynamoCost;
 }
 
@@ -123,7 +124,8 @@ export function peerCost(python: string, fleet: CostFleet, workers: number, coun
   const eventsFile = new IndexFile();
   let nEvents = 0;
   const prompts = fleet.build(workers, (w, parent, tokens, hashes) => {
-    router.applyStored(w, 0, parent, tokens, hashes);
+    const status = router.applyStored(w, 0, parent, tokens, hashes);
+    if (status !== 'ok') throw new Error(`${fleet.name} fleet: kvgate refused a stored event of worker ${w} (${status})`);
     eventsFile.u32(w);
     eventsFile.u32(parent === null ? 0 : 1);
     eventsFile.u64(parent ?? 0n);
@@ -161,6 +163,9 @@ export function peerCost(python: string, fleet: CostFleet, workers: number, coun
   for (const p of picked.slice(0, WARMUP)) router.findMatches(p, outW, outR, outD);
   const kvgateTokens = timeCalls(measuredTokens, (q) => router.findMatches(q, outW, outR, outD));
   const kvgateHashes = timeCalls(measuredHashes, (q) => router.findMatches(q, outW, outR, outD));
+  const miss = BigUint64Array.of(0n); // as in router_cost_dynamo.py, no stored block has local hash 0
+  if (router.findMatches(miss, outW, outR, outD) !== 0) throw new Error('a stored block has local hash 0: the miss query would match');
+  const kvgateMiss = timeCalls(measuredHashes.map(() => miss), (q) => router.findMatches(q, outW, outR, outD));
   const indexPairs = router.stats().pairs;
   router.close();
 
@@ -175,7 +180,7 @@ export function peerCost(python: string, fleet: CostFleet, workers: number, coun
       throw new Error(`Dynamo's index differs from kvgate's (${dynamo.hashMismatches} of ${dynamo.hashChecked} queries hashed differently, ${dynamo.matchMismatches} of ${dynamo.matchChecked} matched differently): the comparison would not be on the same index`);
     }
     const queryBlocks = measuredHashes.reduce((s, h) => s + h.length, 0) / measuredHashes.length;
-    return { fleet: fleet.name, workers, queryBlocks, indexPairs, kvgateTokens, kvgateHashes, dynamo };
+    return { fleet: fleet.name, workers, queryBlocks, indexPairs, kvgateTokens, kvgateHashes, kvgateMiss, dynamo };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -188,13 +193,13 @@ export function peerTable(rows: readonly PeerCost[]): string {
   const f = (c: CallCost) => `${c.p50.toFixed(1)} / ${c.p99.toFixed(1)}`;
   const k = (x: number) => `${(x / 1000).toFixed(1)} K`;
   const lines = [
-    '| fleet | workers | blocks per query | kvgate findMatches(tokens) p50 / p99 µs | kvgate findMatches(local hashes) p50 / p99 µs | kvgate calls per CPU s | Dynamo find_matches(local hashes) p50 / p99 µs | Dynamo CPU p50 / p99 µs | Dynamo calls per CPU s | Dynamo query missing at block 1, p50 µs: 1 block / same length | Dynamo walk ≈ p50 / p99 µs | Dynamo compute_block_hash_for_seq p50 µs | find p50 Dynamo / kvgate | calls per CPU s kvgate / Dynamo |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| fleet | workers | blocks per query | kvgate findMatches(tokens) p50 / p99 µs | kvgate findMatches(local hashes) p50 / p99 µs | kvgate 1 block missing p50 µs | kvgate calls per CPU s | Dynamo find_matches(local hashes) p50 / p99 µs | Dynamo CPU p50 / p99 µs | Dynamo calls per CPU s | Dynamo query missing at block 1, p50 µs: 1 block / same length | Dynamo walk ≈ p50 / p99 µs | Dynamo compute_block_hash_for_seq p50 µs | find p50 Dynamo / kvgate | calls per CPU s kvgate / Dynamo |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const d = r.dynamo;
     lines.push(
-      `| ${r.fleet} | ${r.workers.toLocaleString('en-US')} | ${r.queryBlocks.toFixed(0)} | ${f(r.kvgateTokens)} | ${f(r.kvgateHashes)} | ${k(r.kvgateHashes.perCpuSec)} | ${f(d.find)} | ${d.find.cpuP50.toFixed(1)} / ${d.find.cpuP99.toFixed(1)} | ${k(d.find.perCpuSec)} | ${d.hopOneBlock.p50.toFixed(1)} / ${d.hopQuery.p50.toFixed(1)} | ${d.walk.p50.toFixed(1)} / ${d.walk.p99.toFixed(1)} | ${d.hash.p50.toFixed(1)} | ${(d.find.p50 / r.kvgateHashes.p50).toFixed(2)}x | ${(r.kvgateHashes.perCpuSec / d.find.perCpuSec).toFixed(2)}x |`,
+      `| ${r.fleet} | ${r.workers.toLocaleString('en-US')} | ${r.queryBlocks.toFixed(0)} | ${f(r.kvgateTokens)} | ${f(r.kvgateHashes)} | ${r.kvgateMiss.p50.toFixed(2)} | ${k(r.kvgateHashes.perCpuSec)} | ${f(d.find)} | ${d.find.cpuP50.toFixed(1)} / ${d.find.cpuP99.toFixed(1)} | ${k(d.find.perCpuSec)} | ${d.hopOneBlock.p50.toFixed(1)} / ${d.hopQuery.p50.toFixed(1)} | ${d.walk.p50.toFixed(1)} / ${d.walk.p99.toFixed(1)} | ${d.hash.p50.toFixed(1)} | ${(d.find.p50 / r.kvgateHashes.p50).toFixed(2)}x | ${(r.kvgateHashes.perCpuSec / d.find.perCpuSec).toFixed(2)}x |`,
     );
   }
   return lines.join('\n');
