@@ -17,6 +17,7 @@ export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'kv', overlapWeight: 4 },
   { kind: 'kv-pending', overlapWeight: 8 }, // the product defaults (pending weight 16)
   { kind: 'kv-pending', overlapWeight: 4 },
+  { kind: 'kv-pressure', overlapWeight: 8, ownWeight: 8 }, // the defaults plus the own-blocks weight (own_weight.ts)
   { kind: 'kv', temperature: 0.5 },
   { kind: 'kv-approx' },
   { kind: 'least-loaded' },

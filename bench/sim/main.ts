@@ -11,6 +11,8 @@
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
 //   load              throughput against random by offered load (shared prefix, 8 engines)
 //   hold              kv-pending with and without holding prompts for a prefix being prefilled
+//   own               kv-pending beside kv-pressure (the prompt's own uncached blocks weighted
+//                     apart) over seeds: SIM_SEEDS (1,2,3), SIM_CASES (own_weight.ts OWN_CASES)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
@@ -34,6 +36,7 @@ import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { runPendingSweep } from './sweep_pending.js';
 import { runLoadSweep } from './load_sweep.js';
 import { runHold } from './hold.js';
+import { OWN_CASES, runOwnWeight } from './own_weight.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -159,6 +162,7 @@ function burst(): void {
   for (const kind of ['kv', 'kv-pending'] as PolicyKind[]) {
     for (const overlapWeight of [1, 4, 8]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
   }
+  for (const d of [0, 20]) specs.push({ kind: 'kv-pressure', overlapWeight: 8, ownWeight: 8, eventDelayMs: d });
   for (const spec of specs) {
     const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });
     const top = Math.round(r.maxShare * r.requests);
@@ -216,8 +220,11 @@ switch (cmd) {
   case 'hold':
     json.hold = runHold(seed, eventDelayMs, list('SIM_FLEETS', '8,64').map(Number), list('SIM_WORKLOADS', WORKLOADS.join(',')) as WorkloadName[]);
     break;
+  case 'own':
+    json.own = runOwnWeight(list('SIM_SEEDS', '1,2,3').map(Number), eventDelayMs, list('SIM_CASES', Object.keys(OWN_CASES).join(',')));
+    break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold)`);
+    console.error(`unknown command '${cmd}' (report, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, own)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

@@ -42,7 +42,7 @@ export interface Policy {
   close(): void;
 }
 
-export type PolicyKind = RouterPolicy | 'kv-approx' | 'kv-pending' | 'oracle';
+export type PolicyKind = RouterPolicy | 'kv-approx' | 'kv-pending' | 'kv-pressure' | 'oracle';
 export const POLICY_KINDS: readonly PolicyKind[] = ['oracle', 'kv', 'kv-pending', 'kv-approx', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
 
 export interface PolicySpec {
@@ -55,6 +55,11 @@ export interface PolicySpec {
   // Exact KV routing: a prompt sharing a long prefix with one its engine is still prefilling
   // waits for that prefill to be stored (kvgate router's kv policy, src/router/inflight_prefills.ts).
   holdSharedPrefill?: boolean;
+  // kv-pressure (kv-pending plus two terms, see KvPressurePolicy): the weight of the prompt's
+  // own uncached blocks beyond the overlap weight, and of each block a unit's KV would hold
+  // beyond its capacity.
+  ownWeight?: number;
+  pressureWeight?: number;
   seed?: number;
 }
 
@@ -64,12 +69,15 @@ export function policyLabel(s: PolicySpec): string {
   if (s.temperature !== undefined) knobs.push(`T=${s.temperature}`);
   if (s.pendingWeight !== undefined) knobs.push(`pw=${s.pendingWeight}`);
   if (s.pendingTimeoutMs !== undefined) knobs.push(`pt=${s.pendingTimeoutMs}`);
+  if (s.ownWeight !== undefined) knobs.push(`own=${s.ownWeight}`);
+  if (s.pressureWeight !== undefined) knobs.push(`kvw=${s.pressureWeight}`);
   if (s.holdSharedPrefill) knobs.push('hold');
   return knobs.length ? `${s.kind} (${knobs.join(', ')})` : s.kind;
 }
 
 export function makePolicy(spec: PolicySpec, fleet: FleetView): Policy {
-  return spec.kind === 'oracle' ? new OraclePolicy(fleet) : new NativePolicy(spec, fleet);
+  if (spec.kind === 'oracle') return new OraclePolicy(fleet);
+  return spec.kind === 'kv-pressure' ? new KvPressurePolicy(spec, fleet) : new NativePolicy(spec, fleet);
 }
 
 // The mocker's events as the index takes them: runs of chained BlockStored (one per page) become
@@ -121,7 +129,7 @@ function pendingHold(router: KvRouter, blockSize: number, req: SimRequest, worke
 
 class NativePolicy implements Policy {
   readonly name: string;
-  private readonly router: KvRouter;
+  protected readonly router: KvRouter;
   private readonly out = new Uint32Array(3);
   private readonly exact: boolean;
   private readonly delay: number;
@@ -129,12 +137,13 @@ class NativePolicy implements Policy {
   onEventsApplied?: (worker: number) => void;
 
   constructor(
-    private readonly spec: PolicySpec,
-    private readonly fleet: FleetView,
+    protected readonly spec: PolicySpec,
+    protected readonly fleet: FleetView,
   ) {
     this.name = policyLabel(spec);
-    const kv = spec.kind === 'kv' || spec.kind === 'kv-approx' || spec.kind === 'kv-pending';
-    this.exact = spec.kind === 'kv' || spec.kind === 'kv-pending';
+    const pending = spec.kind === 'kv-pending' || spec.kind === 'kv-pressure';
+    const kv = pending || spec.kind === 'kv' || spec.kind === 'kv-approx';
+    this.exact = pending || spec.kind === 'kv';
     this.delay = spec.eventDelayMs ?? 0;
     this.router = new addon.KvRouter({
       blockSize: fleet.blockSize,
@@ -144,7 +153,7 @@ class NativePolicy implements Policy {
       ...(spec.overlapWeight !== undefined ? { overlapWeight: spec.overlapWeight } : {}),
       ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
       // kv-pending: the native pending prefixes (kv_router.h); kv keeps them off.
-      ...(spec.kind === 'kv-pending' ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
+      ...(pending ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
     if (this.exact) this.storedBlocks = (worker, hashes) => this.stored(worker, hashes);
@@ -187,6 +196,92 @@ class NativePolicy implements Policy {
 
   close(): void {
     this.router.close();
+  }
+}
+
+// kv-pressure: the kv router's cost (kv-pending's, read off score()) plus two terms the
+// oracle has and the native cost lacks, for traffic where prefill dominates:
+//   own    = ownWeight * (the prompt's own uncached blocks, beyond what the unit caches or
+//            has pending): the compute the request takes from the fleet, apart from the wait
+//            (the native cost weighs the prompt's uncached blocks like any block of backlog);
+//   kvOver = pressureWeight * max(0, active_blocks + own uncached blocks - KV capacity in
+//            blocks): a unit whose in-flight requests already fill its KV can take a new
+//            prefix only by queueing it (or evicting prefixes other requests will want).
+// With both weights 0 it picks what kv-pending picks, up to the draw among tied units. The
+// pick is the lowest total (ties: the smallest tree, then at random); route() then records it
+// on that unit (pending blocks included) with every other unit marked busy. The native change
+// this prototypes is in bench/README.md ("Prefill-heavy traffic").
+class KvPressurePolicy extends NativePolicy {
+  private readonly n: number;
+  private readonly outW: Uint32Array;
+  private readonly outR: Uint32Array;
+  private readonly outO: Uint32Array;
+  private readonly c0: Float64Array;
+  private readonly c1: Float64Array;
+  private readonly costs: Float64Array;
+  private readonly capBlocks: number;
+  private seed: number;
+
+  constructor(spec: PolicySpec, fleet: FleetView) {
+    super(spec, fleet);
+    this.seed = (spec.seed ?? 1) >>> 0;
+    this.n = fleet.workers;
+    [this.outW, this.outR, this.outO] = [new Uint32Array(this.n), new Uint32Array(this.n), new Uint32Array(this.n)];
+    [this.c0, this.c1, this.costs] = [new Float64Array(this.n), new Float64Array(this.n), new Float64Array(this.n)];
+    this.capBlocks = Math.floor(fleet.capacityTokens / fleet.blockSize);
+  }
+
+  // mulberry32, for ties only (the native generator's draws are not reachable from here).
+  private rand(): number {
+    let t = (this.seed = (this.seed + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  override route(req: SimRequest): number {
+    const r = this.router;
+    const bs = this.fleet.blockSize;
+    const w = this.spec.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight;
+    const own = this.spec.ownWeight ?? 0;
+    const kvw = this.spec.pressureWeight ?? 0;
+    const isl = req.u32.length;
+    // cost(w) = w * prefill_blocks + rest: two scores give both parts.
+    r.score(req.u32, this.outW, this.outR, this.outO, this.c1, 1);
+    r.score(req.u32, this.outW, this.outR, this.outO, this.c0, 0);
+    const units = r.units();
+    let best = -1;
+    let ties = 0;
+    for (let i = 0; i < this.n; i++) {
+      const u = units[i]!;
+      if (u.worker !== this.outW[i]) throw new Error('score() and units() disagree on order');
+      const prefill = this.c1[i]! - this.c0[i]!;
+      // prefill = (backlog - shared + isl - overlap*bs) / bs, shared = the backlog's pending
+      // part this prompt shares: what is left of the prompt to compute here.
+      const newTokens = Math.max(0, isl - this.outO[i]! * bs);
+      const shared = Math.max(0, u.prefillTokens + newTokens - prefill * bs);
+      const ownBlocks = Math.max(0, newTokens - shared) / bs;
+      let cost = w * prefill + this.c0[i]! + own * ownBlocks;
+      const over = u.activeBlocks + ownBlocks - this.capBlocks;
+      if (over > 0) cost += kvw * over;
+      this.costs[i] = cost;
+      // Equal within rounding (the parts come back as differences): the smaller tree, then
+      // uniformly at random (reservoir), as the native pick.
+      const d = best < 0 ? -1 : cost - this.costs[best]!;
+      const eps = 1e-9 * Math.max(1, Math.abs(cost));
+      if (best < 0 || d < -eps || (Math.abs(d) <= eps && u.cachedBlocks < units[best]!.cachedBlocks)) {
+        best = i;
+        ties = 1;
+      } else if (Math.abs(d) <= eps && u.cachedBlocks === units[best]!.cachedBlocks && this.rand() * ++ties < 1) {
+        best = i;
+      }
+    }
+    const pick = this.outW[best]!;
+    for (let i = 0; i < this.n; i++) if (i !== best) r.setBusy(this.outW[i]!, true);
+    const got = super.route(req);
+    for (let i = 0; i < this.n; i++) if (i !== best) r.setBusy(this.outW[i]!, false);
+    if (got !== pick) throw new Error(`kv-pressure: route() took ${got}, not ${pick}`);
+    return got;
   }
 }
 

@@ -43,6 +43,8 @@ export interface SimOptions {
   seed?: number;
   // Virtual ms between load-imbalance samples.
   sampleMs?: number;
+  // Called at each sample with the fleet (diagnostics: queues, KV over time).
+  observe?: (fleet: FleetView) => void;
 }
 
 export interface SimResult {
@@ -223,6 +225,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
       sum += a;
       if (a > max) max = a;
     }
+    o.observe?.(fleet);
     if (sum > 0) {
       imbalanceSum += max / (sum / o.workers);
       samples++;

@@ -1,0 +1,104 @@
+// `npm run sim -- own`: the product's kv cost (kv-pending, the defaults) beside kv-pressure,
+// which adds a weight on the prompt's own uncached blocks apart from the unit's prefill
+// backlog (policies.ts: KvPressurePolicy), and the oracle, on the prefill-heavy shared prefix
+// (64 output tokens) where the product's cost falls behind and on the default scenarios it
+// must not lose. Averages over seeds: near the fleet's capacity one seed can tip any policy,
+// the oracle included, into a queue that never drains (bench/README.md).
+
+import { GSP_DEFAULTS, sharedPrefix } from '../../src/bench/workloads.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
+import { policyLabel, type PolicySpec } from './policies.js';
+import { GSP_KV_TOKENS, scenario, type Scenario } from './scenarios.js';
+import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
+
+export const OWN_WEIGHTS = [8, 16];
+
+interface Case {
+  name: string;
+  make(seed: number): Pick<Scenario, 'workers' | 'engine' | 'make'>;
+}
+
+// Shared prefix at `outputLen` on 8 engines, Poisson at `load` x the oracle's burst rate at
+// that output length and seed (bench/README.md "Throughput against random, by offered load").
+function prefillHeavy(outputLen: number, load: number): Case {
+  return {
+    name: `shared prefix, ${outputLen} out, 8 engines, load ${load}`,
+    make(seed) {
+      const engine = { ...ENGINE_DEFAULTS, maxTotalTokens: GSP_KV_TOKENS };
+      const base = { ...GSP_DEFAULTS, outputLen, seed };
+      const b = simulate(sharedPrefix({ ...base, ratePerSec: Infinity }), { workers: 8, engine, policy: { kind: 'oracle', seed }, seed });
+      const rate = (load * b.requests) / (b.makespanMs / 1000);
+      return { workers: 8, engine, make: () => sharedPrefix({ ...base, ratePerSec: rate }) };
+    },
+  };
+}
+
+const named = (name: string, w: Parameters<typeof scenario>[0], n: number): Case => ({ name, make: (seed) => scenario(w, n, seed) });
+
+export const OWN_CASES: Record<string, Case> = {
+  'gsp64-0.5': prefillHeavy(64, 0.5),
+  'gsp64-0.7': prefillHeavy(64, 0.7),
+  'gsp64-1.0': prefillHeavy(64, 1),
+  'gsp256-1.0': prefillHeavy(256, 1),
+  'gsp256-8': named('shared prefix, 256 out, 8 engines (scenario)', 'shared-prefix', 8),
+  'gsp256-64': named('shared prefix, 256 out, 64 engines (scenario)', 'shared-prefix', 64),
+  'mt-8': named('multi-turn, 8 engines (scenario)', 'multi-turn', 8),
+  'mooncake-8': named('Mooncake, 8 engines (scenario)', 'mooncake', 8),
+};
+
+export function ownPolicies(eventDelayMs: number): PolicySpec[] {
+  const w = ROUTING_DEFAULTS.overlapWeight;
+  return [
+    { kind: 'oracle' },
+    { kind: 'kv-pending', overlapWeight: w, eventDelayMs },
+    ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
+  ];
+}
+
+export interface OwnRow {
+  case: string;
+  policy: string;
+  seeds: number[];
+  hitRate: number; // means over seeds
+  ttftP50: number;
+  ttftP99: number;
+  throughput: number;
+  imbalance: number;
+  worstP50: number; // the worst seed's TTFT p50
+}
+
+export function runOwnWeight(seeds: number[], eventDelayMs: number, cases: string[]): OwnRow[] {
+  const rows: OwnRow[] = [];
+  console.log(`\n### kv cost with the prompt's own uncached blocks weighted apart (kv-pressure), seeds ${seeds.join(', ')}\n`);
+  console.log('Means over the seeds; the last column is the worst seed\'s TTFT p50.\n');
+  console.log('| case | policy | hit rate | TTFT p50 ms | TTFT p99 ms | output tok/s | imbalance | worst seed p50 ms |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const key of cases) {
+    const c = OWN_CASES[key];
+    if (!c) throw new Error(`unknown case '${key}' (${Object.keys(OWN_CASES).join(', ')})`);
+    const policies = ownPolicies(eventDelayMs);
+    const runs: SimResult[][] = policies.map(() => []);
+    for (const seed of seeds) {
+      const sc = c.make(seed);
+      policies.forEach((p, i) => runs[i]!.push(simulate(sc.make(), { workers: sc.workers, engine: sc.engine, policy: { ...p, seed }, seed })));
+    }
+    policies.forEach((p, i) => {
+      const rs = runs[i]!;
+      const mean = (f: (r: SimResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
+      const row: OwnRow = {
+        case: c.name,
+        policy: policyLabel(p),
+        seeds,
+        hitRate: mean((r) => r.hitRate),
+        ttftP50: mean((r) => r.ttftP50),
+        ttftP99: mean((r) => r.ttftP99),
+        throughput: mean((r) => r.throughput),
+        imbalance: mean((r) => r.imbalance),
+        worstP50: Math.max(...rs.map((r) => r.ttftP50)),
+      };
+      rows.push(row);
+      console.log(`| ${row.case} | ${row.policy} | ${(100 * row.hitRate).toFixed(1)} % | ${row.ttftP50.toFixed(0)} | ${row.ttftP99.toFixed(0)} | ${row.throughput.toFixed(0)} | ${row.imbalance.toFixed(2)} | ${row.worstP50.toFixed(0)} |`);
+    });
+  }
+  return rows;
+}
