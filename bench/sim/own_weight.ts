@@ -11,7 +11,10 @@ import { policyLabel, type PolicySpec } from './policies.js';
 import { GSP_KV_TOKENS, scenario, type Scenario } from './scenarios.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 
-export const OWN_WEIGHTS = [8, 16];
+// The own weights kv-pressure runs with (SIM_OWN_WEIGHTS), and the KV-capacity weight of the
+// last row (own weight 8 plus that; SIM_PRESSURE_WEIGHT).
+export const OWN_WEIGHTS = (process.env.SIM_OWN_WEIGHTS ?? '4,8').split(',').map(Number);
+export const PRESSURE_WEIGHT = Number(process.env.SIM_PRESSURE_WEIGHT ?? 256);
 
 interface Case {
   name: string;
@@ -43,6 +46,7 @@ export const OWN_CASES: Record<string, Case> = {
   'gsp256-8': named('shared prefix, 256 out, 8 engines (scenario)', 'shared-prefix', 8),
   'gsp256-64': named('shared prefix, 256 out, 64 engines (scenario)', 'shared-prefix', 64),
   'mt-8': named('multi-turn, 8 engines (scenario)', 'multi-turn', 8),
+  'mt-64': named('multi-turn, 64 engines (scenario)', 'multi-turn', 64),
   'mooncake-8': named('Mooncake, 8 engines (scenario)', 'mooncake', 8),
 };
 
@@ -52,6 +56,8 @@ export function ownPolicies(eventDelayMs: number): PolicySpec[] {
     { kind: 'oracle' },
     { kind: 'kv-pending', overlapWeight: w, eventDelayMs },
     ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
+    { kind: 'kv-pressure', overlapWeight: w, ownWeight: 8, pressureWeight: PRESSURE_WEIGHT, eventDelayMs },
+    { kind: 'random' },
   ];
 }
 
@@ -63,6 +69,7 @@ export interface OwnRow {
   ttftP50: number;
   ttftP99: number;
   throughput: number;
+  vsRandom: number; // throughput over random's in the same seed
   imbalance: number;
   worstP50: number; // the worst seed's TTFT p50
 }
@@ -71,8 +78,8 @@ export function runOwnWeight(seeds: number[], eventDelayMs: number, cases: strin
   const rows: OwnRow[] = [];
   console.log(`\n### kv cost with the prompt's own uncached blocks weighted apart (kv-pressure), seeds ${seeds.join(', ')}\n`);
   console.log('Means over the seeds; the last column is the worst seed\'s TTFT p50.\n');
-  console.log('| case | policy | hit rate | TTFT p50 ms | TTFT p99 ms | output tok/s | imbalance | worst seed p50 ms |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| case | policy | hit rate | TTFT p50 ms | TTFT p99 ms | output tok/s | vs random | imbalance | worst seed p50 ms |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const key of cases) {
     const c = OWN_CASES[key];
     if (!c) throw new Error(`unknown case '${key}' (${Object.keys(OWN_CASES).join(', ')})`);
@@ -82,6 +89,7 @@ export function runOwnWeight(seeds: number[], eventDelayMs: number, cases: strin
       const sc = c.make(seed);
       policies.forEach((p, i) => runs[i]!.push(simulate(sc.make(), { workers: sc.workers, engine: sc.engine, policy: { ...p, seed }, seed })));
     }
+    const random = runs[policies.length - 1]!;
     policies.forEach((p, i) => {
       const rs = runs[i]!;
       const mean = (f: (r: SimResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
@@ -93,11 +101,12 @@ export function runOwnWeight(seeds: number[], eventDelayMs: number, cases: strin
         ttftP50: mean((r) => r.ttftP50),
         ttftP99: mean((r) => r.ttftP99),
         throughput: mean((r) => r.throughput),
+        vsRandom: rs.reduce((s, r, k) => s + r.throughput / random[k]!.throughput, 0) / rs.length,
         imbalance: mean((r) => r.imbalance),
         worstP50: Math.max(...rs.map((r) => r.ttftP50)),
       };
       rows.push(row);
-      console.log(`| ${row.case} | ${row.policy} | ${(100 * row.hitRate).toFixed(1)} % | ${row.ttftP50.toFixed(0)} | ${row.ttftP99.toFixed(0)} | ${row.throughput.toFixed(0)} | ${row.imbalance.toFixed(2)} | ${row.worstP50.toFixed(0)} |`);
+      console.log(`| ${row.case} | ${row.policy} | ${(100 * row.hitRate).toFixed(1)} % | ${row.ttftP50.toFixed(0)} | ${row.ttftP99.toFixed(0)} | ${row.throughput.toFixed(0)} | ${row.vsRandom.toFixed(2)}x | ${row.imbalance.toFixed(2)} | ${row.worstP50.toFixed(0)} |`);
     });
   }
   return rows;

@@ -15,6 +15,7 @@ export interface SimRequest {
   readonly id: number;
   readonly tokens: number[];
   readonly u32: Uint32Array;
+  readonly outputLen: number; // max new tokens: the KV the engine reserves beyond the prompt
   worker: number;
 }
 
@@ -220,6 +221,7 @@ class KvPressurePolicy extends NativePolicy {
   private readonly c1: Float64Array;
   private readonly costs: Float64Array;
   private readonly capBlocks: number;
+  private readonly reserved: Float64Array; // output blocks of each unit's requests in flight
   private seed: number;
 
   constructor(spec: PolicySpec, fleet: FleetView) {
@@ -229,6 +231,12 @@ class KvPressurePolicy extends NativePolicy {
     [this.outW, this.outR, this.outO] = [new Uint32Array(this.n), new Uint32Array(this.n), new Uint32Array(this.n)];
     [this.c0, this.c1, this.costs] = [new Float64Array(this.n), new Float64Array(this.n), new Float64Array(this.n)];
     this.capBlocks = Math.floor(fleet.capacityTokens / fleet.blockSize);
+    this.reserved = new Float64Array(this.n);
+  }
+
+  override finished(req: SimRequest): void {
+    super.finished(req);
+    this.reserved[req.worker] -= Math.ceil(req.outputLen / this.fleet.blockSize);
   }
 
   // mulberry32, for ties only (the native generator's draws are not reachable from here).
@@ -262,7 +270,7 @@ class KvPressurePolicy extends NativePolicy {
       const shared = Math.max(0, u.prefillTokens + newTokens - prefill * bs);
       const ownBlocks = Math.max(0, newTokens - shared) / bs;
       let cost = w * prefill + this.c0[i]! + own * ownBlocks;
-      const over = u.activeBlocks + ownBlocks - this.capBlocks;
+      const over = u.activeBlocks + this.reserved[i]! + ownBlocks - this.capBlocks;
       if (over > 0) cost += kvw * over;
       this.costs[i] = cost;
       // Equal within rounding (the parts come back as differences): the smaller tree, then
@@ -281,6 +289,7 @@ class KvPressurePolicy extends NativePolicy {
     const got = super.route(req);
     for (let i = 0; i < this.n; i++) if (i !== best) r.setBusy(this.outW[i]!, false);
     if (got !== pick) throw new Error(`kv-pressure: route() took ${got}, not ${pick}`);
+    this.reserved[best] += Math.ceil(req.outputLen / bs);
     return got;
   }
 }

@@ -149,7 +149,7 @@ export function simulate(workload: Workload, o: SimOptions): SimResult {
     // A request that can never fit one engine's KV would wait forever: cut its prompt.
     const maxIsl = (capacityPages - Math.ceil(a.outputLen / e.pageSize) - 1) * e.pageSize;
     const tokens = a.tokens.length > maxIsl ? a.tokens.slice(0, maxIsl) : a.tokens;
-    const sim: SimRequest = { id: nextId++, tokens, u32: Uint32Array.from(tokens), worker: -1 };
+    const sim: SimRequest = { id: nextId++, tokens, u32: Uint32Array.from(tokens), outputLen: a.outputLen, worker: -1 };
     perRequest.push({ worker: -1, cached: 0, isl: tokens.length, ttft: NaN, ...(a.session !== undefined ? { session: a.session, turn: a.turn } : {}) });
     firstArrival = Math.min(firstArrival, clock.now());
     const w = policy.route(sim);
