@@ -21,17 +21,19 @@ interface Case {
   make(seed: number): Pick<Scenario, 'workers' | 'engine' | 'make'>;
 }
 
-// Shared prefix at `outputLen` on 8 engines, Poisson at `load` x the oracle's burst rate at
-// that output length and seed (bench/README.md "Throughput against random, by offered load").
-function prefillHeavy(outputLen: number, load: number): Case {
+// Shared prefix at `outputLen` on `workers` engines (the scenario's shape: 64 groups x 16 at 8,
+// 8 groups per engine x 4 beyond), Poisson at `load` x the oracle's burst rate at that output
+// length, fleet and seed (bench/README.md "Throughput against random, by offered load").
+function prefillHeavy(outputLen: number, load: number, workers = 8): Case {
   return {
-    name: `shared prefix, ${outputLen} out, 8 engines, load ${load}`,
+    name: `shared prefix, ${outputLen} out, ${workers} engines, load ${load}`,
     make(seed) {
       const engine = { ...ENGINE_DEFAULTS, maxTotalTokens: GSP_KV_TOKENS };
-      const base = { ...GSP_DEFAULTS, outputLen, seed };
-      const b = simulate(sharedPrefix({ ...base, ratePerSec: Infinity }), { workers: 8, engine, policy: { kind: 'oracle', seed }, seed });
+      const [groups, promptsPerGroup] = workers <= 8 ? [64, 16] : [8 * workers, 4];
+      const base = { ...GSP_DEFAULTS, groups, promptsPerGroup, outputLen, seed };
+      const b = simulate(sharedPrefix({ ...base, ratePerSec: Infinity }), { workers, engine, policy: { kind: 'oracle', seed }, seed });
       const rate = (load * b.requests) / (b.makespanMs / 1000);
-      return { workers: 8, engine, make: () => sharedPrefix({ ...base, ratePerSec: rate }) };
+      return { workers, engine, make: () => sharedPrefix({ ...base, ratePerSec: rate }) };
     },
   };
 }
@@ -42,6 +44,7 @@ export const OWN_CASES: Record<string, Case> = {
   'gsp64-0.5': prefillHeavy(64, 0.5),
   'gsp64-0.7': prefillHeavy(64, 0.7),
   'gsp64-1.0': prefillHeavy(64, 1),
+  'gsp64-64': prefillHeavy(64, 0.7, 64),
   'gsp256-1.0': prefillHeavy(256, 1),
   'gsp256-8': named('shared prefix, 256 out, 8 engines (scenario)', 'shared-prefix', 8),
   'gsp256-64': named('shared prefix, 256 out, 64 engines (scenario)', 'shared-prefix', 64),
