@@ -91,7 +91,7 @@ function retryable(err: unknown): boolean {
 export class PdRequest<M> implements Dispatch {
   readonly engine: EngineClient;
   private done = false;
-  private decodeHeld = true;
+  private decodeHeld = false;
   // The prefill route is held until its leg ends (or until finish, if it never started).
   private prefillHeld = false;
   private prefill: PrefillLeg<M> | null = null;
@@ -106,7 +106,6 @@ export class PdRequest<M> implements Dispatch {
     private readonly hold: PromptHold | null = null,
   ) {
     if (pair) this.take(pair);
-    else this.decodeHeld = false;
     this.engine = { generate: (req, signal) => this.generate(req, signal), close: async () => {} };
   }
 
