@@ -67,6 +67,27 @@ const MUTANTS = [
     to: '      if (nested_) continue;\n      if (nd.n == active_.size()) {\n',
   },
   {
+    name: 'same-as-survives-insert',
+    why: "a new holder on a spilled block keeps its stamp: match() still trusts it has its parent's holders",
+    file: 'prefix_table.cc',
+    from: '  nd.n++;\n  touch(nd);\n',
+    to: '  nd.n++;\n',
+  },
+  {
+    name: 'same-as-survives-erase',
+    why: "a holder gone from a spilled block keeps its stamp: match() still trusts it has its parent's holders",
+    file: 'prefix_table.cc',
+    from: '  } else {\n    touch(nd);\n  }\n',
+    to: '  }\n',
+  },
+  {
+    name: 'same-as-ignores-parent',
+    why: "match() trusts a block found equal to its parent once, whatever the parent's holders are now",
+    file: 'prefix_table.cc',
+    from: '          if (prev != 0 && sh.same_as == prev) {\n',
+    to: '          if (sh.same_as != 0) {\n',
+  },
+  {
     name: 'wrong-parent-link',
     why: 'a stored chain hangs under its parent engine hash, not the parent block',
     file: 'kv_index.cc',
