@@ -269,7 +269,7 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
       const Node& nd = at(ids[k]);
       const Holder* h = holders(nd);
       if (depth == 0) {
-        for (uint16_t i = 0; i < nd.n; i++) active_.push_back(h[i].unit);
+        start_with(nd);
         if (nd.spilled) prev = head(nd).stamp;
         continue;
       }
@@ -293,24 +293,41 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
           continue;
         }
       }
-      // active_ ∩= holders; units that drop out matched `depth` blocks.
-      size_t w = 0, j = 0;
-      for (size_t i = 0; i < active_.size(); i++) {
-        const uint16_t u = active_[i];
-        while (j < nd.n && h[j].unit < u) j++;
-        if (j < nd.n && h[j].unit == u) {
-          active_[w++] = u;
-        } else {
-          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
-        }
-      }
-      active_.resize(w);
+      const size_t w = intersect(nd, depth, out);
       if (w == 0) return;
       prev = nd.spilled && w == nd.n ? head(nd).stamp : 0;
     }
     if (got < end - start) break;  // a block is missing: the walk ends here
   }
-  for (uint16_t u : active_) out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+  finish(depth, out);
+}
+
+void PrefixTable::start_with(const Node& nd) {
+  const Holder* h = holders(nd);
+  active_.resize(nd.n);
+  for (uint16_t i = 0; i < nd.n; i++) active_[i] = h[i].unit;
+}
+
+size_t PrefixTable::intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out) {
+  const Holder* h = holders(nd);
+  size_t w = 0, j = 0;
+  for (size_t i = 0; i < active_.size(); i++) {
+    const uint16_t u = active_[i];
+    while (j < nd.n && h[j].unit < u) j++;
+    if (j < nd.n && h[j].unit == u) {
+      active_[w++] = u;
+    } else {
+      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+    }
+  }
+  active_.resize(w);
+  return w;
+}
+
+void PrefixTable::finish(size_t depth, std::vector<UnitDepth>* out) {
+  const size_t o = out->size();
+  out->resize(o + active_.size());
+  for (size_t i = 0; i < active_.size(); i++) (*out)[o + i] = UnitDepth{active_[i], static_cast<uint32_t>(depth)};
 }
 
 size_t PrefixTable::bytes() const {

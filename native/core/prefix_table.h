@@ -159,7 +159,15 @@ class PrefixTable {
   }
   static void set_head(const Node& nd, const SpillHead& sh) { std::memcpy(heap(nd).ptr, &sh, sizeof sh); }
   // A spilled node's holder set changed: a new stamp, and no longer known equal to its parent's.
-  void touch(const Node& nd) { set_head(nd, SpillHead{++clock_, 0}); }
+  // (A nested table's match() never reads them.)
+  void touch(const Node& nd) {
+    if (!nested_) set_head(nd, SpillHead{++clock_, 0});
+  }
+  void start_with(const Node& nd);  // active_ = the node's holders
+  // active_ ∩= the node's holders (the walk's block `depth`); the units that drop out go to
+  // `out` with `depth` blocks matched. Returns the units left.
+  size_t intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out);
+  void finish(size_t depth, std::vector<UnitDepth>* out);  // the units left matched `depth` blocks
   void insert_holder(Node& nd, size_t k, uint16_t unit);
   void erase_holder(Node& nd, size_t k);
 
