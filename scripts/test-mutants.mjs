@@ -49,8 +49,8 @@ const MUTANTS = [
     name: 'match-depth-off-by-one',
     why: 'a unit that drops out mid-walk is reported one block deeper',
     file: 'prefix_table.cc',
-    from: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});\n',
-    to: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
+    from: '      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});\n',
+    to: '      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
   },
   {
     name: 'nested-index',
