@@ -49,8 +49,8 @@ const MUTANTS = [
     name: 'match-depth-off-by-one',
     why: 'a unit that drops out mid-walk is reported one block deeper',
     file: 'prefix_table.cc',
-    from: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});\n',
-    to: '          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
+    from: '      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});\n',
+    to: '      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth + 1)});\n',
   },
   {
     name: 'nested-index',
@@ -65,6 +65,27 @@ const MUTANTS = [
     file: 'prefix_table.cc',
     from: '      if (nd.n == active_.size()) {\n        if (nested_) continue;\n',
     to: '      if (nested_) continue;\n      if (nd.n == active_.size()) {\n',
+  },
+  {
+    name: 'same-as-survives-insert',
+    why: "a new holder on a spilled block keeps its stamp: match() still trusts it has its parent's holders",
+    file: 'prefix_table.cc',
+    from: '  nd.n++;\n  touch(nd);\n',
+    to: '  nd.n++;\n',
+  },
+  {
+    name: 'same-as-survives-erase',
+    why: "a holder gone from a spilled block keeps its stamp: match() still trusts it has its parent's holders",
+    file: 'prefix_table.cc',
+    from: '  } else {\n    touch(nd);\n  }\n',
+    to: '  }\n',
+  },
+  {
+    name: 'same-as-ignores-parent',
+    why: "match() trusts a block found equal to its parent once, whatever the parent's holders are now",
+    file: 'prefix_table.cc',
+    from: '          if (prev != 0 && sh.same_as == prev) {\n',
+    to: '          if (sh.same_as != 0) {\n',
   },
   {
     name: 'wrong-parent-link',

@@ -23,6 +23,9 @@ export interface RouterCost {
   buildSeconds: number;
   findP50Us: number;
   findP99Us: number;
+  // findMatches in this process's CPU time (getrusage per call, µs resolution), as route CPU below.
+  findCpuP50Us: number;
+  findCpuP99Us: number;
   routeP50Us: number;
   routeP99Us: number;
   // The same in this process's CPU time (getrusage, µs resolution): what the route costs a core,
@@ -80,11 +83,15 @@ export function routerCost(
     return buffer.length === p.length ? buffer : buffer.subarray(0, p.length);
   };
   const find = new Float64Array(Math.min(decisions, 5000));
+  const findCpu = new Float64Array(find.length);
   for (let i = 0; i < find.length; i++) {
     const tokens = query();
+    const c0 = process.cpuUsage();
     const a = process.hrtime.bigint();
     router.findMatches(tokens, outW, outR, outD);
     find[i] = Number(process.hrtime.bigint() - a) / 1000;
+    const c = process.cpuUsage(c0);
+    findCpu[i] = c.user + c.system;
   }
   // Decisions: one request in flight per worker (freed `workers` decisions later).
   const inFlight = Math.min(workers, decisions / 2);
@@ -121,6 +128,8 @@ export function routerCost(
     buildSeconds,
     findP50Us: pct(find, 0.5),
     findP99Us: pct(find, 0.99),
+    findCpuP50Us: pct(findCpu, 0.5),
+    findCpuP99Us: pct(findCpu, 0.99),
     routeP50Us: pct(route, 0.5),
     routeP99Us: pct(route, 0.99),
     routeCpuP50Us: pct(routeCpu, 0.5),

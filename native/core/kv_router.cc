@@ -24,10 +24,7 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     if (slots_.size() >= PrefixTable::kMaxUnits) return kNoSlot;
     s = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back();
-    overlap_of_.push_back(0);
-    active_of_.push_back(0);
-    pending_depth_.push_back(0);
-    listed_.push_back(0);
+    marks_.emplace_back();
   }
   slots_[s] = Slot{worker, rank, true, false, false, false};
   slot_of_.put(unit_key(worker, rank), s);
@@ -264,9 +261,9 @@ void KvRouter::mark_matches(size_t n_full) {
       if (d > 0) pending_matches_.push_back(UnitDepth{m.unit, d});
     }
   }
-  for (const UnitDepth& m : matches_) overlap_of_[m.unit] = m.depth;
-  for (const UnitDepth& m : active_matches_) active_of_[m.unit] = m.depth;
-  for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = m.depth;
+  for (const UnitDepth& m : matches_) marks_[m.unit].overlap = m.depth;
+  for (const UnitDepth& m : active_matches_) marks_[m.unit].active = m.depth;
+  for (const UnitDepth& m : pending_matches_) marks_[m.unit].pending = m.depth;
 }
 
 uint32_t KvRouter::pending_depth(uint32_t s, uint32_t active_depth) const {
@@ -284,20 +281,21 @@ uint32_t KvRouter::pending_depth(uint32_t s, uint32_t active_depth) const {
 }
 
 void KvRouter::unmark_matches() {
-  for (const UnitDepth& m : matches_) overlap_of_[m.unit] = 0;
-  for (const UnitDepth& m : active_matches_) active_of_[m.unit] = 0;
-  for (const UnitDepth& m : pending_matches_) pending_depth_[m.unit] = 0;
+  for (const UnitDepth& m : matches_) marks_[m.unit].overlap = 0;
+  for (const UnitDepth& m : active_matches_) marks_[m.unit].active = 0;
+  for (const UnitDepth& m : pending_matches_) marks_[m.unit].pending = 0;
 }
 
 Candidate KvRouter::candidate_of(uint32_t s) const {
   const UnitLoad& load = active_.load(s);
   Candidate c;
-  c.overlap = overlap_of_[s];
-  c.active_overlap = active_of_[s];
+  const Marks& mk = marks_[s];
+  c.overlap = mk.overlap;
+  c.active_overlap = mk.active;
   c.active_blocks = load.active_blocks;
   c.prefill_tokens = load.prefill_tokens;
   c.tree_size = index_.unit_blocks(s);
-  c.pending_overlap = pending_depth_[s];
+  c.pending_overlap = mk.pending;
   return c;
 }
 
@@ -318,8 +316,8 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   for (const std::vector<UnitDepth>* ms : {&matches_, &active_matches_}) {
     for (const UnitDepth& m : *ms) {
       const uint32_t s = m.unit;
-      if (s >= pos_of_.size() || pos_of_[s] == kNoSlot || listed_[s]) continue;  // not in the pool
-      listed_[s] = 1;
+      if (s >= pos_of_.size() || pos_of_[s] == kNoSlot || marks_[s].listed) continue;  // not in the pool
+      marks_[s].listed = 1;
       const Candidate c = candidate_of(s);
       scored_cand_.push_back(c);
       scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw), c.tree_size});
@@ -327,7 +325,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   }
   unmark_matches();
   const std::vector<uint32_t>& units = pool();
-  for (const LoadOrder::Scored& sc : scored_) listed_[units[sc.pos]] = 0;
+  for (const LoadOrder::Scored& sc : scored_) marks_[units[sc.pos]].listed = 0;
   const uint32_t pos = load_order_.select(scored_, isl, pw, rng_);
   for (size_t i = 0; i < scored_.size(); i++) {
     if (scored_[i].pos == pos) {
@@ -601,7 +599,7 @@ RouterStats KvRouter::stats() const {
   s.bytes += pending_of_.bytes() + pending_pool_.capacity() * sizeof(PendingEntry) +
              pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
-  s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + listed_.capacity() +
+  s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + marks_.capacity() * sizeof(Marks) +
              scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);
   return s;
 }

@@ -195,7 +195,7 @@ class KvRouter {
   void rebuild_candidates();
   void index_candidates();  // not_busy_ and pos_of_ from candidates_; the load order goes stale
   void hash_prompt(const uint32_t* tokens, size_t n);
-  void mark_matches(size_t n_full);  // overlap_of_, active_of_, pending_depth_ from seq_[0..n_full)
+  void mark_matches(size_t n_full);  // marks_ from seq_[0..n_full)
   // The leading blocks of seq_ pending on slot s, which has active_depth of them active.
   uint32_t pending_depth(uint32_t s, uint32_t active_depth) const;
   void unmark_matches();
@@ -271,11 +271,16 @@ class KvRouter {
   // Per-call scratch.
   std::vector<uint64_t> local_, seq_;
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
-  std::vector<uint32_t> overlap_of_, active_of_, pending_depth_;  // by slot, zero between calls
+  // By slot, zero between calls: a route's overlaps of each kind and whether select_pruned
+  // scored the unit, side by side so that scoring a matched unit loads one line, not four.
+  struct Marks {
+    uint32_t overlap = 0, active = 0, pending = 0;
+    uint32_t listed = 0;
+  };
+  std::vector<Marks> marks_;
   std::vector<Candidate> cand_;
   std::vector<double> values_;
   std::vector<uint64_t> trees_;
-  std::vector<uint8_t> listed_;  // by slot, zero between calls
   std::vector<LoadOrder::Scored> scored_;
   std::vector<Candidate> scored_cand_;
 };

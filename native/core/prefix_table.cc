@@ -100,7 +100,7 @@ void PrefixTable::free_node(uint32_t id) {
   table_erase(static_cast<uint32_t>(nd.seq), id);
   if (nd.spilled) {
     const Heap h = heap(nd);
-    heap_bytes_ -= h.cap * sizeof(Holder);
+    heap_bytes_ -= (kHead + h.cap) * sizeof(Holder);
     delete[] h.ptr;
   }
   nd.n = 0;
@@ -128,31 +128,39 @@ void PrefixTable::insert_holder(Node& nd, size_t k, uint16_t unit) {
   if (!nd.spilled || nd.n == cap) {
     // Grow (or spill) into a new array with the new holder in place.
     const uint32_t new_cap = std::max<uint32_t>(8, cap * 2);
-    Holder* a = new Holder[new_cap];
+    Holder* base = new Holder[kHead + new_cap];
+    Holder* a = base + kHead;
     std::memcpy(a, h, k * sizeof(Holder));
     a[k] = Holder{unit, 1};
     std::memcpy(a + k + 1, h + k, (nd.n - k) * sizeof(Holder));
-    if (nd.spilled) delete[] h;
-    heap_bytes_ += (new_cap - cap) * sizeof(Holder);
-    set_heap(nd, a, new_cap);
+    if (nd.spilled) {
+      delete[] heap(nd).ptr;
+      heap_bytes_ -= (kHead + cap) * sizeof(Holder);
+    }
+    heap_bytes_ += (kHead + new_cap) * sizeof(Holder);
+    set_heap(nd, base, new_cap);
     nd.spilled = 1;
   } else {
     std::memmove(h + k + 1, h + k, (nd.n - k) * sizeof(Holder));
     h[k] = Holder{unit, 1};
   }
   nd.n++;
+  touch(nd);
 }
 
 void PrefixTable::erase_holder(Node& nd, size_t k) {
   Holder* h = holders(nd);
   std::memmove(h + k, h + k + 1, (nd.n - k - 1) * sizeof(Holder));
   nd.n--;
-  if (nd.spilled && nd.n <= kSpillBack) {
+  if (!nd.spilled) return;
+  if (nd.n <= kSpillBack) {
     const Heap old = heap(nd);
-    std::memcpy(nd.body.inline_holders, old.ptr, nd.n * sizeof(Holder));
-    heap_bytes_ -= old.cap * sizeof(Holder);
+    std::memcpy(nd.body.inline_holders, old.ptr + kHead, nd.n * sizeof(Holder));
+    heap_bytes_ -= (kHead + old.cap) * sizeof(Holder);
     delete[] old.ptr;
     nd.spilled = 0;
+  } else {
+    touch(nd);
   }
 }
 
@@ -216,6 +224,9 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
   // ahead), then the nodes their tags point to, then spilled holder arrays.
   constexpr size_t kBatch = 64;
   uint32_t ids[kBatch];
+  // The stamp of the block before, when it is spilled and active_ is exactly its holders;
+  // else 0. A spilled block whose same_as is this stamp has exactly active_.
+  uint64_t prev = 0;
   auto prefetch_slots = [&](size_t from) {
     for (size_t i = from; i < std::min(n, from + kBatch); i++) {
       __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq[i]))]);
@@ -258,34 +269,65 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
       const Node& nd = at(ids[k]);
       const Holder* h = holders(nd);
       if (depth == 0) {
-        for (uint16_t i = 0; i < nd.n; i++) active_.push_back(h[i].unit);
+        start_with(nd);
+        if (nd.spilled) prev = head(nd).stamp;
         continue;
       }
       // Usually a block has the same holders as its parent: nothing to intersect.
       // Nested holders are a subset of active_ (the parent's): an equal count is equality.
       if (nd.n == active_.size()) {
         if (nested_) continue;
+        SpillHead sh{0, 0};
+        if (nd.spilled) {
+          sh = head(nd);
+          if (prev != 0 && sh.same_as == prev) {
+            prev = sh.stamp;
+            continue;
+          }
+        }
         unsigned diff = 0;
         for (size_t i = 0; i < active_.size(); i++) diff |= h[i].unit ^ active_[i];
-        if (diff == 0) continue;
-      }
-      // active_ ∩= holders; units that drop out matched `depth` blocks.
-      size_t w = 0, j = 0;
-      for (size_t i = 0; i < active_.size(); i++) {
-        const uint16_t u = active_[i];
-        while (j < nd.n && h[j].unit < u) j++;
-        if (j < nd.n && h[j].unit == u) {
-          active_[w++] = u;
-        } else {
-          out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+        if (diff == 0) {
+          if (nd.spilled && prev != 0) set_head(nd, SpillHead{sh.stamp, prev});
+          prev = sh.stamp;  // (0 for an inline block)
+          continue;
         }
       }
-      active_.resize(w);
+      const size_t w = intersect(nd, depth, out);
       if (w == 0) return;
+      prev = nd.spilled && w == nd.n ? head(nd).stamp : 0;
     }
     if (got < end - start) break;  // a block is missing: the walk ends here
   }
-  for (uint16_t u : active_) out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+  finish(depth, out);
+}
+
+void PrefixTable::start_with(const Node& nd) {
+  const Holder* h = holders(nd);
+  active_.resize(nd.n);
+  for (uint16_t i = 0; i < nd.n; i++) active_[i] = h[i].unit;
+}
+
+size_t PrefixTable::intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out) {
+  const Holder* h = holders(nd);
+  size_t w = 0, j = 0;
+  for (size_t i = 0; i < active_.size(); i++) {
+    const uint16_t u = active_[i];
+    while (j < nd.n && h[j].unit < u) j++;
+    if (j < nd.n && h[j].unit == u) {
+      active_[w++] = u;
+    } else {
+      out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+    }
+  }
+  active_.resize(w);
+  return w;
+}
+
+void PrefixTable::finish(size_t depth, std::vector<UnitDepth>* out) {
+  const size_t o = out->size();
+  out->resize(o + active_.size());
+  for (size_t i = 0; i < active_.size(); i++) (*out)[o + i] = UnitDepth{active_[i], static_cast<uint32_t>(depth)};
 }
 
 size_t PrefixTable::bytes() const {

@@ -13,9 +13,16 @@
 // stays) is simply a node whose holders are not a subset of the parent's; match() handles
 // that by intersecting.
 //
-// Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array), the
-// seq table 8 bytes per slot at 50-75% load (by default); freed nodes are reused, and the
-// pool is released (but for one 384 KB chunk) when the table empties.
+// A block usually has exactly its parent's holders (a shared system prompt: hundreds of
+// holders on each of its blocks), and comparing them on every walk is most of a walk's
+// cost. A nested table skips it (see the constructor); any other remembers, on a spilled
+// node, that match() found its holders equal to its parent's, for as long as neither node's
+// holder set changes (stamps from a table-wide clock; see SpillHead), and skips the
+// compare while that holds. Both are exact.
+//
+// Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array with a
+// 16-byte header), the seq table 8 bytes per slot at 50-75% load (by default); freed nodes
+// are reused, and the pool is released (but for one 384 KB chunk) when the table empties.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -46,9 +53,8 @@ class PrefixTable {
   // unit's holds are whole prefixes, as a request's blocks from its first: the active
   // requests). Then the holders along a query only shrink, and match()
   // knows a block whose holder count equals the units still matching has exactly them,
-  // without comparing them (with 10,000 units a shared system prompt has hundreds of
-  // holders on each of its blocks). The KV index cannot promise it: an evicted parent can
-  // leave its child held.
+  // without comparing them. The KV index cannot promise it (an evicted parent can leave its
+  // child held), and relies on the SpillHead record instead.
   explicit PrefixTable(unsigned max_load_pct = 75, bool nested = false);
   ~PrefixTable();
   PrefixTable(const PrefixTable&) = delete;
@@ -77,7 +83,9 @@ class PrefixTable {
 
   // For each unit holding query block 0, the number of leading blocks of `seq[0..n)` it
   // holds (depth >= 1), in no particular order. Stops as soon as no unit is left.
-  // Cost O(depth reached x holders per block). Uses internal scratch (not reentrant).
+  // Cost O(depth reached x holders per block), but a spilled block found to have its
+  // parent's holders costs O(1) on later walks until either's holders change. Uses internal
+  // scratch and writes those findings to the nodes (not reentrant).
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out);
 
   size_t blocks() const { return live_; }  // nodes with at least one holder
@@ -90,6 +98,16 @@ class PrefixTable {
     uint16_t count;
   };
   static constexpr uint16_t kInline = 3;
+  // The head of a spilled node's heap array (before its holders). `stamp` is the table's
+  // clock when the node spilled or its set of holders last changed: each change takes a new
+  // value (64 bits never wrap), so an unchanged stamp names one node in one state, even
+  // across node reuse. `same_as`: the stamp of the node before it on a walk when match()
+  // found the two holder sets equal (0 = none), valid while both stamps stand.
+  struct SpillHead {
+    uint64_t stamp;
+    uint64_t same_as;
+  };
+  static constexpr size_t kHead = sizeof(SpillHead) / sizeof(Holder);  // holder slots the head takes
   // 24 bytes. Up to kInline holders live in `body`; beyond that (`spilled`) body holds a
   // heap array's pointer and capacity, and a free node holds the next free node's id.
   // Accessed through memcpy, so no member needs 8-byte alignment.
@@ -104,8 +122,8 @@ class PrefixTable {
   };
   static_assert(sizeof(Node) == 24, "node must stay 24 bytes");
   struct Heap {
-    Holder* ptr;
-    uint32_t cap;
+    Holder* ptr;   // the allocation: kHead slots of SpillHead, then the holders
+    uint32_t cap;  // holders it has room for
   };
   // The pointer's bytes, then the capacity's, in body.raw.
   static constexpr size_t kPtrBytes = sizeof(uintptr_t);
@@ -132,8 +150,24 @@ class PrefixTable {
 
   Node& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
   const Node& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
-  static Holder* holders(Node& nd) { return nd.spilled ? heap(nd).ptr : nd.body.inline_holders; }
-  static const Holder* holders(const Node& nd) { return nd.spilled ? heap(nd).ptr : nd.body.inline_holders; }
+  static Holder* holders(Node& nd) { return nd.spilled ? heap(nd).ptr + kHead : nd.body.inline_holders; }
+  static const Holder* holders(const Node& nd) { return nd.spilled ? heap(nd).ptr + kHead : nd.body.inline_holders; }
+  static SpillHead head(const Node& nd) {
+    SpillHead sh;
+    std::memcpy(&sh, heap(nd).ptr, sizeof sh);
+    return sh;
+  }
+  static void set_head(const Node& nd, const SpillHead& sh) { std::memcpy(heap(nd).ptr, &sh, sizeof sh); }
+  // A spilled node's holder set changed: a new stamp, and no longer known equal to its parent's.
+  // (A nested table's match() never reads them.)
+  void touch(const Node& nd) {
+    if (!nested_) set_head(nd, SpillHead{++clock_, 0});
+  }
+  void start_with(const Node& nd);  // active_ = the node's holders
+  // active_ ∩= the node's holders (the walk's block `depth`); the units that drop out go to
+  // `out` with `depth` blocks matched. Returns the units left.
+  size_t intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out);
+  void finish(size_t depth, std::vector<UnitDepth>* out);  // the units left matched `depth` blocks
   void insert_holder(Node& nd, size_t k, uint16_t unit);
   void erase_holder(Node& nd, size_t k);
 
@@ -151,6 +185,7 @@ class PrefixTable {
   uint32_t next_unused_ = 0;      // nodes [0, next_unused_) have been handed out once
   uint32_t free_head_ = kNoNode;  // freed nodes, each holding the next one's id in its body
   size_t heap_bytes_ = 0;         // spilled holder arrays
+  uint64_t clock_ = 0;            // the last SpillHead stamp handed out
 
   std::unique_ptr<Slot[]> slots_;
   size_t cap_ = 0;

@@ -319,6 +319,99 @@ TEST(PrefixTable, TagCollisionsFallBackToTheFullHash) {
   EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{2, 150}, {3, 70}}));
 }
 
+TEST(PrefixTable, EqualHoldersAreRecheckedAfterEitherBlockChanges) {
+  // Blocks a, b, c held by units 1-5 (spilled: more than 3 holders). The first walk finds
+  // b's holders equal to a's and c's to b's, and later walks skip comparing them; each
+  // change below keeps the counts equal but not the sets, so a walk that trusted what it
+  // found before would report the wrong depths.
+  PrefixTable t;
+  uint32_t count;
+  const uint64_t q[] = {0xA, 0xB, 0xC};
+  auto add = [&](uint64_t s, uint32_t u) { ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode); };
+  auto remove = [&](uint64_t s, uint32_t u) { ASSERT_EQ(t.remove(t.find(s), u), 0u); };
+  auto match = [&] {
+    std::vector<UnitDepth> got;
+    t.match(q, 3, &got);
+    std::map<uint32_t, uint32_t> m;
+    for (auto& g : got) EXPECT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+    return m;
+  };
+  for (uint64_t s : q)
+    for (uint32_t u = 1; u <= 5; u++) add(s, u);
+  const std::map<uint32_t, uint32_t> all{{1, 3}, {2, 3}, {3, 3}, {4, 3}, {5, 3}};
+  ASSERT_EQ(match(), all);
+  ASSERT_EQ(match(), all);
+  // A new holder on a and another on b: six holders each, different sets.
+  add(q[0], 9);
+  add(q[1], 8);
+  EXPECT_EQ(match(), (std::map<uint32_t, uint32_t>{{1, 3}, {2, 3}, {3, 3}, {4, 3}, {5, 3}, {9, 1}}));
+  // Back to equal sets (found equal again), then one holder fewer on each, different ones.
+  remove(q[0], 9);
+  remove(q[1], 8);
+  ASSERT_EQ(match(), all);
+  ASSERT_EQ(match(), all);
+  remove(q[0], 1);
+  remove(q[1], 2);
+  EXPECT_EQ(match(), (std::map<uint32_t, uint32_t>{{2, 1}, {3, 3}, {4, 3}, {5, 3}}));
+  // a's holders go inline and come back as the same set: b was found equal to a's old
+  // state, which no longer stands; b and c are compared again and still agree.
+  remove(q[1], 1);
+  add(q[1], 2);
+  ASSERT_EQ(match(), (std::map<uint32_t, uint32_t>{{2, 3}, {3, 3}, {4, 3}, {5, 3}}));
+  for (uint32_t u : {2u, 3u}) remove(q[0], u);
+  for (uint32_t u : {2u, 3u}) add(q[0], u);
+  remove(q[2], 5);
+  add(q[2], 7);
+  EXPECT_EQ(match(), (std::map<uint32_t, uint32_t>{{2, 3}, {3, 3}, {4, 3}, {5, 2}}));
+}
+
+TEST(PrefixTable, RepeatedWalksAgreeWithNaiveModelWhileHoldersChange) {
+  // Many units hold whole prefixes of a few chains (spilled blocks with their parent's
+  // holders), single holds come and go anywhere, and the same few queries are walked
+  // again and again: every walk must see every change since the walk before.
+  std::mt19937_64 rng(13);
+  PrefixTable t;
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  constexpr uint64_t kDepth = 80;
+  auto seq = [](uint64_t c, uint64_t d) { return d < 30 ? d + 1 : c * 1000 + d + 1; };
+  auto add = [&](uint64_t s, uint32_t u) {
+    uint32_t count;
+    ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
+    ASSERT_EQ(count, ++model[s][u]);
+  };
+  auto remove = [&](uint64_t s, uint32_t u) {
+    if (!model.count(s) || !model[s].count(u)) return;
+    const uint32_t left = --model[s][u];
+    ASSERT_EQ(t.remove(t.find(s), u), left);
+    if (left == 0) model[s].erase(u);
+    if (model[s].empty()) model.erase(s);
+  };
+  for (int step = 0; step < 30000; step++) {
+    const uint64_t c = rng() % 3, d = rng() % kDepth;
+    const uint32_t u = static_cast<uint32_t>(rng() % 16);
+    const unsigned op = rng() % 8;
+    if (op == 0) {
+      for (uint64_t dd = 0; dd <= d; dd++) add(seq(c, dd), u);
+    } else if (op == 1) {
+      for (uint64_t dd = d; dd < kDepth; dd++) remove(seq(c, dd), u);
+    } else if (op < 5) {
+      add(seq(c, d), u);
+    } else {
+      remove(seq(c, d), u);
+    }
+    if (step % 3 == 0) {
+      std::vector<uint64_t> q;
+      const uint64_t qc = rng() % 3;
+      for (uint64_t dd = 0; dd < kDepth; dd++) q.push_back(seq(qc, dd));
+      std::vector<UnitDepth> got;
+      t.match(q.data(), q.size(), &got);
+      std::map<uint32_t, uint32_t> m;
+      for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+      ASSERT_EQ(m, naive_match(model, q)) << "step " << step;
+    }
+  }
+}
+
 TEST(KvIndex, StoredChainMatchesPerUnitPrefix) {
   KvIndex index(kBs);
   const auto t = tokens_of(1, 6);
