@@ -189,6 +189,20 @@ const MUTANTS = [
     to: '',
   },
   {
+    name: 'own-term-dropped',
+    why: "the kv cost leaves out the prompt's own uncached blocks (own_weight)",
+    file: 'scheduler.cc',
+    from: '  return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra + own_weight * own_blocks;\n',
+    to: '  return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra;\n',
+  },
+  {
+    name: 'load-order-idle-without-own',
+    why: "the pruned scan costs unmatched units without the own term (they lose to matched ones)",
+    file: 'load_order.cc',
+    from: '  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight, own_weight_);\n',
+    to: '  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight);\n',
+  },
+  {
     name: 'bpe-case-sensitive-contractions',
     why: "the Qwen2/Llama-3 contractions match only lower case ('S and 'ſ split apart)",
     file: 'bpe.cc',

@@ -97,7 +97,7 @@ void KvRouter::refile(uint32_t s) {
 
 void KvRouter::refile_all() {
   const std::vector<uint32_t>& units = pool();
-  load_order_.reset(config_.overlap_weight, config_.block_size, units.size());
+  load_order_.reset(config_.overlap_weight, config_.block_size, units.size(), config_.own_weight);
   load_order_stale_ = false;
   for (const uint32_t s : units) refile(s);
 }
@@ -320,7 +320,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
       marks_[s].listed = 1;
       const Candidate c = candidate_of(s);
       scored_cand_.push_back(c);
-      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw), c.tree_size});
+      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw, config_.own_weight), c.tree_size});
     }
   }
   unmark_matches();
@@ -361,7 +361,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
       case Policy::kKv:
         trees_.resize(count);
         for (size_t i = 0; i < count; i++) {
-          values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight);
+          values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight, config_.own_weight);
           trees_[i] = cand_[i].tree_size;
         }
         pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
@@ -420,7 +420,8 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
     const Slot& sl = slots_[candidates_[i]];
     out->push_back(UnitScore{
         sl.worker, sl.rank, cand_[i],
-        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight)});
+        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight,
+                 config_.own_weight)});
   }
 }
 

@@ -56,6 +56,7 @@ struct RouterConfig {
   double approx_prune_ratio = 0.8;    // a prune drops down to max * ratio
   double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
   double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
+  double own_weight = 0;              // weight of the prompt's own uncached blocks again (kv_logit); 0 = Dynamo's cost
   bool full_scan = false;             // score every candidate on every route (the pruned scan's yardstick)
 };
 

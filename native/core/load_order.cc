@@ -12,8 +12,9 @@ namespace {
 constexpr double kSlack = 1e-9;
 }  // namespace
 
-void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates) {
+void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, double own_weight) {
   weight_ = weight;
+  own_weight_ = own_weight;
   block_size_ = block_size;
   buckets_.clear();
   at_.assign(candidates, buckets_.end());
@@ -64,7 +65,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
   // best cost. Unmatched units cost exactly load + idle (up to rounding): once
   // (load + idle) minus the slack exceeds the best, this load and every later (larger) one
   // cost more than the best, so none of them can win or tie.
-  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight);
+  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight, own_weight_);
   ties_.clear();
   for (Buckets::iterator it = buckets_.begin(); it != buckets_.end();) {
     const Key k = it->first;
@@ -79,7 +80,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
       Candidate c;
       c.prefill_tokens = k.prefill_tokens;
       c.active_blocks = k.active_blocks;
-      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight);
+      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
       if (logit <= best) {
         best = logit;
         ties_.push_back(Tie{b, logit});

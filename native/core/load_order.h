@@ -4,9 +4,10 @@
 //
 // For a unit with no cached, active or pending overlap with the request, the KV cost
 // (scheduler.h: kv_logit) is
-//   w * (prefill_tokens + isl) / bs + active_blocks + ceil(isl / bs)
+//   w * (prefill_tokens + isl) / bs + active_blocks + ceil(isl / bs) + own * isl / bs
 //   = load + idle,  load = w * prefill_tokens / bs + active_blocks,
-// where idle (an idle unit's cost) depends on the request alone. Such units therefore
+// where idle (an idle unit's cost, own term included: the whole prompt is its own to
+// compute there) depends on the request alone. Such units therefore
 // rank by load; ties go, as in select_kv, to the smallest tree size and then uniformly at
 // random in candidate order. Units are filed in buckets of equal (load, prefill tokens,
 // active blocks, tree size), in that order, each bucket's members (candidate positions)
@@ -33,10 +34,10 @@ class LoadOrder {
   };
 
   // Empties the order for `candidates` positions, costing with overlap weight `weight`
-  // (finite, >= 0) at `block_size`.
-  void reset(double weight, uint32_t block_size, size_t candidates);
+  // (finite, >= 0) and own weight `own_weight` (kv_logit's) at `block_size`.
+  void reset(double weight, uint32_t block_size, size_t candidates, double own_weight = 0);
   // Empties the order and frees its buckets (until the next reset).
-  void clear() { reset(weight_, block_size_, 0); }
+  void clear() { reset(weight_, block_size_, 0, own_weight_); }
   // Files candidate `pos` under its current load and tree size (moving it if filed under
   // others). O(log buckets + bucket size) when it moves, O(1) otherwise.
   void put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree);
@@ -76,6 +77,7 @@ class LoadOrder {
   void unfile(uint32_t pos);
 
   double weight_ = 0;
+  double own_weight_ = 0;
   uint32_t block_size_ = 1;
   Buckets buckets_;
   std::vector<Buckets::iterator> at_;  // by position: its bucket (valid when filed_)

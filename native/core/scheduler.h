@@ -51,9 +51,16 @@ struct Candidate {
 // pending_weight:
 //   prefill_blocks = (prefill_tokens - shared + max(0, isl - overlap*bs)) / bs
 //   logit          = overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra
-// pending_weight 0 is Dynamo's cost exactly.
+// With an own weight (own_weight > 0), the prompt's own part left to compute on the unit
+// (neither cached nor pending there) is weighed once more, apart from the backlog it waits
+// behind: it is prefill the fleet spends on this request, where a backlog only delays it.
+//   own_tokens     = max(0, max(0, isl - overlap*bs) - shared)
+//   logit         += own_weight * own_tokens / bs
+// Without it a cached unit with a queued prompt and an idle unit cost about the same, and a
+// prompt recomputes its prefix elsewhere (bench/README.md, prefill-heavy traffic).
+// pending_weight 0 and own_weight 0 is Dynamo's cost exactly.
 double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight,
-                double pending_weight = 0);
+                double pending_weight = 0, double own_weight = 0);
 
 // A unit's current load in blocks, for the load-balancing policies:
 // active_blocks + prefill_tokens / bs.

@@ -38,6 +38,7 @@ struct Fleet {
   uint32_t workers, ranks, block_size;
   double weight, pending_weight;
   bool approx;
+  double own_weight;
   // Pruned routes; those whose best cost and tree several units share (a draw), and
   // those among them where the tied units carry different loads.
   size_t routes = 0, ties = 0, mixed_ties = 0;
@@ -77,6 +78,7 @@ std::string run(uint64_t seed, Fleet* f, int steps) {
   c.policy = Policy::kKv;
   c.overlap_weight = f->weight;
   c.pending_weight = f->pending_weight;
+  c.own_weight = f->own_weight;
   c.pending_timeout_ms = 500;
   c.approx = f->approx;
   c.approx_ttl_ms = 400;
@@ -183,14 +185,16 @@ TEST(LoadOrder, PrunedScanPicksWhatTheFullScanPicks) {
   const uint32_t block_sizes[] = {1, 2, 4, 16};
   const double weights[] = {0, 0.5, 1, 3, 8};
   const double pending[] = {0, 0, 4, 16};
+  const double own[] = {0, 0, 2, 8};
   size_t routes = 0, ties = 0, mixed_ties = 0;
   for (uint64_t seed = 1; seed <= 300; seed++) {
     std::mt19937_64 g(seed * 7919);
     const auto& size = sizes[g() % 5];
-    Fleet f{size[0], size[1], block_sizes[g() % 4], weights[g() % 5], pending[g() % 4], g() % 5 == 0};
+    Fleet f{size[0], size[1], block_sizes[g() % 4], weights[g() % 5], pending[g() % 4], g() % 5 == 0, own[g() % 4]};
     const std::string err = run(seed, &f, 400);
     ASSERT_EQ(err, "") << "seed " << seed << " (" << f.workers << "x" << f.ranks << " units, bs " << f.block_size
-                       << ", weight " << f.weight << ", pending " << f.pending_weight << ", approx " << f.approx << ")";
+                       << ", weight " << f.weight << ", pending " << f.pending_weight << ", own " << f.own_weight
+                       << ", approx " << f.approx << ")";
     routes += f.routes;
     ties += f.ties;
     mixed_ties += f.mixed_ties;

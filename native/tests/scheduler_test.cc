@@ -222,6 +222,28 @@ TEST(ActiveSequences, LoadNeverWrapsWhenAHoldIsRefused) {
 
 // ---- KvRouter ----
 
+TEST(KvCost, OwnWeightCountsThePromptsOwnUncachedBlocksAgain) {
+  const uint32_t bs = 16;
+  // 32 prefill tokens queued, 7 active blocks; a 40-token prompt with 1 block cached.
+  Candidate c{1, 0, 7, 32, 0};
+  const double base = kvgate::kv_logit(c, 40, bs, 8.0);
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 0, 0), base);
+  // 24 tokens of its own left to compute: 1.5 blocks, at own weight 8.
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 0, 8.0), base + 8 * 1.5);
+  // 2 more blocks pending there beyond the cached one: those 32 tokens are computed by
+  // their own request (the backlog's shared part), so none of the prompt is its own.
+  c.pending_overlap = 3;
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 4.0, 8.0), kvgate::kv_logit(c, 40, bs, 8.0, 4.0));
+  // Without pending prefixes the pending blocks are not shared: the 24 tokens count.
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 0, 8.0), base + 8 * 1.5);
+  // The shared part is at most the unit's backlog: 8 queued tokens leave 16 of its own.
+  c.prefill_tokens = 8;
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 4.0, 2.0), kvgate::kv_logit(c, 40, bs, 8.0, 4.0) + 2 * 1.0);
+  // All cached: nothing of its own.
+  c = Candidate{3, 0, 7, 32, 0};
+  EXPECT_DOUBLE_EQ(kvgate::kv_logit(c, 40, bs, 8.0, 0, 8.0), kvgate::kv_logit(c, 40, bs, 8.0));
+}
+
 constexpr uint32_t kBs = 4;
 
 std::vector<uint32_t> prompt(uint32_t stream, size_t tokens) {
@@ -455,6 +477,43 @@ uint32_t busiest_of_burst(double pending_weight) {
 TEST(KvRouter, PendingPrefixesKeepABurstTogether) {
   EXPECT_LE(busiest_of_burst(0), 2u);
   EXPECT_EQ(busiest_of_burst(8), 16u);
+}
+
+// bench/README.md's prefill-heavy decision, scaled down: unit 1 caches 32 of the prompt's
+// 34 blocks but has another 160-token prompt queued; unit 2 is idle. At overlap weight 8
+// both costs are mostly wait (1: 8 x (160 + 8) / 4 + 40 + 34 = 410; 2: 8 x 136 / 4 + 34 =
+// 306), so the prompt goes to unit 2 and recomputes its prefix there. Own weight 8 adds the
+// prompt's own blocks (2 on unit 1, 34 on unit 2: 426 against 578): it stays with its prefix.
+uint32_t own_weight_pick(double own_weight, bool full_scan) {
+  RouterConfig c = config();
+  c.overlap_weight = 8;
+  c.own_weight = own_weight;
+  c.full_scan = full_scan;
+  KvRouter r(c);
+  r.add_unit(1, 0);
+  r.add_unit(2, 0);
+  auto p = prompt(5, 32 * kBs);
+  store(r, 1, 0, p, 32);
+  const auto own = prompt(6, 2 * kBs);
+  p.insert(p.end(), own.begin(), own.end());
+  const auto queued = prompt(7, 160);
+  EXPECT_EQ(r.add_routed(queued.data(), queued.size(), 1, 1, 0, 160), RouteStatus::kOk);
+  std::vector<UnitScore> scores;
+  r.score(p.data(), p.size(), 8.0, &scores);
+  EXPECT_EQ(scores.size(), 2u);
+  for (const UnitScore& s : scores) {
+    EXPECT_DOUBLE_EQ(s.logit, s.worker == 1 ? 410 + 2 * own_weight : 306 + 34 * own_weight);
+  }
+  RouteResult res;
+  EXPECT_EQ(r.route(p.data(), p.size(), 2, 8.0, 0.0, 0, &res), RouteStatus::kOk);
+  return res.worker;
+}
+
+TEST(KvRouter, OwnWeightKeepsAPromptWithItsCachedPrefixBehindAQueue) {
+  for (const bool full_scan : {false, true}) {
+    EXPECT_EQ(own_weight_pick(0, full_scan), 2u) << "full scan " << full_scan;
+    EXPECT_EQ(own_weight_pick(8, full_scan), 1u) << "full scan " << full_scan;
+  }
 }
 
 TEST(KvRouter, PendingBlocksGoWhenStoredFreedTimedOutOrTheirUnitGoes) {
