@@ -196,11 +196,11 @@ const MUTANTS = [
     to: '  return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra;\n',
   },
   {
-    name: 'load-order-idle-without-own',
-    why: "the pruned scan costs unmatched units without the own term (they lose to matched ones)",
+    name: 'load-order-unmatched-without-own',
+    why: "the pruned scan costs unmatched units without the own term (cheaper than the full scan's cost)",
     file: 'load_order.cc',
-    from: '  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight, own_weight_);\n',
-    to: '  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight);\n',
+    from: '      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);\n',
+    to: '      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight);\n',
   },
   {
     name: 'bpe-case-sensitive-contractions',

@@ -8,6 +8,7 @@
 //   engine of the conversation's previous turn, and the hit rate.
 
 import type { PolicySpec } from './policies.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 import { multiTurn, MULTI_TURN_DEFAULTS, singleTurn } from '../../src/bench/workloads.js';
 
@@ -15,9 +16,9 @@ export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'oracle' },
   { kind: 'kv' },
   { kind: 'kv', overlapWeight: 4 },
-  { kind: 'kv-pending', overlapWeight: 8 }, // the product defaults (pending weight 16)
+  { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight }, // the product defaults (pending weight 16)
+  { kind: 'kv-pending', overlapWeight: 8 }, // without the own-blocks weight (own_weight.ts)
   { kind: 'kv-pending', overlapWeight: 4 },
-  { kind: 'kv-pressure', overlapWeight: 8, ownWeight: 8 }, // the defaults plus the own-blocks weight (own_weight.ts)
   { kind: 'kv', temperature: 0.5 },
   { kind: 'kv-approx' },
   { kind: 'least-loaded' },

@@ -11,8 +11,9 @@
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
 //   load              throughput against random by offered load (shared prefix, 8 engines)
 //   hold              kv-pending with and without holding prompts for a prefix being prefilled
-//   own               kv-pending beside kv-pressure (the prompt's own uncached blocks weighted
-//                     apart) over seeds: SIM_SEEDS (1,2,3), SIM_CASES (own_weight.ts OWN_CASES)
+//   own               kv-pending at own weight 0 (the cost before it) and the product's, beside
+//                     the TypeScript prototype kv-pressure, over seeds: SIM_SEEDS (1,2,3),
+//                     SIM_CASES (own_weight.ts OWN_CASES)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
@@ -43,7 +44,7 @@ const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) 
 const seed = Number(process.env.SIM_SEED ?? 1);
 const eventDelayMs = Number(process.env.SIM_EVENT_DELAY_MS ?? 5);
 const json: Record<string, unknown> = {};
-const PRODUCT = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
+const PRODUCT = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, ownWeight: ROUTING_DEFAULTS.ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
 
 function report(): void {
   const fleets = list('SIM_FLEETS', '8,64,1000,10000').map(Number);
@@ -59,8 +60,8 @@ function report(): void {
       const sc = scenario(w, n, seed);
       const results: SimResult[] = [];
       for (const kind of policies) {
-        // kv-pending runs the product's defaults (overlap weight 8, the wait for a shared
-        // prefill its engine is still prefilling); kv keeps Dynamo's cost (1).
+        // kv-pending runs the product's defaults (overlap weight 8, own weight 8, the wait for a
+        // shared prefill its engine is still prefilling); kv keeps Dynamo's cost (1).
         const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? PRODUCT : {}) };
         const r = simulate(sc.make(), { workers: n, engine: sc.engine, policy: spec, seed });
         results.push(r);
@@ -162,7 +163,7 @@ function burst(): void {
   for (const kind of ['kv', 'kv-pending'] as PolicyKind[]) {
     for (const overlapWeight of [1, 4, 8]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
   }
-  for (const d of [0, 20]) specs.push({ kind: 'kv-pressure', overlapWeight: 8, ownWeight: 8, eventDelayMs: d });
+  for (const d of [0, 20]) specs.push({ kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight, eventDelayMs: d });
   for (const spec of specs) {
     const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });
     const top = Math.round(r.maxShare * r.requests);

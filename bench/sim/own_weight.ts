@@ -1,9 +1,10 @@
-// `npm run sim -- own`: the product's kv cost (kv-pending, the defaults) beside kv-pressure,
-// which adds a weight on the prompt's own uncached blocks apart from the unit's prefill
-// backlog (policies.ts: KvPressurePolicy), and the oracle, on the prefill-heavy shared prefix
-// (64 output tokens) where the product's cost falls behind and on the default scenarios it
-// must not lose. Averages over seeds: near the fleet's capacity one seed can tip any policy,
-// the oracle included, into a queue that never drains (bench/README.md).
+// `npm run sim -- own`: the kv cost (kv-pending) without the weight on the prompt's own uncached
+// blocks (own 0, the cost before it) and with the router's native term (own 8, the product's
+// default), beside kv-pressure, the TypeScript prototype of that term (policies.ts:
+// KvPressurePolicy), and the oracle, on the prefill-heavy shared prefix (64 output tokens)
+// where the cost without it falls behind and on the default scenarios it must not lose.
+// Averages over seeds: near the fleet's capacity one seed can tip any policy, the oracle
+// included, into a queue that never drains (bench/README.md).
 
 import { GSP_DEFAULTS, sharedPrefix } from '../../src/bench/workloads.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
@@ -11,10 +12,13 @@ import { policyLabel, type PolicySpec } from './policies.js';
 import { GSP_KV_TOKENS, scenario, type Scenario } from './scenarios.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 
-// The own weights kv-pressure runs with (SIM_OWN_WEIGHTS), and the KV-capacity weight of the
-// last row (own weight 8 plus that; SIM_PRESSURE_WEIGHT).
-export const OWN_WEIGHTS = (process.env.SIM_OWN_WEIGHTS ?? '4,8').split(',').map(Number);
-export const PRESSURE_WEIGHT = Number(process.env.SIM_PRESSURE_WEIGHT ?? 256);
+// The own weights kv-pending runs with besides 0 (SIM_OWN_WEIGHTS), and those of the prototype
+// (SIM_PROTOTYPE_WEIGHTS; empty: no prototype rows); SIM_PRESSURE_WEIGHT adds a prototype row
+// with own weight 8 and that KV-capacity weight.
+const weights = (k: string, d: string) => (process.env[k] ?? d).split(',').filter((s) => s.trim() !== '').map(Number);
+export const OWN_WEIGHTS = weights('SIM_OWN_WEIGHTS', String(ROUTING_DEFAULTS.ownWeight));
+export const PROTOTYPE_WEIGHTS = weights('SIM_PROTOTYPE_WEIGHTS', '8');
+export const PRESSURE_WEIGHT = process.env.SIM_PRESSURE_WEIGHT ? Number(process.env.SIM_PRESSURE_WEIGHT) : null;
 
 interface Case {
   name: string;
@@ -57,9 +61,10 @@ export function ownPolicies(eventDelayMs: number): PolicySpec[] {
   const w = ROUTING_DEFAULTS.overlapWeight;
   return [
     { kind: 'oracle' },
-    { kind: 'kv-pending', overlapWeight: w, eventDelayMs },
-    ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
-    { kind: 'kv-pressure', overlapWeight: w, ownWeight: 8, pressureWeight: PRESSURE_WEIGHT, eventDelayMs },
+    { kind: 'kv-pending', overlapWeight: w, ownWeight: 0, eventDelayMs },
+    ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pending', overlapWeight: w, ownWeight, eventDelayMs })),
+    ...PROTOTYPE_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
+    ...(PRESSURE_WEIGHT !== null ? [{ kind: 'kv-pressure', overlapWeight: w, ownWeight: 8, pressureWeight: PRESSURE_WEIGHT, eventDelayMs } satisfies PolicySpec] : []),
     { kind: 'random' },
   ];
 }
@@ -79,7 +84,7 @@ export interface OwnRow {
 
 export function runOwnWeight(seeds: number[], eventDelayMs: number, cases: string[]): OwnRow[] {
   const rows: OwnRow[] = [];
-  console.log(`\n### kv cost with the prompt's own uncached blocks weighted apart (kv-pressure), seeds ${seeds.join(', ')}\n`);
+  console.log(`\n### kv cost with the prompt's own uncached blocks weighted apart (kv-pending own, native; kv-pressure, the prototype), seeds ${seeds.join(', ')}\n`);
   console.log('Means over the seeds; the last column is the worst seed\'s TTFT p50.\n');
   console.log('| case | policy | hit rate | TTFT p50 ms | TTFT p99 ms | output tok/s | vs random | imbalance | worst seed p50 ms |');
   console.log('|---|---|---|---|---|---|---|---|---|');

@@ -56,10 +56,11 @@ export interface PolicySpec {
   // Exact KV routing: a prompt sharing a long prefix with one its engine is still prefilling
   // waits for that prefill to be stored (kvgate router's kv policy, src/router/inflight_prefills.ts).
   holdSharedPrefill?: boolean;
-  // kv-pressure (kv-pending plus two terms, see KvPressurePolicy): the weight of the prompt's
-  // own uncached blocks beyond the overlap weight, and of each block a unit's KV would hold
-  // beyond its capacity.
+  // The weight of the prompt's own uncached blocks (the router's ownWeight; default 0, the cost
+  // without it; the product's is ROUTING_DEFAULTS.ownWeight). kv-pressure computes it on the
+  // TypeScript side instead (the prototype of the native term, kept to compare against it).
   ownWeight?: number;
+  // kv-pressure: the weight of each block a unit's KV would hold beyond its capacity.
   pressureWeight?: number;
   seed?: number;
 }
@@ -142,7 +143,8 @@ class NativePolicy implements Policy {
     protected readonly fleet: FleetView,
   ) {
     this.name = policyLabel(spec);
-    const pending = spec.kind === 'kv-pending' || spec.kind === 'kv-pressure';
+    const prototype = spec.kind === 'kv-pressure';
+    const pending = spec.kind === 'kv-pending' || prototype;
     const kv = pending || spec.kind === 'kv' || spec.kind === 'kv-approx';
     this.exact = pending || spec.kind === 'kv';
     this.delay = spec.eventDelayMs ?? 0;
@@ -155,6 +157,7 @@ class NativePolicy implements Policy {
       ...(spec.temperature !== undefined ? { temperature: spec.temperature } : {}),
       // kv-pending: the native pending prefixes (kv_router.h); kv keeps them off.
       ...(pending ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
+      ...(spec.ownWeight !== undefined && !prototype ? { ownWeight: spec.ownWeight } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
     if (this.exact) this.storedBlocks = (worker, hashes) => this.stored(worker, hashes);
@@ -210,8 +213,10 @@ class NativePolicy implements Policy {
 //            prefix only by queueing it (or evicting prefixes other requests will want).
 // With both weights 0 it picks what kv-pending picks, up to the draw among tied units. The
 // pick is the lowest total (ties: the smallest tree, then at random); route() then records it
-// on that unit (pending blocks included) with every other unit marked busy. The native change
-// this prototypes is in bench/README.md ("Prefill-heavy traffic").
+// on that unit (pending blocks included) with every other unit marked busy. The own term is now
+// the router's own (RouterConfig::own_weight, the product's default): this prototype stays to
+// compare the native term against (`npm run sim -- own`) and for the KV-capacity term
+// (bench/README.md, "Prefill-heavy traffic").
 class KvPressurePolicy extends NativePolicy {
   private readonly n: number;
   private readonly outW: Uint32Array;

@@ -126,6 +126,11 @@ export interface KvRouterOptions {
   /** Default 10000. How long a routed request's blocks stay pending at most, in route's
    *  nowMs clock. > 0. */
   pendingTimeoutMs?: number;
+  /** Weight of the prompt's own uncached blocks, counted again beside the backlog they wait
+   *  behind (route's cost), >= 0; default 0 (Dynamo's cost). The prefill a request takes from
+   *  the fleet, so that a prompt stays with its cached prefix behind a short queue rather
+   *  than recompute it on an idle unit. */
+  ownWeight?: number;
   /** Default false. true: route() scores every candidate on every request. By default a kv
    *  route at temperature 0 with the options' overlapWeight scores only the units the prompt
    *  shares blocks with plus the least loaded of the rest (kept in load order) and picks
@@ -273,6 +278,8 @@ export class KvRouter {
    *  cached overlap: min(unit prefill tokens, extra*bs) leaves the unit prefill (computed
    *  once, by the request that made them pending), and cost -= pendingWeight * extra. The
    *  request's own prefill load then counts its pending blocks as cached.
+   *  With ownWeight > 0, own = max(0, isl - overlap*bs - that shared prefill) (the prompt's
+   *  part computed for it alone there), and cost += ownWeight * own / bs.
    *  temperature 0: the minimum cost, ties to the unit with the fewest cached blocks, then
    *  at random; temperature > 0: a sample of softmax(-(cost / (max - min)) / temperature).
    *

@@ -91,6 +91,8 @@ export interface KvWorkerSetOptions {
   // Pending prefixes (native/binding/index.d.ts): 0 turns them off.
   pendingWeight?: number;
   pendingTimeoutMs?: number;
+  // Weight of the prompt's own uncached blocks in the kv cost (index.d.ts ownWeight).
+  ownWeight?: number;
   // A prompt waits for a prefill its chosen worker has queued when they share more than this
   // share of the prompt beyond what the worker caches (>= 1: never waits); default
   // ROUTING_DEFAULTS.prefillWaitShare. The wait lasts pendingTimeoutMs at most.
@@ -732,6 +734,7 @@ export class KvWorkerSet implements WorkerSet {
       temperature: this.opts.temperature ?? ROUTING_DEFAULTS.temperature,
       pendingWeight: decode ? 0 : (this.opts.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight),
       pendingTimeoutMs: this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs,
+      ownWeight: decode ? 0 : (this.opts.ownWeight ?? ROUTING_DEFAULTS.ownWeight),
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });

@@ -11,6 +11,10 @@ export const ROUTING_DEFAULTS = {
   pendingWeight: 16,
   // How long a routed prompt's blocks stay pending at most without the engine storing them.
   pendingTimeoutMs: 10_000,
+  // Weight of the prompt's own uncached blocks, counted again beside the backlog they wait behind
+  // (the prefill the request takes from the fleet): a prompt stays with its cached prefix behind a
+  // short queue instead of recomputing it on an idle worker (`npm run sim -- own`); 0: Dynamo's cost.
+  ownWeight: 8,
   // A prompt waits for a prefill its worker has queued when they share more than this share of
   // the prompt beyond what the worker caches (kvgate router's --cache-threshold default; the
   // simulator's holdSharedPrefill uses it too).

@@ -61,8 +61,10 @@ function runCase(seed: number, { mutation, pendingMutation, steps = 40, deep = f
   const overlapWeight = g.pick([0, 0.5, 1, 1, 2]);
   const approx = g.chance(0.2);
   const pendingWeight = pendingMutation ? 4 : g.pick([0, 0, 1, 4, 8]);
+  const ownWeight = g.pick([0, 0, 1, 8]);
   const opts = {
     pendingWeight,
+    ownWeight,
     pendingTimeoutMs: 1000,
     blockSize: bs,
     policy,
@@ -258,7 +260,7 @@ function runCase(seed: number, { mutation, pendingMutation, steps = 40, deep = f
     }
   } catch (err) {
     throw new Error(
-      `native and reference disagree: seed ${seed}${deep ? ' (deep)' : ''}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, pendingWeight, approx })})\n` +
+      `native and reference disagree: seed ${seed}${deep ? ' (deep)' : ''}, step ${step} (${JSON.stringify({ bs, policy, temperature, overlapWeight, pendingWeight, ownWeight, approx })})\n` +
         `replay: KVGATE_DIFF_SEED=${seed} npx vitest run test/native/differential.test.ts\n${(err as Error).message}`,
       { cause: err },
     );
@@ -283,6 +285,8 @@ function runFleetCase(seed: number, steps: number): void {
     blockSize: bs,
     overlapWeight: g.pick([0, 1, 4, 8]),
     pendingWeight: g.pick([0, 16]),
+    // Odd seeds weigh the prompt's own blocks: the pruned scan folds that term into idle.
+    ownWeight: seed % 2 === 1 ? g.pick([2, 8]) : 0,
     pendingTimeoutMs: 1000,
     seed: BigInt(seed) * 104729n,
   };

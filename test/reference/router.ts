@@ -26,6 +26,7 @@ export interface ReferenceRouterOptions {
   approxPruneRatio?: number;
   pendingWeight?: number;
   pendingTimeoutMs?: number;
+  ownWeight?: number;
   mutation?: IndexMutation;
   /** A deliberate defect in pending prefixes, for the mutation check. */
   pendingMutation?: 'no-shared-exclusion';
@@ -91,6 +92,7 @@ export class ReferenceRouter {
   private readonly pruneRatio: number;
   private readonly pendingWeight: number;
   private readonly pendingTimeoutMs: number;
+  private readonly ownWeight: number;
   private readonly pendingMutation: ReferenceRouterOptions['pendingMutation'];
   /** request id → its pending blocks, in routing order. */
   private readonly pending = new Map<number, Pending>();
@@ -117,6 +119,7 @@ export class ReferenceRouter {
     this.pruneRatio = o.approxPruneRatio ?? 0.8;
     this.pendingWeight = o.pendingWeight ?? 0;
     this.pendingTimeoutMs = o.pendingTimeoutMs ?? 10_000;
+    this.ownWeight = o.ownWeight ?? 0;
     this.pendingMutation = o.pendingMutation;
     this.index = new ReferenceKvIndex(o.blockSize, o.mutation);
   }
@@ -236,7 +239,9 @@ export class ReferenceRouter {
       const newPrefill = Math.max(0, isl - overlap * bs);
       const prefillBlocks = (prefillTokens - shared + newPrefill) / bs;
       const newBlocks = Math.max(0, Math.ceil(isl / bs) - activeOverlap);
-      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks) - this.pendingWeight * extra;
+      // The prompt's own part left to compute there, weighed again (the fleet's compute).
+      const ownBlocks = Math.max(0, newPrefill - shared) / bs;
+      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks) - this.pendingWeight * extra + this.ownWeight * ownBlocks;
       return {
         worker: u.worker,
         rank: u.rank,

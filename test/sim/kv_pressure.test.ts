@@ -1,12 +1,13 @@
 // The simulator's kv-pressure prototype (bench/sim/policies.ts): the product's kv cost read off
 // the native router's score(), plus a weight on the prompt's own uncached blocks, routed
-// through the real router. On a small prefill-heavy shared-prefix workload the own weight is
-// what keeps each group on one engine.
+// through the real router, and the router's own term that replaced it (ownWeight). On a small
+// prefill-heavy shared-prefix workload the own weight is what keeps each group on one engine.
 
 import { describe, expect, it } from 'vitest';
 import type { PolicySpec } from '../../bench/sim/policies.js';
 import { ENGINE_DEFAULTS, simulate } from '../../bench/sim/simulate.js';
 import { GSP_DEFAULTS, sharedPrefix } from '../../src/bench/workloads.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 
 const engine = { ...ENGINE_DEFAULTS, maxTotalTokens: 4096 };
 // 8 groups x 6 prompts of a 512-token system prompt, 16 output tokens, on 4 engines.
@@ -34,6 +35,12 @@ describe('kv-pressure (simulator prototype)', () => {
     for (const h of hits(8)) expect(h).toBeCloseTo(BEST, 6);
     // Own weight 0 is the product's cost (kv-pending's): a group's prompt meets an engine busy
     // with another group's prefill and recomputes its prefix on an idle one.
+    expect(Math.min(...hits(0))).toBeLessThan(BEST - 0.01);
+  });
+
+  it("the router's native own weight (the product's default) does what the prototype does", () => {
+    const hits = (ownWeight: number) => [1, 2, 3].map((seed) => run({ kind: 'kv-pending', overlapWeight: 8, ownWeight }, seed).hitRate);
+    for (const h of hits(ROUTING_DEFAULTS.ownWeight)) expect(h).toBeCloseTo(BEST, 6);
     expect(Math.min(...hits(0))).toBeLessThan(BEST - 0.01);
   });
 });

@@ -93,6 +93,7 @@ export async function run(argv: string[]): Promise<void> {
     temperature: o.routerTemperature,
     pendingWeight: o.routerPendingWeight,
     pendingTimeoutMs: o.routerPendingTimeout * 1000,
+    ownWeight: o.routerOwnWeight,
     prefillWaitShare: o.routerPrefillWaitShare,
     kvEvents: o.kvEvents,
     approxTtlMs: o.routerTtlSecs * 1000,
