@@ -180,8 +180,9 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     }
     Napi::Object o = info[0].As<Napi::Object>();
     static const char* const kKnown[] = {
-        "blockSize",       "policy",           "overlapWeight", "temperature",      "seed",     "approx", "approxTtlMs",
-        "approxMaxBlocks", "approxPruneRatio", "pendingWeight", "pendingTimeoutMs", "fullScan", "ownWeight"};
+        "blockSize",        "policy",      "overlapWeight",   "temperature",      "seed",
+        "approx",           "approxTtlMs", "approxMaxBlocks", "approxPruneRatio", "pendingWeight",
+        "pendingTimeoutMs", "fullScan",    "ownWeight"};
     if (!only_known_keys(env, o, kKnown, "KvRouter")) return;
     RouterConfig c;
     Napi::Value bs = o.Get("blockSize");

@@ -308,7 +308,7 @@ void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
 
 size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   if (load_order_stale_) refile_all();
-  const double w = config_.overlap_weight, pw = config_.pending_weight;
+  const double w = config_.overlap_weight, pw = config_.pending_weight, own = config_.own_weight;
   mark_matches(n_full);
   scored_.clear();
   scored_cand_.clear();
@@ -320,7 +320,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
       marks_[s].listed = 1;
       const Candidate c = candidate_of(s);
       scored_cand_.push_back(c);
-      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw, config_.own_weight), c.tree_size});
+      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw, own), c.tree_size});
     }
   }
   unmark_matches();
@@ -418,10 +418,9 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
   out->clear();
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
-    out->push_back(UnitScore{
-        sl.worker, sl.rank, cand_[i],
-        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight,
-                 config_.own_weight)});
+    out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
+                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight,
+                                      config_.pending_weight, config_.own_weight)});
   }
 }
 

@@ -59,8 +59,8 @@ struct Candidate {
 // Without it a cached unit with a queued prompt and an idle unit cost about the same, and a
 // prompt recomputes its prefix elsewhere (bench/README.md, prefill-heavy traffic).
 // pending_weight 0 and own_weight 0 is Dynamo's cost exactly.
-double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight,
-                double pending_weight = 0, double own_weight = 0);
+double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight, double pending_weight = 0,
+                double own_weight = 0);
 
 // A unit's current load in blocks, for the load-balancing policies:
 // active_blocks + prefill_tokens / bs.
