@@ -63,6 +63,9 @@ export function ownPolicies(eventDelayMs: number): PolicySpec[] {
     { kind: 'oracle' },
     { kind: 'kv-pending', overlapWeight: w, ownWeight: 0, eventDelayMs },
     ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pending', overlapWeight: w, ownWeight, eventDelayMs })),
+    // The product as kvgate serve runs it (the defaults and the wait for a shared prefill),
+    // before the own weight and with it.
+    ...[0, ROUTING_DEFAULTS.ownWeight].map((ownWeight): PolicySpec => ({ kind: 'kv-pending', overlapWeight: w, ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1, eventDelayMs })),
     ...PROTOTYPE_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
     ...(PRESSURE_WEIGHT !== null ? [{ kind: 'kv-pressure', overlapWeight: w, ownWeight: 8, pressureWeight: PRESSURE_WEIGHT, eventDelayMs } satisfies PolicySpec] : []),
     { kind: 'random' },
