@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ModelCard } from '../../src/engine/model_card.js';
 import { KvgateError } from '../../src/errors.js';
 import { KvWorkerSet, type KvWorkerSetOptions } from '../../src/router/kv_worker_set.js';
+import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { PROTOCOL_VERSION } from '../../src/transport/frames.js';
 import { RequestPlaneServer, type Peer } from '../../src/transport/request_plane_server.js';
 import { freePort } from '../../src/worker/ports.js';
@@ -255,6 +256,35 @@ describe('KvWorkerSet', () => {
     expect(resets.filter((v) => v.labels['worker'] === a.url).map((v) => [v.labels['reason'], v.value]).sort()).toEqual([['engine_restart', 1], ['join', 1]]);
     const events = await metric(registry, 'kvgate_router_kv_events_total');
     expect(events.filter((v) => v.labels['worker'] === b.url).map((v) => [v.labels['result'], v.value])).toEqual([['applied', 2]]);
+  });
+
+  it("keeps a prompt with its cached prefix behind another prompt's prefill by default (own weight), where the cost without it moves to an idle worker", async () => {
+    // bench/README.md's prefill-heavy decision (the scheduler gtest's numbers at page 16): A
+    // caches 32 of the prompt's 34 blocks and has a 44-block prompt queued (40 to prefill); B
+    // is idle. Without the own weight both costs are mostly wait, and B is cheaper.
+    const pick = async (opts: KvWorkerSetOptions) => {
+      const a = await agent();
+      const b = await agent();
+      const { set } = workerSet({ prefillWaitShare: 1, ...opts });
+      set.addAgent(a.url);
+      set.addAgent(b.url);
+      await set.waitForWorkers(2, 5000);
+      const p = prompt(1000, 34 * 16);
+      const q = prompt(5000, 44 * 16);
+      a.store(p.slice(0, 32 * 16));
+      a.store(q.slice(0, 4 * 16));
+      await waitFor(() => cached(set, a.url) === 36, 'A holds 36 blocks');
+      const queued = set.dispatch({ model: 'test-model', requestId: 'queued', tokenIds: q });
+      expect(queued.worker).toBe(a.url);
+      const d = set.dispatch({ model: 'test-model', requestId: 'p', tokenIds: p });
+      const chosen = d.worker === a.url ? 'A' : 'B';
+      d.finish('cancelled');
+      queued.finish('cancelled');
+      return chosen;
+    };
+    expect(ROUTING_DEFAULTS.ownWeight).toBeGreaterThan(0);
+    expect(await pick({})).toBe('A');
+    expect(await pick({ ownWeight: 0 })).toBe('B');
   });
 
   it('drops a disconnected worker from the index and takes it back when it reconnects', async () => {
