@@ -227,7 +227,10 @@ const keep = args.includes('--keep') || dirArg !== undefined;
 const buildOnly = args.includes('--build-only');
 const only = args.filter((a) => !a.startsWith('--'));
 const mutants = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
-const nativeMutants = mutants.filter((m) => m.file);
+// Mutants in headers last: one recompiles every file that includes its header twice (planted,
+// then restored by the next mutant's build); at the end, the restore is not built.
+const inHeader = (m) => (m.file.endsWith('.h') ? 1 : 0);
+const nativeMutants = mutants.filter((m) => m.file).sort((a, b) => inHeader(a) - inHeader(b));
 const tsMutants = mutants.filter((m) => m.src);
 
 const dir = dirArg ? resolve(dirArg) : mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
