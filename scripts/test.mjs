@@ -21,7 +21,7 @@ let failed = 0;
 // and the build takes that time. Step 2 waits for it, then builds again (a no-op when this
 // one succeeded, the compiler's errors when it did not).
 const extra = process.argv.slice(2);
-// (Its own process group, given back the normal priority as a whole once vitest is done.)
+// (Its own session, given back the normal priority as a whole once vitest is done.)
 const aheadLog = extra.length ? undefined : openSync(join(build, 'ctest-ahead.log'), 'w');
 const ahead =
   aheadLog &&
@@ -44,8 +44,9 @@ if (existsSync(vitestJson)) {
 
 // 2. C++ tests: one GoogleTest binary per native/tests/*_test.cc, case counts from JSON.
 if (!extra.length) {
-  // Root may lower a niceness; anyone else waits for it as it is.
-  spawnSync('renice', ['-n', '0', '-g', String(ahead.pid)], { stdio: 'ignore' });
+  // Root may lower a niceness; anyone else waits for it as it is. Every process of its session
+  // (ninja gives each compiler a process group of its own).
+  spawnSync('sh', ['-c', `renice -n 0 -p $(ps -o pid= -s ${ahead.pid})`], { stdio: 'ignore' });
   await aheadDone;
   const gtestDir = join(build, 'ctest', 'gtest-results');
   rmSync(gtestDir, { recursive: true, force: true });
