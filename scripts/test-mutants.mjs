@@ -6,16 +6,22 @@
 //
 // Nothing in the real tree is touched (others build it concurrently): native/core,
 // native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
-// ninja (the GoogleTest binaries only, warnings not errors: a mutant is judged by the tests),
-// and each mutant rebuilds one source file and relinks. A TypeScript mutant (`src`: a file under
-// src/) is planted in a copy of src/ with the suite it names, run there against the copy. A mutant whose anchor text is not found exactly once is an error too, so the
-// list cannot silently go stale when the code changes.
+// ninja (the GoogleTest binaries, and the addon in the same build when a mutant names a vitest
+// suite, so both share one build of the core; warnings not errors: a mutant is judged by the
+// tests), and each mutant rebuilds one source file and relinks. The first failure decides:
+// each test binary stops at its first failing case and a vitest run at its first failing test.
+// A TypeScript mutant (`src`: a file under src/) is planted in a copy of src/ with the suite it
+// names, run there against the copy. A mutant whose anchor text is not found exactly once is an
+// error too, so the list cannot silently go stale when the code changes.
 //
-//   node scripts/test-mutants.mjs [--keep] [name...]   (--keep leaves the directory)
+//   node scripts/test-mutants.mjs [--keep] [--dir DIR] [--build-only] [name...]
+//     --keep        leaves the temporary directory
+//     --dir DIR     works in DIR (kept): a later run with the same DIR reuses its build
+//     --build-only  copies and builds the native tree, and stops (.ci/run builds ahead this way)
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 
@@ -229,45 +235,53 @@ const MUTANTS = [
 ];
 
 const args = process.argv.slice(2);
-const keep = args.includes('--keep');
+const dirAt = args.indexOf('--dir');
+const dirArg = dirAt >= 0 ? args.splice(dirAt, 2)[1] : undefined;
+const keep = args.includes('--keep') || dirArg !== undefined;
+const buildOnly = args.includes('--build-only');
 const only = args.filter((a) => !a.startsWith('--'));
 const mutants = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
-const nativeMutants = mutants.filter((m) => m.file);
+// Mutants in headers last: one recompiles every file that includes its header twice (planted,
+// then restored by the next mutant's build); at the end, the restore is not built.
+const inHeader = (m) => (m.file.endsWith('.h') ? 1 : 0);
+const nativeMutants = mutants.filter((m) => m.file).sort((a, b) => inHeader(a) - inHeader(b));
 const tsMutants = mutants.filter((m) => m.src);
 
-const dir = mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
+const dir = dirArg ? resolve(dirArg) : mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
+mkdirSync(dir, { recursive: true });
 const build = join(dir, 'build');
 const core = join(dir, 'native', 'core');
 
-function sh(cmd, cmdArgs, timeoutMs = 300_000) {
-  const r = spawnSync(cmd, cmdArgs, { cwd: dir, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+function sh(cmd, cmdArgs, timeoutMs = 300_000, env = {}) {
+  const r = spawnSync(cmd, cmdArgs, { cwd: dir, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { ok: r.status === 0, timedOut: r.error?.code === 'ETIMEDOUT', out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-// Builds the test binaries and runs them all; `ok` = every test passed.
+// Builds the tree (the test binaries, and the addon if configured) and runs the C++ tests, two
+// binaries at a time, each stopping at its first failing case; `ok` = every test passed.
 function buildAndTest() {
-  const b = sh('cmake', ['--build', build, '-j2']);
+  const b = sh('cmake', ['--build', build, '-j2'], 900_000);
   if (!b.ok) return { built: false, ok: false, out: b.out };
   // A mutant may loop forever: a timeout counts as caught.
-  const t = sh('ctest', ['--test-dir', build, '--timeout', '120'], 600_000);
+  const t = sh('ctest', ['--test-dir', build, '--timeout', '120', '-j2'], 600_000, { GTEST_FAIL_FAST: '1' });
   return { built: true, ok: t.ok, timedOut: t.timedOut, out: t.out };
 }
 
-// The addon of the temporary tree (for the mutants' vitest suites), rebuilt after each change.
-const addonBuild = join(dir, 'addon');
-const addonPath = join(addonBuild, 'Release', 'kvgate.node');
-function buildAddonAndRun(file) {
-  const b = sh('cmake', ['--build', addonBuild, '-j2']);
-  if (!b.ok) return { built: false, ok: false, out: b.out };
-  const r = spawnSync('npx', ['vitest', 'run', file], {
-    cwd: root,
+// vitest in `cwd`, stopping at the first failing test; `ok` = every test passed.
+function vitest(files, cwd, env = {}) {
+  const r = spawnSync('npx', ['vitest', 'run', '--bail=1', ...files], {
+    cwd,
     encoding: 'utf8',
     timeout: 600_000,
     maxBuffer: 64 << 20,
-    env: { ...process.env, KVGATE_ADDON: addonPath },
+    env: { ...process.env, ...env },
   });
-  return { built: true, ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
+
+// The addon of the temporary tree (for the mutants' vitest suites), built with the tests.
+const addonPath = join(build, 'Release', 'kvgate.node');
+const vitestOnAddon = (files) => vitest(files, root, { KVGATE_ADDON: addonPath });
 
 // TypeScript mutants: a copy of src/ (and what the suites read) with the mutant planted, the
 // suite run in the copy (node_modules linked).
@@ -275,15 +289,10 @@ const tsRoot = join(dir, 'ts');
 function runTsMutants() {
   for (const d of ['src', 'test/preprocess', 'assets/qwen3-tokenizer']) cpSync(join(root, d), join(tsRoot, d), { recursive: true });
   for (const f of ['package.json', 'tsconfig.json', 'vitest.config.ts']) cpSync(join(root, f), join(tsRoot, f));
-  symlinkSync(join(root, 'node_modules'), join(tsRoot, 'node_modules'));
-  const vitest = (file) => {
-    const r = spawnSync('npx', ['vitest', 'run', file], { cwd: tsRoot, encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-    return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-  };
-  for (const file of new Set(tsMutants.map((m) => m.vitest))) {
-    const r = vitest(file);
-    if (!r.ok) throw new Error(`${file} does not pass on the unmutated copy:\n${r.out.slice(-4000)}`);
-  }
+  link(join(root, 'node_modules'), join(tsRoot, 'node_modules'));
+  const files = [...new Set(tsMutants.map((m) => m.vitest))];
+  const base = vitest(files, tsRoot);
+  if (!base.ok) throw new Error(`${files.join(', ')} do not pass on the unmutated copy:\n${base.out.slice(-4000)}`);
   for (const m of tsMutants) {
     const path = join(tsRoot, m.src);
     const original = readFileSync(path, 'utf8');
@@ -294,7 +303,7 @@ function runTsMutants() {
       continue;
     }
     writeFileSync(path, original.replace(m.from, m.to));
-    const r = vitest(m.vitest);
+    const r = vitest([m.vitest], tsRoot);
     writeFileSync(path, original);
     if (r.ok) {
       console.log(`  ${m.name}: SURVIVED ${m.vitest} (${m.why})`);
@@ -306,7 +315,7 @@ function runTsMutants() {
 let failed = 0;
 const started = Date.now();
 try {
-  if (tsMutants.length) runTsMutants();
+  if (tsMutants.length && !buildOnly) runTsMutants();
   if (nativeMutants.length) runNativeMutants();
 } catch (err) {
   console.error(err.message);
@@ -315,29 +324,56 @@ try {
   if (!keep) rmSync(dir, { recursive: true, force: true });
 }
 const secs = Math.round((Date.now() - started) / 1000);
+if (buildOnly) {
+  console.log(`${failed ? 'not built' : `built in ${dir}`} (${secs} s)`);
+  process.exit(failed ? 1 : 0);
+}
 console.log(`\n${mutants.length} mutants, ${failed ? `${failed} not caught or broken` : 'all caught'} (${secs} s)`);
 process.exit(failed ? 1 : 0);
 
+function sameFile(a, b) {
+  try {
+    return statSync(a).isFile() && readFileSync(a).equals(readFileSync(b));
+  } catch {
+    return false;
+  }
+}
+
+// A symbolic link, unless a run in the same --dir made it already.
+function link(target, path) {
+  if (!existsSync(path)) symlinkSync(target, path);
+}
+
 function runNativeMutants() {
   mkdirSync(join(dir, 'native'), { recursive: true });
-  for (const d of ['core', 'tests']) cpSync(join(root, 'native', d), join(dir, 'native', d), { recursive: true });
-  cpSync(join(root, 'CMakeLists.txt'), join(dir, 'CMakeLists.txt'));
-  const conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release']);
-  if (!conf.ok) throw new Error(`cmake configure failed:\n${conf.out}`);
-  const base = buildAndTest();
-  if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out}`);
-  console.log(`baseline: the C++ tests pass (${dir})`);
+  // Only files that differ are copied: a built --dir does not look changed to ninja.
+  const copy = (path) => cpSync(join(root, path), join(dir, path), { recursive: true, filter: (from, to) => !sameFile(from, to) });
+  copy('native/core');
+  copy('native/tests');
+  copy('CMakeLists.txt');
+  // With a vitest suite to run, cmake-js configures the tree: the addon and the tests in one build.
   const suites = [...new Set(nativeMutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
+  let conf;
   if (suites.length) {
     // The addon needs the binding and node-addon-api / cmake-js (the repository's node_modules).
-    cpSync(join(root, 'native', 'binding'), join(dir, 'native', 'binding'), { recursive: true });
-    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
-    const c = sh('npx', ['cmake-js', 'compile', '-d', dir, '-O', addonBuild, '--CDKVGATE_WERROR=OFF'], 900_000);
-    if (!c.ok) throw new Error(`the addon did not build:\n${c.out.slice(-4000)}`);
-    for (const file of suites) {
-      const r = buildAddonAndRun(file);
-      if (!r.ok) throw new Error(`${file} does not pass on the unmutated addon:\n${r.out.slice(-4000)}`);
-    }
+    copy('native/binding');
+    link(join(root, 'node_modules'), join(dir, 'node_modules'));
+    conf = sh('npx', ['cmake-js', 'configure', '-d', dir, '-O', build, '--CDKVGATE_TESTS=ON', '--CDKVGATE_WERROR=OFF']);
+  } else {
+    conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release']);
+  }
+  if (!conf.ok) throw new Error(`cmake configure failed:\n${conf.out.slice(-4000)}`);
+  if (buildOnly) {
+    const b = sh('cmake', ['--build', build, '-j2'], 900_000);
+    if (!b.ok) throw new Error(`the build failed:\n${b.out.slice(-4000)}`);
+    return;
+  }
+  const base = buildAndTest();
+  if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out.slice(-4000)}`);
+  console.log(`baseline: the C++ tests pass (${dir})`);
+  if (suites.length) {
+    const r = vitestOnAddon(suites);
+    if (!r.ok) throw new Error(`${suites.join(', ')} do not pass on the unmutated addon:\n${r.out.slice(-4000)}`);
     console.log(`baseline: ${suites.join(', ')} pass on the unmutated addon`);
   }
 
@@ -352,10 +388,10 @@ function runNativeMutants() {
     }
     writeFileSync(path, original.replace(m.from, m.to));
     const r = buildAndTest();
-    const v = m.vitest && r.built ? buildAddonAndRun(m.vitest) : undefined;
+    const v = m.vitest && r.built ? vitestOnAddon([m.vitest]) : undefined;
     writeFileSync(path, original);
-    if (!r.built || (v && !v.built)) {
-      console.log(`  ${m.name}: does not compile (fix the mutant)\n${(v?.out ?? r.out).slice(-2000)}`);
+    if (!r.built) {
+      console.log(`  ${m.name}: does not compile (fix the mutant)\n${r.out.slice(-2000)}`);
       failed++;
     } else if (r.ok) {
       console.log(`  ${m.name}: SURVIVED (${m.why}): no test failed`);
