@@ -49,7 +49,7 @@ describe('two frontends, one worker: the wait for a shared prefill sees the othe
     const [a, b] = await Promise.all([startFrontend(flags), startFrontend(flags)]);
     for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify([w.url]), `${f.url} to see the worker`);
 
-    const all = sharedPrefixWorkload({ groups: 2, perGroup: 6, systemWords: 300, seed: 41 });
+    const all = sharedPrefixWorkload({ groups: 2, perGroup: 6, systemWords: 1500, seed: 41 });
     const [group, other] = [0, 1].map((g) => all.filter((r) => r.group === g).sort((x, y) => x.index - y.index));
     // A long answer keeps the worker busy; B counts it too (replica sync).
     const running = chat(a.url, other![0]!.messages, 200);

@@ -70,7 +70,7 @@ async function busy(messages: { role: string; content: string }[]): Promise<{ do
 
 describe('kvgate serve --prefill-workers 1 --decode-workers 1 waits for a shared prefill its prefill worker has queued', () => {
   it('holds a burst sent to a busy prefill worker until the first prompt\'s prefix is stored: the others find it cached', { timeout: 60_000 }, async () => {
-    const [burst] = groups(31, 6, 300);
+    const [burst] = groups(31, 6, 1500);
     const before = await metricsText();
     const running = await busy(groups(32, 1, 3000)[0]![0]!.messages);
     const results = await Promise.all(burst!.map((r) => chat(r.messages, 2)));

@@ -63,7 +63,7 @@ async function settled(): Promise<string> {
 
 describe('kvgate serve waits for a shared prefill its worker has queued', () => {
   it('holds a burst sent to a busy worker until the first request\'s prefix is stored: the others find it cached', { timeout: 60_000 }, async () => {
-    const [burst, other] = groups(21, 6);
+    const [burst, other] = groups(21, 6, 1500);
     const before = metric(await metricsText(stack.url), 'kvgate_router_kv_prefill_waits_total');
     const running = await busy(other![0]!.messages);
     const results = await Promise.all(burst!.map((r) => chat(r.messages, 2)));
