@@ -6,8 +6,7 @@
 // the oracle's capacity) is about L x capacity / random's capacity.
 
 import { GSP_DEFAULTS, sharedPrefix } from '../../src/bench/workloads.js';
-import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
-import type { PolicySpec } from './policies.js';
+import { PRODUCT_KNOBS, type PolicySpec } from './policies.js';
 import { GSP_KV_TOKENS } from './scenarios.js';
 import { ENGINE_DEFAULTS, simulate } from './simulate.js';
 
@@ -26,8 +25,8 @@ export interface LoadRow {
 export function runLoadSweep(seed: number, eventDelayMs: number): LoadRow[] {
   const policies: PolicySpec[] = [
     { kind: 'oracle' },
-    { kind: 'kv-pending', overlapWeight: ROUTING_DEFAULTS.overlapWeight, eventDelayMs },
-    { kind: 'kv-pending', overlapWeight: ROUTING_DEFAULTS.overlapWeight, eventDelayMs, holdSharedPrefill: true },
+    { kind: 'kv-pending', ...PRODUCT_KNOBS, eventDelayMs },
+    { kind: 'kv-pending', ...PRODUCT_KNOBS, ownWeight: 0, eventDelayMs },
     { kind: 'kv', overlapWeight: 1, eventDelayMs },
     { kind: 'least-loaded' },
     { kind: 'round-robin' },

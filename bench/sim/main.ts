@@ -23,7 +23,7 @@
 // SIM_COST_MOONCAKE_FLEETS (7000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
 
 import { writeFileSync } from 'node:fs';
-import { POLICY_KINDS, type PolicyKind, type PolicySpec } from './policies.js';
+import { POLICY_KINDS, PRODUCT_KNOBS, type PolicyKind, type PolicySpec } from './policies.js';
 import { resultTable } from './report.js';
 import { loadAddon, routerCost, type RouterCost } from './router_cost.js';
 import { mooncakeFleet, sharedPrefixFleet, type CostFleet } from './cost_fleets.js';
@@ -44,7 +44,6 @@ const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) 
 const seed = Number(process.env.SIM_SEED ?? 1);
 const eventDelayMs = Number(process.env.SIM_EVENT_DELAY_MS ?? 5);
 const json: Record<string, unknown> = {};
-const PRODUCT = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, ownWeight: ROUTING_DEFAULTS.ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
 
 function report(): void {
   const fleets = list('SIM_FLEETS', '8,64,1000,10000').map(Number);
@@ -62,7 +61,7 @@ function report(): void {
       for (const kind of policies) {
         // kv-pending runs the product's defaults (overlap weight 8, own weight 8, the wait for a
         // shared prefill its engine is still prefilling); kv keeps Dynamo's cost (1).
-        const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? PRODUCT : {}) };
+        const spec: PolicySpec = { kind, eventDelayMs, seed, ...(kind === 'kv-pending' ? PRODUCT_KNOBS : {}) };
         const r = simulate(sc.make(), { workers: n, engine: sc.engine, policy: spec, seed });
         results.push(r);
         process.stderr.write(`${w} x${n} ${r.policy}: ${r.wallSeconds.toFixed(1)} s\n`);

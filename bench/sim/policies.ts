@@ -65,6 +65,10 @@ export interface PolicySpec {
   seed?: number;
 }
 
+// The product's kv routing (kvgate serve's defaults, src/router/routing_defaults.ts): the
+// kv-pending policy with these knobs.
+export const PRODUCT_KNOBS = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, ownWeight: ROUTING_DEFAULTS.ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
+
 export function policyLabel(s: PolicySpec): string {
   const knobs: string[] = [];
   if (s.overlapWeight !== undefined) knobs.push(`w=${s.overlapWeight}`);
