@@ -52,6 +52,11 @@ class ActiveSequences {
 
   // Per unit, how many leading blocks of the query are active on it.
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { table_.match(seq, n, out); }
+  // See PrefixTable::match_past_common.
+  size_t match_past_common(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) {
+    return table_.match_past_common(seq, n, out);
+  }
+  bool holds_any(uint32_t unit) const { return table_.holds_any(unit); }
   void prefetch(uint64_t seq) const { table_.prefetch(seq); }
   // How many leading blocks of seq[0..n) request `id` holds (0 if unknown). Its blocks are
   // a chain, so holding block i means holding every block before it: a binary search,

@@ -61,6 +61,11 @@ class KvIndex {
 
   // Per unit, the number of leading blocks of the query (sequence hashes) it holds.
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { table_.match(seq, n, out); }
+  // See PrefixTable::match_past_common.
+  size_t match_past_common(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) {
+    return table_.match_past_common(seq, n, out);
+  }
+  bool holds_any(uint32_t unit) const { return table_.holds_any(unit); }
   void prefetch(uint64_t seq) const { table_.prefetch(seq); }
   // Whether the unit holds the block with sequence hash `seq`.
   bool holds(uint32_t unit, uint64_t seq) const { return table_.held_by(seq, unit); }

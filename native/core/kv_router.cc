@@ -92,7 +92,10 @@ void KvRouter::index_candidates() {
 void KvRouter::refile(uint32_t s) {
   if (load_order_stale_ || s >= pos_of_.size() || pos_of_[s] == kNoSlot) return;
   const UnitLoad& load = active_.load(s);
-  load_order_.put(pos_of_[s], load.prefill_tokens, load.active_blocks, index_.unit_blocks(s));
+  uint8_t holds = 0;
+  if (index_.holds_any(s)) holds |= LoadOrder::kCached;
+  if (active_.holds_any(s)) holds |= LoadOrder::kActive;
+  load_order_.put(pos_of_[s], load.prefill_tokens, load.active_blocks, index_.unit_blocks(s), holds);
 }
 
 void KvRouter::refile_all() {
@@ -251,9 +254,25 @@ void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
   }
 }
 
-void KvRouter::mark_matches(size_t n_full) {
-  index_.match(seq_.data(), n_full, &matches_);
-  active_.match(seq_.data(), n_full, &active_matches_);
+void KvRouter::mark_matches(size_t n_full, bool past_common) {
+  base_ = Candidate{};
+  if (past_common) {
+    base_.overlap = static_cast<uint32_t>(index_.match_past_common(seq_.data(), n_full, &matches_));
+    base_.active_overlap = static_cast<uint32_t>(active_.match_past_common(seq_.data(), n_full, &active_matches_));
+    // A unit left out has pending blocks only if it has active ones, and no more than its
+    // base active overlap. Past its cached overlap they cost (kv_logit's extra): then list
+    // every unit with active blocks, so that each one's pending depth is read. (Units
+    // holding active blocks and no cached one are counted in the pool: only the pool is
+    // left out.)
+    if (pending_head_ != kNoEntry && base_.active_overlap > 0 &&
+        (base_.active_overlap > base_.overlap || load_order_.filed_with(LoadOrder::kActive) > 0)) {
+      base_.active_overlap = 0;
+      active_.match(seq_.data(), n_full, &active_matches_);
+    }
+  } else {
+    index_.match(seq_.data(), n_full, &matches_);
+    active_.match(seq_.data(), n_full, &active_matches_);
+  }
   pending_matches_.clear();
   if (pending_head_ != kNoEntry) {
     for (const UnitDepth& m : active_matches_) {
@@ -292,6 +311,11 @@ Candidate KvRouter::candidate_of(uint32_t s) const {
   const Marks& mk = marks_[s];
   c.overlap = mk.overlap;
   c.active_overlap = mk.active;
+  // A unit not marked is at the base of what it holds (a marked one is past it).
+  if (c.overlap == 0 && base_.overlap > 0 && index_.holds_any(s)) c.overlap = base_.overlap;
+  if (c.active_overlap == 0 && base_.active_overlap > 0 && active_.holds_any(s)) {
+    c.active_overlap = base_.active_overlap;
+  }
   c.active_blocks = load.active_blocks;
   c.prefill_tokens = load.prefill_tokens;
   c.tree_size = index_.unit_blocks(s);
@@ -300,7 +324,7 @@ Candidate KvRouter::candidate_of(uint32_t s) const {
 }
 
 void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
-  mark_matches(n_full);
+  mark_matches(n_full, false);
   cand_.resize(units.size());
   for (size_t i = 0; i < units.size(); i++) cand_[i] = candidate_of(units[i]);
   unmark_matches();
@@ -309,7 +333,9 @@ void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
 size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   if (load_order_stale_) refile_all();
   const double w = config_.overlap_weight, pw = config_.pending_weight, own = config_.own_weight;
-  mark_matches(n_full);
+  // Units at the base (the blocks every unit holds, cached and active) are left to the
+  // load order; only those past it are scored.
+  mark_matches(n_full, true);
   scored_.clear();
   scored_cand_.clear();
   // (Units with pending overlap are among the active matches: a pending request is active.)
@@ -326,7 +352,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   unmark_matches();
   const std::vector<uint32_t>& units = pool();
   for (const LoadOrder::Scored& sc : scored_) marks_[units[sc.pos]].listed = 0;
-  const uint32_t pos = load_order_.select(scored_, isl, pw, rng_);
+  const uint32_t pos = load_order_.select(scored_, isl, pw, rng_, base_);
   for (size_t i = 0; i < scored_.size(); i++) {
     if (scored_[i].pos == pos) {
       *picked = scored_cand_[i];

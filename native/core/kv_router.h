@@ -27,7 +27,12 @@
 // Pruned scan: a kv route at temperature 0 with the configured overlap weight scores only
 // the units the request shares blocks with and takes the rest from the units it picks
 // among (the candidates not busy) kept in load order (load_order.h); it picks exactly what
-// scoring every candidate would, with the same random draws. Other routes (temperature > 0:
+// scoring every candidate would, with the same random draws. When every unit holding
+// cached blocks holds the request's first blocks (a system prompt cached everywhere), and
+// likewise for active blocks, the units sharing only those are at one base overlap per
+// class of what they hold, rank by load within it like idle ones, and are taken from the
+// load order too: the route scores the units past the base alone
+// (PrefixTable::match_past_common). Other routes (temperature > 0:
 // the softmax weighs every candidate; a per-request overlap weight: the load order is for
 // the configured one) and score() scan every candidate.
 #pragma once
@@ -196,11 +201,14 @@ class KvRouter {
   void rebuild_candidates();
   void index_candidates();  // not_busy_ and pos_of_ from candidates_; the load order goes stale
   void hash_prompt(const uint32_t* tokens, size_t n);
-  void mark_matches(size_t n_full);  // marks_ from seq_[0..n_full)
+  // marks_ and base_ from seq_[0..n_full): past_common (the pruned scan, its load order
+  // fresh) marks only the units past the leading blocks every unit holding any holds
+  // (base_: those counts), else every unit with an overlap (base_ zero).
+  void mark_matches(size_t n_full, bool past_common);
   // The leading blocks of seq_ pending on slot s, which has active_depth of them active.
   uint32_t pending_depth(uint32_t s, uint32_t active_depth) const;
   void unmark_matches();
-  Candidate candidate_of(uint32_t slot) const;                     // as marked
+  Candidate candidate_of(uint32_t slot) const;                     // as marked, at least base_
   void gather(size_t n_full, const std::vector<uint32_t>& units);  // fills cand_ from seq_[0..n_full)
   // The pruned scan (kv, temperature 0, the configured overlap weight): the position in
   // pool() select_kv over the pool would pick, and its candidate in *picked.
@@ -279,6 +287,10 @@ class KvRouter {
     uint32_t listed = 0;
   };
   std::vector<Marks> marks_;
+  // The overlap of every unit not marked (mark_matches) that holds any cached block, and
+  // the active overlap of every one that holds any active block; such a unit has no
+  // pending overlap beyond its overlap.
+  Candidate base_;
   std::vector<Candidate> cand_;
   std::vector<double> values_;
   std::vector<uint64_t> trees_;

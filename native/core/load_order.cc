@@ -17,6 +17,7 @@ void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, dou
   own_weight_ = own_weight;
   block_size_ = block_size;
   buckets_.clear();
+  std::fill(std::begin(class_size_), std::end(class_size_), 0);
   at_.assign(candidates, buckets_.end());
   filed_.assign(candidates, 0);
   matched_.assign(candidates, 0);
@@ -35,59 +36,70 @@ void LoadOrder::unfile(uint32_t pos) {
   const Buckets::iterator b = at_[pos];
   std::vector<uint32_t>& m = b->second.members;
   m.erase(std::lower_bound(m.begin(), m.end(), pos));
+  class_size_[b->first.holds]--;
   if (m.empty()) buckets_.erase(b);
   filed_[pos] = 0;
 }
 
-void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree) {
+void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree, uint8_t holds) {
   if (filed_[pos]) {
     const Key& k = at_[pos]->first;
-    if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree) return;
+    if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree && k.holds == holds)
+      return;
     unfile(pos);
   }
   const double load =
       weight_ * (static_cast<double>(prefill_tokens) / block_size_) + static_cast<double>(active_blocks);
-  const Buckets::iterator b = buckets_.try_emplace(Key{load, prefill_tokens, active_blocks, tree}).first;
+  const Buckets::iterator b = buckets_.try_emplace(Key{holds, load, prefill_tokens, active_blocks, tree}).first;
+  class_size_[holds]++;
   std::vector<uint32_t>& m = b->second.members;
   m.insert(std::lower_bound(m.begin(), m.end(), pos), pos);
   at_[pos] = b;
   filed_[pos] = 1;
 }
 
-uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng) {
+uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng,
+                           const Candidate& base) {
   double best = std::numeric_limits<double>::infinity();
   for (const Scored& s : matched) {
     best = std::min(best, s.logit);
     matched_[s.pos] = 1;
     at_[s.pos]->second.excluded++;
   }
-  // Each load's cheapest bucket with an unmatched member, while a load can still reach the
-  // best cost. Unmatched units cost exactly load + idle (up to rounding): once
-  // (load + idle) minus the slack exceeds the best, this load and every later (larger) one
-  // cost more than the best, so none of them can win or tie.
-  const double idle = kv_logit(Candidate{}, isl, block_size_, weight_, pending_weight, own_weight_);
+  // Per class of holds, each load's cheapest bucket with an unmatched member, while a
+  // load can still reach the best cost. Unmatched units cost exactly load + idle (up to
+  // rounding): once (load + idle) minus the slack exceeds the best, this load and every
+  // later (larger) one of the class cost more than the best, so none of them can win or
+  // tie. idle is the cost of an unloaded unit at the class's base (pending overlap 0: one
+  // up to the cached overlap costs the same).
   ties_.clear();
-  for (Buckets::iterator it = buckets_.begin(); it != buckets_.end();) {
-    const Key k = it->first;
-    if ((k.load + idle) * (1 - kSlack) - kSlack > best) break;
-    auto same_load = [&](Buckets::iterator b) {
-      return b != buckets_.end() && b->first.prefill_tokens == k.prefill_tokens &&
-             b->first.active_blocks == k.active_blocks;
-    };
-    Buckets::iterator b = it;
-    while (same_load(b) && b->second.members.size() == b->second.excluded) ++b;
-    if (same_load(b)) {
-      Candidate c;
-      c.prefill_tokens = k.prefill_tokens;
-      c.active_blocks = k.active_blocks;
-      const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
-      if (logit <= best) {
-        best = logit;
-        ties_.push_back(Tie{b, logit});
+  for (uint8_t holds = 0; holds < kClasses; holds++) {
+    if (class_size_[holds] == 0) continue;
+    Candidate c;
+    c.overlap = (holds & kCached) != 0 ? base.overlap : 0;
+    c.active_overlap = (holds & kActive) != 0 ? base.active_overlap : 0;
+    const double idle = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
+    auto in_class = [&](Buckets::iterator b) { return b != buckets_.end() && b->first.holds == holds; };
+    for (Buckets::iterator it = buckets_.lower_bound(Key{holds, -1, 0, 0, 0}); in_class(it);) {
+      const Key k = it->first;
+      if ((k.load + idle) * (1 - kSlack) - kSlack > best) break;
+      auto same_load = [&](Buckets::iterator b) {
+        return in_class(b) && b->first.prefill_tokens == k.prefill_tokens && b->first.active_blocks == k.active_blocks;
+      };
+      Buckets::iterator b = it;
+      while (same_load(b) && b->second.members.size() == b->second.excluded) ++b;
+      if (same_load(b)) {
+        c.prefill_tokens = k.prefill_tokens;
+        c.active_blocks = k.active_blocks;
+        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
+        if (logit <= best) {
+          best = logit;
+          ties_.push_back(Tie{b, logit});
+        }
       }
+      // Larger trees of this load lose the tie-break to b: skip to the next load.
+      it = buckets_.upper_bound(Key{holds, k.load, k.prefill_tokens, k.active_blocks, UINT64_MAX});
     }
-    // Larger trees of this load lose the tie-break to b: skip to the next load.
-    it = buckets_.upper_bound(Key{k.load, k.prefill_tokens, k.active_blocks, UINT64_MAX});
   }
 
   // The tie at the best cost: smallest tree first, then one draw over its members.

@@ -14,6 +14,15 @@
 // sorted, so select() visits the cheapest bucket of each load until no later load can
 // reach the best cost, and draws the tie by index. O(matched + log candidates) per route,
 // plus the size of a tie that spans several buckets or holds matched units.
+//
+// The same holds for units that share a base overlap with the request (a system prompt
+// every unit caches, with a request in flight sharing it): for units of equal cached
+// overlap o and active overlap a, and no pending overlap beyond o, kv_logit is
+// load + idle(o, a), the idle term depending on the request and (o, a) alone (its own term
+// too: the prompt past o is the request's own on each of them). Units are
+// filed by what they hold (any cached block, any active block: `holds`), and select()
+// takes, per such class, the base overlaps the caller knows every unmatched unit of the
+// class has, so that only the units past the base need scoring.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -38,16 +47,27 @@ class LoadOrder {
   void reset(double weight, uint32_t block_size, size_t candidates, double own_weight = 0);
   // Empties the order and frees its buckets (until the next reset).
   void clear() { reset(weight_, block_size_, 0, own_weight_); }
-  // Files candidate `pos` under its current load and tree size (moving it if filed under
-  // others). O(log buckets + bucket size) when it moves, O(1) otherwise.
-  void put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree);
+  // What a unit holds, for the base overlaps (bits of put's `holds`).
+  static constexpr uint8_t kCached = 1;  // any block in the KV index
+  static constexpr uint8_t kActive = 2;  // any block of a request in flight
+  static constexpr uint8_t kClasses = 4;
+
+  // Files candidate `pos` under its current load, tree size and holds (moving it if filed
+  // under others). O(log buckets + bucket size) when it moves, O(1) otherwise.
+  void put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree, uint8_t holds = 0);
+  // Candidates filed with these holds.
+  size_t filed_with(uint8_t holds) const { return class_size_[holds]; }
 
   // The candidate position select_kv at temperature 0 would return for the request over
   // every candidate, the matched ones scored as given and every other one filed here at
   // cost load + idle (same draws from rng). Every candidate must be filed; `matched`
   // lists each matched position once. isl and pending_weight are the request's, as
-  // passed to kv_logit.
-  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng);
+  // passed to kv_logit. Every candidate not matched has base.overlap blocks of the
+  // request cached if it holds any cached block (kCached), else none; base.active_overlap
+  // active if it holds any active block (kActive), else none; and no more pending than
+  // cached. (base's other fields are ignored; the default: no overlap of any kind.)
+  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng,
+                  const Candidate& base = Candidate{});
 
   size_t buckets() const { return buckets_.size(); }
   // Memory owned, approximately (a map node is counted as its value plus four pointers).
@@ -55,9 +75,11 @@ class LoadOrder {
 
  private:
   struct Key {
+    uint8_t holds;
     double load;
     uint64_t prefill_tokens, active_blocks, tree;
     bool operator<(const Key& o) const {
+      if (holds != o.holds) return holds < o.holds;
       if (load != o.load) return load < o.load;
       if (prefill_tokens != o.prefill_tokens) return prefill_tokens < o.prefill_tokens;
       if (active_blocks != o.active_blocks) return active_blocks < o.active_blocks;
@@ -82,6 +104,7 @@ class LoadOrder {
   Buckets buckets_;
   std::vector<Buckets::iterator> at_;  // by position: its bucket (valid when filed_)
   std::vector<uint8_t> filed_;
+  size_t class_size_[kClasses] = {};
   std::vector<uint8_t> matched_;  // select() scratch, by position
   std::vector<Tie> ties_;
   std::vector<uint32_t> drawn_;

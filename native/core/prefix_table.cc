@@ -194,6 +194,8 @@ uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
     *count_after = 1;
   }
   holds_++;
+  if (unit >= unit_holds_.size()) unit_holds_.resize(unit + 1);
+  if (unit_holds_[unit]++ == 0) holding_units_++;
   return id;
 }
 
@@ -206,6 +208,7 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
   const size_t k = static_cast<size_t>(pos - h);
   if (k == nd.n || h[k].unit != u) return kNotHeld;  // (a free node has no holders)
   holds_--;
+  if (--unit_holds_[unit] == 0) holding_units_--;
   if (--h[k].count > 0) return h[k].count;
   if (nd.n == 1) {
     free_node(node);
@@ -215,10 +218,15 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
   return 0;
 }
 
-void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) {
+size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {
   out->clear();
-  if (n == 0 || live_ == 0) return;
+  if (n == 0 || live_ == 0) return 0;
   active_.clear();
+  // Blocks every unit holds (universe holders: no unit can hold a block without being one of
+  // them, so a count of `universe` is all of them). While that lasts active_ stays empty and
+  // stands for everyone; `common` is the number of such leading blocks.
+  size_t common = 0;
+  bool everyone = false;
   // The walk is pipelined in batches, each level of indirection of a batch loaded at once
   // so that the cache misses of a long query overlap: table slots (prefetched a batch
   // ahead), then the nodes their tags point to, then spilled holder arrays.
@@ -268,6 +276,19 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
     for (size_t k = 0; k < got; k++, depth++) {
       const Node& nd = at(ids[k]);
       const Holder* h = holders(nd);
+      if (depth == 0 && universe > 0 && nd.n == universe) everyone = true;
+      if (everyone) {
+        if (nd.n == universe) {
+          common = depth + 1;
+          continue;
+        }
+        // The first block not everyone holds: its holders (a subset of everyone) go on;
+        // the units that stop here hold exactly `common` blocks and are not listed.
+        everyone = false;
+        start_with(nd);
+        prev = nd.spilled ? head(nd).stamp : 0;
+        continue;
+      }
       if (depth == 0) {
         start_with(nd);
         if (nd.spilled) prev = head(nd).stamp;
@@ -294,12 +315,13 @@ void PrefixTable::match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* o
         }
       }
       const size_t w = intersect(nd, depth, out);
-      if (w == 0) return;
+      if (w == 0) return common;
       prev = nd.spilled && w == nd.n ? head(nd).stamp : 0;
     }
     if (got < end - start) break;  // a block is missing: the walk ends here
   }
-  finish(depth, out);
+  if (!everyone) finish(depth, out);
+  return common;
 }
 
 void PrefixTable::start_with(const Node& nd) {
@@ -332,7 +354,8 @@ void PrefixTable::finish(size_t depth, std::vector<UnitDepth>* out) {
 
 size_t PrefixTable::bytes() const {
   return sizeof(*this) + chunks_.capacity() * sizeof(chunks_[0]) + chunks_.size() * (sizeof(Node) << kChunkBits) +
-         cap_ * sizeof(Slot) + heap_bytes_ + active_.capacity() * sizeof(uint16_t);
+         cap_ * sizeof(Slot) + heap_bytes_ + active_.capacity() * sizeof(uint16_t) +
+         unit_holds_.capacity() * sizeof(uint32_t);
 }
 
 }  // namespace kvgate

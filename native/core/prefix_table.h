@@ -86,7 +86,19 @@ class PrefixTable {
   // Cost O(depth reached x holders per block), but a spilled block found to have its
   // parent's holders costs O(1) on later walks until either's holders change. Uses internal
   // scratch and writes those findings to the nodes (not reentrant).
-  void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out);
+  void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { walk(seq, n, 0, out); }
+
+  // As match(), but when every unit that holds any block here holds query block 0 (a
+  // system prompt every unit caches), returns the number k >= 1 of leading blocks all of
+  // them hold and lists only the units that hold more than k, with their depth: without
+  // reading, comparing or listing the holders of the k blocks everyone holds. Otherwise
+  // returns 0 and lists what match() lists. Either way a unit not listed holds exactly k
+  // leading blocks if it holds any block here (holds_any), and none otherwise.
+  size_t match_past_common(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) {
+    return walk(seq, n, holding_units_, out);
+  }
+  // Whether `unit` holds any block.
+  bool holds_any(uint32_t unit) const { return unit < unit_holds_.size() && unit_holds_[unit] > 0; }
 
   size_t blocks() const { return live_; }  // nodes with at least one holder
   size_t holds() const { return holds_; }  // sum of all counts
@@ -163,6 +175,8 @@ class PrefixTable {
   void touch(const Node& nd) {
     if (!nested_) set_head(nd, SpillHead{++clock_, 0});
   }
+  // match() and match_past_common() (universe 0: no unit set is known to be everyone).
+  size_t walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out);
   void start_with(const Node& nd);  // active_ = the node's holders
   // active_ ∩= the node's holders (the walk's block `depth`); the units that drop out go to
   // `out` with `depth` blocks matched. Returns the units left.
@@ -194,7 +208,9 @@ class PrefixTable {
 
   size_t live_ = 0;
   size_t holds_ = 0;
-  std::vector<uint16_t> active_;  // match() scratch
+  std::vector<uint32_t> unit_holds_;  // by unit: its holds (sum of its counts)
+  size_t holding_units_ = 0;          // units with a hold
+  std::vector<uint16_t> active_;      // match() scratch
 };
 
 }  // namespace kvgate

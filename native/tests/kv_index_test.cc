@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -158,6 +159,35 @@ std::map<uint32_t, uint32_t> naive_match(std::map<uint64_t, std::map<uint32_t, u
   return want;
 }
 
+// match_past_common against the model: a unit holding any block is listed with its depth
+// if past the returned base k, and otherwise holds exactly k leading blocks; a unit
+// holding nothing holds none. Returns k.
+size_t check_past_common(PrefixTable& t, std::map<uint64_t, std::map<uint32_t, uint32_t>>& model,
+                         const std::vector<uint64_t>& q, uint32_t units) {
+  std::vector<UnitDepth> got;
+  const size_t k = t.match_past_common(q.data(), q.size(), &got);
+  const std::map<uint32_t, uint32_t> want = naive_match(model, q);
+  std::set<uint32_t> holding;
+  for (auto& [s, us] : model)
+    for (auto& [u, n] : us) holding.insert(u);
+  // The base is taken whenever every unit holding anything holds the first block.
+  bool everyone = !q.empty() && !holding.empty();
+  for (uint32_t u : holding) everyone = everyone && want.count(u) > 0;
+  EXPECT_EQ(k > 0, everyone);
+  std::map<uint32_t, uint32_t> listed;
+  for (auto& g : got) {
+    EXPECT_TRUE(listed.emplace(g.unit, g.depth).second) << "unit reported twice";
+    EXPECT_GT(g.depth, k);
+  }
+  for (uint32_t u = 0; u < units; u++) {
+    EXPECT_EQ(t.holds_any(u), holding.count(u) > 0) << "unit " << u;
+    const uint32_t depth = want.count(u) ? want.at(u) : 0;
+    const uint32_t reported = listed.count(u) ? listed.at(u) : holding.count(u) ? static_cast<uint32_t>(k) : 0;
+    EXPECT_EQ(reported, depth) << "unit " << u << ", base " << k;
+  }
+  return k;
+}
+
 TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
   // Model: seq → unit → count; match = walk while the intersection is non-empty. Chains are
   // 150 blocks deep, so walks cross match()'s 64-block batches (units drop out in the
@@ -210,6 +240,8 @@ TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
       std::map<uint32_t, uint32_t> gotm;
       for (auto& g : got) ASSERT_TRUE(gotm.emplace(g.unit, g.depth).second) << "unit reported twice";
       ASSERT_EQ(gotm, naive_match(model, q)) << "step " << step;
+      check_past_common(t, model, q, 10);
+      ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
     }
   }
 }
@@ -228,6 +260,7 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
     uint32_t unit;
   };
   std::vector<Request> live;
+  int past_common = 0;
   constexpr uint64_t kDepth = 150;
   // Chains 0-2 share their first 40 blocks (a system prompt), then diverge.
   auto seq = [](uint64_t c, uint64_t d) { return d < 40 ? d + 1 : c * 1000 + d + 1; };
@@ -267,8 +300,75 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
       for (auto& g : got_plain) m_plain.emplace(g.unit, g.depth);
       ASSERT_EQ(m, naive_match(model, q)) << "step " << step;
       ASSERT_EQ(m, m_plain) << "step " << step;
+      // Every unit's requests start with the shared blocks: the base path, on both tables.
+      if (!live.empty()) past_common += check_past_common(nested, model, q, 12) >= 40;
+      check_past_common(plain, model, q, 12);
+      ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
     }
   }
+  EXPECT_GT(past_common, 1000);
+}
+
+TEST(PrefixTable, PastCommonListsOnlyTheUnitsPastTheBlocksEveryUnitHolds) {
+  // A system prompt (blocks 0-9) cached on every unit, conversations past it on some, and
+  // evictions: a unit that drops block 0 while holding others ends the base, one holding
+  // nothing at all (a new worker) does not. Holder sets of 3+ spill, so the walk's equal-set
+  // records run beside the base.
+  std::mt19937_64 rng(13);
+  PrefixTable t;
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  constexpr uint32_t kUnits = 16;
+  constexpr uint64_t kDepth = 80;
+  auto seq = [](uint64_t c, uint64_t d) { return d < 10 ? d + 1 : c * 1000 + d + 1; };
+  auto add = [&](uint64_t s, uint32_t u) {
+    uint32_t count;
+    ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
+    ASSERT_EQ(count, ++model[s][u]);
+  };
+  auto remove = [&](uint64_t s, uint32_t u) {
+    if (!model.count(s) || !model[s].count(u)) return;
+    const uint32_t left = --model[s][u];
+    ASSERT_EQ(t.remove(t.find(s), u), left);
+    if (left == 0) model[s].erase(u);
+    if (model[s].empty()) model.erase(s);
+  };
+  for (uint32_t u = 0; u + 2 < kUnits; u++) {
+    for (uint64_t d = 0; d < 10; d++) add(seq(0, d), u);
+  }
+  size_t bases = 0, deep_bases = 0;
+  for (int step = 0; step < 20000; step++) {
+    const uint64_t c = rng() % 4, d = rng() % kDepth;
+    const uint32_t u = static_cast<uint32_t>(rng() % kUnits);
+    const unsigned op = rng() % 20;
+    if (op < 8) {
+      for (uint64_t dd = 0; dd <= d; dd++) add(seq(c, dd), u);  // a whole prefix
+    } else if (op < 9) {
+      for (uint64_t dd = 10; dd <= d; dd++) add(seq(c, dd), u);  // past a system prompt it lacks
+    } else if (op < 14) {
+      for (uint64_t dd = d; dd < kDepth; dd++) remove(seq(c, dd), u);  // a whole suffix
+    } else if (op < 15) {
+      remove(seq(c, rng() % 2 == 0 ? 0 : d % 12), u);  // an eviction near the front
+    } else if (op < 16) {
+      for (auto& [s, us] : std::map<uint64_t, std::map<uint32_t, uint32_t>>(model)) {
+        for (uint32_t n = us.count(u) ? us.at(u) : 0; n > 0; n--) remove(s, u);  // the unit cleared
+      }
+    }
+    if (step % 7 == 0) {
+      std::vector<uint64_t> q;
+      const uint64_t qc = rng() % 4;
+      for (uint64_t dd = 0; dd < kDepth; dd++) q.push_back(seq(qc, dd));
+      if (rng() % 4 == 0) q.resize(1 + rng() % kDepth);
+      const size_t k = check_past_common(t, model, q, kUnits);
+      ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+      bases += k > 0;
+      deep_bases += k > 10;
+    }
+  }
+  // Both the base and its absence ran, and bases past the system prompt too.
+  EXPECT_GT(bases, 300u);
+  EXPECT_LT(bases, 2500u);
+  EXPECT_GT(deep_bases, 5u);
+  std::printf("%zu of 2858 walks past a base, %zu past the system prompt\n", bases, deep_bases);
 }
 
 TEST(PrefixTable, EqualCountsAreComparedUnlessNested) {

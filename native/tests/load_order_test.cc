@@ -39,9 +39,13 @@ struct Fleet {
   double weight, pending_weight;
   bool approx;
   double own_weight;
+  // Every prompt starts with a system prompt every unit caches (and, after a first round of
+  // routes, has active): the pruned scan's base path.
+  bool shared = false;
   // Pruned routes; those whose best cost and tree several units share (a draw), and
-  // those among them where the tied units carry different loads.
-  size_t routes = 0, ties = 0, mixed_ties = 0;
+  // those among them where the tied units carry different loads; and those with a base of
+  // cached blocks, and of active ones too.
+  size_t routes = 0, ties = 0, mixed_ties = 0, based = 0, both_based = 0;
 };
 
 void count_ties(KvRouter& r, const std::vector<uint32_t>& t, double weight, Fleet* f) {
@@ -49,6 +53,17 @@ void count_ties(KvRouter& r, const std::vector<uint32_t>& t, double weight, Flee
   r.score(t.data(), t.size(), weight, &s);
   if (s.empty()) return;
   f->routes++;
+  // Every unit holding cached blocks caches the prompt's first one, and every one with
+  // blocks in flight has it active (at least one of each).
+  bool cached = true, active = true, any_cached = false, any_active = false;
+  for (const auto& u : s) {
+    any_cached = any_cached || u.candidate.tree_size > 0;
+    any_active = any_active || u.candidate.active_blocks > 0;
+    cached = cached && (u.candidate.tree_size == 0 || u.candidate.overlap > 0);
+    active = active && (u.candidate.active_blocks == 0 || u.candidate.active_overlap > 0);
+  }
+  f->based += cached && any_cached;
+  f->both_based += cached && any_cached && active && any_active;
   double best = s[0].logit;
   for (const auto& u : s) best = std::min(best, u.logit);
   uint64_t tree = UINT64_MAX;
@@ -95,17 +110,41 @@ std::string run(uint64_t seed, Fleet* f, int steps) {
   // Prompts: prefixes of a few documents over a tiny alphabet, so overlaps are common, and
   // short ones, so prefill loads are small and different loads often cost the same.
   std::vector<std::vector<uint32_t>> docs(4);
+  const size_t system = f->shared ? (1 + g() % 2) * f->block_size : 0;
   for (auto& d : docs) {
     d.resize(8 * f->block_size);
     for (auto& t : d) t = static_cast<uint32_t>(g() % 3);
+    for (size_t i = 0; i < system; i++) d[i] = docs[0][i];
   }
   auto prompt = [&] {
     const auto& d = docs[g() % docs.size()];
-    return std::vector<uint32_t>(d.begin(), d.begin() + static_cast<ptrdiff_t>(1 + g() % d.size()));
+    // Shared: mostly past the system prompt (a prompt within it is all base).
+    const size_t from = system > 0 && g() % 8 != 0 ? system : 0;
+    return std::vector<uint32_t>(d.begin(), d.begin() + static_cast<ptrdiff_t>(from + 1 + g() % (d.size() - from)));
   };
   std::vector<uint64_t> live;
   uint64_t next_id = 1;
   double now = 0;
+  if (f->shared) {
+    // The system prompt on every unit, then a request on each.
+    for (uint32_t w = 0; w < f->workers; w++) {
+      for (uint32_t r = 0; r < f->ranks; r++) {
+        std::vector<int64_t> h(system / f->block_size);
+        for (size_t i = 0; i < h.size(); i++) h[i] = static_cast<int64_t>(w * 1000 + i);
+        both([&](KvRouter& k) { k.apply_stored(w, r, nullptr, docs[0].data(), system, h.data(), h.size()); });
+      }
+    }
+    for (uint32_t i = 0; i < f->workers * f->ranks; i++) {
+      const auto t = prompt();
+      RouteResult a, b;
+      const RouteStatus sa = p.pruned.route(t.data(), t.size(), next_id, f->weight, 0, now, &a);
+      const RouteStatus sb = p.full.route(t.data(), t.size(), next_id, f->weight, 0, now, &b);
+      if (sa != sb || a.worker != b.worker || a.rank != b.rank || a.overlap != b.overlap) {
+        return "first round, route " + std::to_string(i) + ": pruned and full scan differ";
+      }
+      live.push_back(next_id++);
+    }
+  }
   for (int step = 0; step < steps; step++) {
     const uint32_t w = static_cast<uint32_t>(g() % (f->workers + 1)), r = static_cast<uint32_t>(g() % f->ranks);
     switch (g() % 12) {
@@ -204,6 +243,37 @@ TEST(LoadOrder, PrunedScanPicksWhatTheFullScanPicks) {
   EXPECT_GT(ties, routes / 10);
   EXPECT_GT(mixed_ties, 100u);
   std::printf("%zu pruned routes, %zu tied, %zu across loads\n", routes, ties, mixed_ties);
+}
+
+TEST(LoadOrder, PrunedScanPicksWhatTheFullScanPicksWhenEveryUnitSharesTheFirstBlocks) {
+  // As above, on fleets where every unit caches a system prompt and has a request in flight
+  // sharing it: most candidates sit at that base, taken from the load order per class of
+  // holds; events, removals, clears, new and busy units move them between classes.
+  const uint32_t sizes[][2] = {{3, 1}, {8, 2}, {40, 1}, {150, 2}};
+  const uint32_t block_sizes[] = {1, 2, 4, 16};
+  const double weights[] = {0, 0.5, 1, 3, 8};
+  const double pending[] = {0, 4, 16};
+  const double own[] = {0, 0, 8};
+  size_t routes = 0, ties = 0, based = 0, both_based = 0;
+  for (uint64_t seed = 1; seed <= 200; seed++) {
+    std::mt19937_64 g(seed * 104729);
+    const auto& size = sizes[g() % 4];
+    Fleet f{size[0],          size[1],      block_sizes[g() % 4], weights[g() % 5],
+            pending[g() % 3], g() % 8 == 0, own[g() % 3],         true};
+    const std::string err = run(seed, &f, 300);
+    ASSERT_EQ(err, "") << "seed " << seed << " (" << f.workers << "x" << f.ranks << " units, bs " << f.block_size
+                       << ", weight " << f.weight << ", pending " << f.pending_weight << ", own " << f.own_weight
+                       << ", approx " << f.approx << ")";
+    routes += f.routes;
+    ties += f.ties;
+    based += f.based;
+    both_based += f.both_based;
+  }
+  EXPECT_GT(based, routes / 2);
+  EXPECT_GT(both_based, routes / 10);
+  EXPECT_GT(ties, routes / 10);
+  std::printf("%zu pruned routes, %zu tied, %zu with a base of cached blocks, %zu and of active ones\n", routes, ties,
+              based, both_based);
 }
 
 // The tie rules by hand: the least load wins; equal costs from different loads, the

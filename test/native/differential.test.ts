@@ -343,9 +343,109 @@ function runFleetCase(seed: number, steps: number): void {
   }
 }
 
+/** A fleet where every unit holds the first blocks of every prompt (a system prompt cached
+ *  everywhere) and, after a first round of routes, has a request in flight sharing them, as
+ *  on the Mooncake trace: the pruned scan then scores only the units past that base and
+ *  takes the rest from its load order. New workers (no holds), removed and re-stored first
+ *  blocks (the base breaks), prompts shorter than the system prompt or without it, and
+ *  pending prefixes move units between the classes the base path keeps apart. */
+function runBaseFleetCase(seed: number, steps: number): void {
+  const g = new Gen(seed);
+  const bs = g.pick([1, 2, 4, 16]);
+  const opts = {
+    blockSize: bs,
+    overlapWeight: g.pick([0, 1, 4, 8]),
+    pendingWeight: g.pick([0, 16, 16]),
+    pendingTimeoutMs: g.pick([50, 1000]),
+    seed: BigInt(seed) * 15485863n,
+  };
+  const pruned = new addon.KvRouter(opts);
+  const full = new addon.KvRouter({ ...opts, fullScan: true });
+  const ref = new ReferenceRouter(opts);
+  let units = 20 + g.int(120);
+  const systemBlocks = 1 + g.int(3);
+  const system = Array.from({ length: systemBlocks * bs }, () => g.int(3));
+  const docs = Array.from({ length: 4 }, () => [...system, ...Array.from({ length: 4 * bs }, () => g.int(3))]);
+  const stray = Array.from({ length: 3 * bs }, () => 3 + g.int(2));
+  const prompt = () => {
+    if (g.chance(0.05)) return Uint32Array.from(stray.slice(0, 1 + g.int(stray.length)));
+    const d = g.pick(docs);
+    // Mostly past the system prompt; sometimes within it (the whole query is the base).
+    const len = g.chance(0.15) ? 1 + g.int(system.length) : system.length + 1 + g.int(d.length - system.length);
+    return Uint32Array.from(d.slice(0, len));
+  };
+  const all = [pruned, full];
+  const store = (w: number, tokens: Uint32Array) => {
+    const hashes = BigInt64Array.from({ length: Math.floor(tokens.length / bs) }, (_, i) => BigInt(w * 1000 + i));
+    for (const r of all) r.applyStored(w, 0, null, tokens, hashes);
+    ref.applyStored(w, 0, null, tokens, [...hashes]);
+  };
+  const live: number[] = [];
+  const out = new Uint32Array(3);
+  let now = 0;
+  let id = 1;
+  let step = 0;
+  const route = () => {
+    const tokens = prompt();
+    now += g.int(20);
+    const got = all.map((r) => (r.route(tokens, id, out, undefined, undefined, now), [...out]));
+    const want = ref.route(tokens, id, undefined, undefined, now)!;
+    expect(got[0], `step ${step}: pruned vs full scan`).toEqual(got[1]);
+    expect(got[0], `step ${step}: pruned vs reference`).toEqual([want.worker, want.rank, want.overlap]);
+    live.push(id++);
+  };
+  try {
+    for (let w = 0; w < units; w++) {
+      for (const r of [...all, ref]) r.addWorker(w, 0);
+      // Every unit but a few new ones caches the system prompt.
+      if (g.chance(0.95)) store(w, Uint32Array.from(g.chance(0.5) ? system : g.pick(docs)));
+    }
+    // A first round puts a request on (about) every unit.
+    for (let k = 0; k < units; k++) route();
+    for (; step < steps; step++) {
+      const op = g.int(100);
+      if (op < 10) {
+        const d = g.pick(docs);
+        store(g.int(units), Uint32Array.from(d.slice(0, system.length + g.int(d.length - system.length + 1))));
+      } else if (op < 13) {
+        // A unit drops its first block (the base breaks until it stores it again).
+        const w = g.int(units);
+        const h = BigInt64Array.of(BigInt(w * 1000));
+        expect(pruned.applyRemoved(w, 0, h), 'applyRemoved').toBe(ref.applyRemoved(w, 0, [...h]));
+        full.applyRemoved(w, 0, h);
+      } else if (op < 15) {
+        for (const r of [...all, ref]) r.addWorker(units, 0);
+        units++;
+      } else if (op < 16) {
+        const w = g.int(units);
+        for (const r of [...all, ref]) r.clearWorker(w);
+      } else if (op < 70) {
+        route();
+      } else if (live.length > 0) {
+        const i = g.int(live.length);
+        if (op < 80) {
+          for (const r of [...all, ref]) r.markPrefillDone(live[i]!);
+        } else {
+          for (const r of [...all, ref]) r.free(live[i]!);
+          live.splice(i, 1);
+        }
+      }
+    }
+  } catch (err) {
+    throw new Error(`pruned scan disagrees: base fleet seed ${seed} (${units} units, ${systemBlocks} system blocks, ${JSON.stringify({ ...opts, seed: undefined })})\n${(err as Error).message}`, { cause: err });
+  } finally {
+    pruned.close();
+    full.close();
+  }
+}
+
 describe('native router vs the TypeScript reference', () => {
   it('picks the same unit with the pruned scan, the full scan and the reference on fleets of 60-300 units', () => {
     for (let seed = 300_001; seed <= 300_012; seed++) runFleetCase(seed, 300);
+  });
+
+  it('picks the same unit with the pruned scan, the full scan and the reference when every unit shares the first blocks', () => {
+    for (let seed = 400_001; seed <= 400_024; seed++) runBaseFleetCase(seed, 300);
   });
 
   it(`agrees on ${seeds().length} random event/query/route sequences`, () => {
