@@ -17,7 +17,7 @@
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
-// SIM_COST_FLEETS (64,1000,10000), SIM_COST_BASELINE (cost: another build's addon to run beside
+// SIM_COST_FLEETS (64,1000,10000), SIM_COST_BASELINE (cost, cost-mooncake: another build's addon to run beside
 // this one's), SIM_COST_REPEAT (1: runs of each baseline pair), SIM_COST_PEERS (dynamo: run
 // Dynamo's indexer beside kvgate's when its venv exists, else say so; none: don't),
 // SIM_COST_MOONCAKE_FLEETS (7000,10000), SIM_SEED (1), SIM_JSON (write the results there too).
@@ -25,7 +25,7 @@
 import { writeFileSync } from 'node:fs';
 import { POLICY_KINDS, PRODUCT_KNOBS, type PolicyKind, type PolicySpec } from './policies.js';
 import { resultTable } from './report.js';
-import { loadAddon, routerCost, type RouterCost } from './router_cost.js';
+import { loadAddon, routerCost, type RouterCost, type Scan } from './router_cost.js';
 import { mooncakeFleet, sharedPrefixFleet, type CostFleet } from './cost_fleets.js';
 import { dynamoPython, peerCost, peerTable } from './peer_cost.js';
 import { DYNAMO_VERSION } from '../gateway/peers.js';
@@ -74,44 +74,55 @@ function report(): void {
   json.report = all;
 }
 
-function cost(): void {
-  const fleets = list('SIM_COST_FLEETS', '64,1000,10000').map(Number);
+// Each fleet size at pending weight 0 (Dynamo's cost) and the product's default: without
+// SIM_COST_BASELINE, `scans` side by side (cost: the full scan of every candidate and the
+// pruned scan); with SIM_COST_BASELINE=<addon>, the pruned scan of that build and of this one.
+// SIM_COST_REPEAT=k runs each pair k times, alternating, and keeps each side's run of median
+// decisions per CPU second (on a shared machine one run can land in another's burst).
+function costRows(fleet: CostFleet, fleets: readonly number[], scans: readonly Scan[]): { rows: RouterCost[]; baseline?: string } {
   const baseline = process.env.SIM_COST_BASELINE;
-  const rows: RouterCost[] = [];
-  // Pending prefixes off (Dynamo's cost) and at the product's default weight; each with the full
-  // scan of every candidate and the pruned scan side by side, or (SIM_COST_BASELINE=<addon>)
-  // the pruned scan of that build and of this one.
-  // SIM_COST_REPEAT=k runs each pair k times, alternating, and keeps each side's run of median
-  // decisions per CPU second (on a shared machine one run can land in another's burst).
   const repeat = Number(process.env.SIM_COST_REPEAT ?? 1);
   const median = (rs: RouterCost[]) => [...rs].sort((x, y) => x.decisionsPerCpuSec - y.decisionsPerCpuSec)[rs.length >> 1]!;
+  const rows: RouterCost[] = [];
   for (const n of fleets) {
     for (const pw of [0, ROUTING_DEFAULTS.pendingWeight]) {
       if (baseline) {
         const before: RouterCost[] = [];
         const after: RouterCost[] = [];
         for (let k = 0; k < repeat; k++) {
-          before.push(routerCost(n, 20_000, pw, 'pruned', { label: 'baseline', addon: loadAddon(baseline) }));
-          after.push(routerCost(n, 20_000, pw, 'pruned'));
+          before.push(routerCost(n, 20_000, pw, 'pruned', { label: 'baseline', addon: loadAddon(baseline) }, fleet));
+          after.push(routerCost(n, 20_000, pw, 'pruned', undefined, fleet));
         }
         rows.push(median(before), median(after));
       } else {
-        for (const scan of ['full', 'pruned'] as const) rows.push(routerCost(n, 20_000, pw, scan));
+        for (const scan of scans) rows.push(routerCost(n, 20_000, pw, scan, undefined, fleet));
       }
     }
   }
+  return { rows, baseline };
+}
+
+// The cost table, and with pairs (two rows per fleet size and pending weight) their ratios.
+function printCost(title: string, { rows, baseline }: { rows: RouterCost[]; baseline?: string }, pairs: boolean): void {
   const variant = (r: RouterCost) => (baseline ? r.build : r.scan);
   const [a, b] = baseline ? ['baseline', 'this'] : ['full', 'pruned'];
-  console.log('\n### Router cost on one core\n');
+  console.log(`\n### ${title}\n`);
   if (baseline) console.log(`baseline: ${baseline}\n`);
   console.log(costTable(rows, baseline ? 'build' : 'scan', variant));
+  if (!pairs) return;
   console.log(`\n| workers | pending weight | route p50 ${a} / ${b} | route p99 ${a} / ${b} | route CPU p99 ${a} / ${b} | decisions per CPU second ${b} / ${a} |`);
   console.log('|---|---|---|---|---|---|');
   for (let i = 0; i + 1 < rows.length; i += 2) {
     const [f, p] = [rows[i]!, rows[i + 1]!];
     console.log(`| ${f.workers} | ${f.pendingWeight} | ${(f.routeP50Us / p.routeP50Us).toFixed(2)}x | ${(f.routeP99Us / p.routeP99Us).toFixed(2)}x | ${(f.routeCpuP99Us / p.routeCpuP99Us).toFixed(2)}x | ${(p.decisionsPerCpuSec / f.decisionsPerCpuSec).toFixed(2)}x |`);
   }
-  json.cost = rows;
+}
+
+function cost(): void {
+  const fleets = list('SIM_COST_FLEETS', '64,1000,10000').map(Number);
+  const result = costRows(sharedPrefixFleet, fleets, ['full', 'pruned']);
+  printCost('Router cost on one core', result, true);
+  json.cost = result.rows;
   json.costPeers = peers(sharedPrefixFleet, fleets);
 }
 
@@ -143,13 +154,13 @@ function peers(fleet: CostFleet, fleets: readonly number[]): unknown {
 
 // Dynamo's mooncake_bench index: kvgate's route at the product's pending weight and without,
 // then both indexes' find matches.
+// (SIM_COST_BASELINE and SIM_COST_REPEAT as for cost; without a baseline, the pruned scan only.)
 function costMooncake(): void {
   const fleets = list('SIM_COST_MOONCAKE_FLEETS', '7000,10000').map(Number);
   const fleet = mooncakeFleet();
-  const rows = fleets.flatMap((n) => [0, ROUTING_DEFAULTS.pendingWeight].map((pw) => routerCost(n, 20_000, pw, 'pruned', undefined, fleet)));
-  console.log('\n### Router cost on one core, Mooncake trace (512-token blocks)\n');
-  console.log(costTable(rows, 'scan', (r) => r.scan));
-  json.costMooncake = rows;
+  const result = costRows(fleet, fleets, ['pruned']);
+  printCost('Router cost on one core, Mooncake trace (512-token blocks)', result, result.baseline !== undefined);
+  json.costMooncake = result.rows;
   json.costMooncakePeers = peers(fleet, fleets);
 }
 
