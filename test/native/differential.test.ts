@@ -356,6 +356,8 @@ function runBaseFleetCase(seed: number, steps: number): void {
     blockSize: bs,
     overlapWeight: g.pick([0, 1, 4, 8]),
     pendingWeight: g.pick([0, 16, 16]),
+    // The own term of a unit at the base is the prompt past the base: folded into its idle.
+    ownWeight: g.pick([0, 0, 2, 8]),
     pendingTimeoutMs: g.pick([50, 1000]),
     seed: BigInt(seed) * 15485863n,
   };
