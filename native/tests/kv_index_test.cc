@@ -188,22 +188,17 @@ size_t check_past_common(PrefixTable& t, std::map<uint64_t, std::map<uint32_t, u
   return k;
 }
 
-TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
-  // Model: seq → unit → count; match = walk while the intersection is non-empty. Chains are
-  // 150 blocks deep, so walks cross match()'s 64-block batches (units drop out in the
-  // second and third batch, or survive to the end), and chain 3's blocks have the same
-  // 32-bit tags as chain 0's (every lookup there takes the tag-collision fallback).
-  std::mt19937_64 rng(11);
+// A PrefixTable beside its naive model (block -> unit -> holds), changed together.
+struct Modeled {
   PrefixTable t;
   std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
-  constexpr uint64_t kDepth = 150;
-  auto seq = [](uint64_t c, uint64_t d) { return (c == 3 ? uint64_t{1} << 32 : 0) + (c % 3) * 1000 + d + 1; };
-  auto add = [&](uint64_t s, uint32_t u) {
+  void add(uint64_t s, uint32_t u) {
     uint32_t count;
     ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
     ASSERT_EQ(count, ++model[s][u]);
-  };
-  auto remove = [&](uint64_t s, uint32_t u) {
+  }
+  // Drops one of the unit's holds on the block, if the model has one.
+  void remove(uint64_t s, uint32_t u) {
     if (!model.count(s) || !model[s].count(u)) return;
     const uint32_t node = t.find(s);
     ASSERT_NE(node, PrefixTable::kNoNode);
@@ -211,7 +206,22 @@ TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
     ASSERT_EQ(t.remove(node, u), left);
     if (left == 0) model[s].erase(u);
     if (model[s].empty()) model.erase(s);
-  };
+  }
+};
+
+TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
+  // Model: seq → unit → count; match = walk while the intersection is non-empty. Chains are
+  // 150 blocks deep, so walks cross match()'s 64-block batches (units drop out in the
+  // second and third batch, or survive to the end), and chain 3's blocks have the same
+  // 32-bit tags as chain 0's (every lookup there takes the tag-collision fallback).
+  std::mt19937_64 rng(11);
+  Modeled m;
+  PrefixTable& t = m.t;
+  auto& model = m.model;
+  constexpr uint64_t kDepth = 150;
+  auto seq = [](uint64_t c, uint64_t d) { return (c == 3 ? uint64_t{1} << 32 : 0) + (c % 3) * 1000 + d + 1; };
+  auto add = [&](uint64_t s, uint32_t u) { m.add(s, u); };
+  auto remove = [&](uint64_t s, uint32_t u) { m.remove(s, u); };
   for (int step = 0; step < 60000; step++) {
     const uint64_t c = rng() % 4, d = rng() % kDepth;
     const uint32_t u = static_cast<uint32_t>(rng() % 10);  // some blocks spill beyond 3 inline holders
@@ -315,23 +325,14 @@ TEST(PrefixTable, PastCommonListsOnlyTheUnitsPastTheBlocksEveryUnitHolds) {
   // nothing at all (a new worker) does not. Holder sets of 3+ spill, so the walk's equal-set
   // records run beside the base.
   std::mt19937_64 rng(13);
-  PrefixTable t;
-  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  Modeled m;
+  PrefixTable& t = m.t;
+  auto& model = m.model;
   constexpr uint32_t kUnits = 16;
   constexpr uint64_t kDepth = 80;
   auto seq = [](uint64_t c, uint64_t d) { return d < 10 ? d + 1 : c * 1000 + d + 1; };
-  auto add = [&](uint64_t s, uint32_t u) {
-    uint32_t count;
-    ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
-    ASSERT_EQ(count, ++model[s][u]);
-  };
-  auto remove = [&](uint64_t s, uint32_t u) {
-    if (!model.count(s) || !model[s].count(u)) return;
-    const uint32_t left = --model[s][u];
-    ASSERT_EQ(t.remove(t.find(s), u), left);
-    if (left == 0) model[s].erase(u);
-    if (model[s].empty()) model.erase(s);
-  };
+  auto add = [&](uint64_t s, uint32_t u) { m.add(s, u); };
+  auto remove = [&](uint64_t s, uint32_t u) { m.remove(s, u); };
   for (uint32_t u = 0; u + 2 < kUnits; u++) {
     for (uint64_t d = 0; d < 10; d++) add(seq(0, d), u);
   }
@@ -470,22 +471,13 @@ TEST(PrefixTable, RepeatedWalksAgreeWithNaiveModelWhileHoldersChange) {
   // holders), single holds come and go anywhere, and the same few queries are walked
   // again and again: every walk must see every change since the walk before.
   std::mt19937_64 rng(13);
-  PrefixTable t;
-  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  Modeled m;
+  PrefixTable& t = m.t;
+  auto& model = m.model;
   constexpr uint64_t kDepth = 80;
   auto seq = [](uint64_t c, uint64_t d) { return d < 30 ? d + 1 : c * 1000 + d + 1; };
-  auto add = [&](uint64_t s, uint32_t u) {
-    uint32_t count;
-    ASSERT_NE(t.add(s, u, &count), PrefixTable::kNoNode);
-    ASSERT_EQ(count, ++model[s][u]);
-  };
-  auto remove = [&](uint64_t s, uint32_t u) {
-    if (!model.count(s) || !model[s].count(u)) return;
-    const uint32_t left = --model[s][u];
-    ASSERT_EQ(t.remove(t.find(s), u), left);
-    if (left == 0) model[s].erase(u);
-    if (model[s].empty()) model.erase(s);
-  };
+  auto add = [&](uint64_t s, uint32_t u) { m.add(s, u); };
+  auto remove = [&](uint64_t s, uint32_t u) { m.remove(s, u); };
   for (int step = 0; step < 30000; step++) {
     const uint64_t c = rng() % 3, d = rng() % kDepth;
     const uint32_t u = static_cast<uint32_t>(rng() % 16);

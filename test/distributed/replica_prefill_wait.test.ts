@@ -6,8 +6,8 @@
 // prefilled in the same batch as A's (each computing the prefix).
 
 import { afterAll, describe, expect, it } from 'vitest';
-import { sharedPrefixWorkload } from '../../bench/http/shared_prefix.js';
-import { MODEL, waitFor } from '../e2e/stack.js';
+import { chat, groups, metric, metricsText } from '../e2e/prefill_wait_fixtures.js';
+import { waitFor } from '../e2e/stack.js';
 import { EtcdServer } from './etcd_server.js';
 import { NatsServer } from './nats_server.js';
 import { killAll, names, startFrontend, startWorker } from './processes.js';
@@ -20,23 +20,7 @@ afterAll(async () => {
   await etcd?.destroy();
 });
 
-// The sum of every sample of a metric.
-async function sum(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let total = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(m[1]);
-  return total;
-}
-
-async function chat(url: string, messages: { role: string; content: string }[], maxTokens: number): Promise<{ status: number; cached: number }> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages, max_tokens: maxTokens }),
-  });
-  const body = (await res.json()) as { usage?: { prompt_tokens_details?: { cached_tokens?: number } } };
-  return { status: res.status, cached: body.usage?.prompt_tokens_details?.cached_tokens ?? 0 };
-}
+const sum = async (url: string, name: string) => metric(await metricsText(url), name);
 
 const GAUGES = ['kvgate_router_worker_active_requests', 'kvgate_router_kv_prefilling_requests', 'kvgate_router_kv_prefill_waiting_requests', 'kvgate_frontend_inflight_requests'];
 
@@ -49,8 +33,7 @@ describe('two frontends, one worker: the wait for a shared prefill sees the othe
     const [a, b] = await Promise.all([startFrontend(flags), startFrontend(flags)]);
     for (const f of [a, b]) await waitFor(async () => JSON.stringify(await names(f.url)) === JSON.stringify([w.url]), `${f.url} to see the worker`);
 
-    const all = sharedPrefixWorkload({ groups: 2, perGroup: 6, systemWords: 1500, seed: 41 });
-    const [group, other] = [0, 1].map((g) => all.filter((r) => r.group === g).sort((x, y) => x.index - y.index));
+    const [group, other] = groups(41, 2, 6, 1500);
     // A long answer keeps the worker busy; B counts it too (replica sync).
     const running = chat(a.url, other![0]!.messages, 200);
     await waitFor(async () => (await sum(b.url, 'kvgate_router_worker_active_requests')) >= 1, 'B to see A\'s busy request');

@@ -7,11 +7,10 @@
 // takes nothing with it and never reaches an engine.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedPrefixWorkload } from '../../bench/http/shared_prefix.js';
 import { kill, listening, Processes, type Proc } from '../fixtures/processes.js';
+import { chat as chatAt, groups as groupsOf, metric, metricsText as metricsAt, type Messages } from './prefill_wait_fixtures.js';
 import { waitFor } from './stack.js';
 
-const MODEL = 'Qwen/Qwen3-0.6B';
 const procs = new Processes();
 let serve: Proc;
 let url: string;
@@ -26,29 +25,9 @@ afterAll(async () => {
   await procs.reap();
 });
 
-const metricsText = async () => (await fetch(`${url}/metrics`)).text();
-function metric(text: string, name: string, label = ''): number {
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) if (!label || (m[1] ?? '').includes(label)) sum += Number(m[2]);
-  return sum;
-}
-
-// Groups of `n` chat requests, each group with its own system prompt.
-function groups(seed: number, n: number, systemWords: number) {
-  const all = sharedPrefixWorkload({ groups: 2, perGroup: n, systemWords, seed });
-  return [0, 1].map((g) => all.filter((r) => r.group === g).sort((a, b) => a.index - b.index));
-}
-
-async function chat(messages: { role: string; content: string }[], maxTokens: number, signal?: AbortSignal): Promise<{ status: number; cached: number }> {
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages, max_tokens: maxTokens }),
-    signal,
-  });
-  const body = (await res.json()) as { usage?: { prompt_tokens_details?: { cached_tokens?: number } } };
-  return { status: res.status, cached: body.usage?.prompt_tokens_details?.cached_tokens ?? 0 };
-}
+const groups = (seed: number, n: number, systemWords: number) => groupsOf(seed, 2, n, systemWords);
+const chat = (messages: Messages, maxTokens: number, signal?: AbortSignal) => chatAt(url, messages, maxTokens, signal);
+const metricsText = () => metricsAt(url);
 
 const GAUGES = ['kvgate_router_pd_rooms_in_flight', 'kvgate_router_worker_active_requests', 'kvgate_router_worker_prefill_tokens', 'kvgate_router_kv_prefill_waiting_requests', 'kvgate_router_kv_prefilling_requests', 'kvgate_frontend_inflight_requests'];
 async function settled(): Promise<string> {
@@ -62,7 +41,7 @@ async function settled(): Promise<string> {
 
 // A long prompt (its prefill takes about a second), resolved once its prefill leg is out.
 // (Wrapped: an async function would wait for the returned promise too.)
-async function busy(messages: { role: string; content: string }[]): Promise<{ done: Promise<{ status: number; cached: number }> }> {
+async function busy(messages: Messages): Promise<{ done: Promise<{ status: number; cached: number }> }> {
   const done = chat(messages, 4);
   await waitFor(async () => metric(await metricsText(), 'kvgate_router_kv_prefilling_requests') >= 1, 'the busy request to be prefilling');
   return { done };

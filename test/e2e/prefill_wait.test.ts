@@ -5,8 +5,8 @@
 // worker behind its agent, slowed down (speedup 0.25) so the burst arrives during work.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedPrefixWorkload } from '../../bench/http/shared_prefix.js';
-import { MODEL, serve, startCluster, waitFor, type Cluster, type Serving } from './stack.js';
+import { chat as chatAt, groups as groupsOf, metric, metricsText, type Messages } from './prefill_wait_fixtures.js';
+import { serve, startCluster, waitFor, type Cluster, type Serving } from './stack.js';
 
 let cluster: Cluster;
 let stack: Serving;
@@ -21,32 +21,12 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-const metricsText = async (url: string) => (await fetch(`${url}/metrics`)).text();
-function metric(text: string, name: string): number {
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
-  return sum;
-}
-
-// Groups of `n` chat requests, each group with its own system prompt (300 words: ~400 tokens).
-function groups(seed: number, n: number, systemWords = 300) {
-  const all = sharedPrefixWorkload({ groups: 3, perGroup: n, systemWords, seed });
-  return [0, 1, 2].map((g) => all.filter((r) => r.group === g).sort((a, b) => a.index - b.index));
-}
-
-async function chat(messages: { role: string; content: string }[], maxTokens: number, signal?: AbortSignal): Promise<{ status: number; cached: number }> {
-  const res = await fetch(`${stack.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages, max_tokens: maxTokens }),
-    signal,
-  });
-  const body = (await res.json()) as { usage?: { prompt_tokens_details?: { cached_tokens?: number } } };
-  return { status: res.status, cached: body.usage?.prompt_tokens_details?.cached_tokens ?? 0 };
-}
+// `count` groups of `n` chat requests sent to the stack (300-word system prompts: ~400 tokens).
+const groups = (seed: number, n: number, systemWords = 300) => groupsOf(seed, 3, n, systemWords);
+const chat = (messages: Messages, maxTokens: number, signal?: AbortSignal) => chatAt(stack.url, messages, maxTokens, signal);
 
 // Sends a long request and resolves once it is on its way to the engine.
-async function busy(messages: { role: string; content: string }[]): Promise<{ done: Promise<{ status: number; cached: number }> }> {
+async function busy(messages: Messages): Promise<{ done: Promise<{ status: number; cached: number }> }> {
   const done = chat(messages, 200);
   await waitFor(async () => metric(await metricsText(stack.url), 'kvgate_router_worker_active_requests') >= 1, 'the busy request to be routed');
   return { done };
