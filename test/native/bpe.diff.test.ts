@@ -45,6 +45,18 @@ function randomText(next: () => number): string {
 
 const show = (s: string) => JSON.stringify(s);
 
+// The ids kvgate must give `text`: HF's, with one known exception. kvgate composes with Node's
+// NFC (ICU, Unicode 17), and HF's normalizer carries older Unicode data: where Unicode has given
+// a code point a combining class or a composition since (U+0EBA after U+0301 is reordered by
+// Node only; bench/README.md, "Exactness"), the two NFCs differ, and the ids are HF's for Node's
+// NFC of the text. `got` (kvgate's ids) only decides whether the second encode is needed.
+async function wantIds(encode: (text: string) => Promise<number[]>, text: string, got: number[]): Promise<number[]> {
+  const ids = await encode(text);
+  const nfc = text.normalize('NFC');
+  if (nfc === text || JSON.stringify(ids) === JSON.stringify(got)) return ids;
+  return encode(nfc);
+}
+
 const files = readModelFiles();
 const qwen = JSON.parse(files.tokenizerJson) as Record<string, any>;
 
@@ -85,8 +97,9 @@ describe(`native BPE vs HF tokenizers vs the naive reference (KVGATE_TEST_SEED=$
         const rounds = json === qwen ? ROUNDS : Math.ceil(ROUNDS / 4);
         for (let r = 0; r < rounds; r++) {
           const text = randomText(next);
-          const want = (await hf.encode(text, null, { addSpecialTokens: false })).getIds();
-          expect(bpe.encode(text), `${name}: ${show(text)} (KVGATE_TEST_SEED=${SEED})`).toEqual(want);
+          const got = bpe.encode(text);
+          const want = await wantIds(async (t) => (await hf.encode(t, null, { addSpecialTokens: false })).getIds(), text, got);
+          expect(got, `${name}: ${show(text)} (KVGATE_TEST_SEED=${SEED})`).toEqual(want);
           expect(ref.encode(text), `reference, ${name}: ${show(text)}`).toEqual(want);
         }
       });
@@ -114,10 +127,11 @@ describe(`native BPE vs HF tokenizers vs the naive reference (KVGATE_TEST_SEED=$
     for (let r = 0; r < 200; r++) {
       const text = `<|im_start|>system\n${randomText(next)}<|im_end|>\n<|im_start|>user\n${randomText(next)}<|im_end|>\n`;
       for (const special of [false, true]) {
-        const want = (await hf.encode(text, null, { addSpecialTokens: special })).getIds();
-        expect(await tok.encode(text, special), show(text)).toEqual(want);
+        const got = await tok.encode(text, special);
+        expect(got, show(text)).toEqual(await wantIds(async (t) => (await hf.encode(t, null, { addSpecialTokens: special })).getIds(), text, got));
       }
-      expect(await tok.encodeSegmented(text)).toEqual((await hf.encode(text, null, { addSpecialTokens: false })).getIds());
+      const segmented = await tok.encodeSegmented(text);
+      expect(segmented).toEqual(await wantIds(async (t) => (await hf.encode(t, null, { addSpecialTokens: false })).getIds(), text, segmented));
     }
     // Past the synchronous bound the pool encodes it: the same ids.
     const long = `${'word '.repeat(NATIVE_SYNC_CHARS / 5)}é\u0301<|im_end|>`;
