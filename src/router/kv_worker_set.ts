@@ -36,7 +36,8 @@
 // - Pending prefixes: a prompt routed to an exact worker counts as being computed there
 //   until its KV events store it (or it finishes, or a timeout), so requests routed before
 //   those events, a burst sharing a new prefix, follow it (kv_router.h).
-// - Waiting for a shared prefill (kv mode, exact workers, aggregated pools): a prompt routed
+// - Waiting for a shared prefill (kv mode, exact workers, aggregated and prefill pools; with
+//   replica sync, other frontends' prompts count as this one's own): a prompt routed
 //   to a worker that is still prefilling, queued behind other requests, a prompt sharing more
 //   than prefillWaitShare of it beyond what the worker caches, is not sent yet: the engine
 //   would compute that prefix a second time in the same batch. Its route is released and it
@@ -399,11 +400,18 @@ export class KvWorkerSet implements WorkerSet {
   // there, as this frontend records its own (sending()), so this frontend's prompts sharing it
   // wait for it too. Queued unless it is the only request the router sees on the worker.
   private remotePrefill(g: Group, m: Member, tokens: Uint32Array, prefillTokens: number): (() => void) | null {
-    if (!g.holds || m.approx || m.ranks === 0 || prefillTokens <= tokens.length % g.blockSize) return null;
+    if (!g.holds) return null;
     // The router counts every frontend's requests on the worker, this one included.
     let active = 0;
     for (const u of g.router.units()) if (u.worker === m.id) active += u.activeRequests;
-    return this.prefills.add(m.id, addon.blockHashes(tokens, g.blockSize), active <= 1);
+    return this.recordPrefill(g, m, { tokens, hashes: null }, tokens.length - prefillTokens, active <= 1);
+  }
+
+  // Records `prompt` as prefilling on exact worker `m` when it has full blocks the worker does
+  // not cache (`cachedTokens`); the returned function settles the record.
+  private recordPrefill(g: Group, m: Member, prompt: { tokens: Uint32Array; hashes: BigUint64Array | null }, cachedTokens: number, started: boolean): (() => void) | null {
+    if (m.approx || m.ranks === 0 || cachedTokens >= prompt.tokens.length - (prompt.tokens.length % g.blockSize)) return null;
+    return this.prefills.add(m.id, (prompt.hashes ??= addon.blockHashes(prompt.tokens, g.blockSize)), started);
   }
 
   // A plain SGLang server, http(s):// or grpc:// (no agent, no KV events: it is routed
@@ -827,11 +835,7 @@ export class KvWorkerSet implements WorkerSet {
     const m = r.member;
     const started = m.inflight === 0;
     m.inflight++;
-    let prefilled: (() => void) | null = null;
-    if (hold && !m.approx && m.ranks > 0 && r.cachedTokens < hold.tokens.length - (hold.tokens.length % g.blockSize)) {
-      const hashes = (hold.hashes ??= addon.blockHashes(hold.tokens, g.blockSize));
-      prefilled = this.prefills.add(m.id, hashes, started);
-    }
+    const prefilled = hold ? this.recordPrefill(g, m, hold, r.cachedTokens, started) : null;
     let ended = false;
     return () => {
       if (ended) return;

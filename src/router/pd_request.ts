@@ -35,7 +35,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { EngineClient, GenerateChunk, GenerateRequest, PromptLogprob } from '../engine/client.js';
 import { KvgateError } from '../errors.js';
 import { RoomEvent, type Room, type RoomWatch } from './pd_rooms.js';
-import { retryDelayMs, type PromptHold, type Route, type RoutingPort } from './routed_request.js';
+import { retryDelayMs, waitForBlocking, type PromptHold, type Route, type RoutingPort } from './routed_request.js';
 import type { Dispatch, DispatchOutcome } from './worker_set.js';
 
 // How long a decode leg that aborted waits for a still-running prefill leg to report its
@@ -142,10 +142,7 @@ export class PdRequest<M> implements Dispatch {
   private async waitForPair(signal?: AbortSignal): Promise<void> {
     const hold = this.hold!;
     while (hold.blocking) {
-      const p = hold.blocking;
-      hold.blocking = null;
-      await this.port.prefill.waitPrefill(p, hold.until, signal);
-      if (signal?.aborted || this.done) throw new KvgateError('client_closed_request', 'the client went away while its request waited for a shared prefill');
+      await waitForBlocking(this.port.prefill, hold, signal, () => this.done);
       const pair = this.port.pick(hold.tokens, hold);
       if (pair) return this.take(pair);
     }

@@ -108,6 +108,15 @@ function causeOf(err: unknown): MoveCause {
   return /unreachable/.test((err as Error).message) ? 'unreachable' : 'disconnected';
 }
 
+// Waits for the prefill `hold` is blocked by (and clears it); throws when the client left, or
+// the request ended, meanwhile. The caller routes the prompt again after it.
+export async function waitForBlocking<M>(port: RoutingPort<M>, hold: PromptHold, signal: AbortSignal | undefined, ended: () => boolean): Promise<void> {
+  const p = hold.blocking!;
+  hold.blocking = null;
+  await port.waitPrefill(p, hold.until, signal);
+  if (signal?.aborted || ended()) throw new KvgateError('client_closed_request', 'the client went away while its request waited for a shared prefill');
+}
+
 export class RoutedRequest<M> implements Dispatch {
   readonly engine: EngineClient;
   private current: Route<M> | null;
@@ -255,12 +264,7 @@ export class RoutedRequest<M> implements Dispatch {
   private async reroute(tokens: Uint32Array, err: unknown, signal?: AbortSignal, hold: PromptHold | null = null): Promise<Route<M>> {
     const deadline = performance.now() + this.port.workerWaitMs;
     for (let delay = Math.max(1, this.port.retry.initialBackoffMs); ; delay = Math.min(delay * BACKOFF_MULTIPLIER, MAX_POLL_MS)) {
-      if (hold?.blocking) {
-        const p = hold.blocking;
-        hold.blocking = null;
-        await this.port.waitPrefill(p, hold.until, signal);
-        if (signal?.aborted || this.done) throw new KvgateError('client_closed_request', 'the client went away while its request waited for a shared prefill');
-      }
+      if (hold?.blocking) await waitForBlocking(this.port, hold, signal, () => this.done);
       const next = this.done ? null : this.port.route(tokens, hold ?? undefined);
       if (next !== null) return next;
       if (hold?.blocking) continue;
