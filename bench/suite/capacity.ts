@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { defaultCacheDir, ensurePeers, type Peers } from '../gateway/peers.js';
 import { killAllNow, stopAll } from '../gateway/procs.js';
 import type { EngineSettings } from '../gateway/systems.js';
-import { cached, clean, servePoints, sizedKv, sp, ttftP50, type Metric, type ServePoint } from './serve_points.js';
+import { at, cached, med, servePoints, sizedKv, sp, ttftP50, type Metric, type ServePoint } from './serve_points.js';
 import { formatSpread, isPeer, PEERS, spread } from './summary.js';
 
 const { values: a } = parseArgs({
@@ -53,15 +53,13 @@ const load0 = loadavg()[0]!;
 const systems = [...modes, ...peerNames];
 const capacityPoints = await servePoints(runner, systems, { concurrency: 64 }, 'capacity', workload);
 const reqs: Metric = (r) => r.requestsPerS;
-const med = (p: ServePoint | undefined, f: Metric) => sp(p, f).median;
-const of = (ps: ServePoint[], s: string) => ps.find((p) => p.system === s && clean(p));
-const kvCapacity = med(of(capacityPoints, 'kv'), reqs);
+const kvCapacity = med(at(capacityPoints, 'kv'), reqs);
 const rated = a.rate70 && Number.isFinite(kvCapacity) ? await servePoints(runner, systems, { rate: 0.7 * kvCapacity }, 'rate70kv', workload) : [];
 await stopAll();
 
 const x = (v: number, over: number) => (Number.isFinite(v / over) ? `${(v / over).toFixed(2)}x` : '-');
 function table(ps: ServePoint[]): string[] {
-  const random = med(of(ps, 'random'), reqs);
+  const random = med(at(ps, 'random'), reqs);
   const cell = (p: ServePoint, f: Metric, suffix = '') => formatSpread(sp(p, f), 1, suffix);
   return [
     '| system | req/s | over random | TTFT p50 ms | TTFT p99 ms | cached | failed | load avg |',

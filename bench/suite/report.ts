@@ -33,7 +33,7 @@ import { routerCost } from '../sim/router_cost.js';
 import { defaultCacheDir, ensurePeers, type Peers } from '../gateway/peers.js';
 import { killAllNow, stopAll } from '../gateway/procs.js';
 import type { EngineSettings } from '../gateway/systems.js';
-import { cached, clean, servePoints as runPoints, sizedKv, sp, ttftP50, type Load, type Metric, type PointRunner, type ServePoint } from './serve_points.js';
+import { at, cached, clean, med, servePoints as runPoints, sizedKv, sp, ttftP50, type Load, type Metric, type PointRunner, type ServePoint } from './serve_points.js';
 import { bestCachedShare, formatSpread, parseReportArgs, sampleConversations, spread, type TraceLine } from './summary.js';
 import { lineChart, type Series } from './svg_chart.js';
 
@@ -210,8 +210,6 @@ function serveTable(points: ServePoint[], key: (p: ServePoint) => string): strin
 }
 
 const ratio = (x: number | undefined, y: number | undefined) => (x && y && Number.isFinite(x / y) ? (x / y).toFixed(2) + 'x' : '-');
-const at = (ps: ServePoint[], m: string, pred: (p: ServePoint) => boolean = () => true) => ps.find((p) => p.system === m && pred(p) && clean(p));
-const med = (p: ServePoint | undefined, f: Metric) => sp(p, f).median;
 const pctOf = (p: ServePoint | undefined) => (p && p.runs.some((r) => r.cachedTokenShare !== null) ? `${f1(med(p, cached))}%` : 'n/r');
 // One routing-quality point in one summary row: kv against round-robin, then every row's
 // TTFT p50 and cached share.

@@ -75,6 +75,9 @@ export const cached: Metric = (r) => (r.cachedTokenShare === null ? null : 100 *
 export const sp = (p: ServePoint | undefined, f: Metric): Spread => spread(p ? p.runs.map((r) => f(r) ?? NaN) : []);
 // A point with failed requests is shown as such and left out of the plots and ratios.
 export const clean = (p: ServePoint) => p.runs.length > 0 && p.runs.every((r) => r.requests.failed === 0);
+export const med = (p: ServePoint | undefined, f: Metric) => sp(p, f).median;
+// System `m`'s point among `ps` (one `pred` accepts), if it ran clean.
+export const at = (ps: ServePoint[], m: string, pred: (p: ServePoint) => boolean = () => true) => ps.find((p) => p.system === m && pred(p) && clean(p));
 
 // The KV tokens per engine at which `groups` shared-prefix groups' prompts fill 73% of the
 // fleet's KV (the issue's and llm-d's sizing, the simulator's).
