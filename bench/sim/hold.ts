@@ -40,7 +40,7 @@ export function runHold(seed: number, eventDelayMs: number, fleets: number[], wo
 }
 
 // bench:sgl-router's workload and clients: 16 groups x 20 prompts in its seeded order, 16 output tokens.
-function closedLoop(concurrency: number): Workload {
+export function closedLoop(concurrency: number): Workload {
   const prompts = sharedPrefixWorkload({ groups: 16, perGroup: 20, systemWords: 150, seed: 1 }).map((r) => [...Buffer.from(r.messages.map((m) => m.content).join('\n'), 'utf8')]);
   let next = 0;
   const arrival = (at: number): Arrival | null => (next < prompts.length ? { at, tokens: prompts[next++]!, outputLen: 16 } : null);

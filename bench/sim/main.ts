@@ -1,6 +1,7 @@
 // `npm run sim [-- <command>]`: the fleet simulator (bench/sim/README in bench/README.md).
 //
 //   report (default)  every workload at each fleet size under every policy, then the router's cost
+//   fleet             the report's first part alone: every workload, fleet size and policy
 //   cost              the native router's findMatches/route latency and decisions/s at scale,
 //                     and Dynamo's indexer's find_matches on the same index and queries
 //   cost-mooncake     the same on Dynamo's mooncake_bench index (the Mooncake trace over 1,000
@@ -11,6 +12,7 @@
 //   failures          Dynamo's known failure modes: starvation, alternation on tied scores
 //   load              throughput against random by offered load (shared prefix, 8 engines)
 //   hold              kv-pending with and without holding prompts for a prefix being prefilled
+//   sglang            the product beside SGLang's cache_aware on bench:sgl-router's closed loop
 //   own               kv-pending at own weight 0 (the cost before it) and the product's, beside
 //                     the TypeScript prototype kv-pressure, over seeds: SIM_SEEDS (1,2,3),
 //                     SIM_CASES (own_weight.ts OWN_CASES)
@@ -37,6 +39,7 @@ import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { runPendingSweep } from './sweep_pending.js';
 import { runLoadSweep } from './load_sweep.js';
 import { runHold } from './hold.js';
+import { runBesideSglang } from './beside_sglang.js';
 import { OWN_CASES, runOwnWeight } from './own_weight.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
@@ -207,6 +210,9 @@ switch (cmd) {
     failures();
     cost();
     break;
+  case 'fleet':
+    report();
+    break;
   case 'cost':
     cost();
     break;
@@ -231,11 +237,14 @@ switch (cmd) {
   case 'hold':
     json.hold = runHold(seed, eventDelayMs, list('SIM_FLEETS', '8,64').map(Number), list('SIM_WORKLOADS', WORKLOADS.join(',')) as WorkloadName[]);
     break;
+  case 'sglang':
+    json.sglang = runBesideSglang(seed, eventDelayMs);
+    break;
   case 'own':
     json.own = runOwnWeight(list('SIM_SEEDS', '1,2,3').map(Number), eventDelayMs, list('SIM_CASES', Object.keys(OWN_CASES).join(',')));
     break;
   default:
-    console.error(`unknown command '${cmd}' (report, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, own)`);
+    console.error(`unknown command '${cmd}' (report, fleet, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, sglang, own)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);

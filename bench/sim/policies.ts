@@ -10,6 +10,8 @@ import type { KvEvent } from '../../src/mocker/radix_cache.js';
 import type { RankScheduler } from '../../src/mocker/scheduler.js';
 import type { TimingModel } from '../../src/mocker/timing.js';
 import type { VirtualClock } from './clock.js';
+import { CacheAwarePolicy } from '../../src/sgl_router/policies.js';
+import { COMMANDS } from '../../src/config.js';
 
 export interface SimRequest {
   readonly id: number;
@@ -43,8 +45,8 @@ export interface Policy {
   close(): void;
 }
 
-export type PolicyKind = RouterPolicy | 'kv-approx' | 'kv-pending' | 'kv-pressure' | 'oracle';
-export const POLICY_KINDS: readonly PolicyKind[] = ['oracle', 'kv', 'kv-pending', 'kv-approx', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
+export type PolicyKind = RouterPolicy | 'kv-approx' | 'kv-pending' | 'kv-pressure' | 'oracle' | 'sglang-cache-aware';
+export const POLICY_KINDS: readonly PolicyKind[] = ['oracle', 'kv', 'kv-pending', 'kv-approx', 'sglang-cache-aware', 'round-robin', 'random', 'power-of-two', 'least-loaded'];
 
 export interface PolicySpec {
   kind: PolicyKind;
@@ -83,6 +85,7 @@ export function policyLabel(s: PolicySpec): string {
 
 export function makePolicy(spec: PolicySpec, fleet: FleetView): Policy {
   if (spec.kind === 'oracle') return new OraclePolicy(fleet);
+  if (spec.kind === 'sglang-cache-aware') return new SglangCacheAwarePolicy(fleet);
   return spec.kind === 'kv-pressure' ? new KvPressurePolicy(spec, fleet) : new NativePolicy(spec, fleet);
 }
 
@@ -300,6 +303,61 @@ class KvPressurePolicy extends NativePolicy {
     if (got !== pick) throw new Error(`kv-pressure: route() took ${got}, not ${pick}`);
     this.reserved[best] += Math.ceil(req.outputLen / bs);
     return got;
+  }
+}
+
+// SGLang's cache_aware (sglang-router's and smg's default policy) with sglang-router's defaults,
+// as `kvgate router --policy cache_aware` runs it (src/sgl_router/policies.ts): a tree of the
+// prompts it routed, no KV events; load is its count of requests in flight per engine. The tree
+// matches characters, and a prompt's text here is its tokens, two characters each (the policy
+// compares ratios, so the spelling does not change a decision). Its eviction runs on the virtual
+// clock, every --eviction-interval-secs.
+class SglangCacheAwarePolicy implements Policy {
+  readonly name = 'sglang-cache-aware';
+  private readonly policy: CacheAwarePolicy;
+  private readonly engines: { id: string; load: number }[];
+  private readonly evictEveryMs: number;
+  private nextEvictMs: number;
+
+  constructor(private readonly fleet: FleetView) {
+    const o = COMMANDS.router.options;
+    this.evictEveryMs = o.evictionIntervalSecs.default * 1000;
+    this.nextEvictMs = this.evictEveryMs;
+    const config = {
+      cacheThreshold: o.cacheThreshold.default,
+      balanceAbsThreshold: o.balanceAbsThreshold.default,
+      balanceRelThreshold: o.balanceRelThreshold.default,
+      evictionIntervalMs: 0,
+      maxTreeSize: o.maxTreeSize.default,
+    };
+    const nothing = () => {};
+    this.policy = new CacheAwarePolicy(config, { cacheHit: nothing, cacheMiss: nothing, balanced: nothing });
+    this.engines = Array.from({ length: fleet.workers }, (_, w) => ({ id: String(w), load: 0 }));
+  }
+
+  route(req: SimRequest): number {
+    const now = this.fleet.clock.now();
+    if (now >= this.nextEvictMs) {
+      this.policy.evict();
+      this.nextEvictMs = now + this.evictEveryMs;
+    }
+    let text = '';
+    for (const t of req.u32) text += String.fromCharCode(0x100 + (t & 0x3fff), 0x100 + (t >>> 14));
+    const engine = this.policy.select(this.engines, text);
+    engine.load++;
+    return Number(engine.id);
+  }
+
+  firstToken(): void {}
+
+  finished(req: SimRequest): void {
+    this.engines[req.worker]!.load--;
+  }
+
+  kvEvents(): void {}
+
+  close(): void {
+    this.policy.close();
   }
 }
 

@@ -65,7 +65,10 @@ class PowerOfTwoPolicy implements Policy {
   close(): void {}
 }
 
-export function leastLoaded(workers: readonly Worker[]): Worker {
+// What load-aware choices read of a worker.
+export type Target = Pick<Worker, 'id' | 'load'>;
+
+export function leastLoaded<T extends Target>(workers: readonly T[]): T {
   let best = workers[0]!;
   for (const w of workers) if (w.load < best.load) best = w;
   return best;
@@ -74,19 +77,27 @@ export function leastLoaded(workers: readonly Worker[]): Worker {
 // SGLang's cache_aware: shortest queue when the loads are out of balance; otherwise the
 // worker whose tree matches more than cacheThreshold of the text, else the one whose tree
 // holds the least text (the most free cache). The text is then recorded under the choice.
+// The trees are evicted every evictionIntervalMs, or, when that is 0, only by evict() (the
+// fleet simulator runs cache_aware in virtual time).
 export class CacheAwarePolicy implements Policy {
   readonly name = 'cache_aware';
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer: NodeJS.Timeout | undefined;
   constructor(
     private readonly config: CacheAwareConfig,
     private readonly events: PolicyEvents,
     readonly tree: TextTree = new NativeTextTree(),
   ) {
-    this.timer = setInterval(() => this.tree.evict(config.maxTreeSize), config.evictionIntervalMs);
-    this.timer.unref();
+    if (config.evictionIntervalMs > 0) {
+      this.timer = setInterval(() => this.evict(), config.evictionIntervalMs);
+      this.timer.unref();
+    }
   }
 
-  select(workers: readonly Worker[], text: string): Worker {
+  evict(): void {
+    this.tree.evict(this.config.maxTreeSize);
+  }
+
+  select<T extends Target>(workers: readonly T[], text: string): T {
     const chosen = this.choose(workers, text);
     this.tree.insert(text, chosen.id);
     return chosen;
@@ -94,7 +105,7 @@ export class CacheAwarePolicy implements Policy {
 
   // The loads are out of balance: max - min over the absolute threshold and max over min
   // times the relative one.
-  imbalanced(workers: readonly Worker[]): boolean {
+  imbalanced(workers: readonly Target[]): boolean {
     let max = -Infinity;
     let min = Infinity;
     for (const w of workers) {
@@ -108,7 +119,7 @@ export class CacheAwarePolicy implements Policy {
     return this.config.cacheThreshold;
   }
 
-  private choose(workers: readonly Worker[], text: string): Worker {
+  private choose<T extends Target>(workers: readonly T[], text: string): T {
     if (this.imbalanced(workers)) {
       this.events.balanced();
       return leastLoaded(workers);
@@ -131,7 +142,7 @@ export class CacheAwarePolicy implements Policy {
   }
 
   close(): void {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
   }
 }
 
