@@ -450,13 +450,8 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
         !out_arg(info, 3, napi_uint32_array, need, fn, "outDepths", &depths)) {
       return env.Undefined();
     }
-    r->find_matches(local, n, &matches_);
-    for (size_t i = 0; i < matches_.size(); i++) {
-      workers[i] = matches_[i].worker;
-      ranks[i] = matches_[i].rank;
-      depths[i] = matches_[i].depth;
-    }
-    return Napi::Number::New(env, static_cast<double>(matches_.size()));
+    const size_t rows = r->find_matches(local, n, MatchRows{workers, ranks, depths});
+    return Napi::Number::New(env, static_cast<double>(rows));
   }
 
   Napi::Value Route(const Napi::CallbackInfo& info) {
@@ -632,14 +627,12 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     router_.reset();
-    std::vector<UnitMatch>().swap(matches_);
     std::vector<UnitScore>().swap(scores_);
     std::vector<uint64_t>().swap(local_);
     return info.Env().Undefined();
   }
 
   std::unique_ptr<KvRouter> router_;
-  std::vector<UnitMatch> matches_;
   std::vector<UnitScore> scores_;
   std::vector<uint64_t> local_;
 };

@@ -222,12 +222,42 @@ KvEventError KvRouter::apply_batch(uint32_t worker, uint32_t rank, const uint8_t
   return KvEventError::kOk;
 }
 
-void KvRouter::find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out) {
+size_t KvRouter::find_matches(const uint64_t* local, size_t n, const MatchRows& rows) {
   seq_.resize(n);
   compute_sequence_hashes(local, n, seq_.data());
-  index_.match(seq_.data(), n, &matches_);
-  out->clear();
-  for (const UnitDepth& m : matches_) out->push_back(UnitMatch{slots_[m.unit].worker, slots_[m.unit].rank, m.depth});
+  // When every unit holding any block holds the query's first k blocks (a system prompt
+  // cached everywhere: then the answer is every such unit), the walk lists only the units
+  // deeper than k, and one pass over the slots writes the rest at k: block 0's holders are
+  // never read, intersected or listed.
+  const auto k = static_cast<uint32_t>(index_.match_past_common(seq_.data(), n, &matches_));
+  if (k == 0) {
+    for (size_t i = 0; i < matches_.size(); i++) {
+      const Slot& sl = slots_[matches_[i].unit];
+      rows.worker[i] = sl.worker;
+      rows.rank[i] = sl.rank;
+      rows.depth[i] = matches_[i].depth;
+    }
+    return matches_.size();
+  }
+  if (deeper_.size() < slots_.size()) deeper_.resize(slots_.size());
+  for (const UnitDepth& m : matches_) deeper_[m.unit] = m.depth;  // > k
+  size_t row = 0;
+  for (uint32_t s = 0; s < slots_.size(); s++) {
+    if (!index_.holds_any(s)) continue;
+    rows.worker[row] = slots_[s].worker;
+    rows.rank[row] = slots_[s].rank;
+    rows.depth[row] = std::max(k, deeper_[s]);
+    row++;
+  }
+  for (const UnitDepth& m : matches_) deeper_[m.unit] = 0;
+  return row;
+}
+
+void KvRouter::find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out) {
+  std::vector<uint32_t> worker(slots_.size()), rank(slots_.size()), depth(slots_.size());
+  const size_t got = find_matches(local, n, MatchRows{worker.data(), rank.data(), depth.data()});
+  out->resize(got);
+  for (size_t i = 0; i < got; i++) (*out)[i] = UnitMatch{worker[i], rank[i], depth[i]};
 }
 
 void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {

@@ -69,6 +69,13 @@ struct UnitMatch {
   uint32_t worker, rank, depth;
 };
 
+// find_matches' output: three arrays with room for every unit in use (unit_count()).
+struct MatchRows {
+  uint32_t* worker;
+  uint32_t* rank;
+  uint32_t* depth;
+};
+
 struct UnitScore {
   uint32_t worker, rank;
   Candidate candidate;
@@ -147,7 +154,10 @@ class KvRouter {
   // the device are ignored; AllBlocksCleared clears that one unit.
   KvEventError apply_batch(uint32_t worker, uint32_t rank, const uint8_t* data, size_t len, BatchResult* out);
 
-  // Per unit, the leading blocks of the query (local block hashes) it has cached.
+  // For each unit holding the query's first block (local block hashes), the number of
+  // leading query blocks it has cached (>= 1), one row per unit, in no particular order.
+  // Returns the rows written. The vector form (tests) allocates.
+  size_t find_matches(const uint64_t* local, size_t n, const MatchRows& rows);
   void find_matches(const uint64_t* local, size_t n, std::vector<UnitMatch>* out);
 
   // Hashes the prompt, matches, scores and picks a candidate by the configured policy, and
@@ -280,6 +290,7 @@ class KvRouter {
   // Per-call scratch.
   std::vector<uint64_t> local_, seq_;
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
+  std::vector<uint32_t> deeper_;  // by slot, zero between calls: find_matches' units past the common blocks
   // By slot, zero between calls: a route's overlaps of each kind and whether select_pruned
   // scored the unit, side by side so that scoring a matched unit loads one line, not four.
   struct Marks {
