@@ -239,6 +239,28 @@ const MUTANTS = [
     to: '    if (false && base_.active_overlap > 0 &&\n',
   },
   {
+    name: 'find-base-lists-empty-units',
+    why: 'findMatches past a common base lists every unit slot at the base depth, holding blocks or not',
+    file: 'kv_router.cc',
+    from: '    if (!index_.holds_any(s)) continue;\n',
+    to: '',
+    vitest: 'test/native/find_matches.diff.test.ts',
+  },
+  {
+    name: 'find-base-depth-only',
+    why: 'findMatches past a common base reports every unit at the base depth, the deeper ones too',
+    file: 'kv_router.cc',
+    from: '    rows.depth[row] = std::max(k, deeper_[s]);\n',
+    to: '    rows.depth[row] = k;\n',
+  },
+  {
+    name: 'find-deeper-not-reset',
+    why: "findMatches keeps a unit's depth past the base from one query to the next",
+    file: 'kv_router.cc',
+    from: '  for (const UnitDepth& m : matches_) deeper_[m.unit] = 0;\n',
+    to: '',
+  },
+  {
     name: 'bpe-case-sensitive-contractions',
     why: "the Qwen2/Llama-3 contractions match only lower case ('S and 'ſ split apart)",
     file: 'bpe.cc',
