@@ -61,6 +61,7 @@ bool KvIndex::claim(uint32_t unit, int64_t engine, uint64_t seq) {
   uint32_t count;
   const uint32_t node = table_.add(seq, unit, &count);
   if (node == PrefixTable::kNoNode) return false;
+  if (map.size() == 0) holding_units_++;
   map.put(key, node);
   // The engine hash named another block: that hold moves (added first, so a block the new
   // one chains from is never freed in between).
@@ -81,12 +82,14 @@ bool KvIndex::release(uint32_t unit, int64_t engine) {
   const uint32_t node = lookups_[unit].erase(static_cast<uint64_t>(engine));
   if (node == U64Map::kNone) return false;
   table_.remove(node, unit);
+  if (lookups_[unit].size() == 0) holding_units_--;
   return true;
 }
 
 void KvIndex::clear_unit(uint32_t unit) {
   if (unit >= lookups_.size()) return;
   U64Map& map = lookups_[unit];
+  if (map.size() > 0) holding_units_--;
   map.for_each([&](uint64_t, uint32_t node) { table_.remove(node, unit); });
   map.reset();
 }

@@ -66,6 +66,8 @@ class KvIndex {
     return table_.match_past_common(seq, n, out);
   }
   bool holds_any(uint32_t unit) const { return table_.holds_any(unit); }
+  // Units holding any block.
+  size_t holding_units() const { return holding_units_; }
   void prefetch(uint64_t seq) const { table_.prefetch(seq); }
   // Whether the unit holds the block with sequence hash `seq`.
   bool holds(uint32_t unit, uint64_t seq) const { return table_.held_by(seq, unit); }
@@ -82,6 +84,7 @@ class KvIndex {
   uint32_t block_size_;
   PrefixTable table_;
   std::vector<U64Map> lookups_;  // per unit: engine hash → node
+  size_t holding_units_ = 0;      // units whose lookup is not empty
   std::vector<uint64_t> scratch_;
 };
 

@@ -25,8 +25,12 @@ uint32_t KvRouter::slot_for(uint32_t worker, uint32_t rank) {
     s = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back();
     marks_.emplace_back();
+    slot_worker_.emplace_back();
+    slot_rank_.emplace_back();
   }
   slots_[s] = Slot{worker, rank, true, false, false, false};
+  slot_worker_[s] = worker;
+  slot_rank_[s] = rank;
   slot_of_.put(unit_key(worker, rank), s);
   return s;
 }
@@ -227,25 +231,33 @@ size_t KvRouter::find_matches(const uint64_t* local, size_t n, const MatchRows& 
   compute_sequence_hashes(local, n, seq_.data());
   // When every unit holding any block holds the query's first k blocks (a system prompt
   // cached everywhere: then the answer is every such unit), the walk lists only the units
-  // deeper than k, and one pass over the slots writes the rest at k: block 0's holders are
-  // never read, intersected or listed.
+  // deeper than k, and the rest are written at k from the per-slot arrays: block 0's
+  // holders are never read, intersected or listed.
   const auto k = static_cast<uint32_t>(index_.match_past_common(seq_.data(), n, &matches_));
   if (k == 0) {
     for (size_t i = 0; i < matches_.size(); i++) {
-      const Slot& sl = slots_[matches_[i].unit];
-      rows.worker[i] = sl.worker;
-      rows.rank[i] = sl.rank;
+      rows.worker[i] = slot_worker_[matches_[i].unit];
+      rows.rank[i] = slot_rank_[matches_[i].unit];
       rows.depth[i] = matches_[i].depth;
     }
     return matches_.size();
   }
-  if (deeper_.size() < slots_.size()) deeper_.resize(slots_.size());
+  const size_t slots = slots_.size();
+  if (index_.holding_units() == slots) {
+    // Every slot holds blocks (no free slot, no unit without a cache): row s is slot s.
+    std::copy(slot_worker_.begin(), slot_worker_.end(), rows.worker);
+    std::copy(slot_rank_.begin(), slot_rank_.end(), rows.rank);
+    std::fill(rows.depth, rows.depth + slots, k);
+    for (const UnitDepth& m : matches_) rows.depth[m.unit] = m.depth;
+    return slots;
+  }
+  if (deeper_.size() < slots) deeper_.resize(slots);
   for (const UnitDepth& m : matches_) deeper_[m.unit] = m.depth;  // > k
   size_t row = 0;
-  for (uint32_t s = 0; s < slots_.size(); s++) {
+  for (uint32_t s = 0; s < slots; s++) {
     if (!index_.holds_any(s)) continue;
-    rows.worker[row] = slots_[s].worker;
-    rows.rank[row] = slots_[s].rank;
+    rows.worker[row] = slot_worker_[s];
+    rows.rank[row] = slot_rank_[s];
     rows.depth[row] = std::max(k, deeper_[s]);
     row++;
   }

@@ -244,6 +244,7 @@ class KvRouter {
 
   U64Map slot_of_;  // unit_key → slot
   std::vector<Slot> slots_;
+  std::vector<uint32_t> slot_worker_, slot_rank_;  // slots_' units side by side (find_matches copies them whole)
   std::vector<uint32_t> free_slots_;
   std::vector<uint32_t> candidates_;  // slots, sorted by (worker, rank)
   std::vector<uint32_t> not_busy_;    // the candidates not busy, in the same order
