@@ -254,6 +254,21 @@ const MUTANTS = [
     to: '    rows.depth[row] = k;\n',
   },
   {
+    name: 'find-every-slot-unpatched',
+    why: 'findMatches with every slot holding blocks reports the units past the common base at the base depth',
+    file: 'kv_router.cc',
+    from: '    for (const UnitDepth& m : matches_) rows.depth[m.unit] = m.depth;\n',
+    to: '',
+    vitest: 'test/native/find_matches.diff.test.ts',
+  },
+  {
+    name: 'holding-units-kept-on-clear',
+    why: 'a cleared unit still counts as holding blocks (findMatches then takes every slot for a holder)',
+    file: 'kv_index.cc',
+    from: '  if (map.size() > 0) holding_units_--;\n',
+    to: '',
+  },
+  {
     name: 'find-deeper-not-reset',
     why: "findMatches keeps a unit's depth past the base from one query to the next",
     file: 'kv_router.cc',

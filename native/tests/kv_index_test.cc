@@ -657,6 +657,31 @@ TEST(KvIndex, ClearUnitDropsOnlyThatUnit) {
   EXPECT_EQ(match(index, t), (std::map<uint32_t, uint32_t>{{3, 3}}));
 }
 
+TEST(KvIndex, HoldingUnitsCountsTheUnitsWithAnyBlock) {
+  KvIndex index(kBs);
+  std::mt19937 g(7);
+  constexpr uint32_t kUnits = 12;
+  for (int step = 0; step < 4000; step++) {
+    const auto u = static_cast<uint32_t>(g() % kUnits);
+    const uint32_t op = g() % 10;
+    const int64_t engine = static_cast<int64_t>(g() % 6);  // few engine hashes: stores move holds
+    if (op < 4) {
+      const auto t = tokens_of(g() % 3, 4);
+      store(index, u, t, 0, 1 + g() % 4, engine);
+    } else if (op < 5) {
+      index.claim(u, engine, g() % 4);
+    } else if (op < 9) {
+      index.apply_removed(u, &engine, 1);
+    } else {
+      index.clear_unit(u);
+    }
+    size_t holding = 0;
+    for (uint32_t v = 0; v < kUnits; v++) holding += index.holds_any(v);
+    ASSERT_EQ(index.holding_units(), holding) << "step " << step;
+    ASSERT_EQ(index.holding_units(), index.stats().units) << "step " << step;
+  }
+}
+
 TEST(KvIndex, ManyUnitsOnOneBlockSpillAndShrinkBack) {
   KvIndex index(kBs);
   const auto t = tokens_of(1, 2);
