@@ -84,7 +84,7 @@ class KvIndex {
   uint32_t block_size_;
   PrefixTable table_;
   std::vector<U64Map> lookups_;  // per unit: engine hash → node
-  size_t holding_units_ = 0;      // units whose lookup is not empty
+  size_t holding_units_ = 0;     // units whose lookup is not empty
   std::vector<uint64_t> scratch_;
 };
 
