@@ -669,6 +669,7 @@ RouterStats KvRouter::stats() const {
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + marks_.capacity() * sizeof(Marks) +
              scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);
+  s.bytes += (slot_worker_.capacity() + slot_rank_.capacity() + deeper_.capacity()) * sizeof(uint32_t);
   return s;
 }
 
