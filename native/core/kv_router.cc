@@ -242,26 +242,35 @@ size_t KvRouter::find_matches(const uint64_t* local, size_t n, const MatchRows& 
     }
     return matches_.size();
   }
-  const size_t slots = slots_.size();
-  if (index_.holding_units() == slots) {
-    // Every slot holds blocks (no free slot, no unit without a cache): row s is slot s.
-    std::copy(slot_worker_.begin(), slot_worker_.end(), rows.worker);
-    std::copy(slot_rank_.begin(), slot_rank_.end(), rows.rank);
-    std::fill(rows.depth, rows.depth + slots, k);
-    for (const UnitDepth& m : matches_) rows.depth[m.unit] = m.depth;
-    return slots;
+  // Rows in slot order, less the slots that hold nothing (gaps_, ascending): none when every
+  // slot holds blocks, the free slots when every unit in use does, else found by a scan.
+  // Each run between gaps is copied whole at depth k, then the deeper units are patched in
+  // (a slot's row is the slot less the gaps before it).
+  const auto slots = static_cast<uint32_t>(slots_.size());
+  const size_t holding = index_.holding_units();
+  gaps_.clear();
+  if (holding + free_slots_.size() == slots) {
+    gaps_.assign(free_slots_.begin(), free_slots_.end());
+    std::sort(gaps_.begin(), gaps_.end());
+  } else {
+    for (uint32_t s = 0; s < slots; s++) {
+      if (!index_.holds_any(s)) gaps_.push_back(s);
+    }
   }
-  if (deeper_.size() < slots) deeper_.resize(slots);
-  for (const UnitDepth& m : matches_) deeper_[m.unit] = m.depth;  // > k
   size_t row = 0;
-  for (uint32_t s = 0; s < slots; s++) {
-    if (!index_.holds_any(s)) continue;
-    rows.worker[row] = slot_worker_[s];
-    rows.rank[row] = slot_rank_[s];
-    rows.depth[row] = std::max(k, deeper_[s]);
-    row++;
+  uint32_t s = 0;
+  for (size_t g = 0; g <= gaps_.size(); g++) {
+    const uint32_t end = g < gaps_.size() ? gaps_[g] : slots;
+    std::copy(slot_worker_.data() + s, slot_worker_.data() + end, rows.worker + row);
+    std::copy(slot_rank_.data() + s, slot_rank_.data() + end, rows.rank + row);
+    std::fill(rows.depth + row, rows.depth + row + (end - s), k);
+    row += end - s;
+    s = end + 1;
   }
-  for (const UnitDepth& m : matches_) deeper_[m.unit] = 0;
+  for (const UnitDepth& m : matches_) {
+    const auto before = std::lower_bound(gaps_.begin(), gaps_.end(), m.unit) - gaps_.begin();
+    rows.depth[m.unit - static_cast<size_t>(before)] = m.depth;
+  }
   return row;
 }
 
@@ -669,7 +678,7 @@ RouterStats KvRouter::stats() const {
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + marks_.capacity() * sizeof(Marks) +
              scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);
-  s.bytes += (slot_worker_.capacity() + slot_rank_.capacity() + deeper_.capacity()) * sizeof(uint32_t);
+  s.bytes += (slot_worker_.capacity() + slot_rank_.capacity() + gaps_.capacity()) * sizeof(uint32_t);
   return s;
 }
 

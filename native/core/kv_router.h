@@ -291,7 +291,7 @@ class KvRouter {
   // Per-call scratch.
   std::vector<uint64_t> local_, seq_;
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
-  std::vector<uint32_t> deeper_;  // by slot, zero between calls: find_matches' units past the common blocks
+  std::vector<uint32_t> gaps_;  // find_matches: the slots holding no block, ascending
   // By slot, zero between calls: a route's overlaps of each kind and whether select_pruned
   // scored the unit, side by side so that scoring a matched unit loads one line, not four.
   struct Marks {
