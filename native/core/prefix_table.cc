@@ -221,6 +221,7 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
 size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {
   out->clear();
   if (n == 0 || live_ == 0) return 0;
+  if (nested_) return walk_nested(seq, n, universe, out);
   active_.clear();
   // Blocks every unit holds (universe holders: no unit can hold a block without being one of
   // them, so a count of `universe` is all of them). While that lasts active_ stays empty and
@@ -322,6 +323,103 @@ size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::ve
   }
   if (!everyone) finish(depth, out);
   return common;
+}
+
+// Nested: holders only shrink along the query, so a block's holder count (0 for an absent
+// block) never grows with depth, and a block with as many holders as the units still
+// matching has exactly them, as does every block before it back to the last drop. So only
+// the blocks that locate each drop are looked up: a galloping search from the last drop d
+// (d+1, d+2, d+4, ... and the query's last block), then a search of the gap where the count
+// fell, kProbes evenly spaced blocks a round. Each round's lookups go out together, so a
+// walk costs a few rounds of overlapping cache misses per drop instead of one lookup per block.
+size_t PrefixTable::walk_nested(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {
+  constexpr size_t kProbes = 16;
+  constexpr size_t kMaxRound = 2 + 64;  // block 0, d + 2^i for every bit of size_t, the last block
+  size_t pos[kMaxRound];
+  uint32_t ids[kMaxRound];
+  size_t d = 0;             // blocks (last drop d .. hi) have exactly the units still matching
+  size_t c = 0;             // how many units those are (universe while everyone matches)
+  bool everyone = false;    // as in walk(): active_ unused, every holding unit still matches
+  size_t common = 0;
+  bool first = true;
+  for (;;) {
+    size_t m = 0;
+    if (first) pos[m++] = 0;  // block 0's lookup goes with the first gallop
+    for (size_t s = 1; s < n - d; s *= 2) pos[m++] = d + s;
+    if (n - 1 > d && pos[m - 1] != n - 1) pos[m++] = n - 1;
+    lookup(seq, pos, m, ids);
+    size_t i = 0;
+    if (first) {
+      first = false;
+      i = 1;
+      if (ids[0] == kNoNode) return 0;
+      const Node& nd = at(ids[0]);
+      c = nd.n;
+      everyone = universe > 0 && c == universe;
+      if (!everyone) start_with(nd);
+    }
+    // The first block in (lo, hi] has fewer than c holders (hi = n: none does).
+    size_t lo = d, hi = n;
+    uint32_t hi_id = kNoNode;
+    for (; i < m; i++) {
+      if (count_of(ids[i]) < c) {
+        hi = pos[i];
+        hi_id = ids[i];
+        break;
+      }
+      lo = pos[i];
+    }
+    while (hi < n && hi - lo > 1) {
+      const size_t gap = hi - lo;
+      m = std::min(kProbes, gap - 1);
+      for (size_t k = 0; k < m; k++) pos[k] = lo + (k + 1) * gap / (m + 1);  // strictly inside (lo, hi)
+      lookup(seq, pos, m, ids);
+      for (size_t k = 0; k < m; k++) {
+        if (count_of(ids[k]) < c) {
+          hi = pos[k];
+          hi_id = ids[k];
+          break;
+        }
+        lo = pos[k];
+      }
+    }
+    // Blocks [d, hi) have the current units; block hi (if any) has fewer.
+    if (everyone) {
+      common = hi;
+      if (hi == n || hi_id == kNoNode) return common;
+      // The first block not everyone holds: its holders go on, the rest hold exactly `common`.
+      everyone = false;
+      start_with(at(hi_id));
+      c = at(hi_id).n;
+    } else if (hi == n || hi_id == kNoNode) {
+      finish(hi, out);
+      return common;
+    } else {
+      c = intersect(at(hi_id), hi, out);  // (its holders: a subset of the units matching)
+    }
+    d = hi;
+  }
+}
+
+void PrefixTable::lookup(const uint64_t* seq, const size_t* pos, size_t m, uint32_t* ids) const {
+  for (size_t i = 0; i < m; i++) __builtin_prefetch(&slots_[home(static_cast<uint32_t>(seq[pos[i]]))]);
+  // Candidates by tag, their nodes prefetched; then the full hash verified (a tag collision
+  // falls back to a full probe).
+  for (size_t i = 0; i < m; i++) {
+    const uint32_t tag = static_cast<uint32_t>(seq[pos[i]]);
+    uint32_t id = kNoNode;
+    for (size_t j = home(tag); slots_[j].node != kNoNode; j = next(j)) {
+      if (slots_[j].tag == tag) {
+        id = slots_[j].node;
+        break;
+      }
+    }
+    ids[i] = id;
+    if (id != kNoNode) __builtin_prefetch(&at(id));
+  }
+  for (size_t i = 0; i < m; i++) {
+    if (ids[i] != kNoNode && at(ids[i]).seq != seq[pos[i]]) ids[i] = find(seq[pos[i]]);
+  }
 }
 
 void PrefixTable::start_with(const Node& nd) {

@@ -177,6 +177,12 @@ class PrefixTable {
   }
   // match() and match_past_common() (universe 0: no unit set is known to be everyone).
   size_t walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out);
+  // walk() on a nested table: looks up only the blocks that locate where the holder count drops.
+  size_t walk_nested(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out);
+  // The nodes of blocks seq[pos[i]] (kNoNode if absent) into ids, looked up together so that
+  // their cache misses overlap.
+  void lookup(const uint64_t* seq, const size_t* pos, size_t m, uint32_t* ids) const;
+  uint32_t count_of(uint32_t id) const { return id == kNoNode ? 0 : at(id).n; }
   void start_with(const Node& nd);  // active_ = the node's holders
   // active_ ∩= the node's holders (the walk's block `depth`); the units that drop out go to
   // `out` with `depth` blocks matched. Returns the units left.
