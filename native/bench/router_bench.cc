@@ -97,6 +97,44 @@ void BM_ActiveSequences_AddFree_256_blocks(benchmark::State& state) {
 }
 BENCHMARK(BM_ActiveSequences_AddFree_256_blocks);
 
+// The active table of a 10,000-unit fleet with one request in flight per unit, as the
+// router-cost bench keeps it (bench/sim/cost_fleets.ts): per iteration the walk a route does
+// (match_past_common, its slots prefetched first as hash_prompt does), the request added to
+// its unit, after that unit's previous request is freed.
+// Arg 0, shared-prefix: 256-block prompts, 64 system prompts of 64 blocks, 4,096
+// conversations. Arg 1, Mooncake-like: 23-block prompts whose block 0 every request shares
+// (its node has ~10,000 holders).
+void BM_ActiveSequences_10000_units(benchmark::State& state) {
+  constexpr uint32_t kUnits = 10000;
+  const bool mooncake = state.range(0) == 1;
+  const size_t blocks = mooncake ? 23 : 256, system = mooncake ? 1 : 64;
+  std::mt19937_64 rng(10);
+  std::vector<std::vector<uint64_t>> prompts(4096, std::vector<uint64_t>(blocks));
+  std::vector<std::vector<uint64_t>> systems(64, std::vector<uint64_t>(system));
+  for (auto& sys : systems)
+    for (auto& x : sys) x = rng();
+  for (auto& p : prompts) {
+    const auto& sys = systems[mooncake ? 0 : rng() % 64];
+    std::copy(sys.begin(), sys.end(), p.begin());
+    for (size_t i = system; i < blocks; i++) p[i] = rng();
+  }
+  kvgate::ActiveSequences a;
+  std::vector<kvgate::UnitDepth> out;
+  uint64_t id = 0;
+  auto decide = [&] {
+    const std::vector<uint64_t>& p = prompts[rng() % prompts.size()];
+    for (uint64_t x : p) a.prefetch(x);  // as the router's hash_prompt does
+    benchmark::DoNotOptimize(a.match_past_common(p.data(), p.size(), &out));
+    if (id >= kUnits) a.free(id - kUnits);  // the unit's previous request: it is idle until this one
+    a.add(id, static_cast<uint32_t>(id % kUnits), p.data(), p.size(), true, 1000);
+    id++;
+  };
+  while (id < kUnits) decide();
+  for (auto _ : state) decide();
+  state.counters["nodes"] = static_cast<double>(a.bytes());
+}
+BENCHMARK(BM_ActiveSequences_10000_units)->Arg(0)->Arg(1);
+
 // Minimal msgpack for SGLang batches (reference/sglang.md §2.4).
 struct Msgpack {
   std::vector<uint8_t> b;

@@ -35,17 +35,11 @@ ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, cons
   r.partial = partial_block;
   r.prefill_done = false;
   r.prefill_tokens = prefill_tokens;
-  r.nodes.clear();
-  r.nodes.reserve(n_full);
-  for (size_t i = 0; i < n_full; i++) {
-    uint32_t count;
-    // Fails only if one request repeats a block kMaxCount times (chained hashes never
-    // repeat): that hold is not taken, so it is not released either.
-    const uint32_t node = table_.add(seq[i], unit, &count);
-    if (node == PrefixTable::kNoNode) continue;
-    r.nodes.push_back(node);
-    if (count == 1) load.active_blocks++;
-  }
+  r.nodes.resize(n_full);
+  load.active_blocks += table_.add_all(seq, n_full, unit, r.nodes.data());
+  // A hold fails only if one request repeats a block kMaxCount times (chained hashes never
+  // repeat): it is not taken, so it is not released either.
+  r.nodes.erase(std::remove(r.nodes.begin(), r.nodes.end(), PrefixTable::kNoNode), r.nodes.end());
   if (partial_block) load.active_blocks++;
   load.prefill_tokens += prefill_tokens;
   load.requests++;
@@ -89,11 +83,8 @@ bool ActiveSequences::free(uint64_t id) {
 void ActiveSequences::release(uint32_t slot) {
   Request& r = requests_[slot];
   UnitLoad& load = loads_[r.unit];
-  for (uint32_t node : r.nodes) {
-    // 0: the unit's last hold on the block went, so it leaves the unit's active blocks;
-    // kNotHeld (a hold that was never taken) must not count down.
-    if (table_.remove(node, r.unit) == 0) drop<uint64_t>(load.active_blocks, 1);
-  }
+  // The blocks the unit's last hold on went leave its active blocks.
+  drop<uint64_t>(load.active_blocks, table_.remove_all(r.nodes.data(), r.nodes.size(), r.unit));
   if (r.partial) drop<uint64_t>(load.active_blocks, 1);
   if (!r.prefill_done) drop(load.prefill_tokens, r.prefill_tokens);
   drop<uint32_t>(load.requests, 1);

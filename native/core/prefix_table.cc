@@ -8,6 +8,9 @@ namespace kvgate {
 namespace {
 constexpr size_t kMinTable = 16;
 constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this many holders
+// Below this many nodes a table mostly stays in cache (about 1 MB of nodes and slots), and
+// add_all/remove_all skip their prefetching (pure overhead there).
+constexpr size_t kCached = size_t{1} << 15;
 
 }  // namespace
 
@@ -216,6 +219,83 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
     erase_holder(nd, k);
   }
   return 0;
+}
+
+// Starts loading up to kHolderLines cache lines of a spilled node's holders (add and remove
+// binary-search them and shift those past the unit).
+void PrefixTable::prefetch_holders(const Node& nd) {
+  constexpr size_t kHolderLines = 16;
+  if (!nd.spilled) return;
+  const auto* p = reinterpret_cast<const char*>(heap(nd).ptr + kHead);
+  const size_t lines = std::min(kHolderLines, (nd.n * sizeof(Holder) + 63) / 64);
+  for (size_t l = 0; l < lines; l++) __builtin_prefetch(p + l * 64);
+}
+
+size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32_t* nodes) {
+  // Stages kAhead blocks apart, each level of indirection a stage: block i + 3 kAhead's slot
+  // is prefetched, block i + 2 kAhead's candidate node (by tag; kept in `ring`), block i +
+  // kAhead's holders, and block i is added. (Only hints: a tag collision, a rehash or a new
+  // node in between changes no result.)
+  constexpr size_t kAhead = 4, kRing = 4 * kAhead;
+  uint32_t ring[kRing];
+  size_t fresh = 0;
+  if (live_ < kCached) {
+    for (size_t i = 0; i < n; i++) {
+      uint32_t count = 0;
+      nodes[i] = add(seq[i], unit, &count);
+      fresh += nodes[i] != kNoNode && count == 1;
+    }
+    return fresh;
+  }
+  auto candidate = [&](size_t k) {
+    uint32_t id = kNoNode;
+    if (cap_ > 0) {
+      const uint32_t tag = static_cast<uint32_t>(seq[k]);
+      for (size_t j = home(tag); slots_[j].node != kNoNode; j = next(j)) {
+        if (slots_[j].tag == tag) {
+          id = slots_[j].node;
+          __builtin_prefetch(&at(id));
+          break;
+        }
+      }
+    }
+    ring[k % kRing] = id;
+  };
+  for (size_t i = 0; i < std::min(n, 3 * kAhead); i++) prefetch(seq[i]);
+  for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) candidate(i);
+  for (size_t i = 0; i < n; i++) {
+    if (i + 3 * kAhead < n) prefetch(seq[i + 3 * kAhead]);
+    if (i + 2 * kAhead < n) candidate(i + 2 * kAhead);
+    if (i + kAhead < n && ring[(i + kAhead) % kRing] != kNoNode) prefetch_holders(at(ring[(i + kAhead) % kRing]));
+    uint32_t count = 0;
+    nodes[i] = add(seq[i], unit, &count);
+    fresh += nodes[i] != kNoNode && count == 1;
+  }
+  return fresh;
+}
+
+size_t PrefixTable::remove_all(const uint32_t* nodes, size_t n, uint32_t unit) {
+  // As add_all: node i + 2 kAhead is prefetched; node i + kAhead (loaded by now) gets its
+  // holders prefetched, and its slot too when it has one holder (it is likely freed).
+  constexpr size_t kAhead = 4;
+  size_t last = 0;
+  if (live_ < kCached) {
+    for (size_t i = 0; i < n; i++) last += remove(nodes[i], unit) == 0;
+    return last;
+  }
+  for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) {
+    if (nodes[i] < next_unused_) __builtin_prefetch(&at(nodes[i]));
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (i + 2 * kAhead < n && nodes[i + 2 * kAhead] < next_unused_) __builtin_prefetch(&at(nodes[i + 2 * kAhead]));
+    if (i + kAhead < n && nodes[i + kAhead] < next_unused_) {
+      const Node& nd = at(nodes[i + kAhead]);
+      prefetch_holders(nd);
+      if (nd.n == 1) prefetch(nd.seq);
+    }
+    last += remove(nodes[i], unit) == 0;
+  }
+  return last;
 }
 
 size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {
