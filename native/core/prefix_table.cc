@@ -232,41 +232,37 @@ void PrefixTable::prefetch_holders(const Node& nd) {
 }
 
 size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32_t* nodes) {
-  // Stages kAhead blocks apart, each level of indirection a stage: block i + 3 kAhead's slot
-  // is prefetched, block i + 2 kAhead's candidate node (by tag; kept in `ring`), block i +
-  // kAhead's holders, and block i is added. (Only hints: a tag collision, a rehash or a new
-  // node in between changes no result.)
-  constexpr size_t kAhead = 4, kRing = 4 * kAhead;
+  // In a large table, stages kAhead blocks apart, each level of indirection a stage: block
+  // i + 3 kAhead's slot is prefetched, block i + 2 kAhead's candidate node (by tag; kept in
+  // `ring`), block i + kAhead's holders, and block i is added. (Only hints: a tag collision,
+  // a rehash or a new node in between changes no result.)
+  constexpr size_t kAhead = 8, kRing = 4 * kAhead;
   uint32_t ring[kRing];
-  size_t fresh = 0;
-  if (live_ < kCached) {
-    for (size_t i = 0; i < n; i++) {
-      uint32_t count = 0;
-      nodes[i] = add(seq[i], unit, &count);
-      fresh += nodes[i] != kNoNode && count == 1;
-    }
-    return fresh;
-  }
+  const bool ahead = live_ >= kCached;
   auto candidate = [&](size_t k) {
+    const uint32_t tag = static_cast<uint32_t>(seq[k]);
     uint32_t id = kNoNode;
-    if (cap_ > 0) {
-      const uint32_t tag = static_cast<uint32_t>(seq[k]);
-      for (size_t j = home(tag); slots_[j].node != kNoNode; j = next(j)) {
-        if (slots_[j].tag == tag) {
-          id = slots_[j].node;
-          __builtin_prefetch(&at(id));
-          break;
-        }
+    for (size_t j = home(tag); slots_[j].node != kNoNode; j = next(j)) {
+      if (slots_[j].tag == tag) {
+        id = slots_[j].node;
+        __builtin_prefetch(&at(id));
+        break;
       }
     }
     ring[k % kRing] = id;
   };
-  for (size_t i = 0; i < std::min(n, 3 * kAhead); i++) prefetch(seq[i]);
-  for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) candidate(i);
+  if (ahead) {
+    for (size_t i = 0; i < std::min(n, 3 * kAhead); i++) prefetch(seq[i]);
+    for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) candidate(i);
+  }
+  size_t fresh = 0;
   for (size_t i = 0; i < n; i++) {
-    if (i + 3 * kAhead < n) prefetch(seq[i + 3 * kAhead]);
-    if (i + 2 * kAhead < n) candidate(i + 2 * kAhead);
-    if (i + kAhead < n && ring[(i + kAhead) % kRing] != kNoNode) prefetch_holders(at(ring[(i + kAhead) % kRing]));
+    if (ahead) {
+      if (i + 3 * kAhead < n) prefetch(seq[i + 3 * kAhead]);
+      if (i + 2 * kAhead < n) candidate(i + 2 * kAhead);
+      const uint32_t id = i + kAhead < n ? ring[(i + kAhead) % kRing] : kNoNode;
+      if (id != kNoNode) prefetch_holders(at(id));
+    }
     uint32_t count = 0;
     nodes[i] = add(seq[i], unit, &count);
     fresh += nodes[i] != kNoNode && count == 1;
@@ -277,18 +273,19 @@ size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32
 size_t PrefixTable::remove_all(const uint32_t* nodes, size_t n, uint32_t unit) {
   // As add_all: node i + 2 kAhead is prefetched; node i + kAhead (loaded by now) gets its
   // holders prefetched, and its slot too when it has one holder (it is likely freed).
-  constexpr size_t kAhead = 4;
+  constexpr size_t kAhead = 8;
+  const bool ahead = live_ >= kCached;
+  auto prefetch_node = [&](size_t k) {
+    if (nodes[k] < next_unused_) __builtin_prefetch(&at(nodes[k]));
+  };
+  if (ahead) {
+    for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) prefetch_node(i);
+  }
   size_t last = 0;
-  if (live_ < kCached) {
-    for (size_t i = 0; i < n; i++) last += remove(nodes[i], unit) == 0;
-    return last;
-  }
-  for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) {
-    if (nodes[i] < next_unused_) __builtin_prefetch(&at(nodes[i]));
-  }
   for (size_t i = 0; i < n; i++) {
-    if (i + 2 * kAhead < n && nodes[i + 2 * kAhead] < next_unused_) __builtin_prefetch(&at(nodes[i + 2 * kAhead]));
-    if (i + kAhead < n && nodes[i + kAhead] < next_unused_) {
+    // (next_unused_ drops to 0 if the table empties: no node is read then.)
+    if (ahead && i + kAhead < n && nodes[i + kAhead] < next_unused_) {
+      if (i + 2 * kAhead < n) prefetch_node(i + 2 * kAhead);
       const Node& nd = at(nodes[i + kAhead]);
       prefetch_holders(nd);
       if (nd.n == 1) prefetch(nd.seq);
