@@ -9,7 +9,7 @@ namespace {
 constexpr size_t kMinTable = 16;
 constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this many holders
 // Below this many nodes a table mostly stays in cache (about 1 MB of nodes and slots), and
-// add_all/remove_all skip their prefetching (pure overhead there).
+// add_all skips its prefetching (pure overhead there).
 constexpr size_t kCached = size_t{1} << 15;
 
 }  // namespace
@@ -268,31 +268,6 @@ size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32
     fresh += nodes[i] != kNoNode && count == 1;
   }
   return fresh;
-}
-
-size_t PrefixTable::remove_all(const uint32_t* nodes, size_t n, uint32_t unit) {
-  // As add_all: node i + 2 kAhead is prefetched; node i + kAhead (loaded by now) gets its
-  // holders prefetched, and its slot too when it has one holder (it is likely freed).
-  constexpr size_t kAhead = 8;
-  const bool ahead = live_ >= kCached;
-  auto prefetch_node = [&](size_t k) {
-    if (nodes[k] < next_unused_) __builtin_prefetch(&at(nodes[k]));
-  };
-  if (ahead) {
-    for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) prefetch_node(i);
-  }
-  size_t last = 0;
-  for (size_t i = 0; i < n; i++) {
-    // (next_unused_ drops to 0 if the table empties: no node is read then.)
-    if (ahead && i + kAhead < n && nodes[i + kAhead] < next_unused_) {
-      if (i + 2 * kAhead < n) prefetch_node(i + 2 * kAhead);
-      const Node& nd = at(nodes[i + kAhead]);
-      prefetch_holders(nd);
-      if (nd.n == 1) prefetch(nd.seq);
-    }
-    last += remove(nodes[i], unit) == 0;
-  }
-  return last;
 }
 
 size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {

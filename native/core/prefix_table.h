@@ -78,10 +78,6 @@ class PrefixTable {
   // node or the node is not live. Frees the node when no unit holds it any more.
   uint32_t remove(uint32_t node, uint32_t unit);
 
-  // remove() for each of nodes[0..n) in turn, pipelined as add_all(). Returns how many of
-  // them the unit dropped its last hold on (remove() returned 0).
-  size_t remove_all(const uint32_t* nodes, size_t n, uint32_t unit);
-
   uint64_t seq_of(uint32_t node) const { return at(node).seq; }
   // Whether `unit` holds block `seq`.
   bool held_by(uint64_t seq, uint32_t unit) const;
@@ -198,7 +194,7 @@ class PrefixTable {
   size_t intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out);
   void finish(size_t depth, std::vector<UnitDepth>* out);  // the units left matched `depth` blocks
   void insert_holder(Node& nd, size_t k, uint16_t unit);
-  void prefetch_holders(const Node& nd);
+  static void prefetch_holders(const Node& nd);
   void erase_holder(Node& nd, size_t k);
 
   // A block's slot depends on its tag only (multiply, then scale to [0, cap) as in

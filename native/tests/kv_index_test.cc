@@ -319,6 +319,133 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
   EXPECT_GT(past_common, 1000);
 }
 
+// A nested table's walk looks up only enough blocks to locate where the holder count drops
+// (a galloping search, then a search of the gap). These chains are long (700 blocks: the
+// gallop's doublings pass 512, a gap takes several rounds), branch off a common chain at
+// various depths, and requests end anywhere, often at the depths the searches probe or
+// next to them, so units drop out alone, together, on adjacent blocks, on the last block,
+// and in the middle of long runs; queries end before, at or past the held blocks (blocks
+// nobody holds end the walk). Checked against the model and a table that compares.
+TEST(PrefixTable, NestedWalkFindsEveryDropAcrossLongRuns) {
+  std::mt19937_64 rng(14);
+  constexpr uint64_t kDepth = 700;
+  constexpr uint32_t kUnits = 20;
+  const uint64_t share[] = {kDepth, 64, 1, 300, kDepth - 1, 0};  // chain c's first blocks are chain 0's
+  auto seq = [&](uint64_t c, uint64_t d) { return d < share[c] ? d + 1 : c * 100000 + d + 1; };
+  const std::vector<uint64_t> edges = {1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129, 256, 299, 300, 301, 512, 513, 698, 699, 700};
+  PrefixTable nested(50, true), plain(50);
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  struct Request {
+    uint64_t chain, depth;
+    uint32_t unit;
+  };
+  std::vector<Request> live;
+  auto take = [&](const Request& r, bool add) {
+    for (uint64_t d = 0; d < r.depth; d++) {
+      const uint64_t s = seq(r.chain, d);
+      uint32_t a = 0, b = 0;
+      if (add) {
+        ASSERT_NE(nested.add(s, r.unit, &a), PrefixTable::kNoNode);
+        ASSERT_NE(plain.add(s, r.unit, &b), PrefixTable::kNoNode);
+        ASSERT_EQ(a, ++model[s][r.unit]);
+      } else {
+        const uint32_t left = --model[s][r.unit];
+        ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
+        ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
+        if (left == 0) model[s].erase(r.unit);
+        if (model[s].empty()) model.erase(s);
+      }
+    }
+  };
+  size_t bases = 0, drops = 0;
+  for (int step = 0; step < 3000; step++) {
+    if (live.size() < 4 || (live.size() < 40 && rng() % 3 != 0)) {
+      Request r{rng() % 6, 0, static_cast<uint32_t>(rng() % kUnits)};
+      const uint64_t e = edges[rng() % edges.size()];
+      r.depth = rng() % 2 ? 1 + rng() % kDepth : rng() % 3 == 0 ? std::min(kDepth, share[r.chain] + 1) : e;
+      if (r.depth == 0) r.depth = 1;
+      take(r, true);
+      live.push_back(r);
+    } else {
+      const size_t i = rng() % live.size();
+      take(live[i], false);
+      live[i] = live.back();
+      live.pop_back();
+    }
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+    std::vector<uint64_t> q;
+    const uint64_t qc = rng() % 6;
+    const uint64_t len = rng() % 3 == 0 ? 1 + rng() % (kDepth + 40) : rng() % 2 ? kDepth : edges[rng() % edges.size()];
+    for (uint64_t d = 0; d < len; d++) q.push_back(d < kDepth ? seq(qc, d) : qc * 100000 + d + 1);
+    std::vector<UnitDepth> got, got_plain;
+    nested.match(q.data(), q.size(), &got);
+    plain.match(q.data(), q.size(), &got_plain);
+    std::map<uint32_t, uint32_t> m, m_plain;
+    for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+    for (auto& g : got_plain) m_plain.emplace(g.unit, g.depth);
+    const std::map<uint32_t, uint32_t> want = naive_match(model, q);
+    ASSERT_EQ(m, want) << "step " << step;
+    ASSERT_EQ(m, m_plain) << "step " << step;
+    std::set<uint32_t> depths;
+    for (auto& [u, d] : want) depths.insert(d);
+    drops += depths.size();
+    bases += check_past_common(nested, model, q, kUnits) > 0;
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+  }
+  // Walks with many distinct depths ran, and walks past a base (every unit on block 0).
+  EXPECT_GT(drops, 3 * 3000u);
+  EXPECT_GT(bases, 100u);
+}
+
+TEST(PrefixTable, NestedWalkReportsDropsInsideRunsAndAtMissingBlocks) {
+  // One chain of 256 blocks. Unit 1 holds all 256, unit 2 the first 192, units 3 and 4 the
+  // first 65, unit 5 the first 64, unit 6 the first 63, unit 7 block 0 only; unit 8 holds
+  // 100 blocks of a chain that branches off after block 9.
+  PrefixTable t(50, true);
+  uint32_t count;
+  auto chain = [](uint64_t d) { return 0x5000 + d; };
+  auto branch = [&](uint64_t d) { return d < 10 ? chain(d) : 0x9000 + d; };
+  const std::pair<uint32_t, uint64_t> holds[] = {{1, 256}, {2, 192}, {3, 65}, {4, 65}, {5, 64}, {6, 63}, {7, 1}};
+  for (auto [u, depth] : holds)
+    for (uint64_t d = 0; d < depth; d++) ASSERT_NE(t.add(chain(d), u, &count), PrefixTable::kNoNode);
+  for (uint64_t d = 0; d < 100; d++) ASSERT_NE(t.add(branch(d), 8, &count), PrefixTable::kNoNode);
+  auto match = [&](const std::vector<uint64_t>& q) {
+    std::vector<UnitDepth> got;
+    t.match(q.data(), q.size(), &got);
+    std::map<uint32_t, uint32_t> m;
+    for (auto& g : got) EXPECT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+    return m;
+  };
+  std::vector<uint64_t> q;
+  for (uint64_t d = 0; d < 300; d++) q.push_back(chain(d));  // past every hold: blocks 256+ are missing
+  EXPECT_EQ(match(q),
+            (std::map<uint32_t, uint32_t>{{1, 256}, {2, 192}, {3, 65}, {4, 65}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
+  q.resize(192);  // ends where unit 2's hold ends
+  EXPECT_EQ(match(q),
+            (std::map<uint32_t, uint32_t>{{1, 192}, {2, 192}, {3, 65}, {4, 65}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
+  q.resize(64);
+  EXPECT_EQ(match(q), (std::map<uint32_t, uint32_t>{{1, 64}, {2, 64}, {3, 64}, {4, 64}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
+  std::vector<uint64_t> b;
+  for (uint64_t d = 0; d < 256; d++) b.push_back(branch(d));
+  EXPECT_EQ(match(b), (std::map<uint32_t, uint32_t>{{1, 10}, {2, 10}, {3, 10}, {4, 10}, {5, 10}, {6, 10}, {7, 1}, {8, 100}}));
+  // Past the common blocks: every unit holds block 0, unit 7 nothing more, so the base is 1.
+  std::vector<UnitDepth> got;
+  EXPECT_EQ(t.match_past_common(q.data(), q.size(), &got), 1u);
+  std::map<uint32_t, uint32_t> m;
+  for (auto& g : got) m.emplace(g.unit, g.depth);
+  EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{1, 64}, {2, 64}, {3, 64}, {4, 64}, {5, 64}, {6, 63}, {8, 10}}));
+  // Unit 7 gone: every unit holds the first 10 blocks.
+  ASSERT_EQ(t.remove(t.find(chain(0)), 7), 0u);
+  EXPECT_EQ(t.match_past_common(q.data(), q.size(), &got), 10u);
+  m.clear();
+  for (auto& g : got) m.emplace(g.unit, g.depth);
+  EXPECT_EQ(m, (std::map<uint32_t, uint32_t>{{1, 64}, {2, 64}, {3, 64}, {4, 64}, {5, 64}, {6, 63}}));
+  // A query the base covers whole: nothing listed.
+  q.resize(7);
+  EXPECT_EQ(t.match_past_common(q.data(), q.size(), &got), 7u);
+  EXPECT_TRUE(got.empty());
+}
+
 TEST(PrefixTable, PastCommonListsOnlyTheUnitsPastTheBlocksEveryUnitHolds) {
   // A system prompt (blocks 0-9) cached on every unit, conversations past it on some, and
   // evictions: a unit that drops block 0 while holding others ends the base, one holding

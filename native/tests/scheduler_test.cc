@@ -220,6 +220,80 @@ TEST(ActiveSequences, LoadNeverWrapsWhenAHoldIsRefused) {
   EXPECT_TRUE(m.empty());
 }
 
+TEST(ActiveSequences, LargeTablesAgreeWithNaiveModel) {
+  // Enough requests that the table holds over 32,768 blocks, where add prefetches the
+  // blocks ahead (a smaller table skips it): 600 prompts of 256 blocks, each the first
+  // 64 blocks of one of 8 system prompts and 192 of its own, on 50 units; requests take a
+  // prompt's first blocks (all, or some) and are freed at random. Each unit's load and the
+  // matches of a query must follow the model.
+  std::mt19937_64 rng(21);
+  constexpr uint32_t kUnits = 50;
+  std::vector<std::vector<uint64_t>> prompts(600, std::vector<uint64_t>(256));
+  for (size_t p = 0; p < prompts.size(); p++) {
+    for (size_t i = 0; i < 256; i++) prompts[p][i] = i < 64 ? 1 + (p % 8) * 1000 + i : (p + 1) * 1000000 + i;
+  }
+  struct Request {
+    size_t prompt, blocks;
+    uint32_t unit;
+    bool partial;
+  };
+  ActiveSequences a;
+  std::map<uint64_t, Request> live;
+  auto check_unit = [&](uint32_t u) {
+    std::set<uint64_t> distinct;
+    uint64_t partial = 0, requests = 0;
+    for (auto& [id, r] : live) {
+      if (r.unit != u) continue;
+      distinct.insert(prompts[r.prompt].begin(), prompts[r.prompt].begin() + static_cast<long>(r.blocks));
+      partial += r.partial;
+      requests++;
+    }
+    EXPECT_EQ(a.load(u).active_blocks, distinct.size() + partial) << "unit " << u;
+    EXPECT_EQ(a.load(u).requests, requests) << "unit " << u;
+  };
+  uint64_t next_id = 1;
+  size_t large = 0;
+  for (int step = 0; step < 1500; step++) {
+    if (live.size() < 350 && (live.size() < 300 || rng() % 2)) {
+      const Request r{rng() % prompts.size(), rng() % 4 ? 256 : 1 + rng() % 256,
+                      static_cast<uint32_t>(rng() % kUnits), rng() % 2 == 0};
+      ASSERT_EQ(a.add(next_id, r.unit, prompts[r.prompt].data(), r.blocks, r.partial, 10),
+                ActiveSequences::AddStatus::kOk);
+      live[next_id++] = r;
+      check_unit(r.unit);
+    } else {
+      auto it = live.begin();
+      std::advance(it, static_cast<long>(rng() % live.size()));
+      const uint32_t u = it->second.unit;
+      ASSERT_TRUE(a.free(it->first));
+      live.erase(it);
+      check_unit(u);
+    }
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+    if (step % 10 == 0) {
+      const std::vector<uint64_t>& q = prompts[rng() % prompts.size()];
+      std::map<uint32_t, uint32_t> want;
+      for (auto& [id, r] : live) {
+        const std::vector<uint64_t>& p = prompts[r.prompt];
+        uint32_t d = 0;
+        while (d < r.blocks && p[d] == q[d]) d++;
+        if (d > 0) want[r.unit] = std::max(want[r.unit], d);
+      }
+      std::vector<UnitDepth> got;
+      a.match(q.data(), q.size(), &got);
+      std::map<uint32_t, uint32_t> m;
+      for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+      ASSERT_EQ(m, want) << "step " << step;
+      std::set<uint64_t> blocks;
+      for (auto& [id, r] : live) blocks.insert(prompts[r.prompt].begin(), prompts[r.prompt].begin() + static_cast<long>(r.blocks));
+      large += blocks.size() > 32768;
+    }
+  }
+  EXPECT_GT(large, 100u);  // most checks ran on a table past the prefetching threshold
+  for (auto& [id, r] : live) ASSERT_TRUE(a.free(id));
+  for (uint32_t u = 0; u < kUnits; u++) EXPECT_EQ(a.load(u).active_blocks, 0u);
+}
+
 // ---- KvRouter ----
 
 TEST(KvCost, OwnWeightCountsThePromptsOwnUncachedBlocksAgain) {
