@@ -73,6 +73,27 @@ const MUTANTS = [
     to: '      if (nested_) continue;\n      if (nd.n == active_.size()) {\n',
   },
   {
+    name: 'nested-gallop-stops-short',
+    why: "a nested walk's gallop never probes the query's last block: a drop past its last doubling goes unseen",
+    file: 'prefix_table.cc',
+    from: '    if (n - 1 > d && pos[m - 1] != n - 1) pos[m++] = n - 1;\n',
+    to: '',
+  },
+  {
+    name: 'nested-drop-not-searched',
+    why: 'a nested walk reports units dropping where its gallop found fewer holders, not at the first such block',
+    file: 'prefix_table.cc',
+    from: '    while (hi < n && hi - lo > 1) {\n',
+    to: '    while (hi < n && hi - lo > 1 && false) {\n',
+  },
+  {
+    name: 'add-all-counts-every-hold',
+    why: "adding a request counts every block toward the unit's active blocks, even those it already held",
+    file: 'prefix_table.cc',
+    from: '    fresh += nodes[i] != kNoNode && count == 1;\n',
+    to: '    fresh += nodes[i] != kNoNode;\n',
+  },
+  {
     name: 'same-as-survives-insert',
     why: "a new holder on a spilled block keeps its stamp: match() still trusts it has its parent's holders",
     file: 'prefix_table.cc',

@@ -389,9 +389,9 @@ size_t PrefixTable::walk_nested(const uint64_t* seq, size_t n, size_t universe, 
   constexpr size_t kMaxRound = 2 + 64;  // block 0, d + 2^i for every bit of size_t, the last block
   size_t pos[kMaxRound];
   uint32_t ids[kMaxRound];
-  size_t d = 0;             // blocks (last drop d .. hi) have exactly the units still matching
-  size_t c = 0;             // how many units those are (universe while everyone matches)
-  bool everyone = false;    // as in walk(): active_ unused, every holding unit still matches
+  size_t d = 0;           // blocks (last drop d .. hi) have exactly the units still matching
+  size_t c = 0;           // how many units those are (universe while everyone matches)
+  bool everyone = false;  // as in walk(): active_ unused, every holding unit still matches
   size_t common = 0;
   bool first = true;
   for (;;) {

@@ -332,7 +332,8 @@ TEST(PrefixTable, NestedWalkFindsEveryDropAcrossLongRuns) {
   constexpr uint32_t kUnits = 20;
   const uint64_t share[] = {kDepth, 64, 1, 300, kDepth - 1, 0};  // chain c's first blocks are chain 0's
   auto seq = [&](uint64_t c, uint64_t d) { return d < share[c] ? d + 1 : c * 100000 + d + 1; };
-  const std::vector<uint64_t> edges = {1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129, 256, 299, 300, 301, 512, 513, 698, 699, 700};
+  const std::vector<uint64_t> edges = {1,  2,   3,   15,  16,  17,  31,  32,  33,  63,  64,
+                                       65, 129, 256, 299, 300, 301, 512, 513, 698, 699, 700};
   PrefixTable nested(50, true), plain(50);
   std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
   struct Request {
@@ -424,10 +425,12 @@ TEST(PrefixTable, NestedWalkReportsDropsInsideRunsAndAtMissingBlocks) {
   EXPECT_EQ(match(q),
             (std::map<uint32_t, uint32_t>{{1, 192}, {2, 192}, {3, 65}, {4, 65}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
   q.resize(64);
-  EXPECT_EQ(match(q), (std::map<uint32_t, uint32_t>{{1, 64}, {2, 64}, {3, 64}, {4, 64}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
+  EXPECT_EQ(match(q),
+            (std::map<uint32_t, uint32_t>{{1, 64}, {2, 64}, {3, 64}, {4, 64}, {5, 64}, {6, 63}, {7, 1}, {8, 10}}));
   std::vector<uint64_t> b;
   for (uint64_t d = 0; d < 256; d++) b.push_back(branch(d));
-  EXPECT_EQ(match(b), (std::map<uint32_t, uint32_t>{{1, 10}, {2, 10}, {3, 10}, {4, 10}, {5, 10}, {6, 10}, {7, 1}, {8, 100}}));
+  EXPECT_EQ(match(b),
+            (std::map<uint32_t, uint32_t>{{1, 10}, {2, 10}, {3, 10}, {4, 10}, {5, 10}, {6, 10}, {7, 1}, {8, 100}}));
   // Past the common blocks: every unit holds block 0, unit 7 nothing more, so the base is 1.
   std::vector<UnitDepth> got;
   EXPECT_EQ(t.match_past_common(q.data(), q.size(), &got), 1u);

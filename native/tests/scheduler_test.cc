@@ -255,8 +255,8 @@ TEST(ActiveSequences, LargeTablesAgreeWithNaiveModel) {
   size_t large = 0;
   for (int step = 0; step < 1500; step++) {
     if (live.size() < 350 && (live.size() < 300 || rng() % 2)) {
-      const Request r{rng() % prompts.size(), rng() % 4 ? 256 : 1 + rng() % 256,
-                      static_cast<uint32_t>(rng() % kUnits), rng() % 2 == 0};
+      const Request r{rng() % prompts.size(), rng() % 4 ? 256 : 1 + rng() % 256, static_cast<uint32_t>(rng() % kUnits),
+                      rng() % 2 == 0};
       ASSERT_EQ(a.add(next_id, r.unit, prompts[r.prompt].data(), r.blocks, r.partial, 10),
                 ActiveSequences::AddStatus::kOk);
       live[next_id++] = r;
@@ -285,7 +285,8 @@ TEST(ActiveSequences, LargeTablesAgreeWithNaiveModel) {
       for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
       ASSERT_EQ(m, want) << "step " << step;
       std::set<uint64_t> blocks;
-      for (auto& [id, r] : live) blocks.insert(prompts[r.prompt].begin(), prompts[r.prompt].begin() + static_cast<long>(r.blocks));
+      for (auto& [id, r] : live)
+        blocks.insert(prompts[r.prompt].begin(), prompts[r.prompt].begin() + static_cast<long>(r.blocks));
       large += blocks.size() > 32768;
     }
   }
