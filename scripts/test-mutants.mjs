@@ -69,8 +69,8 @@ const MUTANTS = [
     name: 'nested-skip-ignores-count',
     why: 'a nested table skips the intersection even where fewer units hold the block',
     file: 'prefix_table.cc',
-    from: '      if (nd.n == active_.size()) {\n        if (nested_) continue;\n',
-    to: '      if (nested_) continue;\n      if (nd.n == active_.size()) {\n',
+    from: '      c = intersect(at(hi_id), hi, out);',
+    to: '      c = at(hi_id).n;',
   },
   {
     name: 'nested-gallop-stops-short',

@@ -348,9 +348,7 @@ size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::ve
         continue;
       }
       // Usually a block has the same holders as its parent: nothing to intersect.
-      // Nested holders are a subset of active_ (the parent's): an equal count is equality.
       if (nd.n == active_.size()) {
-        if (nested_) continue;
         SpillHead sh{0, 0};
         if (nd.spilled) {
           sh = head(nd);

@@ -51,10 +51,12 @@ class PrefixTable {
   //
   // nested: the caller promises that a unit holding a block holds its parent too (every
   // unit's holds are whole prefixes, as a request's blocks from its first: the active
-  // requests). Then the holders along a query only shrink, and match()
-  // knows a block whose holder count equals the units still matching has exactly them,
-  // without comparing them. The KV index cannot promise it (an evicted parent can leave its
-  // child held), and relies on the SpillHead record instead.
+  // requests). Then the holders along a query only shrink: a block whose holder count equals
+  // the units still matching has exactly them, and so has every block before it back to the
+  // last block with more. match() then looks up only the blocks that locate where the count
+  // drops (a search, O(drops x log n) lookups) instead of every block. The KV index cannot
+  // promise it (an evicted parent can leave its child held), and relies on the SpillHead
+  // record instead.
   explicit PrefixTable(unsigned max_load_pct = 75, bool nested = false);
   ~PrefixTable();
   PrefixTable(const PrefixTable&) = delete;
@@ -89,7 +91,8 @@ class PrefixTable {
   // For each unit holding query block 0, the number of leading blocks of `seq[0..n)` it
   // holds (depth >= 1), in no particular order. Stops as soon as no unit is left.
   // Cost O(depth reached x holders per block), but a spilled block found to have its
-  // parent's holders costs O(1) on later walks until either's holders change. Uses internal
+  // parent's holders costs O(1) on later walks until either's holders change (and a nested
+  // table looks up only O(drops x log n) blocks). Uses internal
   // scratch and writes those findings to the nodes (not reentrant).
   void match(const uint64_t* seq, size_t n, std::vector<UnitDepth>* out) { walk(seq, n, 0, out); }
 
