@@ -96,10 +96,14 @@ void KvRouter::index_candidates() {
 void KvRouter::refile(uint32_t s) {
   if (load_order_stale_ || s >= pos_of_.size() || pos_of_[s] == kNoSlot) return;
   const UnitLoad& load = active_.load(s);
-  uint8_t holds = 0;
-  if (index_.holds_any(s)) holds |= LoadOrder::kCached;
-  if (active_.holds_any(s)) holds |= LoadOrder::kActive;
-  load_order_.put(pos_of_[s], load.prefill_tokens, load.active_blocks, index_.unit_blocks(s), holds);
+  Marks& mk = marks_[s];
+  mk.holds = 0;
+  if (index_.holds_any(s)) mk.holds |= LoadOrder::kCached;
+  if (active_.holds_any(s)) mk.holds |= LoadOrder::kActive;
+  mk.active_blocks = load.active_blocks;
+  mk.prefill_tokens = load.prefill_tokens;
+  mk.tree = index_.unit_blocks(s);
+  load_order_.put(pos_of_[s], mk.prefill_tokens, mk.active_blocks, mk.tree, mk.holds);
 }
 
 void KvRouter::refile_all() {
@@ -351,8 +355,15 @@ uint32_t KvRouter::pending_depth(uint32_t s, uint32_t active_depth) const {
 }
 
 void KvRouter::unmark_matches() {
-  for (const UnitDepth& m : matches_) marks_[m.unit].overlap = 0;
-  for (const UnitDepth& m : active_matches_) marks_[m.unit].active = 0;
+  // (listed: select_pruned lists only units of these lists.)
+  for (const UnitDepth& m : matches_) {
+    marks_[m.unit].overlap = 0;
+    marks_[m.unit].listed = 0;
+  }
+  for (const UnitDepth& m : active_matches_) {
+    marks_[m.unit].active = 0;
+    marks_[m.unit].listed = 0;
+  }
   for (const UnitDepth& m : pending_matches_) marks_[m.unit].pending = 0;
 }
 
@@ -374,6 +385,18 @@ Candidate KvRouter::candidate_of(uint32_t s) const {
   return c;
 }
 
+inline Candidate KvRouter::filed_candidate(uint32_t s) const {
+  const Marks& mk = marks_[s];
+  Candidate c;
+  c.overlap = mk.overlap != 0 || (mk.holds & LoadOrder::kCached) == 0 ? mk.overlap : base_.overlap;
+  c.active_overlap = mk.active != 0 || (mk.holds & LoadOrder::kActive) == 0 ? mk.active : base_.active_overlap;
+  c.active_blocks = mk.active_blocks;
+  c.prefill_tokens = mk.prefill_tokens;
+  c.tree_size = mk.tree;
+  c.pending_overlap = mk.pending;
+  return c;
+}
+
 void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
   mark_matches(n_full, false);
   cand_.resize(units.size());
@@ -384,33 +407,32 @@ void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
 size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   if (load_order_stale_) refile_all();
   const double w = config_.overlap_weight, pw = config_.pending_weight, own = config_.own_weight;
+  const uint32_t bs = config_.block_size;
   // Units at the base (the blocks every unit holds, cached and active) are left to the
   // load order; only those past it are scored.
   mark_matches(n_full, true);
-  scored_.clear();
-  scored_cand_.clear();
+  // Written field by field in place (a struct built aside and copied in stalls on the copy).
+  scored_.resize(matches_.size() + active_matches_.size());
+  size_t n = 0;
   // (Units with pending overlap are among the active matches: a pending request is active.)
   for (const std::vector<UnitDepth>* ms : {&matches_, &active_matches_}) {
     for (const UnitDepth& m : *ms) {
       const uint32_t s = m.unit;
       if (s >= pos_of_.size() || pos_of_[s] == kNoSlot || marks_[s].listed) continue;  // not in the pool
       marks_[s].listed = 1;
-      const Candidate c = candidate_of(s);
-      scored_cand_.push_back(c);
-      scored_.push_back(LoadOrder::Scored{pos_of_[s], kv_logit(c, isl, config_.block_size, w, pw, own), c.tree_size});
+      const Candidate c = filed_candidate(s);
+      LoadOrder::Scored& sc = scored_[n++];
+      sc.pos = pos_of_[s];
+      sc.logit = kv_logit(c, isl, bs, w, pw, own);
+      sc.tree = c.tree_size;
     }
   }
-  unmark_matches();
+  scored_.resize(n);
   const std::vector<uint32_t>& units = pool();
-  for (const LoadOrder::Scored& sc : scored_) marks_[units[sc.pos]].listed = 0;
   const uint32_t pos = load_order_.select(scored_, isl, pw, rng_, base_);
-  for (size_t i = 0; i < scored_.size(); i++) {
-    if (scored_[i].pos == pos) {
-      *picked = scored_cand_[i];
-      return pos;
-    }
-  }
-  *picked = candidate_of(units[pos]);  // unmatched: no overlap of any kind
+  // Still marked: the candidate it was scored as (an unmatched one: at the base).
+  *picked = filed_candidate(units[pos]);
+  unmark_matches();
   return pos;
 }
 
@@ -677,7 +699,7 @@ RouterStats KvRouter::stats() const {
              pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + marks_.capacity() * sizeof(Marks) +
-             scored_.capacity() * sizeof(LoadOrder::Scored) + scored_cand_.capacity() * sizeof(Candidate);
+             scored_.capacity() * sizeof(LoadOrder::Scored);
   s.bytes += (slot_worker_.capacity() + slot_rank_.capacity() + gaps_.capacity()) * sizeof(uint32_t);
   return s;
 }

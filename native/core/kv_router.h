@@ -219,6 +219,7 @@ class KvRouter {
   uint32_t pending_depth(uint32_t s, uint32_t active_depth) const;
   void unmark_matches();
   Candidate candidate_of(uint32_t slot) const;                     // as marked, at least base_
+  Candidate filed_candidate(uint32_t slot) const;                  // the same from marks_ alone (pool, fresh order)
   void gather(size_t n_full, const std::vector<uint32_t>& units);  // fills cand_ from seq_[0..n_full)
   // The pruned scan (kv, temperature 0, the configured overlap weight): the position in
   // pool() select_kv over the pool would pick, and its candidate in *picked.
@@ -292,11 +293,15 @@ class KvRouter {
   std::vector<uint64_t> local_, seq_;
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
   std::vector<uint32_t> gaps_;  // find_matches: the slots holding no block, ascending
-  // By slot, zero between calls: a route's overlaps of each kind and whether select_pruned
-  // scored the unit, side by side so that scoring a matched unit loads one line, not four.
-  struct Marks {
+  // By slot: a route's overlaps of each kind and whether select_pruned scored the unit (zero
+  // between calls), and beside them what the unit was last refiled with (its load, tree size
+  // and holds: current for every unit of the pool while the load order is fresh), so that
+  // scoring a matched unit loads one line, not six.
+  struct alignas(64) Marks {
     uint32_t overlap = 0, active = 0, pending = 0;
     uint32_t listed = 0;
+    uint64_t active_blocks = 0, prefill_tokens = 0, tree = 0;
+    uint8_t holds = 0;  // LoadOrder::kCached, kActive
   };
   std::vector<Marks> marks_;
   // The overlap of every unit not marked (mark_matches) that holds any cached block, and
@@ -307,7 +312,6 @@ class KvRouter {
   std::vector<double> values_;
   std::vector<uint64_t> trees_;
   std::vector<LoadOrder::Scored> scored_;
-  std::vector<Candidate> scored_cand_;
 };
 
 }  // namespace kvgate

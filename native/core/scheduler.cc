@@ -5,21 +5,6 @@
 
 namespace kvgate {
 
-double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight, double pending_weight,
-                double own_weight) {
-  const uint64_t cached = uint64_t{c.overlap} * block_size;
-  const uint64_t new_prefill = isl > cached ? isl - cached : 0;
-  const uint32_t extra = pending_weight > 0 && c.pending_overlap > c.overlap ? c.pending_overlap - c.overlap : 0;
-  const uint64_t shared = std::min<uint64_t>(c.prefill_tokens, uint64_t{extra} * block_size);
-  const double prefill_blocks = static_cast<double>(c.prefill_tokens - shared + new_prefill) / block_size;
-  const uint64_t request_blocks = (uint64_t{isl} + block_size - 1) / block_size;
-  const uint64_t new_blocks = request_blocks > c.active_overlap ? request_blocks - c.active_overlap : 0;
-  const double decode_blocks = static_cast<double>(c.active_blocks + new_blocks);
-  const uint64_t own_tokens = new_prefill > shared ? new_prefill - shared : 0;
-  const double own_blocks = static_cast<double>(own_tokens) / block_size;
-  return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra + own_weight * own_blocks;
-}
-
 double load_blocks(const Candidate& c, uint32_t block_size) {
   return static_cast<double>(c.active_blocks) + static_cast<double>(c.prefill_tokens) / block_size;
 }

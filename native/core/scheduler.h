@@ -4,6 +4,7 @@
 // decision bit for bit from the same seed.
 #pragma once
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 
 namespace kvgate {
@@ -59,8 +60,21 @@ struct Candidate {
 // Without it a cached unit with a queued prompt and an idle unit cost about the same, and a
 // prompt recomputes its prefix elsewhere (bench/README.md, prefill-heavy traffic).
 // pending_weight 0 and own_weight 0 is Dynamo's cost exactly.
-double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight, double pending_weight = 0,
-                double own_weight = 0);
+// (Inline: the router's scoring loops call it once per matched unit.)
+inline double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, double overlap_weight,
+                       double pending_weight = 0, double own_weight = 0) {
+  const uint64_t cached = uint64_t{c.overlap} * block_size;
+  const uint64_t new_prefill = isl > cached ? isl - cached : 0;
+  const uint32_t extra = pending_weight > 0 && c.pending_overlap > c.overlap ? c.pending_overlap - c.overlap : 0;
+  const uint64_t shared = std::min<uint64_t>(c.prefill_tokens, uint64_t{extra} * block_size);
+  const double prefill_blocks = static_cast<double>(c.prefill_tokens - shared + new_prefill) / block_size;
+  const uint64_t request_blocks = (uint64_t{isl} + block_size - 1) / block_size;
+  const uint64_t new_blocks = request_blocks > c.active_overlap ? request_blocks - c.active_overlap : 0;
+  const double decode_blocks = static_cast<double>(c.active_blocks + new_blocks);
+  const uint64_t own_tokens = new_prefill > shared ? new_prefill - shared : 0;
+  const double own_blocks = static_cast<double>(own_tokens) / block_size;
+  return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra + own_weight * own_blocks;
+}
 
 // A unit's current load in blocks, for the load-balancing policies:
 // active_blocks + prefill_tokens / bs.
