@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 
 namespace kvgate {
 
@@ -17,44 +18,89 @@ void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, dou
   own_weight_ = own_weight;
   block_size_ = block_size;
   buckets_.clear();
+  by_id_.clear();
+  free_ids_.clear();
+  excluded_.clear();
   std::fill(std::begin(class_size_), std::end(class_size_), 0);
-  at_.assign(candidates, buckets_.end());
+  id_at_.assign(candidates, 0);
   filed_.assign(candidates, 0);
   matched_.assign(candidates, 0);
 }
 
 size_t LoadOrder::bytes() const {
-  size_t b = sizeof(*this) + at_.capacity() * sizeof(Buckets::iterator) + filed_.capacity() + matched_.capacity() +
-             ties_.capacity() * sizeof(Tie) + drawn_.capacity() * sizeof(uint32_t);
+  size_t b = sizeof(*this) + by_id_.capacity() * sizeof(Buckets::iterator) +
+             (free_ids_.capacity() + id_at_.capacity() + excluded_.capacity()) * sizeof(uint32_t) +
+             filed_.capacity() + matched_.capacity() + ties_.capacity() * sizeof(Tie) +
+             drawn_.capacity() * sizeof(uint32_t);
   for (const auto& node : buckets_) {
     b += sizeof(Buckets::value_type) + 4 * sizeof(void*) + node.second.members.capacity() * sizeof(uint32_t);
   }
   return b;
 }
 
+uint32_t LoadOrder::new_id(Buckets::iterator b) {
+  if (!free_ids_.empty()) {
+    const uint32_t id = free_ids_.back();
+    free_ids_.pop_back();
+    by_id_[id] = b;
+    return id;
+  }
+  by_id_.push_back(b);
+  excluded_.push_back(0);
+  return static_cast<uint32_t>(by_id_.size() - 1);
+}
+
 void LoadOrder::unfile(uint32_t pos) {
-  const Buckets::iterator b = at_[pos];
+  const Buckets::iterator b = by_id_[id_at_[pos]];
   std::vector<uint32_t>& m = b->second.members;
   m.erase(std::lower_bound(m.begin(), m.end(), pos));
   class_size_[b->first.holds]--;
-  if (m.empty()) buckets_.erase(b);
+  if (m.empty()) {
+    free_ids_.push_back(b->second.id);
+    buckets_.erase(b);
+  }
   filed_[pos] = 0;
 }
 
 void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree, uint8_t holds) {
-  if (filed_[pos]) {
-    const Key& k = at_[pos]->first;
-    if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree && k.holds == holds)
-      return;
-    unfile(pos);
-  }
   const double load =
       weight_ * (static_cast<double>(prefill_tokens) / block_size_) + static_cast<double>(active_blocks);
-  const Buckets::iterator b = buckets_.try_emplace(Key{holds, load, prefill_tokens, active_blocks, tree}).first;
-  class_size_[holds]++;
+  const Key key{holds, load, prefill_tokens, active_blocks, tree};
+  Buckets::iterator b;
+  if (filed_[pos] && by_id_[id_at_[pos]]->second.members.size() == 1) {
+    const Buckets::iterator old = by_id_[id_at_[pos]];
+    const Key& k = old->first;
+    if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree && k.holds == holds)
+      return;
+    // Alone in its bucket: the bucket moves to the new key, node, id and all.
+    class_size_[k.holds]--;
+    class_size_[holds]++;
+    Buckets::node_type node = buckets_.extract(old);
+    node.key() = key;
+    auto moved = buckets_.insert(std::move(node));
+    if (moved.inserted) {
+      by_id_[moved.position->second.id] = moved.position;
+      return;
+    }
+    // The key had a bucket already: join it (the moved node goes with its id).
+    free_ids_.push_back(moved.node.mapped().id);
+    b = moved.position;
+  } else {
+    if (filed_[pos]) {
+      const Key& k = by_id_[id_at_[pos]]->first;
+      if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree &&
+          k.holds == holds)
+        return;
+      unfile(pos);
+    }
+    bool inserted;
+    std::tie(b, inserted) = buckets_.try_emplace(key);
+    if (inserted) b->second.id = new_id(b);
+    class_size_[holds]++;
+  }
   std::vector<uint32_t>& m = b->second.members;
   m.insert(std::lower_bound(m.begin(), m.end(), pos), pos);
-  at_[pos] = b;
+  id_at_[pos] = b->second.id;
   filed_[pos] = 1;
 }
 
@@ -63,8 +109,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
   double best = std::numeric_limits<double>::infinity();
   for (const Scored& s : matched) {
     best = std::min(best, s.logit);
-    matched_[s.pos] = 1;
-    at_[s.pos]->second.excluded++;
+    excluded_[id_at_[s.pos]]++;
   }
   // Per class of holds, each load's cheapest bucket with an unmatched member, while a
   // load can still reach the best cost. Unmatched units cost exactly load + idle (up to
@@ -87,7 +132,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
         return in_class(b) && b->first.prefill_tokens == k.prefill_tokens && b->first.active_blocks == k.active_blocks;
       };
       Buckets::iterator b = it;
-      while (same_load(b) && b->second.members.size() == b->second.excluded) ++b;
+      while (same_load(b) && b->second.members.size() == excluded_[b->second.id]) ++b;
       if (same_load(b)) {
         c.prefill_tokens = k.prefill_tokens;
         c.active_blocks = k.active_blocks;
@@ -104,26 +149,27 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
 
   // The tie at the best cost: smallest tree first, then one draw over its members.
   uint64_t tree = UINT64_MAX;
-  for (const Scored& s : matched) {
-    if (s.logit == best) tree = std::min(tree, s.tree);
-  }
-  for (const Tie& t : ties_) {
-    if (t.logit == best) tree = std::min(tree, t.bucket->first.tree);
-  }
   size_t count = 0, sources = 0;
   const Bucket* whole = nullptr;  // the one source, when it is a bucket with no matched member
-  for (const Scored& s : matched) {
-    if (s.logit == best && s.tree == tree) {
-      count++;
-      sources++;
+  auto join = [&](uint64_t t) {
+    if (t < tree) {
+      tree = t;
+      count = sources = 0;
+      whole = nullptr;
     }
+    if (t != tree) return false;
+    sources++;
+    return true;
+  };
+  for (const Scored& s : matched) {
+    if (s.logit == best && join(s.tree)) count++;
   }
   for (const Tie& t : ties_) {
-    if (t.logit != best || t.bucket->first.tree != tree) continue;
+    if (t.logit != best || !join(t.bucket->first.tree)) continue;
     const Bucket& b = t.bucket->second;
-    count += b.members.size() - b.excluded;
-    sources++;
-    whole = b.excluded == 0 ? &b : nullptr;
+    const uint32_t excluded = excluded_[b.id];
+    count += b.members.size() - excluded;
+    whole = excluded == 0 ? &b : nullptr;
   }
   const size_t k = count > 1 ? rng.below(static_cast<uint32_t>(count)) : 0;
   uint32_t pick;
@@ -133,6 +179,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
     // Several sources (or matched members among the bucket's): the k-th in candidate order.
     drawn_.clear();
     for (const Scored& s : matched) {
+      matched_[s.pos] = 1;
       if (s.logit == best && s.tree == tree) drawn_.push_back(s.pos);
     }
     for (const Tie& t : ties_) {
@@ -143,12 +190,10 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
     }
     std::nth_element(drawn_.begin(), drawn_.begin() + static_cast<ptrdiff_t>(k), drawn_.end());
     pick = drawn_[k];
+    for (const Scored& s : matched) matched_[s.pos] = 0;
   }
 
-  for (const Scored& s : matched) {
-    matched_[s.pos] = 0;
-    at_[s.pos]->second.excluded = 0;
-  }
+  for (const Scored& s : matched) excluded_[id_at_[s.pos]] = 0;
   return pick;
 }
 

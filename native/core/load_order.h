@@ -53,7 +53,8 @@ class LoadOrder {
   static constexpr uint8_t kClasses = 4;
 
   // Files candidate `pos` under its current load, tree size and holds (moving it if filed
-  // under others). O(log buckets + bucket size) when it moves, O(1) otherwise.
+  // under others). O(log buckets + bucket size) when it moves, O(1) otherwise; a unit alone
+  // in its bucket moves with it (no allocation).
   void put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_blocks, uint64_t tree, uint8_t holds = 0);
   // Candidates filed with these holds.
   size_t filed_with(uint8_t holds) const { return class_size_[holds]; }
@@ -88,7 +89,7 @@ class LoadOrder {
   };
   struct Bucket {
     std::vector<uint32_t> members;  // candidate positions, ascending
-    uint32_t excluded = 0;          // select() scratch: members the request matched
+    uint32_t id;                    // its index in by_id_ and excluded_
   };
   using Buckets = std::map<Key, Bucket>;
   struct Tie {
@@ -97,15 +98,22 @@ class LoadOrder {
   };
 
   void unfile(uint32_t pos);
+  uint32_t new_id(Buckets::iterator b);
 
   double weight_ = 0;
   double own_weight_ = 0;
   uint32_t block_size_ = 1;
   Buckets buckets_;
-  std::vector<Buckets::iterator> at_;  // by position: its bucket (valid when filed_)
+  // Buckets by a dense id (reused once freed), and by position the id of its bucket (valid
+  // when filed_): select() counts each matched unit's bucket in excluded_, a small array,
+  // not in the bucket's node.
+  std::vector<Buckets::iterator> by_id_;
+  std::vector<uint32_t> free_ids_;
+  std::vector<uint32_t> id_at_;
   std::vector<uint8_t> filed_;
   size_t class_size_[kClasses] = {};
-  std::vector<uint8_t> matched_;  // select() scratch, by position
+  std::vector<uint8_t> matched_;    // select() scratch, by position (drawing a tie only)
+  std::vector<uint32_t> excluded_;  // select() scratch, by bucket id: members the request matched
   std::vector<Tie> ties_;
   std::vector<uint32_t> drawn_;
 };
