@@ -317,6 +317,67 @@ TEST(LoadOrder, SelectsLikeSelectKv) {
   EXPECT_EQ(o.select({}, 4, 0, f), 1u);
 }
 
+
+// LoadOrder alone against select_kv over every candidate, through random refiles that move
+// units alone in their bucket (the bucket moves with them) or into a bucket filled already,
+// empty buckets whose ids are reused, and random matched sets: the pick and the draws agree.
+TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMoves) {
+  constexpr uint32_t kBs = 4, kIsl = 20;
+  std::mt19937_64 g(11);
+  size_t moves = 0, draws = 0;
+  for (int round = 0; round < 300; round++) {
+    const size_t n = 1 + g() % 12;
+    const double w = static_cast<double>(g() % 3), own = static_cast<double>(g() % 2);
+    LoadOrder o;
+    o.reset(w, kBs, n, own);
+    // Few loads and trees, so that units often share a bucket (and often leave one alone).
+    std::vector<Candidate> at(n);
+    std::vector<uint8_t> holds(n);
+    auto file = [&](size_t i) {
+      at[i].prefill_tokens = (g() % 3) * kBs;
+      at[i].active_blocks = g() % 3;
+      at[i].tree_size = g() % 3;
+      holds[i] = static_cast<uint8_t>(g() % LoadOrder::kClasses);
+      o.put(static_cast<uint32_t>(i), at[i].prefill_tokens, at[i].active_blocks, at[i].tree_size, holds[i]);
+    };
+    for (size_t i = 0; i < n; i++) file(i);
+    Candidate base;
+    base.overlap = static_cast<uint32_t>(g() % 3);
+    base.active_overlap = static_cast<uint32_t>(g() % 3);
+    for (int step = 0; step < 40; step++) {
+      const size_t i = g() % n;
+      file(i);
+      moves++;
+      // Matched units: scored as given, at any overlap past the base.
+      std::vector<LoadOrder::Scored> matched;
+      std::vector<double> logits(n);
+      std::vector<uint64_t> trees(n);
+      for (size_t j = 0; j < n; j++) {
+        Candidate c = at[j];
+        c.overlap = (holds[j] & LoadOrder::kCached) != 0 ? base.overlap : 0;
+        c.active_overlap = (holds[j] & LoadOrder::kActive) != 0 ? base.active_overlap : 0;
+        if (g() % 3 == 0) {
+          c.overlap += static_cast<uint32_t>(g() % 2);
+          c.active_overlap += static_cast<uint32_t>(g() % 2);
+          c.tree_size += g() % 2;
+          matched.push_back({static_cast<uint32_t>(j), kv_logit(c, kIsl, kBs, w, 0, own), c.tree_size});
+        }
+        logits[j] = kv_logit(c, kIsl, kBs, w, 0, own);
+        trees[j] = c.tree_size;
+      }
+      const uint64_t seed = g();
+      Rng a(seed), b(seed);
+      const size_t want = kvgate::select_kv(logits.data(), trees.data(), n, 0, b);
+      ASSERT_EQ(o.select(matched, kIsl, 0, a, base), want) << "round " << round << " step " << step;
+      Rng fresh(seed), drawn = b;
+      draws += fresh.next() != drawn.next();
+      ASSERT_EQ(a.next(), b.next()) << "round " << round << " step " << step << ": draws differ";
+    }
+  }
+  EXPECT_GT(draws, moves / 20);  // ties are common (about one select in ten draws)
+  std::printf("%zu refiles, %zu selects that drew\n", moves, draws);
+}
+
 // A load whose smallest-tree bucket the request matched whole: the unmatched units of that
 // load with a larger tree still hold its best (matched units are scored as given, here at
 // weight 0 where an overlap saves nothing, as a unit holding blocks costs).
