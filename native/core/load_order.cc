@@ -29,9 +29,8 @@ void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, dou
 
 size_t LoadOrder::bytes() const {
   size_t b = sizeof(*this) + by_id_.capacity() * sizeof(Buckets::iterator) +
-             (free_ids_.capacity() + id_at_.capacity() + excluded_.capacity()) * sizeof(uint32_t) +
-             filed_.capacity() + matched_.capacity() + ties_.capacity() * sizeof(Tie) +
-             drawn_.capacity() * sizeof(uint32_t);
+             (free_ids_.capacity() + id_at_.capacity() + excluded_.capacity()) * sizeof(uint32_t) + filed_.capacity() +
+             matched_.capacity() + ties_.capacity() * sizeof(Tie) + drawn_.capacity() * sizeof(uint32_t);
   for (const auto& node : buckets_) {
     b += sizeof(Buckets::value_type) + 4 * sizeof(void*) + node.second.members.capacity() * sizeof(uint32_t);
   }
@@ -66,33 +65,31 @@ void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_block
   const double load =
       weight_ * (static_cast<double>(prefill_tokens) / block_size_) + static_cast<double>(active_blocks);
   const Key key{holds, load, prefill_tokens, active_blocks, tree};
-  Buckets::iterator b;
-  if (filed_[pos] && by_id_[id_at_[pos]]->second.members.size() == 1) {
+  Buckets::iterator b = buckets_.end();
+  if (filed_[pos]) {
     const Buckets::iterator old = by_id_[id_at_[pos]];
     const Key& k = old->first;
     if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree && k.holds == holds)
       return;
-    // Alone in its bucket: the bucket moves to the new key, node, id and all.
-    class_size_[k.holds]--;
-    class_size_[holds]++;
-    Buckets::node_type node = buckets_.extract(old);
-    node.key() = key;
-    auto moved = buckets_.insert(std::move(node));
-    if (moved.inserted) {
-      by_id_[moved.position->second.id] = moved.position;
-      return;
-    }
-    // The key had a bucket already: join it (the moved node goes with its id).
-    free_ids_.push_back(moved.node.mapped().id);
-    b = moved.position;
-  } else {
-    if (filed_[pos]) {
-      const Key& k = by_id_[id_at_[pos]]->first;
-      if (k.prefill_tokens == prefill_tokens && k.active_blocks == active_blocks && k.tree == tree &&
-          k.holds == holds)
-        return;
+    if (old->second.members.size() > 1) {
       unfile(pos);
+    } else {
+      // Alone in its bucket: the bucket moves to the new key, node, id and all.
+      class_size_[k.holds]--;
+      class_size_[holds]++;
+      Buckets::node_type node = buckets_.extract(old);
+      node.key() = key;
+      auto moved = buckets_.insert(std::move(node));
+      if (moved.inserted) {
+        by_id_[moved.position->second.id] = moved.position;
+        return;
+      }
+      // The key had a bucket already: join it (the moved node goes with its id).
+      free_ids_.push_back(moved.node.mapped().id);
+      b = moved.position;
     }
+  }
+  if (b == buckets_.end()) {
     bool inserted;
     std::tie(b, inserted) = buckets_.try_emplace(key);
     if (inserted) b->second.id = new_id(b);

@@ -3,8 +3,8 @@
 // random generator, so the TypeScript reference (src/router/reference) can reproduce every
 // decision bit for bit from the same seed.
 #pragma once
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 namespace kvgate {

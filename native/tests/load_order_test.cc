@@ -317,7 +317,6 @@ TEST(LoadOrder, SelectsLikeSelectKv) {
   EXPECT_EQ(o.select({}, 4, 0, f), 1u);
 }
 
-
 // LoadOrder alone against select_kv over every candidate, through random refiles that move
 // units alone in their bucket (the bucket moves with them) or into a bucket filled already,
 // empty buckets whose ids are reused, and random matched sets: the pick and the draws agree.
