@@ -233,8 +233,8 @@ const MUTANTS = [
     name: 'load-order-alone-move-class',
     why: 'a unit moving alone with its bucket to other holds is not counted in its new class',
     file: 'load_order.cc',
-    from: '    class_size_[k.holds]--;\n    class_size_[holds]++;\n',
-    to: '    class_size_[k.holds]--;\n',
+    from: '      class_size_[k.holds]--;\n      class_size_[holds]++;\n',
+    to: '      class_size_[k.holds]--;\n',
   },
   {
     name: 'scored-base-without-holds',
