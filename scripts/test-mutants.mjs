@@ -251,6 +251,27 @@ const MUTANTS = [
     to: '',
   },
   {
+    name: 'refiles-not-flushed',
+    why: 'the pruned scan scores and orders units by the loads of their last route before the pool went stale',
+    file: 'kv_router.cc',
+    from: '    flush_refiles();\n',
+    to: '',
+  },
+  {
+    name: 'refile-flag-kept',
+    why: 'a unit refiled once is never refiled again (its flag stays set)',
+    file: 'kv_router.cc',
+    from: '  mk.refile = 0;\n',
+    to: '',
+  },
+  {
+    name: 'refile-flags-kept-when-stale',
+    why: 'units waiting to be refiled when the pool changes keep their flag, and are never refiled again',
+    file: 'kv_router.cc',
+    from: '  for (const uint32_t s : refiles_) marks_[s].refile = 0;\n',
+    to: '',
+  },
+  {
     name: 'own-term-dropped',
     why: "the kv cost leaves out the prompt's own uncached blocks (own_weight)",
     file: 'scheduler.h',

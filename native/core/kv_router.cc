@@ -91,12 +91,25 @@ void KvRouter::index_candidates() {
   for (size_t i = 0; i < units.size(); i++) pos_of_[units[i]] = static_cast<uint32_t>(i);
   load_order_stale_ = true;
   load_order_.clear();
+  for (const uint32_t s : refiles_) marks_[s].refile = 0;
+  refiles_.clear();
 }
 
 void KvRouter::refile(uint32_t s) {
-  if (load_order_stale_ || s >= pos_of_.size() || pos_of_[s] == kNoSlot) return;
+  if (load_order_stale_ || s >= pos_of_.size() || pos_of_[s] == kNoSlot || marks_[s].refile) return;
+  marks_[s].refile = 1;
+  refiles_.push_back(s);
+}
+
+void KvRouter::flush_refiles() {
+  for (const uint32_t s : refiles_) file(s);
+  refiles_.clear();
+}
+
+void KvRouter::file(uint32_t s) {
   const UnitLoad& load = active_.load(s);
   Marks& mk = marks_[s];
+  mk.refile = 0;
   mk.holds = 0;
   if (index_.holds_any(s)) mk.holds |= LoadOrder::kCached;
   if (active_.holds_any(s)) mk.holds |= LoadOrder::kActive;
@@ -110,7 +123,7 @@ void KvRouter::refile_all() {
   const std::vector<uint32_t>& units = pool();
   load_order_.reset(config_.overlap_weight, config_.block_size, units.size(), config_.own_weight);
   load_order_stale_ = false;
-  for (const uint32_t s : units) refile(s);
+  for (const uint32_t s : units) file(s);
 }
 
 bool KvRouter::mark_prefill_done(uint64_t request_id) {
@@ -405,7 +418,11 @@ void KvRouter::gather(size_t n_full, const std::vector<uint32_t>& units) {
 }
 
 size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
-  if (load_order_stale_) refile_all();
+  if (load_order_stale_) {
+    refile_all();
+  } else {
+    flush_refiles();
+  }
   const double w = config_.overlap_weight, pw = config_.pending_weight, own = config_.own_weight;
   const uint32_t bs = config_.block_size;
   // Units at the base (the blocks every unit holds, cached and active) are left to the
@@ -699,7 +716,7 @@ RouterStats KvRouter::stats() const {
              pending_by_slot_.capacity() * sizeof(std::vector<uint32_t>);
   for (const auto& l : pending_by_slot_) s.bytes += l.capacity() * sizeof(uint32_t);
   s.bytes += load_order_.bytes() + pos_of_.capacity() * sizeof(uint32_t) + marks_.capacity() * sizeof(Marks) +
-             scored_.capacity() * sizeof(LoadOrder::Scored);
+             scored_.capacity() * sizeof(LoadOrder::Scored) + refiles_.capacity() * sizeof(uint32_t);
   s.bytes += (slot_worker_.capacity() + slot_rank_.capacity() + gaps_.capacity()) * sizeof(uint32_t);
   return s;
 }

@@ -224,7 +224,11 @@ class KvRouter {
   // The pruned scan (kv, temperature 0, the configured overlap weight): the position in
   // pool() select_kv over the pool would pick, and its candidate in *picked.
   size_t select_pruned(size_t n_full, uint32_t isl, Candidate* picked);
-  void refile(uint32_t slot);  // the slot's load or tree size may have changed
+  // The slot's load, tree size or holds may have changed: it is refiled (file) at the next
+  // pruned route, once however many times it changed since (route, prefill done, free).
+  void refile(uint32_t slot);
+  void flush_refiles();
+  void file(uint32_t slot);  // into the load order and its Marks, now
   void refile_all();
   void approx_record(uint32_t slot, size_t n_full, double now_ms);
   void approx_link_back(uint32_t e);
@@ -253,11 +257,12 @@ class KvRouter {
   const std::vector<uint32_t>& pool() const { return not_busy_.empty() ? candidates_ : not_busy_; }
   std::vector<uint32_t> pos_of_;  // by slot: position in pool(), or kNoSlot
 
-  // The pruned scan: the pool in load order, refiled on every load or tree change, and
-  // refiled whole at the next route after the pool changes (stale).
+  // The pruned scan: the pool in load order, each unit whose load, tree or holds changed
+  // refiled at the next pruned route, and the whole pool after the pool changes (stale).
   bool prune_ = false;
   bool load_order_stale_ = true;
   LoadOrder load_order_;
+  std::vector<uint32_t> refiles_;  // slots to refile (Marks::refile set), while not stale
 
   uint64_t events_applied_ = 0, event_errors_ = 0;
   KvEventBatch batch_;
@@ -294,14 +299,15 @@ class KvRouter {
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
   std::vector<uint32_t> gaps_;  // find_matches: the slots holding no block, ascending
   // By slot: a route's overlaps of each kind and whether select_pruned scored the unit (zero
-  // between calls), and beside them what the unit was last refiled with (its load, tree size
-  // and holds: current for every unit of the pool while the load order is fresh), so that
+  // between calls), and beside them what the unit was last filed with (its load, tree size
+  // and holds: current for every unit of the pool once select_pruned flushed), so that
   // scoring a matched unit loads one line, not six.
   struct alignas(64) Marks {
     uint32_t overlap = 0, active = 0, pending = 0;
     uint32_t listed = 0;
     uint64_t active_blocks = 0, prefill_tokens = 0, tree = 0;
-    uint8_t holds = 0;  // LoadOrder::kCached, kActive
+    uint8_t holds = 0;   // LoadOrder::kCached, kActive
+    uint8_t refile = 0;  // listed in refiles_
   };
   std::vector<Marks> marks_;
   // The overlap of every unit not marked (mark_matches) that holds any cached block, and
