@@ -265,13 +265,6 @@ const MUTANTS = [
     to: '',
   },
   {
-    name: 'refile-flags-kept-when-stale',
-    why: 'units waiting to be refiled when the pool changes keep their flag, and are never refiled again',
-    file: 'kv_router.cc',
-    from: '  for (const uint32_t s : refiles_) marks_[s].refile = 0;\n',
-    to: '',
-  },
-  {
     name: 'own-term-dropped',
     why: "the kv cost leaves out the prompt's own uncached blocks (own_weight)",
     file: 'scheduler.h',

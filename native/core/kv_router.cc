@@ -91,7 +91,7 @@ void KvRouter::index_candidates() {
   for (size_t i = 0; i < units.size(); i++) pos_of_[units[i]] = static_cast<uint32_t>(i);
   load_order_stale_ = true;
   load_order_.clear();
-  for (const uint32_t s : refiles_) marks_[s].refile = 0;
+  // (Their flags stay set: refile_all files, and so unflags, every unit of the pool.)
   refiles_.clear();
 }
 

@@ -262,7 +262,7 @@ class KvRouter {
   bool prune_ = false;
   bool load_order_stale_ = true;
   LoadOrder load_order_;
-  std::vector<uint32_t> refiles_;  // slots to refile (Marks::refile set), while not stale
+  std::vector<uint32_t> refiles_;  // slots to refile (their Marks::refile set), while not stale
 
   uint64_t events_applied_ = 0, event_errors_ = 0;
   KvEventBatch batch_;
@@ -307,7 +307,7 @@ class KvRouter {
     uint32_t listed = 0;
     uint64_t active_blocks = 0, prefill_tokens = 0, tree = 0;
     uint8_t holds = 0;   // LoadOrder::kCached, kActive
-    uint8_t refile = 0;  // listed in refiles_
+    uint8_t refile = 0;  // listed in refiles_ (or was, when the order went stale)
   };
   std::vector<Marks> marks_;
   // The overlap of every unit not marked (mark_matches) that holds any cached block, and
