@@ -36,19 +36,44 @@ void BM_Xxh3(benchmark::State& state) {
 BENCHMARK(BM_Xxh3)->Arg(8)->Arg(16)->Arg(64)->Arg(128)->Arg(240)->Arg(1024)->Arg(4096)->Arg(16384)->Arg(65536)->Arg(
     1 << 20);
 
-// Local hashes of a 4,096-token request at block size 16 (256 blocks of 64 bytes).
-void BM_BlockHashes4096x16(benchmark::State& state) {
-  const std::vector<uint32_t> tokens = request_tokens(4096);
-  std::vector<uint64_t> local(256);
+// XXH3-64's long path over `range(0)` bytes on each code path (scalar, AVX2, AVX-512) this
+// CPU runs; xxh3_64 takes the fastest.
+void BM_Xxh3Path(benchmark::State& state) {
+  const auto path = static_cast<kvgate::Xxh3Path>(state.range(1));
+  if (!kvgate::xxh3_path_supported(path)) {
+    state.SkipWithError("this CPU does not run this path");
+    return;
+  }
+  const size_t len = static_cast<size_t>(state.range(0));
+  std::vector<uint8_t> data(len);
+  for (size_t i = 0; i < len; i++) data[i] = static_cast<uint8_t>(i * 131);
+  uint64_t seed = 1337;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(kvgate::compute_block_hashes(tokens.data(), tokens.size(), 16, local.data()));
+    seed = kvgate::xxh3_64_on(path, data.data(), len, seed);
+    benchmark::DoNotOptimize(seed);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * len));
+}
+BENCHMARK(BM_Xxh3Path)->ArgNames({"bytes", "path"})->ArgsProduct({{2048, 65536}, {0, 1, 2}});
+
+// Local hashes of a request of `tokens` tokens at `block_size`.
+void block_hashes(benchmark::State& state, size_t n, uint32_t block_size) {
+  const std::vector<uint32_t> tokens = request_tokens(n);
+  std::vector<uint64_t> local(n / block_size);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(kvgate::compute_block_hashes(tokens.data(), tokens.size(), block_size, local.data()));
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
   state.counters["blocks/s"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * 256), benchmark::Counter::kIsRate);
+      benchmark::Counter(static_cast<double>(state.iterations() * local.size()), benchmark::Counter::kIsRate);
 }
+// A 4,096-token request at block size 16 (256 blocks of 64 bytes: XXH3's 17-128 byte path).
+void BM_BlockHashes4096x16(benchmark::State& state) { block_hashes(state, 4096, 16); }
 BENCHMARK(BM_BlockHashes4096x16);
+// A Mooncake-shaped request: 12,288 tokens at block size 512 (24 blocks of 2 KiB: the long path).
+void BM_BlockHashes12288x512(benchmark::State& state) { block_hashes(state, 12288, 512); }
+BENCHMARK(BM_BlockHashes12288x512);
 
 // Sequence hashes of those 256 blocks.
 void BM_SequenceHashes256(benchmark::State& state) {
@@ -64,18 +89,36 @@ void BM_SequenceHashes256(benchmark::State& state) {
 }
 BENCHMARK(BM_SequenceHashes256);
 
-// Both, as a route needs them: the whole hashing cost of a 4,096-token request.
-void BM_RequestHashes4096x16(benchmark::State& state) {
-  const std::vector<uint32_t> tokens = request_tokens(4096);
-  std::vector<uint64_t> local(256), seq(256);
+// Both, one after the other: the whole hashing cost of a request.
+void request_hashes(benchmark::State& state, size_t n, uint32_t block_size) {
+  const std::vector<uint32_t> tokens = request_tokens(n);
+  std::vector<uint64_t> local(n / block_size), seq(n / block_size);
   for (auto _ : state) {
-    const size_t n = kvgate::compute_block_hashes(tokens.data(), tokens.size(), 16, local.data());
-    kvgate::compute_sequence_hashes(local.data(), n, seq.data());
+    const size_t count = kvgate::compute_block_hashes(tokens.data(), tokens.size(), block_size, local.data());
+    kvgate::compute_sequence_hashes(local.data(), count, seq.data());
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
 }
+void BM_RequestHashes4096x16(benchmark::State& state) { request_hashes(state, 4096, 16); }
 BENCHMARK(BM_RequestHashes4096x16);
+void BM_RequestHashes12288x512(benchmark::State& state) { request_hashes(state, 12288, 512); }
+BENCHMARK(BM_RequestHashes12288x512);
+
+// The same in one pass (compute_prompt_hashes: what the router's hash_prompt runs).
+void prompt_hashes(benchmark::State& state, size_t n, uint32_t block_size) {
+  const std::vector<uint32_t> tokens = request_tokens(n);
+  std::vector<uint64_t> seq(n / block_size);
+  for (auto _ : state) {
+    kvgate::compute_prompt_hashes(tokens.data(), seq.size(), block_size, nullptr, seq.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens.size() * sizeof(uint32_t)));
+}
+void BM_PromptHashes4096x16(benchmark::State& state) { prompt_hashes(state, 4096, 16); }
+BENCHMARK(BM_PromptHashes4096x16);
+void BM_PromptHashes12288x512(benchmark::State& state) { prompt_hashes(state, 12288, 512); }
+BENCHMARK(BM_PromptHashes12288x512);
 
 // An SGLang batch of `pages` BlockStored events, one page of 16 tokens each (as one
 // 4,096-token prefill at page size 16 sends them): array events (SGLang <= 0.5.19) or

@@ -19,4 +19,14 @@ size_t compute_block_hashes(const uint32_t* tokens, size_t n, uint32_t block_siz
 // seq_out may be the same array as local (computed in place); count 0 writes nothing.
 void compute_sequence_hashes(const uint64_t* local, size_t count, uint64_t* seq_out);
 
+// The sequence hashes of `count` full blocks of `tokens` (count * block_size tokens) in one
+// pass, without storing the local hashes: what compute_block_hashes then
+// compute_sequence_hashes give, faster (the chain is serial, each step waiting on the one
+// before; interleaved with it, the independent block hashes run in its latency). With
+// `parent` (the sequence hash of the block before tokens[0]) the chain continues from it:
+// seq[0] = XXH3-64(le_u64(*parent) ++ le_u64(local[0]), 1337); without, seq[0] = local[0].
+// A block_size outside [1, 1024] writes nothing.
+void compute_prompt_hashes(const uint32_t* tokens, size_t count, uint32_t block_size, const uint64_t* parent,
+                           uint64_t* seq_out);
+
 }  // namespace kvgate

@@ -299,22 +299,17 @@ void KvRouter::find_matches(const uint64_t* local, size_t n, std::vector<UnitMat
 }
 
 void KvRouter::hash_prompt(const uint32_t* tokens, size_t n) {
-  const size_t n_full = n / config_.block_size;
-  local_.resize(n_full);
+  const uint32_t bs = config_.block_size;
+  const size_t n_full = n / bs;
   seq_.resize(n_full);
-  compute_block_hashes(tokens, n, config_.block_size, local_.data());
-  // Chain in chunks (in place: element i-1 already holds seq[i-1]) and start loading each
-  // chunk's slots in the two tables mark_matches walks while the next chunk is hashed (the
-  // walks then find most of them loaded: at 10,000 units their slots are DRAM misses).
+  // Hash in chunks (block and sequence hashes in one pass, chaining from the chunk before)
+  // and start loading each chunk's slots in the two tables mark_matches walks while the next
+  // chunk is hashed (the walks then find most of them loaded: at 10,000 units their slots
+  // are DRAM misses).
   constexpr size_t kChunk = 16;
-  std::copy(local_.begin(), local_.end(), seq_.begin());
   for (size_t i = 0; i < n_full; i += kChunk) {
     const size_t end = std::min(n_full, i + kChunk);
-    if (i == 0) {
-      compute_sequence_hashes(seq_.data(), end, seq_.data());
-    } else {
-      compute_sequence_hashes(seq_.data() + i - 1, end - i + 1, seq_.data() + i - 1);
-    }
+    compute_prompt_hashes(tokens + i * bs, end - i, bs, i == 0 ? nullptr : &seq_[i - 1], seq_.data() + i);
     for (size_t k = i; k < end; k++) {
       index_.prefetch(seq_[k]);
       active_.prefetch(seq_[k]);

@@ -295,7 +295,7 @@ class KvRouter {
   std::vector<std::vector<uint32_t>> pending_by_slot_;
 
   // Per-call scratch.
-  std::vector<uint64_t> local_, seq_;
+  std::vector<uint64_t> seq_;
   std::vector<UnitDepth> matches_, active_matches_, pending_matches_;
   std::vector<uint32_t> gaps_;  // find_matches: the slots holding no block, ascending
   // By slot: a route's overlaps of each kind and whether select_pruned scored the unit (zero
