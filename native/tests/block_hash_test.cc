@@ -5,9 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <vector>
 
 #include "core/xxh3.h"
+#include "tests/xxh3_reference.h"
 
 namespace {
 
@@ -44,7 +47,91 @@ TEST(BlockHash, KnownAnswers) {
     EXPECT_EQ(seq[0], local[0]);
     EXPECT_EQ(seq[1], c.seq_second);
     EXPECT_EQ(seq[c.count - 1], c.seq_last);
+    std::vector<uint64_t> fused(c.count + 1, 0xdeadULL);
+    kvgate::compute_prompt_hashes(t.data(), c.count, c.block_size, nullptr, fused.data());
+    EXPECT_EQ(fused[1], c.seq_second) << "n " << c.n << " bs " << c.block_size;
+    EXPECT_EQ(fused[c.count - 1], c.seq_last);
+    EXPECT_EQ(fused[c.count], 0xdeadULL);  // nothing written past the count
   }
+}
+
+// Dynamo's formulas over the naive XXH3-64 of tests/xxh3_reference.h: the local hashes of
+// `count` blocks, then the sequence hashes (under `parent` if given).
+void reference_hashes(const uint32_t* t, size_t count, uint32_t bs, const uint64_t* parent, std::vector<uint64_t>* local,
+                      std::vector<uint64_t>* seq) {
+  local->clear();
+  seq->clear();
+  for (size_t b = 0; b < count; b++) {
+    std::vector<uint8_t> le;
+    for (size_t i = b * bs; i < (b + 1) * bs; i++) {
+      for (int k = 0; k < 4; k++) le.push_back(static_cast<uint8_t>(t[i] >> (8 * k)));
+    }
+    local->push_back(kvgate::test::xxh3_ref::xxh3_64(le.data(), le.size(), 1337));
+    if (b == 0 && !parent) {
+      seq->push_back(local->back());
+      continue;
+    }
+    const uint64_t prev = b == 0 ? *parent : seq->back();
+    uint8_t pair[16];
+    for (int k = 0; k < 8; k++) {
+      pair[k] = static_cast<uint8_t>(prev >> (8 * k));
+      pair[8 + k] = static_cast<uint8_t>(local->back() >> (8 * k));
+    }
+    seq->push_back(kvgate::test::xxh3_ref::xxh3_64(pair, 16, 1337));
+  }
+}
+
+// Block hashes, sequence hashes and the one-pass prompt hashes against the reference for
+// every block size in [1, 1024] (each length class of XXH3 and its edges: 4, 32, 60/61, 256
+// tokens), random tokens and counts, from the root and under a parent.
+TEST(BlockHash, EveryBlockSizeMatchesTheReference) {
+  std::mt19937_64 rng(20261130);
+  std::vector<uint32_t> t(40000);
+  for (auto& v : t) v = static_cast<uint32_t>(rng() >> (rng() % 2 == 0 ? 32 : 47));
+  std::vector<uint64_t> local, seq;
+  for (uint32_t bs = 1; bs <= kvgate::kMaxBlockSize; bs++) {
+    const size_t count = std::min<size_t>(rng() % 12 + 1, t.size() / bs);
+    const uint32_t* start = t.data() + rng() % (t.size() - count * bs + 1);
+    reference_hashes(start, count, bs, nullptr, &local, &seq);
+    std::vector<uint64_t> got(count);
+    ASSERT_EQ(kvgate::compute_block_hashes(start, count * bs, bs, got.data()), count);
+    ASSERT_EQ(got, local) << "block hashes, block size " << bs;
+    kvgate::compute_sequence_hashes(got.data(), count, got.data());
+    ASSERT_EQ(got, seq) << "sequence hashes, block size " << bs;
+    std::fill(got.begin(), got.end(), 0);
+    kvgate::compute_prompt_hashes(start, count, bs, nullptr, got.data());
+    ASSERT_EQ(got, seq) << "prompt hashes, block size " << bs << " count " << count;
+    const uint64_t parent = rng();
+    reference_hashes(start, count, bs, &parent, &local, &seq);
+    kvgate::compute_prompt_hashes(start, count, bs, &parent, got.data());
+    ASSERT_EQ(got, seq) << "prompt hashes under a parent, block size " << bs << " count " << count;
+  }
+}
+
+// Hashed in chunks, each chaining from the last hash of the one before (as the router's
+// hash_prompt does), the prompt hashes are those of one pass.
+TEST(BlockHash, PromptHashesInChunksChainAcrossChunks) {
+  const std::vector<uint32_t> t = tokens(4096);
+  std::vector<uint64_t> whole(256), chunked(256);
+  kvgate::compute_prompt_hashes(t.data(), 256, 16, nullptr, whole.data());
+  for (size_t chunk : {1u, 7u, 16u, 100u}) {
+    std::fill(chunked.begin(), chunked.end(), 0);
+    for (size_t i = 0; i < 256; i += chunk) {
+      const size_t end = std::min<size_t>(256, i + chunk);
+      kvgate::compute_prompt_hashes(t.data() + i * 16, end - i, 16, i == 0 ? nullptr : &chunked[i - 1],
+                                    chunked.data() + i);
+    }
+    EXPECT_EQ(chunked, whole) << "chunks of " << chunk;
+  }
+}
+
+TEST(BlockHash, PromptHashesOfNothingOrABadBlockSizeWriteNothing) {
+  const std::vector<uint32_t> t = tokens(2048);
+  std::vector<uint64_t> out(4, 42);
+  kvgate::compute_prompt_hashes(t.data(), 0, 16, nullptr, out.data());
+  kvgate::compute_prompt_hashes(t.data(), 1, 0, nullptr, out.data());
+  kvgate::compute_prompt_hashes(t.data(), 1, kvgate::kMaxBlockSize + 1, nullptr, out.data());
+  EXPECT_EQ(out, std::vector<uint64_t>(4, 42));
 }
 
 TEST(BlockHash, EachBlockIsXxh3OfItsLittleEndianTokens) {

@@ -1,12 +1,20 @@
-// XXH3-64 known answers. The expected values were computed with the reference package
+// XXH3-64 known answers, on every code path of the long inputs (scalar, AVX2, AVX-512: those
+// this CPU runs). The expected values were computed with the reference package
 // @node-rs/xxhash (xxh3.xxh64(buf, seed)) over the input pattern `pattern_byte` below;
-// test/native/xxh3.test.ts checks the same implementation against it on random inputs.
+// test/native/xxh3.test.ts checks every path against it on random inputs, and the tests below
+// against the naive transcription of the specification in tests/xxh3_reference.h.
 #include "core/xxh3.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <random>
+#include <string>
 #include <vector>
+
+#include "tests/xxh3_reference.h"
 
 namespace {
 
@@ -66,11 +74,90 @@ const Known kKnown[] = {
     {65536, {0x20605b76ceddc43bULL, 0x87da8ce195a921f0ULL, 0x860cf73e5e20f189ULL, 0x90862820c71190bcULL}},
 };
 
+constexpr kvgate::Xxh3Path kPaths[] = {kvgate::Xxh3Path::kScalar, kvgate::Xxh3Path::kAvx2, kvgate::Xxh3Path::kAvx512};
+
+std::string name(kvgate::Xxh3Path path) {
+  switch (path) {
+    case kvgate::Xxh3Path::kScalar: return "scalar";
+    case kvgate::Xxh3Path::kAvx2: return "avx2";
+    case kvgate::Xxh3Path::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+// The paths this CPU runs.
+std::vector<kvgate::Xxh3Path> paths() {
+  std::vector<kvgate::Xxh3Path> out;
+  for (kvgate::Xxh3Path p : kPaths) {
+    if (kvgate::xxh3_path_supported(p)) out.push_back(p);
+  }
+  return out;
+}
+
 TEST(Xxh3, KnownAnswersEveryLengthClassAndSeed) {
   const std::vector<uint8_t> buf = pattern(65536);
   for (const Known& k : kKnown) {
     for (int s = 0; s < 4; s++) {
       EXPECT_EQ(kvgate::xxh3_64(buf.data(), k.len, kSeeds[s]), k.hash[s]) << "len " << k.len << " seed " << kSeeds[s];
+    }
+  }
+}
+
+TEST(Xxh3, KnownAnswersOnEveryPath) {
+  const std::vector<uint8_t> buf = pattern(65536);
+  for (kvgate::Xxh3Path path : paths()) {
+    for (const Known& k : kKnown) {
+      for (int s = 0; s < 4; s++) {
+        EXPECT_EQ(kvgate::xxh3_64_on(path, buf.data(), k.len, kSeeds[s]), k.hash[s])
+            << name(path) << " len " << k.len << " seed " << kSeeds[s];
+      }
+    }
+  }
+}
+
+// The scalar path always runs; xxh3_64 takes the widest path this CPU runs; a CPU with AVX2
+// runs the AVX2 path (the build does not leave it out: the tests above then check it).
+TEST(Xxh3, PathsThisCpuRuns) {
+  EXPECT_TRUE(kvgate::xxh3_path_supported(kvgate::Xxh3Path::kScalar));
+  EXPECT_TRUE(kvgate::xxh3_path_supported(kvgate::xxh3_best_path()));
+  if (kvgate::xxh3_path_supported(kvgate::Xxh3Path::kAvx512)) {
+    EXPECT_EQ(kvgate::xxh3_best_path(), kvgate::Xxh3Path::kAvx512);
+  } else if (kvgate::xxh3_path_supported(kvgate::Xxh3Path::kAvx2)) {
+    EXPECT_EQ(kvgate::xxh3_best_path(), kvgate::Xxh3Path::kAvx2);
+  }
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) {
+    EXPECT_TRUE(kvgate::xxh3_path_supported(kvgate::Xxh3Path::kAvx2));
+  }
+#endif
+}
+
+// Every path against the naive transcription of the specification: random lengths (every
+// class, long ones mostly, around the stripe and block boundaries too), random seeds,
+// random bytes. KVGATE_TEST_SEED=<n> replays a run.
+TEST(Xxh3, EveryPathMatchesTheSpecificationOnRandomInputs) {
+  const char* env = std::getenv("KVGATE_TEST_SEED");
+  const uint64_t test_seed = env ? std::strtoull(env, nullptr, 10) : std::random_device{}();
+  std::mt19937_64 rng(test_seed);
+  std::vector<uint8_t> buf(9000);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  for (int r = 0; r < 2000; r++) {
+    size_t len;
+    switch (r % 4) {
+      case 0: len = rng() % 241; break;                                              // short and medium
+      case 1: len = 241 + rng() % 2048; break;                                       // the first blocks
+      case 2: len = 64 * (4 + rng() % 130) + rng() % 3 - 1; break;                   // stripe edges
+      default: len = 1 + rng() % (buf.size() - 1); break;                           // anything
+    }
+    const uint64_t seed = r % 3 == 0 ? 0 : rng() >> (rng() % 64);
+    const size_t off = rng() % 8;
+    len = std::min(len, buf.size() - off);
+    const uint64_t want = kvgate::test::xxh3_ref::xxh3_64(buf.data() + off, len, seed);
+    ASSERT_EQ(kvgate::xxh3_64(buf.data() + off, len, seed), want) << "len " << len << " seed " << seed
+                                                                  << " (KVGATE_TEST_SEED=" << test_seed << ")";
+    for (kvgate::Xxh3Path path : paths()) {
+      ASSERT_EQ(kvgate::xxh3_64_on(path, buf.data() + off, len, seed), want)
+          << name(path) << " len " << len << " seed " << seed << " (KVGATE_TEST_SEED=" << test_seed << ")";
     }
   }
 }
@@ -81,10 +168,14 @@ TEST(Xxh3, UnalignedInputHashesTheSame) {
   const std::vector<uint8_t> src = pattern(4096 + 8);
   for (size_t len : {5u, 13u, 100u, 200u, 300u, 4096u}) {
     const uint64_t aligned = kvgate::xxh3_64(src.data(), len, 7);
-    for (size_t off = 1; off < 8; off++) {
+    for (size_t off = 1; off < 64; off++) {
       std::vector<uint8_t> shifted(len + off);
       std::memcpy(shifted.data() + off, src.data(), len);
       EXPECT_EQ(kvgate::xxh3_64(shifted.data() + off, len, 7), aligned) << "len " << len << " offset " << off;
+      for (kvgate::Xxh3Path path : paths()) {
+        EXPECT_EQ(kvgate::xxh3_64_on(path, shifted.data() + off, len, 7), aligned)
+            << name(path) << " len " << len << " offset " << off;
+      }
     }
   }
 }
