@@ -1,6 +1,8 @@
 // Hashing and KV-event decoding exposed to JavaScript. The declarations, with the cost,
 // argument rules and error codes of every function, are in index.d.ts.
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "binding/errors.h"
 #include "binding/exports.h"
@@ -41,6 +43,10 @@ Napi::Value output_array(const Napi::CallbackInfo& info, size_t arg, size_t coun
   return *dest;
 }
 
+// The long-input paths by their JavaScript names, widest first.
+constexpr std::pair<const char*, Xxh3Path> kXxh3Paths[] = {
+    {"avx512", Xxh3Path::kAvx512}, {"avx2", Xxh3Path::kAvx2}, {"scalar", Xxh3Path::kScalar}};
+
 Napi::Value Xxh3(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !is_typed_array_of(info[0], napi_uint8_array)) {
@@ -53,7 +59,23 @@ Napi::Value Xxh3(const Napi::CallbackInfo& info) {
     if (!lossless) return Throw(env, kInvalidArg, "xxh3: seed must be a bigint in [0, 2^64)");
   }
   Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
-  return Napi::BigInt::New(env, xxh3_64(data.Data(), data.ElementLength(), seed));
+  if (absent(info, 2)) return Napi::BigInt::New(env, xxh3_64(data.Data(), data.ElementLength(), seed));
+  const std::string name = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  for (const auto& [path_name, path] : kXxh3Paths) {
+    if (name == path_name && xxh3_path_supported(path)) {
+      return Napi::BigInt::New(env, xxh3_64_on(path, data.Data(), data.ElementLength(), seed));
+    }
+  }
+  return Throw(env, kInvalidArg, "xxh3: path must be one of xxh3Paths()");
+}
+
+Napi::Value Xxh3Paths(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env);
+  for (const auto& [name, path] : kXxh3Paths) {
+    if (xxh3_path_supported(path)) out.Set(out.Length(), name);
+  }
+  return out;
 }
 
 Napi::Value BlockHashes(const Napi::CallbackInfo& info) {
@@ -151,6 +173,7 @@ Napi::Value ParseKvEventBatch(const Napi::CallbackInfo& info) {
 
 void InitHashing(Napi::Env env, Napi::Object exports) {
   exports.Set("xxh3", Napi::Function::New(env, Xxh3, "xxh3"));
+  exports.Set("xxh3Paths", Napi::Function::New(env, Xxh3Paths, "xxh3Paths"));
   exports.Set("blockHashes", Napi::Function::New(env, BlockHashes, "blockHashes"));
   exports.Set("sequenceHashes", Napi::Function::New(env, SequenceHashes, "sequenceHashes"));
   exports.Set("parseKvEventBatch", Napi::Function::New(env, ParseKvEventBatch, "parseKvEventBatch"));

@@ -29,11 +29,18 @@ export function setErrorClass(errorClass: new (code: NativeErrorCode, message: s
 
 // ---- Hashing and KV-event decoding (native/binding/hash_binding.cc) ----
 
+/** The code paths of XXH3's long inputs (over 240 bytes) this CPU runs, widest first: xxh3
+ *  and the router use the first. All give the same hashes. */
+export type Xxh3Path = 'avx512' | 'avx2' | 'scalar';
+export function xxh3Paths(): Xxh3Path[];
+
 /** XXH3-64 of `data` (XXH3_64bits_withSeed). Seed defaults to 0n and must be in [0, 2^64).
- *  Cost: O(data.length), ~60 ns per call from JS for short inputs, ~17 GB/s on long ones
- *  (bench/README.md); synchronous on the calling thread.
- *  `data` is read during the call only. Throws ERR_INVALID_ARG on a bad argument. */
-export function xxh3(data: Uint8Array, seed?: bigint): bigint;
+ *  `path` (for tests: one of xxh3Paths()) forces the code of long inputs; by default the
+ *  widest this CPU runs. Cost: O(data.length), ~60 ns per call from JS for short inputs,
+ *  ~55 GB/s on long ones with AVX2 or AVX-512, ~14 GB/s scalar (bench/README.md);
+ *  synchronous on the calling thread. `data` is read during the call only. Throws
+ *  ERR_INVALID_ARG on a bad argument (a path not in xxh3Paths() included). */
+export function xxh3(data: Uint8Array, seed?: bigint, path?: Xxh3Path): bigint;
 
 /** Dynamo local block hashes: XXH3-64 (seed 1337) of each full block of `blockSize`
  *  tokens as little-endian u32; a trailing partial block is not hashed, so the result has

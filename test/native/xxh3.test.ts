@@ -55,6 +55,37 @@ describe(`xxh3 vs @node-rs/xxhash (KVGATE_TEST_SEED=${SEED})`, () => {
     }
   });
 
+  it('lists the code paths of long inputs this CPU runs, widest first, scalar last', () => {
+    const paths = native.xxh3Paths();
+    expect(paths.at(-1)).toBe('scalar');
+    expect(paths).toEqual(['avx512', 'avx2', 'scalar'].filter((p) => paths.includes(p as never)));
+  });
+
+  // Each path forced, long inputs (the ones the paths differ on) and the edges of stripes
+  // (64 bytes) and blocks (1,024).
+  for (const path of native.xxh3Paths()) {
+    it(`the ${path} path: random long inputs and every length from 230 to 2,100`, () => {
+      const next = rng(SEED + 3);
+      const data = randomBytes(next, 20000);
+      for (let r = 0; r < 200; r++) {
+        const len = 241 + Math.floor(next() * 19000);
+        const off = Math.floor(next() * (data.length - len + 1));
+        const view = data.subarray(off, off + len);
+        const seed = randomSeed(next);
+        expect(native.xxh3(view, seed, path), `${path} len ${len} seed ${seed} (KVGATE_TEST_SEED=${SEED})`).toBe(
+          ref.xxh64(view, seed),
+        );
+      }
+      for (let len = 230; len <= 2100; len++) {
+        const seed = randomSeed(next);
+        const view = data.subarray(len % 7, (len % 7) + len);
+        expect(native.xxh3(view, seed, path), `${path} len ${len} seed ${seed} (KVGATE_TEST_SEED=${SEED})`).toBe(
+          ref.xxh64(view, seed),
+        );
+      }
+    });
+  }
+
   it('the seed defaults to 0 and views at any byte offset hash their own bytes', () => {
     const next = rng(SEED + 2);
     const data = randomBytes(next, 5000);
@@ -76,6 +107,8 @@ describe(`xxh3 vs @node-rs/xxhash (KVGATE_TEST_SEED=${SEED})`, () => {
       () => native.xxh3(new Uint8Array(4), 1 as unknown as bigint),
       () => native.xxh3(new Uint8Array(4), -1n),
       () => native.xxh3(new Uint8Array(4), 2n ** 64n),
+      () => native.xxh3(new Uint8Array(4), 0n, 'sse2' as never),
+      () => native.xxh3(new Uint8Array(4), 0n, 1 as never),
     ];
     for (const call of bad) expect(call).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }));
   });

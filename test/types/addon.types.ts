@@ -11,6 +11,9 @@ declare const addon: KvgateAddon;
 const local: BigUint64Array = addon.blockHashes(new Uint32Array(32), 16);
 addon.blockHashes(new Uint32Array(32), 16, new BigUint64Array(2));
 const x: bigint = addon.xxh3(new Uint8Array(4), 1n);
+for (const path of addon.xxh3Paths()) addon.xxh3(new Uint8Array(300), 0n, path);
+// @ts-expect-error a path is one of the named code paths
+addon.xxh3(new Uint8Array(300), 0n, 'sse2');
 // @ts-expect-error tokens are a Uint32Array, not a plain array
 addon.blockHashes([1, 2, 3], 16);
 // @ts-expect-error the seed is a bigint
