@@ -57,8 +57,8 @@ TEST(BlockHash, KnownAnswers) {
 
 // Dynamo's formulas over the naive XXH3-64 of tests/xxh3_reference.h: the local hashes of
 // `count` blocks, then the sequence hashes (under `parent` if given).
-void reference_hashes(const uint32_t* t, size_t count, uint32_t bs, const uint64_t* parent, std::vector<uint64_t>* local,
-                      std::vector<uint64_t>* seq) {
+void reference_hashes(const uint32_t* t, size_t count, uint32_t bs, const uint64_t* parent,
+                      std::vector<uint64_t>* local, std::vector<uint64_t>* seq) {
   local->clear();
   seq->clear();
   for (size_t b = 0; b < count; b++) {

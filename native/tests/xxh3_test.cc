@@ -144,17 +144,17 @@ TEST(Xxh3, EveryPathMatchesTheSpecificationOnRandomInputs) {
   for (int r = 0; r < 2000; r++) {
     size_t len;
     switch (r % 4) {
-      case 0: len = rng() % 241; break;                                              // short and medium
-      case 1: len = 241 + rng() % 2048; break;                                       // the first blocks
-      case 2: len = 64 * (4 + rng() % 130) + rng() % 3 - 1; break;                   // stripe edges
-      default: len = 1 + rng() % (buf.size() - 1); break;                           // anything
+      case 0: len = rng() % 241; break;                             // short and medium
+      case 1: len = 241 + rng() % 2048; break;                      // the first blocks
+      case 2: len = 64 * (4 + rng() % 130) + rng() % 3 - 1; break;  // stripe edges
+      default: len = 1 + rng() % (buf.size() - 1); break;           // anything
     }
     const uint64_t seed = r % 3 == 0 ? 0 : rng() >> (rng() % 64);
     const size_t off = rng() % 8;
     len = std::min(len, buf.size() - off);
     const uint64_t want = kvgate::test::xxh3_ref::xxh3_64(buf.data() + off, len, seed);
-    ASSERT_EQ(kvgate::xxh3_64(buf.data() + off, len, seed), want) << "len " << len << " seed " << seed
-                                                                  << " (KVGATE_TEST_SEED=" << test_seed << ")";
+    ASSERT_EQ(kvgate::xxh3_64(buf.data() + off, len, seed), want)
+        << "len " << len << " seed " << seed << " (KVGATE_TEST_SEED=" << test_seed << ")";
     for (kvgate::Xxh3Path path : paths()) {
       ASSERT_EQ(kvgate::xxh3_64_on(path, buf.data() + off, len, seed), want)
           << name(path) << " len " << len << " seed " << seed << " (KVGATE_TEST_SEED=" << test_seed << ")";
