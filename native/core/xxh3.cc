@@ -105,9 +105,11 @@ struct Avx2Lanes {
 // The same in one 512-bit register (AVX-512 F only).
 // (GCC 12.2's AVX-512 intrinsics read a deliberately uninitialized "undefined" vector and warn
 // about it, GCC bug 105593: silenced for this code.)
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 struct Avx512Lanes {
   struct Acc {
     __m512i v;
@@ -170,7 +172,9 @@ KVGATE_TARGET_AVX2 void accumulate_avx2(uint64_t out[8], const uint8_t* in, size
 KVGATE_TARGET_AVX512 void accumulate_avx512(uint64_t out[8], const uint8_t* in, size_t len, const uint8_t* secret) {
   accumulate_long<Avx512Lanes>(out, in, len, secret);
 }
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 bool supported(Xxh3Path path) {
