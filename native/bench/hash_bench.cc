@@ -33,8 +33,19 @@ void BM_Xxh3(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * len));
 }
-BENCHMARK(BM_Xxh3)->Arg(8)->Arg(16)->Arg(64)->Arg(128)->Arg(240)->Arg(1024)->Arg(4096)->Arg(16384)->Arg(65536)->Arg(
-    1 << 20);
+BENCHMARK(BM_Xxh3)
+    ->Arg(8)
+    ->Arg(16)
+    ->Arg(64)
+    ->Arg(128)
+    ->Arg(129)
+    ->Arg(200)
+    ->Arg(240)
+    ->Arg(1024)
+    ->Arg(4096)
+    ->Arg(16384)
+    ->Arg(65536)
+    ->Arg(1 << 20);
 
 // XXH3-64's long path over `range(0)` bytes on each code path (scalar, AVX2, AVX-512) this
 // CPU runs; xxh3_64 takes the fastest.
