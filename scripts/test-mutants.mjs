@@ -115,6 +115,27 @@ const MUTANTS = [
     to: '          if (sh.same_as != 0) {\n',
   },
   {
+    name: 'dense-intersect-keeps-all',
+    why: "a walk through a dense block (hundreds of holders) keeps every unit matching, holder or not",
+    file: 'prefix_table.cc',
+    from: '      if (u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0) {\n',
+    to: '      if (u < d.units) {\n',
+  },
+  {
+    name: 'dense-remove-keeps-bit',
+    why: "a unit's last hold dropped from a dense block leaves it listed among the block's holders",
+    file: 'prefix_table.cc',
+    from: '  d.bits[unit >> 6] &= ~(uint64_t{1} << (unit & 63));\n',
+    to: '',
+  },
+  {
+    name: 'dense-to-sorted-drops-counts',
+    why: "a dense block going back to a sorted array forgets that a unit held it several times",
+    file: 'prefix_table.cc',
+    from: '      a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]};\n',
+    to: '      a[k++] = Holder{static_cast<uint16_t>(u), 1};\n',
+  },
+  {
     name: 'wrong-parent-link',
     why: 'a stored chain hangs under its parent engine hash, not the parent block',
     file: 'kv_index.cc',

@@ -11,6 +11,10 @@ constexpr uint32_t kSpillBack = 2;  // a spilled node moves back inline at this 
 // Below this many nodes a table mostly stays in cache (about 1 MB of nodes and slots), and
 // add_all skips its prefetching (pure overhead there).
 constexpr size_t kCached = size_t{1} << 15;
+// A nested node goes dense (see PrefixTable::Dense) past this many holders, if its largest
+// unit id is below kDenseSpread times its holders (at most ~4x the sorted array's memory).
+constexpr uint32_t kDenseAt = 256;
+constexpr uint32_t kDenseSpread = 8;
 
 }  // namespace
 
@@ -22,7 +26,8 @@ PrefixTable::PrefixTable(unsigned max_load_pct, bool nested) : max_load_pct_(max
 PrefixTable::~PrefixTable() {
   for (uint32_t id = 0; id < next_unused_; id++) {
     const Node& nd = at(id);
-    if (nd.n > 0 && nd.spilled) delete[] heap(nd).ptr;
+    if (nd.n > 0 && nd.spilled == kDenseForm) delete dense(nd);
+    if (nd.n > 0 && nd.spilled == kSpillForm) delete[] heap(nd).ptr;
   }
 }
 
@@ -40,6 +45,7 @@ bool PrefixTable::held_by(uint64_t seq, uint32_t unit) const {
   const uint32_t node = find(seq);
   if (node == kNoNode || unit >= kMaxUnits) return false;
   const Node& nd = at(node);
+  if (nd.spilled == kDenseForm) return dense_has(*dense(nd), unit);
   const Holder* h = holders(nd);
   const uint16_t u = static_cast<uint16_t>(unit);
   const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
@@ -101,7 +107,10 @@ void PrefixTable::free_node(uint32_t id) {
   Node& nd = at(id);
   live_--;
   table_erase(static_cast<uint32_t>(nd.seq), id);
-  if (nd.spilled) {
+  if (nd.spilled == kDenseForm) {
+    heap_bytes_ -= dense_bytes(dense(nd)->units);
+    delete dense(nd);
+  } else if (nd.spilled) {
     const Heap h = heap(nd);
     heap_bytes_ -= (kHead + h.cap) * sizeof(Holder);
     delete[] h.ptr;
@@ -149,6 +158,73 @@ void PrefixTable::insert_holder(Node& nd, size_t k, uint16_t unit) {
   }
   nd.n++;
   touch(nd);
+  if (nested_ && nd.n > kDenseAt && uint32_t{holders(nd)[nd.n - 1].unit} < kDenseSpread * nd.n) to_dense(nd);
+}
+
+void PrefixTable::grow_dense(Dense& d, uint32_t unit) {
+  const uint32_t units = std::max(unit + 1, d.units * 2 > kMaxUnits ? kMaxUnits + 1 : d.units * 2);
+  const uint32_t rounded = (units + 63) / 64 * 64;
+  std::unique_ptr<uint64_t[]> bits(new uint64_t[rounded / 64]());
+  std::unique_ptr<uint16_t[]> counts(new uint16_t[rounded]());
+  if (d.units > 0) {
+    std::memcpy(bits.get(), d.bits.get(), d.units / 8);
+    std::memcpy(counts.get(), d.counts.get(), d.units * sizeof(uint16_t));
+  }
+  heap_bytes_ += dense_bytes(rounded) - dense_bytes(d.units);
+  d.units = rounded;
+  d.bits = std::move(bits);
+  d.counts = std::move(counts);
+}
+
+void PrefixTable::to_dense(Node& nd) {
+  const Heap old = heap(nd);
+  const Holder* h = old.ptr + kHead;
+  auto d = std::make_unique<Dense>();
+  d->units = 0;
+  heap_bytes_ += dense_bytes(0);
+  grow_dense(*d, h[nd.n - 1].unit);
+  for (uint16_t i = 0; i < nd.n; i++) {
+    d->counts[h[i].unit] = h[i].count;
+    d->bits[h[i].unit >> 6] |= uint64_t{1} << (h[i].unit & 63);
+  }
+  heap_bytes_ -= (kHead + old.cap) * sizeof(Holder);
+  delete[] old.ptr;
+  Dense* raw = d.release();
+  std::memcpy(nd.body.raw, &raw, sizeof raw);
+  nd.spilled = kDenseForm;
+}
+
+void PrefixTable::to_sorted(Node& nd) {
+  const Dense* d = dense(nd);
+  uint32_t cap = 8;
+  while (cap < 2u * nd.n) cap *= 2;
+  Holder* base = new Holder[kHead + cap];
+  Holder* a = base + kHead;
+  size_t k = 0;
+  for (uint32_t w = 0; w < d->units / 64; w++) {
+    for (uint64_t bits = d->bits[w]; bits != 0; bits &= bits - 1) {
+      const uint32_t u = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
+      a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]};
+    }
+  }
+  heap_bytes_ -= dense_bytes(d->units);
+  heap_bytes_ += (kHead + cap) * sizeof(Holder);
+  delete d;
+  set_heap(nd, base, cap);
+  nd.spilled = kSpillForm;
+  set_head(nd, SpillHead{++clock_, 0});
+}
+
+uint32_t PrefixTable::remove_dense(Node& nd, uint32_t unit) {
+  Dense& d = *dense(nd);
+  if (!dense_has(d, unit)) return kNotHeld;
+  holds_--;
+  if (--unit_holds_[unit] == 0) holding_units_--;
+  if (--d.counts[unit] > 0) return d.counts[unit];
+  d.bits[unit >> 6] &= ~(uint64_t{1} << (unit & 63));
+  nd.n--;
+  if (nd.n < kDenseAt / 2 || d.units > 2 * kDenseSpread * nd.n) to_sorted(nd);
+  return 0;
 }
 
 void PrefixTable::erase_holder(Node& nd, size_t k) {
@@ -185,8 +261,23 @@ uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
     }
   }
   Node& nd = at(id);
-  Holder* h = holders(nd);
   const uint16_t u = static_cast<uint16_t>(unit);
+  if (nd.spilled == kDenseForm) {
+    Dense& d = *dense(nd);
+    if (u >= d.units) grow_dense(d, u);
+    uint16_t& c = d.counts[u];
+    if (c == kMaxCount) return kNoNode;
+    if (c++ == 0) {
+      d.bits[u >> 6] |= uint64_t{1} << (u & 63);
+      nd.n++;
+    }
+    *count_after = c;
+    holds_++;
+    if (unit >= unit_holds_.size()) unit_holds_.resize(unit + 1);
+    if (unit_holds_[unit]++ == 0) holding_units_++;
+    return id;
+  }
+  Holder* h = holders(nd);
   const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
   const size_t k = static_cast<size_t>(pos - h);
   if (k < nd.n && h[k].unit == u) {
@@ -205,6 +296,7 @@ uint32_t PrefixTable::add(uint64_t seq, uint32_t unit, uint32_t* count_after) {
 uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
   if (node >= next_unused_ || unit >= kMaxUnits) return kNotHeld;
   Node& nd = at(node);
+  if (nd.spilled == kDenseForm) return remove_dense(nd, unit);
   Holder* h = holders(nd);
   const uint16_t u = static_cast<uint16_t>(unit);
   const Holder* pos = std::lower_bound(h, h + nd.n, u, [](const Holder& a, uint16_t b) { return a.unit < b; });
@@ -223,8 +315,16 @@ uint32_t PrefixTable::remove(uint32_t node, uint32_t unit) {
 
 // Starts loading up to kHolderLines cache lines of a spilled node's holders (add and remove
 // binary-search them and shift those past the unit).
-void PrefixTable::prefetch_holders(const Node& nd) {
+void PrefixTable::prefetch_holders(const Node& nd, uint32_t unit) {
   constexpr size_t kHolderLines = 16;
+  if (nd.spilled == kDenseForm) {
+    const Dense& d = *dense(nd);
+    if (unit < d.units) {
+      __builtin_prefetch(&d.counts[unit]);
+      __builtin_prefetch(&d.bits[unit >> 6]);
+    }
+    return;
+  }
   if (!nd.spilled) return;
   const auto* p = reinterpret_cast<const char*>(heap(nd).ptr + kHead);
   const size_t lines = std::min(kHolderLines, (nd.n * sizeof(Holder) + 63) / 64);
@@ -261,7 +361,7 @@ size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32
       if (i + 3 * kAhead < n) prefetch(seq[i + 3 * kAhead]);
       if (i + 2 * kAhead < n) candidate(i + 2 * kAhead);
       const uint32_t id = i + kAhead < n ? ring[(i + kAhead) % kRing] : kNoNode;
-      if (id != kNoNode) prefetch_holders(at(id));
+      if (id != kNoNode) prefetch_holders(at(id), unit);
     }
     uint32_t count = 0;
     nodes[i] = add(seq[i], unit, &count);
@@ -473,14 +573,36 @@ void PrefixTable::lookup(const uint64_t* seq, const size_t* pos, size_t m, uint3
 }
 
 void PrefixTable::start_with(const Node& nd) {
+  if (nd.spilled == kDenseForm) {
+    const Dense& d = *dense(nd);
+    active_.resize(nd.n);
+    size_t k = 0;
+    for (uint32_t w = 0; w < d.units / 64; w++) {
+      for (uint64_t bits = d.bits[w]; bits != 0; bits &= bits - 1)
+        active_[k++] = static_cast<uint16_t>(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
+    }
+    return;
+  }
   const Holder* h = holders(nd);
   active_.resize(nd.n);
   for (uint16_t i = 0; i < nd.n; i++) active_[i] = h[i].unit;
 }
 
 size_t PrefixTable::intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out) {
-  const Holder* h = holders(nd);
   size_t w = 0, j = 0;
+  if (nd.spilled == kDenseForm) {
+    const Dense& d = *dense(nd);
+    for (const uint16_t u : active_) {
+      if (u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0) {
+        active_[w++] = u;
+      } else {
+        out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+      }
+    }
+    active_.resize(w);
+    return w;
+  }
+  const Holder* h = holders(nd);
   for (size_t i = 0; i < active_.size(); i++) {
     const uint16_t u = active_[i];
     while (j < nd.n && h[j].unit < u) j++;

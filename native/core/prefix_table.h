@@ -23,6 +23,11 @@
 // Memory: a node is 24 bytes (up to 3 holders inline, more spill to a heap array with a
 // 16-byte header), the seq table 8 bytes per slot at 50-75% load (by default); freed nodes
 // are reused, and the pool is released (but for one 384 KB chunk) when the table empties.
+//
+// A nested table's block with very many holders (a system prompt every active request
+// starts with: one holder per unit, thousands) goes dense: a count per unit id and a bitmap
+// of the holders, so adding or dropping a hold is O(1) instead of a binary search and a
+// shift of a sorted array that every request's add and free would pay (see Dense).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -128,6 +133,21 @@ class PrefixTable {
     uint64_t same_as;
   };
   static constexpr size_t kHead = sizeof(SpillHead) / sizeof(Holder);  // holder slots the head takes
+  // Node::spilled: where the holders are.
+  static constexpr uint16_t kInlineForm = 0;  // in the node's body
+  static constexpr uint16_t kSpillForm = 1;   // a sorted heap array (Heap)
+  static constexpr uint16_t kDenseForm = 2;   // a Dense (nested tables only; walk() never sees one)
+  // A nested node's holders once there are more than kDenseAt of them and their unit ids
+  // are not too sparse (the largest below kDenseSpread x the holders): per unit id below
+  // `units`, its count (0: not a holder) and a bit (the holders in unit order for start_with,
+  // a test for intersect). 2 bytes and a bit per unit id instead of 4 bytes per holder. Back
+  // to a sorted array below kDenseAt / 2 holders or when sparser than 2 x kDenseSpread
+  // (hysteresis: a set at the threshold does not convert on every add and free).
+  struct Dense {
+    uint32_t units;  // a multiple of 64
+    std::unique_ptr<uint64_t[]> bits;
+    std::unique_ptr<uint16_t[]> counts;
+  };
   // 24 bytes. Up to kInline holders live in `body`; beyond that (`spilled`) body holds a
   // heap array's pointer and capacity, and a free node holds the next free node's id.
   // Accessed through memcpy, so no member needs 8-byte alignment.
@@ -170,8 +190,20 @@ class PrefixTable {
 
   Node& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
   const Node& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+  // (Not of a dense node.)
   static Holder* holders(Node& nd) { return nd.spilled ? heap(nd).ptr + kHead : nd.body.inline_holders; }
   static const Holder* holders(const Node& nd) { return nd.spilled ? heap(nd).ptr + kHead : nd.body.inline_holders; }
+  static Dense* dense(const Node& nd) {
+    Dense* d;
+    std::memcpy(&d, nd.body.raw, sizeof d);
+    return d;
+  }
+  static bool dense_has(const Dense& d, uint32_t unit) { return unit < d.units && d.counts[unit] > 0; }
+  static size_t dense_bytes(uint32_t units) { return sizeof(Dense) + units / 8 + units * sizeof(uint16_t); }
+  void grow_dense(Dense& d, uint32_t unit);  // covers unit ids up to `unit`
+  void to_dense(Node& nd);                   // a spilled node's holders into a Dense
+  void to_sorted(Node& nd);                  // a dense node's holders back into a sorted array
+  uint32_t remove_dense(Node& nd, uint32_t unit);
   static SpillHead head(const Node& nd) {
     SpillHead sh;
     std::memcpy(&sh, heap(nd).ptr, sizeof sh);
@@ -197,7 +229,7 @@ class PrefixTable {
   size_t intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out);
   void finish(size_t depth, std::vector<UnitDepth>* out);  // the units left matched `depth` blocks
   void insert_holder(Node& nd, size_t k, uint16_t unit);
-  static void prefetch_holders(const Node& nd);
+  static void prefetch_holders(const Node& nd, uint32_t unit);
   void erase_holder(Node& nd, size_t k);
 
   // A block's slot depends on its tag only (multiply, then scale to [0, cap) as in

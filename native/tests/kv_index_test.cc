@@ -319,6 +319,119 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
   EXPECT_GT(past_common, 1000);
 }
 
+// A nested block with more than 256 holders (unit ids not too sparse) keeps them dense: a
+// count and a bit per unit id; below 128, or when much sparser, a sorted array again. Here
+// requests (whole prefixes of a few chains under a shared 3-block prompt) come and go in
+// waves: the shared blocks grow past the threshold and shrink to nothing again, units
+// join and leave in random order, some hold a block several times, and one wave uses
+// sparse unit ids (dense late, back early). Every walk (match, match_past_common, through
+// the dense blocks and past them), held_by and the counts agree with the model and with a
+// table that never goes dense (not nested).
+TEST(PrefixTable, NestedDenseHoldersCrossTheThresholdBothWays) {
+  std::mt19937_64 rng(21);
+  PrefixTable nested(50, true), plain(50);
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  struct Request {
+    uint64_t chain, depth;
+    uint32_t unit;
+  };
+  std::vector<Request> live;
+  constexpr uint64_t kDepth = 12;
+  auto seq = [](uint64_t c, uint64_t d) { return d < 3 ? d + 1 : c * 1000 + d + 1; };
+  auto check = [&](int step, uint32_t units) {
+    size_t holds = 0;
+    for (auto& [k, us] : model)
+      for (auto& [u, n] : us) holds += n;
+    ASSERT_EQ(nested.blocks(), model.size());
+    ASSERT_EQ(nested.holds(), holds);
+    std::vector<uint64_t> q;
+    const uint64_t qc = rng() % 4;
+    for (uint64_t d = 0; d < kDepth; d++) q.push_back(seq(qc, d));
+    if (rng() % 3 == 0) q.resize(1 + rng() % kDepth);
+    std::vector<UnitDepth> got, got_plain;
+    nested.match(q.data(), q.size(), &got);
+    plain.match(q.data(), q.size(), &got_plain);
+    std::map<uint32_t, uint32_t> m, m_plain;
+    for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << "unit reported twice";
+    for (auto& g : got_plain) m_plain.emplace(g.unit, g.depth);
+    ASSERT_EQ(m, naive_match(model, q)) << "step " << step;
+    ASSERT_EQ(m, m_plain) << "step " << step;
+    check_past_common(nested, model, q, units);
+    for (int i = 0; i < 20; i++) {
+      const uint64_t s = seq(rng() % 4, rng() % kDepth);
+      const uint32_t u = static_cast<uint32_t>(rng() % units);
+      const bool want = model.count(s) && model[s].count(u);
+      ASSERT_EQ(nested.held_by(s, u), want) << "step " << step;
+      if (!want && model.count(s)) {
+        ASSERT_EQ(nested.remove(nested.find(s), u), PrefixTable::kNotHeld);
+      }
+    }
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+  };
+  int step = 0;
+  size_t peak = 0;
+  for (int wave = 0; wave < 4; wave++) {
+    // Wave 2: unit ids spread over 0..4999 (dense only past ~625 holders).
+    const uint32_t units = wave == 2 ? 5000 : 700;
+    const size_t top = wave == 2 ? 1500 : 900;
+    for (int phase = 0; phase < 2; phase++) {
+      const bool grow = phase == 0;
+      while (grow ? live.size() < top : !live.empty()) {
+        step++;
+        if (grow ? rng() % 5 != 0 : rng() % 5 == 0) {
+          const Request r{rng() % 4, 1 + rng() % kDepth, static_cast<uint32_t>(rng() % units)};
+          for (uint64_t d = 0; d < r.depth; d++) {
+            uint32_t a, b;
+            ASSERT_NE(nested.add(seq(r.chain, d), r.unit, &a), PrefixTable::kNoNode);
+            ASSERT_NE(plain.add(seq(r.chain, d), r.unit, &b), PrefixTable::kNoNode);
+            ASSERT_EQ(a, ++model[seq(r.chain, d)][r.unit]);
+          }
+          live.push_back(r);
+        } else if (!live.empty()) {
+          const size_t i = rng() % live.size();
+          const Request r = live[i];
+          live[i] = live.back();
+          live.pop_back();
+          for (uint64_t d = 0; d < r.depth; d++) {
+            const uint64_t s = seq(r.chain, d);
+            const uint32_t left = --model[s][r.unit];
+            ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
+            ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
+            if (left == 0) model[s].erase(r.unit);
+            if (model[s].empty()) model.erase(s);
+          }
+        }
+        if (model.count(seq(0, 0))) peak = std::max(peak, model[seq(0, 0)].size());
+        if (step % 11 == 0) check(step, units);
+      }
+      check(step, units);
+    }
+  }
+  EXPECT_GT(peak, 600u);  // the shared blocks went dense (over 256 holders, and 625 in the sparse wave)
+  EXPECT_EQ(nested.blocks(), 0u);
+}
+
+// A dense block counts holds per unit up to the same limit as a sorted one.
+TEST(PrefixTable, DenseBlockRefusesAHoldPastTheCountLimit) {
+  PrefixTable t(50, true);
+  uint32_t count;
+  for (uint32_t u = 0; u < 400; u++) ASSERT_NE(t.add(7, u, &count), PrefixTable::kNoNode);
+  uint32_t node = PrefixTable::kNoNode;
+  for (uint32_t i = 1; i < PrefixTable::kMaxCount; i++) node = t.add(7, 5, &count);
+  ASSERT_NE(node, PrefixTable::kNoNode);
+  EXPECT_EQ(count, PrefixTable::kMaxCount);
+  EXPECT_EQ(t.add(7, 5, &count), PrefixTable::kNoNode);
+  EXPECT_EQ(t.holds(), 400u + PrefixTable::kMaxCount - 1);
+  EXPECT_EQ(t.remove(node, 5), PrefixTable::kMaxCount - 1);
+  EXPECT_EQ(t.remove(node, 400), PrefixTable::kNotHeld);
+  EXPECT_EQ(t.remove(node, 60000), PrefixTable::kNotHeld);
+  // A unit id far past the others grows the dense arrays.
+  ASSERT_EQ(t.add(7, 65000, &count), node);
+  EXPECT_TRUE(t.held_by(7, 65000));
+  EXPECT_EQ(t.remove(node, 65000), 0u);
+  EXPECT_FALSE(t.held_by(7, 65000));
+}
+
 // A nested table's walk looks up only enough blocks to locate where the holder count drops
 // (a galloping search, then a search of the gap). These chains are long (700 blocks: the
 // gallop's doublings pass 512, a gap takes several rounds), branch off a common chain at
