@@ -190,7 +190,7 @@ void PrefixTable::to_dense(Node& nd) {
   heap_bytes_ -= (kHead + old.cap) * sizeof(Holder);
   delete[] old.ptr;
   Dense* raw = d.release();
-  std::memcpy(nd.body.raw, &raw, sizeof raw);
+  std::memcpy(nd.body.raw, &raw, kPtrBytes);
   nd.spilled = kDenseForm;
 }
 

@@ -195,7 +195,7 @@ class PrefixTable {
   static const Holder* holders(const Node& nd) { return nd.spilled ? heap(nd).ptr + kHead : nd.body.inline_holders; }
   static Dense* dense(const Node& nd) {
     Dense* d;
-    std::memcpy(&d, nd.body.raw, sizeof d);
+    std::memcpy(&d, nd.body.raw, kPtrBytes);
     return d;
   }
   static bool dense_has(const Dense& d, uint32_t unit) { return unit < d.units && d.counts[unit] > 0; }
