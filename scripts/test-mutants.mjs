@@ -118,8 +118,8 @@ const MUTANTS = [
     name: 'dense-intersect-keeps-all',
     why: "a walk through a dense block (hundreds of holders) keeps every unit matching, holder or not",
     file: 'prefix_table.cc',
-    from: '      if (u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0) {\n',
-    to: '      if (u < d.units) {\n',
+    from: '      keep(u, u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0);\n',
+    to: '      keep(u, u < d.units);\n',
   },
   {
     name: 'dense-remove-keeps-bit',
@@ -132,8 +132,8 @@ const MUTANTS = [
     name: 'dense-to-sorted-drops-counts',
     why: "a dense block going back to a sorted array forgets that a unit held it several times",
     file: 'prefix_table.cc',
-    from: '      a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]};\n',
-    to: '      a[k++] = Holder{static_cast<uint16_t>(u), 1};\n',
+    from: '[&](uint32_t u) { a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]}; }',
+    to: '[&](uint32_t u) { a[k++] = Holder{static_cast<uint16_t>(u), 1}; }',
   },
   {
     name: 'wrong-parent-link',

@@ -16,6 +16,14 @@ constexpr size_t kCached = size_t{1} << 15;
 constexpr uint32_t kDenseAt = 256;
 constexpr uint32_t kDenseSpread = 8;
 
+// f(i) for each set bit i of bits[0, words), in increasing order.
+template <typename F>
+void each_bit(const uint64_t* bits, uint32_t words, F f) {
+  for (uint32_t w = 0; w < words; w++) {
+    for (uint64_t b = bits[w]; b != 0; b &= b - 1) f(w * 64 + static_cast<uint32_t>(__builtin_ctzll(b)));
+  }
+}
+
 }  // namespace
 
 PrefixTable::PrefixTable(unsigned max_load_pct, bool nested) : max_load_pct_(max_load_pct), nested_(nested) {
@@ -201,12 +209,7 @@ void PrefixTable::to_sorted(Node& nd) {
   Holder* base = new Holder[kHead + cap];
   Holder* a = base + kHead;
   size_t k = 0;
-  for (uint32_t w = 0; w < d->units / 64; w++) {
-    for (uint64_t bits = d->bits[w]; bits != 0; bits &= bits - 1) {
-      const uint32_t u = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
-      a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]};
-    }
-  }
+  each_bit(d->bits.get(), d->units / 64, [&](uint32_t u) { a[k++] = Holder{static_cast<uint16_t>(u), d->counts[u]}; });
   heap_bytes_ -= dense_bytes(d->units);
   heap_bytes_ += (kHead + cap) * sizeof(Holder);
   delete d;
@@ -577,10 +580,7 @@ void PrefixTable::start_with(const Node& nd) {
     const Dense& d = *dense(nd);
     active_.resize(nd.n);
     size_t k = 0;
-    for (uint32_t w = 0; w < d.units / 64; w++) {
-      for (uint64_t bits = d.bits[w]; bits != 0; bits &= bits - 1)
-        active_[k++] = static_cast<uint16_t>(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
-    }
+    each_bit(d.bits.get(), d.units / 64, [&](uint32_t u) { active_[k++] = static_cast<uint16_t>(u); });
     return;
   }
   const Holder* h = holders(nd);
@@ -589,27 +589,27 @@ void PrefixTable::start_with(const Node& nd) {
 }
 
 size_t PrefixTable::intersect(const Node& nd, size_t depth, std::vector<UnitDepth>* out) {
-  size_t w = 0, j = 0;
-  if (nd.spilled == kDenseForm) {
-    const Dense& d = *dense(nd);
-    for (const uint16_t u : active_) {
-      if (u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0) {
-        active_[w++] = u;
-      } else {
-        out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
-      }
-    }
-    active_.resize(w);
-    return w;
-  }
-  const Holder* h = holders(nd);
-  for (size_t i = 0; i < active_.size(); i++) {
-    const uint16_t u = active_[i];
-    while (j < nd.n && h[j].unit < u) j++;
-    if (j < nd.n && h[j].unit == u) {
+  size_t w = 0;
+  auto keep = [&](uint16_t u, bool held) {
+    if (held) {
       active_[w++] = u;
     } else {
       out->push_back(UnitDepth{u, static_cast<uint32_t>(depth)});
+    }
+  };
+  if (nd.spilled == kDenseForm) {  // a bit test per unit
+    const Dense& d = *dense(nd);
+    for (size_t i = 0; i < active_.size(); i++) {
+      const uint16_t u = active_[i];
+      keep(u, u < d.units && (d.bits[u >> 6] >> (u & 63) & 1) != 0);
+    }
+  } else {  // a merge with the sorted holders
+    const Holder* h = holders(nd);
+    size_t j = 0;
+    for (size_t i = 0; i < active_.size(); i++) {
+      const uint16_t u = active_[i];
+      while (j < nd.n && h[j].unit < u) j++;
+      keep(u, j < nd.n && h[j].unit == u);
     }
   }
   active_.resize(w);
