@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/worker/ports.js';
 import { KVGATE, listening, Processes } from '../fixtures/processes.js';
-import { alive, MODEL, waitFor, workerEnginePids } from './stack.js';
+import { alive, metricByWorker, MODEL, waitFor, workerEnginePids } from './stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const procs = new Processes();
@@ -47,6 +47,10 @@ async function chat(url: string): Promise<OpenAI.Chat.Completions.ChatCompletion
   const first = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 16 });
   expect(first.choices[0]!.message.content!.length).toBeGreaterThan(0);
   expect(first.usage!.completion_tokens).toBeGreaterThan(0);
+  // The engine's KV events (sent when its prefill ends) can reach the router after the answer
+  // on a loaded machine; the prompt counts as cached once they do.
+  const cached = async () => Math.max(0, ...(await metricByWorker(url, 'kvgate_router_worker_cached_blocks')).values());
+  await waitFor(async () => (await cached()) > 0, "the first prompt's blocks in the router's index", 10_000);
   return client.chat.completions.create({ model: MODEL, messages, max_tokens: 16 });
 }
 
