@@ -479,12 +479,13 @@ function sh(cmd, cmdArgs, timeoutMs = 300_000, env = {}) {
 }
 
 // Builds the tree (the test binaries, and the addon if configured) and runs the C++ tests, two
-// binaries at a time, each stopping at its first failing case; `ok` = every test passed.
+// binaries at a time, each stopping at its first failing case, and none started after one
+// failed (a mutant is judged by its first failure); `ok` = every test passed.
 function buildAndTest() {
   const b = sh('cmake', ['--build', build, '-j2'], 900_000);
   if (!b.ok) return { built: false, ok: false, out: b.out };
   // A mutant may loop forever: a timeout counts as caught.
-  const t = sh('ctest', ['--test-dir', build, '--timeout', '120', '-j2'], 600_000, { GTEST_FAIL_FAST: '1' });
+  const t = sh('ctest', ['--test-dir', build, '--timeout', '120', '-j2', '--stop-on-failure'], 600_000, { GTEST_FAIL_FAST: '1' });
   return { built: true, ok: t.ok, timedOut: t.timedOut, out: t.out };
 }
 
