@@ -209,6 +209,25 @@ struct Modeled {
   }
 };
 
+// A nested table and a plain one given the same whole-prefix holds, beside their naive model.
+struct NestedTwin {
+  PrefixTable nested{50, true}, plain{50};
+  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  void add(uint64_t s, uint32_t u) {
+    uint32_t a, b;
+    ASSERT_NE(nested.add(s, u, &a), PrefixTable::kNoNode);
+    ASSERT_NE(plain.add(s, u, &b), PrefixTable::kNoNode);
+    ASSERT_EQ(a, ++model[s][u]);
+  }
+  void remove(uint64_t s, uint32_t u) {
+    const uint32_t left = --model[s][u];
+    ASSERT_EQ(nested.remove(nested.find(s), u), left);
+    ASSERT_EQ(plain.remove(plain.find(s), u), left);
+    if (left == 0) model[s].erase(u);
+    if (model[s].empty()) model.erase(s);
+  }
+};
+
 TEST(PrefixTable, AgreesWithNaiveModelUnderRandomOps) {
   // Model: seq → unit → count; match = walk while the intersection is non-empty. Chains are
   // 150 blocks deep, so walks cross match()'s 64-block batches (units drop out in the
@@ -263,8 +282,9 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
   // with the model, and with a table that compares (units drop out at every depth, and
   // several requests share prefixes on one unit, so counts exceed 1).
   std::mt19937_64 rng(12);
-  PrefixTable nested(50, true), plain(50);
-  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  NestedTwin twin;
+  PrefixTable &nested = twin.nested, &plain = twin.plain;
+  auto& model = twin.model;
   struct Request {
     uint64_t chain, depth;
     uint32_t unit;
@@ -277,26 +297,14 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
   for (int step = 0; step < 20000; step++) {
     if (live.empty() || rng() % 3 != 0) {
       const Request r{rng() % 3, 1 + rng() % kDepth, static_cast<uint32_t>(rng() % 12)};
-      for (uint64_t d = 0; d < r.depth; d++) {
-        uint32_t a, b;
-        ASSERT_NE(nested.add(seq(r.chain, d), r.unit, &a), PrefixTable::kNoNode);
-        ASSERT_NE(plain.add(seq(r.chain, d), r.unit, &b), PrefixTable::kNoNode);
-        ASSERT_EQ(a, ++model[seq(r.chain, d)][r.unit]);
-      }
+      for (uint64_t d = 0; d < r.depth; d++) twin.add(seq(r.chain, d), r.unit);
       live.push_back(r);
     } else {
       const size_t i = rng() % live.size();
       const Request r = live[i];
       live[i] = live.back();
       live.pop_back();
-      for (uint64_t d = 0; d < r.depth; d++) {
-        const uint64_t s = seq(r.chain, d);
-        const uint32_t left = --model[s][r.unit];
-        ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
-        ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
-        if (left == 0) model[s].erase(r.unit);
-        if (model[s].empty()) model.erase(s);
-      }
+      for (uint64_t d = 0; d < r.depth; d++) twin.remove(seq(r.chain, d), r.unit);
     }
     if (step % 13 == 0) {
       std::vector<uint64_t> q;
@@ -329,8 +337,9 @@ TEST(PrefixTable, NestedAgreesWithNaiveModelUnderWholePrefixRequests) {
 // table that never goes dense (not nested).
 TEST(PrefixTable, NestedDenseHoldersCrossTheThresholdBothWays) {
   std::mt19937_64 rng(21);
-  PrefixTable nested(50, true), plain(50);
-  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  NestedTwin twin;
+  PrefixTable &nested = twin.nested, &plain = twin.plain;
+  auto& model = twin.model;
   struct Request {
     uint64_t chain, depth;
     uint32_t unit;
@@ -380,26 +389,14 @@ TEST(PrefixTable, NestedDenseHoldersCrossTheThresholdBothWays) {
         step++;
         if (grow ? rng() % 5 != 0 : rng() % 5 == 0) {
           const Request r{rng() % 4, 1 + rng() % kDepth, static_cast<uint32_t>(rng() % units)};
-          for (uint64_t d = 0; d < r.depth; d++) {
-            uint32_t a, b;
-            ASSERT_NE(nested.add(seq(r.chain, d), r.unit, &a), PrefixTable::kNoNode);
-            ASSERT_NE(plain.add(seq(r.chain, d), r.unit, &b), PrefixTable::kNoNode);
-            ASSERT_EQ(a, ++model[seq(r.chain, d)][r.unit]);
-          }
+          for (uint64_t d = 0; d < r.depth; d++) twin.add(seq(r.chain, d), r.unit);
           live.push_back(r);
         } else if (!live.empty()) {
           const size_t i = rng() % live.size();
           const Request r = live[i];
           live[i] = live.back();
           live.pop_back();
-          for (uint64_t d = 0; d < r.depth; d++) {
-            const uint64_t s = seq(r.chain, d);
-            const uint32_t left = --model[s][r.unit];
-            ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
-            ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
-            if (left == 0) model[s].erase(r.unit);
-            if (model[s].empty()) model.erase(s);
-          }
+          for (uint64_t d = 0; d < r.depth; d++) twin.remove(seq(r.chain, d), r.unit);
         }
         if (model.count(seq(0, 0))) peak = std::max(peak, model[seq(0, 0)].size());
         if (step % 11 == 0) check(step, units);
@@ -447,8 +444,9 @@ TEST(PrefixTable, NestedWalkFindsEveryDropAcrossLongRuns) {
   auto seq = [&](uint64_t c, uint64_t d) { return d < share[c] ? d + 1 : c * 100000 + d + 1; };
   const std::vector<uint64_t> edges = {1,  2,   3,   15,  16,  17,  31,  32,  33,  63,  64,
                                        65, 129, 256, 299, 300, 301, 512, 513, 698, 699, 700};
-  PrefixTable nested(50, true), plain(50);
-  std::map<uint64_t, std::map<uint32_t, uint32_t>> model;
+  NestedTwin twin;
+  PrefixTable &nested = twin.nested, &plain = twin.plain;
+  auto& model = twin.model;
   struct Request {
     uint64_t chain, depth;
     uint32_t unit;
@@ -456,18 +454,10 @@ TEST(PrefixTable, NestedWalkFindsEveryDropAcrossLongRuns) {
   std::vector<Request> live;
   auto take = [&](const Request& r, bool add) {
     for (uint64_t d = 0; d < r.depth; d++) {
-      const uint64_t s = seq(r.chain, d);
-      uint32_t a = 0, b = 0;
       if (add) {
-        ASSERT_NE(nested.add(s, r.unit, &a), PrefixTable::kNoNode);
-        ASSERT_NE(plain.add(s, r.unit, &b), PrefixTable::kNoNode);
-        ASSERT_EQ(a, ++model[s][r.unit]);
+        twin.add(seq(r.chain, d), r.unit);
       } else {
-        const uint32_t left = --model[s][r.unit];
-        ASSERT_EQ(nested.remove(nested.find(s), r.unit), left);
-        ASSERT_EQ(plain.remove(plain.find(s), r.unit), left);
-        if (left == 0) model[s].erase(r.unit);
-        if (model[s].empty()) model.erase(s);
+        twin.remove(seq(r.chain, d), r.unit);
       }
     }
   };
