@@ -5,8 +5,8 @@
 // The Poisson workloads at every fleet size have a sglang-cache-aware row in the report.
 
 import { PRODUCT_KNOBS, type PolicySpec } from './policies.js';
-import { closedLoop } from './hold.js';
-import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
+import { CLOSED_LOOP_ENGINE, closedLoop } from './hold.js';
+import { simulate, type SimResult } from './simulate.js';
 
 const f = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
@@ -16,7 +16,6 @@ export function runBesideSglang(seed: number, eventDelayMs: number): unknown[] {
     { kind: 'kv-pending', ...PRODUCT_KNOBS, eventDelayMs, seed },
     { kind: 'sglang-cache-aware', seed },
   ];
-  const engine = { ...ENGINE_DEFAULTS, maxTotalTokens: 8192, speedupRatio: 0.25 };
   console.log("\n### Beside SGLang's cache_aware: bench:sgl-router's workload, 4 engines, closed loop\n");
   console.log(`KV events land ${eventDelayMs} ms after the engine emits them.\n`);
   console.log('| concurrency | policy | hit rate | TTFT p50 ms | TTFT p99 ms | output tok/s | imbalance max/mean |');
@@ -24,7 +23,7 @@ export function runBesideSglang(seed: number, eventDelayMs: number): unknown[] {
   const rows: unknown[] = [];
   for (const c of [16, 64]) {
     for (const policy of specs) {
-      const { perRequest: _, ...r }: SimResult = simulate(closedLoop(c), { workers: 4, engine, policy, seed });
+      const { perRequest: _, ...r }: SimResult = simulate(closedLoop(c), { workers: 4, engine: CLOSED_LOOP_ENGINE, policy, seed });
       console.log(`| ${c} | ${r.policy} | ${f(100 * r.hitRate, 1)} % | ${f(r.ttftP50)} | ${f(r.ttftP99)} | ${f(r.throughput)} | ${f(r.imbalance, 2)} |`);
       rows.push({ concurrency: c, ...r });
     }
