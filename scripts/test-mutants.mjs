@@ -5,20 +5,23 @@
 // differential test is held to the same standard.
 //
 // Nothing in the real tree is touched (others build it concurrently): native/core,
-// native/tests and CMakeLists.txt are copied to a temporary directory, built there once with
-// ninja (the GoogleTest binaries, and the addon in the same build when a mutant names a vitest
-// suite, so both share one build of the core; warnings not errors: a mutant is judged by the
-// tests), and each mutant rebuilds one source file and relinks. The first failure decides:
-// each test binary stops at its first failing case and a vitest run at its first failing test.
+// native/tests and CMakeLists.txt are copied to `--jobs` temporary trees (default 2: a mutant
+// recompiles one file, on one core), each built once with ninja (the GoogleTest binaries, and
+// the addon in the same build when a mutant names a vitest suite, so both share one build of
+// the core; warnings not errors: a mutant is judged by the tests). Each tree takes the next
+// mutant, plants it and builds and runs the test binaries one at a time, those that caught the
+// file's earlier mutants first: the first failure decides (a binary stops at its first failing
+// case, a vitest run at its first failing test), so most mutants relink and run one binary.
 // A TypeScript mutant (`src`: a file under src/) is planted in a copy of src/ with the suite it
 // names, run there against the copy. A mutant whose anchor text is not found exactly once is an
 // error too, so the list cannot silently go stale when the code changes.
 //
-//   node scripts/test-mutants.mjs [--keep] [--dir DIR] [--build-only] [name...]
+//   node scripts/test-mutants.mjs [--keep] [--dir DIR] [--jobs N] [--build-only] [name...]
 //     --keep        leaves the temporary directory
-//     --dir DIR     works in DIR (kept): a later run with the same DIR reuses its build
-//     --build-only  copies and builds the native tree, and stops (.ci/run builds ahead this way)
-import { spawnSync } from 'node:child_process';
+//     --dir DIR     works in DIR (kept): a later run with the same DIR reuses its builds
+//     --jobs N      N trees judging mutants side by side (default 2)
+//     --build-only  copies and builds the native trees, and stops (.ci/run builds ahead this way)
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -456,54 +459,56 @@ const MUTANTS = [
 ];
 
 const args = process.argv.slice(2);
-const dirAt = args.indexOf('--dir');
-const dirArg = dirAt >= 0 ? args.splice(dirAt, 2)[1] : undefined;
+const option = (name) => {
+  const at = args.indexOf(name);
+  return at >= 0 ? args.splice(at, 2)[1] : undefined;
+};
+const dirArg = option('--dir');
+const jobs = Math.max(1, Number(option('--jobs') ?? 2));
 const keep = args.includes('--keep') || dirArg !== undefined;
 const buildOnly = args.includes('--build-only');
 const only = args.filter((a) => !a.startsWith('--'));
 const mutants = only.length ? MUTANTS.filter((m) => only.includes(m.name)) : MUTANTS;
-// Mutants in headers last: one recompiles every file that includes its header twice (planted,
-// then restored by the next mutant's build); at the end, the restore is not built.
+// Grouped by file, so that a tree's next mutant mostly recompiles the file it just restored;
+// mutants in headers last: one recompiles every file that includes its header twice
+// (planted, then restored by the tree's next mutant); at the end, the restore is not built.
 const inHeader = (m) => (m.file.endsWith('.h') ? 1 : 0);
-const nativeMutants = mutants.filter((m) => m.file).sort((a, b) => inHeader(a) - inHeader(b));
+const nativeMutants = mutants
+  .filter((m) => m.file)
+  .sort((a, b) => inHeader(a) - inHeader(b) || a.file.localeCompare(b.file));
 const tsMutants = mutants.filter((m) => m.src);
 
 const dir = dirArg ? resolve(dirArg) : mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
 mkdirSync(dir, { recursive: true });
-const build = join(dir, 'build');
-const core = join(dir, 'native', 'core');
 
-function sh(cmd, cmdArgs, timeoutMs = 300_000, env = {}) {
-  const r = spawnSync(cmd, cmdArgs, { cwd: dir, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
+function sh(cmd, cmdArgs, cwd, timeoutMs = 300_000, env = {}) {
+  const r = spawnSync(cmd, cmdArgs, { cwd, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { ok: r.status === 0, timedOut: r.error?.code === 'ETIMEDOUT', out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-// Builds the tree (the test binaries, and the addon if configured) and runs the C++ tests, two
-// binaries at a time, each stopping at its first failing case, and none started after one
-// failed (a mutant is judged by its first failure); `ok` = every test passed.
-function buildAndTest() {
-  const b = sh('cmake', ['--build', build, '-j2'], 900_000);
-  if (!b.ok) return { built: false, ok: false, out: b.out };
-  // A mutant may loop forever: a timeout counts as caught.
-  const t = sh('ctest', ['--test-dir', build, '--timeout', '120', '-j2', '--stop-on-failure'], 600_000, { GTEST_FAIL_FAST: '1' });
-  return { built: true, ok: t.ok, timedOut: t.timedOut, out: t.out };
+// The same, without blocking: the trees run their mutants side by side. A command past its
+// timeout is killed and reported as timed out.
+function run(cmd, cmdArgs, cwd, timeoutMs = 300_000, env = {}) {
+  return new Promise((done) => {
+    const child = spawn(cmd, cmdArgs, { cwd, env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      done({ ok: status === 0 && !timedOut, timedOut, out });
+    });
+  });
 }
 
 // vitest in `cwd`, stopping at the first failing test; `ok` = every test passed.
-function vitest(files, cwd, env = {}) {
-  const r = spawnSync('npx', ['vitest', 'run', '--bail=1', ...files], {
-    cwd,
-    encoding: 'utf8',
-    timeout: 600_000,
-    maxBuffer: 64 << 20,
-    env: { ...process.env, ...env },
-  });
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
-
-// The addon of the temporary tree (for the mutants' vitest suites), built with the tests.
-const addonPath = join(build, 'Release', 'kvgate.node');
-const vitestOnAddon = (files) => vitest(files, root, { KVGATE_ADDON: addonPath });
+const vitestArgs = (files) => ['vitest', 'run', '--bail=1', ...files];
+const vitest = (files, cwd, env = {}) => sh('npx', vitestArgs(files), cwd, 600_000, env);
 
 // TypeScript mutants: a copy of src/ (and what the suites read) with the mutant planted, the
 // suite run in the copy (node_modules linked).
@@ -538,7 +543,7 @@ let failed = 0;
 const started = Date.now();
 try {
   if (tsMutants.length && !buildOnly) runTsMutants();
-  if (nativeMutants.length) runNativeMutants();
+  if (nativeMutants.length) await runNativeMutants();
 } catch (err) {
   console.error(err.message);
   failed++;
@@ -566,65 +571,110 @@ function link(target, path) {
   if (!existsSync(path)) symlinkSync(target, path);
 }
 
-function runNativeMutants() {
-  mkdirSync(join(dir, 'native'), { recursive: true });
+// One copy of the native tree, configured and built (`--jobs` of them, each planting its own
+// mutants, so that both cores compile: a mutant recompiles one file, on one core).
+function makeTree(at, suites) {
+  mkdirSync(join(at, 'native'), { recursive: true });
   // Only files that differ are copied: a built --dir does not look changed to ninja.
-  const copy = (path) => cpSync(join(root, path), join(dir, path), { recursive: true, filter: (from, to) => !sameFile(from, to) });
+  const copy = (path) => cpSync(join(root, path), join(at, path), { recursive: true, filter: (from, to) => !sameFile(from, to) });
   copy('native/core');
   copy('native/tests');
   copy('CMakeLists.txt');
+  const build = join(at, 'build');
   // With a vitest suite to run, cmake-js configures the tree: the addon and the tests in one build.
-  const suites = [...new Set(nativeMutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
   let conf;
   if (suites.length) {
     // The addon needs the binding and node-addon-api / cmake-js (the repository's node_modules).
     copy('native/binding');
-    link(join(root, 'node_modules'), join(dir, 'node_modules'));
-    conf = sh('npx', ['cmake-js', 'configure', '-d', dir, '-O', build, '--CDKVGATE_TESTS=ON', '--CDKVGATE_WERROR=OFF']);
+    link(join(root, 'node_modules'), join(at, 'node_modules'));
+    conf = sh('npx', ['cmake-js', 'configure', '-d', at, '-O', build, '--CDKVGATE_TESTS=ON', '--CDKVGATE_WERROR=OFF'], at);
   } else {
-    conf = sh('cmake', ['-S', dir, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release']);
+    conf = sh('cmake', ['-S', at, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release'], at);
   }
-  if (!conf.ok) throw new Error(`cmake configure failed:\n${conf.out.slice(-4000)}`);
-  if (buildOnly) {
-    const b = sh('cmake', ['--build', build, '-j2'], 900_000);
-    if (!b.ok) throw new Error(`the build failed:\n${b.out.slice(-4000)}`);
-    return;
-  }
-  const base = buildAndTest();
-  if (!base.ok) throw new Error(`the unmutated tests do not pass, so no mutant can be judged:\n${base.out.slice(-4000)}`);
-  console.log(`baseline: the C++ tests pass (${dir})`);
-  if (suites.length) {
-    const r = vitestOnAddon(suites);
-    if (!r.ok) throw new Error(`${suites.join(', ')} do not pass on the unmutated addon:\n${r.out.slice(-4000)}`);
-    console.log(`baseline: ${suites.join(', ')} pass on the unmutated addon`);
-  }
+  if (!conf.ok) throw new Error(`cmake configure failed in ${at}:\n${conf.out.slice(-4000)}`);
+  const b = sh('cmake', ['--build', build, '-j2'], at, 900_000);
+  if (!b.ok) throw new Error(`the build failed in ${at}:\n${b.out.slice(-4000)}`);
+  const tests = sh('ctest', ['--test-dir', build, '-N'], at)
+    .out.split('\n')
+    .flatMap((l) => l.match(/Test\s+#\d+: (\w+)/)?.slice(1) ?? []);
+  return { at, build, core: join(at, 'native', 'core'), tests, addon: join(build, 'Release', 'kvgate.node') };
+}
 
-  for (const m of nativeMutants) {
-    const path = join(core, m.file);
+async function runNativeMutants() {
+  const suites = [...new Set(nativeMutants.flatMap((m) => (m.vitest ? [m.vitest] : [])))];
+  const trees = [];
+  for (let k = 0; k < Math.min(jobs, nativeMutants.length); k++) trees.push(makeTree(join(dir, `tree${k}`), suites));
+  if (buildOnly) return;
+
+  // Baselines: every test binary of every tree passes, and the suites on the first tree's
+  // addon (the trees are the same sources built the same way). Each binary's time orders the
+  // first runs below (quick binaries first).
+  const seconds = new Map();
+  const baselineStart = Date.now();
+  for (const t of trees) {
+    for (const name of t.tests) {
+      const s = Date.now();
+      const r = sh(join(t.build, name), [], t.at, 600_000);
+      if (!r.ok) throw new Error(`${name} does not pass unmutated, so no mutant can be judged:\n${r.out.slice(-4000)}`);
+      seconds.set(name, Math.max(seconds.get(name) ?? 0, (Date.now() - s) / 1000));
+    }
+    if (suites.length && t === trees[0]) {
+      const r = vitest(suites, root, { KVGATE_ADDON: t.addon });
+      if (!r.ok) throw new Error(`${suites.join(', ')} do not pass on the unmutated addon of ${t.at}:\n${r.out.slice(-4000)}`);
+    }
+  }
+  console.log(`baseline: the C++ tests${suites.length ? ` and ${suites.join(', ')}` : ''} pass (${trees.length} trees in ${dir}; ${Math.round((Date.now() - baselineStart) / 1000)} s)`);
+  const quickFirst = [...trees[0].tests].sort((a, b) => seconds.get(a) - seconds.get(b));
+  // Per file, the binaries that caught its mutants, the latest first: a file's next mutant
+  // tries them first (each binary is built and run alone, and the first to fail decides, so
+  // most mutants build and run one binary).
+  const caughtBy = new Map();
+  const order = (file) => {
+    const first = caughtBy.get(file) ?? [];
+    return [...first, ...quickFirst.filter((n) => !first.includes(n))];
+  };
+
+  // A mutant, planted in a tree: its test binaries one at a time until one fails (a timeout
+  // counts as caught: a mutant may loop forever), then its vitest suite if it names one.
+  async function judge(t, m) {
+    const path = join(t.core, m.file);
     const original = readFileSync(path, 'utf8');
     const hits = original.split(m.from).length - 1;
-    if (hits !== 1) {
-      console.log(`  ${m.name}: STALE (its anchor occurs ${hits} times in native/core/${m.file}; update the mutant)`);
-      failed++;
-      continue;
-    }
+    if (hits !== 1) return { verdict: 'stale', text: `STALE (its anchor occurs ${hits} times in native/core/${m.file}; update the mutant)` };
     writeFileSync(path, original.replace(m.from, m.to));
-    const r = buildAndTest();
-    const v = m.vitest && r.built ? vitestOnAddon([m.vitest]) : undefined;
-    writeFileSync(path, original);
-    if (!r.built) {
-      console.log(`  ${m.name}: does not compile (fix the mutant)\n${r.out.slice(-2000)}`);
-      failed++;
-    } else if (r.ok) {
-      console.log(`  ${m.name}: SURVIVED (${m.why}): no test failed`);
-      failed++;
-    } else if (v?.ok) {
-      console.log(`  ${m.name}: SURVIVED ${m.vitest} (${m.why}): the C++ tests caught it, the vitest suite did not`);
-      failed++;
-    } else {
-      const which = [...r.out.matchAll(/\d+ - (\w+) \((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception)/g)].map((x) => `${x[1]} ${x[2].toLowerCase()}`);
-      if (v) which.push(m.vitest.split('/').pop());
-      console.log(`  ${m.name}: caught (${which.join(', ') || (r.timedOut ? 'timed out' : 'failed')})`);
+    try {
+      let caught;
+      for (const name of order(m.file)) {
+        const b = await run('cmake', ['--build', t.build, '--target', name, '-j1'], t.at, 900_000);
+        if (!b.ok) return { verdict: 'broken', text: `does not compile (fix the mutant)\n${b.out.slice(-2000)}` };
+        const r = await run(join(t.build, name), [], t.at, 120_000, { GTEST_FAIL_FAST: '1' });
+        if (!r.ok) {
+          caught = `${name} ${r.timedOut ? 'timed out' : 'failed'}`;
+          caughtBy.set(m.file, [name, ...(caughtBy.get(m.file) ?? []).filter((n) => n !== name)]);
+          break;
+        }
+      }
+      if (!caught) return { verdict: 'survived', text: `SURVIVED (${m.why}): no test failed` };
+      if (!m.vitest) return { verdict: 'caught', text: `caught (${caught})` };
+      const b = await run('cmake', ['--build', t.build, '--target', 'kvgate', '-j1'], t.at, 900_000);
+      if (!b.ok) return { verdict: 'broken', text: `the addon does not compile (fix the mutant)\n${b.out.slice(-2000)}` };
+      const v = await run('npx', vitestArgs([m.vitest]), root, 600_000, { KVGATE_ADDON: t.addon });
+      if (v.ok) return { verdict: 'survived', text: `SURVIVED ${m.vitest} (${m.why}): the C++ tests caught it, the vitest suite did not` };
+      return { verdict: 'caught', text: `caught (${caught}, ${m.vitest.split('/').pop()})` };
+    } finally {
+      writeFileSync(path, original);
     }
   }
+
+  // Each tree takes the next mutant of the queue when it is done with one.
+  const queue = [...nativeMutants];
+  await Promise.all(
+    trees.map(async (t) => {
+      for (let m = queue.shift(); m; m = queue.shift()) {
+        const r = await judge(t, m);
+        if (r.verdict !== 'caught') failed++;
+        console.log(`  ${m.name}: ${r.text}`);
+      }
+    }),
+  );
 }
