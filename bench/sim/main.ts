@@ -19,7 +19,7 @@
 //   mooncake-load     the Mooncake trace's cache ceiling, each policy's capacity and the issue's
 //                     three ratios by offered load around round-robin's capacity, at two KV
 //                     sizes: SIM_MOONCAKE_REQUESTS (1000), SIM_MOONCAKE_KV (262144,2097152),
-//                     SIM_MOONCAKE_LOADS (0.8,0.9,1,1.1,1.25), SIM_MOONCAKE_SPEEDS (3)
+//                     SIM_MOONCAKE_LOADS (1,1.25,1.4,1.75), SIM_MOONCAKE_SPEEDS (3)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),

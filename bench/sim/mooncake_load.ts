@@ -12,7 +12,7 @@
 //      ratio of their capacities.
 //   3. The same at a larger KV per engine (SIM_MOONCAKE_KV, tokens; the first is the report's).
 // Env: SIM_MOONCAKE_REQUESTS (1000: the first N requests of the trace), SIM_MOONCAKE_KV
-// (262144,2097152), SIM_MOONCAKE_LOADS (0.8,0.9,1,1.1,1.25: x round-robin's capacity),
+// (262144,2097152), SIM_MOONCAKE_LOADS (1,1.25,1.4,1.75: x round-robin's capacity),
 // SIM_MOONCAKE_SPEEDS (3: trace speed-ups also run, as the report's point).
 
 import { readFileSync } from 'node:fs';
@@ -57,7 +57,7 @@ export function runMooncakeLoad(seed: number, eventDelayMs: number): unknown {
   const path = fileURLToPath(MOONCAKE_PATH);
   const requests = Number(process.env.SIM_MOONCAKE_REQUESTS ?? 1000);
   const kvs = list('SIM_MOONCAKE_KV', `${ENGINE_DEFAULTS.maxTotalTokens},2097152`);
-  const loads = list('SIM_MOONCAKE_LOADS', '0.8,0.9,1,1.1,1.25');
+  const loads = list('SIM_MOONCAKE_LOADS', '1,1.25,1.4,1.75');
   const speeds = list('SIM_MOONCAKE_SPEEDS', '3');
 
   const ceilings = [traceCeiling(path, requests), traceCeiling(path)];
