@@ -92,7 +92,7 @@ export function runMooncakeLoad(seed: number, eventDelayMs: number): unknown {
     console.log('\n| policy | capacity req/s | vs round-robin | vs random | hit rate |\n|---|---|---|---|---|');
     for (const r of burst) console.log(`| ${r.policy} | ${f(capacity(r), 2)} | ${f(capacity(r) / rrCap, 2)}x | ${f(capacity(r) / rndCap, 2)}x | ${f(100 * r.hitRate, 1)} % |`);
     for (const l of loads) run(engine, `${l}x round-robin's capacity`, (l * rrCap * span) / requests);
-    for (const s of speeds) run(engine, `${f((requests * s) / span / rrCap, 2)}x round-robin's capacity`, s);
+    for (const s of speeds) run(engine, `${f((requests * s) / span / rrCap, 2)}x round-robin's capacity (${s}x speed)`, s);
   }
 
   // Summary: per KV and load, the product's three ratios and the best any policy reached.
