@@ -16,6 +16,10 @@
 //   own               kv-pending at own weight 0 (the cost before it) and the product's, beside
 //                     the TypeScript prototype kv-pressure, over seeds: SIM_SEEDS (1,2,3),
 //                     SIM_CASES (own_weight.ts OWN_CASES)
+//   mooncake-load     the Mooncake trace's cache ceiling, each policy's capacity and the issue's
+//                     three ratios by offered load around round-robin's capacity, at two KV
+//                     sizes: SIM_MOONCAKE_REQUESTS (1000), SIM_MOONCAKE_KV (262144,2097152),
+//                     SIM_MOONCAKE_LOADS (1,1.25,1.4,1.75), SIM_MOONCAKE_SPEEDS (3)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
@@ -41,6 +45,7 @@ import { runLoadSweep } from './load_sweep.js';
 import { runHold } from './hold.js';
 import { runBesideSglang } from './beside_sglang.js';
 import { OWN_CASES, runOwnWeight } from './own_weight.js';
+import { runMooncakeLoad } from './mooncake_load.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -243,8 +248,11 @@ switch (cmd) {
   case 'own':
     json.own = runOwnWeight(list('SIM_SEEDS', '1,2,3').map(Number), eventDelayMs, list('SIM_CASES', Object.keys(OWN_CASES).join(',')));
     break;
+  case 'mooncake-load':
+    json.mooncakeLoad = runMooncakeLoad(seed, eventDelayMs);
+    break;
   default:
-    console.error(`unknown command '${cmd}' (report, fleet, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, sglang, own)`);
+    console.error(`unknown command '${cmd}' (report, fleet, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, sglang, own, mooncake-load)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);
