@@ -139,6 +139,20 @@ const MUTANTS = [
     to: '[&](uint32_t u) { a[k++] = Holder{static_cast<uint16_t>(u), 1}; }',
   },
   {
+    name: 'remove-all-counts-not-held',
+    why: "a request's free counts a block the unit never held (kNotHeld) as one of its blocks gone",
+    file: 'prefix_table.cc',
+    from: '    gone += remove(nodes[i], unit) == 0;\n',
+    to: '    gone += remove(nodes[i], unit) + 1 <= 1;\n',
+  },
+  {
+    name: 'remove-all-prefetch-misses-last',
+    why: 'the bulk remove at a free stops one block early once the table is large enough to prefetch',
+    file: 'prefix_table.cc',
+    from: '  for (size_t i = 0; i < n; i++) {\n    if (ahead) {\n      if (i + 2 * kAhead < n) node_ahead',
+    to: '  for (size_t i = 0; i < n - (ahead ? 1 : 0); i++) {\n    if (ahead) {\n      if (i + 2 * kAhead < n) node_ahead',
+  },
+  {
     name: 'wrong-parent-link',
     why: 'a stored chain hangs under its parent engine hash, not the parent block',
     file: 'kv_index.cc',

@@ -83,11 +83,8 @@ bool ActiveSequences::free(uint64_t id) {
 void ActiveSequences::release(uint32_t slot) {
   Request& r = requests_[slot];
   UnitLoad& load = loads_[r.unit];
-  for (uint32_t node : r.nodes) {
-    // 0: the unit's last hold on the block went, so it leaves the unit's active blocks;
-    // kNotHeld (a hold that was never taken) must not count down.
-    if (table_.remove(node, r.unit) == 0) drop<uint64_t>(load.active_blocks, 1);
-  }
+  // The blocks whose last hold on the unit went leave its active blocks.
+  drop<uint64_t>(load.active_blocks, table_.remove_all(r.nodes.data(), r.nodes.size(), r.unit));
   if (r.partial) drop<uint64_t>(load.active_blocks, 1);
   if (!r.prefill_done) drop(load.prefill_tokens, r.prefill_tokens);
   drop<uint32_t>(load.requests, 1);

@@ -373,6 +373,33 @@ size_t PrefixTable::add_all(const uint64_t* seq, size_t n, uint32_t unit, uint32
   return fresh;
 }
 
+size_t PrefixTable::remove_all(const uint32_t* nodes, size_t n, uint32_t unit) {
+  // In a large table, block i + 2 kAhead's node is prefetched, block i + kAhead's holders,
+  // and block i removed. (Only hints: a node is read ahead only while it can be live, ids
+  // below next_unused_, so a table that empties and gives its pool back is never read.)
+  constexpr size_t kAhead = 8;
+  const bool ahead = live_ >= kCached;
+  auto node_ahead = [&](size_t k) {
+    if (nodes[k] < next_unused_) __builtin_prefetch(&at(nodes[k]));
+  };
+  auto holders_ahead = [&](size_t k) {
+    if (nodes[k] < next_unused_) prefetch_holders(at(nodes[k]), unit);
+  };
+  if (ahead) {
+    for (size_t i = 0; i < std::min(n, 2 * kAhead); i++) node_ahead(i);
+    for (size_t i = 0; i < std::min(n, kAhead); i++) holders_ahead(i);
+  }
+  size_t gone = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ahead) {
+      if (i + 2 * kAhead < n) node_ahead(i + 2 * kAhead);
+      if (i + kAhead < n) holders_ahead(i + kAhead);
+    }
+    gone += remove(nodes[i], unit) == 0;
+  }
+  return gone;
+}
+
 size_t PrefixTable::walk(const uint64_t* seq, size_t n, size_t universe, std::vector<UnitDepth>* out) {
   out->clear();
   if (n == 0 || live_ == 0) return 0;

@@ -84,6 +84,10 @@ class PrefixTable {
   // dropped its last one), or kNotHeld, changing nothing, if the unit does not hold the
   // node or the node is not live. Frees the node when no unit holds it any more.
   uint32_t remove(uint32_t node, uint32_t unit);
+  // remove() of `unit` from each of nodes[0..n) in turn, with the nodes and holders ahead
+  // loaded early so that their cache misses overlap (a request's blocks at its free).
+  // Returns how many the unit no longer holds (remove() returned 0; kNotHeld is not counted).
+  size_t remove_all(const uint32_t* nodes, size_t n, uint32_t unit);
 
   uint64_t seq_of(uint32_t node) const { return at(node).seq; }
   // Whether `unit` holds block `seq`.

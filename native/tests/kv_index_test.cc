@@ -136,6 +136,84 @@ TEST(PrefixTable, RemoveTellsTheLastHoldFromNotHeld) {
   EXPECT_EQ(t.holds(), 0u);
 }
 
+// remove_all is remove() over a list with the blocks ahead prefetched (only in a table past
+// ~32 K blocks, as here). Requests of whole prefixes (chains sharing their first blocks, so
+// some blocks go dense) come and go on a nested table and a twin that removes one block at a
+// time; the lists also name a block twice, blocks the unit never held and ids past every
+// node (kNotHeld: not counted). Counts, holds and every block's holders must agree, and the
+// last frees empty the table (which gives its pool back mid-list).
+TEST(PrefixTable, RemoveAllAgreesWithRemovingOneByOne) {
+  std::mt19937_64 rng(31);
+  PrefixTable bulk{50, true}, single{50, true};
+  struct Request {
+    uint32_t unit;
+    std::vector<uint64_t> seqs;
+    std::vector<uint32_t> bulk_nodes, single_nodes;
+  };
+  std::vector<Request> live;
+  auto seq = [](uint64_t chain, uint64_t d) { return d < 4 ? d + 1 : (chain << 16) + d + 1; };
+  auto add = [&](uint32_t unit, uint64_t chain, uint64_t depth) {
+    Request r{unit, {}, {}, {}};
+    for (uint64_t d = 0; d < depth; d++) r.seqs.push_back(seq(chain, d));
+    r.bulk_nodes.resize(depth);
+    r.single_nodes.resize(depth);
+    ASSERT_EQ(bulk.add_all(r.seqs.data(), depth, unit, r.bulk_nodes.data()),
+              single.add_all(r.seqs.data(), depth, unit, r.single_nodes.data()));
+    live.push_back(std::move(r));
+  };
+  auto free_one = [&](size_t i) {
+    Request r = std::move(live[i]);
+    live[i] = std::move(live.back());
+    live.pop_back();
+    // Extras: a block named twice, one of another request's blocks (most likely not held
+    // by this unit), and an id past every node.
+    if (rng() % 4 == 0) {
+      const size_t k = rng() % r.seqs.size();
+      r.bulk_nodes.push_back(r.bulk_nodes[k]);
+      r.single_nodes.push_back(r.single_nodes[k]);
+    }
+    if (rng() % 4 == 0 && !live.empty()) {
+      const Request& o = live[rng() % live.size()];
+      const size_t k = rng() % o.seqs.size();
+      r.bulk_nodes.insert(r.bulk_nodes.begin(), o.bulk_nodes[k]);
+      r.single_nodes.insert(r.single_nodes.begin(), o.single_nodes[k]);
+    }
+    if (rng() % 8 == 0) {
+      r.bulk_nodes.push_back(PrefixTable::kNoNode - 1);
+      r.single_nodes.push_back(PrefixTable::kNoNode - 1);
+    }
+    size_t gone = 0;
+    for (uint32_t node : r.single_nodes) gone += single.remove(node, r.unit) == 0;
+    ASSERT_EQ(bulk.remove_all(r.bulk_nodes.data(), r.bulk_nodes.size(), r.unit), gone);
+    ASSERT_EQ(bulk.holds(), single.holds());
+    ASSERT_EQ(bulk.blocks(), single.blocks());
+  };
+  // Grow past 32 K blocks (600 units, 4 shared blocks then 60 of their own chain each).
+  for (uint32_t u = 0; u < 600; u++) add(u, u, 64);
+  ASSERT_GT(bulk.blocks(), 32768u);
+  for (int step = 0; step < 3000; step++) {
+    if (rng() % 2 == 0) {
+      add(static_cast<uint32_t>(rng() % 600), rng() % 700, 1 + rng() % 80);
+    } else {
+      free_one(rng() % live.size());
+    }
+    if (step % 100 == 0) {
+      for (int k = 0; k < 50; k++) {
+        const uint64_t s = seq(rng() % 700, rng() % 80);
+        const uint32_t u = static_cast<uint32_t>(rng() % 600);
+        ASSERT_EQ(bulk.held_by(s, u), single.held_by(s, u)) << "step " << step;
+      }
+    }
+    ASSERT_FALSE(::testing::Test::HasFailure()) << "step " << step;
+  }
+  while (!live.empty()) {
+    free_one(live.size() - 1);
+    ASSERT_FALSE(::testing::Test::HasFailure());
+  }
+  EXPECT_EQ(bulk.blocks(), 0u);
+  EXPECT_EQ(bulk.holds(), 0u);
+}
+
 // Per unit, the number of leading blocks of q it holds in `model` (seq → unit → count).
 std::map<uint32_t, uint32_t> naive_match(std::map<uint64_t, std::map<uint32_t, uint32_t>>& model,
                                          const std::vector<uint64_t>& q) {
