@@ -25,9 +25,10 @@ double steady_ms() {
 }
 
 // A typed array's elements if `v` is one of the two given types (the second may repeat the first).
+// (napi_get_typedarray_info fails on anything but a typed array: no separate IsTypedArray, which
+// would check again on every route.)
 template <typename T>
 bool typed(const Napi::Value& v, napi_typedarray_type a, napi_typedarray_type b, T** data, size_t* len) {
-  if (!v.IsTypedArray()) return false;
   napi_typedarray_type type;
   void* ptr;
   if (napi_get_typedarray_info(v.Env(), v, &type, len, &ptr, nullptr, nullptr) != napi_ok) return false;
