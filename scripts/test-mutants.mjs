@@ -153,6 +153,20 @@ const MUTANTS = [
     to: '  for (size_t i = 0; i < n - (ahead ? 1 : 0); i++) {\n    if (ahead) {\n      if (i + 2 * kAhead < n) node_ahead',
   },
   {
+    name: 'members-grow-drops-last',
+    why: "a load-order bucket outgrowing the members kept in its map node loses its last member",
+    file: 'load_order.cc',
+    from: '    std::copy(begin(), end(), grown);\n',
+    to: '    std::copy(begin(), end() - 1, grown);\n',
+  },
+  {
+    name: 'members-erase-shifts-short',
+    why: "a unit leaving a load-order bucket leaves the bucket's last member unshifted (the one after it repeated)",
+    file: 'load_order.cc',
+    from: '  std::copy(at + 1, m + size_, at);\n',
+    to: '  if (at + 2 < m + size_) std::copy(at + 1, m + size_ - 1, at);\n',
+  },
+  {
     name: 'wrong-parent-link',
     why: 'a stored chain hangs under its parent engine hash, not the parent block',
     file: 'kv_index.cc',

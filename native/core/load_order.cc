@@ -1,7 +1,9 @@
 #include "core/load_order.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <new>
 #include <tuple>
 
 namespace kvgate {
@@ -13,11 +15,61 @@ namespace {
 constexpr double kSlack = 1e-9;
 }  // namespace
 
+void LoadOrder::Members::insert(uint32_t pos) {
+  if (size_ == cap_) {
+    const uint32_t cap = cap_ * 2;
+    uint32_t* grown = new uint32_t[cap];
+    std::copy(begin(), end(), grown);
+    if (cap_ > kInline) delete[] heap_;
+    heap_ = grown;
+    cap_ = cap;
+  }
+  uint32_t* m = data();
+  uint32_t* at = std::lower_bound(m, m + size_, pos);
+  std::copy_backward(at, m + size_, m + size_ + 1);
+  *at = pos;
+  size_++;
+}
+
+void LoadOrder::Members::erase(uint32_t pos) {
+  uint32_t* m = data();
+  uint32_t* at = std::lower_bound(m, m + size_, pos);
+  std::copy(at + 1, m + size_, at);
+  size_--;
+}
+
+void* LoadOrder::NodePool::get(size_t bytes) {
+  if (block_ == 0) block_ = std::max(bytes, sizeof(void*));
+  if (bytes > block_) throw std::bad_alloc();  // (never: the map allocates only its nodes, one size)
+  if (free_ != nullptr) {
+    void* p = free_;
+    std::memcpy(&free_, p, sizeof free_);
+    return p;
+  }
+  if (used_ == kChunk) {
+    chunks_.emplace_back(new char[kChunk * block_]);
+    used_ = 0;
+  }
+  return chunks_.back().get() + block_ * used_++;
+}
+
+void LoadOrder::NodePool::put(void* p) {
+  std::memcpy(p, &free_, sizeof free_);
+  free_ = p;
+}
+
+void LoadOrder::NodePool::clear() {
+  chunks_.clear();
+  used_ = kChunk;
+  free_ = nullptr;
+}
+
 void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, double own_weight) {
   weight_ = weight;
   own_weight_ = own_weight;
   block_size_ = block_size;
   buckets_.clear();
+  pool_->clear();  // (every node is back)
   by_id_.clear();
   free_ids_.clear();
   excluded_.clear();
@@ -28,11 +80,12 @@ void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, dou
 }
 
 size_t LoadOrder::bytes() const {
-  size_t b = sizeof(*this) + by_id_.capacity() * sizeof(Buckets::iterator) +
+  size_t b = sizeof(*this) + pool_->bytes() + by_id_.capacity() * sizeof(Buckets::iterator) +
              (free_ids_.capacity() + id_at_.capacity() + excluded_.capacity()) * sizeof(uint32_t) + filed_.capacity() +
              matched_.capacity() + ties_.capacity() * sizeof(Tie) + drawn_.capacity() * sizeof(uint32_t);
   for (const auto& node : buckets_) {
-    b += sizeof(Buckets::value_type) + 4 * sizeof(void*) + node.second.members.capacity() * sizeof(uint32_t);
+    const Members& m = node.second.members;
+    if (m.capacity() > 2) b += m.capacity() * sizeof(uint32_t);
   }
   return b;
 }
@@ -51,8 +104,8 @@ uint32_t LoadOrder::new_id(Buckets::iterator b) {
 
 void LoadOrder::unfile(uint32_t pos) {
   const Buckets::iterator b = by_id_[id_at_[pos]];
-  std::vector<uint32_t>& m = b->second.members;
-  m.erase(std::lower_bound(m.begin(), m.end(), pos));
+  Members& m = b->second.members;
+  m.erase(pos);
   class_size_[b->first.holds]--;
   if (m.empty()) {
     free_ids_.push_back(b->second.id);
@@ -95,8 +148,7 @@ void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_block
     if (inserted) b->second.id = new_id(b);
     class_size_[holds]++;
   }
-  std::vector<uint32_t>& m = b->second.members;
-  m.insert(std::lower_bound(m.begin(), m.end(), pos), pos);
+  b->second.members.insert(pos);
   id_at_[pos] = b->second.id;
   filed_[pos] = 1;
 }

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "core/scheduler.h"
@@ -87,11 +88,81 @@ class LoadOrder {
       return tree < o.tree;
     }
   };
-  struct Bucket {
-    std::vector<uint32_t> members;  // candidate positions, ascending
-    uint32_t id;                    // its index in by_id_ and excluded_
+  // A bucket's members: candidate positions, ascending. Most buckets hold one or two units
+  // (at 10,000 units nearly every tree size is its own bucket), kept in the map node itself:
+  // no allocation, and no second cache miss, when a unit joins or leaves them.
+  class Members {
+   public:
+    Members() = default;
+    Members(const Members&) = delete;
+    Members& operator=(const Members&) = delete;
+    ~Members() {
+      if (cap_ > kInline) delete[] heap_;
+    }
+    size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    size_t capacity() const { return cap_; }
+    const uint32_t* begin() const { return cap_ > kInline ? heap_ : inline_; }
+    const uint32_t* end() const { return begin() + size_; }
+    uint32_t operator[](size_t i) const { return begin()[i]; }
+    void insert(uint32_t pos);  // (not a member yet)
+    void erase(uint32_t pos);   // (a member)
+
+   private:
+    static constexpr uint32_t kInline = 2;
+    uint32_t* data() { return cap_ > kInline ? heap_ : inline_; }
+    uint32_t size_ = 0, cap_ = kInline;
+    union {
+      uint32_t inline_[kInline];
+      uint32_t* heap_;
+    };
   };
-  using Buckets = std::map<Key, Bucket>;
+  struct Bucket {
+    Members members;
+    uint32_t id;  // its index in by_id_ and excluded_
+  };
+  // The map's nodes come from one pool of equal blocks, reused as buckets come and go: they
+  // sit together (a route's refiles walk the tree from the root twice), not spread over the
+  // heap between the tables' allocations, and cost no malloc.
+  class NodePool {
+   public:
+    void* get(size_t bytes);
+    void put(void* p);
+    void clear();  // forgets every block: only once all are back
+    size_t bytes() const { return chunks_.size() * kChunk * block_; }
+
+   private:
+    static constexpr size_t kChunk = 1024;  // blocks per chunk
+    size_t block_ = 0;                      // the node size, from the first request
+    std::vector<std::unique_ptr<char[]>> chunks_;
+    size_t used_ = kChunk;  // blocks handed out of the last chunk
+    void* free_ = nullptr;  // freed blocks, each holding the next one's address
+  };
+  template <typename T>
+  struct PoolAllocator {
+    using value_type = T;
+    NodePool* pool;
+    explicit PoolAllocator(NodePool* p) : pool(p) {}
+    template <typename U>
+    PoolAllocator(const PoolAllocator<U>& o) : pool(o.pool) {}  // NOLINT(google-explicit-constructor): rebinding
+    T* allocate(size_t n) { return n == 1 ? static_cast<T*>(pool->get(sizeof(T))) : std::allocator<T>().allocate(n); }
+    void deallocate(T* p, size_t n) {
+      if (n == 1) {
+        pool->put(p);
+      } else {
+        std::allocator<T>().deallocate(p, n);
+      }
+    }
+    template <typename U>
+    bool operator==(const PoolAllocator<U>& o) const {
+      return pool == o.pool;
+    }
+    template <typename U>
+    bool operator!=(const PoolAllocator<U>& o) const {
+      return pool != o.pool;
+    }
+  };
+  using Buckets = std::map<Key, Bucket, std::less<Key>, PoolAllocator<std::pair<const Key, Bucket>>>;
   struct Tie {
     Buckets::iterator bucket;
     double logit;
@@ -103,7 +174,8 @@ class LoadOrder {
   double weight_ = 0;
   double own_weight_ = 0;
   uint32_t block_size_ = 1;
-  Buckets buckets_;
+  std::unique_ptr<NodePool> pool_ = std::make_unique<NodePool>();  // (outlives buckets_: declared first)
+  Buckets buckets_{Buckets::allocator_type(pool_.get())};
   // Buckets by a dense id (reused once freed), and by position the id of its bucket (valid
   // when filed_): select() counts each matched unit's bucket in excluded_, a small array,
   // not in the bucket's node.

@@ -320,23 +320,24 @@ TEST(LoadOrder, SelectsLikeSelectKv) {
 // LoadOrder alone against select_kv over every candidate, through random refiles that move
 // units alone in their bucket (the bucket moves with them) or into a bucket filled already,
 // empty buckets whose ids are reused, and random matched sets: the pick and the draws agree.
-TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMoves) {
+// Up to max_units units over `spread` values of each key field (and as many classes, at most
+// kClasses): few values make crowded buckets.
+void random_moves(uint64_t seed, size_t max_units, uint64_t spread) {
   constexpr uint32_t kBs = 4, kIsl = 20;
-  std::mt19937_64 g(11);
+  std::mt19937_64 g(seed);
   size_t moves = 0, draws = 0;
   for (int round = 0; round < 300; round++) {
-    const size_t n = 1 + g() % 12;
+    const size_t n = 1 + g() % max_units;
     const double w = static_cast<double>(g() % 3), own = static_cast<double>(g() % 2);
     LoadOrder o;
     o.reset(w, kBs, n, own);
-    // Few loads and trees, so that units often share a bucket (and often leave one alone).
     std::vector<Candidate> at(n);
     std::vector<uint8_t> holds(n);
     auto file = [&](size_t i) {
-      at[i].prefill_tokens = (g() % 3) * kBs;
-      at[i].active_blocks = g() % 3;
-      at[i].tree_size = g() % 3;
-      holds[i] = static_cast<uint8_t>(g() % LoadOrder::kClasses);
+      at[i].prefill_tokens = (g() % spread) * kBs;
+      at[i].active_blocks = g() % spread;
+      at[i].tree_size = g() % spread;
+      holds[i] = static_cast<uint8_t>(g() % std::min<uint64_t>(spread, LoadOrder::kClasses));
       o.put(static_cast<uint32_t>(i), at[i].prefill_tokens, at[i].active_blocks, at[i].tree_size, holds[i]);
     };
     for (size_t i = 0; i < n; i++) file(i);
@@ -344,6 +345,10 @@ TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMoves) {
     base.overlap = static_cast<uint32_t>(g() % 3);
     base.active_overlap = static_cast<uint32_t>(g() % 3);
     for (int step = 0; step < 40; step++) {
+      if (step == 20) {  // emptied (its node pool given back) and filed again from scratch
+        o.reset(w, kBs, n, own);
+        for (size_t j = 0; j < n; j++) file(j);
+      }
       const size_t i = g() % n;
       file(i);
       moves++;
@@ -375,6 +380,17 @@ TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMoves) {
   }
   EXPECT_GT(draws, moves / 20);  // ties are common (about one select in ten draws)
   std::printf("%zu refiles, %zu selects that drew\n", moves, draws);
+}
+
+TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMoves) {
+  // Few loads and trees, so that units often share a bucket (and often leave one alone).
+  random_moves(11, 12, 3);
+}
+
+TEST(LoadOrder, SelectsLikeSelectKvThroughRandomMovesInCrowdedBuckets) {
+  // Up to 60 units on 2 values of each field: buckets of dozens of units, whose members
+  // outgrow the two kept in the map node and shrink back, joined and left in any order.
+  random_moves(12, 60, 2);
 }
 
 // A load whose smallest-tree bucket the request matched whole: the unmatched units of that
