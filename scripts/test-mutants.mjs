@@ -154,17 +154,17 @@ const MUTANTS = [
   },
   {
     name: 'members-grow-drops-last',
-    why: "a load-order bucket outgrowing the members kept in its map node loses its last member",
-    file: 'load_order.cc',
+    why: "a small vector outgrowing its inline elements (a load-order bucket's members) loses its last one",
+    file: 'small_vector.h',
     from: '    std::copy(begin(), end(), grown);\n',
     to: '    std::copy(begin(), end() - 1, grown);\n',
   },
   {
     name: 'members-erase-shifts-short',
-    why: "a unit leaving a load-order bucket leaves the bucket's last member unshifted (the one after it repeated)",
-    file: 'load_order.cc',
-    from: '  std::copy(at + 1, m + size_, at);\n',
-    to: '  if (at + 2 < m + size_) std::copy(at + 1, m + size_ - 1, at);\n',
+    why: "an erase from a small vector (a unit leaving a load-order bucket) leaves the last element unshifted",
+    file: 'small_vector.h',
+    from: '    std::copy(d + i + 1, d + size_, d + i);\n',
+    to: '    if (i + 2 < size_) std::copy(d + i + 1, d + size_ - 1, d + i);\n',
   },
   {
     name: 'wrong-parent-link',

@@ -15,29 +15,6 @@ namespace {
 constexpr double kSlack = 1e-9;
 }  // namespace
 
-void LoadOrder::Members::insert(uint32_t pos) {
-  if (size_ == cap_) {
-    const uint32_t cap = cap_ * 2;
-    uint32_t* grown = new uint32_t[cap];
-    std::copy(begin(), end(), grown);
-    if (cap_ > kInline) delete[] heap_;
-    heap_ = grown;
-    cap_ = cap;
-  }
-  uint32_t* m = data();
-  uint32_t* at = std::lower_bound(m, m + size_, pos);
-  std::copy_backward(at, m + size_, m + size_ + 1);
-  *at = pos;
-  size_++;
-}
-
-void LoadOrder::Members::erase(uint32_t pos) {
-  uint32_t* m = data();
-  uint32_t* at = std::lower_bound(m, m + size_, pos);
-  std::copy(at + 1, m + size_, at);
-  size_--;
-}
-
 void* LoadOrder::NodePool::get(size_t bytes) {
   if (block_ == 0) block_ = std::max(bytes, sizeof(void*));
   if (bytes > block_) throw std::bad_alloc();  // (never: the map allocates only its nodes, one size)
@@ -83,10 +60,7 @@ size_t LoadOrder::bytes() const {
   size_t b = sizeof(*this) + pool_->bytes() + by_id_.capacity() * sizeof(Buckets::iterator) +
              (free_ids_.capacity() + id_at_.capacity() + excluded_.capacity()) * sizeof(uint32_t) + filed_.capacity() +
              matched_.capacity() + ties_.capacity() * sizeof(Tie) + drawn_.capacity() * sizeof(uint32_t);
-  for (const auto& node : buckets_) {
-    const Members& m = node.second.members;
-    if (m.capacity() > 2) b += m.capacity() * sizeof(uint32_t);
-  }
+  for (const auto& node : buckets_) b += node.second.members.heap_bytes();
   return b;
 }
 
@@ -104,8 +78,8 @@ uint32_t LoadOrder::new_id(Buckets::iterator b) {
 
 void LoadOrder::unfile(uint32_t pos) {
   const Buckets::iterator b = by_id_[id_at_[pos]];
-  Members& m = b->second.members;
-  m.erase(pos);
+  SmallVector<uint32_t, 2>& m = b->second.members;
+  m.erase(static_cast<size_t>(std::lower_bound(m.begin(), m.end(), pos) - m.begin()));
   class_size_[b->first.holds]--;
   if (m.empty()) {
     free_ids_.push_back(b->second.id);
@@ -148,7 +122,8 @@ void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_block
     if (inserted) b->second.id = new_id(b);
     class_size_[holds]++;
   }
-  b->second.members.insert(pos);
+  SmallVector<uint32_t, 2>& m = b->second.members;
+  m.insert(static_cast<size_t>(std::lower_bound(m.begin(), m.end(), pos) - m.begin()), pos);
   id_at_[pos] = b->second.id;
   filed_[pos] = 1;
 }

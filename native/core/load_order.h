@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/scheduler.h"
+#include "core/small_vector.h"
 
 namespace kvgate {
 
@@ -88,37 +89,11 @@ class LoadOrder {
       return tree < o.tree;
     }
   };
-  // A bucket's members: candidate positions, ascending. Most buckets hold one or two units
-  // (at 10,000 units nearly every tree size is its own bucket), kept in the map node itself:
-  // no allocation, and no second cache miss, when a unit joins or leaves them.
-  class Members {
-   public:
-    Members() = default;
-    Members(const Members&) = delete;
-    Members& operator=(const Members&) = delete;
-    ~Members() {
-      if (cap_ > kInline) delete[] heap_;
-    }
-    size_t size() const { return size_; }
-    bool empty() const { return size_ == 0; }
-    size_t capacity() const { return cap_; }
-    const uint32_t* begin() const { return cap_ > kInline ? heap_ : inline_; }
-    const uint32_t* end() const { return begin() + size_; }
-    uint32_t operator[](size_t i) const { return begin()[i]; }
-    void insert(uint32_t pos);  // (not a member yet)
-    void erase(uint32_t pos);   // (a member)
-
-   private:
-    static constexpr uint32_t kInline = 2;
-    uint32_t* data() { return cap_ > kInline ? heap_ : inline_; }
-    uint32_t size_ = 0, cap_ = kInline;
-    union {
-      uint32_t inline_[kInline];
-      uint32_t* heap_;
-    };
-  };
   struct Bucket {
-    Members members;
+    // Candidate positions, ascending. Most buckets hold one or two units (at 10,000 units
+    // nearly every tree size is its own bucket), kept in the map node itself: no allocation,
+    // and no second cache miss, when a unit joins or leaves them.
+    SmallVector<uint32_t, 2> members;
     uint32_t id;  // its index in by_id_ and excluded_
   };
   // The map's nodes come from one pool of equal blocks, reused as buckets come and go: they
