@@ -6,6 +6,8 @@
 //                     and Dynamo's indexer's find_matches on the same index and queries
 //   cost-mooncake     the same on Dynamo's mooncake_bench index (the Mooncake trace over 1,000
 //                     workers, copied to 7,000 and 10,000)
+//   cost-ab           this build's decisions per CPU second beside SIM_COST_BASELINE's, interleaved
+//                     in one process, both orders (cost_interleaved.ts: SIM_COST_AB_*)
 //   sweep             overlap weight x temperature of the kv policy across workloads and fleets
 //   sweep-pending     overlap weight x pending weight, then the pending timeout (pending prefixes)
 //   burst             16 concurrent requests of one new prefix: how many stay on one engine
@@ -46,6 +48,7 @@ import { runHold } from './hold.js';
 import { runBesideSglang } from './beside_sglang.js';
 import { OWN_CASES, runOwnWeight } from './own_weight.js';
 import { runMooncakeLoad } from './mooncake_load.js';
+import { interleavedCost, interleavedTable } from './cost_interleaved.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
 const list = (k: string, d: string) => (process.env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
@@ -251,8 +254,20 @@ switch (cmd) {
   case 'mooncake-load':
     json.mooncakeLoad = runMooncakeLoad(seed, eventDelayMs);
     break;
+  case 'cost-ab': {
+    const baseline = process.env.SIM_COST_BASELINE;
+    if (!baseline) {
+      console.error('cost-ab: SIM_COST_BASELINE (the other build\'s kvgate.node) is required');
+      process.exit(2);
+    }
+    const c = interleavedCost(baseline);
+    console.log(`\n### Decisions per CPU second, interleaved: this build beside ${baseline}\n`);
+    console.log(interleavedTable(c, baseline));
+    json.costAb = c;
+    break;
+  }
   default:
-    console.error(`unknown command '${cmd}' (report, fleet, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, sglang, own, mooncake-load)`);
+    console.error(`unknown command '${cmd}' (report, fleet, cost, cost-mooncake, sweep, sweep-pending, burst, failures, load, hold, sglang, own, mooncake-load, cost-ab)`);
     process.exit(2);
 }
 console.log(`\n(${cmd}: ${((performance.now() - t0) / 1000).toFixed(0)} s wall)`);
