@@ -49,6 +49,11 @@ export interface RouterCost {
   // measured alone (the same copies, no routing) in untimedCopyUs, per decision.
   untimedCachedDecisionsPerCpuSec: number;
   untimedCopyUs: number;
+  // Decisions over the wall time spent inside the router's calls of the timed loop (route,
+  // markPrefillDone, free; the prompt copied into the buffer before the clock starts, so in
+  // cache): the router's own time per decision with the harness left out. Wall time, so a
+  // loaded machine's preemptions count against it.
+  routerTimeDecisionsPerSec: number;
 }
 
 export type Scan = 'pruned' | 'full';
@@ -109,6 +114,7 @@ export function routerCost(
   const route = new Float64Array(decisions);
   const routeCpu = new Float64Array(decisions);
   const free = new Float64Array(decisions);
+  let routerNs = 0;
   const start = performance.now();
   const cpu0 = process.cpuUsage();
   for (let id = 1; id <= decisions; id++) {
@@ -119,10 +125,13 @@ export function routerCost(
     route[id - 1] = Number(process.hrtime.bigint() - a) / 1000;
     const c = process.cpuUsage(c0);
     routeCpu[id - 1] = c.user + c.system;
+    const m = process.hrtime.bigint();
     router.markPrefillDone(id);
     const b = process.hrtime.bigint();
     if (id > inFlight) router.free(id - inFlight);
-    free[id - 1] = Number(process.hrtime.bigint() - b) / 1000;
+    const e = process.hrtime.bigint();
+    free[id - 1] = Number(e - b) / 1000;
+    routerNs += route[id - 1]! * 1000 + Number(e - m);
   }
   const seconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
@@ -178,5 +187,6 @@ export function routerCost(
     untimedDecisionsPerCpuSec: decisions / ((untimed.user + untimed.system) / 1e6),
     untimedCachedDecisionsPerCpuSec: decisions / ((cached.user + cached.system) / 1e6),
     untimedCopyUs: (copy.user + copy.system) / decisions,
+    routerTimeDecisionsPerSec: decisions / (routerNs / 1e9),
   };
 }
