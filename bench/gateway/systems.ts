@@ -17,6 +17,7 @@ export interface EngineSettings {
   kvTokens: number; // KV cache capacity per engine, in tokens
   maxRunning: number;
   speedup: number;
+  contextLength?: number; // the mocker's --context-length (its default, 40,960, when absent; kvgate mockers only)
 }
 
 export interface RunningSystem {
@@ -47,7 +48,7 @@ async function getJson(url: string): Promise<{ status: number; body: unknown }> 
 }
 
 export function mockerArgs(e: EngineSettings): string[] {
-  return ['--page-size', String(e.pageSize), '--max-total-tokens', String(e.kvTokens), '--max-running-requests', String(e.maxRunning), '--speedup-ratio', String(e.speedup)];
+  return ['--page-size', String(e.pageSize), '--max-total-tokens', String(e.kvTokens), '--max-running-requests', String(e.maxRunning), '--speedup-ratio', String(e.speedup), ...(e.contextLength ? ['--context-length', String(e.contextLength)] : [])];
 }
 
 async function startKvgate(peers: Peers, e: EngineSettings, runDir: string): Promise<RunningSystem> {

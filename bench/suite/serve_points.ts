@@ -15,7 +15,7 @@ import { isPeer, logDirOf, startTarget } from './targets.js';
 export interface ServePoint {
   system: string; // a kvgate router mode or a peer
   api: string; // the kvgate bench --api it took
-  concurrency: number | null; // closed loop; null: open loop at `rate`
+  concurrency: number | null; // closed loop; null: open loop at `rate`, or a trace at its timestamps
   rate: number | null;
   kvTokens: number;
   loadAverage: number[]; // per run, at its end
@@ -23,7 +23,9 @@ export interface ServePoint {
   problem: string | null; // why a peer has no result
 }
 
-export type Load = { concurrency: number } | { rate: number };
+// Closed loop, Poisson arrivals, or a trace replayed at its own timestamps (open loop; the
+// args carry --trace-speedup).
+export type Load = { concurrency: number } | { rate: number } | { replay: true };
 
 export interface PointRunner {
   engine: EngineSettings;
@@ -58,7 +60,7 @@ async function runOnce(o: PointRunner, p: ServePoint, load: Load, tag: string, a
   if (o.peers instanceof Error && p.system === 'dynamo') throw o.peers;
   const t = await startTarget(p.system, { ...o.engine, kvTokens: p.kvTokens }, logDirOf(o.scratch, tag), o.peers instanceof Error ? null : o.peers);
   try {
-    const drive = 'concurrency' in load ? ['--concurrency', String(load.concurrency)] : ['--rate', load.rate.toFixed(2)];
+    const drive = 'concurrency' in load ? ['--concurrency', String(load.concurrency)] : 'rate' in load ? ['--rate', load.rate.toFixed(2)] : [];
     const result = await kvgateBench(['--url', t.url, ...t.api, ...args, ...drive], join(o.scratch, tag));
     p.api = t.api[1]!;
     p.runs.push(result);
