@@ -56,6 +56,7 @@ for (const m of ['kv', 'round-robin', 'random']) if (!modes.includes(m)) throw n
 
 const log = (s: string) => console.error(`[bench:mooncake-load] ${s}`);
 process.on('exit', killAllNow);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
 
 // The simulator's fleet (bench/sim/mooncake_load.ts): 8 engines, page 64, the mocker's defaults
 // otherwise, at speedup 1. The context is widened so the trace's longest prompts (up to 121,924

@@ -7,13 +7,25 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Results } from '../../src/bench/stats.js';
 
+// The children spawned here, ended when this process exits (the scripts turn SIGINT/SIGTERM into
+// an exit), so an interrupted run leaves no `kvgate serve` fleet or `kvgate bench` behind.
+const live = new Set<ChildProcess>();
+function track(p: ChildProcess): ChildProcess {
+  live.add(p);
+  p.once('exit', () => live.delete(p));
+  return p;
+}
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGTERM');
+});
+
 const cli = fileURLToPath(new URL('../../test/e2e/kvgate_cli.ts', import.meta.url));
 export const KVGATE = [process.execPath, '--import', 'tsx', cli];
 
 // Runs a command to its end; rejects with the tail of its output when it fails.
 export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const p = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
     let log = '';
     p.stdout.on('data', (d) => (log += d));
     p.stderr.on('data', (d) => (log += d));
@@ -29,7 +41,7 @@ export interface Serving {
 
 // `kvgate serve --port 0 <args>`, resolved with its URL once it prints the listening line.
 export async function startServe(args: string[]): Promise<Serving> {
-  const proc: ChildProcess = spawn(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = track(spawn(KVGATE[0]!, [...KVGATE.slice(1), 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const url = await new Promise<string>((resolve, reject) => {
     let s = '';
