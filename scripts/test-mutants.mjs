@@ -177,8 +177,8 @@ const MUTANTS = [
     name: 'skipped-decrement-on-free',
     why: "freeing a request leaves its blocks in the unit's active blocks",
     file: 'active_sequences.cc',
-    from: 'if (table_.remove(node, r.unit) == 0) drop<uint64_t>(load.active_blocks, 1);',
-    to: 'table_.remove(node, r.unit);',
+    from: 'drop<uint64_t>(load.active_blocks, table_.remove_all(r.nodes.data(), r.nodes.size(), r.unit));',
+    to: 'table_.remove_all(r.nodes.data(), r.nodes.size(), r.unit);',
   },
   {
     name: 'wrong-hash-seed',
