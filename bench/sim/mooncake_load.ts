@@ -32,10 +32,17 @@ export interface TraceCeiling {
   spanSec: number; // first to last timestamp, at 1x
 }
 
+// The trace's lines (a file read once for every ceiling below).
+export function readTrace(path: string | URL): TraceLine[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as TraceLine);
+}
+
 // The trace's first `limit` requests (all with Infinity) through one cache that never evicts.
-export function traceCeiling(path: string | URL, limit = Infinity): TraceCeiling {
-  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '');
-  const trace = lines.slice(0, Math.min(limit, lines.length)).map((l) => JSON.parse(l) as TraceLine);
+export function traceCeiling(lines: readonly TraceLine[], limit = Infinity): TraceCeiling {
+  const trace = lines.slice(0, Math.min(limit, lines.length));
   const spanSec = trace.length > 1 ? (trace[trace.length - 1]!.timestamp - trace[0]!.timestamp) / 1000 : 0;
   return { requests: trace.length, share: bestCachedShare(trace), spanSec };
 }
@@ -60,7 +67,8 @@ export function runMooncakeLoad(seed: number, eventDelayMs: number): unknown {
   const loads = list('SIM_MOONCAKE_LOADS', '1,1.25,1.4,1.75');
   const speeds = list('SIM_MOONCAKE_SPEEDS', '3');
 
-  const ceilings = [traceCeiling(path, requests), traceCeiling(path)];
+  const trace = readTrace(path);
+  const ceilings = [traceCeiling(trace, requests), traceCeiling(trace)];
   console.log('\n### The trace\'s ceiling: one engine with an infinite cache\n');
   console.log('| requests | span at 1x s | prompt tokens in blocks seen before | largest throughput gain from caching, prefill-bound: 1 / (1 - share) |');
   console.log('|---|---|---|---|');

@@ -92,12 +92,12 @@ export function routerCost(
   const out = new Uint32Array(3);
   const pick = queryPicker(prompts.length);
   const buffer = new Uint32Array(Math.max(...prompts.map((p) => p.length)));
-  // Each query is copied into one buffer, as a frontend hands the router a fresh prompt.
-  const query = () => {
-    const p = prompts[pick()]!;
+  // A prompt copied into the one buffer (then in cache), as a frontend hands the router a fresh one.
+  const copied = (p: Uint32Array) => {
     buffer.set(p);
     return buffer.length === p.length ? buffer : buffer.subarray(0, p.length);
   };
+  const query = () => copied(prompts[pick()]!);
   const find = new Float64Array(Math.min(decisions, 5000));
   const findCpu = new Float64Array(find.length);
   for (let i = 0; i < find.length; i++) {
@@ -156,9 +156,7 @@ export function routerCost(
   let sink = 0;
   const copy0 = process.cpuUsage();
   for (let i = 0; i < decisions; i++) {
-    const p = prompts[again()]!;
-    buffer.set(p);
-    sink += (buffer.length === p.length ? buffer : buffer.subarray(0, p.length)).length;
+    sink += copied(prompts[again()]!).length;
   }
   const copy = process.cpuUsage(copy0);
   if (sink === 0) throw new Error('router cost: no prompt copied');

@@ -23,7 +23,7 @@ import { mooncake, MOONCAKE_PATH } from '../../src/bench/workloads.js';
 import { killAllNow, stopAll } from '../gateway/procs.js';
 import type { EngineSettings } from '../gateway/systems.js';
 import { PRODUCT_KNOBS, type PolicySpec } from '../sim/policies.js';
-import { traceCeiling } from '../sim/mooncake_load.js';
+import { readTrace, traceCeiling } from '../sim/mooncake_load.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from '../sim/simulate.js';
 import { at, cached, med, servePoints, sp, ttftP50, type Metric, type ServePoint } from './serve_points.js';
 import { formatSpread, isPeer, spread } from './summary.js';
@@ -63,7 +63,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => proces
 // tokens; 63 of the first 1,000 exceed the mocker's default 40,960) run as in the simulator.
 const engine: EngineSettings = { workers: 8, pageSize: 64, kvTokens: positive('kv-tokens', a['kv-tokens'], true), maxRunning: ENGINE_DEFAULTS.maxRunningRequests, speedup: 1, contextLength: 131_072 };
 const tracePath = fileURLToPath(MOONCAKE_PATH);
-const span = traceCeiling(tracePath, requests).spanSec;
+const span = traceCeiling(readTrace(tracePath), requests).spanSec;
 const runner = { engine, repeats, scratch: join(tmpdir(), `kvgate-mooncake-load-${process.pid}`), peers: null, log };
 const systems = [...modes, ...peerNames];
 
