@@ -25,7 +25,7 @@ import { defaultCacheDir, ensurePeers } from '../gateway/peers.js';
 import type { EngineSettings } from '../gateway/systems.js';
 import { kvgateBench, startServe } from './procs.js';
 import { isPeer, median, PEERS } from './summary.js';
-import { startTarget, type Target } from './targets.js';
+import { routerModeArgs, startTarget, type Target } from './targets.js';
 
 const dashdash = process.argv.indexOf('--', 2);
 const own = dashdash >= 0 ? process.argv.slice(2, dashdash) : process.argv.slice(2);
@@ -72,8 +72,7 @@ for (const m of modes) {
 async function start(name: string, round: number): Promise<Target> {
   const pd = PD_MODE.exec(name);
   if (!pd && peerNames.length > 0) return startTarget(name, engine, join(out, `${name}-${round}-procs`), peers);
-  const mode = name === 'kv-nowait' ? ['--router-mode', 'kv', '--router-prefill-wait-share', '1'] : ['--router-mode', name];
-  const fleet = pd ? ['--prefill-workers', pd[1]!, '--decode-workers', pd[2]!, '--router-mode', 'kv'] : ['--workers', a.workers, ...mode];
+  const fleet = pd ? ['--prefill-workers', pd[1]!, '--decode-workers', pd[2]!, '--router-mode', 'kv'] : ['--workers', a.workers, ...routerModeArgs(name)];
   const serve = await startServe([...fleet, ...(engineArgs.length ? ['--', ...engineArgs] : [])]);
   // Beside the peers, token ids as startTarget sends kvgate's modes.
   return { ...serve, api: peerNames.length > 0 ? ['--api', 'openai-completions'] : [] };

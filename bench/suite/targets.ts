@@ -3,6 +3,8 @@
 // size, KV capacity, running-request cap and speedup, so the same model time):
 //
 //   sglang-router, smg  SGLang's routers (cache_aware) in front of standalone kvgate mockers
+//   router-POLICY       `kvgate router --policy POLICY` (the drop-in router) over the same
+//                       standalone mockers as SGLang's routers
 //   dynamo              NVIDIA Dynamo's KV-routing frontend and its own mockers (Dynamo's mocker
 //                       runs the same polynomial timing model, with the same --speedup-ratio)
 //
@@ -35,19 +37,26 @@ export async function startTarget(system: string, e: EngineSettings, logDir: str
     const sys = await startSystem('dynamo', peers, e, logDir, () => undefined);
     return { url: sys.url, api: ['--api', 'openai-completions'], stop: () => sys.stop() };
   }
-  if (system === 'sglang-router' || system === 'smg') {
+  const standalone = system === 'sglang-router' || system === 'smg' ? `${system}:cache_aware` : system.startsWith('router-') ? `kvgate:${system.slice('router-'.length)}` : null;
+  if (standalone) {
     const fleet = await startMockers(e.workers, mockerArgs(e), logDir);
     const stopFleet = () => Promise.all(fleet.procs.map((p) => stop(p))).then(() => undefined);
     try {
-      const router = await startRouter(`${system}:cache_aware`, fleet.urls, { logDir });
+      const router = await startRouter(standalone, fleet.urls, { logDir });
       return { url: router.urls[0]!, api: ['--api', 'sglang-generate'], stop: () => router.stop().then(stopFleet) };
     } catch (err) {
       await stopFleet();
       throw err;
     }
   }
-  const serve = await startServe(['--workers', String(e.workers), '--router-mode', system, '--', ...mockerArgs(e)]);
+  const serve = await startServe(['--workers', String(e.workers), ...routerModeArgs(system), '--', ...mockerArgs(e)]);
   return { url: serve.url, api: ['--api', 'openai-completions'], stop: () => serve.stop() };
+}
+
+// `kvgate serve`'s flags for a router mode; `kv-nowait` is kv without the wait for a shared
+// prefill (--router-prefill-wait-share 1).
+export function routerModeArgs(mode: string): string[] {
+  return mode === 'kv-nowait' ? ['--router-mode', 'kv', '--router-prefill-wait-share', '1'] : ['--router-mode', mode];
 }
 
 export const logDirOf = (root: string, tag: string) => join(root, `${tag}-procs`);
