@@ -509,6 +509,13 @@ const tsMutants = mutants.filter((m) => m.src);
 const dir = dirArg ? resolve(dirArg) : mkdtempSync(join(tmpdir(), 'kvgate-mutants-'));
 mkdirSync(dir, { recursive: true });
 
+// With ccache on PATH the trees compile through it, paths taken relative to `dir`: the second
+// tree's build and every file restored after a mutant are cache hits (the same source, the same
+// flags); only a planted mutant compiles. The cache lives in `dir`.
+const ccache = sh('ccache', ['--version'], dir).ok;
+if (ccache) Object.assign(process.env, { CCACHE_DIR: join(dir, 'ccache'), CCACHE_BASEDIR: dir, CCACHE_NOHASHDIR: 'true' });
+const launcher = ccache ? ['-DCMAKE_CXX_COMPILER_LAUNCHER=ccache'] : [];
+
 function sh(cmd, cmdArgs, cwd, timeoutMs = 300_000, env = {}) {
   const r = spawnSync(cmd, cmdArgs, { cwd, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, env: { ...process.env, ...env } });
   return { ok: r.status === 0, timedOut: r.error?.code === 'ETIMEDOUT', out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
@@ -615,9 +622,9 @@ function makeTree(at, suites) {
     // The addon needs the binding and node-addon-api / cmake-js (the repository's node_modules).
     copy('native/binding');
     link(join(root, 'node_modules'), join(at, 'node_modules'));
-    conf = sh('npx', ['cmake-js', 'configure', '-d', at, '-O', build, '--CDKVGATE_TESTS=ON', '--CDKVGATE_WERROR=OFF'], at);
+    conf = sh('npx', ['cmake-js', 'configure', '-d', at, '-O', build, '--CDKVGATE_TESTS=ON', '--CDKVGATE_WERROR=OFF', ...launcher.map((d) => `--C${d.slice(1)}`)], at);
   } else {
-    conf = sh('cmake', ['-S', at, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release'], at);
+    conf = sh('cmake', ['-S', at, '-B', build, '-G', 'Ninja', '-DKVGATE_TESTS=ON', '-DKVGATE_WERROR=OFF', '-DCMAKE_BUILD_TYPE=Release', ...launcher], at);
   }
   if (!conf.ok) throw new Error(`cmake configure failed in ${at}:\n${conf.out.slice(-4000)}`);
   const b = sh('cmake', ['--build', build, '-j2'], at, 900_000);
