@@ -185,6 +185,7 @@ function burst(): void {
     for (const overlapWeight of [1, 4, 8]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
   }
   for (const d of [0, 20]) specs.push({ kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight, eventDelayMs: d });
+  for (const d of [0, 20]) specs.push({ kind: 'kv-pending', ...PRODUCT_KNOBS, holdSharedPrefill: false, eventDelayMs: d });
   for (const spec of specs) {
     const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });
     const top = Math.round(r.maxShare * r.requests);
