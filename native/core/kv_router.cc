@@ -532,9 +532,9 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
   const double own = own_weight_now();
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
-    out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
-                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight,
-                                      config_.pending_weight, own)});
+    out->push_back(UnitScore{
+        sl.worker, sl.rank, cand_[i],
+        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight, own)});
   }
 }
 

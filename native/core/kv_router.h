@@ -62,7 +62,7 @@ struct RouterConfig {
   double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
   double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
   double own_weight = 0;              // weight of the prompt's own uncached blocks again (kv_logit); 0 = Dynamo's cost
-  double own_queue_weight = 0;        // the own weight grows by this per prompt queued per unit (own_weight_at); 0 = fixed
+  double own_queue_weight = 0;        // own weight's growth per prompt queued per unit (own_weight_at); 0 = fixed
   bool full_scan = false;             // score every candidate on every route (the pruned scan's yardstick)
 };
 

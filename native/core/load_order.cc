@@ -127,8 +127,8 @@ void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_block
   filed_[pos] = 1;
 }
 
-uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight,
-                           double own_weight, Rng& rng, const Candidate& base) {
+uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, double own_weight,
+                           Rng& rng, const Candidate& base) {
   double best = std::numeric_limits<double>::infinity();
   for (const Scored& s : matched) {
     best = std::min(best, s.logit);

@@ -71,8 +71,8 @@ class LoadOrder {
   // request cached if it holds any cached block (kCached), else none; base.active_overlap
   // active if it holds any active block (kActive), else none; and no more pending than
   // cached. (base's other fields are ignored; the default: no overlap of any kind.)
-  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, double own_weight,
-                  Rng& rng, const Candidate& base = Candidate{});
+  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, double own_weight, Rng& rng,
+                  const Candidate& base = Candidate{});
 
   size_t buckets() const { return buckets_.size(); }
   // Memory owned, approximately (a map node is counted as its value plus four pointers).

@@ -626,7 +626,8 @@ TEST(KvRouter, OwnQueueWeightGrowsTheOwnWeightWithTheFleetsPrefillQueue) {
       EXPECT_EQ(logits(), (std::pair<double, double>{1130 + 2 * w, 306 + 34 * w}));
       RouteResult res;
       ASSERT_EQ(r.route(p.data(), p.size(), 100, 8.0, 0.0, 0, &res), RouteStatus::kOk);
-      EXPECT_EQ(res.worker, queue_weight > 0 ? 1u : 2u) << "full scan " << full_scan << ", queue weight " << queue_weight;
+      EXPECT_EQ(res.worker, queue_weight > 0 ? 1u : 2u)
+          << "full scan " << full_scan << ", queue weight " << queue_weight;
       ASSERT_TRUE(r.free(100));
       for (uint64_t id = 1; id <= 4; id++) ASSERT_TRUE(r.mark_prefill_done(id));
       const double w2 = queue_weight > 0 ? 16 : 8;
