@@ -17,9 +17,10 @@ export const ROUTING_DEFAULTS = {
   ownWeight: 8,
   // The own weight grows by this much per prompt the fleet has before its first token, per
   // worker: the prefill a request adds delays every prompt queued behind it, so a saturated
-  // fleet keeps a prompt with its cached prefix rather than recompute it elsewhere (1: each
-  // queued prompt is delayed as much as the request itself; `npm run sim -- own-queue`); 0: fixed.
-  ownQueueWeight: 1,
+  // fleet keeps a prompt with its cached prefix rather than recompute it elsewhere; 0: fixed.
+  // 2 is the simulator's pick across Mooncake at three KV sizes, shared prefix and multi-turn
+  // (`npm run sim -- own-queue`, bench/README.md).
+  ownQueueWeight: 2,
   // A prompt waits for a prefill its worker has queued when they share more than this share of
   // the prompt beyond what the worker caches (kvgate router's --cache-threshold default; the
   // simulator's holdSharedPrefill uses it too).
