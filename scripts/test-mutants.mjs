@@ -383,8 +383,22 @@ const MUTANTS = [
     name: 'load-order-unmatched-without-own',
     why: "the pruned scan costs unmatched units without the own term (cheaper than the full scan's cost)",
     file: 'load_order.cc',
-    from: '        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);\n',
+    from: '        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight);\n',
     to: '        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight);\n',
+  },
+  {
+    name: 'own-queue-ignored',
+    why: "the own weight stays fixed however long the fleet's prefill queue (own_queue_weight ignored)",
+    file: 'scheduler.h',
+    from: '  return own_weight * (1 + own_queue_weight * static_cast<double>(prefilling) / static_cast<double>(units));\n',
+    to: '  return own_weight;\n',
+  },
+  {
+    name: 'prefilling-kept-on-free',
+    why: "a request freed before its first token stays in the fleet's prefill queue (the own weight only grows)",
+    file: 'active_sequences.cc',
+    from: '    drop(load.prefill_tokens, r.prefill_tokens);\n    prefilling_--;\n',
+    to: '    drop(load.prefill_tokens, r.prefill_tokens);\n',
   },
   {
     name: 'base-class-ignored',

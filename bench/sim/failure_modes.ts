@@ -16,7 +16,8 @@ export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'oracle' },
   { kind: 'kv' },
   { kind: 'kv', overlapWeight: 4 },
-  { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight }, // the product defaults (pending weight 16)
+  { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight, ownQueueWeight: ROUTING_DEFAULTS.ownQueueWeight }, // the product defaults (pending weight 16)
+  { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight }, // a fixed own weight
   { kind: 'kv-pending', overlapWeight: 8 }, // without the own-blocks weight (own_weight.ts)
   { kind: 'kv-pending', overlapWeight: 4 },
   { kind: 'kv', temperature: 0.5 },

@@ -26,6 +26,7 @@ export function runLoadSweep(seed: number, eventDelayMs: number): LoadRow[] {
   const policies: PolicySpec[] = [
     { kind: 'oracle' },
     { kind: 'kv-pending', ...PRODUCT_KNOBS, eventDelayMs },
+    { kind: 'kv-pending', ...PRODUCT_KNOBS, ownQueueWeight: 0, eventDelayMs },
     { kind: 'kv-pending', ...PRODUCT_KNOBS, ownWeight: 0, eventDelayMs },
     { kind: 'kv', overlapWeight: 1, eventDelayMs },
     { kind: 'least-loaded' },

@@ -22,6 +22,9 @@
 //                     three ratios by offered load around round-robin's capacity, at two KV
 //                     sizes: SIM_MOONCAKE_REQUESTS (1000), SIM_MOONCAKE_KV (262144,2097152),
 //                     SIM_MOONCAKE_LOADS (1,1.25,1.4,1.75), SIM_MOONCAKE_SPEEDS (3)
+//   own-queue         the product at own queue weights SIM_OWN_QUEUE_WEIGHTS (0,1,2,4) beside
+//                     cache_aware on Mooncake at three KV sizes, and on the workloads it must
+//                     not cost (own_queue.ts)
 //
 // Env: SIM_FLEETS (8,64,1000,10000), SIM_WORKLOADS (shared-prefix,multi-turn,mooncake),
 // SIM_POLICIES (all), SIM_EVENT_DELAY_MS (exact KV events: emit -> index, default 5),
@@ -48,6 +51,7 @@ import { runHold } from './hold.js';
 import { runBesideSglang } from './beside_sglang.js';
 import { OWN_CASES, runOwnWeight } from './own_weight.js';
 import { runMooncakeLoad } from './mooncake_load.js';
+import { runOwnQueue } from './own_queue.js';
 import { interleavedCost, interleavedTable } from './cost_interleaved.js';
 import { FAILURE_POLICIES, starvation, tieAlternation } from './failure_modes.js';
 
@@ -185,6 +189,7 @@ function burst(): void {
     for (const overlapWeight of [1, 4, 8]) for (const d of [0, 20]) specs.push({ kind, overlapWeight, eventDelayMs: d });
   }
   for (const d of [0, 20]) specs.push({ kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight, eventDelayMs: d });
+  for (const d of [0, 20]) specs.push({ kind: 'kv-pending', ...PRODUCT_KNOBS, holdSharedPrefill: false, eventDelayMs: d });
   for (const spec of specs) {
     const r = simulate(burstWorkload(seed), { workers: 8, engine: ENGINE_DEFAULTS, policy: { ...spec, seed }, seed });
     const top = Math.round(r.maxShare * r.requests);
@@ -253,6 +258,9 @@ switch (cmd) {
     break;
   case 'mooncake-load':
     json.mooncakeLoad = runMooncakeLoad(seed, eventDelayMs);
+    break;
+  case 'own-queue':
+    json.ownQueue = runOwnQueue(eventDelayMs);
     break;
   case 'cost-ab': {
     const baseline = process.env.SIM_COST_BASELINE;

@@ -13,7 +13,8 @@
 //   3. The same at a larger KV per engine (SIM_MOONCAKE_KV, tokens; the first is the report's).
 // Env: SIM_MOONCAKE_REQUESTS (1000: the first N requests of the trace), SIM_MOONCAKE_KV
 // (262144,2097152), SIM_MOONCAKE_LOADS (1,1.25,1.4,1.75: x round-robin's capacity),
-// SIM_MOONCAKE_SPEEDS (3: trace speed-ups also run, as the report's point).
+// SIM_MOONCAKE_SPEEDS (3: trace speed-ups also run, as the report's point), SIM_MOONCAKE_BEFORE
+// (1: also the product with a fixed own weight, as before ownQueueWeight).
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +51,8 @@ export function traceCeiling(lines: readonly TraceLine[], limit = Infinity): Tra
 const POLICIES = (eventDelayMs: number): PolicySpec[] => [
   { kind: 'oracle' },
   { kind: 'kv-pending', ...PRODUCT_KNOBS, eventDelayMs },
+  // SIM_MOONCAKE_BEFORE=1: the product with a fixed own weight beside it (before ownQueueWeight).
+  ...(process.env.SIM_MOONCAKE_BEFORE === '1' ? [{ kind: 'kv-pending', ...PRODUCT_KNOBS, ownQueueWeight: 0, eventDelayMs } satisfies PolicySpec] : []),
   { kind: 'sglang-cache-aware' },
   { kind: 'round-robin' },
   { kind: 'random' },

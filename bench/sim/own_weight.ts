@@ -8,7 +8,7 @@
 
 import { GSP_DEFAULTS, sharedPrefix } from '../../src/bench/workloads.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
-import { policyLabel, type PolicySpec } from './policies.js';
+import { policyLabel, PRODUCT_KNOBS, type PolicySpec } from './policies.js';
 import { GSP_KV_TOKENS, scenario, type Scenario } from './scenarios.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 
@@ -63,9 +63,11 @@ export function ownPolicies(eventDelayMs: number): PolicySpec[] {
     { kind: 'oracle' },
     { kind: 'kv-pending', overlapWeight: w, ownWeight: 0, eventDelayMs },
     ...OWN_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pending', overlapWeight: w, ownWeight, eventDelayMs })),
-    // The product as kvgate serve runs it (the defaults and the wait for a shared prefill),
-    // before the own weight and with it.
+    // The product as kvgate serve runs it (the defaults and the wait for a shared prefill):
+    // before the own weight, with a fixed one, and with the own weight grown by the fleet's
+    // prefill queue (the defaults now).
     ...[0, ROUTING_DEFAULTS.ownWeight].map((ownWeight): PolicySpec => ({ kind: 'kv-pending', overlapWeight: w, ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1, eventDelayMs })),
+    { kind: 'kv-pending', ...PRODUCT_KNOBS, eventDelayMs },
     ...PROTOTYPE_WEIGHTS.map((ownWeight): PolicySpec => ({ kind: 'kv-pressure', overlapWeight: w, ownWeight, eventDelayMs })),
     ...(PRESSURE_WEIGHT !== null ? [{ kind: 'kv-pressure', overlapWeight: w, ownWeight: 8, pressureWeight: PRESSURE_WEIGHT, eventDelayMs } satisfies PolicySpec] : []),
     { kind: 'random' },

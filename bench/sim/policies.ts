@@ -64,12 +64,21 @@ export interface PolicySpec {
   ownWeight?: number;
   // kv-pressure: the weight of each block a unit's KV would hold beyond its capacity.
   pressureWeight?: number;
+  // How much the own weight grows per prompt the fleet has before its first token, per unit
+  // (the router's ownQueueWeight; default 0: a fixed own weight). kv-pressure computes it on
+  // the TypeScript side (its prototype).
+  ownQueueWeight?: number;
   seed?: number;
 }
 
 // The product's kv routing (kvgate serve's defaults, src/router/routing_defaults.ts): the
 // kv-pending policy with these knobs.
-export const PRODUCT_KNOBS = { overlapWeight: ROUTING_DEFAULTS.overlapWeight, ownWeight: ROUTING_DEFAULTS.ownWeight, holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1 };
+export const PRODUCT_KNOBS = {
+  overlapWeight: ROUTING_DEFAULTS.overlapWeight,
+  ownWeight: ROUTING_DEFAULTS.ownWeight,
+  ownQueueWeight: ROUTING_DEFAULTS.ownQueueWeight,
+  holdSharedPrefill: ROUTING_DEFAULTS.prefillWaitShare < 1,
+};
 
 export function policyLabel(s: PolicySpec): string {
   const knobs: string[] = [];
@@ -79,6 +88,7 @@ export function policyLabel(s: PolicySpec): string {
   if (s.pendingTimeoutMs !== undefined) knobs.push(`pt=${s.pendingTimeoutMs}`);
   if (s.ownWeight !== undefined) knobs.push(`own=${s.ownWeight}`);
   if (s.pressureWeight !== undefined) knobs.push(`kvw=${s.pressureWeight}`);
+  if (s.ownQueueWeight) knobs.push(`queue=${s.ownQueueWeight}`);
   if (s.holdSharedPrefill) knobs.push('hold');
   return knobs.length ? `${s.kind} (${knobs.join(', ')})` : s.kind;
 }
@@ -165,6 +175,7 @@ class NativePolicy implements Policy {
       // kv-pending: the native pending prefixes (kv_router.h); kv keeps them off.
       ...(pending ? { pendingWeight: spec.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight, pendingTimeoutMs: spec.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs } : {}),
       ...(spec.ownWeight !== undefined && !prototype ? { ownWeight: spec.ownWeight } : {}),
+      ...(spec.ownQueueWeight !== undefined && !prototype ? { ownQueueWeight: spec.ownQueueWeight } : {}),
     });
     for (let w = 0; w < fleet.workers; w++) this.router.addWorker(w, 0);
     if (this.exact) this.storedBlocks = (worker, hashes) => this.stored(worker, hashes);
@@ -234,6 +245,8 @@ class KvPressurePolicy extends NativePolicy {
   private readonly costs: Float64Array;
   private readonly capBlocks: number;
   private readonly reserved: Float64Array; // output blocks of each unit's requests in flight
+  private prefilling = 0; // requests routed and before their first token, fleet-wide
+  private readonly seen = new Set<number>();
   private seed: number;
 
   constructor(spec: PolicySpec, fleet: FleetView) {
@@ -246,8 +259,14 @@ class KvPressurePolicy extends NativePolicy {
     this.reserved = new Float64Array(this.n);
   }
 
+  override firstToken(req: SimRequest): void {
+    super.firstToken(req);
+    if (this.seen.delete(req.id)) this.prefilling--;
+  }
+
   override finished(req: SimRequest): void {
     super.finished(req);
+    if (this.seen.delete(req.id)) this.prefilling--;
     this.reserved[req.worker] -= Math.ceil(req.outputLen / this.fleet.blockSize);
   }
 
@@ -263,7 +282,7 @@ class KvPressurePolicy extends NativePolicy {
     const r = this.router;
     const bs = this.fleet.blockSize;
     const w = this.spec.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight;
-    const own = this.spec.ownWeight ?? 0;
+    const own = (this.spec.ownWeight ?? 0) * (1 + ((this.spec.ownQueueWeight ?? 0) * this.prefilling) / this.n);
     const kvw = this.spec.pressureWeight ?? 0;
     const isl = req.u32.length;
     // cost(w) = w * prefill_blocks + rest: two scores give both parts.
@@ -302,6 +321,8 @@ class KvPressurePolicy extends NativePolicy {
     for (let i = 0; i < this.n; i++) if (i !== best) r.setBusy(this.outW[i]!, false);
     if (got !== pick) throw new Error(`kv-pressure: route() took ${got}, not ${pick}`);
     this.reserved[best] += Math.ceil(req.outputLen / bs);
+    this.seen.add(req.id);
+    this.prefilling++;
     return got;
   }
 }

@@ -139,6 +139,12 @@ export interface KvRouterOptions {
    *  the fleet, so that a prompt stays with its cached prefix behind a short queue rather
    *  than recompute it on an idle unit. */
   ownWeight?: number;
+  /** How much the own weight grows per prompt queued per unit, >= 0; default 0 (a fixed own
+   *  weight). route's own weight is ownWeight * (1 + ownQueueWeight * prompts before their
+   *  first token (markPrefillDone) over the fleet / candidate units): the prefill a request
+   *  adds delays every prompt queued behind it, so a saturated fleet keeps a prompt with its
+   *  cached prefix rather than recompute it elsewhere. */
+  ownQueueWeight?: number;
   /** Default false. true: route() scores every candidate on every request. By default a kv
    *  route at temperature 0 with the options' overlapWeight scores only the units the prompt
    *  shares blocks with plus the least loaded of the rest (kept in load order) and picks
@@ -291,7 +297,8 @@ export class KvRouter {
    *  once, by the request that made them pending), and cost -= pendingWeight * extra. The
    *  request's own prefill load then counts its pending blocks as cached.
    *  With ownWeight > 0, own = max(0, isl - overlap*bs - that shared prefill) (the prompt's
-   *  part computed for it alone there), and cost += ownWeight * own / bs.
+   *  part computed for it alone there), and cost += ownWeight * own / bs (ownWeight times
+   *  1 + ownQueueWeight * the fleet's prompts before their first token per candidate unit).
    *  temperature 0: the minimum cost, ties to the unit with the fewest cached blocks, then
    *  at random; temperature > 0: a sample of softmax(-(cost / (max - min)) / temperature).
    *

@@ -183,7 +183,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     static const char* const kKnown[] = {
         "blockSize",        "policy",      "overlapWeight",   "temperature",      "seed",
         "approx",           "approxTtlMs", "approxMaxBlocks", "approxPruneRatio", "pendingWeight",
-        "pendingTimeoutMs", "fullScan",    "ownWeight"};
+        "pendingTimeoutMs", "fullScan",    "ownWeight",       "ownQueueWeight"};
     if (!only_known_keys(env, o, kKnown, "KvRouter")) return;
     RouterConfig c;
     Napi::Value bs = o.Get("blockSize");
@@ -204,6 +204,7 @@ class RouterWrap : public Napi::ObjectWrap<RouterWrap> {
     if (!option_number(o, "pendingWeight", &c.pending_weight, 0, false)) return;
     if (!option_number(o, "pendingTimeoutMs", &c.pending_timeout_ms, 0, true)) return;
     if (!option_number(o, "ownWeight", &c.own_weight, 0, false)) return;
+    if (!option_number(o, "ownQueueWeight", &c.own_queue_weight, 0, false)) return;
     Napi::Value seed = o.Get("seed");
     if (seed.IsUndefined()) {
       std::random_device rd;

@@ -43,6 +43,7 @@ ActiveSequences::AddStatus ActiveSequences::add(uint64_t id, uint32_t unit, cons
   if (partial_block) load.active_blocks++;
   load.prefill_tokens += prefill_tokens;
   load.requests++;
+  prefilling_++;
   index_.put(id, slot);
   return AddStatus::kOk;
 }
@@ -70,6 +71,7 @@ bool ActiveSequences::mark_prefill_done(uint64_t id) {
   if (r.prefill_done) return false;
   r.prefill_done = true;
   drop(loads_[r.unit].prefill_tokens, r.prefill_tokens);
+  prefilling_--;
   return true;
 }
 
@@ -86,7 +88,10 @@ void ActiveSequences::release(uint32_t slot) {
   // The blocks whose last hold on the unit went leave its active blocks.
   drop<uint64_t>(load.active_blocks, table_.remove_all(r.nodes.data(), r.nodes.size(), r.unit));
   if (r.partial) drop<uint64_t>(load.active_blocks, 1);
-  if (!r.prefill_done) drop(load.prefill_tokens, r.prefill_tokens);
+  if (!r.prefill_done) {
+    drop(load.prefill_tokens, r.prefill_tokens);
+    prefilling_--;
+  }
   drop<uint32_t>(load.requests, 1);
   r.nodes.clear();
   free_slots_.push_back(slot);

@@ -66,6 +66,9 @@ class ActiveSequences {
 
   const UnitLoad& load(uint32_t unit) const { return unit < loads_.size() ? loads_[unit] : kIdle; }
   size_t requests() const { return index_.size(); }
+  // Requests not yet marked prefill done, over every unit (the fleet's prompts queued or in
+  // prefill: the own term's queue factor, scheduler.h).
+  size_t prefilling() const { return prefilling_; }
   size_t bytes() const;
 
  private:
@@ -87,6 +90,7 @@ class ActiveSequences {
   std::vector<Request> requests_;  // slots are reused, keeping their node vectors' capacity
   std::vector<uint32_t> free_slots_;
   std::vector<UnitLoad> loads_;
+  size_t prefilling_ = 0;
 };
 
 }  // namespace kvgate

@@ -121,7 +121,7 @@ void KvRouter::file(uint32_t s) {
 
 void KvRouter::refile_all() {
   const std::vector<uint32_t>& units = pool();
-  load_order_.reset(config_.overlap_weight, config_.block_size, units.size(), config_.own_weight);
+  load_order_.reset(config_.overlap_weight, config_.block_size, units.size());
   load_order_stale_ = false;
   for (const uint32_t s : units) file(s);
 }
@@ -418,7 +418,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   } else {
     flush_refiles();
   }
-  const double w = config_.overlap_weight, pw = config_.pending_weight, own = config_.own_weight;
+  const double w = config_.overlap_weight, pw = config_.pending_weight, own = own_weight_now();
   const uint32_t bs = config_.block_size;
   // Units at the base (the blocks every unit holds, cached and active) are left to the
   // load order; only those past it are scored.
@@ -441,7 +441,7 @@ size_t KvRouter::select_pruned(size_t n_full, uint32_t isl, Candidate* picked) {
   }
   scored_.resize(n);
   const std::vector<uint32_t>& units = pool();
-  const uint32_t pos = load_order_.select(scored_, isl, pw, rng_, base_);
+  const uint32_t pos = load_order_.select(scored_, isl, pw, own, rng_, base_);
   // Still marked: the candidate it was scored as (an unmatched one: at the base).
   *picked = filed_candidate(units[pos]);
   unmark_matches();
@@ -469,14 +469,16 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
     gather(n_full, units);
     values_.resize(count);
     switch (config_.policy) {
-      case Policy::kKv:
+      case Policy::kKv: {
+        const double own = own_weight_now();
         trees_.resize(count);
         for (size_t i = 0; i < count; i++) {
-          values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight, config_.own_weight);
+          values_[i] = kv_logit(cand_[i], isl, bs, overlap_weight, config_.pending_weight, own);
           trees_[i] = cand_[i].tree_size;
         }
         pick = select_kv(values_.data(), trees_.data(), count, temperature, rng_);
         break;
+      }
       case Policy::kRoundRobin: pick = static_cast<size_t>(round_robin_++ % count); break;
       case Policy::kRandom: pick = rng_.below(static_cast<uint32_t>(count)); break;
       case Policy::kPowerOfTwo:
@@ -527,11 +529,12 @@ void KvRouter::score(const uint32_t* tokens, size_t n, double overlap_weight, st
   hash_prompt(tokens, n);
   gather(seq_.size(), candidates_);
   out->clear();
+  const double own = own_weight_now();
   for (size_t i = 0; i < candidates_.size(); i++) {
     const Slot& sl = slots_[candidates_[i]];
-    out->push_back(UnitScore{sl.worker, sl.rank, cand_[i],
-                             kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight,
-                                      config_.pending_weight, config_.own_weight)});
+    out->push_back(UnitScore{
+        sl.worker, sl.rank, cand_[i],
+        kv_logit(cand_[i], static_cast<uint32_t>(n), config_.block_size, overlap_weight, config_.pending_weight, own)});
   }
 }
 

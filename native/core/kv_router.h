@@ -62,6 +62,7 @@ struct RouterConfig {
   double pending_weight = 0;          // cost of a pending block against a prefill block; 0 = no pending prefixes
   double pending_timeout_ms = 10000;  // a request's pending blocks go after this long, stored or not
   double own_weight = 0;              // weight of the prompt's own uncached blocks again (kv_logit); 0 = Dynamo's cost
+  double own_queue_weight = 0;        // own weight's growth per prompt queued per unit (own_weight_at); 0 = fixed
   bool full_scan = false;             // score every candidate on every route (the pruned scan's yardstick)
 };
 
@@ -224,6 +225,10 @@ class KvRouter {
   // The pruned scan (kv, temperature 0, the configured overlap weight): the position in
   // pool() select_kv over the pool would pick, and its candidate in *picked.
   size_t select_pruned(size_t n_full, uint32_t isl, Candidate* picked);
+  // The own weight at the fleet's prefill queue now (scheduler.h: own_weight_at).
+  double own_weight_now() const {
+    return own_weight_at(config_.own_weight, config_.own_queue_weight, active_.prefilling(), candidates_.size());
+  }
   // The slot's load, tree size or holds may have changed: it is refiled (file) at the next
   // pruned route, once however many times it changed since (route, prefill done, free).
   void refile(uint32_t slot);

@@ -41,9 +41,8 @@ void LoadOrder::NodePool::clear() {
   free_ = nullptr;
 }
 
-void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates, double own_weight) {
+void LoadOrder::reset(double weight, uint32_t block_size, size_t candidates) {
   weight_ = weight;
-  own_weight_ = own_weight;
   block_size_ = block_size;
   buckets_.clear();
   pool_->clear();  // (every node is back)
@@ -128,8 +127,8 @@ void LoadOrder::put(uint32_t pos, uint64_t prefill_tokens, uint64_t active_block
   filed_[pos] = 1;
 }
 
-uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng,
-                           const Candidate& base) {
+uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, double own_weight,
+                           Rng& rng, const Candidate& base) {
   double best = std::numeric_limits<double>::infinity();
   for (const Scored& s : matched) {
     best = std::min(best, s.logit);
@@ -147,7 +146,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
     Candidate c;
     c.overlap = (holds & kCached) != 0 ? base.overlap : 0;
     c.active_overlap = (holds & kActive) != 0 ? base.active_overlap : 0;
-    const double idle = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
+    const double idle = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight);
     auto in_class = [&](Buckets::iterator b) { return b != buckets_.end() && b->first.holds == holds; };
     for (Buckets::iterator it = buckets_.lower_bound(Key{holds, -1, 0, 0, 0}); in_class(it);) {
       const Key k = it->first;
@@ -160,7 +159,7 @@ uint32_t LoadOrder::select(const std::vector<Scored>& matched, uint32_t isl, dou
       if (same_load(b)) {
         c.prefill_tokens = k.prefill_tokens;
         c.active_blocks = k.active_blocks;
-        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight_);
+        const double logit = kv_logit(c, isl, block_size_, weight_, pending_weight, own_weight);
         if (logit <= best) {
           best = logit;
           ties_.push_back(Tie{b, logit});

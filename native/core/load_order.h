@@ -45,10 +45,10 @@ class LoadOrder {
   };
 
   // Empties the order for `candidates` positions, costing with overlap weight `weight`
-  // (finite, >= 0) and own weight `own_weight` (kv_logit's) at `block_size`.
-  void reset(double weight, uint32_t block_size, size_t candidates, double own_weight = 0);
+  // (finite, >= 0) at `block_size`.
+  void reset(double weight, uint32_t block_size, size_t candidates);
   // Empties the order and frees its buckets (until the next reset).
-  void clear() { reset(weight_, block_size_, 0, own_weight_); }
+  void clear() { reset(weight_, block_size_, 0); }
   // What a unit holds, for the base overlaps (bits of put's `holds`).
   static constexpr uint8_t kCached = 1;  // any block in the KV index
   static constexpr uint8_t kActive = 2;  // any block of a request in flight
@@ -64,12 +64,14 @@ class LoadOrder {
   // The candidate position select_kv at temperature 0 would return for the request over
   // every candidate, the matched ones scored as given and every other one filed here at
   // cost load + idle (same draws from rng). Every candidate must be filed; `matched`
-  // lists each matched position once. isl and pending_weight are the request's, as
-  // passed to kv_logit. Every candidate not matched has base.overlap blocks of the
+  // lists each matched position once. isl, pending_weight and own_weight are the request's,
+  // as passed to kv_logit (the own term is part of idle, the same on every unmatched unit
+  // of a class, so the own weight may change from route to route without a refile). Every
+  // candidate not matched has base.overlap blocks of the
   // request cached if it holds any cached block (kCached), else none; base.active_overlap
   // active if it holds any active block (kActive), else none; and no more pending than
   // cached. (base's other fields are ignored; the default: no overlap of any kind.)
-  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, Rng& rng,
+  uint32_t select(const std::vector<Scored>& matched, uint32_t isl, double pending_weight, double own_weight, Rng& rng,
                   const Candidate& base = Candidate{});
 
   size_t buckets() const { return buckets_.size(); }
@@ -147,7 +149,6 @@ class LoadOrder {
   uint32_t new_id(Buckets::iterator b);
 
   double weight_ = 0;
-  double own_weight_ = 0;
   uint32_t block_size_ = 1;
   std::unique_ptr<NodePool> pool_ = std::make_unique<NodePool>();  // (outlives buckets_: declared first)
   Buckets buckets_{Buckets::allocator_type(pool_.get())};

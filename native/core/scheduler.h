@@ -76,6 +76,20 @@ inline double kv_logit(const Candidate& c, uint32_t isl, uint32_t block_size, do
   return overlap_weight * prefill_blocks + decode_blocks - pending_weight * extra + own_weight * own_blocks;
 }
 
+// The own weight a route passes to kv_logit. With a queue weight (own_queue_weight > 0) it
+// grows with the fleet's prefill queue: the prefill a request adds to a unit delays every
+// prompt that queues behind it there, and the longer the fleet's queues, the more prompts
+// that is (a unit keeps its queue while the fleet is saturated, wherever later prompts go):
+//   own = own_weight * (1 + own_queue_weight * prefilling / units)
+// prefilling: the fleet's requests before their first token; units: its candidate units.
+// An idle fleet weighs the own term as before; a saturated one keeps a prompt with its
+// cached prefix behind a queue rather than recompute the prefix elsewhere (bench/README.md,
+// Mooncake with plentiful KV).
+inline double own_weight_at(double own_weight, double own_queue_weight, size_t prefilling, size_t units) {
+  if (own_queue_weight <= 0 || units == 0) return own_weight;
+  return own_weight * (1 + own_queue_weight * static_cast<double>(prefilling) / static_cast<double>(units));
+}
+
 // A unit's current load in blocks, for the load-balancing policies:
 // active_blocks + prefill_tokens / bs.
 double load_blocks(const Candidate& c, uint32_t block_size);

@@ -19,7 +19,7 @@
 // Input layout, one byte per choice (the seeds in corpus/router_apply_fuzz are written so):
 //   header   block_size - 1 (mod 4), policy (mod 5), mode (bit 0: temperature 0.7; bits 1-2
 //            zero: approximate mode; bit 3: pending prefixes, weight 4, timeout 50; bit 4:
-//            own weight 8)
+//            own weight 8; bit 5: with bit 4, own queue weight 1)
 //   op       opcode (mod 12), worker (mod 6), rank (mod 3), then by opcode:
 //     0      raw batch: length, bytes
 //     1-3    built batch: ts, event count (mod 7), events, dp (mod 4; 0 = nil, else rank dp-1)
@@ -263,11 +263,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   RouterConfig c;
   c.block_size = 1 + in.upto(3);
   c.policy = static_cast<Policy>(in.upto(4));
-  // bit 0: temperature 0.7; bits 1-2 zero: approximate mode; bit 3: pending prefixes; bit 4: own weight
+  // bit 0: temperature 0.7; bits 1-2 zero: approximate mode; bit 3: pending prefixes; bit 4: own
+  // weight; bit 5: its queue weight
   const uint8_t mode = in.byte();
   c.temperature = mode & 1 ? 0.7 : 0.0;
   c.pending_weight = mode & 8 ? 4.0 : 0.0;
   c.own_weight = mode & 16 ? 8.0 : 0.0;
+  c.own_queue_weight = mode & 32 ? 1.0 : 0.0;
   c.pending_timeout_ms = 50;
   c.seed = 1;
   c.approx = (mode & 6) == 0;

@@ -42,6 +42,9 @@ struct Fleet {
   // Every prompt starts with a system prompt every unit caches (and, after a first round of
   // routes, has active): the pruned scan's base path.
   bool shared = false;
+  // The own weight's growth with the fleet's prompts before their first token (they come
+  // and go with every route, mark and free below, without a refile).
+  double own_queue_weight = 0;
   // Pruned routes; those whose best cost and tree several units share (a draw), and
   // those among them where the tied units carry different loads; and those with a base of
   // cached blocks, and of active ones too.
@@ -94,6 +97,7 @@ std::string run(uint64_t seed, Fleet* f, int steps) {
   c.overlap_weight = f->weight;
   c.pending_weight = f->pending_weight;
   c.own_weight = f->own_weight;
+  c.own_queue_weight = f->own_queue_weight;
   c.pending_timeout_ms = 500;
   c.approx = f->approx;
   c.approx_ttl_ms = 400;
@@ -230,10 +234,11 @@ TEST(LoadOrder, PrunedScanPicksWhatTheFullScanPicks) {
     std::mt19937_64 g(seed * 7919);
     const auto& size = sizes[g() % 5];
     Fleet f{size[0], size[1], block_sizes[g() % 4], weights[g() % 5], pending[g() % 4], g() % 5 == 0, own[g() % 4]};
+    f.own_queue_weight = seed % 2 == 0 ? 1 : 0;
     const std::string err = run(seed, &f, 400);
     ASSERT_EQ(err, "") << "seed " << seed << " (" << f.workers << "x" << f.ranks << " units, bs " << f.block_size
                        << ", weight " << f.weight << ", pending " << f.pending_weight << ", own " << f.own_weight
-                       << ", approx " << f.approx << ")";
+                       << " x queue " << f.own_queue_weight << ", approx " << f.approx << ")";
     routes += f.routes;
     ties += f.ties;
     mixed_ties += f.mixed_ties;
@@ -260,10 +265,11 @@ TEST(LoadOrder, PrunedScanPicksWhatTheFullScanPicksWhenEveryUnitSharesTheFirstBl
     const auto& size = sizes[g() % 4];
     Fleet f{size[0],          size[1],      block_sizes[g() % 4], weights[g() % 5],
             pending[g() % 3], g() % 8 == 0, own[g() % 3],         true};
+    f.own_queue_weight = seed % 2 == 0 ? 1 : 0;
     const std::string err = run(seed, &f, 300);
     ASSERT_EQ(err, "") << "seed " << seed << " (" << f.workers << "x" << f.ranks << " units, bs " << f.block_size
                        << ", weight " << f.weight << ", pending " << f.pending_weight << ", own " << f.own_weight
-                       << ", approx " << f.approx << ")";
+                       << " x queue " << f.own_queue_weight << ", approx " << f.approx << ")";
     routes += f.routes;
     ties += f.ties;
     based += f.based;
@@ -299,22 +305,22 @@ TEST(LoadOrder, SelectsLikeSelectKv) {
   EXPECT_EQ(o.buckets(), 6u);
   // Unmatched only: 0 and 1 tie on cost and tree (2 has a larger tree): one draw of two.
   Rng a(9), b(9);
-  const uint32_t pick = o.select({}, 4, 0, a);
+  const uint32_t pick = o.select({}, 4, 0, 0, a);
   EXPECT_EQ(pick, b.below(2) == 0 ? 0u : 1u);
   // A matched unit at the same cost and tree joins the tie in candidate order; a matched
   // member leaves its bucket (it is scored as given).
   Rng c(3), d(3);
   const std::vector<LoadOrder::Scored> matched = {{1, logit(0, 1, 4), 0}, {4, logit(0, 1, 4), 0}};
   const uint32_t k = d.below(3);
-  EXPECT_EQ(o.select(matched, 4, 0, c), (std::vector<uint32_t>{0, 1, 4})[k]);
+  EXPECT_EQ(o.select(matched, 4, 0, 0, c), (std::vector<uint32_t>{0, 1, 4})[k]);
   // A matched unit cheaper than every load wins without a draw.
   Rng e(1), e2(1);
-  EXPECT_EQ(o.select({{5, 0.5, 99}}, 4, 0, e), 5u);
+  EXPECT_EQ(o.select({{5, 0.5, 99}}, 4, 0, 0, e), 5u);
   EXPECT_EQ(e.next(), e2.next());
   // Moving a unit refiles it: 0 at load 3 now, so 1 alone holds the best cost and tree.
   o.put(0, 0, 3, 0);
   Rng f(1);
-  EXPECT_EQ(o.select({}, 4, 0, f), 1u);
+  EXPECT_EQ(o.select({}, 4, 0, 0, f), 1u);
 }
 
 // LoadOrder alone against select_kv over every candidate, through random refiles that move
@@ -328,9 +334,9 @@ void random_moves(uint64_t seed, size_t max_units, uint64_t spread) {
   size_t moves = 0, draws = 0;
   for (int round = 0; round < 300; round++) {
     const size_t n = 1 + g() % max_units;
-    const double w = static_cast<double>(g() % 3), own = static_cast<double>(g() % 2);
+    const double w = static_cast<double>(g() % 3);
     LoadOrder o;
-    o.reset(w, kBs, n, own);
+    o.reset(w, kBs, n);
     std::vector<Candidate> at(n);
     std::vector<uint8_t> holds(n);
     auto file = [&](size_t i) {
@@ -346,12 +352,14 @@ void random_moves(uint64_t seed, size_t max_units, uint64_t spread) {
     base.active_overlap = static_cast<uint32_t>(g() % 3);
     for (int step = 0; step < 40; step++) {
       if (step == 20) {  // emptied (its node pool given back) and filed again from scratch
-        o.reset(w, kBs, n, own);
+        o.reset(w, kBs, n);
         for (size_t j = 0; j < n; j++) file(j);
       }
       const size_t i = g() % n;
       file(i);
       moves++;
+      // The own weight is the route's (it grows with the fleet's queue): any, at any select.
+      const double own = static_cast<double>(g() % 3) * 0.75;
       // Matched units: scored as given, at any overlap past the base.
       std::vector<LoadOrder::Scored> matched;
       std::vector<double> logits(n);
@@ -372,7 +380,7 @@ void random_moves(uint64_t seed, size_t max_units, uint64_t spread) {
       const uint64_t seed = g();
       Rng a(seed), b(seed);
       const size_t want = kvgate::select_kv(logits.data(), trees.data(), n, 0, b);
-      ASSERT_EQ(o.select(matched, kIsl, 0, a, base), want) << "round " << round << " step " << step;
+      ASSERT_EQ(o.select(matched, kIsl, 0, own, a, base), want) << "round " << round << " step " << step;
       Rng fresh(seed), drawn = b;
       draws += fresh.next() != drawn.next();
       ASSERT_EQ(a.next(), b.next()) << "round " << round << " step " << step << ": draws differ";
@@ -408,7 +416,7 @@ TEST(LoadOrder, SkipsABucketTheRequestMatchedWhole) {
   c.tree_size = 7;
   Rng g(1);
   // Unit 0, matched, costs as its load does but holds more blocks than unit 1.
-  EXPECT_EQ(o.select({{0, kv_logit(c, 8, 4, 0), 7}}, 8, 0, g), 1u);
+  EXPECT_EQ(o.select({{0, kv_logit(c, 8, 4, 0), 7}}, 8, 0, 0, g), 1u);
 }
 
 }  // namespace

@@ -591,6 +591,53 @@ TEST(KvRouter, OwnWeightKeepsAPromptWithItsCachedPrefixBehindAQueue) {
   }
 }
 
+// The same prompt with six 80-token prompts queued on unit 1 (prefill 480 tokens): at own
+// weight 8 the wait wins (1: 8 x (480 + 8) / 4 + 120 + 34 + 2 x 8 = 1146; 2: 306 + 34 x 8 =
+// 578) and the prompt recomputes its prefix on unit 2. With own queue weight 1 the fleet's six
+// prompts before their first token over two units make the own weight 8 x (1 + 6 / 2) = 32
+// (1: 1130 + 64 = 1194; 2: 306 + 1088 = 1394): it stays. The weight follows the queue as
+// prompts pass their first token (four marked: 8 x 2) and leave (all freed: 8).
+TEST(KvRouter, OwnQueueWeightGrowsTheOwnWeightWithTheFleetsPrefillQueue) {
+  for (const bool full_scan : {false, true}) {
+    for (const double queue_weight : {0.0, 1.0}) {
+      RouterConfig c = config();
+      c.overlap_weight = 8;
+      c.own_weight = 8;
+      c.own_queue_weight = queue_weight;
+      c.full_scan = full_scan;
+      KvRouter r(c);
+      r.add_unit(1, 0);
+      r.add_unit(2, 0);
+      auto p = prompt(5, 32 * kBs);
+      store(r, 1, 0, p, 32);
+      const auto own = prompt(6, 2 * kBs);
+      p.insert(p.end(), own.begin(), own.end());
+      for (uint64_t id = 1; id <= 6; id++) {
+        const auto queued = prompt(static_cast<uint32_t>(10 + id), 80);
+        ASSERT_EQ(r.add_routed(queued.data(), queued.size(), id, 1, 0, 80), RouteStatus::kOk);
+      }
+      auto logits = [&] {
+        std::vector<UnitScore> scores;
+        r.score(p.data(), p.size(), 8.0, &scores);
+        EXPECT_EQ(scores.size(), 2u);
+        return std::pair<double, double>{scores[0].logit, scores[1].logit};
+      };
+      const double w = queue_weight > 0 ? 32 : 8;
+      EXPECT_EQ(logits(), (std::pair<double, double>{1130 + 2 * w, 306 + 34 * w}));
+      RouteResult res;
+      ASSERT_EQ(r.route(p.data(), p.size(), 100, 8.0, 0.0, 0, &res), RouteStatus::kOk);
+      EXPECT_EQ(res.worker, queue_weight > 0 ? 1u : 2u)
+          << "full scan " << full_scan << ", queue weight " << queue_weight;
+      ASSERT_TRUE(r.free(100));
+      for (uint64_t id = 1; id <= 4; id++) ASSERT_TRUE(r.mark_prefill_done(id));
+      const double w2 = queue_weight > 0 ? 16 : 8;
+      EXPECT_EQ(logits(), (std::pair<double, double>{8 * (160 + 8) / 4 + 154 + 2 * w2, 306 + 34 * w2}));
+      for (uint64_t id = 1; id <= 6; id++) ASSERT_TRUE(r.free(id));
+      EXPECT_EQ(logits(), (std::pair<double, double>{8 * 8 / 4 + 34 + 2 * 8, 306 + 34 * 8}));
+    }
+  }
+}
+
 TEST(KvRouter, PendingBlocksGoWhenStoredFreedTimedOutOrTheirUnitGoes) {
   RouterConfig c = config();
   c.pending_weight = 8;

@@ -75,6 +75,10 @@ export class RankScheduler {
   private pendingEvents: KvEvent[] = [];
   private admitted = 0;
   private closed = false;
+  // Inside onStepEnd: a request submitted by a hook it runs (a finished request's follow-up)
+  // waits for the step it ends to be scheduled, rather than scheduling one of its own that
+  // the end of onStepEnd would overwrite (losing that batch's requests).
+  private stepping = false;
   // Load and metrics state.
   transferring = 0;
   lastCacheHitRate = 0;
@@ -209,7 +213,7 @@ export class RankScheduler {
 
   // ---- the step loop ----
   private kick(): void {
-    if (!this.timer && !this.closed) this.scheduleStep();
+    if (!this.timer && !this.closed && !this.stepping) this.scheduleStep();
   }
 
   private scheduleStep(): void {
@@ -243,14 +247,19 @@ export class RankScheduler {
     this.timer = null;
     if (this.closed) return;
     if (this.hooks.experts?.recording) this.hooks.experts.record(this.cfg.rank, this.passTokens());
-    if (this.inflightPrefill) {
-      const batch = this.inflightPrefill;
-      this.inflightPrefill = null;
-      this.completePrefill(batch);
-    } else {
-      const n = this.inflightDecode;
-      this.inflightDecode = 0;
-      this.completeDecode(n);
+    this.stepping = true;
+    try {
+      if (this.inflightPrefill) {
+        const batch = this.inflightPrefill;
+        this.inflightPrefill = null;
+        this.completePrefill(batch);
+      } else {
+        const n = this.inflightDecode;
+        this.inflightDecode = 0;
+        this.completeDecode(n);
+      }
+    } finally {
+      this.stepping = false;
     }
     this.scheduleStep();
   };

@@ -94,6 +94,8 @@ export interface KvWorkerSetOptions {
   pendingTimeoutMs?: number;
   // Weight of the prompt's own uncached blocks in the kv cost (index.d.ts ownWeight).
   ownWeight?: number;
+  // How much the own weight grows with the fleet's prefill queue (index.d.ts ownQueueWeight).
+  ownQueueWeight?: number;
   // A prompt waits for a prefill its chosen worker has queued when they share more than this
   // share of the prompt beyond what the worker caches (>= 1: never waits); default
   // ROUTING_DEFAULTS.prefillWaitShare. The wait lasts pendingTimeoutMs at most.
@@ -743,6 +745,7 @@ export class KvWorkerSet implements WorkerSet {
       pendingWeight: decode ? 0 : (this.opts.pendingWeight ?? ROUTING_DEFAULTS.pendingWeight),
       pendingTimeoutMs: this.opts.pendingTimeoutMs ?? ROUTING_DEFAULTS.pendingTimeoutMs,
       ownWeight: decode ? 0 : (this.opts.ownWeight ?? ROUTING_DEFAULTS.ownWeight),
+      ownQueueWeight: this.opts.ownQueueWeight ?? ROUTING_DEFAULTS.ownQueueWeight,
       ...(this.opts.approxTtlMs !== undefined ? { approxTtlMs: this.opts.approxTtlMs } : {}),
       ...(this.opts.seed !== undefined ? { seed: this.opts.seed } : {}),
     });

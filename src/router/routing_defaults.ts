@@ -15,6 +15,12 @@ export const ROUTING_DEFAULTS = {
   // (the prefill the request takes from the fleet): a prompt stays with its cached prefix behind a
   // short queue instead of recomputing it on an idle worker (`npm run sim -- own`); 0: Dynamo's cost.
   ownWeight: 8,
+  // The own weight grows by this much per prompt the fleet has before its first token, per
+  // worker: the prefill a request adds delays every prompt queued behind it, so a saturated
+  // fleet keeps a prompt with its cached prefix rather than recompute it elsewhere; 0: fixed.
+  // 2 is the simulator's pick across Mooncake at three KV sizes, shared prefix and multi-turn
+  // (`npm run sim -- own-queue`, bench/README.md).
+  ownQueueWeight: 2,
   // A prompt waits for a prefill its worker has queued when they share more than this share of
   // the prompt beyond what the worker caches (kvgate router's --cache-threshold default; the
   // simulator's holdSharedPrefill uses it too).

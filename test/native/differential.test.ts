@@ -65,6 +65,8 @@ function runCase(seed: number, { mutation, pendingMutation, steps = 40, deep = f
   const opts = {
     pendingWeight,
     ownWeight,
+    // A third of the seeds grow the own weight with the fleet's prompts before their first token.
+    ownQueueWeight: seed % 3 === 0 ? 1 : 0,
     pendingTimeoutMs: 1000,
     blockSize: bs,
     policy,
@@ -287,6 +289,8 @@ function runFleetCase(seed: number, steps: number): void {
     pendingWeight: g.pick([0, 16]),
     // Odd seeds weigh the prompt's own blocks: the pruned scan folds that term into idle.
     ownWeight: seed % 2 === 1 ? g.pick([2, 8]) : 0,
+    // And some grow it with the queue: the same on every unit, so still folded into idle.
+    ownQueueWeight: seed % 4 === 1 ? 1 : 0,
     pendingTimeoutMs: 1000,
     seed: BigInt(seed) * 104729n,
   };
@@ -358,6 +362,7 @@ function runBaseFleetCase(seed: number, steps: number): void {
     pendingWeight: g.pick([0, 16, 16]),
     // The own term of a unit at the base is the prompt past the base: folded into its idle.
     ownWeight: g.pick([0, 0, 2, 8]),
+    ownQueueWeight: seed % 2 === 0 ? 1 : 0,
     pendingTimeoutMs: g.pick([50, 1000]),
     seed: BigInt(seed) * 15485863n,
   };

@@ -359,6 +359,8 @@ describe('KvRouter: bad input and lifetime', () => {
       { blockSize: 16, temperature: Number.NaN },
       { blockSize: 16, ownWeight: -1 },
       { blockSize: 16, ownWeight: Number.POSITIVE_INFINITY },
+      { blockSize: 16, ownQueueWeight: -1 },
+      { blockSize: 16, ownQueueWeight: Number.NaN },
       { blockSize: 16, seed: -1 },
       { blockSize: 16, approxTtlMs: 0 },
       { blockSize: 16, approxPruneRatio: 1.5 },

@@ -27,6 +27,8 @@ export interface ReferenceRouterOptions {
   pendingWeight?: number;
   pendingTimeoutMs?: number;
   ownWeight?: number;
+  /** The own weight grows by this per prompt before its first token per candidate unit. */
+  ownQueueWeight?: number;
   mutation?: IndexMutation;
   /** A deliberate defect in pending prefixes, for the mutation check. */
   pendingMutation?: 'no-shared-exclusion';
@@ -93,6 +95,7 @@ export class ReferenceRouter {
   private readonly pendingWeight: number;
   private readonly pendingTimeoutMs: number;
   private readonly ownWeight: number;
+  private readonly ownQueueWeight: number;
   private readonly pendingMutation: ReferenceRouterOptions['pendingMutation'];
   /** request id → its pending blocks, in routing order. */
   private readonly pending = new Map<number, Pending>();
@@ -120,6 +123,7 @@ export class ReferenceRouter {
     this.pendingWeight = o.pendingWeight ?? 0;
     this.pendingTimeoutMs = o.pendingTimeoutMs ?? 10_000;
     this.ownWeight = o.ownWeight ?? 0;
+    this.ownQueueWeight = o.ownQueueWeight ?? 0;
     this.pendingMutation = o.pendingMutation;
     this.index = new ReferenceKvIndex(o.blockSize, o.mutation);
   }
@@ -221,7 +225,11 @@ export class ReferenceRouter {
     const cached = this.index.match(seq);
     const isl = tokens.length;
     const bs = this.blockSize;
-    return this.candidates().map(([k, u]) => {
+    const candidates = this.candidates();
+    // The own weight at the fleet's prefill queue: prompts before their first token per candidate.
+    const prefilling = [...this.active.values()].filter((a) => !a.prefillDone).length;
+    const ownWeight = this.ownWeight * (this.ownQueueWeight > 0 && candidates.length > 0 ? 1 + (this.ownQueueWeight * prefilling) / candidates.length : 1);
+    return candidates.map(([k, u]) => {
       const mine = [...this.active.values()].filter((a) => a.unit === k);
       const activeSeq = new Set(mine.flatMap((a) => a.seq));
       let activeOverlap = 0;
@@ -241,7 +249,7 @@ export class ReferenceRouter {
       const newBlocks = Math.max(0, Math.ceil(isl / bs) - activeOverlap);
       // The prompt's own part left to compute there, weighed again (the fleet's compute).
       const ownBlocks = Math.max(0, newPrefill - shared) / bs;
-      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks) - this.pendingWeight * extra + this.ownWeight * ownBlocks;
+      const cost = overlapWeight * prefillBlocks + (activeBlocks + newBlocks) - this.pendingWeight * extra + ownWeight * ownBlocks;
       return {
         worker: u.worker,
         rank: u.rank,

@@ -94,6 +94,7 @@ export async function run(argv: string[]): Promise<void> {
     pendingWeight: o.routerPendingWeight,
     pendingTimeoutMs: o.routerPendingTimeout * 1000,
     ownWeight: o.routerOwnWeight,
+    ownQueueWeight: o.routerOwnQueueWeight,
     prefillWaitShare: o.routerPrefillWaitShare,
     kvEvents: o.kvEvents,
     approxTtlMs: o.routerTtlSecs * 1000,
