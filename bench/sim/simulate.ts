@@ -74,7 +74,8 @@ export interface SimResult {
   perRequest: { worker: number; cached: number; isl: number; ttft: number; session?: number; turn?: number }[];
 }
 
-const RULES = (maxNewTokens: number): SamplingRules => ({
+// What the simulator asks of every request: exactly maxNewTokens output tokens.
+export const RULES = (maxNewTokens: number): SamplingRules => ({
   maxNewTokens,
   minNewTokens: 0,
   ignoreEos: true,

@@ -559,18 +559,28 @@ TEST(KvRouter, PendingPrefixesKeepABurstTogether) {
 // both costs are mostly wait (1: 8 x (160 + 8) / 4 + 40 + 34 = 410; 2: 8 x 136 / 4 + 34 =
 // 306), so the prompt goes to unit 2 and recomputes its prefix there. Own weight 8 adds the
 // prompt's own blocks (2 on unit 1, 34 on unit 2: 426 against 578): it stays with its prefix.
-uint32_t own_weight_pick(double own_weight, bool full_scan) {
-  RouterConfig c = config();
-  c.overlap_weight = 8;
-  c.own_weight = own_weight;
-  c.full_scan = full_scan;
-  KvRouter r(c);
+// Units 1 and 2 at overlap weight 8; the prompt (34 blocks) whose first 32 unit 1 caches.
+std::vector<uint32_t> own_weight_fleet(KvRouter& r) {
   r.add_unit(1, 0);
   r.add_unit(2, 0);
   auto p = prompt(5, 32 * kBs);
   store(r, 1, 0, p, 32);
   const auto own = prompt(6, 2 * kBs);
   p.insert(p.end(), own.begin(), own.end());
+  return p;
+}
+
+RouterConfig own_weight_config(double own_weight, bool full_scan) {
+  RouterConfig c = config();
+  c.overlap_weight = 8;
+  c.own_weight = own_weight;
+  c.full_scan = full_scan;
+  return c;
+}
+
+uint32_t own_weight_pick(double own_weight, bool full_scan) {
+  KvRouter r(own_weight_config(own_weight, full_scan));
+  const auto p = own_weight_fleet(r);
   const auto queued = prompt(7, 160);
   EXPECT_EQ(r.add_routed(queued.data(), queued.size(), 1, 1, 0, 160), RouteStatus::kOk);
   std::vector<UnitScore> scores;
@@ -600,18 +610,10 @@ TEST(KvRouter, OwnWeightKeepsAPromptWithItsCachedPrefixBehindAQueue) {
 TEST(KvRouter, OwnQueueWeightGrowsTheOwnWeightWithTheFleetsPrefillQueue) {
   for (const bool full_scan : {false, true}) {
     for (const double queue_weight : {0.0, 1.0}) {
-      RouterConfig c = config();
-      c.overlap_weight = 8;
-      c.own_weight = 8;
+      RouterConfig c = own_weight_config(8, full_scan);
       c.own_queue_weight = queue_weight;
-      c.full_scan = full_scan;
       KvRouter r(c);
-      r.add_unit(1, 0);
-      r.add_unit(2, 0);
-      auto p = prompt(5, 32 * kBs);
-      store(r, 1, 0, p, 32);
-      const auto own = prompt(6, 2 * kBs);
-      p.insert(p.end(), own.begin(), own.end());
+      const auto p = own_weight_fleet(r);
       for (uint64_t id = 1; id <= 6; id++) {
         const auto queued = prompt(static_cast<uint32_t>(10 + id), 80);
         ASSERT_EQ(r.add_routed(queued.data(), queued.size(), id, 1, 0, 80), RouteStatus::kOk);

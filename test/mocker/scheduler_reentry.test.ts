@@ -6,21 +6,10 @@
 
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../../bench/sim/clock.js';
+import { RULES } from '../../bench/sim/simulate.js';
 import { RankScheduler } from '../../src/mocker/scheduler.js';
 import { EngineRequest } from '../../src/mocker/request.js';
 import { polynomialTiming } from '../../src/mocker/timing.js';
-
-const rules = (maxNewTokens: number) => ({
-  maxNewTokens,
-  minNewTokens: 0,
-  ignoreEos: true,
-  stopTokenIds: null,
-  stopStrings: null,
-  noStopTrim: false,
-  skipSpecialTokens: true,
-  streamInterval: 1 << 30,
-  samplingSeed: null,
-});
 
 describe('mocker scheduler: a request submitted from a hook at the end of a step', () => {
   it('is scheduled with the next step, and every request finishes', () => {
@@ -30,7 +19,7 @@ describe('mocker scheduler: a request submitted from a hook at the end of a step
     const finished = new Set<string>();
     const backlog: EngineRequest[] = [];
     const make = (isl: number, out: number) =>
-      new EngineRequest({ rid: String(next++), inputIds: Array.from({ length: isl }, (_, i) => (next * 7919 + i) % 30000), rules: rules(out), stream: false, sink: { output() {} }, seed: 1, arrivalMs: clock.now() });
+      new EngineRequest({ rid: String(next++), inputIds: Array.from({ length: isl }, (_, i) => (next * 7919 + i) % 30000), rules: RULES(out), stream: false, sink: { output() {} }, seed: 1, arrivalMs: clock.now() });
     const engine: RankScheduler = new RankScheduler(
       { rank: 0, pageSize: 16, maxTotalTokens: 65_536, maxRunningRequests: 64, chunkedPrefillSize: 256, maxPrefillTokens: 512, eosTokenId: 0, withText: false, mode: 'null', cacheEnabled: true, timing, clock },
       {
