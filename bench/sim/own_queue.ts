@@ -1,5 +1,5 @@
 // `npm run sim -- own-queue`: the product (kv-pending with its defaults) at own queue weights 0
-// (a fixed own weight, as before), 1 (the default) and more, beside SGLang's cache_aware and
+// (a fixed own weight, as before), 1, 2 (the default) and 4, beside SGLang's cache_aware and
 // round-robin, where the own weight's growth with the fleet's prefill queue matters: the
 // Mooncake trace at the report's KV (262,144 tokens per engine, in the TTFT window), with
 // plentiful KV (2,097,152 tokens) and on 3,000 requests with 4,194,304 tokens, loads in units
