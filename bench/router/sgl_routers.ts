@@ -26,8 +26,20 @@ export const WORKLOAD_FLAGS = {
 export async function startMockers(count: number, mockerArgs: string[], logDir: string): Promise<{ urls: string[]; procs: Started[] }> {
   const urls: string[] = [];
   const procs: Started[] = [];
+  // Every port is picked before the mockers bind theirs, and the OS may hand a released one
+  // out again: each drawn port is kept out of the later draws (a mocker once found its HTTP
+  // port taken at start-up).
+  const picked = new Set<number>();
+  const distinctPort = async (): Promise<number> => {
+    for (;;) {
+      const p = await freePort();
+      if (picked.has(p)) continue;
+      picked.add(p);
+      return p;
+    }
+  };
   for (let i = 0; i < count; i++) {
-    const [port, events, replay] = [await freePort(), await freePort(), await freePort()];
+    const [port, events, replay] = [await distinctPort(), await distinctPort(), await distinctPort()];
     const config = JSON.stringify({ publisher: 'zmq', endpoint: `tcp://*:${events}`, replay_endpoint: `tcp://*:${replay}`, topic: 'kv' });
     procs.push(start(`mocker${i}`, process.execPath, [KVGATE_JS, 'mocker', '--port', String(port), ...mockerArgs, '--kv-events-config', config, '--log-level', 'warn'], { logPath: join(logDir, `mocker${i}.log`) }));
     urls.push(`http://127.0.0.1:${port}`);
