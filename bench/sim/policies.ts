@@ -245,8 +245,7 @@ class KvPressurePolicy extends NativePolicy {
   private readonly costs: Float64Array;
   private readonly capBlocks: number;
   private readonly reserved: Float64Array; // output blocks of each unit's requests in flight
-  private prefilling = 0; // requests routed and before their first token, fleet-wide
-  private readonly seen = new Set<number>();
+  private readonly prefilling = new Set<number>(); // requests routed and before their first token, fleet-wide
   private seed: number;
 
   constructor(spec: PolicySpec, fleet: FleetView) {
@@ -261,12 +260,12 @@ class KvPressurePolicy extends NativePolicy {
 
   override firstToken(req: SimRequest): void {
     super.firstToken(req);
-    if (this.seen.delete(req.id)) this.prefilling--;
+    this.prefilling.delete(req.id);
   }
 
   override finished(req: SimRequest): void {
     super.finished(req);
-    if (this.seen.delete(req.id)) this.prefilling--;
+    this.prefilling.delete(req.id);
     this.reserved[req.worker] -= Math.ceil(req.outputLen / this.fleet.blockSize);
   }
 
@@ -282,7 +281,7 @@ class KvPressurePolicy extends NativePolicy {
     const r = this.router;
     const bs = this.fleet.blockSize;
     const w = this.spec.overlapWeight ?? ROUTING_DEFAULTS.overlapWeight;
-    const own = (this.spec.ownWeight ?? 0) * (1 + ((this.spec.ownQueueWeight ?? 0) * this.prefilling) / this.n);
+    const own = (this.spec.ownWeight ?? 0) * (1 + ((this.spec.ownQueueWeight ?? 0) * this.prefilling.size) / this.n);
     const kvw = this.spec.pressureWeight ?? 0;
     const isl = req.u32.length;
     // cost(w) = w * prefill_blocks + rest: two scores give both parts.
@@ -321,8 +320,7 @@ class KvPressurePolicy extends NativePolicy {
     for (let i = 0; i < this.n; i++) if (i !== best) r.setBusy(this.outW[i]!, false);
     if (got !== pick) throw new Error(`kv-pressure: route() took ${got}, not ${pick}`);
     this.reserved[best] += Math.ceil(req.outputLen / bs);
-    this.seen.add(req.id);
-    this.prefilling++;
+    this.prefilling.add(req.id);
     return got;
   }
 }
