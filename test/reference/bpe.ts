@@ -3,6 +3,8 @@
 // engine, and a merge loop that applies the lowest-ranked adjacent pair until none is left.
 // Slow (string keys, quadratic merges) and short on purpose.
 
+import { readFileSync } from 'node:fs';
+
 type Json = Record<string, any>;
 
 // GPT-2's byte-level alphabet: byte → the character that spells it in the vocabulary.
@@ -14,14 +16,46 @@ const BYTE_CHAR: string[] = (() => {
 
 const GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-// HF's regex engine (Oniguruma) reads \s as White_Space; JavaScript's \s differs (it has
-// U+FEFF, not U+0085). A leading case-insensitive group `(?i:...)` becomes a regex of its own
-// tried first at each position, which is what alternation does.
+// HF's regex engine (Oniguruma) has its own Unicode data, older than Node's, and reads \s as
+// White_Space (JavaScript's \s has U+FEFF, not U+0085): \p{L}, \p{N}, \s and \S become the
+// character classes of native/core/unicode_classes.h, which test/native/unicode_classes.test.ts
+// checks against HF on every code point. A leading case-insensitive group `(?i:...)` becomes a
+// regex of its own tried first at each position, which is what alternation does.
+const CLASSES: Record<string, string> = (() => {
+  const header = readFileSync(new URL('../../native/core/unicode_classes.h', import.meta.url), 'utf8');
+  const sets: Record<string, string> = { kLetter: '', kNumber: '', kSpace: '' };
+  for (const m of header.matchAll(/\{(0x[0-9A-F]+), (0x[0-9A-F]+), (k\w+)\}/g)) {
+    sets[m[3]!] += `\\u{${m[1]!.slice(2)}}-\\u{${m[2]!.slice(2)}}`;
+  }
+  return { '\\p{L}': sets['kLetter']!, '\\p{N}': sets['kNumber']!, '\\s': sets['kSpace']! };
+})();
+
+// Replaces each class escape by its ranges: bare inside [...], bracketed outside; \S is [^\s].
+function expandClasses(pattern: string): string {
+  let out = '';
+  let inSet = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      const esc = pattern.startsWith('\\p{', i) ? pattern.slice(i, pattern.indexOf('}', i) + 1) : pattern.slice(i, i + 2);
+      const set = CLASSES[esc];
+      if (set !== undefined) out += inSet ? set : `[${set}]`;
+      else if (esc === '\\S' && !inSet) out += `[^${CLASSES['\\s']}]`;
+      else out += esc;
+      i += esc.length - 1;
+      continue;
+    }
+    if (c === '[') inSet = true;
+    else if (c === ']') inSet = false;
+    out += c;
+  }
+  return out;
+}
+
 function compile(pattern: string): RegExp[] {
-  const js = (p: string) => p.replaceAll('\\s', '\\p{White_Space}').replaceAll('\\S', '\\P{White_Space}');
   const m = /^\(\?i:([^()]*)\)\|(.*)$/s.exec(pattern);
-  if (m === null) return [new RegExp(js(pattern), 'uy')];
-  return [new RegExp(js(m[1]!), 'iuy'), new RegExp(js(m[2]!), 'uy')];
+  if (m === null) return [new RegExp(expandClasses(pattern), 'uy')];
+  return [new RegExp(expandClasses(m[1]!), 'iuy'), new RegExp(expandClasses(m[2]!), 'uy')];
 }
 
 export class ReferenceBpe {
