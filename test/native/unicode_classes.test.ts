@@ -27,7 +27,7 @@ describe('the BPE pre-tokenizer classes are HF tokenizers\' own', () => {
     const hf: Range[] = await hfCharRanges();
     expect(table.length).toBeGreaterThan(500);
     expect(table).toEqual(hf);
-  }, 60_000);
+  }, 120_000);
 
   it('native BPE gives HF\'s ids around every code point whose class Node\'s Unicode data changes', async () => {
     const L = /\p{L}/u, N = /\p{N}/u, S = /\p{White_Space}/u;
