@@ -197,27 +197,136 @@ TEST(ActiveSequences, CommonPrefixIsTheRequestsLeadingBlocksOfTheQuery) {
   EXPECT_EQ(a.common_prefix(1, x.data(), x.size()), 0u);
 }
 
-TEST(ActiveSequences, LoadNeverWrapsWhenAHoldIsRefused) {
-  // One request naming one block more often than a unit can hold it: the refused holds are
-  // not released either, so the unit's load returns to exactly zero (it used to wrap to
-  // 2^64 - 1 and the unit was never picked again).
+TEST(ActiveSequences, AUnitTakesAsManyRequestsAsABlockTakesHolds) {
+  // Every request of one prompt on one unit holds its blocks once more: the unit takes
+  // kMaxCount of them (the first a tail, its blocks nodes once the second shares them) and
+  // refuses the next; freeing them all returns its load to exactly zero.
   ActiveSequences a;
-  const std::vector<uint64_t> same(PrefixTable::kMaxCount + 5, 77);
-  ASSERT_EQ(a.add(1, 0, same.data(), same.size(), true, 9), ActiveSequences::AddStatus::kOk);
-  EXPECT_EQ(a.load(0).active_blocks, 2u);
   const auto x = seqs(78, 3);
-  ASSERT_EQ(a.add(2, 0, x.data(), x.size(), false, 5), ActiveSequences::AddStatus::kOk);
-  EXPECT_EQ(a.load(0).active_blocks, 5u);
-  EXPECT_TRUE(a.free(1));
-  EXPECT_EQ(a.load(0).active_blocks, 3u);
-  EXPECT_EQ(a.load(0).prefill_tokens, 5u);
-  EXPECT_TRUE(a.free(2));
+  for (uint64_t id = 1; id <= ActiveSequences::kMaxRequestsPerUnit; id++) {
+    ASSERT_EQ(a.add(id, 0, x.data(), x.size(), id == 1, 5), ActiveSequences::AddStatus::kOk) << id;
+  }
+  EXPECT_EQ(a.add(0, 0, x.data(), x.size(), false, 5), ActiveSequences::AddStatus::kUnitFull);
+  EXPECT_EQ(a.load(0).active_blocks, 4u);  // 3 distinct + 1 partial
+  EXPECT_EQ(a.common_prefix(1, x.data(), x.size()), 3u);
+  for (uint64_t id = 1; id <= ActiveSequences::kMaxRequestsPerUnit; id++) ASSERT_TRUE(a.free(id));
   EXPECT_EQ(a.load(0).active_blocks, 0u);
   EXPECT_EQ(a.load(0).prefill_tokens, 0u);
   EXPECT_EQ(a.load(0).requests, 0u);
   std::vector<UnitDepth> m;
   a.match(x.data(), x.size(), &m);
   EXPECT_TRUE(m.empty());
+}
+
+TEST(ActiveSequences, TailsAndTheirPromotionAgreeWithNaiveModel) {
+  // Prompts are random walks down a binary tree of blocks (block i's hash names the whole
+  // path to it, as a chained hash does), so requests share prefixes of every length: tails
+  // are promoted at every depth, from block 0 on, on the same unit and across units. After
+  // every add and free: each unit's load, match() and match_past_common() of random queries
+  // (with the units it leaves out read as holds_any() says), common_prefix() of every live
+  // request, and that add() names the other unit whose holds_any() it turned on.
+  for (uint64_t seed = 1; seed <= 6; seed++) {
+    std::mt19937_64 rng(seed);
+    constexpr uint32_t kUnits = 6;
+    const auto walk = [&](size_t len) {
+      std::vector<uint64_t> p(len);
+      uint64_t h = 0;
+      for (size_t i = 0; i < len; i++) p[i] = h = h * 4 + 1 + rng() % (i == 0 ? 3 : 2);
+      return p;
+    };
+    struct Request {
+      std::vector<uint64_t> blocks;
+      uint32_t unit;
+      bool partial;
+    };
+    ActiveSequences a;
+    std::map<uint64_t, Request> live;
+    const auto naive_depth = [&](uint32_t u, const std::vector<uint64_t>& q) {
+      uint32_t best = 0;
+      for (auto& [id, r] : live) {
+        if (r.unit != u) continue;
+        uint32_t d = 0;
+        while (d < r.blocks.size() && d < q.size() && r.blocks[d] == q[d]) d++;
+        best = std::max(best, d);
+      }
+      return best;
+    };
+    const auto check = [&](const char* what) {
+      for (uint32_t u = 0; u < kUnits; u++) {
+        std::set<uint64_t> distinct;
+        uint64_t partial = 0;
+        for (auto& [id, r] : live) {
+          if (r.unit != u) continue;
+          distinct.insert(r.blocks.begin(), r.blocks.end());
+          partial += r.partial;
+        }
+        ASSERT_EQ(a.load(u).active_blocks, distinct.size() + partial) << what << ", unit " << u;
+      }
+      for (int k = 0; k < 4; k++) {
+        const auto q = walk(1 + rng() % 12);
+        std::vector<UnitDepth> got;
+        a.match(q.data(), q.size(), &got);
+        std::map<uint32_t, uint32_t> m;
+        for (auto& g : got) ASSERT_TRUE(m.emplace(g.unit, g.depth).second) << what << ": unit listed twice";
+        std::vector<UnitDepth> past;
+        const size_t base = a.match_past_common(q.data(), q.size(), &past);
+        std::map<uint32_t, uint32_t> pm;
+        for (auto& g : past) {
+          ASSERT_TRUE(pm.emplace(g.unit, g.depth).second) << what << ": unit listed twice past the base";
+          ASSERT_GT(g.depth, base) << what;
+        }
+        for (uint32_t u = 0; u < kUnits; u++) {
+          const uint32_t want = naive_depth(u, q);
+          ASSERT_EQ(m.count(u) ? m[u] : 0, want) << what << ", match, unit " << u;
+          const uint32_t at_base = a.holds_any(u) ? static_cast<uint32_t>(base) : 0;
+          ASSERT_EQ(pm.count(u) ? pm[u] : at_base, want) << what << ", match_past_common, unit " << u;
+        }
+      }
+      for (auto& [id, r] : live) {
+        const auto q = walk(1 + rng() % 12);
+        uint32_t d = 0;
+        while (d < r.blocks.size() && d < q.size() && r.blocks[d] == q[d]) d++;
+        ASSERT_EQ(a.common_prefix(id, q.data(), q.size()), d) << what;
+        ASSERT_EQ(a.common_prefix(id, r.blocks.data(), r.blocks.size()), r.blocks.size()) << what;
+      }
+    };
+    uint64_t next_id = 1;
+    size_t named = 0;  // adds that turned another unit's holds_any() on
+    for (int step = 0; step < 400; step++) {
+      if (live.size() < 12 && (live.size() < 4 || rng() % 2)) {
+        Request r{walk(rng() % 10), static_cast<uint32_t>(rng() % kUnits), rng() % 2 == 0};
+        std::vector<bool> before(kUnits);
+        for (uint32_t u = 0; u < kUnits; u++) before[u] = a.holds_any(u);
+        uint32_t now_holding = 0;
+        ASSERT_EQ(a.add(next_id, r.unit, r.blocks.data(), r.blocks.size(), r.partial, 1, &now_holding),
+                  ActiveSequences::AddStatus::kOk);
+        for (uint32_t u = 0; u < kUnits; u++) {
+          if (u == r.unit) continue;
+          // Named only when it held nothing in the table and now does; otherwise unchanged.
+          if (u == now_holding) ASSERT_FALSE(before[u]) << "seed " << seed << " step " << step;
+          ASSERT_EQ(a.holds_any(u), before[u] || u == now_holding) << "seed " << seed << " step " << step;
+        }
+        named += now_holding != kvgate::U64Map::kNone && now_holding != r.unit;
+        live[next_id++] = r;
+      } else {
+        auto it = live.begin();
+        std::advance(it, static_cast<long>(rng() % live.size()));
+        std::vector<bool> before(kUnits);
+        for (uint32_t u = 0; u < kUnits; u++) before[u] = a.holds_any(u);
+        ASSERT_TRUE(a.free(it->first));
+        for (uint32_t u = 0; u < kUnits; u++) {
+          if (u != it->second.unit) ASSERT_EQ(a.holds_any(u), before[u]) << "seed " << seed << " step " << step;
+        }
+        live.erase(it);
+      }
+      check(("seed " + std::to_string(seed) + " step " + std::to_string(step)).c_str());
+      if (::testing::Test::HasFailure()) return;
+    }
+    for (auto& [id, r] : live) ASSERT_TRUE(a.free(id));
+    for (uint32_t u = 0; u < kUnits; u++) EXPECT_EQ(a.load(u).active_blocks, 0u);
+    EXPECT_GT(named, 3u) << "seed " << seed;
+    EXPECT_LT(a.bytes(), 1u << 20);
+  }
 }
 
 TEST(ActiveSequences, LargeTablesAgreeWithNaiveModel) {
