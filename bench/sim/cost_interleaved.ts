@@ -71,10 +71,10 @@ function runOrder(paths: string[]): InterleavedRun {
         buffer.set(prompt);
         prompt = buffer.subarray(0, prompt.length);
       }
+      if (id > workers) b.router.free(id - workers);
       b.router.route(prompt, id, out);
       b.checksum = (b.checksum * 31 + out[0]!) >>> 0;
       b.router.markPrefillDone(id);
-      if (id > workers) b.router.free(id - workers);
     }
     const c = process.cpuUsage(c0);
     return (c.user + c.system) / 1e6;

@@ -109,7 +109,8 @@ export function routerCost(
     const c = process.cpuUsage(c0);
     findCpu[i] = c.user + c.system;
   }
-  // Decisions: one request in flight per worker (freed `workers` decisions later).
+  // Decisions: one request in flight per worker (freed `workers` decisions later, before the
+  // next is routed: a worker's request finishes, then the next arrives).
   const inFlight = Math.min(workers, decisions / 2);
   const route = new Float64Array(decisions);
   const routeCpu = new Float64Array(decisions);
@@ -119,6 +120,10 @@ export function routerCost(
   const cpu0 = process.cpuUsage();
   for (let id = 1; id <= decisions; id++) {
     const tokens = query();
+    const b = process.hrtime.bigint();
+    if (id > inFlight) router.free(id - inFlight);
+    const e = process.hrtime.bigint();
+    free[id - 1] = Number(e - b) / 1000;
     const c0 = process.cpuUsage();
     const a = process.hrtime.bigint();
     router.route(tokens, id, out);
@@ -127,27 +132,23 @@ export function routerCost(
     routeCpu[id - 1] = c.user + c.system;
     const m = process.hrtime.bigint();
     router.markPrefillDone(id);
-    const b = process.hrtime.bigint();
-    if (id > inFlight) router.free(id - inFlight);
-    const e = process.hrtime.bigint();
-    free[id - 1] = Number(e - b) / 1000;
-    routerNs += route[id - 1]! * 1000 + Number(e - m);
+    routerNs += route[id - 1]! * 1000 + Number(process.hrtime.bigint() - m) + Number(e - b);
   }
   const seconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   const untimed0 = process.cpuUsage();
   for (let id = decisions + 1; id <= 2 * decisions; id++) {
+    router.free(id - inFlight);
     router.route(prompts[pick()]!, id, out);
     router.markPrefillDone(id);
-    router.free(id - inFlight);
   }
   const untimed = process.cpuUsage(untimed0);
   const cached0 = process.cpuUsage();
   for (let id = 2 * decisions + 1; id <= 3 * decisions; id++) {
+    router.free(id - inFlight);
     router.route(query(), id, out);
     router.markPrefillDone(id);
-    router.free(id - inFlight);
   }
   const cached = process.cpuUsage(cached0);
   // The copies alone: the same prompts as the loop just before (its picks again), no routing.
