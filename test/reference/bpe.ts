@@ -21,13 +21,18 @@ const GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|
 // character classes of native/core/unicode_classes.h, which test/native/unicode_classes.test.ts
 // checks against HF on every code point. A leading case-insensitive group `(?i:...)` becomes a
 // regex of its own tried first at each position, which is what alternation does.
-const CLASSES: Record<string, string> = (() => {
+// The header's [first, last, class] ranges (1 letter, 2 number, 3 space), as scripts/hf_char_classes.mjs gives them.
+export function headerCharRanges(): [number, number, number][] {
   const header = readFileSync(new URL('../../native/core/unicode_classes.h', import.meta.url), 'utf8');
-  const sets: Record<string, string> = { kLetter: '', kNumber: '', kSpace: '' };
-  for (const m of header.matchAll(/\{(0x[0-9A-F]+), (0x[0-9A-F]+), (k\w+)\}/g)) {
-    sets[m[3]!] += `\\u{${m[1]!.slice(2)}}-\\u{${m[2]!.slice(2)}}`;
-  }
-  return { '\\p{L}': sets['kLetter']!, '\\p{N}': sets['kNumber']!, '\\s': sets['kSpace']! };
+  const cls: Record<string, number> = { kLetter: 1, kNumber: 2, kSpace: 3 };
+  return [...header.matchAll(/\{(0x[0-9A-F]+), (0x[0-9A-F]+), (k\w+)\}/g)].map((m) => [Number(m[1]), Number(m[2]), cls[m[3]!]!]);
+}
+
+const CLASSES: Record<string, string> = (() => {
+  const sets = ['', '', '', ''];
+  const hex = (cp: number) => `\\u{${cp.toString(16)}}`;
+  for (const [first, last, cls] of headerCharRanges()) sets[cls] += `${hex(first)}-${hex(last)}`;
+  return { '\\p{L}': sets[1]!, '\\p{N}': sets[2]!, '\\s': sets[3]! };
 })();
 
 // Replaces each class escape by its ranges: bare inside [...], bracketed outside; \S is [^\s].
