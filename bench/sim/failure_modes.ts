@@ -7,7 +7,7 @@
 //   losing the conversation's cache. Measure: the share of later turns that return to the
 //   engine of the conversation's previous turn, and the hit rate.
 
-import type { PolicySpec } from './policies.js';
+import { PRODUCT_KNOBS, type PolicySpec } from './policies.js';
 import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 import { multiTurn, MULTI_TURN_DEFAULTS, singleTurn } from '../../src/bench/workloads.js';
@@ -16,7 +16,7 @@ export const FAILURE_POLICIES: PolicySpec[] = [
   { kind: 'oracle' },
   { kind: 'kv' },
   { kind: 'kv', overlapWeight: 4 },
-  { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight, ownQueueWeight: ROUTING_DEFAULTS.ownQueueWeight }, // the product defaults (pending weight 16)
+  { kind: 'kv-pending', ...PRODUCT_KNOBS, holdSharedPrefill: false }, // the product defaults (pending weight 16)
   { kind: 'kv-pending', overlapWeight: 8, ownWeight: ROUTING_DEFAULTS.ownWeight }, // a fixed own weight
   { kind: 'kv-pending', overlapWeight: 8 }, // without the own-blocks weight (own_weight.ts)
   { kind: 'kv-pending', overlapWeight: 4 },

@@ -6,10 +6,9 @@
 // `concurrency` clients in a closed loop starting together, 4 engines of 8,192 KV tokens.
 
 import type { Arrival, Workload } from '../../src/bench/workloads.js';
-import { ROUTING_DEFAULTS } from '../../src/router/routing_defaults.js';
 import { sharedPrefixWorkload } from '../http/shared_prefix.js';
 import { burstWorkload } from './burst.js';
-import type { PolicySpec } from './policies.js';
+import { PRODUCT_KNOBS, type PolicySpec } from './policies.js';
 import { scenario, WORKLOADS, type WorkloadName } from './scenarios.js';
 import { ENGINE_DEFAULTS, simulate, type SimResult } from './simulate.js';
 
@@ -21,7 +20,7 @@ export function runHold(seed: number, eventDelayMs: number, fleets: number[], wo
   console.log(`KV events land ${eventDelayMs} ms after the engine emits them. "after / before" columns are ratios of the run with the hold to the run without.\n`);
   console.log('| workload | engines | requests | held | hit rate before / after | TTFT p50 ms before / after | TTFT p99 ms before / after | output tok/s after / before | wall s |');
   console.log('|---|---|---|---|---|---|---|---|---|');
-  const base: PolicySpec = { kind: 'kv-pending', overlapWeight: ROUTING_DEFAULTS.overlapWeight, ownWeight: ROUTING_DEFAULTS.ownWeight, ownQueueWeight: ROUTING_DEFAULTS.ownQueueWeight, eventDelayMs, seed };
+  const base: PolicySpec = { kind: 'kv-pending', ...PRODUCT_KNOBS, holdSharedPrefill: false, eventDelayMs, seed };
   const pair = (label: string, n: number, run: (spec: PolicySpec) => SimResult) => {
     const [a, b] = [run(base), run({ ...base, holdSharedPrefill: true })];
     console.log(`| ${label} | ${n} | ${a.requests} | ${b.held} | ${f(100 * a.hitRate, 1)} / ${f(100 * b.hitRate, 1)} % | ${f(a.ttftP50)} / ${f(b.ttftP50)} | ${f(a.ttftP99)} / ${f(b.ttftP99)} | ${f(b.throughput / a.throughput, 3)}x | ${f(a.wallSeconds + b.wallSeconds, 1)} |`);

@@ -24,7 +24,8 @@ const MOONCAKE_POINTS: { requests: number; kv: number; loads: number[] }[] = [
   { requests: 1000, kv: 2_097_152, loads: [Infinity, 1, 1.4, 1.75] },
   { requests: 3000, kv: 4_194_304, loads: [Infinity, 1.25, 1.5, 1.75] },
 ];
-const MOONCAKE_CASES = ['gsp64-0.7', 'gsp64-1.0', 'gsp256-8', 'gsp256-64', 'mt-8', 'mt-64'];
+// The workloads it must not cost (own_weight.ts's cases), SIM_CASES' default.
+const OTHER_CASES = ['gsp64-0.7', 'gsp64-1.0', 'gsp256-8', 'gsp256-64', 'mt-8', 'mt-64'];
 
 export interface OwnQueueRow {
   point: string;
@@ -80,7 +81,7 @@ export function runOwnQueue(eventDelayMs: number): OwnQueueRow[] {
     for (const r of rows.filter((x) => x.point.endsWith('burst'))) console.log(`| ${r.point} | ${r.policy} | ${r.throughput.toFixed(0)} | ${r.ttftP99.toFixed(0)} |`);
   }
 
-  const cases = list('SIM_CASES', MOONCAKE_CASES.join(','));
+  const cases = list('SIM_CASES', OTHER_CASES.join(','));
   const specs: PolicySpec[] = [...weights.map(product), { kind: 'oracle' }];
   const names: string[] = [];
   for (const key of cases) {

@@ -101,6 +101,18 @@ void KvRouter::refile(uint32_t s) {
   refiles_.push_back(s);
 }
 
+bool KvRouter::add_active(uint64_t request_id, uint32_t s, size_t n_full, bool partial, uint64_t prefill) {
+  uint32_t now_holding;
+  if (active_.add(request_id, s, seq_.data(), n_full, partial, prefill, &now_holding) !=
+      ActiveSequences::AddStatus::kOk) {
+    return false;
+  }
+  refile(s);
+  // Another unit's request shared its tail: that unit may hold active blocks in the table now.
+  if (now_holding != U64Map::kNone) refile(now_holding);
+  return true;
+}
+
 void KvRouter::flush_refiles() {
   for (const uint32_t s : refiles_) file(s);
   refiles_.clear();
@@ -498,13 +510,7 @@ RouteStatus KvRouter::route(const uint32_t* tokens, size_t n, uint64_t request_i
   const uint32_t computed = pending ? std::max(overlap, picked.pending_overlap) : overlap;
   const uint64_t cached = uint64_t{computed} * bs;
   const uint64_t prefill = n > cached ? n - cached : 0;
-  uint32_t now_holding;
-  if (active_.add(request_id, s, seq_.data(), n_full, n % bs != 0, prefill, &now_holding) !=
-      ActiveSequences::AddStatus::kOk) {
-    return RouteStatus::kUnitFull;
-  }
-  refile(s);
-  if (now_holding != U64Map::kNone) refile(now_holding);
+  if (!add_active(request_id, s, n_full, n % bs != 0, prefill)) return RouteStatus::kUnitFull;
   if (slots_[s].approx) {
     approx_record(s, n_full, now_ms);
   } else if (pending && n_full > 0 && config_.pending_timeout_ms > 0) {
@@ -520,13 +526,7 @@ RouteStatus KvRouter::add_routed(const uint32_t* tokens, size_t n, uint64_t requ
   if (s == U64Map::kNone || !slots_[s].candidate) return RouteStatus::kNoWorkers;
   if (active_.contains(request_id)) return RouteStatus::kDuplicateRequest;
   hash_prompt(tokens, n);
-  uint32_t now_holding;
-  if (active_.add(request_id, s, seq_.data(), seq_.size(), n % config_.block_size != 0, prefill, &now_holding) !=
-      ActiveSequences::AddStatus::kOk) {
-    return RouteStatus::kUnitFull;
-  }
-  refile(s);
-  if (now_holding != U64Map::kNone) refile(now_holding);
+  if (!add_active(request_id, s, seq_.size(), n % config_.block_size != 0, prefill)) return RouteStatus::kUnitFull;
   return RouteStatus::kOk;
 }
 

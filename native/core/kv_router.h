@@ -229,6 +229,9 @@ class KvRouter {
   double own_weight_now() const {
     return own_weight_at(config_.own_weight, config_.own_queue_weight, active_.prefilling(), candidates_.size());
   }
+  // Records the routed request (its blocks seq_[0..n_full)) in the active table on slot s and
+  // refiles what that changed. False if the unit is full.
+  bool add_active(uint64_t request_id, uint32_t s, size_t n_full, bool partial, uint64_t prefill);
   // The slot's load, tree size or holds may have changed: it is refiled (file) at the next
   // pruned route, once however many times it changed since (route, prefill done, free).
   void refile(uint32_t slot);
