@@ -106,6 +106,10 @@ export class WorkerAgent {
   private starting: EngineProcess | null = null;
   private stopping: Promise<void> | null = null;
   private readonly log: Logger;
+  // Every port an engine of this worker was given: a new launch draws others, so a launch that
+  // failed on a port another process took (or an engine that died holding one) is not handed
+  // the same port again.
+  private readonly usedPorts = new Set<number>();
 
   constructor(private readonly opts: WorkerAgentOptions) {
     this.log = opts.log;
@@ -188,12 +192,12 @@ export class WorkerAgent {
   }
 
   private async reservePorts(info: UserArgs): Promise<EnginePorts> {
-    const taken = new Set<number>();
+    const taken = this.usedPorts;
     const take = (p: number) => (taken.add(p), p);
-    const http = take(await freePort());
+    const http = take(await freePort('127.0.0.1', taken));
     const kvReplay = await freePortRange(info.dpSize, '127.0.0.1', taken);
     for (let r = 0; r < info.dpSize; r++) taken.add(kvReplay + r);
-    const bootstrap = this.opts.role === 'prefill' && info.bootstrapPort === null ? take(await freePort()) : null;
+    const bootstrap = this.opts.role === 'prefill' && info.bootstrapPort === null ? take(await freePort('127.0.0.1', taken)) : null;
     // The SUB sockets bind their ports now, so nothing can take them before the engine connects.
     for (let attempt = 0; ; attempt++) {
       const kvEvents = await freePortRange(info.dpSize, '127.0.0.1', taken);
@@ -206,6 +210,7 @@ export class WorkerAgent {
       }));
       try {
         await this.relay.prepare(sources);
+        for (let r = 0; r < info.dpSize; r++) taken.add(kvEvents + r);
         return { http, kvEvents, kvReplay, bootstrap };
       } catch (err) {
         if (attempt >= 10) throw err;

@@ -16,10 +16,14 @@ function tryListen(port: number, host: string): Promise<number | null> {
   });
 }
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const port = await tryListen(0, host);
-  if (port === null) throw new Error(`no free TCP port on ${host}`);
-  return port;
+// A free port the OS picks, other than those in `taken` (it may hand a just-released port out again).
+export async function freePort(host = '127.0.0.1', taken: ReadonlySet<number> = new Set()): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = await tryListen(0, host);
+    if (port === null) break;
+    if (!taken.has(port)) return port;
+  }
+  throw new Error(`no free TCP port on ${host}`);
 }
 
 // `count` consecutive free ports (SGLang offsets its KV-event ports by dp rank), avoiding `taken`.
