@@ -7,7 +7,6 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 export interface Started {
   name: string;
@@ -118,16 +117,7 @@ export function logTail(s: Started, lines = 15): string {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // A free TCP port on 127.0.0.1 (the OS picks it; the bench hands it to a server right after).
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../src/worker/ports.js';
 
 // Polls `ready` until it returns true; fails early with the log tail when any of `procs` exits.
 export async function waitReady(what: string, procs: Started[], ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {

@@ -31,12 +31,9 @@ export async function startMockers(count: number, mockerArgs: string[], logDir: 
   // port taken at start-up).
   const picked = new Set<number>();
   const distinctPort = async (): Promise<number> => {
-    for (;;) {
-      const p = await freePort();
-      if (picked.has(p)) continue;
-      picked.add(p);
-      return p;
-    }
+    const p = await freePort('127.0.0.1', picked);
+    picked.add(p);
+    return p;
   };
   for (let i = 0; i < count; i++) {
     const [port, events, replay] = [await distinctPort(), await distinctPort(), await distinctPort()];
